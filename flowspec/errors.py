@@ -1,0 +1,169 @@
+"""Diagnostics: one exception root with spans and error codes.
+
+Every problem a user can cause is reported as a :class:`Diagnostic` that points at the
+source (``file:line:col``), shows the line with a caret, and says what to do. All
+diagnostics of a file are gathered and raised together as one :class:`FlowSpecError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel
+
+Severity = Literal["error", "warning"]
+
+# Source texts by file name, so a diagnostic can show its line long after parsing.
+_SOURCES: dict[str, str] = {}
+
+
+def remember_source(file: str, text: str) -> None:
+    _SOURCES[file] = text
+
+
+class Span(BaseModel):
+    """A region of a .flow file; lines and columns are 1-based, end is exclusive."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def short(self) -> str:
+        return f"{self.line}:{self.column}"
+
+
+@dataclass
+class Diagnostic:
+    code: str
+    message: str
+    span: Span | None
+    severity: Severity = "error"
+    notes: list[str] = field(default_factory=list)
+    help: str | None = None
+
+    def render(self) -> str:
+        where = f"{self.span.file}:{self.span.line}:{self.span.column}: " if self.span else ""
+        out = [f"{where}{self.severity}[{self.code}]: {self.message}"]
+        if self.span is not None:
+            lines = _SOURCES.get(self.span.file, "").splitlines()
+            if 0 < self.span.line <= len(lines):
+                src = lines[self.span.line - 1]
+                num = str(self.span.line)
+                pad = " " * len(num)
+                if self.span.end_line == self.span.line:
+                    width = max(1, self.span.end_column - self.span.column)
+                else:
+                    width = max(1, len(src) - self.span.column + 1)
+                out.append(f" {pad} |")
+                out.append(f" {num} | {src}")
+                out.append(f" {pad} | {' ' * (self.span.column - 1)}{'^' * width}")
+        out.extend(f"   note: {n}" for n in self.notes)
+        if self.help:
+            out.append(f"   help: {self.help}")
+        return "\n".join(out)
+
+    def to_json(self) -> dict:
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "file": self.span.file if self.span else None,
+            "line": self.span.line if self.span else None,
+            "column": self.span.column if self.span else None,
+            "end_line": self.span.end_line if self.span else None,
+            "end_column": self.span.end_column if self.span else None,
+            "notes": self.notes,
+            "help": self.help,
+        }
+
+
+class FlowSpecError(Exception):
+    """Raised for an invalid spec; carries every diagnostic found in the file.
+
+    ``path``, ``line`` and ``column`` are those of the first error; ``str()`` is the
+    full compiler message, ready to print.
+    """
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        first = diagnostics[0]
+        self.code = first.code
+        self.path = first.span.file if first.span else None
+        self.line = first.span.line if first.span else None
+        self.column = first.span.column if first.span else None
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        errors = [d for d in self.diagnostics if d.severity == "error"]
+        body = "\n\n".join(d.render() for d in self.diagnostics)
+        n = len(errors)
+        return f"{body}\n\n{n} error{'s' if n != 1 else ''} found" if n > 1 else body
+
+    def to_json(self) -> str:
+        return json.dumps([d.to_json() for d in self.diagnostics], indent=2)
+
+
+class FlowSyntaxError(FlowSpecError):
+    """The text is not a .flow program (E0xx)."""
+
+
+class FlowNameError(FlowSpecError):
+    """Unknown or duplicate names, bad overrides, imports (E1xx)."""
+
+
+class FlowShapeError(FlowSpecError):
+    """Shapes, invertibility, conditions, latents, insert rules (E2xx-E5xx)."""
+
+
+def error_class(code: str) -> type[FlowSpecError]:
+    if code.startswith("E0"):
+        return FlowSyntaxError
+    if code.startswith("E1"):
+        return FlowNameError
+    return FlowShapeError
+
+
+def raise_if_errors(diags: list[Diagnostic]) -> None:
+    errors = [d for d in diags if d.severity == "error"]
+    if errors:
+        # warnings ride along so the user sees everything at once
+        ordered = errors + [d for d in diags if d.severity == "warning"]
+        raise error_class(errors[0].code)(ordered)
+
+
+class Collector:
+    """Accumulates diagnostics so that all errors of a file are reported at once."""
+
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+
+    def error(self, code: str, message: str, span: Span | None, *, notes: list[str] | None = None,
+              help: str | None = None) -> Diagnostic:
+        d = Diagnostic(code, message, span, "error", list(notes or []), help)
+        self.items.append(d)
+        return d
+
+    def warning(self, code: str, message: str, span: Span | None, *,
+                notes: list[str] | None = None, help: str | None = None) -> Diagnostic:
+        d = Diagnostic(code, message, span, "warning", list(notes or []), help)
+        self.items.append(d)
+        return d
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == "error" for d in self.items)
+
+
+class Abort(Exception):
+    """Internal: stop resolving a construct after its error was recorded."""
+
+
+def did_you_mean(name: str, options) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f"did you mean `{match[0]}`?" if match else None

@@ -1,0 +1,175 @@
+"""Evaluation of .flow expressions: ints, floats, bools, strings and words.
+
+A bare name is a variable when one is in scope and otherwise a *word* (``on=lr``,
+``mask=checkerboard``) -- but only where a word may stand (layer arguments); in
+arithmetic, conditions and ranges an unknown name is an error with a did-you-mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import ast
+from .errors import Abort, Collector, Span, did_you_mean
+
+Value = int | float | bool | str
+
+
+class Word(str):
+    """A bare name used as a value (``affine``, ``lr``); remembers near-miss variables."""
+
+    hint: str | None = None
+
+
+@dataclass
+class EncoderCall:
+    name: str
+    args: dict[str, Any]
+    arg_spans: dict[str, Span]
+    span: Span
+
+
+@dataclass
+class Scope:
+    """Variables visible at a point: locals (params, loop variables, lets) over globals."""
+
+    local: dict[str, Any]
+    lookup_global: Callable[[str | None, str], Any]  # raises KeyError
+    global_names: Callable[[str | None], list[str]] = field(default=lambda ns: [])
+
+    def child(self, **extra: Any) -> Scope:
+        return Scope({**self.local, **extra}, self.lookup_global, self.global_names)
+
+    def names(self) -> list[str]:
+        return list(self.local) + self.global_names(None)
+
+
+def type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, Word):
+        return f"word `{v}`"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, EncoderCall):
+        return "encoder call"
+    return type(v).__name__
+
+
+def format_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, Word):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(v)
+
+
+_ARITH = {"+", "-", "*", "//", "%"}
+_COMPARE = {"==", "!=", "<", "<=", ">", ">="}
+
+
+def evaluate(e: ast.Expr, scope: Scope, diags: Collector, *, words: bool = False) -> Any:
+    """Value of ``e``; records a diagnostic and raises :class:`Abort` on error."""
+    if isinstance(e, ast.Lit):
+        return e.value
+    if isinstance(e, ast.Var):
+        if e.ns is None and e.name in scope.local:
+            return scope.local[e.name]
+        try:
+            return scope.lookup_global(e.ns, e.name)
+        except KeyError:
+            pass
+        if e.ns is None and words:
+            w = Word(e.name)
+            hint = did_you_mean(e.name, scope.names())
+            w.hint = hint
+            return w
+        where = f"`{e.ns}.{e.name}`" if e.ns else f"`{e.name}`"
+        options = scope.global_names(e.ns) if e.ns else scope.names()
+        diags.error("E101", f"unknown name {where}", e.span, help=did_you_mean(e.name, options))
+        raise Abort
+    if isinstance(e, ast.CallExpr):
+        args, spans = {}, {}
+        for kw in e.args:
+            args[kw.name] = evaluate(kw.value, scope, diags, words=True)
+            spans[kw.name] = kw.value.span
+        name = f"{e.ns}.{e.name}" if e.ns else e.name
+        return EncoderCall(name, args, spans, e.span)
+    if isinstance(e, ast.UnOp):
+        v = evaluate(e.operand, scope, diags)
+        if e.op == "-":
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return -v
+            diags.error("E121", f"cannot negate a {type_name(v)}", e.span)
+            raise Abort
+        if isinstance(v, bool):
+            return not v
+        diags.error("E121", f"`not` needs true or false, got a {type_name(v)}", e.span)
+        raise Abort
+    if isinstance(e, ast.BinOp):
+        a = evaluate(e.left, scope, diags)
+        b = evaluate(e.right, scope, diags)
+        return _binop(e, a, b, diags)
+    raise TypeError(f"not an expression: {e!r}")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _binop(e: ast.BinOp, a: Any, b: Any, diags: Collector) -> Any:
+    op = e.op
+    if op in ("and", "or"):
+        if isinstance(a, bool) and isinstance(b, bool):
+            return (a and b) if op == "and" else (a or b)
+        diags.error("E121", f"`{op}` needs true or false on both sides, got {type_name(a)} and "
+                    f"{type_name(b)}", e.span)
+        raise Abort
+    if op in _COMPARE:
+        if op in ("==", "!=") or (_is_num(a) and _is_num(b)):
+            if op in ("==", "!="):
+                same = (a == b) and (isinstance(a, bool) == isinstance(b, bool))
+                return same if op == "==" else not same
+            return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+        diags.error("E121", f"cannot compare {type_name(a)} and {type_name(b)} with `{op}`",
+                    e.span)
+        raise Abort
+    if op in _ARITH:
+        if op == "+" and isinstance(a, str) and isinstance(b, str) and not (
+                isinstance(a, Word) or isinstance(b, Word)):
+            return a + b
+        if not (_is_num(a) and _is_num(b)):
+            diags.error("E121", f"cannot apply `{op}` to {type_name(a)} and {type_name(b)}",
+                        e.span, help="arithmetic works on numbers" if not (
+                            isinstance(a, Word) or isinstance(b, Word)) else
+                        "a bare name that is not a variable is a word; check its spelling")
+            raise Abort
+        if op in ("//", "%"):
+            if not (isinstance(a, int) and isinstance(b, int)):
+                diags.error("E121", f"`{op}` works on integers", e.span)
+                raise Abort
+            if b == 0:
+                diags.error("E140", "division by zero", e.right.span)
+                raise Abort
+            return a // b if op == "//" else a % b
+        return {"+": a + b, "-": a - b, "*": a * b}[op]
+    raise TypeError(op)
+
+
+def expect_int(e: ast.Expr, scope: Scope, diags: Collector, what: str, *,
+               minimum: int | None = None) -> int:
+    v = evaluate(e, scope, diags)
+    if not isinstance(v, int) or isinstance(v, bool):
+        diags.error("E121", f"{what} must be an integer, got {type_name(v)}", e.span)
+        raise Abort
+    if minimum is not None and v < minimum:
+        diags.error("E122", f"{what} must be at least {minimum}, got {v}", e.span)
+        raise Abort
+    return v

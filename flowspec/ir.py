@@ -1,0 +1,112 @@
+"""The resolved FlowSpec IR: plain, JSON-serialisable data.
+
+Everything after ``resolve`` sees only these models. Every node keeps the span of the
+source that produced it and, where it came out of a block or an insert rule, the trace
+of instantiations, so that any later error can point back at the `.flow` text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import Span
+
+IR_VERSION = "0.1"
+Value = int | float | bool | str | None
+ShapeT = tuple[int, int, int]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Origin(_Model):
+    """One step of the instantiation trace: "in block `x`, instantiated at 20:3"."""
+
+    text: str
+    span: Span
+
+
+class LayerIR(_Model):
+    path: str = Field(description="stable name, e.g. level2.step07.coupling")
+    kind: str = Field(description="registry key, e.g. coupling.affine")
+    args: dict[str, Value] = Field(description="every argument, defaults filled in")
+    span: Span
+    arg_spans: dict[str, Span] = Field(default_factory=dict)
+    trace: list[Origin] = Field(default_factory=list)
+    level: int | None = None
+    step: int | None = None
+    inserted: bool = False
+    in_shape: ShapeT | None = None
+    out_shape: ShapeT | None = None
+
+
+class EncoderIR(_Model):
+    kind: str
+    args: dict[str, Value]
+
+
+class ConditionIR(_Model):
+    name: str
+    type: Literal["image", "labels"]
+    shape: ShapeT = Field(description="CxHxW; for labels C is the number of classes")
+    encoder: EncoderIR
+    span: Span
+
+
+class PriorIR(_Model):
+    kind: Literal["gaussian"] = "gaussian"
+    learned: bool = False
+    on: str | None = None
+    span: Span | None = None
+
+
+class LatentIR(_Model):
+    name: str = Field(description="z1 ... zL, in the order the flow emits them")
+    shape: ShapeT
+    source: str = Field(description="path of the split that emits it, or 'prior'")
+
+
+class Setting(_Model):
+    """One line of `train { }`: `optimizer adamax lr=8e-4`."""
+
+    value: Value = None
+    options: dict[str, Value] = Field(default_factory=dict)
+    span: Span
+
+
+class FlowSpec(_Model):
+    ir_version: str = IR_VERSION
+    name: str
+    file: str
+    params: dict[str, Value]
+    input: ShapeT
+    input_span: Span | None = None
+    prior: PriorIR
+    conditions: list[ConditionIR] = Field(default_factory=list)
+    layers: list[LayerIR]
+    latents: list[LatentIR] = Field(default_factory=list)
+    expect_latent: ShapeT | None = None
+    expect_span: Span | None = None
+    train: dict[str, Setting] = Field(default_factory=dict)
+    span: Span | None = None
+
+    def condition(self, name: str) -> ConditionIR:
+        return next(c for c in self.conditions if c.name == name)
+
+    def layer(self, path: str) -> LayerIR:
+        return next(layer for layer in self.layers if layer.path == path)
+
+    def digest(self) -> str:
+        """Hash of what determines the model's parameters (not spans or the recipe)."""
+        data = self.model_dump(mode="json", include={"input", "prior", "conditions", "layers"})
+        for layer in data["layers"]:
+            for key in ("span", "arg_spans", "trace"):
+                layer.pop(key, None)
+        for cond in data["conditions"]:
+            cond.pop("span", None)
+        data["prior"].pop("span", None)
+        return hashlib.sha256(repr(data).encode()).hexdigest()[:16]

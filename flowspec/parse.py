@@ -1,0 +1,371 @@
+"""Parse .flow text into the syntax tree of :mod:`flowspec.ast`.
+
+One cached LALR parser over ``grammar/flow.lark``; positions are kept on every node and
+comments are collected through a lexer callback so that ``fmt`` can put them back.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .errors import Diagnostic, FlowSyntaxError, Span, remember_source
+
+
+@lru_cache(maxsize=1)
+def _grammar_text() -> str:
+    return (Path(__file__).parent / "grammar" / "flow.lark").read_text()
+
+
+_COMMENTS: list[Token] = []
+
+
+@lru_cache(maxsize=1)
+def parser() -> Lark:
+    return Lark(
+        _grammar_text(),
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        lexer_callbacks={"COMMENT": _COMMENTS.append},
+    )
+
+
+def _span(file: str, meta) -> Span:
+    return Span(file=file, line=meta.line, column=meta.column,
+                end_line=meta.end_line, end_column=meta.end_column)
+
+
+def _num(text: str) -> int | float:
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _unescape(tok: str) -> str:
+    return bytes(tok[1:-1], "utf-8").decode("unicode_escape")
+
+
+class _ToAst(Transformer):
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def sp(self, meta) -> Span:
+        return _span(self.file, meta)
+
+    def tsp(self, tok: Token) -> Span:
+        return Span(file=self.file, line=tok.line, column=tok.column,
+                    end_line=tok.end_line, end_column=tok.end_column)
+
+    # ---- expressions
+    @v_args(meta=True)
+    def int_lit(self, meta, c):
+        return ast.Lit(self.sp(meta), int(c[0]), str(c[0]))
+
+    @v_args(meta=True)
+    def float_lit(self, meta, c):
+        return ast.Lit(self.sp(meta), float(c[0]), str(c[0]))
+
+    @v_args(meta=True)
+    def string_lit(self, meta, c):
+        return ast.Lit(self.sp(meta), _unescape(str(c[0])), str(c[0]))
+
+    @v_args(meta=True)
+    def true_lit(self, meta, c):
+        return ast.Lit(self.sp(meta), True, "true")
+
+    @v_args(meta=True)
+    def false_lit(self, meta, c):
+        return ast.Lit(self.sp(meta), False, "false")
+
+    @v_args(meta=True)
+    def ref(self, meta, c):
+        return (None, str(c[0])) if len(c) == 1 else (str(c[0]), str(c[1]))
+
+    @v_args(meta=True)
+    def var(self, meta, c):
+        if isinstance(c[0], Token):  # a bare NAME as a shape dim
+            return ast.Var(self.tsp(c[0]), str(c[0]))
+        ns, name = c[0]
+        return ast.Var(self.sp(meta), name, ns)
+
+    @v_args(meta=True)
+    def call_expr(self, meta, c):
+        ns, name = c[0]
+        return ast.CallExpr(self.sp(meta), name, ns, c[1])
+
+    @v_args(meta=True)
+    def args(self, meta, c):
+        return list(c)
+
+    @v_args(meta=True)
+    def kwarg(self, meta, c):
+        return ast.KwArg(self.sp(meta), str(c[0]), c[1], self.tsp(c[0]))
+
+    def _chain(self, meta, c):
+        node = c[0]
+        i = 1
+        while i < len(c):
+            if isinstance(c[i], Token) and c[i].type in ("COMP_OP", "ADD_OP", "MUL_OP"):
+                op, rhs = str(c[i]), c[i + 1]
+                i += 2
+            else:  # "and"/"or" are anonymous and filtered out
+                op, rhs = self._logic_op, c[i]
+                i += 1
+            node = ast.BinOp(self.sp(meta), op, node, rhs)
+        return node
+
+    @v_args(meta=True)
+    def or_expr(self, meta, c):
+        self._logic_op = "or"
+        return self._chain(meta, c)
+
+    @v_args(meta=True)
+    def and_expr(self, meta, c):
+        self._logic_op = "and"
+        return self._chain(meta, c)
+
+    comparison = sum = product = v_args(meta=True)(lambda self, meta, c: self._chain(meta, c))
+
+    @v_args(meta=True)
+    def not_op(self, meta, c):
+        return ast.UnOp(self.sp(meta), "not", c[0])
+
+    @v_args(meta=True)
+    def neg(self, meta, c):
+        return ast.UnOp(self.sp(meta), "-", c[0])
+
+    # ---- statements
+    @v_args(meta=True)
+    def word(self, meta, c):
+        tok = c[0]
+        sp = self.tsp(tok)
+        if tok.type == "NAME":
+            return ast.Var(sp, str(tok))
+        if tok.type == "STRING":
+            return ast.Lit(sp, _unescape(str(tok)), str(tok))
+        return ast.Lit(sp, _num(str(tok)), str(tok))
+
+    @v_args(meta=True)
+    def layer(self, meta, c):
+        name = c[0]
+        words = [x for x in c[1:] if not isinstance(x, ast.KwArg)]
+        kwargs = [x for x in c[1:] if isinstance(x, ast.KwArg)]
+        return ast.Layer(self.sp(meta), str(name), words, kwargs, self.tsp(name))
+
+    @v_args(meta=True)
+    def call(self, meta, c):
+        ns, name = c[0]
+        return ast.Call(self.sp(meta), name, ns, c[1])
+
+    @v_args(meta=True)
+    def body(self, meta, c):
+        return ast.Body(self.sp(meta), list(c))
+
+    @v_args(meta=True)
+    def range(self, meta, c):
+        return (c[0], c[1])
+
+    @v_args(meta=True)
+    def for_stmt(self, meta, c):
+        lo, hi = c[1]
+        return ast.For(self.sp(meta), str(c[0]), lo, hi, c[2])
+
+    @v_args(meta=True)
+    def if_stmt(self, meta, c):
+        return ast.If(self.sp(meta), c[0], c[1], c[2] if len(c) > 2 else None)
+
+    @v_args(meta=True)
+    def repeat(self, meta, c):
+        return c[0]
+
+    @v_args(meta=True)
+    def group(self, meta, c):
+        if len(c) == 3:
+            return ast.Group(self.sp(meta), str(c[0]), c[1], c[2])
+        return ast.Group(self.sp(meta), str(c[0]), None, c[1])
+
+    @v_args(meta=True)
+    def shape(self, meta, c):
+        if len(c) == 1 and isinstance(c[0], Token) and c[0].type == "SHAPE":
+            sp = self.tsp(c[0])
+            return ast.Shape(sp, [ast.Lit(sp, int(d), d) for d in str(c[0]).split("x")])
+        dims = []
+        for d in c:
+            if isinstance(d, Token):
+                dims.append(ast.Lit(self.tsp(d), int(d), str(d)))
+            else:
+                dims.append(d)
+        return ast.Shape(self.sp(meta), dims)
+
+    @v_args(meta=True)
+    def input_stmt(self, meta, c):
+        return ast.Input(self.sp(meta), c[0])
+
+    @v_args(meta=True)
+    def prior_stmt(self, meta, c):
+        words = [x for x in c[1:] if not isinstance(x, ast.KwArg)]
+        kwargs = [x for x in c[1:] if isinstance(x, ast.KwArg)]
+        return ast.Prior(self.sp(meta), str(c[0]), words, kwargs)
+
+    @v_args(meta=True)
+    def condition_stmt(self, meta, c):
+        return ast.Condition(self.sp(meta), str(c[0]), str(c[1]), c[2], list(c[3:]),
+                             self.tsp(c[1]))
+
+    @v_args(meta=True)
+    def expect_stmt(self, meta, c):
+        return ast.Expect(self.sp(meta), c[0])
+
+    @v_args(meta=True)
+    def train_stmt(self, meta, c):
+        return ast.Train(self.sp(meta), list(c))
+
+    @v_args(meta=True)
+    def kind_ref(self, meta, c):
+        return (str(c[0]), str(c[1]) if len(c) > 1 else None, self.sp(meta))
+
+    @v_args(meta=True)
+    def in_levels(self, meta, c):
+        return c[0]
+
+    @v_args(meta=True)
+    def insert_stmt(self, meta, c):
+        kind, variant, ksp = c[2]
+        levels = c[3] if len(c) > 3 else None
+        return ast.Insert(self.sp(meta), c[0], str(c[1]), kind, variant, levels, ksp)
+
+    @v_args(meta=True)
+    def let_stmt(self, meta, c):
+        return ast.Let(self.sp(meta), str(c[0]), c[1])
+
+    # ---- top level
+    @v_args(meta=True)
+    def param(self, meta, c):
+        return ast.Param(self.sp(meta), str(c[0]), c[1] if len(c) > 1 else None)
+
+    @v_args(meta=True)
+    def params(self, meta, c):
+        return list(c)
+
+    @v_args(meta=True)
+    def import_stmt(self, meta, c):
+        return ast.Import(self.sp(meta), _unescape(str(c[0])), str(c[1]), self.tsp(c[0]))
+
+    @v_args(meta=True)
+    def extends(self, meta, c):
+        ns, name = c[0]
+        return ast.Call(self.sp(meta), name, ns, c[1] if len(c) > 1 else [])
+
+    @v_args(meta=True)
+    def block_def(self, meta, c):
+        params = c[1] if len(c) == 3 else []
+        return ast.BlockDef(self.sp(meta), str(c[0]), params, c[-1])
+
+    @v_args(meta=True)
+    def flow_def(self, meta, c):
+        params = next((x for x in c[1:-1] if isinstance(x, list)), [])
+        ext = next((x for x in c[1:-1] if isinstance(x, ast.Call)), None)
+        return ast.FlowDef(self.sp(meta), str(c[0]), params, ext, c[-1])
+
+    def header(self, c):
+        return ("header", str(c[0]))
+
+    def start(self, c):
+        version = None
+        items = []
+        for x in c:
+            if isinstance(x, tuple) and x[0] == "header":
+                version = x[1]
+            else:
+                items.append(x)
+        return version, items
+
+
+# ---- syntax errors ------------------------------------------------------------------------
+_TOKEN_WORDS = {
+    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
+    "SHAPE": "a shape like 1x32x32", "LBRACE": "`{`", "RBRACE": "`}`", "LPAR": "`(`",
+    "RPAR": "`)`", "EQUAL": "`=`", "COMMA": "`,`", "_NL": "a new line", "SEMICOLON": "`;`",
+    "COLON": "`:`", "DOT": "`.`", "VERSION": "a version number", "X": "`x`",
+    "$END": "the end of the file", "BEFORE": "`before`", "AFTER": "`after`",
+}
+
+# Hand-written messages for common mistakes: (code, message, help, examples). Each example
+# fails at the same parser state as the mistake it stands for (lark's match_examples).
+COMMON_MISTAKES: list[tuple[str, str, str, list[str]]] = [
+    ("E002", "a block is not closed before the end of the file",
+     "add the missing `}`", ["flow f { input 1x8x8", "flow f { level { squeeze }"]),
+    ("E003", "arguments are written `name=value`, not `name: value`",
+     "write for example `hidden=96`", ["flow f { coupling affine hidden: 96 }"]),
+    ("E004", "`x` needs a count after it",
+     "write `step x 4 { ... }` (the count may be a parameter: `step x K`)",
+     ["flow f { step x { actnorm } }"]),
+    ("E005", "a repeat count is written `x N`",
+     "write `level x 2 { ... }` or `step x K { ... }`", ["flow f { level 2 { squeeze } }"]),
+    ("E006", "a shape is written CxHxW",
+     "write for example `input 1x32x32` (or `input C x H x W` with spaces)",
+     ["flow f { input 1,32,32 }", "flow f { input 32 }"]),
+    ("E007", "an `insert` needs a place: `before KIND` or `after KIND`",
+     "write for example `insert attention imap after coupling`",
+     ["flow f { insert attention imap }"]),
+]
+
+
+def _expected_words(expected: set[str]) -> str:
+    words = sorted({_TOKEN_WORDS.get(t, f"`{t.lower()}`") for t in expected})
+    if len(words) > 8:
+        words = words[:8] + ["..."]
+    return ", ".join(words)
+
+
+def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic:
+    line, col = max(1, err.line), max(1, err.column)
+    width = 1
+    if isinstance(err, UnexpectedToken) and err.token.type != "$END":
+        width = max(1, len(str(err.token)))
+        if err.token.type == "_NL":
+            width = 1
+    span = Span(file=file, line=line, column=col, end_line=line, end_column=col + width)
+    for code, message, help_, examples in COMMON_MISTAKES:
+        try:
+            if err.match_examples(parser().parse, {code: examples}, use_accepts=True) == code:
+                return Diagnostic(code, message, span, help=help_)
+        except Exception:  # match_examples itself must never break error reporting
+            continue
+    if isinstance(err, UnexpectedCharacters):
+        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else "?"
+        return Diagnostic("E001", f"unexpected character `{ch}`", span,
+                          help=f"expected {_expected_words(set(err.allowed or ()))}"
+                          if err.allowed else None)
+    if isinstance(err, UnexpectedEOF) or (
+            isinstance(err, UnexpectedToken) and err.token.type == "$END"):
+        return Diagnostic("E002", "unexpected end of file", span,
+                          help=f"expected {_expected_words(set(err.expected))}")
+    tok = err.token
+    shown = "a new line" if tok.type == "_NL" else f"`{tok}`"
+    return Diagnostic("E001", f"unexpected {shown}", span,
+                      help=f"expected {_expected_words(set(err.expected))}")
+
+
+def parse(text: str, file: str = "<string>") -> ast.Module:
+    """Parse one .flow file; raises :class:`FlowSyntaxError` (with every syntax error)."""
+    remember_source(file, text)
+    _COMMENTS.clear()
+    diags: list[Diagnostic] = []
+
+    def on_error(e: UnexpectedInput) -> bool:
+        diags.append(_syntax_diagnostic(e, file, text))
+        return False  # the first syntax error stops the parse: later ones would be noise
+
+    try:
+        tree = parser().parse(text)
+    except UnexpectedInput as e:
+        on_error(e)
+        raise FlowSyntaxError(diags) from None
+    comments = [ast.Comment(t.line, t.column, str(t)) for t in _COMMENTS]
+    version, items = _ToAst(file).transform(tree)
+    return ast.Module(file=file, version=version, items=items, comments=comments)
