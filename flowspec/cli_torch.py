@@ -1,0 +1,57 @@
+"""CLI commands that need torch (compile, train, eval, sample) and graphviz (render).
+
+Only argument parsers are defined at import time; torch is imported inside the handlers,
+so `flowspec check` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .cli import _overrides, _spec_args
+
+
+def cmd_compile(a: argparse.Namespace) -> int:
+    from .build import compile as build
+
+    model = build(a.spec, device=a.device, seed=a.seed, flow=a.flow, overrides=_overrides(a.set))
+    print(model.summary())
+    return 0
+
+
+def _reg_compile(sub: Any) -> None:
+    p = sub.add_parser("compile", help="build the torch model and print its module summary")
+    _spec_args(p)
+    p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_compile)
+
+
+def cmd_render(a: argparse.Namespace) -> int:
+    from .diagram import render
+
+    out = render(a.spec, a.output, flow=a.flow, overrides=_overrides(a.set), detail=a.detail,
+                 rankdir=a.rankdir)
+    print(out)
+    return 0
+
+
+def _reg_render(sub: Any) -> None:
+    p = sub.add_parser("render", help="draw the architecture (svg, png, pdf or dot)")
+    _spec_args(p)
+    p.add_argument("-o", "--output", required=True, help="FILE.svg|png|pdf|dot")
+    p.add_argument("--detail", choices=("level", "step", "layer"), default="step")
+    p.add_argument("--rankdir", choices=("TB", "LR"), default="TB",
+                   help="top-to-bottom (default) or left-to-right")
+    p.set_defaults(func=cmd_render)
+
+
+def register(commands: dict[str, Any]) -> None:
+    commands["compile"] = (_reg_compile, cmd_compile)
+    commands["render"] = (_reg_render, cmd_render)
+    try:
+        from runtime import cli as runtime_cli
+    except ImportError:
+        return
+    runtime_cli.register(commands)
