@@ -1,0 +1,103 @@
+"""Shared base class and helpers of flowspec's torch layers.
+
+Every layer kind is one :class:`FlowLayer` subclass, constructed as
+``Cls(shape, args, cond_channels)`` where ``shape`` is the ``(C, H, W)`` of one input
+sample, ``args`` holds *all* of the kind's arguments (defaults filled in by the caller)
+and ``cond_channels`` is the channel count of the conditioning feature map, or ``None``
+for an unconditional layer. A regular layer implements
+
+* ``forward(x, cond=None) -> (y, logdet)`` and
+* ``inverse(y, cond=None) -> (x, logdet)``,
+
+where ``logdet`` has shape ``(B,)``, is in nats, and is the log-absolute-determinant of
+the Jacobian of the map actually applied (so ``inverse`` returns minus the forward
+log-determinant at the recovered point). ``out_shape`` is the ``(C, H, W)`` of the output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+Shape = tuple[int, int, int]
+
+#: Floor added to every bounded scale, ``scale = sigmoid(.) + SCALE_EPS``: the scale is then
+#: strictly positive even when the sigmoid underflows, so every such layer stays invertible
+#: and its log-determinant finite for any parameter value.
+SCALE_EPS = 1e-4
+
+
+class FlowLayer(nn.Module):
+    """Base of every layer module: stores the shapes, the arguments and the condition width.
+
+    Args:
+        shape: ``(C, H, W)`` of one input sample.
+        args: all arguments of the layer kind, defaults already filled in.
+        cond_channels: channels of the conditioning map (``None`` when unconditional).
+    """
+
+    def __init__(
+        self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
+    ) -> None:
+        super().__init__()
+        if len(shape) != 3 or any(int(v) < 1 for v in shape):
+            raise ValueError(f"shape must be a positive (C, H, W) triple, got {shape!r}")
+        c, h, w = (int(v) for v in shape)
+        self.in_shape: Shape = (c, h, w)
+        self.out_shape: Shape = (c, h, w)
+        self.args: dict[str, Any] = dict(args)
+        self.cond_channels: int | None = None if cond_channels is None else int(cond_channels)
+
+    def extra_repr(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
+        return f"in={self.in_shape}, out={self.out_shape}" + (f", {shown}" if shown else "")
+
+    def _cond(self, cond: Tensor | None, x: Tensor) -> Tensor | None:
+        """Validate the condition: required for conditional layers, ignored otherwise."""
+        if self.cond_channels is None:
+            return None
+        if cond is None:
+            raise ValueError(f"{type(self).__name__} is conditional but got cond=None")
+        expected = (x.shape[0], self.cond_channels, x.shape[2], x.shape[3])
+        if tuple(cond.shape) != expected:
+            raise ValueError(
+                f"{type(self).__name__} expects cond of shape {expected}, got {tuple(cond.shape)}"
+            )
+        return cond
+
+
+def cat_cond(x: Tensor, cond: Tensor | None) -> Tensor:
+    """Concatenate the condition to a network input along channels (no-op without one)."""
+    return x if cond is None else torch.cat([x, cond.to(x.dtype)], dim=1)
+
+
+def sum_except_batch(t: Tensor) -> Tensor:
+    """Sum a ``(B, ...)`` tensor to shape ``(B,)``."""
+    return t.reshape(t.shape[0], -1).sum(dim=1)
+
+
+def batch_logdet(value: Tensor, x: Tensor) -> Tensor:
+    """Broadcast a sample-independent log-determinant (a scalar) to shape ``(B,)``."""
+    return value.to(x.dtype).expand(x.shape[0]).clone()
+
+
+def bounded_scale(raw: Tensor) -> tuple[Tensor, Tensor]:
+    """Return ``(scale, log scale)`` with ``scale = sigmoid(raw + 2) + SCALE_EPS``.
+
+    The scale lies in ``(SCALE_EPS, 1 + SCALE_EPS)``: bounded above (training cannot blow
+    activations up) and strictly positive (the map is invertible for any ``raw``). The shift
+    by 2 makes a zero-initialised network start close to the identity (scale ~ 0.88).
+    """
+    scale = torch.sigmoid(raw + 2.0) + SCALE_EPS
+    return scale, torch.log(scale)
+
+
+def checkerboard_3d(shape: Shape, complement: bool = False) -> Tensor:
+    """The 3-D checkerboard ``M[c, h, w] = (c + h + w) % 2`` as a bool tensor (or ``1 - M``)."""
+    c, h, w = shape
+    idx = torch.arange(c).view(c, 1, 1) + torch.arange(h).view(1, h, 1)
+    idx = idx + torch.arange(w).view(1, 1, w)
+    mask = (idx % 2) == 1
+    return ~mask if complement else mask

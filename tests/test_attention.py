@@ -1,0 +1,247 @@
+"""iMap / iSDP specifics: the exact mask-aware log-dets (and where the paper's differ),
+column patterns, argument validation, and invertibility for extreme parameter values."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from flowspec.layers import MODULES
+from flowspec.layers.attention import DIAG_FLOOR, ISDP, IMap
+
+try:
+    from numerics import jacobian_logdet, max_abs_diff, perturb_, single_thread
+except ImportError:  # tests/ imported as a package
+    from tests.numerics import jacobian_logdet, max_abs_diff, perturb_, single_thread
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    with single_thread():
+        yield
+
+
+F64 = torch.float64
+
+
+def _imap(shape: tuple[int, int, int], mask: str = "checkerboard") -> IMap:
+    torch.manual_seed(0)
+    layer = MODULES["attention.imap"](shape, {"act": "sigmoid", "mask": mask}, None).to(F64)
+    perturb_(layer, 0.5, torch.Generator().manual_seed(1))
+    return layer
+
+
+def _isdp(shape: tuple[int, int, int], **args: Any) -> ISDP:
+    torch.manual_seed(0)
+    full = {"heads": 1, "patches": 4, "mask": "checkerboard", **args}
+    return MODULES["attention.isdp"](shape, full, None).to(F64)
+
+
+def _x(shape: tuple[int, int, int], batch: int = 2, seed: int = 2) -> torch.Tensor:
+    return torch.randn(batch, *shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+# ---------------------------------------------------------------------------- iMap
+
+
+@pytest.mark.parametrize("mask", ["checkerboard", "complement"])
+def test_imap_free_count_per_position(mask: str) -> None:
+    """n_p is C/2 for even C, and alternates between ceil and floor of C/2 for odd C."""
+    even, odd = _imap((4, 3, 3), mask), _imap((3, 3, 3), mask)
+    assert torch.all(even.n_free == 2)
+    assert set(odd.n_free.flatten().tolist()) == {1.0, 2.0}
+    # masked + free entries account for every entry
+    assert int(odd.mask.sum()) + int(odd.n_free.sum()) == 3 * 3 * 3
+
+
+def test_imap_paper_logdet_is_wrong_for_odd_channels() -> None:
+    """The paper's C//2 per position disagrees with the Jacobian; n_p agrees."""
+    layer, x = _imap((3, 4, 4)), _x((3, 4, 4))
+    _, logdet = layer(x)
+    truth, _ = jacobian_logdet(lambda v: layer(v)[0], x)
+    assert max_abs_diff(logdet, truth) < 1e-10
+    zero = torch.zeros((), dtype=F64)
+    _, log_a = layer._weights(torch.where(layer.mask, x, zero))
+    _, masked = layer._masked_scale(x)
+    paper = masked + (3 // 2) * log_a.flatten(1).sum(1)
+    assert max_abs_diff(paper, truth) > 1e-3
+
+
+def test_imap_works_for_one_channel() -> None:
+    layer, x = _imap((1, 4, 5)), _x((1, 4, 5))
+    y, logdet = layer(x)
+    truth, _ = jacobian_logdet(lambda v: layer(v)[0], x)
+    assert max_abs_diff(logdet, truth) < 1e-10
+    assert max_abs_diff(layer.inverse(y)[0], x) < 1e-12
+
+
+# ---------------------------------------------------------------------------- iSDP
+
+
+@pytest.mark.parametrize(
+    ("shape", "args", "patterns_per_head"),
+    [
+        ((3, 4, 4), {}, 1),  # 2x2 patches: every patch has the same mask
+        ((3, 6, 6), {}, 2),  # 3x3 patches: masks alternate between patches
+        ((2, 6, 4), {"heads": 2}, 2),  # 3x2 patches
+        ((1, 6, 6), {"patches": 9}, 1),  # 2x2 patches
+        ((2, 3, 3), {"patches": 9}, 2),  # 1x1 patches, P = 2
+        ((2, 4, 4), {"patches": 1}, 1),
+    ],
+)
+def test_isdp_column_patterns(
+    shape: tuple[int, int, int], args: dict[str, Any], patterns_per_head: int
+) -> None:
+    layer = _isdp(shape, **args)
+    per_head = [sum(1 for b in layer.blocks if b[0] == h) for h in range(layer.heads)]
+    assert per_head == [patterns_per_head] * layer.heads
+    free_columns = int(layer.free[0].any(dim=0).sum())
+    assert sum(b[3] for b in layer.blocks) == free_columns
+
+
+def test_isdp_logdet_differs_from_full_block_formula_with_odd_patch_sides() -> None:
+    """Counting every free column with the full N x N determinant is wrong when the
+    patches' masks differ; the per-pattern sub-determinants match the Jacobian."""
+    layer, x = _isdp((3, 6, 6)), _x((3, 6, 6))
+    perturb_(layer, 0.5, torch.Generator().manual_seed(3))
+    _, logdet = layer(x)
+    truth, sign = jacobian_logdet(lambda v: layer(v)[0], x)
+    assert torch.all(sign > 0)
+    assert max_abs_diff(logdet, truth) < 1e-10
+    (a,) = layer.attention(x)
+    naive = (layer.features / 2) * torch.linalg.slogdet(a)[1]
+    assert max_abs_diff(naive, truth) > 1e-3
+
+
+def test_isdp_heads_split_columns_contiguously() -> None:
+    layer = _isdp((2, 4, 4), heads=3, patches=1)  # P = 32 -> 11, 11, 10
+    assert layer.group_bounds == [(0, 11), (11, 22), (22, 32)]
+    assert torch.allclose(layer.log_d, torch.tensor([11.0, 11.0, 10.0], dtype=F64).log() / 2)
+
+
+@pytest.mark.parametrize(
+    ("shape", "args"),
+    [
+        ((3, 4, 4), {"patches": 3}),  # not a perfect square
+        ((3, 4, 4), {"patches": 0}),
+        ((3, 5, 4), {"patches": 4}),  # 2 does not divide H = 5
+        ((3, 4, 6), {"patches": 9}),  # 3 does not divide H = 4
+        ((1, 2, 2), {"heads": 1, "patches": 4}),  # P = 1 < 2 heads
+        ((2, 4, 4), {"heads": 5, "patches": 4}),  # P = 8, heads must be <= 4
+        ((2, 4, 4), {"heads": 0}),
+        ((2, 4, 4), {"mask": "stripes"}),
+    ],
+)
+def test_isdp_rejects_invalid_arguments(shape: tuple[int, int, int], args: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        _isdp(shape, **args)
+
+
+def test_isdp_accepts_heads_equal_to_half_the_features() -> None:
+    layer, x = _isdp((2, 4, 4), heads=4), _x((2, 4, 4))  # P = 8
+    y, _ = layer(x)
+    assert max_abs_diff(layer.inverse(y)[0], x) < 1e-12
+
+
+def _set_extreme(layer: ISDP, which: str) -> None:
+    with torch.no_grad():
+        if which == "huge_theta":
+            layer.theta.fill_(1e4)
+        elif which == "negative_theta":
+            layer.theta.fill_(-1e4)
+        elif which == "tiny_d":
+            layer.log_d.fill_(-1e4)
+        elif which == "huge_d":
+            layer.log_d.fill_(1e4)
+        elif which == "huge_qk":
+            for conv in (layer.q, layer.k):
+                conv.weight.mul_(1e8)
+                conv.bias.mul_(1e8)
+        elif which == "overflow_qk":  # Q K^T overflows to +-inf (and nan) in any dtype
+            for conv in (layer.q, layer.k):
+                conv.weight.mul_(1e200)
+        elif which == "saturated":  # softmax becomes a 0/1 matrix, softplus(theta) = 0
+            layer.theta.fill_(-1e4)
+            layer.log_d.fill_(-1e4)
+            for conv in (layer.q, layer.k):
+                conv.weight.mul_(1e3)
+
+
+EXTREMES = [
+    "huge_theta",
+    "negative_theta",
+    "tiny_d",
+    "huge_d",
+    "huge_qk",
+    "overflow_qk",
+    "saturated",
+]
+
+
+@pytest.mark.parametrize("which", EXTREMES)
+@pytest.mark.parametrize("shape", [(3, 4, 4), (3, 6, 6)])
+def test_isdp_invertible_for_extreme_parameters(which: str, shape: tuple[int, int, int]) -> None:
+    layer, x = _isdp(shape, heads=2), _x(shape, batch=3)
+    _set_extreme(layer, which)
+    y, logdet = layer(x)
+    assert torch.isfinite(y).all() and torch.isfinite(logdet).all()
+    x_rec, inv_logdet = layer.inverse(y)
+    assert torch.isfinite(x_rec).all()
+    assert max_abs_diff(x_rec, x) < 1e-8
+    assert max_abs_diff(inv_logdet, -logdet) < 1e-8 * max(1.0, float(logdet.detach().abs().max()))
+    for a in layer.attention(x):  # diagonal dominance margin holds numerically
+        off = a.abs().sum(-1) - a.diagonal(dim1=-2, dim2=-1).abs()
+        assert torch.all(a.diagonal(dim1=-2, dim2=-1) - off >= DIAG_FLOOR - 1e-12)
+
+
+@pytest.mark.parametrize("which", ["negative_theta", "saturated", "huge_theta"])
+def test_isdp_logdet_exact_at_extreme_parameters(which: str) -> None:
+    layer, x = _isdp((3, 6, 6), heads=2), _x((3, 6, 6))
+    _set_extreme(layer, which)
+    _, logdet = layer(x)
+    truth, _ = jacobian_logdet(lambda v: layer(v)[0], x)
+    assert max_abs_diff(logdet, truth) < 1e-8 * max(1.0, float(truth.detach().abs().max()))
+
+
+def test_isdp_invertible_when_softmax_saturates_to_a_swap() -> None:
+    """The worst case for ``softmax + (1 + softplus(theta)) I``: the softmax is exactly a
+    permutation of 2-cycles and softplus(theta) underflows, so without the diagonal floor
+    each 2x2 block would be ``[[1, 1], [1, 1]]``, singular in floating point."""
+    layer = _isdp((1, 4, 4))  # 2x2 patches, masked entries at (0, 1) and (1, 0) of each
+    with torch.no_grad():
+        layer.q.weight.fill_(1.0)
+        layer.k.weight.fill_(-1.0)  # logits[n, m] = -<v_n, v_m> / d
+        layer.q.bias.zero_()
+        layer.k.bias.zero_()
+        layer.log_d.fill_(-1e4)
+        layer.theta.fill_(-1e4)
+    x = _x((1, 4, 4))
+    # masked vectors v = e, -e, f, -f for the patches 0..3: patch n attends only to n ^ 1
+    x[:, 0, 0, 1], x[:, 0, 1, 0] = 1.0, 0.0
+    x[:, 0, 0, 3], x[:, 0, 1, 2] = -1.0, 0.0
+    x[:, 0, 2, 1], x[:, 0, 3, 0] = 0.0, 1.0
+    x[:, 0, 2, 3], x[:, 0, 3, 2] = 0.0, -1.0
+    (a,) = layer.attention(x)
+    swap = torch.tensor([1, 0, 3, 2])
+    assert torch.equal(a[0] - a[0].diagonal().diag(), torch.eye(4, dtype=F64)[swap])
+    y, logdet = layer(x)
+    x_rec, _ = layer.inverse(y)
+    assert torch.isfinite(logdet).all()
+    assert max_abs_diff(x_rec, x) < 1e-10
+    truth, _ = jacobian_logdet(lambda v: layer(v)[0], x)
+    assert max_abs_diff(logdet, truth) < 1e-8
+
+
+def test_isdp_float32_extremes_round_trip() -> None:
+    layer, x = _isdp((3, 6, 6), heads=2).float(), _x((3, 6, 6)).float()
+    for which in ("saturated", "overflow_qk"):
+        _set_extreme(layer, which)
+        y, logdet = layer(x)
+        x_rec, _ = layer.inverse(y)
+        assert torch.isfinite(logdet).all()
+        # ||A^-1|| <= 1/DIAG_FLOOR bounds the error amplification
+        assert max_abs_diff(x_rec, x) < 1e-5 / DIAG_FLOOR * math.sqrt(layer.patches)
