@@ -50,8 +50,10 @@ def analyze(source: str | os.PathLike, flow: str | None = None,
     except OSError as e:
         diags.error("E131", f"cannot read `{file}`: {e.strerror}", None)
         return [], diags.items
+    if all_flows and flow is None and not env.flows:
+        return [], diags.items  # a library of blocks and lets: parsing and imports checked
     _unused_blocks(env, diags)
-    names = [flow] if (flow is not None or not all_flows or not env.flows) else list(env.flows)
+    names = [flow] if (flow is not None or not all_flows) else list(env.flows)
     for name in names:
         spec = resolve(env, name, dict(overrides or {}), diags)
         if spec is not None and not diags.has_errors:

@@ -201,3 +201,4 @@ class Module:
     version: str | None
     items: list[Import | Let | BlockDef | FlowDef]
     comments: list[Comment] = field(default_factory=list)
+    version_line: int = 1

@@ -90,6 +90,9 @@ def cmd_check(a: argparse.Namespace) -> int:
         n = len(errors)
         print(f"{n} error{'s' if n > 1 else ''} in {a.spec}", file=sys.stderr)
         return 1
+    if not specs:
+        print(f"{a.spec}: defines no flow (a library); its syntax and imports are valid")
+        return 0
     print("\n\n".join(_table(s) for s in specs))
     return 0
 

@@ -107,11 +107,11 @@ def evaluate(e: ast.Expr, scope: Scope, diags: Collector, *, words: bool = False
         if e.op == "-":
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 return -v
-            diags.error("E121", f"cannot negate a {type_name(v)}", e.span)
+            diags.error("E121", f"cannot negate {type_name(v)}", e.span)
             raise Abort
         if isinstance(v, bool):
             return not v
-        diags.error("E121", f"`not` needs true or false, got a {type_name(v)}", e.span)
+        diags.error("E121", f"`not` needs true or false, got {type_name(v)}", e.span)
         raise Abort
     if isinstance(e, ast.BinOp):
         a = evaluate(e.left, scope, diags)

@@ -143,19 +143,17 @@ class _Printer:
         self.body(f"{word} {expr(s.cond)}", s.then, indent, s.span.line)
         if s.orelse is None:
             return
-        closing = self.out.pop()  # `}` (+ trailing comment) joins the else on one line
+        closing = self.out.pop()  # `}` joins the else on one line; its comment moves last
+        code, _, comment = closing.partition("  #")
+        mark = len(self.out)
         if isinstance(s.orelse, ast.If):
-            self.out.append(closing)
-            mark = len(self.out)
             self._if(s.orelse, indent, "if")
-            self.out[mark - 1] = closing + " else " + self.out[mark].lstrip()
-            del self.out[mark]
         else:
-            self.out.append(closing)
-            mark = len(self.out)
             self.body("else", s.orelse, indent, s.orelse.span.line)
-            self.out[mark - 1] = closing + " " + self.out[mark].lstrip()
-            del self.out[mark]
+        head, _, head_comment = self.out[mark].lstrip().partition("  #")
+        comments = "".join(f"  #{c}" for c in (comment, head_comment) if c)
+        self.out[mark] = f"{code} else {head}{comments}" if isinstance(s.orelse, ast.If) \
+            else f"{code} {head}{comments}"
 
     def item(self, item, first: bool) -> None:
         if not first and self.out and self.out[-1] != "":
@@ -183,7 +181,7 @@ def format_module(module: ast.Module) -> str:
     p = _Printer(module.comments)
     p._last_item = None
     if module.version is not None:
-        p.line(f"flowspec {module.version}", "", 1)
+        p.line(f"flowspec {module.version}", "", module.version_line)
     for i, item in enumerate(module.items):
         p.item(item, i == 0 and module.version is None)
     p.leading(10**9, "")

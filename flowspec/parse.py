@@ -272,17 +272,17 @@ class _ToAst(Transformer):
         return ast.FlowDef(self.sp(meta), str(c[0]), params, ext, c[-1])
 
     def header(self, c):
-        return ("header", str(c[0]))
+        return ("header", str(c[0]), c[0].line)
 
     def start(self, c):
-        version = None
+        version, line = None, 1
         items = []
         for x in c:
             if isinstance(x, tuple) and x[0] == "header":
-                version = x[1]
+                version, line = x[1], x[2]
             else:
                 items.append(x)
-        return version, items
+        return version, items, line
 
 
 # ---- syntax errors ------------------------------------------------------------------------
@@ -292,6 +292,8 @@ _TOKEN_WORDS = {
     "RPAR": "`)`", "EQUAL": "`=`", "COMMA": "`,`", "_NL": "a new line", "SEMICOLON": "`;`",
     "COLON": "`:`", "DOT": "`.`", "VERSION": "a version number", "X": "`x`",
     "$END": "the end of the file", "BEFORE": "`before`", "AFTER": "`after`",
+    "MINUS": "`-`", "__ANON_0": "`..`", "LEVEL": "`level`", "STEP": "`step`",
+    "COMP_OP": "a comparison", "ADD_OP": "`+` or `-`", "MUL_OP": "`*`, `//` or `%`",
 }
 
 # Hand-written messages for common mistakes: (code, message, help, examples). Each example
@@ -308,45 +310,74 @@ COMMON_MISTAKES: list[tuple[str, str, str, list[str]]] = [
      "write `level x 2 { ... }` or `step x K { ... }`", ["flow f { level 2 { squeeze } }"]),
     ("E006", "a shape is written CxHxW",
      "write for example `input 1x32x32` (or `input C x H x W` with spaces)",
-     ["flow f { input 1,32,32 }", "flow f { input 32 }"]),
+     ["flow f { input 1,32,32 }", "flow f { input 32 }", "flow f {\n input 32\n}"]),
     ("E007", "an `insert` needs a place: `before KIND` or `after KIND`",
      "write for example `insert attention imap after coupling`",
-     ["flow f { insert attention imap }"]),
+     ["flow f { insert attention imap }", "flow f {\n insert attention imap\n}",
+      "flow f { insert attention isdp heads=2 }", "flow f {\n insert attention isdp heads=2\n}",
+      "flow f { insert actnorm; }"]),
 ]
 
 
 def _expected_words(expected: set[str]) -> str:
-    words = sorted({_TOKEN_WORDS.get(t, f"`{t.lower()}`") for t in expected})
+    words = sorted({_TOKEN_WORDS.get(t, f"`{t.lower()}`") for t in expected
+                    if not t.startswith("__")} | ({"`..`"} if any(
+                        t.startswith("__ANON") for t in expected) else set()))
     if len(words) > 8:
         words = words[:8] + ["..."]
     return ", ".join(words)
 
 
+def _error_key(err: UnexpectedInput) -> tuple:
+    """Where the parser stood: its LALR state and the offending token's type."""
+    state = getattr(getattr(err, "state", None), "position", None)
+    tok = getattr(err, "token", None)
+    return (state, tok.type if tok is not None else "CHAR")
+
+
+@lru_cache(maxsize=1)
+def _mistake_keys() -> dict[tuple, tuple[str, str, str]]:
+    """Parser states of the COMMON_MISTAKES examples (computed once; each is tested)."""
+    keys: dict[tuple, tuple[str, str, str]] = {}
+    for code, message, help_, examples in COMMON_MISTAKES:
+        for example in examples:
+            try:
+                parser().parse(example)
+            except UnexpectedInput as e:
+                keys.setdefault(_error_key(e), (code, message, help_))
+    return keys
+
+
 def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic:
     line, col = max(1, err.line), max(1, err.column)
     width = 1
-    if isinstance(err, UnexpectedToken) and err.token.type != "$END":
+    at_end = isinstance(err, UnexpectedEOF) or (
+        isinstance(err, UnexpectedToken) and err.token.type == "$END")
+    if at_end:  # point just past the last character, not at the last token
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+    elif isinstance(err, UnexpectedToken) and err.token.type != "_NL":
         width = max(1, len(str(err.token)))
-        if err.token.type == "_NL":
-            width = 1
     span = Span(file=file, line=line, column=col, end_line=line, end_column=col + width)
-    for code, message, help_, examples in COMMON_MISTAKES:
-        try:
-            if err.match_examples(parser().parse, {code: examples}, use_accepts=True) == code:
-                return Diagnostic(code, message, span, help=help_)
-        except Exception:  # match_examples itself must never break error reporting
-            continue
+    known = _mistake_keys().get(_error_key(err))
+    if known is not None:
+        code, message, help_ = known
+        return Diagnostic(code, message, span, help=help_)
     if isinstance(err, UnexpectedCharacters):
         ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else "?"
         return Diagnostic("E001", f"unexpected character `{ch}`", span,
                           help=f"expected {_expected_words(set(err.allowed or ()))}"
                           if err.allowed else None)
-    if isinstance(err, UnexpectedEOF) or (
-            isinstance(err, UnexpectedToken) and err.token.type == "$END"):
+    if at_end:
+        opened = text.count("{") - text.count("}")
+        if opened > 0:
+            return Diagnostic("E002", COMMON_MISTAKES[0][1], span,
+                              help=f"add the missing `}}` ({opened} block"
+                              f"{'s are' if opened > 1 else ' is'} open)")
         return Diagnostic("E002", "unexpected end of file", span,
                           help=f"expected {_expected_words(set(err.expected))}")
     tok = err.token
-    shown = "a new line" if tok.type == "_NL" else f"`{tok}`"
+    shown = "end of line" if tok.type == "_NL" else f"`{tok}`"
     return Diagnostic("E001", f"unexpected {shown}", span,
                       help=f"expected {_expected_words(set(err.expected))}")
 
@@ -367,5 +398,6 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
         on_error(e)
         raise FlowSyntaxError(diags) from None
     comments = [ast.Comment(t.line, t.column, str(t)) for t in _COMMENTS]
-    version, items = _ToAst(file).transform(tree)
-    return ast.Module(file=file, version=version, items=items, comments=comments)
+    version, items, line = _ToAst(file).transform(tree)
+    return ast.Module(file=file, version=version, items=items, comments=comments,
+                      version_line=line)

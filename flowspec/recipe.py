@@ -42,6 +42,9 @@ SETTINGS: dict[str, Rule] = {
 }
 
 
+_KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a name or string"}
+
+
 def _type_ok(value: Any, t: type) -> bool:
     if t is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -63,7 +66,7 @@ def validate_settings(settings: dict[str, Setting], diags: Collector) -> None:
                             s.span, help=did_you_mean(str(s.value), rule.value) or
                             "expected one of: " + ", ".join(rule.value))
         elif isinstance(rule.value, type) and not _type_ok(s.value, rule.value):
-            diags.error("E121", f"`{name}` needs a {rule.value.__name__} value, got "
+            diags.error("E121", f"`{name}` needs {_KIND[rule.value]}, got "
                         f"{type_name(s.value)}", s.span)
         elif rule.value is int and s.value is not None and s.value < 1 and name != "seed":
             diags.error("E122", f"`{name}` must be at least 1, got {s.value}", s.span)
@@ -76,7 +79,7 @@ def validate_settings(settings: dict[str, Setting], diags: Collector) -> None:
                 continue
             t, lo = rule.options[key]
             if not _type_ok(val, t):
-                diags.error("E121", f"option `{key}` of `{name}` needs a {t.__name__}, got "
+                diags.error("E121", f"option `{key}` of `{name}` needs {_KIND[t]}, got "
                             f"{type_name(val)}", s.span)
             elif lo is not None and val < lo:
                 diags.error("E122", f"option `{key}` of `{name}` must be at least {lo}", s.span)

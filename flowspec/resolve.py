@@ -100,7 +100,7 @@ class Loader:
             elif isinstance(item, ast.Let):
                 self._define(env, item.name, item.span, env.lets)
                 try:
-                    env.lets[item.name] = evaluate(item.value, env.scope(), self.diags)
+                    env.lets[item.name] = evaluate(item.value, env.scope(), self.diags, words=True)
                 except Abort:
                     env.lets[item.name] = 0  # keep going; the error is recorded
             elif isinstance(item, ast.BlockDef):
@@ -199,7 +199,7 @@ class FlowBuilder:
     def stmt(self, s: ast.Stmt, ctx: _Ctx) -> None:
         d = self.diags
         if isinstance(s, ast.Let):
-            ctx.scope.local[s.name] = evaluate(s.value, ctx.scope, d)
+            ctx.scope.local[s.name] = evaluate(s.value, ctx.scope, d, words=True)
         elif isinstance(s, ast.Layer):
             self._only_in_body(s, ctx, "layers")
             self.layers.append(self.layer(s, ctx))
@@ -236,8 +236,8 @@ class FlowBuilder:
             if self.input is not None and ctx.mode == "flow":
                 d.error("E151", "the flow declares its input twice", s.span)
                 raise Abort
-            self.input = self.shape(s.shape, ctx)
             self.input_span = s.span
+            self.input = self.shape(s.shape, ctx)
         elif isinstance(s, ast.Prior):
             self._only_in_flow(s, ctx, "prior")
             self.prior = self.prior_stmt(s, ctx)
@@ -391,6 +391,7 @@ class FlowBuilder:
                                      s.kind_span))
 
     def apply_inserts(self) -> None:
+        after_of: dict[int, int] = {}  # id(inserted layer) -> id(anchor) for `after` rules
         for rule in self.inserts:
             key = rule.kind if rule.variant is None else f"{rule.kind}.{rule.variant}"
             out: list[LayerIR] = []
@@ -402,47 +403,59 @@ class FlowBuilder:
                 hit = (cur.kind == key or cur.kind.split(".")[0] == key) and (
                     rule.levels is None or (cur.level is not None and
                                             rule.levels[0] <= cur.level <= rule.levels[1]))
+                i += 1
                 if not hit:
                     out.append(cur)
-                    i += 1
                     continue
                 matched += 1
                 new = rule.layer.model_copy(deep=True)
                 new.level, new.step = cur.level, cur.step
                 if rule.place == "before":
                     out.extend([new, cur])
+                    continue
+                out.append(cur)
+                # after the anchor and after what earlier rules put after this same anchor
+                while i < len(layers) and after_of.get(id(layers[i])) == id(cur):
+                    out.append(layers[i])
                     i += 1
-                else:
-                    out.append(cur)
-                    i += 1
-                    # after the anchor and after what earlier rules put after it
-                    while i < len(layers) and layers[i].inserted and \
-                            layers[i].level == cur.level and layers[i].step == cur.step:
-                        out.append(layers[i])
-                        i += 1
-                    out.append(new)
+                out.append(new)
+                after_of[id(new)] = id(cur)
             if matched == 0:
-                where = "" if rule.levels is None else \
-                    f" in levels {rule.levels[0]}..{rule.levels[1]}"
-                present = sorted({k.kind.split(".")[0] for k in self.layers})
-                self.diags.error("E401", f"insert rule matches nothing: no `{key.replace('.', ' ')}`"
-                                 f" layer{where}", rule.kind_span,
-                                 help=did_you_mean(rule.kind, present) or
-                                 ("the flow has: " + ", ".join(present) if present else None))
+                self._no_match(rule, key)
             self.layers = out
 
+    def _no_match(self, rule: _Pending, key: str) -> None:
+        shown = key.replace(".", " ")
+        where = "" if rule.levels is None else f" in levels {rule.levels[0]}..{rule.levels[1]}"
+        levels = sorted({x.level for x in self.layers if x.level is not None and (
+            x.kind == key or x.kind.split(".")[0] == key)})
+        present = sorted({x.kind.split(".")[0] for x in self.layers})
+        if levels:
+            help_ = f"`{shown}` layers are in levels {', '.join(map(str, levels))}"
+        else:
+            help_ = did_you_mean(rule.kind, present) or (
+                "the flow has: " + ", ".join(present) if present else None)
+        self.diags.error("E401", f"insert rule matches nothing: no `{shown}` layer{where}",
+                         rule.kind_span, help=help_)
+
     def assign_paths(self) -> None:
+        """Stable names: a container's own layers are numbered first, so an insert rule
+        never renames a layer that was already there."""
         width = max([2] + [len(str(n)) for n in self.n_steps.values()])
-        used: dict[str, int] = {}
+        bases = []
         for layer in self.layers:
             prefix = ""
             if layer.level is not None:
                 prefix += f"level{layer.level}."
             if layer.step is not None:
                 prefix += f"step{layer.step:0{width}d}."
-            base = prefix + KINDS[layer.kind].head
-            used[base] = used.get(base, 0) + 1
-            layer.path = base if used[base] == 1 else f"{base}_{used[base]}"
+            bases.append(prefix + KINDS[layer.kind].head)
+        used: dict[str, int] = {}
+        for inserted in (False, True):
+            for layer, base in zip(self.layers, bases):
+                if layer.inserted == inserted:
+                    used[base] = used.get(base, 0) + 1
+                    layer.path = base if used[base] == 1 else f"{base}_{used[base]}"
 
     # -- other statements
     def prior_stmt(self, s: ast.Prior, ctx: _Ctx) -> PriorIR:
@@ -671,15 +684,16 @@ def resolve(env: ModuleEnv, flow_name: str | None, overrides: dict[str, Any],
     try:
         values: list[dict[str, Any]] = [dict() for _ in chain]
         preset: dict[str, Any] = {}
+        all_defaults = [{p.name: evaluate(p.default, fenv.scope(), diags, words=True)
+                         for p in f.params} for fenv, f in chain]
+        for i in range(len(chain) - 1, -1, -1):  # the most derived declaration types it
+            for name in overrides:
+                if name in all_defaults[i] and name not in preset:
+                    preset[name] = _coerce_override(name, overrides[name], all_defaults[i][name],
+                                                    flow_name, diags, head.span)
         for i in range(len(chain) - 1, -1, -1):
             fenv, f = chain[i]
-            defaults = {p.name: evaluate(p.default, fenv.scope(), diags, words=True)
-                        for p in f.params}
-            for name in list(overrides):
-                if name in defaults and name not in preset:
-                    preset[name] = _coerce_override(name, overrides[name], defaults[name],
-                                                    flow_name, diags, head.span)
-            values[i] = {n: preset.get(n, v) for n, v in defaults.items()}
+            values[i] = {n: preset.get(n, v) for n, v in all_defaults[i].items()}
             if f.extends is not None and f.extends.args:
                 inherited = [p.name for _, g in chain[:i] for p in g.params]
                 scope = fenv.scope(**values[i])
@@ -708,8 +722,9 @@ def resolve(env: ModuleEnv, flow_name: str | None, overrides: dict[str, Any],
     builder.apply_inserts()
     builder.assign_paths()
     if builder.input is None:
-        diags.error("E207", f"flow `{flow_name}` has no `input` statement", head.span,
-                    help="add `input CxHxW`, e.g. `input 1x32x32`")
+        if builder.input_span is None:  # else the input statement reported its own error
+            diags.error("E207", f"flow `{flow_name}` has no `input` statement", head.span,
+                        help="add `input CxHxW`, e.g. `input 1x32x32`")
         return None
     validate_settings(builder.train, diags)
     params = {k: _plain(v) for vals in values for k, v in vals.items()}
