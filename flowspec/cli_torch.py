@@ -29,10 +29,18 @@ def _reg_compile(sub: Any) -> None:
 
 
 def cmd_render(a: argparse.Namespace) -> int:
-    from .diagram import render
+    import graphviz
 
-    out = render(a.spec, a.output, flow=a.flow, overrides=_overrides(a.set), detail=a.detail,
-                 rankdir=a.rankdir)
+    from .cli import UsageError
+    from .diagram import UnsupportedFormat, render
+
+    try:
+        out = render(a.spec, a.output, flow=a.flow, overrides=_overrides(a.set),
+                     detail=a.detail, rankdir=a.rankdir)
+    except UnsupportedFormat as e:
+        raise UsageError(str(e)) from None
+    except graphviz.ExecutableNotFound:
+        raise UsageError("graphviz's `dot` is not installed (apt-get install graphviz)") from None
     print(out)
     return 0
 
