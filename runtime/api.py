@@ -1,0 +1,211 @@
+"""The runtime's Python entry points: :func:`train`, :func:`evaluate`, :func:`sample`.
+
+    result  = runtime.train("specs/demo.flow", out="runs/demo", steps=400)
+    metrics = runtime.evaluate("specs/demo.flow", "runs/demo/checkpoint.pt")
+    path    = runtime.sample("specs/demo.flow", "runs/demo/checkpoint.pt", n=64,
+                             temperature=0.7, output="grid.png")
+
+Every failure the user can fix raises :class:`runtime.RunError` before any training step;
+spec errors raise :class:`flowspec.FlowSpecError` as everywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flowspec.ir import FlowSpec
+
+from . import checkpoint as ckpt
+from .errors import RunError
+from .recipe import Recipe, resolve_recipe, set_data
+from .trainer import RunResult, Trainer
+
+SpecLike = str | os.PathLike | FlowSpec
+
+
+def _load_spec(spec: SpecLike, flow: str | None, overrides: dict[str, Any] | None
+               ) -> tuple[FlowSpec, dict[str, Any]]:
+    from flowspec.api import load
+
+    if isinstance(spec, FlowSpec):
+        return spec, {"spec_file": spec.file, "overrides": dict(spec.params)}
+    if not Path(spec).is_file():
+        raise RunError(f"no spec file {spec}")
+    loaded = load(spec, flow, overrides)
+    return loaded, {"spec_file": str(spec), "overrides": dict(overrides or {})}
+
+
+def train(spec: SpecLike, *, flow: str | None = None,
+          overrides: dict[str, Any] | None = None, data: str | None = None,
+          out: str | os.PathLike | None = None, steps: int | None = None,
+          batch: int | None = None, device: str = "auto", resume: bool = False,
+          seed: int | None = None, progress: bool = True, **recipe: Any) -> RunResult:
+    """Train a flow on its task; the spec's ``train { }`` block is the default recipe.
+
+    Args:
+        spec: a ``.flow`` path (with ``flow`` and ``overrides`` as for
+            :func:`flowspec.load`) or a loaded :class:`flowspec.FlowSpec`.
+        data: a built-in name or a path, optionally with options: ``"faces resize=true"``.
+        out: the run folder (default ``runs/FLOW-YYYYmmdd-HHMMSS``).
+        steps, batch, seed: override the recipe.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        resume: continue the run in ``out`` from its ``checkpoint.pt``, bit for bit.
+        progress: show a tqdm progress bar.
+        **recipe: any other :class:`runtime.recipe.Recipe` field: ``lr``, ``warmup``,
+            ``clip``, ``weight_decay``, ``optimizer``, ``bits``, ``val_every``,
+            ``sample_every``, ``checkpoint_every``, ``val_images``, ``sr_images``,
+            ``data_options`` (a dict merged into the data line's options), ``task``, ``scale``.
+
+    Returns:
+        a :class:`runtime.trainer.RunResult` (run folder, final held-out bits/dim, the
+        summary written to ``summary.json`` and the trained model).
+    """
+    loaded, source = _load_spec(spec, flow, overrides)
+    r = resolve_recipe(loaded, data=data, steps=steps, batch=batch, seed=seed, **recipe)
+    return Trainer(loaded, r, out=out, device=device, resume=resume, progress=progress,
+                   source=source).run()
+
+
+def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | None,
+             overrides: dict[str, Any] | None, device: str
+             ) -> tuple[Any, FlowSpec, Recipe, dict[str, Any]]:
+    """The trained model of a checkpoint (eval mode), its spec and its recipe.
+
+    Without ``spec`` the model is rebuilt from the IR stored in the checkpoint; with one,
+    ``flow`` and ``overrides`` default to those the run was trained with, and the spec must
+    describe the same model (IR digest).
+    """
+    from flowspec.build import compile as build
+
+    from .distributed import resolve_device
+
+    ck = ckpt.load(checkpoint)
+    if spec is None:
+        loaded = FlowSpec.model_validate_json(ck["ir"])
+    else:
+        if not isinstance(spec, FlowSpec):
+            flow = flow if flow is not None else ck.get("flow")
+            overrides = overrides if overrides is not None else ck.get("overrides")
+        loaded, _ = _load_spec(spec, flow, overrides)
+    ckpt.check_digest(ck, loaded.digest(), checkpoint, loaded.name)
+    model = build(loaded, device=resolve_device(device), seed=0)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model, loaded, Recipe.from_json(ck["recipe"]), ck
+
+
+def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
+             flow: str | None = None, overrides: dict[str, Any] | None = None,
+             temperatures: list[float] | tuple[float, ...] | None = None,
+             data: str | None = None, val_images: int | None = None,
+             lpips: str | os.PathLike | None = None, device: str = "auto",
+             out: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Held-out metrics of a checkpoint, written to ``eval.json`` beside it (or ``out``).
+
+    The validation subset and its dequantisation noise are those of training (same
+    recipe, same seed), so ``bpd`` reproduces the run's logged validation bits/dim.
+    Super-resolution adds PSNR, SSIM and LR-PSNR averaged over ``temperatures``
+    (default 0.1 ... 0.9, as in the paper), and LPIPS when ``lpips`` names a local
+    TorchScript file (else ``"unavailable"``).
+    """
+    from .distributed import resolve_device
+    from .metrics import load_lpips
+    from .tasks import make_task
+
+    model, loaded, r, ck = _restore(spec, checkpoint, flow, overrides, device)
+    if data is not None:
+        set_data(r, data)
+    if val_images is not None:
+        r.val_images = val_images
+    task = make_task(loaded, r)
+    data_ = task.load(train=False)
+    dev = resolve_device(device)
+    metrics = task.validate(model, data_, dev, full=True,
+                            temperatures=tuple(temperatures) if temperatures else None,
+                            lpips=load_lpips(lpips))
+    result = {"flow": loaded.name, "task": r.task, "checkpoint": str(checkpoint),
+              "step": int(ck["step"]), "data": r.data, "val_images": len(data_.val),
+              **metrics}
+    folder = Path(out) if out is not None else Path(checkpoint).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
+           temperature: float = 0.7, cond: str | os.PathLike | None = None,
+           output: str | os.PathLike = "grid.png", flow: str | None = None,
+           overrides: dict[str, Any] | None = None, seed: int = 0, device: str = "auto",
+           ncol: int | None = None) -> Path:
+    """Draw ``n`` samples at ``temperature`` and save them as a PNG grid.
+
+    Conditional flows need a condition: ``cond=None`` or ``"val"`` takes the first
+    validation examples of the run's data and lays out rows of (condition, samples,
+    ground truth), ``n`` samples spread over 8 rows; a path to an image file is used as
+    the low-res input (super-resolution, the condition's exact size) or as a label map
+    (translation: one channel of class ids), repeated for all ``n`` samples.
+    """
+    from . import images as im
+    from .distributed import resolve_device
+    from .tasks import GRID_EXAMPLES, generator, make_task
+
+    if n < 1:
+        raise RunError(f"--n must be at least 1, got {n}")
+    model, loaded, r, _ = _restore(spec, checkpoint, flow, overrides, device)
+    dev = resolve_device(device)
+    task = make_task(loaded, r)
+    g = generator(seed, dev)
+    with torch.no_grad():
+        if r.task == "generation":
+            if cond is not None:
+                raise RunError(f"flow `{loaded.name}` is unconditional; --cond is for "
+                               "super_resolution and translation")
+            x = model.sample(n, temperature, None, generator=g)
+            grid = im.make_grid(im.to_uint8(x, r.bits), ncol=ncol or _cols(n))
+        elif cond is None or str(cond) == "val":
+            rows = min(GRID_EXAMPLES, n)
+            data = task.load(train=False)
+            grid = task.grids(model, data, dev, (temperature,), rows=rows,
+                              per_row=max(1, n // rows))[temperature]
+        else:
+            c = _read_condition(task, loaded, cond)
+            cd = {task.cond.name: (im.to_condition(c) if r.task == "super_resolution"
+                                   else c).repeat_interleave(n, 0).to(dev)}
+            x = model.sample(n, temperature, cd, generator=g)
+            grid = im.make_grid(im.to_rgb(im.to_uint8(x, r.bits)) if r.task == "translation"
+                                else im.to_uint8(x, r.bits), ncol=ncol or _cols(n))
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return im.save_png(grid, out)
+
+
+def _cols(n: int) -> int:
+    import math
+
+    return max(1, math.ceil(math.sqrt(n)))
+
+
+def _read_condition(task: Any, spec: FlowSpec, path: str | os.PathLike) -> torch.Tensor:
+    from . import images as im
+
+    c = task.cond
+    p = Path(path)
+    if not p.is_file():
+        raise RunError(f"--cond {p}: no such file (give an image file, or `val`)")
+    try:
+        t = im.read_image(p, c.shape[0]) if c.type == "image" else im.read_label_map(p)
+    except (OSError, ValueError) as e:
+        raise RunError(f"--cond {p}: {e}") from e
+    want = tuple(c.shape) if c.type == "image" else tuple(c.shape[1:])
+    if tuple(t.shape[1:]) != want:
+        raise RunError(f"--cond {p} is {'x'.join(map(str, t.shape[1:]))} but condition "
+                       f"`{c.name}` is {'x'.join(map(str, want))}")
+    if c.type == "labels" and int(t.max()) >= c.shape[0]:
+        raise RunError(f"--cond {p} holds class {int(t.max())}, but `{c.name}` has "
+                       f"{c.shape[0]} classes")
+    return t

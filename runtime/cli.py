@@ -1,0 +1,163 @@
+"""``flowspec train | eval | sample``: the runtime's subcommands.
+
+Registered by :func:`flowspec.cli_torch.register` through :func:`register`. Parsers are
+defined at import; torch loads inside the handlers. A run error (bad data, a task the
+spec cannot do, a non-finite loss) prints one message on stderr and returns 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .errors import RunError
+
+
+def _spec_args(p: argparse.ArgumentParser) -> None:
+    from flowspec.cli import _spec_args as spec_args
+
+    spec_args(p)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch (default: torch's choice; 1 is often faster "
+                   "on a machine shared with other jobs)")
+
+
+def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn the runtime's user errors into a message and exit status 1."""
+
+    def run(a: argparse.Namespace) -> int:
+        from flowspec.errors import FlowSpecError
+
+        from .data import DataError
+
+        try:
+            if a.threads:
+                import torch
+
+                torch.set_num_threads(a.threads)
+            return fn(a)
+        except FlowSpecError:
+            raise  # flowspec.cli prints compiler diagnostics itself
+        except (RunError, DataError) as e:
+            print(f"flowspec {a.command}: error: {e}", file=sys.stderr)
+            return 1
+        except RuntimeError as e:
+            from flowspec.build import FlowRuntimeError
+
+            if isinstance(e, FlowRuntimeError):
+                print(f"flowspec {a.command}: error: {e}", file=sys.stderr)
+                return 1
+            raise
+
+    return run
+
+
+def _overrides(a: argparse.Namespace) -> dict[str, Any] | None:
+    from flowspec.cli import _overrides as parse
+
+    return parse(a.set) if a.set else None
+
+
+# --------------------------------------------------------------------------- train
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .api import train
+
+    recipe = {k: getattr(a, k) for k in ("lr", "warmup", "clip", "bits", "optimizer",
+                                         "val_every", "sample_every", "checkpoint_every",
+                                         "val_images")}
+    train(a.spec, flow=a.flow, overrides=_overrides(a), data=a.data, out=a.out,
+          steps=a.steps, batch=a.batch, device=a.device, resume=a.resume, seed=a.seed,
+          progress=not a.no_progress, **recipe)
+    return 0
+
+
+def _reg_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a flow on its task (the spec's train block, "
+                       "overridden by these flags)")
+    _spec_args(p)
+    p.add_argument("--data", metavar="NAME|PATH",
+                   help='data set, optionally with options: --data "faces resize=true"')
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/FLOW-TIMESTAMP)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch", type=int, help="global batch (split over DDP processes)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint, bit for bit")
+    g = p.add_argument_group("more recipe overrides")
+    g.add_argument("--lr", type=float)
+    g.add_argument("--warmup", type=int, help="linear warm-up steps")
+    g.add_argument("--clip", type=float, help="gradient-norm bound")
+    g.add_argument("--optimizer", choices=("adamax", "adam", "adamw"))
+    g.add_argument("--bits", type=int, help="bits per colour channel kept")
+    g.add_argument("--val-every", type=int, dest="val_every")
+    g.add_argument("--sample-every", type=int, dest="sample_every")
+    g.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    g.add_argument("--val-images", type=int, dest="val_images",
+                   help="size of the fixed validation subset (default 512)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_guard(cmd_train))
+
+
+# --------------------------------------------------------------------------- eval
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from .api import evaluate
+
+    metrics = evaluate(a.spec, a.checkpoint, flow=a.flow, overrides=_overrides(a),
+                       temperatures=a.temperatures, data=a.data, val_images=a.val_images,
+                       lpips=a.lpips, device=a.device, out=a.out)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _reg_eval(sub: Any) -> None:
+    p = sub.add_parser("eval", help="held-out metrics of a checkpoint (JSON on stdout and "
+                       "eval.json in the run folder)")
+    _spec_args(p)
+    p.add_argument("--checkpoint", required=True, metavar="FILE")
+    p.add_argument("--temperatures", type=float, nargs="+", metavar="T",
+                   help="super-resolution sampling temperatures (default 0.1 ... 0.9)")
+    p.add_argument("--data", metavar="NAME|PATH", help="evaluate on other data")
+    p.add_argument("--val-images", type=int, dest="val_images")
+    p.add_argument("--lpips", metavar="FILE",
+                   help="a local TorchScript LPIPS module; without it LPIPS is 'unavailable'")
+    p.add_argument("--out", metavar="DIR", help="where eval.json goes (default: beside the "
+                   "checkpoint)")
+    p.set_defaults(func=_guard(cmd_eval))
+
+
+# --------------------------------------------------------------------------- sample
+
+def cmd_sample(a: argparse.Namespace) -> int:
+    from .api import sample
+
+    path = sample(a.spec, a.checkpoint, n=a.n, temperature=a.temperature, cond=a.cond,
+                  output=a.output, flow=a.flow, overrides=_overrides(a), seed=a.seed,
+                  device=a.device)
+    print(path)
+    return 0
+
+
+def _reg_sample(sub: Any) -> None:
+    p = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG grid")
+    _spec_args(p)
+    p.add_argument("--checkpoint", required=True, metavar="FILE")
+    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--cond", metavar="val|FILE",
+                   help="condition: `val` (default: validation examples) or an image file "
+                   "(low-res input, or a one-channel PNG of class ids)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="grid.png", metavar="FILE.png")
+    p.set_defaults(func=_guard(cmd_sample))
+
+
+def register(commands: dict[str, Any]) -> None:
+    commands["train"] = (_reg_train, cmd_train)
+    commands["eval"] = (_reg_eval, cmd_eval)
+    commands["sample"] = (_reg_sample, cmd_sample)

@@ -1,0 +1,178 @@
+"""The resolved training recipe: the spec's ``train { }`` block, overridden by flags.
+
+A :class:`Recipe` is plain data (JSON-able): it goes into every checkpoint so that
+``evaluate`` reproduces a run's validation numbers and ``--resume`` can tell when a flag
+changed something that breaks bit-for-bit continuation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowspec.ir import FlowSpec
+
+from .errors import RunError
+
+TASKS = ("generation", "super_resolution", "translation")
+OPTIMIZERS = ("adamax", "adam", "adamw")
+#: ``data NAME root=PATH`` names that read a local path in a given format.
+PATH_FORMATS = {"images": None, "idx": "idx", "cifar10": "cifar", "cityscapes": "cityscapes"}
+#: Options of the data line that shape the images rather than select them.
+SHAPING = ("pad", "resize", "channels")
+
+
+@dataclass
+class Recipe:
+    """Everything that decides what a run computes, besides the spec itself."""
+
+    task: str = "generation"
+    scale: int | None = None
+    data: str | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)
+    bits: int = 8
+    batch: int = 32
+    optimizer: str = "adamax"
+    lr: float = 1e-3
+    warmup: int = 0
+    clip: float | None = None
+    weight_decay: float = 0.0
+    steps: int = 1000
+    val_every: int = 0  # 0: filled in by resolve_recipe
+    sample_every: int = 0
+    checkpoint_every: int = 0
+    seed: int = 0
+    val_images: int = 512  # the fixed validation subset: the first N of the val split
+    sr_images: int = 16  # val images whose samples are scored (PSNR/SSIM) during training
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Recipe:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def differences(self, other: Recipe) -> list[str]:
+        """Fields that differ and change what training computes (for the resume warning);
+        the schedule of steps, validations, samples and checkpoints does not."""
+        ignore = ("steps", "val_every", "sample_every", "checkpoint_every", "val_images",
+                  "sr_images")
+        a, b = self.to_json(), other.to_json()
+        return [k for k in a if k not in ignore and a[k] != b.get(k)]
+
+
+def _plain(value: Any) -> Any:
+    # flowspec's Word is a str subclass; checkpoints loaded with weights_only want plain types
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
+def parse_data_arg(text: str) -> tuple[str, dict[str, Any]]:
+    """``--data "faces resize=true"`` -> ``("faces", {"resize": True})``."""
+    from flowspec.resolve import parse_override
+
+    parts = shlex.split(text)
+    if not parts:
+        raise RunError("--data needs a data set name or a path")
+    opts: dict[str, Any] = {}
+    for part in parts[1:]:
+        if "=" not in part:
+            raise RunError(f"--data options are key=value, got `{part}` in `{text}`")
+        k, v = part.split("=", 1)
+        opts[k] = str(parse_override(v)) if k == "root" else _plain(parse_override(v))
+    return parts[0], opts
+
+
+def set_data(r: Recipe, data: str) -> None:
+    """Point a recipe at other data; a new name keeps the shaping options (pad, resize,
+    channels) unless ``data`` sets them, and drops the rest (``root``)."""
+    name, opts = parse_data_arg(data) if "=" in data else (data.strip(), {})
+    if name != r.data:
+        kept = {k: v for k, v in r.data_options.items() if k in SHAPING}
+        r.data_options = {**kept, **opts}
+    else:
+        r.data_options = {**r.data_options, **opts}
+    r.data = name
+
+
+def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
+                   data_options: dict[str, Any] | None = None,
+                   **flags: Any) -> Recipe:
+    """The spec's train block, with ``flags`` (the keyword names of :class:`Recipe`) on top.
+
+    ``data`` may carry options ("faces resize=true"); a new data name keeps the spec's
+    shaping options (pad, resize, channels) unless it sets them, and drops ``root``.
+    """
+    r = Recipe()
+    t = spec.train
+    if "task" in t:
+        r.task = str(t["task"].value)
+        r.scale = t["task"].options.get("scale")
+    if "data" in t:
+        r.data = str(t["data"].value)
+        r.data_options = _plain(dict(t["data"].options))
+    for name in ("bits", "batch", "steps", "val_every", "sample_every", "checkpoint_every",
+                 "seed"):
+        if name in t and t[name].value is not None:
+            setattr(r, name, int(t[name].value))
+    if "optimizer" in t:
+        o = t["optimizer"]
+        r.optimizer = str(o.value)
+        for k in ("lr", "warmup", "clip", "weight_decay"):
+            if k in o.options:
+                setattr(r, k, o.options[k])
+    if data is not None:
+        set_data(r, data)
+    if data_options:
+        r.data_options = {**r.data_options, **_plain(data_options)}
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    for k, v in flags.items():
+        if k not in known:
+            raise RunError(f"unknown recipe setting `{k}`; settings: {', '.join(sorted(known))}")
+        if v is not None:
+            setattr(r, k, v)
+    _validate(r)
+    if not r.val_every:
+        r.val_every = min(r.steps, 500)
+    if not r.sample_every:
+        r.sample_every = min(r.steps, 2 * r.val_every)
+    if not r.checkpoint_every:
+        r.checkpoint_every = r.val_every
+    return r
+
+
+def _validate(r: Recipe) -> None:
+    if r.task not in TASKS:
+        raise RunError(f"unknown task `{r.task}`; tasks: {', '.join(TASKS)}")
+    if r.optimizer not in OPTIMIZERS:
+        raise RunError(f"unknown optimizer `{r.optimizer}`; optimizers: {', '.join(OPTIMIZERS)}")
+    if r.data is None:
+        raise RunError("no data: the spec's train block has no `data` line; pass "
+                       "--data NAME|PATH (built-ins: mnist5k, fashion-mnist, digits, photos, "
+                       "faces, fashion-seg)")
+    if not 1 <= r.bits <= 8:
+        raise RunError(f"bits must be between 1 and 8, got {r.bits}")
+    for name in ("batch", "steps", "val_images", "sr_images"):
+        if getattr(r, name) < 1:
+            raise RunError(f"{name} must be at least 1, got {getattr(r, name)}")
+    for name in ("val_every", "sample_every", "checkpoint_every", "warmup"):
+        if getattr(r, name) < 0:
+            raise RunError(f"{name} must not be negative, got {getattr(r, name)}")
+    if not r.lr > 0:
+        raise RunError(f"the learning rate must be positive, got {r.lr}")
+    if r.clip is not None and not r.clip > 0:
+        raise RunError(f"clip (the gradient-norm bound) must be positive, got {r.clip}")
+    if r.scale is not None and r.scale < 2:
+        raise RunError(f"super-resolution scale must be at least 2, got {r.scale}")

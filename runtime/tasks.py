@@ -1,0 +1,379 @@
+"""The three tasks: what the data is, what the model is conditioned on, what is measured.
+
+* ``generation``: unconditional bits/dim; sample grids at temperatures.
+* ``super_resolution``: the condition is the bicubic downscale of the high-res image;
+  conditional bits/dim, PSNR, SSIM and LR-PSNR of samples over temperatures.
+* ``translation``: the condition is a per-pixel label map (one-hot inside the model);
+  conditional bits/dim; grids of label map, samples and ground truth.
+
+Every task checks, before any training, that the spec can do it and that the data fits
+the spec, and says what to change when not (:class:`RunError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from flowspec.ir import ConditionIR, FlowSpec
+
+from . import images as im
+from .data import DataError, load_dataset, prepare
+from .errors import RunError
+from .metrics import bits_per_dim, finite_mean, log_prob, sr_scores
+from .recipe import PATH_FORMATS, Recipe
+
+#: Validation runs in fixed chunks, each with its own noise seed, so that the dequantisation
+#: noise of an image never depends on a batch size and evaluate() reproduces training.
+VAL_CHUNK = 64
+SAMPLE_TEMPERATURES = (0.5, 0.7, 1.0)
+SR_TEMPERATURES_EVAL = tuple(round(0.1 * k, 1) for k in range(1, 10))  # 0.1 ... 0.9
+SR_TEMPERATURES_TRAIN = (0.1, 0.5, 0.9)
+GRID_EXAMPLES = 8  # rows of a conditional grid
+GRID_SAMPLES = 4  # samples per row of a conditional grid
+
+
+def stream_seed(seed: int, tag: str, index: float) -> int:
+    """A 63-bit seed that is a pure function of (run seed, purpose, index).
+
+    Data order, dequantisation noise and sample noise all come from generators seeded
+    this way, so a step's batch depends on nothing but (seed, step): resuming from a
+    checkpoint at step k replays exactly the batches an uninterrupted run sees.
+    """
+    h = hashlib.sha256(f"{seed}/{tag}/{index}".encode()).digest()
+    return int.from_bytes(h[:8], "little") & (2**63 - 1)
+
+
+def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+@dataclass
+class Split:
+    """Prepared images (uint8, the spec's input shape) and, for translation, label maps."""
+
+    images: Tensor
+    maps: Tensor | None = None  # uint8 (N, H, W) class ids
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass
+class TaskData:
+    train: Split | None  # None when only evaluating
+    val: Split  # the fixed validation subset: the first `val_images` of the val split
+    description: str
+    num_classes: int | None = None
+
+
+class Task:
+    """Base class; a task is built from a checked spec and a recipe."""
+
+    name = ""
+
+    def __init__(self, spec: FlowSpec, recipe: Recipe):
+        self.spec = spec
+        self.recipe = recipe
+        self.bits = recipe.bits
+        self.dims = math.prod(spec.input)
+        self.check_spec()
+
+    # ---- spec and data checks
+    def check_spec(self) -> None:
+        raise NotImplementedError
+
+    def _one_condition(self, kind: str, needed_for: str) -> ConditionIR:
+        conds = [c for c in self.spec.conditions if c.type == kind]
+        declared = ", ".join(f"{c.name}: {c.type} {_fmt(c.shape)}" for c in
+                             self.spec.conditions) or "none"
+        example = ("condition lr: image CxHxW encoder=rrdb(blocks=8, features=64)"
+                   if kind == "image" else "condition seg: labels NxHxW encoder=convnet()")
+        if not conds:
+            alt = ("generation" if not self.spec.conditions else
+                   "translation" if kind == "image" else "super_resolution")
+            raise RunError(f"task `{self.name}` needs {needed_for}, but flow "
+                           f"`{self.spec.name}` declares no {kind} condition (conditions: "
+                           f"{declared}); add `{example}` to the flow, or use task {alt}")
+        if len(self.spec.conditions) > 1:
+            raise RunError(f"task `{self.name}` feeds one condition, but flow "
+                           f"`{self.spec.name}` declares {len(self.spec.conditions)} "
+                           f"({declared})")
+        return conds[0]
+
+    def load(self, train: bool = True) -> TaskData:
+        """Read and shape the train split (unless ``train=False``) and the fixed validation
+        subset."""
+        r = self.recipe
+        opts = dict(r.data_options)
+        pad = int(opts.pop("pad", 0))
+        resize = bool(opts.pop("resize", False))
+        channels = opts.pop("channels", None)
+        root = opts.pop("root", None)
+        limit = opts.pop("limit", None)
+        source, load_opts = r.data, dict(opts)
+        if r.data in PATH_FORMATS:
+            if root is None:
+                raise RunError(f"data `{r.data}` reads a local copy: give its folder with "
+                               f"root=PATH (e.g. --data \"{r.data} root=/data/{r.data}\")")
+            source = str(root)
+            if PATH_FORMATS[r.data]:
+                load_opts["format"] = PATH_FORMATS[r.data]
+        elif root is not None:
+            raise RunError(f"root= is for the on-disk formats ({', '.join(PATH_FORMATS)}); "
+                           f"`{r.data}` is a built-in set or a path itself")
+        if resize and source not in _builtins():
+            _, h, w = self.spec.input
+            load_opts.setdefault("size", (h - 2 * pad, w - 2 * pad))
+        splits: dict[str, Split | None] = {"train": None}
+        for split in ("train", "val") if train else ("val",):
+            n = limit if split == "train" else min(r.val_images, limit or r.val_images)
+            try:
+                s = load_dataset(source, split, **load_opts, **({"limit": n} if n else {}))
+            except DataError as e:
+                raise RunError(f"data `{r.data}` ({split} split): {e}") from e
+            splits[split] = self._shape_split(s, split, pad, resize, channels is not None)
+        return TaskData(splits["train"], splits["val"], s.description, s.num_classes)
+
+    def _shape_split(self, s: Any, split: str, pad: int, resize: bool, convert: bool) -> Split:
+        where = f"data `{self.recipe.data}` ({split} split) for flow `{self.spec.name}`"
+        try:
+            images = prepare(s.images, self.spec.input, pad=pad, resize=resize,
+                             convert_channels=convert)
+        except DataError as e:
+            raise RunError(f"{where}: {e} (data options go on the spec's `data` line or in "
+                           "--data \"NAME pad=2\")") from e
+        return Split(images, self._maps(s, split, pad, resize, where))
+
+    def _maps(self, s: Any, split: str, pad: int, resize: bool, where: str) -> Tensor | None:
+        return None
+
+    # ---- batches
+    def inputs(self, images: Tensor, maps: Tensor | None, noise: Tensor,
+               device: torch.device) -> tuple[Tensor, dict[str, Tensor] | None]:
+        """Model inputs of a batch: dequantised ``x`` and the condition dict."""
+        x = im.dequantize(images, self.bits, noise).to(device)
+        return x, self.condition(images, maps, device)
+
+    def condition(self, images: Tensor, maps: Tensor | None,
+                  device: torch.device) -> dict[str, Tensor] | None:
+        return None
+
+    def bpd(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
+        """Per-sample bits/dim (the training loss is its mean)."""
+        return bits_per_dim(log_prob(net, x, cond), self.dims, self.bits)
+
+    # ---- validation
+    @torch.no_grad()
+    def val_bpd(self, model: Any, split: Split, device: torch.device) -> float:
+        """Mean bits/dim of the fixed validation subset, with fixed dequantisation noise."""
+        total, n = 0.0, 0
+        seed = self.recipe.seed
+        for k, start in enumerate(range(0, len(split), VAL_CHUNK)):
+            imgs = split.images[start:start + VAL_CHUNK]
+            maps = None if split.maps is None else split.maps[start:start + VAL_CHUNK]
+            noise = torch.rand(imgs.shape, generator=generator(stream_seed(seed, "val", k)))
+            x, cond = self.inputs(imgs, maps, noise, device)
+            total += float(self.bpd(model, x, cond).double().sum())
+            n += imgs.shape[0]
+        return total / n
+
+    def validate(self, model: Any, data: TaskData, device: torch.device, *,
+                 full: bool = False, temperatures: tuple[float, ...] | None = None,
+                 lpips: Any = None) -> dict[str, Any]:
+        return {"bpd": self.val_bpd(model, data.val, device)}
+
+    # ---- pictures
+    def grids(self, model: Any, data: TaskData, device: torch.device,
+              temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = GRID_EXAMPLES,
+              per_row: int | None = None) -> dict[float, Tensor]:
+        """One uint8 grid image ``(C, H, W)`` per temperature: ``rows`` rows of ``per_row``
+        samples (conditional tasks add the condition before and the truth after them)."""
+        raise NotImplementedError
+
+    def _conditional_grid(self, model: Any, device: torch.device, temperature: float,
+                          first: Tensor, last: Tensor, images: Tensor, maps: Tensor | None,
+                          k: int) -> Tensor:
+        """Rows of: the condition shown as an image, ``k`` samples, the ground truth."""
+        n = images.shape[0]
+        cond = self.condition(images.repeat_interleave(k, 0),
+                              None if maps is None else maps.repeat_interleave(k, 0), device)
+        g = generator(stream_seed(self.recipe.seed, "grid", temperature), device)
+        x = model.sample(n * k, temperature, cond, generator=g)
+        samples = im.to_uint8(x, self.bits).view(n, k, *x.shape[1:])
+        rgb = first.shape[1] == 3 or last.shape[1] == 3 or samples.shape[2] == 3
+        conv = im.to_rgb if rgb else (lambda t: t)
+        rows = [torch.cat([conv(first[i:i + 1]), conv(samples[i]), conv(last[i:i + 1])])
+                for i in range(n)]
+        return im.make_grid(torch.cat(rows), ncol=k + 2)
+
+
+def _builtins() -> set[str]:
+    from .data import BUILTIN
+
+    return set(BUILTIN)
+
+
+def _fmt(shape: Any) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+class Generation(Task):
+    name = "generation"
+
+    def check_spec(self) -> None:
+        if self.spec.conditions:
+            conds = ", ".join(f"{c.name}: {c.type}" for c in self.spec.conditions)
+            kind = "translation" if any(c.type == "labels" for c in self.spec.conditions) \
+                else "super_resolution"
+            raise RunError(f"task `generation` samples without a condition, but flow "
+                           f"`{self.spec.name}` is conditional ({conds}); use task {kind}")
+
+    def grids(self, model: Any, data: TaskData, device: torch.device,
+              temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = 8,
+              per_row: int | None = None) -> dict[float, Tensor]:
+        k = per_row or 8
+        out = {}
+        for t in temperatures:
+            g = generator(stream_seed(self.recipe.seed, "grid", t), device)
+            x = model.sample(rows * k, t, None, generator=g)
+            out[t] = im.make_grid(im.to_uint8(x, self.bits), ncol=k)
+        return out
+
+
+class SuperResolution(Task):
+    name = "super_resolution"
+
+    def check_spec(self) -> None:
+        c = self._one_condition("image", "the low-resolution image as an image condition")
+        _, h, w = self.spec.input
+        _, lh, lw = c.shape
+        scale = self.recipe.scale
+        if scale is None:
+            if h % lh or w % lw or h // lh != w // lw:
+                raise RunError(f"cannot tell the super-resolution scale: input "
+                               f"{_fmt(self.spec.input)}, condition `{c.name}` {_fmt(c.shape)}"
+                               "; give `task super_resolution scale=S`")
+            scale = h // lh
+        if h % scale or w % scale:
+            raise RunError(f"scale={scale} does not divide the input {_fmt(self.spec.input)}")
+        want = (self.spec.input[0], h // scale, w // scale)
+        if tuple(c.shape) != want:
+            raise RunError(f"task `super_resolution scale={scale}` downscales the "
+                           f"{_fmt(self.spec.input)} input to {_fmt(want)}, but condition "
+                           f"`{c.name}` is declared {_fmt(c.shape)} "
+                           f"({c.span.file}:{c.span.line})")
+        self.cond = c
+        self.scale = scale
+
+    def condition(self, images: Tensor, maps: Tensor | None,
+                  device: torch.device) -> dict[str, Tensor]:
+        return {self.cond.name: im.to_condition(im.downscale(images, self.scale)).to(device)}
+
+    @torch.no_grad()
+    def validate(self, model: Any, data: TaskData, device: torch.device, *,
+                 full: bool = False, temperatures: tuple[float, ...] | None = None,
+                 lpips: Any = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"bpd": self.val_bpd(model, data.val, device)}
+        temps = temperatures or (SR_TEMPERATURES_EVAL if full else SR_TEMPERATURES_TRAIN)
+        n = len(data.val) if full else min(len(data.val), self.recipe.sr_images)
+        hr = data.val.images[:n]
+        gt = im.quantized(hr, self.bits)
+        lr = im.downscale(hr, self.scale)
+        per: dict[str, dict[str, float]] = {}
+        for t in temps:
+            preds = []
+            for k, start in enumerate(range(0, n, VAL_CHUNK)):
+                part = hr[start:start + VAL_CHUNK]
+                g = generator(stream_seed(self.recipe.seed, f"sr/{t}", k), device)
+                x = model.sample(part.shape[0], t, self.condition(part, None, device),
+                                 generator=g)
+                preds.append(im.to_uint8(x, self.bits))
+            pred = torch.cat(preds)
+            s = sr_scores(pred, gt, lr, self.scale)
+            row = {k: finite_mean(v) for k, v in s.items()}
+            if lpips is not None:
+                row["lpips"] = float(lpips(pred, gt).mean())
+            per[f"{t:g}"] = row
+        for key in ("psnr", "ssim", "lr_psnr"):
+            out[key] = sum(r[key] for r in per.values()) / len(per)
+        out["lpips"] = (sum(r["lpips"] for r in per.values()) / len(per)) if lpips else \
+            "unavailable"
+        out["temperatures"] = [float(t) for t in temps]
+        out["sr_images"] = n
+        out["per_temperature"] = per
+        return out
+
+    def grids(self, model: Any, data: TaskData, device: torch.device,
+              temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = GRID_EXAMPLES,
+              per_row: int | None = None) -> dict[float, Tensor]:
+        hr = data.val.images[:rows]
+        lr_up = im.upscale_nearest(im.downscale(hr, self.scale), hr.shape[-2:])
+        gt = im.quantized(hr, self.bits)
+        return {t: self._conditional_grid(model, device, t, lr_up, gt, hr, None,
+                                          per_row or GRID_SAMPLES) for t in temperatures}
+
+
+class Translation(Task):
+    name = "translation"
+
+    def check_spec(self) -> None:
+        c = self._one_condition("labels", "a label map as a labels condition")
+        if tuple(c.shape[1:]) != tuple(self.spec.input[1:]):
+            raise RunError(f"condition `{c.name}` is {_fmt(c.shape[1:])} but the input is "
+                           f"{_fmt(self.spec.input[1:])}; translation pairs each pixel with "
+                           "its label, so they must match")
+        self.cond = c
+        self.num_classes = c.shape[0]
+
+    def _maps(self, s: Any, split: str, pad: int, resize: bool, where: str) -> Tensor:
+        if s.label_maps is None:
+            raise RunError(f"{where}: `{s.name}` has no label maps; translation needs "
+                           "label-map/image pairs (fashion-seg, `cityscapes root=...`, or a "
+                           "folder with labels/ and images/)")
+        if s.num_classes is not None and s.num_classes > self.num_classes:
+            raise RunError(f"{where}: the data has {s.num_classes} classes but condition "
+                           f"`{self.cond.name}` declares {self.num_classes}; set the "
+                           "condition's class count to at least that")
+        chunks = []
+        for start in range(0, s.label_maps.shape[0], 8192):
+            part = s.label_maps[start:start + 8192]
+            try:
+                part = prepare(part, self.spec.input, pad=pad, resize=resize)
+            except DataError as e:
+                raise RunError(f"{where}: {e}") from e
+            if int(part.max()) >= self.num_classes or int(part.min()) < 0:
+                raise RunError(f"{where}: label ids reach {int(part.max())}, outside the "
+                               f"{self.num_classes} classes of condition `{self.cond.name}`")
+            chunks.append(part.to(torch.uint8))
+        return torch.cat(chunks)
+
+    def condition(self, images: Tensor, maps: Tensor | None,
+                  device: torch.device) -> dict[str, Tensor]:
+        return {self.cond.name: maps.long().to(device)}
+
+    def grids(self, model: Any, data: TaskData, device: torch.device,
+              temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = GRID_EXAMPLES,
+              per_row: int | None = None) -> dict[float, Tensor]:
+        imgs = data.val.images[:rows]
+        maps = data.val.maps[:rows]
+        shown = im.colourise(maps, self.num_classes)
+        gt = im.quantized(imgs, self.bits)
+        return {t: self._conditional_grid(model, device, t, shown, gt, imgs, maps,
+                                          per_row or GRID_SAMPLES) for t in temperatures}
+
+
+TASKS: dict[str, type[Task]] = {
+    "generation": Generation, "super_resolution": SuperResolution, "translation": Translation,
+}
+
+
+def make_task(spec: FlowSpec, recipe: Recipe) -> Task:
+    return TASKS[recipe.task](spec, recipe)

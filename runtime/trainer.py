@@ -1,0 +1,431 @@
+"""The training loop: optimiser, warm-up, clipping, validation, samples, checkpoints, DDP.
+
+Reproducibility contract: the parameters after step ``s`` are a function of the spec, the
+recipe and nothing else. Data order and dequantisation noise are pure functions of
+``(seed, step)`` (:class:`BatchStream`), validation and sampling draw from their own
+generators and never touch the global RNG, and a checkpoint holds everything else
+(model, optimiser, scheduler, RNG states). So a run killed at any point and resumed from
+its last checkpoint ends with exactly the parameters of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from flowspec.ir import FlowSpec
+
+from . import checkpoint as ckpt
+from . import distributed as ddp
+from .errors import RunError
+from .images import plot_curve, save_png
+from .metrics import MetricsLog
+from .recipe import Recipe
+from .tasks import Task, TaskData, generator, make_task, stream_seed
+
+
+class BatchStream:
+    """Which images make up the batch of step ``s``, and their dequantisation noise.
+
+    Epoch ``e`` visits the training set in the order of a permutation drawn from a
+    generator seeded by ``(seed, e)``; step ``s`` takes positions ``sB ... sB + B - 1`` of
+    the concatenated epochs. Nothing here has state worth saving: ``(seed, step)`` is it.
+    """
+
+    def __init__(self, n: int, batch: int, seed: int):
+        self.n, self.batch, self.seed = n, batch, seed
+        self._perms: dict[int, Tensor] = {}
+
+    def _perm(self, epoch: int) -> Tensor:
+        if epoch not in self._perms:
+            if len(self._perms) > 2:
+                self._perms.pop(min(self._perms))
+            g = generator(stream_seed(self.seed, "epoch", epoch))
+            self._perms[epoch] = torch.randperm(self.n, generator=g)
+        return self._perms[epoch]
+
+    def indices(self, step: int) -> Tensor:
+        pos = step * self.batch + torch.arange(self.batch)
+        epoch, within = pos // self.n, pos % self.n
+        out = torch.empty(self.batch, dtype=torch.int64)
+        for e in epoch.unique().tolist():
+            sel = epoch == e
+            out[sel] = self._perm(e)[within[sel]]
+        return out
+
+    def noise(self, step: int, shape: tuple[int, ...]) -> Tensor:
+        return torch.rand((self.batch, *shape), generator=generator(
+            stream_seed(self.seed, "noise", step)))
+
+
+def make_optimizer(model: nn.Module, r: Recipe) -> tuple[torch.optim.Optimizer, Any]:
+    """The recipe's optimiser and a linear warm-up from ``lr / warmup`` to ``lr``."""
+    cls = {"adamax": torch.optim.Adamax, "adam": torch.optim.Adam,
+           "adamw": torch.optim.AdamW}[r.optimizer]
+    opt = cls(model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
+    warm = r.warmup
+
+    def factor(step: int) -> float:
+        return min(1.0, (step + 1) / warm) if warm else 1.0
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+@torch.no_grad()
+def first_nonfinite(model: Any, x: Tensor, cond: dict[str, Tensor] | None) -> str | None:
+    """Re-run a batch and name the first module (in execution order) whose output is not
+    finite: ``encoder:NAME``, a layer path such as ``level1.step02.coupling``, or
+    ``prior``. ``None`` when the whole forward pass is finite."""
+    if not torch.isfinite(x).all():
+        return "the input batch"
+    found: list[str] = []
+
+    def watch(name: str):
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            outs = output if isinstance(output, (tuple, list)) else (output,)
+            if not found and any(isinstance(t, Tensor) and not torch.isfinite(t).all()
+                                 for t in outs):
+                found.append(name)
+        return hook
+
+    named = [(f"encoder:{k}", m) for k, m in model.encoders.items()]
+    named += list(zip(model.paths, model.layers)) + [("prior", model.prior)]
+    handles = [m.register_forward_hook(watch(name)) for name, m in named]
+    was_training = model.training
+    model.eval()
+    try:
+        model(x, cond)
+    except (RuntimeError, ValueError) as e:  # a layer may raise on non-finite input
+        if not found:
+            found.append(f"the forward pass, which raised {type(e).__name__}: {e}")
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return found[0] if found else None
+
+
+def _where(model: Any, name: str) -> str:
+    if name in model.paths:
+        span = model.spans[model.paths.index(name)]
+        return f"layer `{name}` ({span.file}:{span.line}:{span.column})"
+    return name if name.startswith("the ") else f"`{name}`"
+
+
+def _bad_parameter(model: Any) -> str | None:
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            parts = name.split(".")
+            if parts[0] == "layers":
+                return f"{_where(model, model.paths[int(parts[1])])} (parameter {name})"
+            return f"`{name}`"
+    return None
+
+
+def needs_init(model: nn.Module) -> bool:
+    """Whether some actnorm still waits for its data-dependent initialisation."""
+    return any(not bool(b) for n, b in model.named_buffers() if n.endswith("initialized"))
+
+
+@dataclass
+class RunResult:
+    """What :func:`runtime.train` returns."""
+
+    out: Path
+    step: int
+    val_bpd: float | None
+    summary: dict[str, Any]
+    model: Any = field(repr=False, default=None)
+
+
+def default_out(spec: FlowSpec) -> Path:
+    return Path("runs") / f"{spec.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+class Trainer:
+    def __init__(self, spec: FlowSpec, recipe: Recipe, *, out: str | os.PathLike | None,
+                 device: str, resume: bool, progress: bool, source: dict[str, Any]):
+        self.spec, self.recipe = spec, recipe
+        self.out_arg, self.device_arg = out, device
+        self.resume, self.progress, self.source = resume, progress, source
+
+    # ---------------------------------------------------------------- set-up
+    def _folder(self, d: ddp.Dist) -> Path:
+        if self.resume and self.out_arg is None:
+            raise RunError("--resume needs --out: the run folder to continue")
+        out = Path(self.out_arg) if self.out_arg is not None else default_out(self.spec)
+        if d.active:  # rank 0's clock names the folder
+            names = [str(out)]
+            torch.distributed.broadcast_object_list(names, 0)
+            out = Path(names[0])
+        ck = out / "checkpoint.pt"
+        if self.resume and not ck.is_file():
+            raise RunError(f"nothing to resume: {ck} does not exist")
+        if not self.resume and ck.exists():
+            raise RunError(f"{out} already holds a run; pass --resume to continue it, or "
+                           "choose another --out")
+        if out.exists() and not out.is_dir():
+            raise RunError(f"--out {out} is a file, not a folder")
+        ddp.barrier(d)
+        if d.main:
+            out.mkdir(parents=True, exist_ok=True)
+            for stale in out.glob(".*.tmp"):  # left by a run killed mid-write
+                stale.unlink(missing_ok=True)
+        return out
+
+    def _state(self, model: nn.Module, opt: Any, sched: Any, step: int) -> dict[str, Any]:
+        return {
+            "format": ckpt.FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "rng": ckpt.rng_state(self.recipe.seed, step),
+            "step": step, "digest": self.spec.digest(), "recipe": self.recipe.to_json(),
+            "flow": self.spec.name, "spec_file": self.source.get("spec_file"),
+            "overrides": self.source.get("overrides") or {},
+            "ir": self.spec.model_dump_json(), "best_val_bpd": self.best,
+        }
+
+    def _write_static(self, out: Path) -> None:
+        (out / "config.json").write_text(self.spec.model_dump_json(indent=2) + "\n")
+        (out / "recipe.json").write_text(json.dumps(self.recipe.to_json(), indent=2) + "\n")
+        try:
+            from flowspec.diagram import render
+
+            render(self.spec, out / "model.svg")
+        except (ImportError, AttributeError) as e:
+            _warn(f"no model diagram: the renderer is not available ({e})")
+        except Exception as e:  # noqa: BLE001 - a diagram never stops a run
+            _warn(f"no model diagram: {type(e).__name__}: {e}")
+
+    # ---------------------------------------------------------------- the run
+    def run(self) -> RunResult:
+        d, dev = ddp.setup(self.device_arg)
+        try:
+            return self._run(d, dev)
+        finally:
+            ddp.teardown(d)
+
+    def _run(self, d: ddp.Dist, dev: torch.device) -> RunResult:
+        from flowspec.build import compile as build
+
+        r, spec = self.recipe, self.spec
+        task = make_task(spec, r)
+        data = task.load()
+        train = data.train
+        if train is None or len(train) == 0:
+            raise RunError(f"data `{r.data}` has no training images")
+        if r.batch % d.world:
+            raise RunError(f"batch {r.batch} does not split evenly over {d.world} processes")
+        out = self._folder(d)
+        log = MetricsLog(out / "metrics.jsonl")
+        model = build(spec, device=dev, seed=r.seed)
+        opt, sched = make_optimizer(model, r)
+        self.best: float | None = None
+        start = 0
+        if self.resume:
+            ck = ckpt.load(out / "checkpoint.pt")
+            ckpt.check_digest(ck, spec.digest(), out / "checkpoint.pt", spec.name)
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            ckpt.set_rng_state(ck["rng"])
+            start, self.best = int(ck["step"]), ck.get("best_val_bpd")
+            if start > r.steps:
+                raise RunError(f"the checkpoint is at step {start}, past --steps {r.steps}; "
+                               "pass a larger --steps to train on")
+            changed = Recipe.from_json(ck["recipe"]).differences(r)
+            if changed and d.main:
+                _warn(f"resuming with a changed recipe ({', '.join(changed)}): the run will "
+                      "not match an uninterrupted one")
+        if d.main:
+            if self.resume:
+                log.truncate_after(start)
+            else:
+                log.path.unlink(missing_ok=True)
+            self._write_static(out)
+        stream = BatchStream(len(train), r.batch, r.seed)
+        local = r.batch // d.world
+        shard = slice(d.rank * local, (d.rank + 1) * local)
+
+        def batch(step: int) -> tuple[Tensor, dict[str, Tensor] | None]:
+            idx = stream.indices(step)[shard]
+            maps = None if train.maps is None else train.maps[idx]
+            noise = stream.noise(step, tuple(spec.input))[shard]
+            return task.inputs(train.images[idx], maps, noise, dev)
+
+        if start < r.steps and needs_init(model):
+            # Actnorm's data-dependent init, once, on the first batch (moments averaged over
+            # ranks inside the layer); then rank 0's copy is made everyone's, bit for bit.
+            model.train()
+            with torch.no_grad():
+                model(*batch(start))
+        if d.active:
+            ddp.broadcast_module(model)
+            net: Any = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        else:
+            net = model
+        if d.main:
+            print(f"training flow `{spec.name}` ({sum(p.numel() for p in model.parameters()):,}"
+                  f" parameters) on `{r.data}`: task {r.task}, "
+                  f"{len(train):,} train / {len(data.val):,} val images, "
+                  f"steps {start}->{r.steps}, batch {r.batch}"
+                  f"{f' over {d.world} processes' if d.active else ''}, {dev}", file=sys.stderr)
+        files = self._loop(d, dev, task, data, model, net, opt, sched, batch, start, log, out)
+        return self._finish(d, dev, model, log, out, files, start)
+
+    def _loop(self, d: ddp.Dist, dev: torch.device, task: Task, data: TaskData, model: Any,
+              net: Any, opt: Any, sched: Any, batch: Any, start: int, log: MetricsLog,
+              out: Path) -> dict[str, Any]:
+        r = self.recipe
+        from tqdm import tqdm
+
+        bar = tqdm(total=r.steps, initial=start, disable=not (d.main and self.progress),
+                   dynamic_ncols=True, unit="step", desc=self.spec.name, file=sys.stderr)
+        recent: deque[float] = deque(maxlen=20)
+        rate = None
+        files: dict[str, Any] = {"samples": []}
+        self.t_train = 0.0
+        params = [p for p in model.parameters()]
+        for step in range(start, r.steps):
+            t0 = time.perf_counter()
+            model.train()
+            x, cond = batch(step)
+            loss = task.bpd(net, x, cond).mean()
+            value = float(ddp.mean(d, loss.detach()))
+            if not math.isfinite(value):
+                self._nonfinite(step, model, x, cond, f"the loss is {value}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(params, r.clip or math.inf)
+            if not torch.isfinite(norm):
+                self._nonfinite(step, model, x, cond, f"the gradient norm is {float(norm)}")
+            opt.step()
+            sched.step()
+            done = step + 1
+            dt = time.perf_counter() - t0
+            self.t_train += dt
+            rate = r.batch / dt if rate is None else 0.9 * rate + 0.1 * r.batch / dt
+            recent.append(value)
+            if d.main:
+                log.write({"kind": "train", "step": done, "loss": value, "bpd": value,
+                           "lr": opt.param_groups[0]["lr"], "grad_norm": float(norm),
+                           "images_per_s": r.batch / dt, "time": round(self.t_train, 4)})
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.3f}", bpd=f"{sum(recent) / len(recent):.3f}",
+                                img_s=f"{rate:.0f}", refresh=False)
+            last = done == r.steps
+            sync = False
+            if done % r.val_every == 0 or last:
+                sync = True
+                if d.main:
+                    self._validate(dev, task, data, model, opt, sched, done, log, out, files)
+            if done % r.sample_every == 0 or last:
+                sync = True
+                if d.main:
+                    self._samples(dev, task, data, model, done, out, files)
+            if done % r.checkpoint_every == 0 or last:
+                sync = True
+                if d.main:
+                    self._checkpoint(model, opt, sched, done, log, out)
+            if sync:
+                ddp.barrier(d)
+        bar.close()
+        return files
+
+    def _nonfinite(self, step: int, model: Any, x: Tensor, cond: Any, what: str) -> None:
+        name = first_nonfinite(model, x, cond)
+        r = self.recipe
+        where = (f"the first non-finite output is in {_where(model, name)}" if name else
+                 "re-running the batch gives finite outputs in every layer, so the "
+                 "backward pass or the parameters overflowed")
+        raise RunError(
+            f"training stopped at step {step + 1}: {what}; {where}. Nothing of this step "
+            f"was saved. Try a lower learning rate (lr={r.lr:g}), a longer warm-up "
+            f"(warmup={r.warmup}) or gradient clipping (clip={r.clip}), then --resume from "
+            "the last checkpoint")
+
+    def _validate(self, dev: torch.device, task: Task, data: TaskData, model: Any, opt: Any,
+                  sched: Any, done: int, log: MetricsLog, out: Path,
+                  files: dict[str, Any]) -> None:
+        model.eval()
+        metrics = task.validate(model, data, dev)
+        model.train()
+        log.write({"kind": "val", "step": done, **metrics})
+        files["val"] = metrics
+        bpd = metrics["bpd"]
+        if math.isfinite(bpd) and (self.best is None or bpd < self.best):
+            self.best = bpd
+            if _bad_parameter(model) is None:
+                ckpt.save_atomic(self._state(model, opt, sched, done), out / "best.pt")
+        plot_curve(log.read(), out / "curve.png", title=f"{self.spec.name} ({self.recipe.task})")
+
+    def _samples(self, dev: torch.device, task: Task, data: TaskData, model: Any, done: int,
+                 out: Path, files: dict[str, Any]) -> None:
+        model.eval()
+        grids = task.grids(model, data, dev)
+        model.train()
+        for t, img in grids.items():
+            p = save_png(img, out / f"samples_step{done:06d}_t{t:g}.png")
+            files["samples"].append(str(p))
+
+    def _checkpoint(self, model: Any, opt: Any, sched: Any, done: int, log: MetricsLog,
+                    out: Path) -> None:
+        bad = _bad_parameter(model)
+        if bad is not None:
+            raise RunError(f"after step {done} a parameter of {bad} is not finite; the "
+                           "checkpoint was not written (the last good one is kept). Lower "
+                           "the learning rate or add clip=...")
+        ckpt.save_atomic(self._state(model, opt, sched, done), out / "checkpoint.pt")
+        log.write({"kind": "checkpoint", "step": done, "path": str(out / "checkpoint.pt")})
+
+    def _finish(self, d: ddp.Dist, dev: torch.device, model: Any, log: MetricsLog, out: Path,
+                files: dict[str, Any], start: int) -> RunResult:
+        r = self.recipe
+        identical = ddp.same_everywhere(d, model)
+        records = log.read() if d.main else []
+        vals = [x for x in records if x.get("kind") == "val"]
+        final = vals[-1] if vals else {}
+        steps_run = r.steps - start
+        summary = {
+            "flow": self.spec.name, "spec_file": self.source.get("spec_file"),
+            "task": r.task, "digest": self.spec.digest(), "steps": r.steps,
+            "resumed_from": start if self.resume else None, "device": str(dev),
+            "world_size": d.world, "parameters": sum(p.numel() for p in model.parameters()),
+            "final_val": {k: v for k, v in final.items() if k not in ("kind",)},
+            "final_val_bpd": final.get("bpd"), "best_val_bpd": self.best,
+            "train_seconds": round(self.t_train, 2),
+            "seconds_per_step": round(self.t_train / steps_run, 4) if steps_run else None,
+            "recipe": r.to_json(),
+        }
+        if d.active:
+            summary["ranks_identical"] = identical
+        if d.main:
+            if not (out / "curve.png").exists() or records:
+                plot_curve(records, out / "curve.png", title=f"{self.spec.name} ({r.task})")
+            names = ["config.json", "recipe.json", "metrics.jsonl", "checkpoint.pt", "best.pt",
+                     "curve.png", "model.svg"]
+            summary["files"] = {n: str(out / n) for n in names if (out / n).exists()}
+            summary["files"]["samples"] = sorted(str(p) for p in out.glob("samples_*.png"))
+            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            bpd = summary["final_val_bpd"]
+            print(f"done: {r.steps} steps, held-out bits/dim "
+                  f"{'n/a' if bpd is None else f'{bpd:.4f}'}; run folder {out}/ "
+                  f"(summary.json, metrics.jsonl, checkpoint.pt, curve.png, samples_*.png"
+                  f"{', model.svg' if (out / 'model.svg').exists() else ''})")
+        if d.active and not identical:
+            raise RunError("the ranks ended with different parameters; DDP lost sync")
+        return RunResult(out, r.steps, final.get("bpd"), summary, model)
+
+
+def _warn(msg: str) -> None:
+    print(f"flowspec: warning: {msg}", file=sys.stderr)
