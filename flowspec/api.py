@@ -50,6 +50,9 @@ def analyze(source: str | os.PathLike, flow: str | None = None,
     except OSError as e:
         diags.error("E131", f"cannot read `{file}`: {e.strerror}", None)
         return [], diags.items
+    except UnicodeDecodeError:
+        diags.error("E131", f"cannot read `{file}`: it is not UTF-8 text", None)
+        return [], diags.items
     if all_flows and flow is None and not env.flows:
         return [], diags.items  # a library of blocks and lets: parsing and imports checked
     _unused_blocks(env, diags)

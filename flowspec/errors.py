@@ -49,9 +49,9 @@ class Diagnostic:
         where = f"{self.span.file}:{self.span.line}:{self.span.column}: " if self.span else ""
         out = [f"{where}{self.severity}[{self.code}]: {self.message}"]
         if self.span is not None:
-            lines = _SOURCES.get(self.span.file, "").splitlines()
+            lines = _SOURCES.get(self.span.file, "").split("\n")  # as the lexer counts
             if 0 < self.span.line <= len(lines):
-                src = lines[self.span.line - 1]
+                src = lines[self.span.line - 1].rstrip("\r")
                 num = str(self.span.line)
                 pad = " " * len(num)
                 if self.span.end_line == self.span.line:

@@ -7,19 +7,29 @@ arithmetic, conditions and ranges an unknown name is an error with a did-you-mea
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import ast
 from .errors import Abort, Collector, Span, did_you_mean
+from .parse import MAX_INT
 
 Value = int | float | bool | str
 
 
 class Word(str):
-    """A bare name used as a value (``affine``, ``lr``); remembers near-miss variables."""
+    """A bare name used as a value (``affine``, ``lr``); remembers near-miss variables.
 
-    hint: str | None = None
+    The did-you-mean ``hint`` is only computed when an error message asks for it: words
+    are evaluated for every layer instance, and difflib is slow.
+    """
+
+    _names: Callable[[], list[str]] | None = None
+
+    @property
+    def hint(self) -> str | None:
+        return did_you_mean(str(self), self._names()) if self._names is not None else None
 
 
 @dataclass
@@ -88,8 +98,7 @@ def evaluate(e: ast.Expr, scope: Scope, diags: Collector, *, words: bool = False
             pass
         if e.ns is None and words:
             w = Word(e.name)
-            hint = did_you_mean(e.name, scope.names())
-            w.hint = hint
+            w._names = scope.names
             return w
         where = f"`{e.ns}.{e.name}`" if e.ns else f"`{e.name}`"
         options = scope.global_names(e.ns) if e.ns else scope.names()
@@ -159,7 +168,12 @@ def _binop(e: ast.BinOp, a: Any, b: Any, diags: Collector) -> Any:
                 diags.error("E140", "division by zero", e.right.span)
                 raise Abort
             return a // b if op == "//" else a % b
-        return {"+": a + b, "-": a - b, "*": a * b}[op]
+        result = {"+": a + b, "-": a - b, "*": a * b}[op]
+        if abs(result) > MAX_INT if isinstance(result, int) else not math.isfinite(result):
+            diags.error("E141", f"`{op}` overflows: the result is too large", e.span,
+                        help=f"integers are at most {MAX_INT} (2**63 - 1), floats about 1.8e308")
+            raise Abort
+        return result
     raise TypeError(op)
 
 

@@ -35,6 +35,13 @@ def expr(e: ast.Expr, parent: int = 0) -> str:
     raise TypeError(e)
 
 
+def _quote(text: str) -> str:
+    """A string literal that parses back to ``text``."""
+    escaped = (text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+               .replace("\t", "\\t").replace("\r", "\\r"))
+    return f'"{escaped}"'
+
+
 def _shape(s: ast.Shape) -> str:
     if all(isinstance(d, ast.Lit) for d in s.dims):
         return "x".join(expr(d) for d in s.dims)
@@ -163,7 +170,7 @@ class _Printer:
         self._last_item = item
         ln = item.span.line
         if isinstance(item, ast.Import):
-            self.line(f'import "{item.path}" as {item.alias}', "", ln)
+            self.line(f"import {_quote(item.path)} as {item.alias}", "", ln)
         elif isinstance(item, ast.Let):
             self.line(f"let {item.name} = {expr(item.value)}", "", ln, item.span.end_line)
         elif isinstance(item, ast.BlockDef):

@@ -6,10 +6,13 @@ comments are collected through a lexer callback so that ``fmt`` can put them bac
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
@@ -24,6 +27,28 @@ def _grammar_text() -> str:
 _COMMENTS: list[Token] = []
 
 
+def _cache_file() -> str | bool:
+    """Where lark keeps the LALR tables between runs (building them is most of the start-up
+    time of ``flowspec check``): ``$FLOWSPEC_CACHE_DIR``, else ``$XDG_CACHE_HOME/flowspec``,
+    else ``~/.cache/flowspec``; ``FLOWSPEC_CACHE_DIR=""`` turns the cache off. The file
+    carries a hash of the grammar, lark's version and Python's, so a stale one is rebuilt;
+    a folder that cannot be created means no cache."""
+    import os
+
+    folder = os.environ.get("FLOWSPEC_CACHE_DIR")
+    if folder is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                 ".cache")
+        folder = os.path.join(base, "flowspec")
+    if not folder:
+        return False
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return False
+    return os.path.join(folder, "grammar.lark-cache")
+
+
 @lru_cache(maxsize=1)
 def parser() -> Lark:
     return Lark(
@@ -32,6 +57,7 @@ def parser() -> Lark:
         propagate_positions=True,
         maybe_placeholders=False,
         lexer_callbacks={"COMMENT": _COMMENTS.append},
+        cache=_cache_file(),
     )
 
 
@@ -40,18 +66,52 @@ def _span(file: str, meta) -> Span:
                 end_line=meta.end_line, end_column=meta.end_column)
 
 
-def _num(text: str) -> int | float:
-    return float(text) if any(c in text for c in ".eE") else int(text)
+#: Integers are at most this (torch's int64): a longer literal is an error, not a bignum.
+MAX_INT = 2**63 - 1
+#: How deeply blocks, statements and expressions may nest. Everything after the parser
+#: walks the syntax tree recursively; this keeps it far from Python's recursion limit.
+MAX_NESTING = 100
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+_ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|.)", re.DOTALL)
 
 
 def _unescape(tok: str) -> str:
-    return bytes(tok[1:-1], "utf-8").decode("unicode_escape")
+    r"""The value of a STRING token: ``\n \t \r \" \\ \xHH \uHHHH`` are escapes, any
+    other backslash stays as written (``"C:\data"``), non-ASCII text is kept as is."""
+    def one(m: re.Match) -> str:
+        e = m.group(1)
+        if len(e) > 1:
+            code = int(e[1:], 16)
+            return m.group(0) if 0xD800 <= code <= 0xDFFF else chr(code)  # no lone surrogates
+        return _ESCAPES.get(e, m.group(0))
+
+    return _ESCAPE.sub(one, tok[1:-1])
 
 
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion limit
     def __init__(self, file: str):
         super().__init__()
         self.file = file
+        self.errors: list[Diagnostic] = []
+
+    def _num(self, tok: Token) -> int | float:
+        """An INT or FLOAT token's value; out-of-range literals are reported (E008)."""
+        text = str(tok)
+        if any(c in text for c in ".eE"):
+            value = float(text)
+            if math.isfinite(value):
+                return value
+            limit = "the largest float is about 1.8e308"
+        else:
+            value = int(text) if len(text) <= 19 else MAX_INT + 1
+            if value <= MAX_INT:
+                return value
+            limit = f"integers are at most {MAX_INT} (2**63 - 1)"
+        shown = text if len(text) <= 24 else text[:20] + "..."
+        self.errors.append(Diagnostic("E008", f"the number {shown} is too large",
+                                      self.tsp(tok), help=limit))
+        return 0
 
     def sp(self, meta) -> Span:
         return _span(self.file, meta)
@@ -63,11 +123,11 @@ class _ToAst(Transformer):
     # ---- expressions
     @v_args(meta=True)
     def int_lit(self, meta, c):
-        return ast.Lit(self.sp(meta), int(c[0]), str(c[0]))
+        return ast.Lit(self.sp(meta), self._num(c[0]), str(c[0]))
 
     @v_args(meta=True)
     def float_lit(self, meta, c):
-        return ast.Lit(self.sp(meta), float(c[0]), str(c[0]))
+        return ast.Lit(self.sp(meta), self._num(c[0]), str(c[0]))
 
     @v_args(meta=True)
     def string_lit(self, meta, c):
@@ -147,7 +207,7 @@ class _ToAst(Transformer):
             return ast.Var(sp, str(tok))
         if tok.type == "STRING":
             return ast.Lit(sp, _unescape(str(tok)), str(tok))
-        return ast.Lit(sp, _num(str(tok)), str(tok))
+        return ast.Lit(sp, self._num(tok), str(tok))
 
     @v_args(meta=True)
     def layer(self, meta, c):
@@ -192,11 +252,15 @@ class _ToAst(Transformer):
     def shape(self, meta, c):
         if len(c) == 1 and isinstance(c[0], Token) and c[0].type == "SHAPE":
             sp = self.tsp(c[0])
-            return ast.Shape(sp, [ast.Lit(sp, int(d), d) for d in str(c[0]).split("x")])
+            return ast.Shape(sp, [ast.Lit(sp, self._num(Token("INT", d, line=sp.line,
+                                                                column=sp.column,
+                                                                end_line=sp.end_line,
+                                                                end_column=sp.end_column)), d)
+                                  for d in str(c[0]).split("x")])
         dims = []
         for d in c:
             if isinstance(d, Token):
-                dims.append(ast.Lit(self.tsp(d), int(d), str(d)))
+                dims.append(ast.Lit(self.tsp(d), self._num(d), str(d)))
             else:
                 dims.append(d)
         return ast.Shape(self.sp(meta), dims)
@@ -354,8 +418,12 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic
     at_end = isinstance(err, UnexpectedEOF) or (
         isinstance(err, UnexpectedToken) and err.token.type == "$END")
     if at_end:  # point just past the last character, not at the last token
-        lines = text.splitlines() or [""]
-        line, col = len(lines), len(lines[-1]) + 1
+        # lines as the lexer counts them: only \n ends one (splitlines() would also split
+        # at \u2028, \x0c, ... inside comments and strings)
+        lines = text.split("\n")
+        if len(lines) > 1 and lines[-1] == "":
+            lines.pop()
+        line, col = len(lines), len(lines[-1].rstrip("\r")) + 1
     elif isinstance(err, UnexpectedToken) and err.token.type != "_NL":
         width = max(1, len(str(err.token)))
     span = Span(file=file, line=line, column=col, end_line=line, end_column=col + width)
@@ -398,6 +466,37 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
         on_error(e)
         raise FlowSyntaxError(diags) from None
     comments = [ast.Comment(t.line, t.column, str(t)) for t in _COMMENTS]
-    version, items, line = _ToAst(file).transform(tree)
+    to_ast = _ToAst(file)
+    version, items, line = to_ast.transform(tree)
+    diags += to_ast.errors
+    deep = _too_deep(items)
+    if deep is not None:
+        diags.append(Diagnostic("E009", f"the file nests more than {MAX_NESTING} levels deep",
+                                deep.span, help="blocks, statements and expressions nest; "
+                                "split a long expression with `let`, or flatten the nesting"))
+    if diags:
+        raise FlowSyntaxError(diags)
     return ast.Module(file=file, version=version, items=items, comments=comments,
                       version_line=line)
+
+
+def _too_deep(items: list) -> ast.Node | None:
+    """The first node (in the text) nested more than MAX_NESTING levels deep, found by an
+    iterative walk."""
+    first: ast.Node | None = None
+    stack: list[tuple[object, int]] = [(x, 1) for x in items]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (list, tuple)):
+            stack.extend((x, depth) for x in node)
+        elif isinstance(node, ast.Node):
+            if depth > MAX_NESTING:
+                key = (node.span.line, node.span.column)
+                if first is None or key < (first.span.line, first.span.column):
+                    first = node
+                continue
+            for f in dataclasses.fields(node):
+                value = getattr(node, f.name)
+                if isinstance(value, (ast.Node, list, tuple)):
+                    stack.append((value, depth + 1))
+    return first

@@ -9,7 +9,9 @@ of instantiations. Shapes are left to :mod:`flowspec.check`.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +22,16 @@ from .errors import Abort, Collector, Span, did_you_mean
 from .evaluate import EncoderCall, Scope, Word, evaluate, expect_int, format_value, type_name
 from .ir import ConditionIR, EncoderIR, FlowSpec, LayerIR, Origin, PriorIR, Setting
 from .kinds import DEFAULT_VARIANT, ENCODERS, KINDS, PriorArgs, heads
-from .parse import parse
+from .parse import MAX_INT, parse
 from .recipe import validate_settings
 
 MAX_LAYERS = 20_000
 MAX_REPEAT = 10_000
+#: Statements and bodies run while expanding one flow: nested loops multiply, and even
+#: empty ones must not run for hours.
+MAX_WORK = 100_000
+MAX_CALL_DEPTH = 32  # blocks calling blocks calling blocks ...
+MAX_IMPORT_DEPTH = 32  # files importing files importing files ...
 
 
 # ---- files --------------------------------------------------------------------------------
@@ -120,6 +127,10 @@ class Loader:
         if item.alias in env.imports:
             self.diags.error("E110", f"namespace `{item.alias}` is imported twice", item.span)
             return
+        if len(self.loading) >= MAX_IMPORT_DEPTH:
+            self.diags.error("E133", f"imports nest more than {MAX_IMPORT_DEPTH} files deep",
+                             item.path_span)
+            return
         if key in self.loading:
             chain = [os.path.relpath(k) for k in self.loading[self.loading.index(key):]]
             self.diags.error("E132", "import cycle: " + " -> ".join(chain + [chain[0]]),
@@ -137,6 +148,9 @@ class Loader:
             env.imports[item.alias] = self.load_file(path)
         except OSError as e:
             self.diags.error("E131", f"cannot read `{item.path}`: {e.strerror}", item.path_span)
+        except UnicodeDecodeError:
+            self.diags.error("E131", f"cannot read `{item.path}`: it is not UTF-8 text",
+                             item.path_span, help="import .flow files only")
 
 
 # ---- flows --------------------------------------------------------------------------------
@@ -151,9 +165,9 @@ class _Ctx:
     calls: tuple[str, ...] = ()
 
     def with_(self, **kw: Any) -> _Ctx:
-        d = dict(self.__dict__)
-        d.update(kw)
-        return _Ctx(**d)
+        new = object.__new__(_Ctx)  # no __init__: this runs for every body of every loop
+        new.__dict__ = {**self.__dict__, **kw}
+        return new
 
 
 @dataclass
@@ -181,20 +195,34 @@ class FlowBuilder:
         self.inserts: list[_Pending] = []
         self.n_levels = 0
         self.n_steps: dict[int | None, int] = {}
+        self.heads = heads()  # the registry does not change while a flow resolves
+        self.work = 0
+        self.stopped = False  # a limit was hit: abandon the whole flow, report it once
+
+    def _stop(self, message: str, span: Span) -> None:
+        self.diags.error("E170", message, span, help="check the repeat counts and loop ranges "
+                         "(nested loops multiply)")
+        self.stopped = True
+        raise Abort
 
     # -- statements
     def run(self, body: ast.Body, ctx: _Ctx) -> None:
         scope = ctx.scope.child()
         ctx = ctx.with_(scope=scope)
+        self.work += 1
         for stmt in body.stmts:
+            self.work += 1
+            if self.work > MAX_WORK:
+                self._stop(f"the flow takes more than {MAX_WORK} statements to expand",
+                           stmt.span)
             try:
                 self.stmt(stmt, ctx)
             except Abort:
+                if self.stopped:
+                    raise
                 continue
             if len(self.layers) > MAX_LAYERS:
-                self.diags.error("E170", f"the flow has more than {MAX_LAYERS} layers",
-                                 stmt.span, help="check the repeat counts and loop ranges")
-                raise Abort
+                self._stop(f"the flow has more than {MAX_LAYERS} layers", stmt.span)
 
     def stmt(self, s: ast.Stmt, ctx: _Ctx) -> None:
         d = self.diags
@@ -278,6 +306,10 @@ class FlowBuilder:
             self.diags.error("E160", f"block `{block.name}` calls itself", s.span,
                              help="blocks cannot recurse; repeat with `x N` or `for`")
             raise Abort
+        if len(ctx.calls) >= MAX_CALL_DEPTH:
+            self.diags.error("E162", f"block calls nest more than {MAX_CALL_DEPTH} deep", s.span,
+                             help="call fewer blocks from blocks")
+            raise Abort
         values = bind_params(block.params, s.args, env.scope(), ctx.scope, self.diags,
                              what=f"block `{block.name}`", call_span=s.span)
         origin = self._origin(f"in block `{block.name}`", s.span, ctx)
@@ -331,7 +363,7 @@ class FlowBuilder:
 
     def layer(self, s: ast.Layer, ctx: _Ctx, *, inserted: bool = False) -> LayerIR:
         d = self.diags
-        table = heads()
+        table = self.heads
         if s.name not in table:
             hint = did_you_mean(s.name, list(table))
             env = ctx.env
@@ -374,7 +406,7 @@ class FlowBuilder:
         d = self.diags
         layer = self.layer(s.layer, ctx.with_(mode="flow"), inserted=True)
         layer.trace.append(Origin(text=f"inserted by the rule at {s.span.short()}", span=s.span))
-        table = heads()
+        table = self.heads
         if s.kind not in table:
             d.error("E104", f"unknown layer kind `{s.kind}` in insert rule", s.kind_span,
                     help=did_you_mean(s.kind, list(table)))
@@ -398,17 +430,27 @@ class FlowBuilder:
             matched = 0
             i = 0
             layers = self.layers
+            hits = [(cur.kind == key or cur.kind.split(".")[0] == key) and (
+                rule.levels is None or (cur.level is not None and
+                                        rule.levels[0] <= cur.level <= rule.levels[1]))
+                for cur in layers]
+            if len(layers) + sum(hits) > MAX_LAYERS:
+                self.diags.error("E170", f"with the insert rule at {rule.span.short()} the flow "
+                                 f"would have more than {MAX_LAYERS} layers", rule.kind_span,
+                                 help="restrict the rule with `in level A..B`, or check the "
+                                 "repeat counts")
+                return
             while i < len(layers):
                 cur = layers[i]
-                hit = (cur.kind == key or cur.kind.split(".")[0] == key) and (
-                    rule.levels is None or (cur.level is not None and
-                                            rule.levels[0] <= cur.level <= rule.levels[1]))
+                hit = hits[i]
                 i += 1
                 if not hit:
                     out.append(cur)
                     continue
                 matched += 1
-                new = rule.layer.model_copy(deep=True)
+                src = rule.layer  # a copy whose containers are its own (spans are shared)
+                new = src.model_copy(update={"args": dict(src.args), "trace": list(src.trace),
+                                             "arg_spans": dict(src.arg_spans)})
                 new.level, new.step = cur.level, cur.step
                 if rule.place == "before":
                     out.extend([new, cur])
@@ -515,7 +557,11 @@ class FlowBuilder:
             d.error("E114", f"`{s.name}` takes one value", s.words[1].span)
             raise Abort
         value = evaluate(s.words[0], ctx.scope, d, words=True) if s.words else None
+        if s.words:
+            no_encoder_call(value, s.words[0].span, d)
         raw, spans = self._kwargs(s.kwargs, ctx)
+        for k, v in raw.items():
+            no_encoder_call(v, spans[k], d)
         return Setting(value=_plain(value), options={k: _plain(v) for k, v in raw.items()},
                        span=s.span)
 
@@ -524,10 +570,36 @@ def _plain(v: Any) -> Any:
     return str(v) if isinstance(v, Word) else v
 
 
+def no_encoder_call(value: Any, span: Span, diags: Collector) -> None:
+    """Encoder calls (``rrdb(...)``) are values only for a condition's ``encoder=``."""
+    if isinstance(value, EncoderCall):
+        diags.error("E121", f"`{value.name}(...)` is an encoder call; it can only be a "
+                    "condition's encoder", span,
+                    help="write it as `condition NAME: image CxHxW encoder="
+                    f"{value.name}(...)`")
+        raise Abort
+
+
+# Valid argument sets seen before, per Args model: a flow instantiates the same few layer
+# statements thousands of times, and pydantic validation dominated resolving them.
+_VALID_ARGS: dict[tuple, dict[str, Any]] = {}
+_FIELDS: dict[type, dict] = {}
+
+
 def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span,
                   diags: Collector, *, what: str) -> dict[str, Any]:
     """Check ``raw`` against a kind's pydantic Args; every problem becomes a diagnostic."""
-    fields = model.model_fields
+    # the type is part of the key: True == 1 and hash alike, but only one is a valid bool
+    key = (model, *((k, type(v), v) for k, v in raw.items()))
+    try:
+        known = _VALID_ARGS.get(key)
+    except TypeError:  # an unhashable value: validate it the slow way
+        key, known = None, None
+    if known is not None:
+        return dict(known)
+    fields = _FIELDS.get(model)
+    if fields is None:
+        fields = _FIELDS[model] = model.model_fields
     clean = {}
     ok = True
     for name, value in raw.items():
@@ -545,7 +617,7 @@ def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span
     if not ok:
         raise Abort
     try:
-        return model(**clean).model_dump()
+        valid = model(**clean).model_dump()
     except ValidationError as err:
         for e in err.errors():
             name = str(e["loc"][0]) if e["loc"] else ""
@@ -567,6 +639,11 @@ def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span
                 diags.error("E121", f"`{name}` of {what} must be {want_s}, got "
                             f"{type_name(given)}", where, help=getattr(given, "hint", None))
         raise Abort from None
+    if key is not None:
+        if len(_VALID_ARGS) > 10_000:
+            _VALID_ARGS.clear()
+        _VALID_ARGS[key] = valid
+    return dict(valid)
 
 
 def bind_params(params: list[ast.Param], args: list[ast.KwArg], def_scope: Scope,
@@ -604,11 +681,14 @@ def parse_override(text: str) -> Any:
     low = text.strip()
     if low in ("true", "false"):
         return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(low)
-        except ValueError:
-            pass
+    # numbers as the language writes them (Python's int()/float() also take "nan", "inf",
+    # "1_000" and 5,000-digit strings it then refuses to print); anything else is a word
+    if re.fullmatch(r"-?\d{1,19}", low) and abs(int(low)) <= MAX_INT:
+        return int(low)
+    if re.fullmatch(r"-?(\d+\.\d+([eE][+-]?\d+)?|\d+[eE][+-]?\d+)", low):
+        value = float(low)
+        if math.isfinite(value):
+            return value
     return Word(low)
 
 
@@ -686,6 +766,9 @@ def resolve(env: ModuleEnv, flow_name: str | None, overrides: dict[str, Any],
         preset: dict[str, Any] = {}
         all_defaults = [{p.name: evaluate(p.default, fenv.scope(), diags, words=True)
                          for p in f.params} for fenv, f in chain]
+        for (_, f), defaults in zip(chain, all_defaults):
+            for p in f.params:  # parameters end up in the IR: plain values only
+                no_encoder_call(defaults[p.name], p.default.span, diags)
         for i in range(len(chain) - 1, -1, -1):  # the most derived declaration types it
             for name in overrides:
                 if name in all_defaults[i] and name not in preset:
@@ -706,6 +789,7 @@ def resolve(env: ModuleEnv, flow_name: str | None, overrides: dict[str, Any],
                                         else "it takes no parameters"))
                         raise Abort
                     value = evaluate(kw.value, scope, diags, words=True)
+                    no_encoder_call(value, kw.value.span, diags)
                     preset.setdefault(kw.name, value)
     except Abort:
         return None
