@@ -14,6 +14,10 @@ from .errors import Collector, Span, did_you_mean
 from .ir import FlowSpec, LatentIR, LayerIR
 from .kinds import KINDS, Issue, split_latent
 
+#: More layers than this of a kind with a ``stack_remedy`` (iMap, iSDP), all with the remedy
+#: off, get warning W003: the paper (appendix H) found their inverses unstable in deep flows.
+DEEP_STACK = 8
+
 
 def _fmt(shape) -> str:
     return "x".join(str(d) for d in shape)
@@ -91,4 +95,35 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
         if name not in used:
             diags.warning("W002", f"condition `{name}` is declared but no layer uses it",
                           cond.span, help=f"add on={name} to the layers it should condition")
+    _deep_stacks(spec, diags)
     return spec
+
+
+def _deep_stacks(spec: FlowSpec, diags: Collector) -> None:
+    """W003, once per source statement: a deep stack of layers whose kind names a
+    ``stack_remedy`` argument, with that argument off."""
+    plain = [layer for layer in spec.layers
+             if KINDS[layer.kind].stack_remedy
+             and not layer.args.get(KINDS[layer.kind].stack_remedy)]
+    if len(plain) <= DEEP_STACK:
+        return
+    heads = sorted({KINDS[layer.kind].head for layer in plain})
+    what = "/".join(f"`{h}`" for h in heads)
+    by_statement: dict[tuple[str, int, int], list[LayerIR]] = {}
+    for layer in plain:
+        by_statement.setdefault((layer.span.file, layer.span.line, layer.span.column),
+                                []).append(layer)
+    for layers in by_statement.values():
+        first = layers[0]
+        kind = KINDS[first.kind]
+        arg = kind.stack_remedy
+        words = " ".join(w for w in (kind.head, kind.variant) if w)
+        last = layers[-1].path
+        share = "" if len(layers) == len(plain) else f" ({len(layers)} from this line)"
+        diags.warning(
+            "W003", f"{len(plain)} {what} layers without {arg}=true{share}: their inverses "
+            f"lose float32 precision as the stack grows (more than {DEEP_STACK} is deep)",
+            first.span,
+            notes=[*_notes(first), f"{len(layers)} layers, `{first.path}` ... `{last}`"],
+            help=f"write `{words} {arg}=true`: a bounded, identity-plus-branch form whose "
+            "log-det is still exact")

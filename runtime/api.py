@@ -6,13 +6,17 @@
                              temperature=0.7, output="grid.png")
 
 Every failure the user can fix raises :class:`runtime.RunError` before any training step;
-spec errors raise :class:`flowspec.FlowSpecError` as everywhere else.
+spec errors raise :class:`flowspec.FlowSpecError` as everywhere else. A checkpoint is only
+loaded into the model it was trained with (same IR digest; ``strict=False`` relaxes this to
+"the parameters that still fit"), and spec warnings (e.g. W003, deep attention stacks) are
+printed on stderr.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,28 +27,34 @@ from flowspec.ir import FlowSpec
 from . import checkpoint as ckpt
 from .errors import RunError
 from .recipe import Recipe, resolve_recipe, set_data
-from .trainer import RunResult, Trainer
+from .reconstruction import RECON_WARN, reconstruction
+from .trainer import RunResult, Trainer, _warn, recon_batch
 
 SpecLike = str | os.PathLike | FlowSpec
 
 
 def _load_spec(spec: SpecLike, flow: str | None, overrides: dict[str, Any] | None
                ) -> tuple[FlowSpec, dict[str, Any]]:
-    from flowspec.api import load
+    from flowspec.api import analyze
+    from flowspec.errors import raise_if_errors
 
     if isinstance(spec, FlowSpec):
         return spec, {"spec_file": spec.file, "overrides": dict(spec.params)}
     if not Path(spec).is_file():
         raise RunError(f"no spec file {spec}")
-    loaded = load(spec, flow, overrides)
-    return loaded, {"spec_file": str(spec), "overrides": dict(overrides or {})}
+    specs, diags = analyze(spec, flow, overrides)
+    raise_if_errors(diags)
+    for d in diags:  # warnings only, after raise_if_errors
+        print(d.render(), file=sys.stderr)
+    return specs[0], {"spec_file": str(spec), "overrides": dict(overrides or {})}
 
 
 def train(spec: SpecLike, *, flow: str | None = None,
           overrides: dict[str, Any] | None = None, data: str | None = None,
           out: str | os.PathLike | None = None, steps: int | None = None,
           batch: int | None = None, device: str = "auto", resume: bool = False,
-          seed: int | None = None, progress: bool = True, **recipe: Any) -> RunResult:
+          seed: int | None = None, progress: bool = True, strict: bool = True,
+          recon_warn: float | None = RECON_WARN, **recipe: Any) -> RunResult:
     """Train a flow on its task; the spec's ``train { }`` block is the default recipe.
 
     Args:
@@ -56,6 +66,11 @@ def train(spec: SpecLike, *, flow: str | None = None,
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         resume: continue the run in ``out`` from its ``checkpoint.pt``, bit for bit.
         progress: show a tqdm progress bar.
+        strict: with ``resume``, refuse a checkpoint of another model (naming what differs);
+            ``False`` warns and loads the parameters that still fit.
+        recon_warn: warn (stderr, and ``warnings`` in metrics.jsonl and summary.json) when a
+            validation finds ``max|x - inverse(forward(x))| / max|x|`` above this; ``None``
+            or 0 turns the warning off (the error is logged either way).
         **recipe: any other :class:`runtime.recipe.Recipe` field: ``lr``, ``warmup``,
             ``clip``, ``weight_decay``, ``optimizer``, ``bits``, ``val_every``,
             ``sample_every``, ``checkpoint_every``, ``val_images``, ``sr_images``,
@@ -68,17 +83,18 @@ def train(spec: SpecLike, *, flow: str | None = None,
     loaded, source = _load_spec(spec, flow, overrides)
     r = resolve_recipe(loaded, data=data, steps=steps, batch=batch, seed=seed, **recipe)
     return Trainer(loaded, r, out=out, device=device, resume=resume, progress=progress,
-                   source=source).run()
+                   source=source, recon_warn=recon_warn, strict=strict).run()
 
 
 def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | None,
-             overrides: dict[str, Any] | None, device: str
+             overrides: dict[str, Any] | None, device: str, strict: bool = True
              ) -> tuple[Any, FlowSpec, Recipe, dict[str, Any]]:
     """The trained model of a checkpoint (eval mode), its spec and its recipe.
 
     Without ``spec`` the model is rebuilt from the IR stored in the checkpoint; with one,
     ``flow`` and ``overrides`` default to those the run was trained with, and the spec must
-    describe the same model (IR digest).
+    describe the same model (IR digest; ``strict=False``: a warning, and the parameters
+    that still fit are loaded).
     """
     from flowspec.build import compile as build
 
@@ -86,17 +102,25 @@ def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | N
 
     ck = ckpt.load(checkpoint)
     if spec is None:
-        loaded = FlowSpec.model_validate_json(ck["ir"])
+        stored = ckpt.stored_spec(ck)
+        if stored is None:
+            raise RunError(f"the checkpoint {checkpoint} holds no readable model description "
+                           "(IR); pass the spec it was trained with")
+        loaded = stored
     else:
         if not isinstance(spec, FlowSpec):
             flow = flow if flow is not None else ck.get("flow")
             overrides = overrides if overrides is not None else ck.get("overrides")
         loaded, _ = _load_spec(spec, flow, overrides)
-    ckpt.check_digest(ck, loaded.digest(), checkpoint, loaded.name)
+    same = ckpt.check_spec(ck, loaded, checkpoint, strict=strict, warn=_warn)
     model = build(loaded, device=resolve_device(device), seed=0)
-    model.load_state_dict(ck["model"])
+    ckpt.load_model(model, ck, checkpoint, strict=same, warn=_warn)
     model.eval()
-    return model, loaded, Recipe.from_json(ck["recipe"]), ck
+    try:
+        recipe = Recipe.from_json(ck["recipe"])
+    except (KeyError, TypeError) as e:
+        raise RunError(f"the checkpoint {checkpoint} holds no readable recipe ({e})") from e
+    return model, loaded, recipe, ck
 
 
 def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
@@ -104,20 +128,22 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
              temperatures: list[float] | tuple[float, ...] | None = None,
              data: str | None = None, val_images: int | None = None,
              lpips: str | os.PathLike | None = None, device: str = "auto",
-             out: str | os.PathLike | None = None) -> dict[str, Any]:
+             out: str | os.PathLike | None = None, strict: bool = True) -> dict[str, Any]:
     """Held-out metrics of a checkpoint, written to ``eval.json`` beside it (or ``out``).
 
     The validation subset and its dequantisation noise are those of training (same
     recipe, same seed), so ``bpd`` reproduces the run's logged validation bits/dim.
     Super-resolution adds PSNR, SSIM and LR-PSNR averaged over ``temperatures``
     (default 0.1 ... 0.9, as in the paper), and LPIPS when ``lpips`` names a local
-    TorchScript file (else ``"unavailable"``).
+    TorchScript file (else ``"unavailable"``). ``recon_error`` / ``recon_rel`` are
+    ``max|x - inverse(forward(x))|`` (and over ``max|x|``) on the first validation images,
+    as logged in training.
     """
     from .distributed import resolve_device
     from .metrics import load_lpips
     from .tasks import make_task
 
-    model, loaded, r, ck = _restore(spec, checkpoint, flow, overrides, device)
+    model, loaded, r, ck = _restore(spec, checkpoint, flow, overrides, device, strict)
     if data is not None:
         set_data(r, data)
     if val_images is not None:
@@ -128,6 +154,7 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     metrics = task.validate(model, data_, dev, full=True,
                             temperatures=tuple(temperatures) if temperatures else None,
                             lpips=load_lpips(lpips))
+    metrics.update(reconstruction(model, *recon_batch(task, data_.val, r.seed, dev)).metrics())
     result = {"flow": loaded.name, "task": r.task, "checkpoint": str(checkpoint),
               "step": int(ck["step"]), "data": r.data, "val_images": len(data_.val),
               **metrics}
@@ -141,7 +168,7 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
            temperature: float = 0.7, cond: str | os.PathLike | None = None,
            output: str | os.PathLike = "grid.png", flow: str | None = None,
            overrides: dict[str, Any] | None = None, seed: int = 0, device: str = "auto",
-           ncol: int | None = None) -> Path:
+           ncol: int | None = None, strict: bool = True) -> Path:
     """Draw ``n`` samples at ``temperature`` and save them as a PNG grid.
 
     Conditional flows need a condition: ``cond=None`` or ``"val"`` takes the first
@@ -156,7 +183,7 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
 
     if n < 1:
         raise RunError(f"--n must be at least 1, got {n}")
-    model, loaded, r, _ = _restore(spec, checkpoint, flow, overrides, device)
+    model, loaded, r, _ = _restore(spec, checkpoint, flow, overrides, device, strict)
     dev = resolve_device(device)
     task = make_task(loaded, r)
     g = generator(seed, dev)

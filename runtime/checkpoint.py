@@ -14,17 +14,29 @@ A checkpoint is a dict of tensors and plain Python values only (no pickled class
 Writing goes to a temporary file in the same folder, is flushed and fsync'ed, and only
 then ``os.replace``\\ d over the old file (atomic on POSIX): a crash or a kill at any point
 leaves either the old checkpoint or the new one, never a torn file.
+
+Reading is defensive: an empty, truncated or corrupted file, a file that is not a PyTorch
+checkpoint, and a pickle that holds anything but tensors and plain values (which
+``weights_only=True`` refuses to unpickle, as doing so could run code) each give a
+:class:`RunError` that says which. :func:`check_spec` compares the IR digest stored in a
+checkpoint with the spec it is loaded into and names what differs.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from flowspec.ir import FlowSpec
 
 from .errors import RunError
 
@@ -102,22 +114,194 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint (CPU tensors) with ``weights_only=True``."""
+    """Read a checkpoint (CPU tensors) with ``weights_only=True``.
+
+    Raises :class:`RunError` saying what is wrong with a file that cannot be one.
+    """
     path = Path(path)
     if not path.is_file():
         raise RunError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise RunError(f"the checkpoint {path} is empty (0 bytes): its write never finished")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a torn or foreign file
-        raise RunError(f"cannot read the checkpoint {path}: {e}") from e
+    except pickle.UnpicklingError as e:
+        raise RunError(_refused(path, e)) from e
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError,
+            UnicodeDecodeError, zipfile.BadZipFile) as e:
+        raise RunError(f"the checkpoint {path} is truncated or corrupted and cannot be read "
+                       f"({_first_line(e)}); use another checkpoint of the run (best.pt), or "
+                       "train again") from e
     if not isinstance(ck, dict) or ck.get("format") != FORMAT or "model" not in ck:
         raise RunError(f"{path} is not a flowspec checkpoint (format {FORMAT})")
+    if not isinstance(ck["model"], dict):
+        raise RunError(f"{path} is not a flowspec checkpoint: its `model` is not a state dict")
     return ck
 
 
-def check_digest(ck: dict[str, Any], digest: str, path: str | os.PathLike, name: str) -> None:
-    if ck.get("digest") != digest:
-        raise RunError(f"the checkpoint {path} belongs to another model (digest "
-                       f"{ck.get('digest')}, flow `{ck.get('flow')}` with "
-                       f"{ck.get('overrides') or 'no overrides'}) than flow `{name}` "
-                       f"(digest {digest}); pass the same --flow and --set as for training")
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def _refused(path: Path, e: BaseException) -> str:
+    if not zipfile.is_zipfile(path):
+        return (f"{path} is not a PyTorch checkpoint (neither a complete zip archive nor "
+                "tensors): the file is corrupted, or another kind of file")
+    found = re.search(r"GLOBAL ([\w.]+)", str(e))
+    what = f" (it asks for `{found.group(1)}`)" if found else ""
+    return (f"{path} holds Python objects other than tensors and plain values{what}; "
+            "flowspec reads checkpoints with weights_only=True and will not unpickle it, "
+            "since that could run code. A flowspec checkpoint never needs it: was the file "
+            "written by something else?")
+
+
+Warn = Callable[[str], None] | None
+
+
+def stored_spec(ck: dict[str, Any]) -> FlowSpec | None:
+    """The IR a checkpoint was trained with (``None`` when absent or unreadable)."""
+    try:
+        return FlowSpec.model_validate_json(ck["ir"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def spec_differences(old: FlowSpec, new: FlowSpec, limit: int = 6) -> list[str]:
+    """What differs between two models' IR, in words, as far as the parameters go."""
+    out: list[str] = []
+    if tuple(old.input) != tuple(new.input):
+        out.append(f"input {_fmt(old.input)} -> {_fmt(new.input)}")
+    if [c.model_dump(exclude={"span"}) for c in old.conditions] != \
+            [c.model_dump(exclude={"span"}) for c in new.conditions]:
+        out.append(f"conditions [{_conds(old)}] -> [{_conds(new)}]")
+    if (old.prior.learned, old.prior.on) != (new.prior.learned, new.prior.on):
+        out.append(f"prior {_prior(old)} -> {_prior(new)}")
+    a = {layer.path: layer for layer in old.layers}
+    b = {layer.path: layer for layer in new.layers}
+    if len(a) != len(b):
+        out.append(f"{len(a)} layers -> {len(b)} layers")
+    for path, la in a.items():
+        lb = b.get(path)
+        if lb is None:
+            out.append(f"`{path}` ({la.kind.replace('.', ' ')}) is gone")
+        elif la.kind != lb.kind:
+            out.append(f"`{path}` is {la.kind.replace('.', ' ')} -> {lb.kind.replace('.', ' ')}")
+        else:
+            args = [f"{k}={la.args.get(k)!r}->{lb.args.get(k)!r}"
+                    for k in sorted(set(la.args) | set(lb.args))
+                    if la.args.get(k) != lb.args.get(k)]
+            if args:
+                out.append(f"`{path}` {' '.join(args)}")
+            elif la.in_shape != lb.in_shape:
+                out.append(f"`{path}` input {_fmt(la.in_shape)} -> {_fmt(lb.in_shape)}")
+    out += [f"`{path}` ({lb.kind.replace('.', ' ')}) is new" for path, lb in b.items()
+            if path not in a]
+    if [layer.path for layer in old.layers if layer.path in b] != \
+            [layer.path for layer in new.layers if layer.path in a]:
+        out.append("the layers are in another order")
+    if len(out) > limit:
+        out = out[:limit] + [f"and {len(out) - limit} more"]
+    return out
+
+
+def check_spec(ck: dict[str, Any], spec: FlowSpec, path: str | os.PathLike, *,
+               strict: bool = True, warn: Warn = None) -> bool:
+    """Whether the checkpoint was trained with ``spec``'s model (same IR digest).
+
+    A different model raises :class:`RunError` naming what differs, unless ``strict`` is
+    false: then it is a warning, and the caller loads what still fits.
+    """
+    digest = spec.digest()
+    if ck.get("digest") == digest:
+        return True
+    old = stored_spec(ck)
+    if old is not None and _with_defaults(old).digest() == digest:
+        return True  # written before a layer kind gained an argument; its default is the same
+    diffs = spec_differences(_with_defaults(old), spec) if old is not None else []
+    what = "; ".join(diffs) if diffs else (
+        f"digest {ck.get('digest')} -> {digest}" if old is not None else
+        f"digest {ck.get('digest')} -> {digest}; the checkpoint holds no readable IR")
+    trained = (f"flow `{ck.get('flow')}` with "
+               f"{_overrides(ck.get('overrides')) or 'no overrides'}")
+    if strict:
+        raise RunError(f"the checkpoint {path} belongs to another model than flow "
+                       f"`{spec.name}`: {what}. It was trained with {trained}; pass the same "
+                       "spec, --flow and --set as for training, or --strict false to load the "
+                       "parameters that still fit")
+    if warn is not None:
+        warn(f"the checkpoint {path} belongs to another model ({what}); --strict false: "
+             "loading the parameters that still fit")
+    return False
+
+
+def _with_defaults(spec: FlowSpec) -> FlowSpec:
+    """``spec`` with every argument its layer kind declares today (a checkpoint's IR from
+    before an argument existed lacks it; the default keeps the old behaviour)."""
+    from flowspec.kinds import KINDS
+
+    out = spec.model_copy(deep=True)
+    for layer in out.layers:
+        kind = KINDS.get(layer.kind)
+        if kind is not None:
+            layer.args = {**kind.Args().model_dump(), **layer.args}
+    return out
+
+
+def load_model(model: torch.nn.Module, ck: dict[str, Any], path: str | os.PathLike, *,
+               strict: bool = True, warn: Warn = None) -> None:
+    """Load the checkpoint's parameters; a mismatch is a :class:`RunError`, not a traceback.
+
+    With ``strict=False`` missing and unexpected entries are warnings and only parameters
+    whose shape changed are an error.
+    """
+    state = ck["model"]
+    if not strict:
+        own = model.state_dict()
+        wrong = [f"{k} {tuple(v.shape)} -> {tuple(own[k].shape)}" for k, v in state.items()
+                 if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape]
+        if wrong:
+            raise RunError(f"the checkpoint {path} does not fit this model even with --strict "
+                           f"false: {len(wrong)} parameters changed shape "
+                           f"({', '.join(wrong[:4])}{' ...' if len(wrong) > 4 else ''})")
+    try:
+        result = model.load_state_dict(state, strict=strict)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise RunError(f"the checkpoint {path} does not fit this model: "
+                       f"{_first_line(e)}") from e
+    missing, unexpected = result.missing_keys, result.unexpected_keys
+    if (missing or unexpected) and warn is not None:
+        warn(f"{len(missing)} parameters kept their initial values (not in the checkpoint: "
+             f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}) and "
+             f"{len(unexpected)} checkpoint entries were ignored")
+
+
+def same_parameters(model: torch.nn.Module, ck: dict[str, Any]) -> bool:
+    """Whether the checkpoint's parameters have this model's names and shapes (so that an
+    optimiser state saved with them fits)."""
+    state = ck["model"]
+    params = dict(model.named_parameters())
+    return all(k in state and isinstance(state[k], torch.Tensor)
+               and state[k].shape == p.shape for k, p in params.items())
+
+
+def _fmt(shape: Any) -> str:
+    return "x".join(str(d) for d in shape) if shape else "?"
+
+
+def _conds(spec: FlowSpec) -> str:
+    return ", ".join(f"{c.name}: {c.type} {_fmt(c.shape)} {c.encoder.kind}" for c in
+                     spec.conditions)
+
+
+def _prior(spec: FlowSpec) -> str:
+    return "gaussian" + (" learned" if spec.prior.learned else "") + (
+        f" on={spec.prior.on}" if spec.prior.on else "")
+
+
+def _overrides(overrides: Any) -> str:
+    if not overrides:
+        return ""
+    if isinstance(overrides, dict):
+        return "--set " + " --set ".join(f"{k}={v}" for k, v in overrides.items())
+    return str(overrides)

@@ -15,6 +15,8 @@ from typing import Any
 
 from .errors import RunError
 
+RECON_WARN = 1e-3  # runtime.reconstruction.RECON_WARN, without importing torch here
+
 
 def _spec_args(p: argparse.ArgumentParser) -> None:
     from flowspec.cli import _spec_args as spec_args
@@ -24,6 +26,20 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for torch (default: torch's choice; 1 is often faster "
                    "on a machine shared with other jobs)")
+
+
+def _bool(text: str) -> bool:
+    value = {"true": True, "yes": True, "1": True, "on": True,
+             "false": False, "no": False, "0": False, "off": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got `{text}`")
+    return value
+
+
+def _strict_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--strict", type=_bool, default=True, metavar="true|false",
+                   help=f"refuse {what} a checkpoint of another model, naming what differs "
+                   "(default true); false: warn and load the parameters that still fit")
 
 
 def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -72,7 +88,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                                          "val_images")}
     train(a.spec, flow=a.flow, overrides=_overrides(a), data=a.data, out=a.out,
           steps=a.steps, batch=a.batch, device=a.device, resume=a.resume, seed=a.seed,
-          progress=not a.no_progress, **recipe)
+          progress=not a.no_progress, strict=a.strict, recon_warn=a.recon_warn, **recipe)
     return 0
 
 
@@ -88,6 +104,10 @@ def _reg_train(sub: Any) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint, bit for bit")
+    _strict_arg(p, "to --resume from")
+    p.add_argument("--recon-warn", type=float, dest="recon_warn", default=RECON_WARN,
+                   metavar="R", help="warn when a validation finds max|x - inverse(forward(x))| "
+                   f"/ max|x| above R (default {RECON_WARN:g}; 0: never)")
     g = p.add_argument_group("more recipe overrides")
     g.add_argument("--lr", type=float)
     g.add_argument("--warmup", type=int, help="linear warm-up steps")
@@ -110,7 +130,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     metrics = evaluate(a.spec, a.checkpoint, flow=a.flow, overrides=_overrides(a),
                        temperatures=a.temperatures, data=a.data, val_images=a.val_images,
-                       lpips=a.lpips, device=a.device, out=a.out)
+                       lpips=a.lpips, device=a.device, out=a.out, strict=a.strict)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -120,6 +140,7 @@ def _reg_eval(sub: Any) -> None:
                        "eval.json in the run folder)")
     _spec_args(p)
     p.add_argument("--checkpoint", required=True, metavar="FILE")
+    _strict_arg(p, "to evaluate")
     p.add_argument("--temperatures", type=float, nargs="+", metavar="T",
                    help="super-resolution sampling temperatures (default 0.1 ... 0.9)")
     p.add_argument("--data", metavar="NAME|PATH", help="evaluate on other data")
@@ -138,7 +159,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
 
     path = sample(a.spec, a.checkpoint, n=a.n, temperature=a.temperature, cond=a.cond,
                   output=a.output, flow=a.flow, overrides=_overrides(a), seed=a.seed,
-                  device=a.device)
+                  device=a.device, strict=a.strict)
     print(path)
     return 0
 
@@ -147,6 +168,7 @@ def _reg_sample(sub: Any) -> None:
     p = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG grid")
     _spec_args(p)
     p.add_argument("--checkpoint", required=True, metavar="FILE")
+    _strict_arg(p, "to sample from")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--cond", metavar="val|FILE",

@@ -32,7 +32,11 @@ from .errors import RunError
 from .images import plot_curve, save_png
 from .metrics import MetricsLog
 from .recipe import Recipe
+from .reconstruction import RECON_WARN, Reconstruction, reconstruction
 from .tasks import Task, TaskData, generator, make_task, stream_seed
+
+#: Validation images whose round trip ``inverse(forward(x))`` is checked at each validation.
+RECON_IMAGES = 32
 
 
 class BatchStream:
@@ -154,11 +158,20 @@ def default_out(spec: FlowSpec) -> Path:
 
 
 class Trainer:
+    """One training run. ``recon_warn``: the relative reconstruction error of the validation
+    batch above which a validation warns (``None`` or 0: never); ``strict``: refuse to
+    ``resume`` from a checkpoint of another model (else warn and load what matches)."""
+
     def __init__(self, spec: FlowSpec, recipe: Recipe, *, out: str | os.PathLike | None,
-                 device: str, resume: bool, progress: bool, source: dict[str, Any]):
+                 device: str, resume: bool, progress: bool, source: dict[str, Any],
+                 recon_warn: float | None = RECON_WARN, strict: bool = True):
         self.spec, self.recipe = spec, recipe
         self.out_arg, self.device_arg = out, device
         self.resume, self.progress, self.source = resume, progress, source
+        if recon_warn is not None and not (recon_warn >= 0 and math.isfinite(recon_warn)):
+            raise RunError(f"the reconstruction warning threshold must be a non-negative "
+                           f"number, got {recon_warn}")
+        self.recon_warn, self.strict = recon_warn, strict
 
     # ---------------------------------------------------------------- set-up
     def _folder(self, d: ddp.Dist) -> Path:
@@ -233,10 +246,19 @@ class Trainer:
         start = 0
         if self.resume:
             ck = ckpt.load(out / "checkpoint.pt")
-            ckpt.check_digest(ck, spec.digest(), out / "checkpoint.pt", spec.name)
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
+            same = ckpt.check_spec(ck, spec, out / "checkpoint.pt", strict=self.strict,
+                                   warn=_warn if d.main else None)
+            ckpt.load_model(model, ck, out / "checkpoint.pt", strict=same,
+                            warn=_warn if d.main else None)
+            if same or ckpt.same_parameters(model, ck):
+                try:
+                    opt.load_state_dict(ck["optimizer"])
+                    sched.load_state_dict(ck["scheduler"])
+                except (ValueError, KeyError, TypeError, RuntimeError) as e:
+                    raise RunError(f"the optimiser state in {out / 'checkpoint.pt'} does not "
+                                   f"fit this model: {e}") from e
+            elif d.main:
+                _warn("the model's parameters changed shape, so the optimiser starts afresh")
             ckpt.set_rng_state(ck["rng"])
             start, self.best = int(ck["step"]), ck.get("best_val_bpd")
             if start > r.steps:
@@ -260,7 +282,10 @@ class Trainer:
             idx = stream.indices(step)[shard]
             maps = None if train.maps is None else train.maps[idx]
             noise = stream.noise(step, tuple(spec.input))[shard]
-            return task.inputs(train.images[idx], maps, noise, dev)
+            x, cond = task.inputs(train.images[idx], maps, noise, dev)
+            check_finite(x, cond, f"the training batch of step {step + 1}", idx,
+                         f"train split of `{r.data}`")
+            return x, cond
 
         if start < r.steps and needs_init(model):
             # Actnorm's data-dependent init, once, on the first batch (moments averaged over
@@ -280,6 +305,7 @@ class Trainer:
                   f"{len(train):,} train / {len(data.val):,} val images, "
                   f"steps {start}->{r.steps}, batch {r.batch}"
                   f"{f' over {d.world} processes' if d.active else ''}, {dev}", file=sys.stderr)
+        self.recon_batch = recon_batch(task, data.val, r.seed, dev)
         files = self._loop(d, dev, task, data, model, net, opt, sched, batch, start, log, out)
         return self._finish(d, dev, model, log, out, files, start)
 
@@ -359,7 +385,13 @@ class Trainer:
                   files: dict[str, Any]) -> None:
         model.eval()
         metrics = task.validate(model, data, dev)
+        rec = reconstruction(model, *self.recon_batch)
         model.train()
+        metrics.update(rec.metrics())
+        if self.recon_warn and not rec.relative <= self.recon_warn:
+            message = recon_message(model, rec, self.recon_warn, done)
+            _warn(message)
+            metrics["warnings"] = [message]
         log.write({"kind": "val", "step": done, **metrics})
         files["val"] = metrics
         bpd = metrics["bpd"]
@@ -404,6 +436,8 @@ class Trainer:
             "final_val": {k: v for k, v in final.items() if k not in ("kind",)},
             "final_val_bpd": final.get("bpd"), "best_val_bpd": self.best,
             "train_seconds": round(self.t_train, 2),
+            "warnings": [{"step": v["step"], "message": m} for v in vals
+                         for m in v.get("warnings", [])],
             "seconds_per_step": round(self.t_train / steps_run, 4) if steps_run else None,
             "recipe": r.to_json(),
         }
@@ -425,6 +459,61 @@ class Trainer:
         if d.active and not identical:
             raise RunError("the ranks ended with different parameters; DDP lost sync")
         return RunResult(out, r.steps, final.get("bpd"), summary, model)
+
+
+def check_finite(x: Tensor, cond: dict[str, Tensor] | None, what: str, idx: Tensor | None,
+                 source: str) -> None:
+    """Refuse a batch holding NaN or Inf, before it reaches the loss, naming the samples."""
+    named = [("images", x)] + [(f"condition `{k}`", v) for k, v in (cond or {}).items()
+                               if v.is_floating_point()]
+    for name, t in named:
+        bad = ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
+        if bool(bad.any()):
+            rows = torch.nonzero(bad).flatten().tolist()
+            which = (f"images {', '.join(str(int(idx[i])) for i in rows[:8])}"
+                     f"{' ...' if len(rows) > 8 else ''} of the {source}" if idx is not None
+                     else f"samples {', '.join(map(str, rows[:8]))}")
+            raise RunError(f"{what} holds NaN or Inf in its {name}: {len(rows)} of "
+                           f"{t.shape[0]} samples ({which}); nothing was computed from it. "
+                           "Check the data (a loader or transform that divides by zero?)")
+
+
+def recon_batch(task: Task, val: Any, seed: int, dev: torch.device
+                ) -> tuple[Tensor, dict[str, Tensor] | None]:
+    """The fixed validation batch of the reconstruction check (its noise from its own
+    generator: the check never touches the training RNG)."""
+    n = min(len(val), RECON_IMAGES)
+    imgs = val.images[:n]
+    maps = None if val.maps is None else val.maps[:n]
+    noise = torch.rand(imgs.shape, generator=generator(stream_seed(seed, "recon", 0)))
+    x, cond = task.inputs(imgs, maps, noise, dev)
+    check_finite(x, cond, "the validation batch", torch.arange(n), "validation subset")
+    return x, cond
+
+
+def recon_message(model: Any, rec: Reconstruction, threshold: float, step: int) -> str:
+    """The warning for a reconstruction error above ``threshold``, naming the worst layer."""
+    text = (f"step {step}: inverse(forward(x)) misses the validation batch by "
+            f"{rec.error:.2e} (relative {rec.relative:.2e}, above {threshold:g})")
+    if rec.worst is not None:
+        kinds = sorted(rec.by_kind.items(), key=lambda kv: -kv[1])
+        growth = ", ".join(f"{k.replace('.', ' ')} x{g:.3g}" for k, g in kinds[:3])
+        text += (f"; the error grows most in {_where(model, rec.worst)}, "
+                 f"x{rec.worst_gain:.3g} (products by kind: {growth})")
+    try:
+        from flowspec.kinds import KINDS
+
+        remedies = sorted({f"`{layer.kind.replace('.', ' ')} "
+                           f"{KINDS[layer.kind].stack_remedy}=true`"
+                           for layer in model.spec.layers if KINDS[layer.kind].stack_remedy
+                           and not layer.args.get(KINDS[layer.kind].stack_remedy)})
+    except (AttributeError, KeyError):
+        remedies = []
+    if remedies:
+        text += f"; deep stacks of attention are more stable with {', '.join(remedies)}"
+    else:
+        text += "; samples and likelihoods of a model that does not invert are unreliable"
+    return text
 
 
 def _warn(msg: str) -> None:

@@ -49,8 +49,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "coupling.additive": {"hidden": 512, "net": "glow", "mask": "channel", "on": None},
     "coupling.mixture": {"hidden": 96, "components": 32, "net": "glow", "on": None},
     "injector": {"hidden": 64, "on": COND},
-    "attention.imap": {"act": "sigmoid", "mask": "checkerboard"},
-    "attention.isdp": {"heads": 1, "patches": 4, "mask": "checkerboard"},
+    "attention.imap": {"act": "sigmoid", "mask": "checkerboard", "residual": False},
+    "attention.isdp": {"heads": 1, "patches": 4, "mask": "checkerboard", "residual": False},
     "squeeze": {"factor": 2},
     "split": {"prior": "learned", "on": None},
     "prior.gaussian": {"learned": False, "on": None},
@@ -101,6 +101,8 @@ CASES: dict[str, list[Case]] = {
         Case((3, 5, 4), {"mask": "complement"}),
         Case((2, 4, 6)),
         Case((4, 3, 3), {"mask": "complement"}),
+        Case((3, 4, 4), {"residual": True}),  # bounded scales exp(b tanh(.))
+        Case((2, 5, 4), {"mask": "complement", "residual": True}),
     ],
     "attention.isdp": [
         Case((3, 4, 4)),  # even patch sides: one column pattern
@@ -109,6 +111,8 @@ CASES: dict[str, list[Case]] = {
         Case((5, 2, 6), {"heads": 3}),  # 1x3 patches, P = 15
         Case((1, 6, 6), {"heads": 2, "patches": 9}),
         Case((2, 4, 4), {"heads": 3, "patches": 1}),
+        Case((3, 6, 6), {"residual": True}),  # A = I + beta softmax, two patterns
+        Case((2, 6, 4), {"heads": 2, "mask": "complement", "residual": True}),
     ],
     "squeeze": [Case((3, 4, 6)), Case((2, 6, 3), {"factor": 3})],
     "split": [

@@ -10,6 +10,15 @@ free block's determinant by closed forms (``C/2`` per position for iMap, ``p (p/
 one ``slogdet`` for iSDP) that are only right in special cases. Here both are computed from
 the actual mask: ``n_p`` free entries per position (iMap) and one small ``slogdet`` per
 distinct column pattern (iSDP).
+
+``residual=true`` (both layers) is the remedy for deep stacks that the paper's appendix H
+asks for: every data-dependent factor becomes *identity plus a bounded branch*, so one layer
+can neither shrink nor stretch any direction by more than a fixed factor and its inverse
+amplifies rounding errors by at most ``e^b`` (iMap) or ``1 / (1 - b)`` (iSDP), ``b =``
+:data:`RESIDUAL_BOUND`. The plain forms allow factors down to ``SCALE_EPS = 1e-4`` (iMap) and
+inverse norms up to ``1 / DIAG_FLOOR = 100`` (iSDP) per layer, which compound over depth.
+The masks, and with them the triangular-Jacobian argument, are the same, so the log-dets stay
+exact.
 """
 
 from __future__ import annotations
@@ -29,6 +38,9 @@ DIAG_FLOOR = 1e-2
 #: Bounds on iSDP's ``log d`` and attention logits: keep softmax finite for any parameters.
 _LOG_D_BOUND = 30.0
 _LOGIT_BOUND = 1e4
+#: ``b`` of the residual forms: iMap scales are ``exp(b tanh(.))`` in ``[e^-b, e^b]``; iSDP is
+#: ``A = I + beta S`` with ``|beta| = b |tanh(theta)| < b`` and ``S`` the row-stochastic softmax.
+RESIDUAL_BOUND = 0.5
 
 
 def _mask_arg(args: dict[str, Any]) -> bool:
@@ -37,6 +49,14 @@ def _mask_arg(args: dict[str, Any]) -> bool:
     if mask not in ("checkerboard", "complement"):
         raise ValueError(f"unknown attention mask {mask!r}; expected 'checkerboard'/'complement'")
     return mask == "complement"
+
+
+def _residual_arg(args: dict[str, Any]) -> bool:
+    """``residual=true`` selects the bounded, identity-plus-branch form (default off)."""
+    value = args.get("residual", False)
+    if not isinstance(value, bool):
+        raise TypeError(f"attention residual must be true or false, got {value!r}")
+    return value
 
 
 class IMap(FlowLayer):
@@ -64,6 +84,21 @@ class IMap(FlowLayer):
     them and divides the free entries by it. Any ``C >= 1`` is exact; with ``C = 1`` the
     weights ``a_p`` no longer depend on the input (a 1x1 convolution only sees position
     ``p``, which is then free), which is why the checker asks for ``C >= 2``.
+
+    ``residual=true`` replaces both sigmoids by bounded log-scales around the identity,
+
+        ``a_p = exp(b tanh(g_p))``,  ``sigma_c = exp(b tanh(s_c))``,  ``b = RESIDUAL_BOUND``
+
+    with ``g_p = mean_c [W (M x) + b]_{c,p} + offset`` as above, i.e.
+    ``y = x + x (a - 1)``: identity plus a branch bounded by ``e^b - 1``. The Jacobian keeps
+    its block-triangular structure (``a`` still depends on masked entries only), so
+
+        ``logdet = b (sum_{c,p} M_{c,p} tanh(s_c) + sum_p n_p tanh(g_p))``
+
+    exactly, with no ``log`` to underflow. Every factor lies in ``[e^-b, e^b]``: the inverse
+    divides by at least ``e^-b`` instead of ``SCALE_EPS = 1e-4``. All parameters start at 0,
+    so the layer starts as the identity (like a zero-initialised residual branch) and
+    ``W`` still gets a gradient (``a`` is linear in ``W`` inside ``tanh``).
     """
 
     def __init__(
@@ -72,6 +107,7 @@ class IMap(FlowLayer):
         super().__init__(shape, args, cond_channels)
         if args["act"] != "sigmoid":
             raise ValueError(f"unknown iMap activation {args['act']!r}; expected 'sigmoid'")
+        self.residual = _residual_arg(args)
         c = self.in_shape[0]
         mask = checkerboard_3d(self.in_shape, _mask_arg(args))
         self.register_buffer("mask", mask.unsqueeze(0), persistent=False)
@@ -79,20 +115,33 @@ class IMap(FlowLayer):
         bound = 1.0 / math.sqrt(c)
         self.weight = nn.Parameter(torch.empty(c, c).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(c).uniform_(-bound, bound))
-        self.offset = nn.Parameter(torch.tensor(2.0))
-        self.s = nn.Parameter(torch.full((1, c, 1, 1), 2.0))
+        start = 0.0 if self.residual else 2.0
+        self.offset = nn.Parameter(torch.tensor(start))
+        self.s = nn.Parameter(torch.full((1, c, 1, 1), start))
+        if self.residual:  # start at the identity, as a zero-initialised residual branch
+            with torch.no_grad():
+                self.weight.zero_()
+                self.bias.zero_()
+
+    def _scale(self, raw: Tensor) -> tuple[Tensor, Tensor]:
+        """``(scale, log scale)``: ``sigmoid(raw) + eps``, or ``exp(b tanh(raw))`` (residual)."""
+        if self.residual:
+            log_scale = RESIDUAL_BOUND * torch.tanh(raw)
+            return torch.exp(log_scale), log_scale
+        scale = torch.sigmoid(raw) + SCALE_EPS
+        return scale, torch.log(scale)
 
     def _weights(self, x_masked: Tensor) -> tuple[Tensor, Tensor]:
         """``(a, log a)`` of shape (B, 1, H, W) from the masked entries (zeros elsewhere)."""
         # mean_c (W x + b)_c = (mean_c W_c.) x + mean_c b_c
         pooled = torch.einsum("c,bchw->bhw", self.weight.mean(dim=0), x_masked)
-        a = torch.sigmoid(pooled + self.bias.mean() + self.offset) + SCALE_EPS
-        return a.unsqueeze(1), torch.log(a).unsqueeze(1)
+        a, log_a = self._scale(pooled + self.bias.mean() + self.offset)
+        return a.unsqueeze(1), log_a.unsqueeze(1)
 
     def _masked_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(scale, constant logdet)`` of the masked entries."""
-        scale = torch.sigmoid(self.s) + SCALE_EPS
-        log_scale = torch.log(scale).expand(1, *self.in_shape)
+        scale, log_scale = self._scale(self.s)
+        log_scale = log_scale.expand(1, *self.in_shape)
         return scale, torch.where(self.mask, log_scale, torch.zeros_like(log_scale)).sum()
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -144,6 +193,17 @@ class ISDP(FlowLayer):
     clamped to ``[-30, 30]`` and the logits to ``[-1e4, 1e4]`` (non-finite ones replaced),
     so the softmax is finite whatever ``Q``, ``K`` and ``d`` are. The inverse recovers ``A_h``
     from the copied masked entries and solves the same blocks.
+
+    ``residual=true`` uses ``A_h = I + beta_h S_h`` with ``S_h`` the softmax above and
+    ``beta_h = b tanh(theta_h)``, ``b = RESIDUAL_BOUND < 1``: ``y = x + beta S x`` on the free
+    entries, the identity plus an attention branch. ``S_h[U, U]`` is non-negative with row sums
+    at most 1, so ``||beta S[U, U]||_inf <= |beta| < b`` and every eigenvalue of ``A_h[U, U]``
+    lies in the disk ``|lambda - 1| <= b``: ``det A_h[U, U] > 0`` (real part positive, complex
+    eigenvalues in conjugate pairs), ``||A_h[U, U]||_inf <= 1 + b`` and (Neumann series)
+    ``||A_h[U, U]^{-1}||_inf <= 1 / (1 - b)``, for any parameters. The log-det is the same
+    sum of block ``slogdet``\ s, exact by the same argument. ``theta`` starts at 0: the
+    layer starts as the identity (ReZero-style; ``theta`` gets a gradient at once, ``Q`` and
+    ``K`` as soon as ``beta != 0``).
     """
 
     def __init__(
@@ -151,6 +211,7 @@ class ISDP(FlowLayer):
     ) -> None:
         super().__init__(shape, args, cond_channels)
         c, h, w = self.in_shape
+        self.residual = _residual_arg(args)
         heads, patches = int(args["heads"]), int(args["patches"])
         grid = math.isqrt(patches) if patches >= 1 else 0
         if grid < 1 or grid * grid != patches:
@@ -173,7 +234,7 @@ class ISDP(FlowLayer):
         groups = torch.tensor_split(torch.arange(features), heads)
         self.group_bounds = [(int(g[0]), int(g[-1]) + 1) for g in groups]
         self.log_d = nn.Parameter(torch.tensor([0.5 * math.log(len(g)) for g in groups]))
-        self.theta = nn.Parameter(torch.zeros(heads))
+        self.theta = nn.Parameter(torch.zeros(heads))  # residual: beta = 0, the identity
         # One block per (head, free-row pattern): its rows U, its columns J, |J|.
         self.blocks: list[tuple[int, str, str, int]] = []
         for head, (lo, hi) in enumerate(self.group_bounds):
@@ -204,13 +265,16 @@ class ISDP(FlowLayer):
         x_masked = torch.where(self.mask, x, zero)
         q, k = self._to_patches(self.q(x_masked)), self._to_patches(self.k(x_masked))
         d = torch.exp(self.log_d.clamp(-_LOG_D_BOUND, _LOG_D_BOUND))
-        diag = 1.0 + DIAG_FLOOR + F.softplus(self.theta)
         eye = torch.eye(self.patches, dtype=x.dtype, device=x.device)
+        if self.residual:
+            gain, diag = RESIDUAL_BOUND * torch.tanh(self.theta), torch.ones_like(self.theta)
+        else:
+            gain, diag = torch.ones_like(self.theta), 1.0 + DIAG_FLOOR + F.softplus(self.theta)
         mats = []
         for head, (lo, hi) in enumerate(self.group_bounds):
             logits = q[..., lo:hi] @ k[..., lo:hi].transpose(1, 2) / d[head]
             logits = torch.nan_to_num(logits, nan=0.0).clamp(-_LOGIT_BOUND, _LOGIT_BOUND)
-            mats.append(torch.softmax(logits, dim=-1) + diag[head] * eye)
+            mats.append(gain[head] * torch.softmax(logits, dim=-1) + diag[head] * eye)
         return mats
 
     def _logdet(self, mats: list[Tensor]) -> Tensor:
