@@ -3,13 +3,21 @@
 The graph is flattened into one straight sequence of layer modules, so a forward pass is
 a plain loop with no per-call graph walking. Condition encoders run once per call and
 their features are resampled once per resolution that a layer needs.
+
+Speed and memory options (``compile(..., channels_last=, compile=, checkpoint=,
+autocast=)``, also :meth:`FlowModel.configure`) change how the same function is computed,
+never the parameters or the ``state_dict``: channels-last memory format, ``torch.compile`` of
+the forward and inverse loops, gradient checkpointing of the parameter networks, and
+low-precision autocast of those networks only, so that the bijection and its
+log-determinant stay in the model's dtype. See docs/performance.md.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -83,6 +91,74 @@ class FlowModel(nn.Module):
                                                {"learned": prior.learned, "on": prior.on},
                                                prior_ch)
         self.latent_shapes = [tuple(z.shape) for z in spec.latents]
+        self._actnorms = [m for m in self.layers if hasattr(m, "_init_seen")]
+        self.options: dict[str, Any] = {}
+        self._channels_last = False
+        self._net_dtype: torch.dtype | None = None
+        self._compiled: dict[str, Callable] = {}
+
+    # ---- options
+    def configure(self, *, channels_last: bool = False, compile: bool | str | dict = False,
+                  checkpoint: bool = False, autocast: bool | torch.dtype = False
+                  ) -> FlowModel:
+        """Set how the model computes (see :func:`compile`); returns ``self``.
+
+        The function computed is unchanged (up to floating-point rounding, and up to the
+        precision of ``autocast``), and so are the parameters and the ``state_dict``.
+        """
+        net_dtype = _autocast_option(autocast)
+        self.options = {"channels_last": bool(channels_last), "compile": compile,
+                        "checkpoint": bool(checkpoint), "autocast": net_dtype}
+        if bool(channels_last) != self._channels_last:
+            self.to(memory_format=torch.channels_last if channels_last
+                    else torch.contiguous_format)
+            self._channels_last = bool(channels_last)
+        self._net_dtype = net_dtype
+        for layer in self.layers:
+            layer.checkpoint_net = bool(checkpoint)
+            layer.net_dtype = net_dtype
+        self._compiled = {}
+        if compile:
+            kwargs = (dict(compile) if isinstance(compile, dict)
+                      else {"backend": compile} if isinstance(compile, str) else {})
+            # Unbound functions: a deep copy of the model shares them and stays correct.
+            self._compiled = {
+                "forward": torch.compile(FlowModel._forward_layers, **kwargs),
+                "inverse": torch.compile(FlowModel._inverse_layers, **kwargs)}
+        return self
+
+    def _run(self, name: str, eager: Callable, device_type: str, *args: Any) -> Any:
+        """Run the forward or inverse loop, compiled when asked for and possible."""
+        amp = _active_autocast(device_type)
+        if amp is None:
+            return self._call(name, eager, *args)
+        # Under the caller's autocast only the parameter networks run in low precision; the
+        # bijection (1x1 convolutions, attention, splits) and the log-determinants do not.
+        with torch.autocast(device_type, enabled=False), self._nets_in(amp):
+            return self._call(name, eager, *args)
+
+    def _call(self, name: str, eager: Callable, *args: Any) -> Any:
+        compiled = self._compiled.get(name)
+        # actnorm's data-dependent init runs once, eagerly, not inside a compiled graph
+        if compiled is None or (self.training and
+                                not all(m._init_seen for m in self._actnorms)):
+            return eager(self, *args)
+        try:
+            return compiled(self, *args)
+        except Exception:
+            eager(self, *args)  # raises the error located at its layer, if it is one
+            raise
+
+    @contextmanager
+    def _nets_in(self, dtype: torch.dtype) -> Iterator[None]:
+        saved = [layer.net_dtype for layer in self.layers]
+        for layer in self.layers:
+            layer.net_dtype = dtype
+        try:
+            yield
+        finally:
+            for layer, d in zip(self.layers, saved):
+                layer.net_dtype = d
 
     @staticmethod
     def _encoder_input(c) -> tuple[int, int, int]:
@@ -110,7 +186,11 @@ class FlowModel(nn.Module):
                 raise ValueError(f"condition `{c.name}` must have shape ({batch}, "
                                  f"{', '.join(map(str, c.shape))}) as declared at "
                                  f"{c.span.file}:{c.span.line}, got {tuple(t.shape)}")
-            feats[c.name] = self.encoders[c.name](t)
+            if self._channels_last:
+                t = t.contiguous(memory_format=torch.channels_last)
+            amp = self._net_dtype
+            with torch.autocast(t.device.type, dtype=amp) if amp else nullcontext():
+                feats[c.name] = self.encoders[c.name](t).to(t.dtype)
         return feats
 
     @staticmethod
@@ -131,9 +211,28 @@ class FlowModel(nn.Module):
         return FlowRuntimeError(self.paths[i], self.spans[i], f"{type(e).__name__}: {e}")
 
     # ---- the bijection
+    def _check_input(self, x: Tensor) -> None:
+        """A batch of the wrong shape is a ValueError naming the spec's `input` line (layers
+        such as squeeze would otherwise accept many wrong sizes silently)."""
+        want = tuple(self.spec.input)
+        if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != want:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            s = self.spec.input_span
+            where = f", declared by `input` at {s.file}:{s.line}" if s else ""
+            raise ValueError(f"flow `{self.spec.name}` takes images of shape (B, "
+                             f"{', '.join(map(str, want))}), i.e. C×H×W = {_fmt(want)}"
+                             f"{where}; got a batch of shape {got}")
+
     def forward(self, x: Tensor, cond: dict[str, Tensor] | None = None
                 ) -> tuple[list[Tensor], Tensor]:
+        self._check_input(x)
         feats = self._features(cond, x.shape[0])
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._run("forward", FlowModel._forward_layers, x.device.type, x, feats)
+
+    def _forward_layers(self, x: Tensor, feats: dict[str, Tensor]
+                        ) -> tuple[list[Tensor], Tensor]:
         cache: dict = {}
         logdet = x.new_zeros(x.shape[0])
         zs: list[Tensor] = []
@@ -159,8 +258,15 @@ class FlowModel(nn.Module):
         if len(zs) != len(self.latent_shapes):
             raise ValueError(f"expected {len(self.latent_shapes)} latents "
                              f"({', '.join(_fmt(s) for s in self.latent_shapes)}), got {len(zs)}")
-        batch = zs[0].shape[0]
-        feats = self._features(cond, batch)
+        feats = self._features(cond, zs[0].shape[0])
+        if self._channels_last:
+            zs = [z.contiguous(memory_format=torch.channels_last) for z in zs]
+        x, logdet = self._run("inverse", FlowModel._inverse_layers, zs[0].device.type, zs,
+                              feats)
+        return (x, logdet) if return_logdet else x
+
+    def _inverse_layers(self, zs: list[Tensor], feats: dict[str, Tensor]
+                        ) -> tuple[Tensor, Tensor]:
         cache: dict = {}
         top = zs[-1]
         x, logdet = self.prior.inverse(top, self._at(feats, cache, self.spec.prior.on,
@@ -179,7 +285,7 @@ class FlowModel(nn.Module):
             except (RuntimeError, ValueError) as e:
                 raise self._fail(i, e) from e
             logdet = logdet + ld
-        return (x, logdet) if return_logdet else x
+        return x, logdet
 
     def log_prob(self, x: Tensor, cond: dict[str, Tensor] | None = None) -> Tensor:
         """log p(x) in nats per sample (continuous density)."""
@@ -220,6 +326,10 @@ class FlowModel(nn.Module):
                      "float32)")
         lines.append(f"activations for one sample: {act:,} values "
                      f"({act * bytes_per / 2**20:.2f} MiB float32, x2-3 when training)")
+        shown = {k: v for k, v in self.options.items() if v}
+        if shown:
+            lines.append("options: " + ", ".join(
+                f"{k}={str(v).replace('torch.', '')}" for k, v in shown.items()))
         return "\n".join(lines)
 
 
@@ -227,11 +337,54 @@ def _fmt(shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
+def _autocast_option(autocast: bool | torch.dtype) -> torch.dtype | None:
+    if autocast is True:
+        return torch.bfloat16
+    if autocast is False or autocast is None:
+        return None
+    if isinstance(autocast, torch.dtype) and autocast in (torch.bfloat16, torch.float16):
+        return autocast
+    raise ValueError(f"autocast must be True, False, torch.bfloat16 or torch.float16, "
+                     f"got {autocast!r}")
+
+
+def _active_autocast(device_type: str) -> torch.dtype | None:
+    """The dtype of the caller's ``torch.autocast`` on this device type, or ``None``."""
+    try:
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+        return None
+    except (TypeError, AttributeError):  # torch < 2.4
+        if device_type == "cpu":
+            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+        if device_type == "cuda" and torch.is_autocast_enabled():
+            return torch.get_autocast_gpu_dtype()
+        return None
+
+
 def compile(spec: FlowSpec | str | os.PathLike, device: str | torch.device = "auto",
             seed: int = 0, *, flow: str | None = None,
-            overrides: dict[str, Any] | None = None, dtype: torch.dtype | None = None
-            ) -> FlowModel:
-    """Build the FlowModel of a spec; parameters are a deterministic function of ``seed``."""
+            overrides: dict[str, Any] | None = None, dtype: torch.dtype | None = None,
+            channels_last: bool = False, compile: bool | str | dict = False,
+            checkpoint: bool = False, autocast: bool | torch.dtype = False) -> FlowModel:
+    """Build the FlowModel of a spec; parameters are a deterministic function of ``seed``.
+
+    The options change how the model computes, not what (nor its parameters or its
+    ``state_dict``):
+
+    * ``channels_last``: parameters, the input and the conditions in channels-last memory
+      format, so that the parameter networks' convolutions run NHWC kernels (oneDNN on
+      CPU, cuDNN with autocast on CUDA).
+    * ``compile``: ``torch.compile`` the forward and inverse loops; ``True`` for the default
+      backend (inductor), a string for a backend (``"aot_eager"``), a dict for its keyword
+      arguments. Actnorm's data-dependent init still runs eagerly on the first batch.
+    * ``checkpoint``: recompute the coupling / injector networks during backward instead of
+      storing their activations (less memory, about one more network forward per step).
+    * ``autocast``: run those networks (and condition encoders) under ``torch.autocast`` in
+      bfloat16 (``True``) or the given dtype; the bijection and every log-determinant stay in
+      the model's dtype. A model called under the caller's own ``torch.autocast`` behaves
+      the same way, with the caller's dtype.
+    """
     from .flowgraph import _as_spec
 
     spec = _as_spec(spec, flow, overrides)
@@ -247,4 +400,5 @@ def compile(spec: FlowSpec | str | os.PathLike, device: str | torch.device = "au
     model = model.to(dev)
     if dtype is not None:
         model = model.to(dtype)
-    return model
+    return model.configure(channels_last=channels_last, compile=compile,
+                           checkpoint=checkpoint, autocast=autocast)

@@ -12,10 +12,36 @@ from typing import Any
 from .cli import _overrides, _spec_args
 
 
+def add_build_options(p: argparse.ArgumentParser) -> None:
+    """The speed / memory options of ``flowspec.compile`` as flags (shared with the runtime)."""
+    g = p.add_argument_group("build options (same function, different speed and memory)")
+    g.add_argument("--channels-last", action="store_true", dest="channels_last",
+                   help="channels-last memory format for parameters and activations")
+    g.add_argument("--compile", nargs="?", const=True, default=False, metavar="BACKEND",
+                   help="torch.compile the forward and inverse (default backend inductor)")
+    # not --checkpoint: eval and sample take --checkpoint FILE
+    g.add_argument("--grad-checkpoint", action="store_true", dest="checkpoint",
+                   help="recompute coupling networks in backward (less activation memory)")
+    g.add_argument("--autocast", nargs="?", const="bf16", default=None,
+                   choices=("bf16", "fp16"),
+                   help="run the coupling networks under autocast (default bf16); "
+                        "log-determinants stay float32")
+
+
+def build_options(a: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of ``flowspec.compile`` from the flags of :func:`add_build_options`."""
+    import torch
+
+    amp = {None: False, "bf16": torch.bfloat16, "fp16": torch.float16}[a.autocast]
+    return {"channels_last": a.channels_last, "compile": a.compile,
+            "checkpoint": a.checkpoint, "autocast": amp}
+
+
 def cmd_compile(a: argparse.Namespace) -> int:
     from .build import compile as build
 
-    model = build(a.spec, device=a.device, seed=a.seed, flow=a.flow, overrides=_overrides(a.set))
+    model = build(a.spec, device=a.device, seed=a.seed, flow=a.flow, overrides=_overrides(a.set),
+                  **build_options(a))
     print(model.summary())
     return 0
 
@@ -25,6 +51,7 @@ def _reg_compile(sub: Any) -> None:
     _spec_args(p)
     p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
     p.add_argument("--seed", type=int, default=0)
+    add_build_options(p)
     p.set_defaults(func=cmd_compile)
 
 

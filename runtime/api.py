@@ -54,7 +54,8 @@ def train(spec: SpecLike, *, flow: str | None = None,
           out: str | os.PathLike | None = None, steps: int | None = None,
           batch: int | None = None, device: str = "auto", resume: bool = False,
           seed: int | None = None, progress: bool = True, strict: bool = True,
-          recon_warn: float | None = RECON_WARN, **recipe: Any) -> RunResult:
+          recon_warn: float | None = RECON_WARN, build_options: dict[str, Any] | None = None,
+          **recipe: Any) -> RunResult:
     """Train a flow on its task; the spec's ``train { }`` block is the default recipe.
 
     Args:
@@ -71,6 +72,9 @@ def train(spec: SpecLike, *, flow: str | None = None,
         recon_warn: warn (stderr, and ``warnings`` in metrics.jsonl and summary.json) when a
             validation finds ``max|x - inverse(forward(x))| / max|x|`` above this; ``None``
             or 0 turns the warning off (the error is logged either way).
+        build_options: keyword arguments of :func:`flowspec.compile` that change speed and
+            memory, not the function: ``channels_last``, ``compile``, ``checkpoint``,
+            ``autocast``.
         **recipe: any other :class:`runtime.recipe.Recipe` field: ``lr``, ``warmup``,
             ``clip``, ``weight_decay``, ``optimizer``, ``bits``, ``val_every``,
             ``sample_every``, ``checkpoint_every``, ``val_images``, ``sr_images``,
@@ -83,7 +87,8 @@ def train(spec: SpecLike, *, flow: str | None = None,
     loaded, source = _load_spec(spec, flow, overrides)
     r = resolve_recipe(loaded, data=data, steps=steps, batch=batch, seed=seed, **recipe)
     return Trainer(loaded, r, out=out, device=device, resume=resume, progress=progress,
-                   source=source, recon_warn=recon_warn, strict=strict).run()
+                   source=source, recon_warn=recon_warn, strict=strict,
+                   build_options=build_options).run()
 
 
 def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | None,

@@ -81,6 +81,8 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- train
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from flowspec.cli_torch import build_options
+
     from .api import train
 
     recipe = {k: getattr(a, k) for k in ("lr", "warmup", "clip", "bits", "optimizer",
@@ -88,11 +90,14 @@ def cmd_train(a: argparse.Namespace) -> int:
                                          "val_images")}
     train(a.spec, flow=a.flow, overrides=_overrides(a), data=a.data, out=a.out,
           steps=a.steps, batch=a.batch, device=a.device, resume=a.resume, seed=a.seed,
-          progress=not a.no_progress, strict=a.strict, recon_warn=a.recon_warn, **recipe)
+          progress=not a.no_progress, strict=a.strict, recon_warn=a.recon_warn,
+          build_options=build_options(a), **recipe)
     return 0
 
 
 def _reg_train(sub: Any) -> None:
+    from flowspec.cli_torch import add_build_options
+
     p = sub.add_parser("train", help="train a flow on its task (the spec's train block, "
                        "overridden by these flags)")
     _spec_args(p)
@@ -120,6 +125,7 @@ def _reg_train(sub: Any) -> None:
     g.add_argument("--val-images", type=int, dest="val_images",
                    help="size of the fixed validation subset (default 512)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_build_options(p)
     p.set_defaults(func=_guard(cmd_train))
 
 

@@ -164,8 +164,10 @@ class Trainer:
 
     def __init__(self, spec: FlowSpec, recipe: Recipe, *, out: str | os.PathLike | None,
                  device: str, resume: bool, progress: bool, source: dict[str, Any],
-                 recon_warn: float | None = RECON_WARN, strict: bool = True):
+                 recon_warn: float | None = RECON_WARN, strict: bool = True,
+                 build_options: dict[str, Any] | None = None):
         self.spec, self.recipe = spec, recipe
+        self.build_options = dict(build_options or {})
         self.out_arg, self.device_arg = out, device
         self.resume, self.progress, self.source = resume, progress, source
         if recon_warn is not None and not (recon_warn >= 0 and math.isfinite(recon_warn)):
@@ -240,7 +242,7 @@ class Trainer:
             raise RunError(f"batch {r.batch} does not split evenly over {d.world} processes")
         out = self._folder(d)
         log = MetricsLog(out / "metrics.jsonl")
-        model = build(spec, device=dev, seed=r.seed)
+        model = build(spec, device=dev, seed=r.seed, **self.build_options)
         opt, sched = make_optimizer(model, r)
         self.best: float | None = None
         start = 0

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 Shape = tuple[int, int, int]
 
@@ -50,6 +51,34 @@ class FlowLayer(nn.Module):
         self.args: dict[str, Any] = dict(args)
         self.cond_channels: int | None = None if cond_channels is None else int(cond_channels)
 
+    #: Set by the compiler (``flowspec.compile(..., checkpoint=True)``): recompute the
+    #: parameter network during backward instead of keeping its activations.
+    checkpoint_net: bool = False
+    #: Set by the compiler (``autocast=...``, or for one call when the model runs under the
+    #: caller's ``torch.autocast``): the parameter network runs under autocast in this dtype.
+    net_dtype: torch.dtype | None = None
+
+    def run_net(self, net: nn.Module, inp: Tensor) -> Tensor:
+        """Evaluate a parameter network on ``inp``; the result has ``inp``'s dtype.
+
+        The networks only compute shifts, scales and mixture parameters, so they may run in
+        low precision (``net_dtype``) and be recomputed in backward (``checkpoint_net``);
+        casting their output back keeps the bijection and its log-determinant in the
+        stream's precision.
+        """
+        if self.net_dtype is not None:
+            with torch.autocast(inp.device.type, dtype=self.net_dtype):
+                out = self._net_call(net, inp)
+        else:
+            out = self._net_call(net, inp)
+        return out.to(inp.dtype)
+
+    def _net_call(self, net: nn.Module, inp: Tensor) -> Tensor:
+        if self.checkpoint_net and torch.is_grad_enabled():
+            # The networks are deterministic: no RNG state to stash and restore.
+            return checkpoint(net, inp, use_reentrant=False, preserve_rng_state=False)
+        return net(inp)
+
     def extra_repr(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
         return f"in={self.in_shape}, out={self.out_shape}" + (f", {shown}" if shown else "")
@@ -79,8 +108,12 @@ def sum_except_batch(t: Tensor) -> Tensor:
 
 
 def batch_logdet(value: Tensor, x: Tensor) -> Tensor:
-    """Broadcast a sample-independent log-determinant (a scalar) to shape ``(B,)``."""
-    return value.to(x.dtype).expand(x.shape[0]).clone()
+    """Broadcast a sample-independent log-determinant (a scalar) to shape ``(B,)``.
+
+    An expanded view, not a copy: one op instead of two on every call of actnorm and the 1x1
+    convolution (writing into it in place raises instead of silently sharing).
+    """
+    return value.to(x.dtype).expand(x.shape[0])
 
 
 def bounded_scale(raw: Tensor) -> tuple[Tensor, Tensor]:

@@ -76,7 +76,7 @@ class _Coupling(FlowLayer):
 
     def _shift_scale(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """``(shift, scale, log scale)`` from the kept entries (and the condition)."""
-        h = self.net(cat_cond(self.part.kept(x), self._cond(cond, x)))
+        h = self.run_net(self.net, cat_cond(self.part.kept(x), self._cond(cond, x)))
         if self.additive:
             one = torch.ones_like(h)
             return h, one, torch.zeros_like(h)

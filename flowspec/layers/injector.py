@@ -29,7 +29,7 @@ class AffineInjector(FlowLayer):
         self.net = make_net("glow", self.cond_channels, 2 * c, int(args["hidden"]))
 
     def _shift_scale(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        h = self.net(self._cond(cond, x).to(x.dtype))
+        h = self.run_net(self.net, self._cond(cond, x).to(x.dtype))
         c = self.in_shape[0]
         scale, log_scale = bounded_scale(h[:, c:])
         return h[:, :c], scale, log_scale

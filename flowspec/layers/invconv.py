@@ -11,6 +11,20 @@ from torch import Tensor, nn
 from .base import FlowLayer, Shape, batch_logdet
 
 
+def mix_channels(x: Tensor, weight: Tensor) -> Tensor:
+    """``y[:, :, h, w] = weight @ x[:, :, h, w]``: a 1x1 convolution without ``conv2d``.
+
+    For the few channels of a flow (4 to 48) a batched matrix product is several times
+    cheaper than a convolution call, forward and backward, on CPU; on a channels-last tensor
+    it is a plain ``linear`` over the contiguous channel axis. The output keeps the input's
+    memory format.
+    """
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return F.linear(x.permute(0, 2, 3, 1), weight).permute(0, 3, 1, 2)
+    b, c, h, w = x.shape
+    return torch.bmm(weight.expand(b, -1, -1), x.reshape(b, c, h * w)).view(b, -1, h, w)
+
+
 class InvConv1x1(FlowLayer):
     r"""``y[:, :, h, w] = W x[:, :, h, w]`` with one ``C x C`` matrix ``W`` for every pixel.
 
@@ -70,8 +84,7 @@ class InvConv1x1(FlowLayer):
 
     def _conv(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         weight, logdet = self._weight_logdet(inverse)
-        c = self.in_shape[0]
-        y = F.conv2d(x, weight.to(x.dtype).view(c, c, 1, 1))
+        y = mix_channels(x, weight.to(x.dtype))
         logdet = logdet * (x.shape[2] * x.shape[3])
         return y, batch_logdet(-logdet if inverse else logdet, x)
 

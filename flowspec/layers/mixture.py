@@ -67,7 +67,7 @@ class MixtureCoupling(FlowLayer):
         (B,n,H,W,K)."""
         b, _, hh, ww = x.shape
         n, k = self.part.out_channels, self.components
-        h = self.net(cat_cond(self.part.kept(x), self._cond(cond, x)))
+        h = self.run_net(self.net, cat_cond(self.part.kept(x), self._cond(cond, x)))
         h = h.view(b, n, 2 + 3 * k, hh, ww)
         scale, log_scale = bounded_scale(h[:, :, 0])
         shift = h[:, :, 1]
