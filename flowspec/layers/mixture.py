@@ -132,7 +132,12 @@ class MixtureCoupling(FlowLayer):
             width = float((hi - lo).max()) if target.numel() else 0.0
             size = float(torch.maximum(lo.abs(), hi.abs()).max()) if target.numel() else 0.0
             tol = eps * (1.0 + size)
-            steps = 0 if width <= tol else math.ceil(math.log2(width / tol)) + 1
+            if not (math.isfinite(width) and math.isfinite(tol)):
+                # a non-finite target (an overflowed inverse upstream) has no finite root;
+                # bisect the finite ones as far as allowed and let the non-finite propagate
+                steps = _MAX_BISECT
+            else:
+                steps = 0 if width <= tol else math.ceil(math.log2(width / tol)) + 1
             for _ in range(min(steps, _MAX_BISECT)):
                 mid = 0.5 * (lo + hi)
                 log_f, log_1mf = self._log_cdfs(mid, log_pi, mu, log_s)
