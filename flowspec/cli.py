@@ -53,6 +53,8 @@ def _shape(s) -> str:
 
 
 def _table(spec) -> str:
+    from .kinds import count_params
+
     rows = [("path", "kind", "arguments", "shape")]
     for layer in spec.layers:
         rows.append((layer.path, layer.kind.replace(".", " "), _fmt_args(layer.args, layer.kind),
@@ -71,6 +73,8 @@ def _table(spec) -> str:
         f" on={spec.prior.on}" if spec.prior.on else "")
     lines.append(f"prior {prior}")
     lines.append("latents " + ", ".join(f"{z.name} {_shape(z.shape)}" for z in spec.latents))
+    n = sum(count_params(spec).values())
+    lines.append(f"parameters {n:,} ({n / 1e6:.3f} M; {4 * n / 1e6:.2f} MB as float32)")
     return "\n".join(lines)
 
 

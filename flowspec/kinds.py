@@ -13,8 +13,9 @@ Adding a kind: a class here (decorated with :func:`register`) plus its torch mod
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +48,9 @@ class LayerKind:
     conditional: ClassVar[Literal["never", "optional", "required"]] = "never"
     module: ClassVar[str]               # "flowspec.layers:MODULES[key]" is looked up by key
     doc: ClassVar[str] = ""
+    #: The boolean argument that keeps a kind's inverse accurate when many are stacked (the
+    #: checker warns, W003, about deep stacks of the kind with it off); None: no such issue.
+    stack_remedy: ClassVar[str | None] = None
 
     @classmethod
     def out_shape(cls, shape: Shape, args: Args) -> Shape | Issue:
@@ -57,6 +61,16 @@ class LayerKind:
     def issues(cls, shape: Shape, args: Args) -> list[Issue]:
         """Invertibility conditions that do not change the shape rule."""
         return []
+
+    @classmethod
+    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
+        """Trainable parameters of the kind's torch module, counted without torch.
+
+        ``shape`` is the input C×H×W, ``args`` every argument (the IR's dict or an
+        :class:`Args`), ``cond_channels`` the channels of the conditioning features (None when
+        unconditional). A test compares this with the built module for every kind.
+        """
+        return 0
 
 
 KINDS: dict[str, type[LayerKind]] = {}
@@ -77,12 +91,36 @@ def heads() -> dict[str, dict[str | None, type[LayerKind]]]:
 
 DEFAULT_VARIANT = {"coupling": "affine"}
 
+ArgsLike = Mapping[str, Any] | Args
+
+
+# ---- analytic parameter counts: mirror flowspec/layers (nets.py, encoders.py) exactly -------
+def _arg(args: ArgsLike, name: str) -> Any:
+    return args[name] if isinstance(args, Mapping) else getattr(args, name)
+
+
+def _conv(cin: int, cout: int, k: int) -> int:
+    """A k×k convolution with bias."""
+    return cin * cout * k * k + cout
+
+
+def net_params(net: str, cin: int, cout: int, hidden: int) -> int:
+    """The parameter networks of couplings and injectors (``layers/nets.py``)."""
+    if net == "glow":  # conv3x3 - conv1x1 - zero conv3x3
+        return _conv(cin, hidden, 3) + _conv(hidden, hidden, 1) + _conv(hidden, cout, 3)
+    # resnet: conv3x3 stem, 2 residual blocks of two conv3x3, zero conv3x3 head
+    return _conv(cin, hidden, 3) + 4 * _conv(hidden, hidden, 3) + _conv(hidden, cout, 3)
+
 
 # ---- kinds --------------------------------------------------------------------------------
 @register
 class ActNorm(LayerKind):
     key = head = "actnorm"
     doc = "per-channel affine normalisation with data-dependent initialisation"
+
+    @classmethod
+    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
+        return 2 * shape[0]  # bias and log-scale per channel
 
 
 class InvConvArgs(Args):
@@ -94,6 +132,12 @@ class InvConv(LayerKind):
     key = head = "invconv"
     Args = InvConvArgs
     doc = "invertible 1x1 convolution (LU-parameterised by default)"
+
+    @classmethod
+    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
+        c = shape[0]
+        # LU form stores full C×C lower and upper matrices (masked in use) and log|diag|
+        return 2 * c * c + c if _arg(args, "lu") else c * c
 
 
 class PermuteArgs(Args):
@@ -132,6 +176,14 @@ class _Coupling(LayerKind):
             return [issue] if issue else []
         return []
 
+    @classmethod
+    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
+        c = shape[0]
+        kept, out = (c, c) if _arg(args, "mask") == "checkerboard" else (c - c // 2, c // 2)
+        width = out if cls.variant == "additive" else 2 * out  # shift (and scale)
+        return net_params(_arg(args, "net"), kept + (cond_channels or 0), width,
+                          _arg(args, "hidden"))
+
 
 @register
 class AffineCoupling(_Coupling):
@@ -157,6 +209,13 @@ class MixtureCoupling(_Coupling):
     Args = MixtureArgs
     doc = "logistic-mixture-CDF coupling (Flow++ / mARFlow)"
 
+    @classmethod
+    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
+        c, k = shape[0], _arg(args, "components")
+        # per transformed entry: scale, shift and K logits, means, log-scales
+        return net_params(_arg(args, "net"), c - c // 2 + (cond_channels or 0),
+                          (c // 2) * (2 + 3 * k), _arg(args, "hidden"))
+
 
 class InjectorArgs(CondArgs):
     hidden: int = Field(64, ge=1, le=8192)
@@ -169,10 +228,16 @@ class Injector(LayerKind):
     conditional = "required"
     doc = "conditional affine injector (SRFlow): scale and shift from the condition only"
 
+    @classmethod
+    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
+        return net_params("glow", cond_channels or 0, 2 * shape[0], _arg(args, "hidden"))
+
 
 class IMapArgs(Args):
     act: Literal["sigmoid"] = "sigmoid"
     mask: Literal["checkerboard", "complement"] = "checkerboard"
+    residual: bool = Field(False, description="bounded identity-plus-branch form for deep "
+                           "stacks: scales exp(0.5 tanh(.)) instead of sigmoid(.)")
 
 
 @register
@@ -180,6 +245,12 @@ class IMap(LayerKind):
     key, head, variant = "attention.imap", "attention", "imap"
     Args = IMapArgs
     doc = "invertible map-based attention (iMap)"
+
+    @classmethod
+    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
+        c = shape[0]
+        return c * c + c + 1 + c  # 1x1 conv weight and bias, offset, per-channel scale s
+    stack_remedy = "residual"
 
     @classmethod
     def issues(cls, shape: Shape, args: IMapArgs) -> list[Issue]:
@@ -193,6 +264,8 @@ class ISDPArgs(Args):
     heads: int = Field(1, ge=1, le=1024)
     patches: int = Field(4, ge=1, le=4096)
     mask: Literal["checkerboard", "complement"] = "checkerboard"
+    residual: bool = Field(False, description="bounded identity-plus-branch form for deep "
+                           "stacks: A = I + beta softmax(.), |beta| < 0.5")
 
 
 @register
@@ -200,6 +273,12 @@ class ISDP(LayerKind):
     key, head, variant = "attention.isdp", "attention", "isdp"
     Args = ISDPArgs
     doc = "invertible scaled dot-product attention between patches (iSDP)"
+
+    @classmethod
+    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
+        c = shape[0]
+        return 2 * (c * c + c) + 2 * _arg(args, "heads")  # Q, K 1x1 convs; log d, theta per head
+    stack_remedy = "residual"
 
     @classmethod
     def issues(cls, shape: Shape, args: ISDPArgs) -> list[Issue]:
@@ -253,6 +332,13 @@ class Split(LayerKind):
     doc = "factor out half of the channels as a latent (Glow multi-scale)"
 
     @classmethod
+    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
+        if _arg(args, "prior") != "learned":
+            return 0
+        c = shape[0]  # zero-initialised conv3x3: kept half (+ condition) -> mean, log-scale
+        return _conv(c - c // 2 + (cond_channels or 0), 2 * (c // 2), 3)
+
+    @classmethod
     def out_shape(cls, shape: Shape, args: SplitArgs) -> Shape | Issue:
         issue = _channel_split_issue(shape, "split")
         if issue:
@@ -277,6 +363,13 @@ class GaussianPrior(LayerKind):
     conditional = "optional"
     doc = "top prior: standard normal, or a learned (optionally conditional) diagonal Gaussian"
 
+    @classmethod
+    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
+        if not _arg(args, "learned"):
+            return 0
+        c, h, w = shape
+        return _conv(cond_channels, 2 * c, 3) if cond_channels else 2 * c * h * w
+
 
 # ---- condition encoders -------------------------------------------------------------------
 class EncoderArgs(Args):
@@ -289,6 +382,37 @@ class RRDBArgs(EncoderArgs):
 
 
 ENCODERS: dict[str, type[Args]] = {"rrdb": RRDBArgs, "convnet": EncoderArgs}
+
+
+def encoder_params(kind: str, in_shape: Shape, args: ArgsLike) -> int:
+    """Trainable parameters of a condition encoder (``layers/encoders.py``), without torch."""
+    blocks, f, c = _arg(args, "blocks"), _arg(args, "features"), in_shape[0]
+    if kind == "rrdb":  # stem, blocks x RRDB (3 dense blocks of 5 convs), trunk
+        g = max(4, min(32, f // 2))
+        dense = sum(_conv(f + i * g, g if i < 4 else f, 3) for i in range(5))
+        return _conv(c, f, 3) + blocks * 3 * dense + _conv(f, f, 3)
+    return _conv(c, f, 3) + blocks * 2 * _conv(f, f, 3)  # convnet: stem, residual blocks
+
+
+def count_params(spec: Any) -> dict[str, int]:
+    """Parameters of a checked spec (IR) per layer path, ``encoder:NAME`` and ``prior``.
+
+    Counted from the registry alone (no torch); ``sum(...)`` is the compiled model's total.
+    """
+    conds = {c.name: c for c in spec.conditions}
+
+    def width(on: str | None) -> int | None:
+        return int(conds[on].encoder.args["features"]) if on else None
+
+    out = {layer.path: KINDS[layer.kind].params(tuple(layer.in_shape), layer.args,
+                                                width(layer.args.get("on")))
+           for layer in spec.layers}
+    for c in spec.conditions:
+        out[f"encoder:{c.name}"] = encoder_params(c.encoder.kind, tuple(c.shape), c.encoder.args)
+    prior = {"learned": spec.prior.learned, "on": spec.prior.on}
+    out["prior"] = GaussianPrior.params(tuple(spec.latents[-1].shape), prior,
+                                        width(spec.prior.on))
+    return out
 
 
 def _fmt(shape: Shape) -> str:

@@ -1,0 +1,491 @@
+"""AttnFlow's ablations at CPU scale, on real built-in data.
+
+Does adding the paper's invertible attention (iMap, iSDP) to the mARFlow-style backbone
+lower held-out bits/dim, at equal training steps and at equal wall-clock, and does iMap's
+position in the step of flow matter? Everything trains through ``runtime.train`` on the
+flows of ``specs/ablations.flow``, one torch thread per process:
+
+    python bench/ablation.py --jobs 2          # the committed results (about 35 min)
+    python bench/ablation.py --render-only     # tables and plots again from the JSON
+
+* data: ``mnist5k`` (5,000 real MNIST digits, 28x28 padded to 32x32, 500 held out) and
+  ``photos`` (3x32x32 patches of bundled photographs, 222 held out; a stand-in for
+  CIFAR-10, not CIFAR-10);
+* model: the Table 2 backbone at levels-steps-channels 3-2-32 with 4 mixture components
+  (the paper: 3-4-96 and 3-2-48 with 32 components);
+* variants: ``backbone`` (position_imap pos=0: no attention), ``imap`` (position_imap pos=4,
+  after every coupling) and ``isdp`` (heads_isdp, 5 heads, after every coupling);
+* equal steps: every variant trains ``--steps-mnist`` / ``--steps-photos`` steps of batch 32;
+* equal wall-clock: a timing pass measures each variant's step time on one core (CPU time
+  of a single-threaded process, fastest of ``TIMING_REPEATS`` x ``TIMING_STEPS`` steps,
+  variants interleaved); the budget is the slowest variant's time for the equal-steps run,
+  and every faster variant resumes its run (bit-for-bit continuation) up to
+  ``floor(budget / its step time)`` steps;
+* position: iMap before actnorm (pos 1), after actnorm (2), after the 1x1 convolution (3),
+  after the coupling (4, shared with ``imap``), on mnist5k at equal steps;
+* every configuration with ``--seeds`` seeds (model initialisation and data order).
+
+Held-out bits/dim is the runtime's validation (uniform dequantisation, 8-bit data) on the
+data set's fixed validation split. Writes ``docs/results.json`` (every run), the plots
+``docs/img/ablation_*.png`` and the tables between the markers of ``docs/results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = "specs/ablations.flow"
+MODEL = {"L": 3, "K": 2, "hidden": 32, "components": 4}
+DATA = {
+    "mnist5k": {"data": "mnist5k pad=2", "channels": 1},
+    "photos": {"data": "photos pad=0", "channels": 3},  # pad=0: the spec's line pads MNIST
+}
+VARIANTS = {  # name -> (flow, extra overrides)
+    "backbone": ("position_imap", {"pos": 0}),
+    "imap": ("position_imap", {"pos": 4}),
+    "isdp": ("heads_isdp", {"heads": 5}),
+}
+POSITIONS = (1, 2, 3, 4)
+RECIPE = {"batch": 32, "bits": 8, "lr": 1e-3, "warmup": 50, "clip": 50.0,
+          "optimizer": "adamax"}
+TIMING_STEPS, TIMING_REPEATS = 8, 5
+BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
+
+
+# ------------------------------------------------------------------------------ runs
+def _overrides(dataset: str, flow_extra: dict[str, Any]) -> dict[str, Any]:
+    return {**MODEL, "channels": DATA[dataset]["channels"], **flow_extra}
+
+
+def train_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One ``runtime.train`` call in a worker process (one torch thread)."""
+    import torch
+
+    torch.set_num_threads(1)
+    os.chdir(ROOT)
+    import runtime
+    from runtime.trainer import Trainer
+
+    # No sample grids: this bench does not use them, and today a grid whose inverse
+    # overflows (mixture coupling's bisection on an infinite target raises ValueError)
+    # aborts the run after its last validation but before its checkpoint.
+    Trainer._samples = lambda self, *args, **kwargs: None
+
+    steps = job["steps"]
+    recipe = {k: v for k, v in RECIPE.items() if k != "batch"}
+    t0 = time.perf_counter()
+    try:
+        res = runtime.train(SPEC, flow=job["flow"], overrides=job["overrides"],
+                            data=job["data"], out=job["out"], steps=steps,
+                            batch=RECIPE["batch"], seed=job["seed"], device="cpu",
+                            resume=job.get("resume", False), progress=False,
+                            val_every=steps, sample_every=steps, checkpoint_every=steps,
+                            **recipe)
+    except Exception as e:  # noqa: BLE001 - a failed run is a result, reported as such
+        return {**job, "ok": False, "error": f"{type(e).__name__}: {e}"}
+    s = res.summary
+    return {**job, "ok": True, "step": res.step, "val_bpd": res.val_bpd,
+            "parameters": s["parameters"], "train_seconds": s["train_seconds"],
+            "seconds_per_step": s["seconds_per_step"],
+            "wall_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def timing_pass(dataset: str) -> dict[str, Any]:
+    """Seconds per training step of each variant: forward, backward and Adamax step on a
+    batch of 32, one thread, variants interleaved, fastest of the repeats.
+
+    Measured as CPU time of this single-threaded process (``time.process_time``), which is
+    what the step costs on an idle core: on a shared machine, wall time also counts the time
+    other processes hold the core, and that noise would decide the wall-clock budgets."""
+    import torch
+
+    import flowspec
+    from flowspec.build import compile as build
+
+    torch.set_num_threads(1)
+    ch = DATA[dataset]["channels"]
+    models = {}
+    for name, (flow, extra) in VARIANTS.items():
+        spec = flowspec.load(ROOT / SPEC, flow, _overrides(dataset, extra))
+        model = build(spec, device="cpu", seed=0)
+        opt = torch.optim.Adamax(model.parameters(), lr=RECIPE["lr"])
+        x = torch.rand(RECIPE["batch"], ch, 32, 32, generator=torch.Generator().manual_seed(0))
+        model.train()
+        models[name] = (model, opt, x)
+
+    def step(model: Any, opt: Any, x: Any) -> None:
+        loss = -model.log_prob(x).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    reps: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for name, (model, opt, x) in models.items():  # warm-up (and actnorm's init)
+        for _ in range(2):
+            step(model, opt, x)
+    for _ in range(TIMING_REPEATS):
+        for name, (model, opt, x) in models.items():
+            t0 = time.process_time()
+            for _ in range(TIMING_STEPS):
+                step(model, opt, x)
+            reps[name].append((time.process_time() - t0) / TIMING_STEPS)
+    return {name: {"seconds_per_step": min(r), "repeats": [round(v, 5) for v in r]}
+            for name, r in reps.items()}
+
+
+def _run_all(jobs: list[dict[str, Any]], workers: int) -> list[dict[str, Any]]:
+    out = []
+    if workers <= 1:
+        for job in jobs:
+            out.append(train_job(job))
+            _report(out[-1])
+        return out
+    ctx = multiprocessing.get_context("spawn")  # no fork after torch has started threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        for res in pool.map(train_job, jobs):
+            _report(res)
+            out.append(res)
+    return out
+
+
+def _report(r: dict[str, Any]) -> None:
+    what = f"{r['dataset']:8s} {r['name']:12s} seed {r['seed']} -> {r['steps']} steps"
+    if r["ok"]:
+        print(f"  {what}: {r['val_bpd']:.4f} bits/dim, {r['seconds_per_step']:.3f} s/step",
+              flush=True)
+    else:
+        print(f"  {what}: FAILED {r['error']}", flush=True)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    out = ROOT / args.out
+    if out.exists():
+        shutil.rmtree(out)
+    seeds = list(range(args.seeds))
+    steps = {"mnist5k": args.steps_mnist, "photos": args.steps_photos}
+    t_start = time.perf_counter()
+
+    print("timing pass (CPU seconds per step, one thread)", flush=True)
+    timing = {d: timing_pass(d) for d in DATA}
+    for d, t in timing.items():
+        print(f"  {d}: " + ", ".join(f"{v} {t[v]['seconds_per_step']:.3f} s/step"
+                                     for v in VARIANTS), flush=True)
+
+    jobs = []
+    for d in ("photos", "mnist5k"):  # the slow data set first: better load balance
+        for name, (flow, extra) in VARIANTS.items():
+            for seed in seeds:
+                jobs.append({"dataset": d, "name": name, "seed": seed, "flow": flow,
+                             "overrides": _overrides(d, extra), "data": DATA[d]["data"],
+                             "steps": steps[d], "out": str(out / d / f"{name}-s{seed}")})
+    for pos in POSITIONS:
+        if pos == 4:
+            continue  # the same flow, overrides and seeds as `imap` on mnist5k
+        for seed in seeds:
+            d = "mnist5k"
+            jobs.append({"dataset": d, "name": f"pos{pos}", "seed": seed,
+                         "flow": "position_imap", "overrides": _overrides(d, {"pos": pos}),
+                         "data": DATA[d]["data"], "steps": steps[d],
+                         "out": str(out / d / f"pos{pos}-s{seed}")})
+    print(f"equal steps: {len(jobs)} runs on {args.jobs} processes", flush=True)
+    first = _run_all(jobs, args.jobs)
+
+    # equal wall-clock: the slowest variant's time for the equal-steps run is the budget
+    budget, more = {}, []
+    for d in DATA:
+        per_step = {v: timing[d][v]["seconds_per_step"] for v in VARIANTS}
+        seconds = steps[d] * max(per_step.values())
+        n = {v: max(steps[d], math.floor(seconds / per_step[v] + 1e-9)) for v in VARIANTS}
+        budget[d] = {"seconds": round(seconds, 2), "steps": n}
+        for r in first:
+            if r["dataset"] == d and r["name"] in VARIANTS and r["ok"] and \
+                    n[r["name"]] > steps[d]:
+                more.append({**{k: r[k] for k in ("dataset", "name", "seed", "flow",
+                                                  "overrides", "data", "out")},
+                             "steps": n[r["name"]], "resume": True})
+    print(f"equal wall-clock: {len(more)} runs continue", flush=True)
+    second = _run_all(more, args.jobs)
+
+    import torch
+
+    return {
+        "command": "python bench/ablation.py " + " ".join(sys.argv[1:]),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "torch": torch.__version__,
+                    "threads_per_process": 1, "processes": args.jobs},
+        "spec": SPEC, "model": MODEL, "recipe": RECIPE, "seeds": seeds, "steps": steps,
+        "data": {d: v["data"] for d, v in DATA.items()},
+        "timing": timing, "budget": budget,
+        "equal_steps": first, "equal_time": second,
+        "total_minutes": round((time.perf_counter() - t_start) / 60, 1),
+    }
+
+
+# ------------------------------------------------------------------------------ report
+def _ms(values: list[float]) -> tuple[float, float]:
+    return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _fmt_ms(values: list[float], digits: int = 3) -> str:
+    if not values:
+        return "failed"
+    m, s = _ms(values)
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def _signed_ms(values: list[float]) -> str:
+    if not values:
+        return "-"
+    m, s = _ms(values)
+    return f"{m:+.3f} ± {s:.3f}"
+
+
+def summarise(res: dict[str, Any]) -> dict[str, Any]:
+    """Per data set and variant: bits/dim at equal steps and at equal time, paired by seed
+    against the backbone; per position likewise against pos-4."""
+    first = {(r["dataset"], r["name"], r["seed"]): r for r in res["equal_steps"]}
+    second = {(r["dataset"], r["name"], r["seed"]): r for r in res["equal_time"]}
+
+    def at_time(key):  # a variant that needed no more steps keeps its equal-steps result
+        return second.get(key, first.get(key))
+
+    out: dict[str, Any] = {"variants": {}, "positions": {}}
+    for d in res["data"]:
+        rows = {}
+        for v in VARIANTS:
+            keys = [(d, v, s) for s in res["seeds"]]
+            ok1 = [first[k] for k in keys if k in first and first[k]["ok"]]
+            ok2 = [at_time(k) for k in keys if at_time(k) and at_time(k)["ok"]]
+            base1 = {s: first.get((d, "backbone", s)) for s in res["seeds"]}
+            base2 = {s: at_time((d, "backbone", s)) for s in res["seeds"]}
+            d1 = [r["val_bpd"] - base1[r["seed"]]["val_bpd"] for r in ok1
+                  if base1[r["seed"]] and base1[r["seed"]]["ok"]]
+            d2 = [r["val_bpd"] - base2[r["seed"]]["val_bpd"] for r in ok2
+                  if base2[r["seed"]] and base2[r["seed"]]["ok"]]
+            rows[v] = {
+                "parameters": ok1[0]["parameters"] if ok1 else None,
+                "timing_s_per_step": res["timing"][d][v]["seconds_per_step"],
+                "run_s_per_step": [r["seconds_per_step"] for r in ok1],
+                "bpd_equal_steps": [r["val_bpd"] for r in ok1],
+                "delta_equal_steps": d1,
+                "steps_equal_time": res["budget"][d]["steps"][v],
+                "bpd_equal_time": [r["val_bpd"] for r in ok2],
+                "delta_equal_time": d2,
+                "failed": [r["seed"] for r in (first.get(k) for k in keys) if r and not r["ok"]],
+            }
+        out["variants"][d] = rows
+    d = "mnist5k"
+    for pos in POSITIONS:
+        name = "imap" if pos == 4 else f"pos{pos}"
+        ok = [first[(d, name, s)] for s in res["seeds"]
+              if (d, name, s) in first and first[(d, name, s)]["ok"]]
+        ref = {s: first.get((d, "imap", s)) for s in res["seeds"]}
+        out["positions"][pos] = {
+            "bpd": [r["val_bpd"] for r in ok],
+            "delta_vs_pos4": [r["val_bpd"] - ref[r["seed"]]["val_bpd"] for r in ok
+                              if ref[r["seed"]] and ref[r["seed"]]["ok"]],
+            "run_s_per_step": [r["seconds_per_step"] for r in ok],
+        }
+    base = {s: first.get((d, "backbone", s)) for s in res["seeds"]}
+    out["positions"]["backbone"] = {
+        "bpd": [r["val_bpd"] for r in base.values() if r and r["ok"]]}
+    return out
+
+
+def tables(res: dict[str, Any], summ: dict[str, Any]) -> str:
+    n = len(res["seeds"])
+    lines = [(f"Generated by `{res['command']}` on {res['date']} "
+              f"({res['total_minutes']} min, {res['machine']['processes']} processes x 1 "
+              f"thread, {res['machine']['cpus']} CPUs, torch {res['machine']['torch']}). "
+              f"Mean ± standard deviation over {n} seeds; Δ is paired by seed "
+              "(same initialisation seed and data order) against the backbone."), ""]
+    for d, rows in summ["variants"].items():
+        b = res["budget"][d]
+        lines += [(f"**{d}** — equal steps: {res['steps'][d]} steps of batch 32; equal "
+                   f"wall-clock: {b['seconds']:.1f} s of training per run (the slowest "
+                   "variant's time for the equal-steps run, from the timing pass)."), "",
+                  ("| variant | parameters | s/step (timing pass) | s/step (in the runs) "
+                   f"| bits/dim @ {res['steps'][d]} steps | Δ vs backbone | steps in "
+                   f"{b['seconds']:.0f} s | bits/dim @ equal time | Δ vs backbone |"),
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for v, r in rows.items():
+            runs = r["run_s_per_step"]
+            params = f"{r['parameters']:,}" if r["parameters"] else "—"
+            lines.append(
+                f"| {v} | {params} | {r['timing_s_per_step']:.3f} | "
+                f"{statistics.median(runs) if runs else float('nan'):.3f} | "
+                f"{_fmt_ms(r['bpd_equal_steps'])} | "
+                f"{'—' if v == 'backbone' else _signed_ms(r['delta_equal_steps'])} | "
+                f"{r['steps_equal_time']} | {_fmt_ms(r['bpd_equal_time'])} | "
+                f"{'—' if v == 'backbone' else _signed_ms(r['delta_equal_time'])} |")
+            if r["failed"]:
+                lines.append(f"| ↳ failed seeds: {r['failed']} | | | | | | | | |")
+        lines.append("")
+    lines += [(f"**Position of iMap** (mnist5k, {res['steps']['mnist5k']} steps; pos-4 is "
+               "the `imap` row above):"), "",
+              "| position | bits/dim | Δ vs pos-4 | s/step (in the runs) |",
+              "|---|---:|---:|---:|"]
+    names = {1: "pos-1 before actnorm", 2: "pos-2 after actnorm",
+             3: "pos-3 after invconv", 4: "pos-4 after coupling"}
+    for pos in POSITIONS:
+        r = summ["positions"][pos]
+        runs = r["run_s_per_step"]
+        lines.append(f"| {names[pos]} | {_fmt_ms(r['bpd'])} | "
+                     f"{'—' if pos == 4 else _signed_ms(r['delta_vs_pos4'])} | "
+                     f"{statistics.median(runs) if runs else float('nan'):.3f} |")
+    lines.append(f"| (no attention) | {_fmt_ms(summ['positions']['backbone']['bpd'])} | | |")
+    return "\n".join(lines)
+
+
+def plots(res: dict[str, Any], summ: dict[str, Any], folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    colours = {"backbone": "tab:gray", "imap": "tab:blue", "isdp": "tab:orange"}
+    paths = []
+
+    fig, axes = plt.subplots(1, len(summ["variants"]), figsize=(10, 3.6))
+    for ax, (d, rows) in zip(axes, summ["variants"].items()):
+        for i, (label, key) in enumerate((("equal steps", "bpd_equal_steps"),
+                                          ("equal wall-clock", "bpd_equal_time"))):
+            for j, (v, r) in enumerate(rows.items()):
+                x = i * (len(rows) + 1) + j
+                vals = r[key]
+                if not vals:
+                    continue
+                ax.scatter([x] * len(vals), vals, color=colours[v], s=14, alpha=0.6)
+                m, s = _ms(vals)
+                ax.errorbar([x], [m], yerr=[s], color=colours[v], fmt="o", ms=7, capsize=4,
+                            label=v if i == 0 else None)
+        ax.set_xticks([1, len(rows) + 2], ["equal steps", "equal wall-clock"])
+        ax.set_title(f"{d} (held-out)")
+        ax.set_ylabel("bits/dim (lower is better)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Backbone vs +iMap vs +iSDP, 3-2-32, CPU budget "
+                 f"({len(res['seeds'])} seeds: dots; mean ± std: bars)", fontsize=10)
+    fig.tight_layout()
+    paths.append(folder / "ablation_variants.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for pos in POSITIONS:
+        vals = summ["positions"][pos]["bpd"]
+        if not vals:
+            continue
+        ax.scatter([pos] * len(vals), vals, color="tab:blue", s=14, alpha=0.6)
+        m, s = _ms(vals)
+        ax.errorbar([pos], [m], yerr=[s], color="tab:blue", fmt="o", ms=7, capsize=4)
+    base = summ["positions"]["backbone"]["bpd"]
+    if base:
+        m, _ = _ms(base)
+        ax.axhline(m, color="tab:gray", ls="--", label="no attention (mean)")
+        ax.legend(fontsize=8)
+    ax.set_xticks(list(POSITIONS), ["pos-1\nbefore actnorm", "pos-2\nafter actnorm",
+                                    "pos-3\nafter invconv", "pos-4\nafter coupling"])
+    ax.set_ylabel("held-out bits/dim")
+    ax.set_title(f"iMap position, mnist5k, {res['steps']['mnist5k']} steps", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    paths.append(folder / "ablation_position.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(summ["variants"]), figsize=(10, 3.6))
+    for ax, d in zip(axes, summ["variants"]):
+        for v in VARIANTS:
+            for s in res["seeds"]:
+                metrics = ROOT / res["out"] / d / f"{v}-s{s}" / "metrics.jsonl"
+                if not metrics.exists():
+                    continue
+                recs = [json.loads(line) for line in metrics.read_text().splitlines()]
+                recs = [r for r in recs if r.get("kind") == "train"]
+                # the budget's clock: steps times the variant's measured CPU time per step
+                per_step = res["timing"][d][v]["seconds_per_step"]
+                t = [r["step"] * per_step for r in recs]
+                loss = [r["loss"] for r in recs]
+                k = 25  # running mean over 25 steps
+                smooth = [statistics.mean(loss[max(0, i - k + 1):i + 1])
+                          for i in range(len(loss))]
+                ax.plot(t, smooth, color=colours[v], lw=1, alpha=0.8,
+                        label=v if s == 0 else None)
+        ax.axvline(res["budget"][d]["seconds"], color="k", ls=":", lw=1)
+        ax.set_xlabel("CPU seconds of training (steps x step time)")
+        ax.set_ylabel("train bits/dim (running mean)")
+        ax.set_title(d)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(top=min(ax.get_ylim()[1], 8))
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(folder / "ablation_curves.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def write_tables(md: Path, text: str) -> None:
+    """Replace the generated region of ``docs/results.md`` (between the markers)."""
+    block = f"{BEGIN}\n{text}\n{END}"
+    if md.exists():
+        doc = md.read_text()
+        if BEGIN in doc and END in doc:
+            doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
+        else:
+            doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    else:
+        doc = "# Results\n\n" + block + "\n"
+    md.write_text(doc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--jobs", type=int, default=2, help="parallel processes (1 thread each)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps-mnist", type=int, default=500, dest="steps_mnist")
+    p.add_argument("--steps-photos", type=int, default=300, dest="steps_photos")
+    p.add_argument("--out", default="runs/ablation", help="run folders (deleted first)")
+    p.add_argument("--results", default="docs/results.json")
+    p.add_argument("--doc", default="docs/results.md")
+    p.add_argument("--img", default="docs/img")
+    p.add_argument("--render-only", action="store_true",
+                   help="no training: tables and plots from --results")
+    a = p.parse_args(argv)
+    results = ROOT / a.results
+    if a.render_only:
+        res = json.loads(results.read_text())
+    else:
+        res = run(a)
+        res["out"] = a.out
+        res["summary"] = summarise(res)
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(res, indent=1) + "\n")
+    summ = summarise(res)
+    text = tables(res, summ)
+    print(text)
+    write_tables(ROOT / a.doc, text)
+    for path in plots(res, summ, ROOT / a.img):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

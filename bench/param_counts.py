@@ -1,0 +1,157 @@
+"""Parameter counts of the paper's models as flowspec builds them, against the paper's column.
+
+    python bench/param_counts.py            # print the table, update docs/paper-models.md
+    python bench/param_counts.py --check    # exit 1 if docs/paper-models.md is out of date
+
+Counts come from the layer registry (``flowspec.kinds.count_params``: analytic, no torch;
+``tests/test_paper_specs.py`` checks them against the built torch modules). The paper's
+column is headed "Parameters (MB)"; docs/paper-models.md explains why it is read here as
+millions of parameters, using :func:`marflow_official`, a count of mARFlow's official code
+(visinf/mar-scf) reconstructed from its module definitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flowspec.api import load
+from flowspec.kinds import count_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: (table, paper's method, levels-steps[-channels], spec file, flow, paper's number as printed)
+ROWS: list[tuple[str, str, str, str, str, str | None]] = [
+    ("2", "Glow", "3-32-512", "glow_mnist.flow", "glow_mnist", None),
+    ("2", "mARFlow", "3-4-96", "attnflow_mnist.flow", "marflow_mnist", "46.01"),
+    ("2", "AttnFlow-iMap", "3-4-96", "attnflow_mnist.flow", "attnflow_imap_mnist", "46.03"),
+    ("2", "AttnFlow-iSDP", "3-4-96", "attnflow_mnist.flow", "attnflow_isdp_mnist", "46.25"),
+    ("2", "AttnFlow-iMap", "3-2-96", "attnflow_mnist.flow", "attnflow_imap_mnist_3_2_96",
+     "23.78"),
+    ("2", "AttnFlow-iSDP", "3-2-96", "attnflow_mnist.flow", "attnflow_isdp_mnist_3_2_96",
+     "23.89"),
+    ("2", "AttnFlow-iMap", "3-2-48", "attnflow_mnist.flow", "attnflow_imap_mnist_3_2_48",
+     "8.94"),
+    ("2", "AttnFlow-iSDP", "3-2-48", "attnflow_mnist.flow", "attnflow_isdp_mnist_3_2_48",
+     "9.05"),
+    ("3", "Glow", "3-32-512", "attnflow_cifar10.flow", "glow_cifar10", None),
+    ("3", "mARFlow", "3-4-96", "attnflow_cifar10.flow", "marflow_cifar10", "46.01"),
+    ("3", "mARFlow", "3-4-256", "attnflow_cifar10.flow", "marflow_cifar10_3_4_256", "252.77"),
+    ("3", "AttnFlow-iMap", "3-4-96", "attnflow_cifar10.flow", "attnflow_imap_cifar10", "46.03"),
+    ("3", "AttnFlow-iSDP", "3-4-96", "attnflow_cifar10.flow", "attnflow_isdp_cifar10", "46.25"),
+    ("3", "AttnFlow-iMap", "3-4-256", "attnflow_cifar10.flow", "attnflow_imap_cifar10_3_4_256",
+     "252.79"),
+    ("3", "AttnFlow-iSDP", "3-4-256", "attnflow_cifar10.flow", "attnflow_isdp_cifar10_3_4_256",
+     "253.01"),
+    ("4", "SRFlow", "1-1", "srflow_celeba.flow", "srflow_1_1", "6.622"),
+    ("4", "SRFlow", "2-8", "srflow_celeba.flow", "srflow_2_8", "13.25"),
+    ("4", "cAttnFlow-iMap", "1-1", "srflow_celeba.flow", "cattnflow_imap_sr_1_1", "6.623"),
+    ("4", "cAttnFlow-iSDP", "1-1", "srflow_celeba.flow", "cattnflow_isdp_sr_1_1", "6.630"),
+    ("4", "cAttnFlow-iMap", "2-8", "srflow_celeba.flow", "cattnflow_imap_sr", "13.30"),
+    ("4", "cAttnFlow-iSDP", "2-8", "srflow_celeba.flow", "cattnflow_isdp_sr", "13.93"),
+    ("5", "Full-Glow", "4-16", "fullglow_cityscapes.flow", "fullglow", "155.33"),
+    ("5", "cAttnFlow-iMap", "2-8", "fullglow_cityscapes.flow", "cattnflow_imap_cityscapes",
+     "34.68"),
+    ("5", "cAttnFlow-iSDP", "2-8", "fullglow_cityscapes.flow", "cattnflow_isdp_cityscapes",
+     "34.70"),
+]
+BEGIN, END = "<!-- params:begin -->", "<!-- params:end -->"
+
+
+def count(file: str, flow: str) -> tuple[int, int, int]:
+    """(total, condition encoders, attention layers) of one flow of ``specs/FILE``."""
+    spec = load(ROOT / "specs" / file, flow)
+    per = count_params(spec)
+    enc = sum(n for k, n in per.items() if k.startswith("encoder:"))
+    attn = sum(per[layer.path] for layer in spec.layers if layer.kind.startswith("attention"))
+    return sum(per.values()), enc, attn
+
+
+def marflow_official(channels: int, hidden: int, levels: int = 3, steps: int = 4,
+                     blocks: int = 10, components: int = 32) -> int:
+    """Parameters of the *flow* of mARFlow's official code (visinf/mar-scf, ``--coupling
+    mixlogcdf``), counted from its module definitions; the ConvLSTM prior is not included.
+
+    Per step: actnorm (2C), invertible 1x1 convolution (C^2) and a Flow++ mixture-logistic
+    coupling whose network (on C/2 channels) is a weight-normalised 3x3 input conv, ``blocks``
+    gated residual blocks (concat-ELU gated 3x3 conv, 1x1 gate, two layer norms, gated
+    multi-head self-attention) and a 3x3 output conv to ``C/2 (2 + 3 components)`` channels.
+    Weight normalisation adds one gain per output channel.
+    """
+
+    def wn_conv(cin: int, cout: int, k: int) -> int:
+        return cin * cout * k * k + cout + cout  # weight, bias, weight-norm gain
+
+    c, h = channels, hidden
+    block = (wn_conv(2 * h, h, 3) + wn_conv(2 * h, 2 * h, 1) + 2 * h  # gated conv, norm
+             + 3 * h * h + 3 * h  # attention in-projection (no bias) and its gain
+             + 2 * h * h + 2 * h + 2 * h  # attention gate and its gain
+             + 2 * h)  # second layer norm
+    total = 0
+    for level in range(levels):
+        c *= 4
+        half = c // 2
+        net = (wn_conv(half, h, 3) + blocks * block + wn_conv(h, half * (2 + 3 * components), 3)
+               + 2 * half)  # weight-normalised rescale of the scale
+        total += steps * (2 * c + c * c + net)
+        if level < levels - 1:
+            c //= 2
+    return total
+
+
+def table() -> str:
+    lines = [("| table | paper's model | L-K[-C] | flow (`specs/`) | paper \"MB\" "
+              "| ours: M params | ours: MB (float32) | ours / paper | of which encoder "
+              "| of which attention |"),
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for tab, method, size, file, flow, paper in ROWS:
+        n, enc, attn = count(file, flow)
+        ratio = f"{n / 1e6 / float(paper):.2f}" if paper else "—"
+        lines.append(
+            f"| {tab} | {method} | {size} | `{file}` `{flow}` | "
+            f"{paper if paper is not None else '–'} | {n / 1e6:.3f} | {4 * n / 1e6:.2f} | "
+            f"{ratio} | {enc / 1e6:.3f} | {attn / 1e6:.4f} |")
+    return "\n".join(lines)
+
+
+def official() -> str:
+    lines = [("| mARFlow L-K-C | official code's flow, M (reconstructed) | paper's column "
+              "| difference |"), "|---|---:|---:|---:|"]
+    for (k, h, paper) in ((4, 96, 46.01), (4, 256, 252.77), (2, 96, 23.78), (2, 48, 8.94)):
+        n = marflow_official(3, h, steps=k) / 1e6
+        lines.append(f"| 3-{k}-{h} | {n:.2f} | {paper} | {paper - n:+.2f} |")
+    return "\n".join(lines)
+
+
+def render() -> str:
+    return (f"{BEGIN}\nGenerated by `python bench/param_counts.py`.\n\n{table()}\n\n"
+            f"{official()}\n{END}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--doc", default="docs/paper-models.md")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 when the doc's generated block is out of date")
+    a = p.parse_args(argv)
+    block = render()
+    print(block)
+    doc = ROOT / a.doc
+    text = doc.read_text() if doc.exists() else ""
+    if BEGIN in text and END in text:
+        new = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        new = (text.rstrip("\n") + "\n\n" if text else "") + block + "\n"
+    if a.check:
+        if new != text:
+            print(f"{a.doc} is out of date: run python bench/param_counts.py", file=sys.stderr)
+            return 1
+        return 0
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
