@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,7 @@ class TaskData:
     num_classes: int | None = None
 
 
-class Task:
+class Task(ABC):
     """Base class; a task is built from a checked spec and a recipe."""
 
     name = ""
@@ -87,8 +88,9 @@ class Task:
         self.check_spec()
 
     # ---- spec and data checks
+    @abstractmethod
     def check_spec(self) -> None:
-        raise NotImplementedError
+        """Refuse a spec this task cannot train (a RunError that says what to add)."""
 
     def _one_condition(self, kind: str, needed_for: str) -> ConditionIR:
         conds = [c for c in self.spec.conditions if c.type == kind]
@@ -191,12 +193,12 @@ class Task:
         return {"bpd": self.val_bpd(model, data.val, device)}
 
     # ---- pictures
+    @abstractmethod
     def grids(self, model: Any, data: TaskData, device: torch.device,
               temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = GRID_EXAMPLES,
               per_row: int | None = None) -> dict[float, Tensor]:
         """One uint8 grid image ``(C, H, W)`` per temperature: ``rows`` rows of ``per_row``
         samples (conditional tasks add the condition before and the truth after them)."""
-        raise NotImplementedError
 
     def _conditional_grid(self, model: Any, device: torch.device, temperature: float,
                           first: Tensor, last: Tensor, images: Tensor, maps: Tensor | None,
