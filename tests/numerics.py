@@ -78,3 +78,18 @@ def perturb_(module: nn.Module, scale: float, generator: torch.Generator) -> nn.
 def max_abs_diff(a: Tensor, b: Tensor) -> float:
     """Largest absolute difference of two tensors, as a Python float."""
     return float((a.detach() - b.detach()).abs().max()) if a.numel() else 0.0
+
+
+def random_cond(spec, batch: int, gen: torch.Generator) -> dict | None:
+    """A random condition for every declared condition of ``spec`` (float64 images,
+    integer label maps)."""
+    if not spec.conditions:
+        return None
+    cond = {}
+    for c in spec.conditions:
+        if c.type == "labels":
+            cond[c.name] = torch.randint(0, c.shape[0], (batch, c.shape[1], c.shape[2]),
+                                         generator=gen)
+        else:
+            cond[c.name] = torch.rand((batch, *c.shape), generator=gen, dtype=torch.float64)
+    return cond

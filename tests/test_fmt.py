@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from irdata import strip_spans
 
 from flowspec.api import analyze
 from flowspec.fmt import format_text
@@ -23,16 +24,6 @@ SPEC_FILES = sorted((ROOT / "specs").rglob("*.flow"))
 
 def _id(p: Path) -> str:
     return str(p.relative_to(ROOT / "specs"))
-
-
-def strip_spans(data):
-    """The IR without source positions (spans, and traces that quote positions)."""
-    if isinstance(data, dict):
-        return {k: strip_spans(v) for k, v in data.items()
-                if not (k == "span" or k.endswith("_span") or k in ("arg_spans", "trace"))}
-    if isinstance(data, list):
-        return [strip_spans(v) for v in data]
-    return data
 
 
 def ast_shape(text: str, file: str = "<string>"):

@@ -25,7 +25,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from numerics import jacobian_logdet, max_abs_diff, perturb_, single_thread
+from irdata import strip_spans
+from numerics import jacobian_logdet, max_abs_diff, perturb_, random_cond, single_thread
 
 import flowspec
 from flowspec.api import analyze
@@ -70,28 +71,6 @@ class _Draw(fuzz.Chooser):
 @st.composite
 def valid_specs(draw) -> fuzz.GenSpec:
     return fuzz.random_spec(_Draw(draw))
-
-
-def strip_spans(data):
-    if isinstance(data, dict):
-        return {k: strip_spans(v) for k, v in data.items()
-                if not (k == "span" or k.endswith("_span") or k in ("arg_spans", "trace"))}
-    if isinstance(data, list):
-        return [strip_spans(v) for v in data]
-    return data
-
-
-def random_cond(spec, batch: int, gen: torch.Generator) -> dict | None:
-    if not spec.conditions:
-        return None
-    cond = {}
-    for c in spec.conditions:
-        if c.type == "labels":
-            cond[c.name] = torch.randint(0, c.shape[0], (batch, c.shape[1], c.shape[2]),
-                                         generator=gen)
-        else:
-            cond[c.name] = torch.rand((batch, *c.shape), generator=gen, dtype=torch.float64)
-    return cond
 
 
 FILE = str(ROOT / "specs" / "generated.flow")  # a name only: generated specs import nothing

@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from irdata import strip_spans
 
 from flowspec.api import analyze, load, loads
 from flowspec.ir import FlowSpec
@@ -37,16 +38,6 @@ def assert_json_round_trip(spec: FlowSpec) -> None:
     again = FlowSpec.model_validate_json(text)
     assert again == spec
     assert again.model_dump() == spec.model_dump()
-
-
-def strip_spans(data):
-    """The IR without source positions (spans, and traces that quote positions)."""
-    if isinstance(data, dict):
-        return {k: strip_spans(v) for k, v in data.items()
-                if not (k == "span" or k.endswith("_span") or k in ("arg_spans", "trace"))}
-    if isinstance(data, list):
-        return [strip_spans(v) for v in data]
-    return data
 
 
 def paths(spec: FlowSpec) -> list[str]:

@@ -13,10 +13,10 @@ import math
 
 import pytest
 import torch
+from numerics import jacobian_logdet, max_abs_diff, perturb_, random_cond
 
 import flowspec
 from flowspec.api import analyze
-from numerics import jacobian_logdet, max_abs_diff, perturb_
 
 # Reduced sizes: the same architecture, small enough for a brute-force Jacobian.
 SMALL = {"K": 1, "hidden": 6, "components": 3, "size": 16, "scale": 4, "height": 16,
@@ -38,19 +38,6 @@ FLOWS = _flows()
 def small_spec(path: str, name: str):
     full = flowspec.load(path, name)
     return flowspec.load(path, name, {k: v for k, v in SMALL.items() if k in full.params})
-
-
-def random_cond(spec, batch: int, gen: torch.Generator) -> dict | None:
-    if not spec.conditions:
-        return None
-    cond = {}
-    for c in spec.conditions:
-        if c.type == "labels":
-            cond[c.name] = torch.randint(0, c.shape[0], (batch, c.shape[1], c.shape[2]),
-                                         generator=gen)
-        else:
-            cond[c.name] = torch.rand((batch, *c.shape), generator=gen, dtype=torch.float64)
-    return cond
 
 
 def built(path: str, name: str):
