@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_fmt)
     s = sub.add_parser("schema", help="print the JSON Schema of the IR")
     s.set_defaults(func=cmd_schema)
-    for name, (register, _) in COMMANDS.items():
+    for register, _ in COMMANDS.values():
         register(sub)
     return p
 

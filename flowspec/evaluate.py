@@ -8,8 +8,9 @@ arithmetic, conditions and ranges an unknown name is an error with a did-you-mea
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import ast
 from .errors import Abort, Collector, Span, did_you_mean

@@ -391,7 +391,7 @@ class FlowBuilder:
             else:
                 d.error("E104", f"`{s.name}` needs a kind: one of "
                         f"{', '.join(sorted(k for k in variants if k))}", s.span,
-                        help=f"write for example `{s.name} {sorted(k for k in variants if k)[0]}`")
+                        help=f"write for example `{s.name} {min(k for k in variants if k)}`")
                 raise Abort
         if words:
             d.error("E114", f"unexpected positional argument for `{s.name}`", words[0].span,
@@ -744,7 +744,7 @@ def resolve(env: ModuleEnv, flow_name: str | None, overrides: dict[str, Any],
             chain.insert(0, (penv, parent))
     except Abort:
         return None
-    head_env, head = chain[-1]
+    head = chain[-1][1]
     declared = {p.name: p for _, f in chain for p in f.params}
     for name in overrides:
         if name not in declared:
@@ -762,7 +762,7 @@ def resolve(env: ModuleEnv, flow_name: str | None, overrides: dict[str, Any],
     # parameters, child first: extends(...) arguments (evaluated in the child's scope) set
     # parameters declared anywhere up the chain; --set overrides win over both
     try:
-        values: list[dict[str, Any]] = [dict() for _ in chain]
+        values: list[dict[str, Any]] = [{} for _ in chain]
         preset: dict[str, Any] = {}
         all_defaults = [{p.name: evaluate(p.default, fenv.scope(), diags, words=True)
                          for p in f.params} for fenv, f in chain]
