@@ -157,6 +157,15 @@ class CouplingArgs(CondArgs):
     mask: Literal["channel", "checkerboard"] = "channel"
 
 
+ScaleForm = Literal["sigmoid", "bounded"]
+_SCALE_DOC = ("sigmoid: s = sigmoid(h + 2) + 1e-4; bounded: s = exp(b tanh(h)) in [e^-b, e^b], "
+              "which keeps the inverse accurate in deep flows")
+
+
+class AffineCouplingArgs(CouplingArgs):
+    scale: ScaleForm = Field("sigmoid", description=_SCALE_DOC)
+
+
 def _channel_split_issue(shape: Shape, what: str) -> Issue | None:
     if shape[0] < 2:
         return Issue("E202", f"{what} needs at least 2 channels to split, but gets {_fmt(shape)}",
@@ -188,6 +197,7 @@ class _Coupling(LayerKind):
 @register
 class AffineCoupling(_Coupling):
     key, variant = "coupling.affine", "affine"
+    Args = AffineCouplingArgs
     doc = "affine coupling (Glow / RealNVP), bounded positive scale"
 
 
@@ -219,6 +229,7 @@ class MixtureCoupling(_Coupling):
 
 class InjectorArgs(CondArgs):
     hidden: int = Field(64, ge=1, le=8192)
+    scale: ScaleForm = Field("sigmoid", description=_SCALE_DOC)
 
 
 @register

@@ -45,10 +45,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "actnorm": {},
     "invconv": {"lu": True},
     "permute": {"mode": "reverse"},
-    "coupling.affine": {"hidden": 512, "net": "glow", "mask": "channel", "on": None},
+    "coupling.affine": {"hidden": 512, "net": "glow", "mask": "channel", "on": None,
+                        "scale": "sigmoid"},
     "coupling.additive": {"hidden": 512, "net": "glow", "mask": "channel", "on": None},
     "coupling.mixture": {"hidden": 96, "components": 32, "net": "glow", "on": None},
-    "injector": {"hidden": 64, "on": COND},
+    "injector": {"hidden": 64, "on": COND, "scale": "sigmoid"},
     "attention.imap": {"act": "sigmoid", "mask": "checkerboard", "residual": False},
     "attention.isdp": {"heads": 1, "patches": 4, "mask": "checkerboard", "residual": False},
     "squeeze": {"factor": 2},
@@ -85,6 +86,8 @@ CASES: dict[str, list[Case]] = {
         Case((2, 4, 4), {**SMALL, "net": "resnet"}, cond=3),
         Case((3, 5, 4), {**SMALL, "mask": "checkerboard"}, cond=2),
         Case((4, 4, 4)),  # the real defaults: hidden=512
+        Case((3, 4, 4), {**SMALL, "scale": "bounded"}),  # exp(b tanh(.))
+        Case((1, 4, 6), {**SMALL, "mask": "checkerboard", "scale": "bounded"}, cond=2),
     ],
     "coupling.additive": [
         Case((3, 4, 4), SMALL),
@@ -95,7 +98,11 @@ CASES: dict[str, list[Case]] = {
         Case((2, 4, 6), {**SMALL, "components": 3, "net": "resnet"}, cond=2),
         Case((2, 4, 4)),  # the real defaults: hidden=96, components=32
     ],
-    "injector": [Case((3, 4, 4), SMALL, cond=2), Case((2, 6, 4), cond=3)],
+    "injector": [
+        Case((3, 4, 4), SMALL, cond=2),
+        Case((2, 6, 4), cond=3),
+        Case((3, 4, 4), {**SMALL, "scale": "bounded"}, cond=2),
+    ],
     "attention.imap": [
         Case((3, 4, 4)),
         Case((3, 5, 4), {"mask": "complement"}),

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import FlowLayer, Shape, bounded_scale, cat_cond, sum_except_batch
+from .base import FlowLayer, Shape, cat_cond, make_scale, sum_except_batch
 from .nets import make_net
 
 
@@ -73,6 +73,7 @@ class _Coupling(FlowLayer):
         width = self.part.out_channels * (1 if self.additive else 2)
         net_in = self.part.kept_channels + (self.cond_channels or 0)
         self.net = make_net(args["net"], net_in, width, int(args["hidden"]))
+        self.scale_fn = None if self.additive else make_scale(args.get("scale", "sigmoid"))
 
     def _shift_scale(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """``(shift, scale, log scale)`` from the kept entries (and the condition)."""
@@ -81,7 +82,7 @@ class _Coupling(FlowLayer):
             one = torch.ones_like(h)
             return h, one, torch.zeros_like(h)
         n = self.part.out_channels
-        scale, log_scale = bounded_scale(h[:, n:])
+        scale, log_scale = self.scale_fn(h[:, n:])
         return h[:, :n], scale, log_scale
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -103,6 +104,10 @@ class AffineCoupling(_Coupling):
     ``y_k = x_k``. The Jacobian is triangular with diagonal ``1`` on kept entries and ``s``
     on transformed ones: ``logdet = sum_transformed log s``. The network sees the kept entries
     concatenated with the condition when the layer is conditional (``on=COND``).
+
+    ``scale=bounded`` uses ``s = exp(b tanh(h))`` instead (``b = BOUNDED_SCALE_B``), with
+    ``log s = b tanh(h)`` exactly: ``s`` in ``[e^-b, e^b]``, so the inverse divides by at most
+    ``e^b`` rather than ``1 / eps``, and the zero-initialised net starts at ``s = 1``.
     """
 
 
