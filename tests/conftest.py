@@ -1,8 +1,19 @@
-"""Shared fixtures of the front-end tests: run the CLI in-process."""
+"""Shared fixtures: torch on one thread for the whole run; the CLI run in-process."""
 
 from __future__ import annotations
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tensors in these tests are tiny: extra intra-op threads only add synchronisation,
+    and on a shared 2-core machine they made model steps ~100x slower. (The subprocesses
+    that check `flowspec check` stays torch-free are unaffected.)"""
+    from numerics import single_thread
+
+    with single_thread():
+        yield
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ column patterns, argument validation, and invertibility for extreme parameter va
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,15 +13,10 @@ from flowspec.layers import MODULES
 from flowspec.layers.attention import DIAG_FLOOR, ISDP, IMap
 
 try:
-    from numerics import jacobian_logdet, max_abs_diff, perturb_, single_thread
+    from numerics import jacobian_logdet, max_abs_diff, perturb_
 except ImportError:  # tests/ imported as a package
-    from tests.numerics import jacobian_logdet, max_abs_diff, perturb_, single_thread
+    from tests.numerics import jacobian_logdet, max_abs_diff, perturb_
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    with single_thread():
-        yield
 
 
 F64 = torch.float64

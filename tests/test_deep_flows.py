@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +33,9 @@ from flowspec.layers.attention import RESIDUAL_BOUND
 from runtime.reconstruction import RECON_WARN, reconstruction
 
 try:
-    from numerics import jacobian_logdet, max_abs_diff, perturb_, single_thread
+    from numerics import jacobian_logdet, max_abs_diff, perturb_
 except ImportError:  # tests/ imported as a package
-    from tests.numerics import jacobian_logdet, max_abs_diff, perturb_, single_thread
+    from tests.numerics import jacobian_logdet, max_abs_diff, perturb_
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,11 +70,6 @@ flow deep(L = 3, K = 16, hidden = 4, res = true, imap = true, isdp = true) {
 """
 IMAP_LINE, ISDP_LINE = 13, 14
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    with single_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

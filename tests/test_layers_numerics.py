@@ -15,7 +15,6 @@ they are registered.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,15 +25,10 @@ from torch import Tensor
 from flowspec.layers import ENCODERS, MODULES
 
 try:
-    from numerics import jacobian_logdet, max_abs_diff, perturb_, single_thread
+    from numerics import jacobian_logdet, max_abs_diff, perturb_
 except ImportError:  # tests/ imported as a package
-    from tests.numerics import jacobian_logdet, max_abs_diff, perturb_, single_thread
+    from tests.numerics import jacobian_logdet, max_abs_diff, perturb_
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    with single_thread():
-        yield
 
 
 BATCH = 2

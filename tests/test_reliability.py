@@ -75,13 +75,6 @@ QUICK = {"val_every": 2, "sample_every": 100, "checkpoint_every": 2, "val_images
          "progress": False}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def spec_file(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -82,15 +82,6 @@ flow tiny_seg(K = 1, hidden = 8) {
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two cores shared with other jobs: OpenMP threads spinning against each other make a
-    # tiny model's step 100x slower; one thread is also what the subprocesses use.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
