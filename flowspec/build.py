@@ -83,7 +83,7 @@ class FlowModel(nn.Module):
             self.is_split.append(node["kind"] == "split")
         self.layers = nn.ModuleList(layers)
         self.encoders = nn.ModuleDict({
-            c.name: ENCODERS[c.encoder.kind](self._encoder_input(c), dict(c.encoder.args))
+            c.name: ENCODERS[c.encoder.kind](tuple(c.shape), dict(c.encoder.args))
             for c in spec.conditions})
         prior = spec.prior
         prior_ch = g.nodes[f"encoder:{prior.on}"]["out_shape"][0] if prior.on else None
@@ -159,10 +159,6 @@ class FlowModel(nn.Module):
         finally:
             for layer, d in zip(self.layers, saved):
                 layer.net_dtype = d
-
-    @staticmethod
-    def _encoder_input(c) -> tuple[int, int, int]:
-        return tuple(c.shape)
 
     # ---- conditions
     def _features(self, cond: dict[str, Tensor] | None, batch: int) -> dict[str, Tensor]:
