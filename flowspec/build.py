@@ -28,7 +28,7 @@ from .errors import Span
 from .flowgraph import graph as build_graph
 from .flowgraph import layer_sequence
 from .ir import FlowSpec
-from .layers import ENCODERS, MODULES
+from .kinds import ENCODERS, KINDS, PRIORS, prior_args
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -76,20 +76,20 @@ class FlowModel(nn.Module):
         for path, node in layer_sequence(g):
             on = node["on"]
             cond_ch = g.nodes[f"encoder:{on}"]["out_shape"][0] if on else None
-            layers.append(MODULES[node["kind"]](tuple(node["in_shape"]), node["args"], cond_ch))
+            module = KINDS[node["kind"]].module_class()
+            layers.append(module(tuple(node["in_shape"]), node["args"], cond_ch))
             self.paths.append(path)
             self.spans.append(Span(**node["span"]))
             self.on.append(on)
             self.is_split.append(node["kind"] == "split")
         self.layers = nn.ModuleList(layers)
         self.encoders = nn.ModuleDict({
-            c.name: ENCODERS[c.encoder.kind](tuple(c.shape), dict(c.encoder.args))
+            c.name: ENCODERS[c.encoder.kind].module_class()(tuple(c.shape), dict(c.encoder.args))
             for c in spec.conditions})
         prior = spec.prior
         prior_ch = g.nodes[f"encoder:{prior.on}"]["out_shape"][0] if prior.on else None
-        self.prior = MODULES["prior.gaussian"](tuple(spec.latents[-1].shape),
-                                               {"learned": prior.learned, "on": prior.on},
-                                               prior_ch)
+        self.prior = PRIORS[prior.kind].module_class()(tuple(spec.latents[-1].shape),
+                                                      prior_args(prior), prior_ch)
         self.latent_shapes = [tuple(z.shape) for z in spec.latents]
         self._actnorms = [m for m in self.layers if hasattr(m, "_init_seen")]
         self.options: dict[str, Any] = {}
@@ -286,7 +286,13 @@ class FlowModel(nn.Module):
     def log_prob(self, x: Tensor, cond: dict[str, Tensor] | None = None) -> Tensor:
         """log p(x) in nats per sample (continuous density)."""
         zs, logdet = self(x, cond)
-        return sum(standard_normal_logp(z) for z in zs) + logdet
+        return self.latent_logp(zs) + logdet
+
+    def latent_logp(self, zs: list[Tensor]) -> Tensor:
+        """``sum_i log p(zs_i)`` of standardised latents: N(0, I) for the split latents and,
+        for the top one, the prior's ``log_density`` (N(0, I) when it has none)."""
+        top = getattr(self.prior, "log_density", standard_normal_logp)
+        return sum(standard_normal_logp(z) for z in zs[:-1]) + top(zs[-1])
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 0.7, cond: dict[str, Tensor] | None = None,
@@ -295,7 +301,12 @@ class FlowModel(nn.Module):
         device = param.device if param is not None else torch.device("cpu")
         dtype = param.dtype if param is not None else torch.float32
         zs = [temperature * torch.randn((n, *s), device=device, dtype=dtype,
-                                        generator=generator) for s in self.latent_shapes]
+                                        generator=generator) for s in self.latent_shapes[:-1]]
+        noise = getattr(self.prior, "sample_noise", None)
+        top = (n, *self.latent_shapes[-1])
+        zs.append(temperature * (noise(top, device=device, dtype=dtype, generator=generator)
+                                 if noise else torch.randn(top, device=device, dtype=dtype,
+                                                           generator=generator)))
         return self.inverse(zs, cond)
 
     # ---- reporting

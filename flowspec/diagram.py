@@ -79,7 +79,7 @@ def _defaults(kind: str) -> dict[str, Any]:
     if kind in KINDS:
         return KINDS[kind].Args().model_dump()
     if kind in ENCODERS:
-        return ENCODERS[kind]().model_dump()
+        return ENCODERS[kind].Args().model_dump()
     return {}
 
 

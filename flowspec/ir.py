@@ -58,10 +58,16 @@ class ConditionIR(_Model):
 
 
 class PriorIR(_Model):
-    kind: Literal["gaussian"] = "gaussian"
+    kind: str = Field("gaussian", description="registry key of the prior, e.g. gaussian")
     learned: bool = False
     on: str | None = None
+    args: dict[str, Value] = Field(default_factory=dict,
+                                   description="the prior's other arguments, defaults filled in")
     span: Span | None = None
+
+    def all_args(self) -> dict[str, Value]:
+        """Every argument of the prior's kind (``learned`` and ``on`` included)."""
+        return {**self.args, "learned": self.learned, "on": self.on}
 
 
 class LatentIR(_Model):
@@ -109,4 +115,6 @@ class FlowSpec(_Model):
         for cond in data["conditions"]:
             cond.pop("span", None)
         data["prior"].pop("span", None)
+        if not data["prior"]["args"]:  # digests of specs from before priors took arguments
+            data["prior"].pop("args")
         return hashlib.sha256(repr(data).encode()).hexdigest()[:16]

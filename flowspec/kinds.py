@@ -1,18 +1,23 @@
-"""The layer registry: what each layer kind accepts and what it does to a shape.
+"""The open vocabulary: registries of layer kinds, coupling networks, encoders and priors.
 
-One class per kind declares its arguments (a pydantic model: types, defaults, ranges),
-its shape rule and its invertibility conditions. The grammar knows no layer names and
-the checker knows no layer kinds: both ask this registry. The torch module of a kind is
-named by ``module`` and imported only by the builder, so checking a spec never imports
-torch.
+A kind is declared by one class (arguments as a frozen pydantic model with types, defaults
+and ranges; a shape rule; invertibility conditions; a parameter count) and registered with
+a decorator. The grammar knows no layer names and the checker knows no layer kinds: both
+ask these registries. Built-in kinds live one per file in ``flowspec/layers/`` and register
+themselves exactly as a user's plugin does (see :mod:`flowspec.plugins`); this module and
+those declarations never import torch, so checking a spec stays fast. The torch module of a
+kind is named by ``module`` (a :class:`flowspec.FlowLayer` subclass, or ``"pkg.mod:Name"``)
+and resolved only when a model is built.
 
-Adding a kind: a class here (decorated with :func:`register`) plus its torch module in
-``flowspec/layers/``; the registry-wide numerics tests pick it up automatically.
+Public names (DESIGN §8.1): :class:`Args`, :class:`LayerKind`, :func:`kind`,
+:class:`NetKind`/:func:`net`, :class:`EncoderKind`/:func:`encoder`,
+:class:`PriorKind`/:func:`prior`.
 """
 
 from __future__ import annotations
 
-import math
+import importlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -20,6 +25,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Shape = tuple[int, int, int]
+ArgsLike = Mapping[str, Any] | BaseModel
+
+
+class PluginError(Exception):
+    """A plugin that cannot be used: its import failed, a key clashes, or a declaration is
+    malformed. ``str()`` names the plugin and says what to do."""
 
 
 @dataclass
@@ -33,24 +44,86 @@ class Issue:
 
 
 class Args(BaseModel):
+    """Base of every argument model: keyword arguments with defaults, checked strictly.
+
+    Declare fields with ``pydantic.Field(default, ge=, le=, description=)``; ``Literal``
+    types become choices. Every field needs a default (a spec may omit any argument).
+    """
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class CondArgs(Args):
+    """Arguments of a kind that may be conditioned: ``on=CONDITION``."""
+
     on: str | None = Field(None, description="name of a declared condition")
 
 
-class LayerKind:
-    key: ClassVar[str]                  # registry key, e.g. "coupling.affine"
-    head: ClassVar[str]                 # the word that starts the statement: "coupling"
-    variant: ClassVar[str | None] = None  # the word after it: "affine"
-    Args: ClassVar[type[Args]] = Args
-    conditional: ClassVar[Literal["never", "optional", "required"]] = "never"
-    module: ClassVar[str]               # "flowspec.layers:MODULES[key]" is looked up by key
+def registry_field(registry: str, default: str, description: str = "") -> Any:
+    """A string argument whose value must be a key of another registry (``net=`` names a
+    :class:`NetKind`): checked at resolve time with a did-you-mean, so plugins extend it."""
+    return Field(default, description=description or f"a registered {registry}",
+                 json_schema_extra={"registry": registry})
+
+
+def arg(args: ArgsLike, name: str) -> Any:
+    """One argument of an IR ``dict`` or of an :class:`Args` instance."""
+    return args[name] if isinstance(args, Mapping) else getattr(args, name)
+
+
+def conv_params(cin: int, cout: int, k: int) -> int:
+    """Parameters of a k×k convolution with bias."""
+    return cin * cout * k * k + cout
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+# ---- the base declarations ----------------------------------------------------------------
+class _Declared:
+    key: ClassVar[str]
     doc: ClassVar[str] = ""
+    Args: ClassVar[type[Args]] = Args
+    module: ClassVar[Any] = None  # a FlowLayer / nn.Module subclass, or "pkg.mod:Name"
+
+    @classmethod
+    def module_class(cls) -> type:
+        """The torch class that builds this entry (imports it on first use)."""
+        target = cls.module
+        if isinstance(target, str):
+            mod, _, name = target.partition(":")
+            try:
+                target = getattr(importlib.import_module(mod), name)
+            except (ImportError, AttributeError) as e:
+                raise PluginError(f"{_what(cls)} names module `{cls.module}`, which cannot be "
+                                  f"imported: {type(e).__name__}: {e}") from None
+        return target
+
+    @classmethod
+    def count_built(cls, *build_args: Any) -> int:
+        """Parameters of the built module: the fallback of an undeclared count."""
+        module = cls.module_class()(*build_args)
+        return sum(p.numel() for p in module.parameters())
+
+
+class LayerKind(_Declared):
+    """A layer kind. Subclass, set ``key``, ``Args``, ``doc``, ``module``; decorate with
+    :func:`kind`.
+
+    ``key`` is the statement's head word (``"pixaffine"``) or ``"head.variant"``
+    (``"coupling.affine"``: written ``coupling affine``). ``conditional`` says whether the
+    layer takes ``on=COND`` (its Args must then have an ``on`` field, e.g. via
+    :class:`CondArgs`). The module is built as ``module(shape, args, cond_channels)``.
+    """
+
+    head: ClassVar[str]
+    variant: ClassVar[str | None] = None
+    conditional: ClassVar[Literal["never", "optional", "required"]] = "never"
     #: The boolean argument that keeps a kind's inverse accurate when many are stacked (the
     #: checker warns, W003, about deep stacks of the kind with it off); None: no such issue.
     stack_remedy: ClassVar[str | None] = None
+    declares_params: ClassVar[bool] = False  # set by @kind when params() is overridden
 
     @classmethod
     def out_shape(cls, shape: Shape, args: Args) -> Shape | Issue:
@@ -64,20 +137,147 @@ class LayerKind:
 
     @classmethod
     def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
-        """Trainable parameters of the kind's torch module, counted without torch.
+        """Trainable parameters of the module, counted without torch (``shape`` is the
+        input C×H×W, ``args`` every argument, ``cond_channels`` the conditioning width or
+        None). Kinds that do not override this are counted by building the module."""
+        a = dict(args) if isinstance(args, Mapping) else args.model_dump()
+        return cls.count_built(shape, a, cond_channels)
 
-        ``shape`` is the input C×H×W, ``args`` every argument (the IR's dict or an
-        :class:`Args`), ``cond_channels`` the channels of the conditioning features (None when
-        unconditional). A test compares this with the built module for every kind.
-        """
-        return 0
+
+class NetKind(_Declared):
+    """A coupling network (``net=KEY``): maps ``in_channels`` to ``out_channels`` at the same
+    resolution, ``module(in_channels, out_channels, hidden)``. It only computes the
+    parameters of an elementwise bijection, so it may be anything that treats the samples of
+    a batch independently; its last layer should start at zero (identity coupling)."""
+
+    @classmethod
+    def params(cls, cin: int, cout: int, hidden: int) -> int:
+        return cls.count_built(cin, cout, hidden)
+
+
+class EncoderKind(_Declared):
+    """A condition encoder (``condition y: image CxHxW encoder=KEY(...)``):
+    ``module(in_shape, args)`` maps (B, C, H, W) to (B, features, H, W) where ``features``
+    is the ``features`` argument (every encoder's Args must have it)."""
+
+    @classmethod
+    def params(cls, in_shape: Shape, args: ArgsLike) -> int:
+        a = dict(args) if isinstance(args, Mapping) else args.model_dump()
+        return cls.count_built(in_shape, a)
+
+
+class PriorKind(_Declared):
+    """A top prior (``prior KEY [flags] [k=v]``): ``module(shape, args, cond_channels)`` is a
+    bijection of the final latent onto a standardised variable; ``log_density(eps)`` (a
+    method of the module, or N(0, I) when absent) scores it and ``sample_noise(shape)``
+    draws it. Bare words after the key set boolean arguments (``prior gaussian learned``)."""
+
+    conditional: ClassVar[Literal["never", "optional", "required"]] = "never"
+
+    @classmethod
+    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
+        a = dict(args) if isinstance(args, Mapping) else args.model_dump()
+        return cls.count_built(shape, a, cond_channels)
 
 
 KINDS: dict[str, type[LayerKind]] = {}
+NETS: dict[str, type[NetKind]] = {}
+ENCODERS: dict[str, type[EncoderKind]] = {}
+PRIORS: dict[str, type[PriorKind]] = {}
+REGISTRIES: dict[str, dict[str, Any]] = {"kind": KINDS, "net": NETS, "encoder": ENCODERS,
+                                         "prior": PRIORS}
+
+#: Words that start other statements of the grammar: a layer kind cannot take them.
+RESERVED = {"flowspec", "import", "let", "block", "flow", "extends", "for", "if", "else",
+            "level", "step", "input", "prior", "condition", "expect", "train", "insert",
+            "true", "false", "and", "or", "not", "in", "x"}
+_WORD = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-def register(cls: type[LayerKind]) -> type[LayerKind]:
-    KINDS[cls.key] = cls
+def _what(cls: type) -> str:
+    return f"`{cls.__module__}.{cls.__qualname__}`"
+
+
+def _same(a: type, b: type) -> bool:
+    """The same declaration imported twice (a module re-executed, e.g. by a reload)."""
+    return a.__module__ == b.__module__ and a.__qualname__ == b.__qualname__
+
+
+def _check_common(cls: type, base: type, table: dict[str, Any], what: str) -> str:
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise PluginError(f"@{what} decorates {cls!r}, which is not a flowspec.{base.__name__}"
+                          " subclass")
+    key = getattr(cls, "key", None)
+    if not isinstance(key, str) or not all(_WORD.match(p) for p in key.split(".")) \
+            or key.count(".") > (1 if base is LayerKind else 0):
+        raise PluginError(f"{what} {_what(cls)} has key {key!r}: use lower-case words "
+                          + ("(`name` or `head.variant`)" if base is LayerKind else "(`name`)"))
+    a = cls.Args
+    if not (isinstance(a, type) and issubclass(a, Args)):
+        raise PluginError(f"{what} `{key}` ({_what(cls)}): Args must subclass flowspec.Args")
+    required = [n for n, f in a.model_fields.items() if f.is_required()]
+    if required:
+        raise PluginError(f"{what} `{key}` ({_what(cls)}): argument `{required[0]}` has no "
+                          "default; every argument of a kind needs one")
+    m = cls.module
+    if not (isinstance(m, str) and re.match(r"^[\w.]+:\w+$", m)) and not callable(m):
+        raise PluginError(f"{what} `{key}` ({_what(cls)}): module must be a class (or a "
+                          f"function building one) or 'package.module:Name', got {m!r}")
+    old = table.get(key)
+    if old is not None and not _same(old, cls):
+        raise PluginError(f"{what} `{key}` of {_what(cls)} clashes with the existing {what} "
+                          f"`{key}` of {_what(old)}: choose another key")
+    return key
+
+
+def kind(cls: type[LayerKind]) -> type[LayerKind]:
+    """Register a layer kind (a class decorator). A key already taken is a PluginError."""
+    key = _check_common(cls, LayerKind, KINDS, "kind")
+    head, _, variant = key.partition(".")
+    if head in RESERVED:
+        raise PluginError(f"kind `{key}` ({_what(cls)}): `{head}` is a word of the language; "
+                          "choose another key")
+    for other in KINDS.values():
+        if other.head == head and not _same(other, cls) and (variant == "") != (
+                other.variant is None):
+            raise PluginError(f"kind `{key}` ({_what(cls)}) clashes with `{other.key}` of "
+                              f"{_what(other)}: a head word has variants or none")
+    if cls.conditional not in ("never", "optional", "required"):
+        raise PluginError(f"kind `{key}`: conditional must be never, optional or required")
+    if cls.conditional != "never" and "on" not in cls.Args.model_fields:
+        raise PluginError(f"kind `{key}` ({_what(cls)}) is conditional but its Args have no "
+                          "`on` field: derive them from flowspec.CondArgs")
+    cls.head, cls.variant = head, variant or None
+    cls.declares_params = "params" in vars(cls) or any(
+        "params" in vars(b) for b in cls.__mro__[1:] if b is not LayerKind
+        and issubclass(b, LayerKind))
+    KINDS[key] = cls
+    return cls
+
+
+def net(cls: type[NetKind]) -> type[NetKind]:
+    """Register a coupling network (``net=KEY`` of couplings and injectors)."""
+    NETS[_check_common(cls, NetKind, NETS, "net")] = cls
+    return cls
+
+
+def encoder(cls: type[EncoderKind]) -> type[EncoderKind]:
+    """Register a condition encoder (``encoder=KEY(...)``)."""
+    key = _check_common(cls, EncoderKind, ENCODERS, "encoder")
+    if "features" not in cls.Args.model_fields:
+        raise PluginError(f"encoder `{key}` ({_what(cls)}): Args need a `features` field (the "
+                          "channels of the encoder's output)")
+    ENCODERS[key] = cls
+    return cls
+
+
+def prior(cls: type[PriorKind]) -> type[PriorKind]:
+    """Register a top prior (``prior KEY``)."""
+    key = _check_common(cls, PriorKind, PRIORS, "prior")
+    if cls.conditional != "never" and "on" not in cls.Args.model_fields:
+        raise PluginError(f"prior `{key}` ({_what(cls)}) is conditional but its Args have no "
+                          "`on` field: derive them from flowspec.CondArgs")
+    PRIORS[key] = cls
     return cls
 
 
@@ -89,273 +289,8 @@ def heads() -> dict[str, dict[str | None, type[LayerKind]]]:
     return out
 
 
+#: The variant a bare head word means (``coupling`` is ``coupling affine``).
 DEFAULT_VARIANT = {"coupling": "affine"}
-
-ArgsLike = Mapping[str, Any] | Args
-
-
-# ---- analytic parameter counts: mirror flowspec/layers (nets.py, encoders.py) exactly -------
-def _arg(args: ArgsLike, name: str) -> Any:
-    return args[name] if isinstance(args, Mapping) else getattr(args, name)
-
-
-def _conv(cin: int, cout: int, k: int) -> int:
-    """A k×k convolution with bias."""
-    return cin * cout * k * k + cout
-
-
-def net_params(net: str, cin: int, cout: int, hidden: int) -> int:
-    """The parameter networks of couplings and injectors (``layers/nets.py``)."""
-    if net == "glow":  # conv3x3 - conv1x1 - zero conv3x3
-        return _conv(cin, hidden, 3) + _conv(hidden, hidden, 1) + _conv(hidden, cout, 3)
-    # resnet: conv3x3 stem, 2 residual blocks of two conv3x3, zero conv3x3 head
-    return _conv(cin, hidden, 3) + 4 * _conv(hidden, hidden, 3) + _conv(hidden, cout, 3)
-
-
-# ---- kinds --------------------------------------------------------------------------------
-@register
-class ActNorm(LayerKind):
-    key = head = "actnorm"
-    doc = "per-channel affine normalisation with data-dependent initialisation"
-
-    @classmethod
-    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
-        return 2 * shape[0]  # bias and log-scale per channel
-
-
-class InvConvArgs(Args):
-    lu: bool = True
-
-
-@register
-class InvConv(LayerKind):
-    key = head = "invconv"
-    Args = InvConvArgs
-    doc = "invertible 1x1 convolution (LU-parameterised by default)"
-
-    @classmethod
-    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
-        c = shape[0]
-        # LU form stores full C×C lower and upper matrices (masked in use) and log|diag|
-        return 2 * c * c + c if _arg(args, "lu") else c * c
-
-
-class PermuteArgs(Args):
-    mode: Literal["reverse", "shuffle"] = "shuffle"
-
-
-@register
-class Permute(LayerKind):
-    key = head = "permute"
-    Args = PermuteArgs
-    doc = "fixed channel permutation"
-
-
-class CouplingArgs(CondArgs):
-    hidden: int = Field(512, ge=1, le=8192)
-    net: Literal["glow", "resnet"] = "glow"
-    mask: Literal["channel", "checkerboard"] = "channel"
-
-
-ScaleForm = Literal["sigmoid", "bounded"]
-_SCALE_DOC = ("sigmoid: s = sigmoid(h + 2) + 1e-4; bounded: s = exp(b tanh(h)) in [e^-b, e^b], "
-              "which keeps the inverse accurate in deep flows")
-
-
-class AffineCouplingArgs(CouplingArgs):
-    scale: ScaleForm = Field("sigmoid", description=_SCALE_DOC)
-
-
-def _channel_split_issue(shape: Shape, what: str) -> Issue | None:
-    if shape[0] < 2:
-        return Issue("E202", f"{what} needs at least 2 channels to split, but gets {_fmt(shape)}",
-                     "squeeze first (it multiplies the channels by 4), or use mask=checkerboard")
-    return None
-
-
-class _Coupling(LayerKind):
-    head = "coupling"
-    Args = CouplingArgs
-    conditional = "optional"
-
-    @classmethod
-    def issues(cls, shape: Shape, args: CouplingArgs) -> list[Issue]:
-        if getattr(args, "mask", "channel") == "channel":
-            issue = _channel_split_issue(shape, f"coupling {cls.variant} with mask=channel")
-            return [issue] if issue else []
-        return []
-
-    @classmethod
-    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
-        c = shape[0]
-        kept, out = (c, c) if _arg(args, "mask") == "checkerboard" else (c - c // 2, c // 2)
-        width = out if cls.variant == "additive" else 2 * out  # shift (and scale)
-        return net_params(_arg(args, "net"), kept + (cond_channels or 0), width,
-                          _arg(args, "hidden"))
-
-
-@register
-class AffineCoupling(_Coupling):
-    key, variant = "coupling.affine", "affine"
-    Args = AffineCouplingArgs
-    doc = "affine coupling (Glow / RealNVP), bounded positive scale"
-
-
-@register
-class AdditiveCoupling(_Coupling):
-    key, variant = "coupling.additive", "additive"
-    doc = "additive (volume-preserving) coupling (NICE)"
-
-
-class MixtureArgs(CondArgs):
-    hidden: int = Field(96, ge=1, le=8192)
-    components: int = Field(32, ge=1, le=256)
-    net: Literal["glow", "resnet"] = "glow"
-
-
-@register
-class MixtureCoupling(_Coupling):
-    key, variant = "coupling.mixture", "mixture"
-    Args = MixtureArgs
-    doc = "logistic-mixture-CDF coupling (Flow++ / mARFlow)"
-
-    @classmethod
-    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
-        c, k = shape[0], _arg(args, "components")
-        # per transformed entry: scale, shift and K logits, means, log-scales
-        return net_params(_arg(args, "net"), c - c // 2 + (cond_channels or 0),
-                          (c // 2) * (2 + 3 * k), _arg(args, "hidden"))
-
-
-class InjectorArgs(CondArgs):
-    hidden: int = Field(64, ge=1, le=8192)
-    scale: ScaleForm = Field("sigmoid", description=_SCALE_DOC)
-
-
-@register
-class Injector(LayerKind):
-    key = head = "injector"
-    Args = InjectorArgs
-    conditional = "required"
-    doc = "conditional affine injector (SRFlow): scale and shift from the condition only"
-
-    @classmethod
-    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
-        return net_params("glow", cond_channels or 0, 2 * shape[0], _arg(args, "hidden"))
-
-
-class IMapArgs(Args):
-    act: Literal["sigmoid"] = "sigmoid"
-    mask: Literal["checkerboard", "complement"] = "checkerboard"
-    residual: bool = Field(False, description="bounded identity-plus-branch form for deep "
-                           "stacks: scales exp(0.5 tanh(.)) instead of sigmoid(.)")
-
-
-@register
-class IMap(LayerKind):
-    key, head, variant = "attention.imap", "attention", "imap"
-    Args = IMapArgs
-    doc = "invertible map-based attention (iMap)"
-
-    @classmethod
-    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
-        c = shape[0]
-        return c * c + c + 1 + c  # 1x1 conv weight and bias, offset, per-channel scale s
-    stack_remedy = "residual"
-
-    @classmethod
-    def issues(cls, shape: Shape, args: IMapArgs) -> list[Issue]:
-        if shape[0] < 2:
-            return [Issue("E202", f"attention imap needs at least 2 channels, but gets "
-                          f"{_fmt(shape)}", "insert it after a squeeze")]
-        return []
-
-
-class ISDPArgs(Args):
-    heads: int = Field(1, ge=1, le=1024)
-    patches: int = Field(4, ge=1, le=4096)
-    mask: Literal["checkerboard", "complement"] = "checkerboard"
-    residual: bool = Field(False, description="bounded identity-plus-branch form for deep "
-                           "stacks: A = I + beta softmax(.), |beta| < 0.5")
-
-
-@register
-class ISDP(LayerKind):
-    key, head, variant = "attention.isdp", "attention", "isdp"
-    Args = ISDPArgs
-    doc = "invertible scaled dot-product attention between patches (iSDP)"
-
-    @classmethod
-    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
-        c = shape[0]
-        return 2 * (c * c + c) + 2 * _arg(args, "heads")  # Q, K 1x1 convs; log d, theta per head
-    stack_remedy = "residual"
-
-    @classmethod
-    def issues(cls, shape: Shape, args: ISDPArgs) -> list[Issue]:
-        c, h, w = shape
-        g = math.isqrt(args.patches)
-        if g * g != args.patches:
-            return [Issue("E203", f"iSDP patches={args.patches} is not a square number, so the "
-                          "patches cannot tile the image", "use patches=1, 4, 16, ...", "patches")]
-        if h % g or w % g:
-            return [Issue("E203", f"iSDP patches={args.patches} cut the image into a {g}x{g} "
-                          f"grid, but {h}x{w} is not divisible by {g}",
-                          f"use a patch count whose square root divides {h} and {w}", "patches")]
-        p = c * (h // g) * (w // g)
-        if args.heads > p // 2:
-            return [Issue("E204", f"iSDP heads={args.heads} is too many: a patch holds {p} "
-                          f"features and each head needs at least 2",
-                          f"use heads <= {max(1, p // 2)}", "heads")]
-        return []
-
-
-class SqueezeArgs(Args):
-    factor: int = Field(2, ge=2, le=16)
-
-
-@register
-class Squeeze(LayerKind):
-    key = head = "squeeze"
-    Args = SqueezeArgs
-    doc = "space-to-depth: (C, H, W) -> (C*f*f, H/f, W/f)"
-
-    @classmethod
-    def out_shape(cls, shape: Shape, args: SqueezeArgs) -> Shape | Issue:
-        c, h, w = shape
-        f = args.factor
-        if h % f or w % f:
-            return Issue("E201", f"squeeze needs H and W divisible by {f}, but enters with "
-                         f"{_fmt(shape)}", "pad the input (e.g. `data mnist5k pad=2` for "
-                         "28->32) or use one level fewer")
-        return (c * f * f, h // f, w // f)
-
-
-class SplitArgs(CondArgs):
-    prior: Literal["learned", "fixed"] = "learned"
-
-
-@register
-class Split(LayerKind):
-    key = head = "split"
-    Args = SplitArgs
-    conditional = "optional"
-    doc = "factor out half of the channels as a latent (Glow multi-scale)"
-
-    @classmethod
-    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
-        if _arg(args, "prior") != "learned":
-            return 0
-        c = shape[0]  # zero-initialised conv3x3: kept half (+ condition) -> mean, log-scale
-        return _conv(c - c // 2 + (cond_channels or 0), 2 * (c // 2), 3)
-
-    @classmethod
-    def out_shape(cls, shape: Shape, args: SplitArgs) -> Shape | Issue:
-        issue = _channel_split_issue(shape, "split")
-        if issue:
-            return issue
-        c, h, w = shape
-        return (c - c // 2, h, w)
 
 
 def split_latent(shape: Shape) -> Shape:
@@ -363,52 +298,11 @@ def split_latent(shape: Shape) -> Shape:
     return (shape[0] // 2, shape[1], shape[2])
 
 
-class PriorArgs(CondArgs):
-    learned: bool = False
-
-
-@register
-class GaussianPrior(LayerKind):
-    key, head, variant = "prior.gaussian", "prior", "gaussian"
-    Args = PriorArgs
-    conditional = "optional"
-    doc = "top prior: standard normal, or a learned (optionally conditional) diagonal Gaussian"
-
-    @classmethod
-    def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:
-        if not _arg(args, "learned"):
-            return 0
-        c, h, w = shape
-        return _conv(cond_channels, 2 * c, 3) if cond_channels else 2 * c * h * w
-
-
-# ---- condition encoders -------------------------------------------------------------------
-class EncoderArgs(Args):
-    blocks: int = Field(4, ge=1, le=64)
-    features: int = Field(64, ge=1, le=4096)
-
-
-class RRDBArgs(EncoderArgs):
-    blocks: int = Field(8, ge=1, le=64)
-
-
-ENCODERS: dict[str, type[Args]] = {"rrdb": RRDBArgs, "convnet": EncoderArgs}
-
-
-def encoder_params(kind: str, in_shape: Shape, args: ArgsLike) -> int:
-    """Trainable parameters of a condition encoder (``layers/encoders.py``), without torch."""
-    blocks, f, c = _arg(args, "blocks"), _arg(args, "features"), in_shape[0]
-    if kind == "rrdb":  # stem, blocks x RRDB (3 dense blocks of 5 convs), trunk
-        g = max(4, min(32, f // 2))
-        dense = sum(_conv(f + i * g, g if i < 4 else f, 3) for i in range(5))
-        return _conv(c, f, 3) + blocks * 3 * dense + _conv(f, f, 3)
-    return _conv(c, f, 3) + blocks * 2 * _conv(f, f, 3)  # convnet: stem, residual blocks
-
-
 def count_params(spec: Any) -> dict[str, int]:
     """Parameters of a checked spec (IR) per layer path, ``encoder:NAME`` and ``prior``.
 
-    Counted from the registry alone (no torch); ``sum(...)`` is the compiled model's total.
+    Counted from the registries (no torch for built-in kinds, which declare their counts);
+    ``sum(...)`` is the compiled model's total.
     """
     conds = {c.name: c for c in spec.conditions}
 
@@ -419,12 +313,23 @@ def count_params(spec: Any) -> dict[str, int]:
                                                 width(layer.args.get("on")))
            for layer in spec.layers}
     for c in spec.conditions:
-        out[f"encoder:{c.name}"] = encoder_params(c.encoder.kind, tuple(c.shape), c.encoder.args)
-    prior = {"learned": spec.prior.learned, "on": spec.prior.on}
-    out["prior"] = GaussianPrior.params(tuple(spec.latents[-1].shape), prior,
-                                        width(spec.prior.on))
+        out[f"encoder:{c.name}"] = ENCODERS[c.encoder.kind].params(tuple(c.shape),
+                                                                   c.encoder.args)
+    p = spec.prior
+    out["prior"] = PRIORS[p.kind].params(tuple(spec.latents[-1].shape), prior_args(p),
+                                         width(p.on))
     return out
 
 
-def _fmt(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)
+def prior_args(prior_ir: Any) -> dict[str, Any]:
+    """Every argument of a spec's prior (its IR keeps ``learned`` and ``on`` apart)."""
+    fields = PRIORS[prior_ir.kind].Args.model_fields
+    return {k: v for k, v in prior_ir.all_args().items() if k in fields}
+
+
+def _load_builtins() -> None:
+    # the built-in vocabulary registers itself like a plugin does (torch-free imports)
+    importlib.import_module("flowspec.layers")
+
+
+_load_builtins()

@@ -21,7 +21,7 @@ from . import ast
 from .errors import Abort, Collector, Span, did_you_mean
 from .evaluate import EncoderCall, Scope, Word, evaluate, expect_int, format_value, type_name
 from .ir import ConditionIR, EncoderIR, FlowSpec, LayerIR, Origin, PriorIR, Setting
-from .kinds import DEFAULT_VARIANT, ENCODERS, KINDS, PriorArgs, heads
+from .kinds import DEFAULT_VARIANT, ENCODERS, KINDS, PRIORS, REGISTRIES, heads
 from .parse import MAX_INT, parse
 from .recipe import validate_settings
 
@@ -370,7 +370,8 @@ class FlowBuilder:
             if s.name in env.blocks:
                 hint = f"`{s.name}` is a block: call it as `{s.name}()`"
             d.error("E104", f"unknown layer `{s.name}`", s.name_span, help=hint or
-                    "layers: " + ", ".join(sorted(table)))
+                    "layers: " + ", ".join(sorted(table)) + "; a plugin's layer is loaded with "
+                    "--plugin MODULE (flowspec kinds lists what is loaded)")
             raise Abort
         variants = table[s.name]
         words = list(s.words)
@@ -502,21 +503,28 @@ class FlowBuilder:
     # -- other statements
     def prior_stmt(self, s: ast.Prior, ctx: _Ctx) -> PriorIR:
         d = self.diags
-        if s.name != "gaussian":
+        if s.name not in PRIORS:
             d.error("E104", f"unknown prior `{s.name}`", s.span,
-                    help=did_you_mean(s.name, ["gaussian"]) or "priors: gaussian")
+                    help=did_you_mean(s.name, PRIORS) or "priors: " + ", ".join(sorted(PRIORS))
+                    + "; a plugin's prior is loaded with --plugin MODULE")
             raise Abort
+        kind = PRIORS[s.name]
+        fields = kind.Args.model_fields
         raw, spans = self._kwargs(s.kwargs, ctx)
-        for w in s.words:
-            if isinstance(w, ast.Var) and w.name == "learned":
-                raw["learned"] = True
-                spans["learned"] = w.span
+        for w in s.words:  # a bare word sets a boolean argument: `prior gaussian learned`
+            if isinstance(w, ast.Var) and w.ns is None and w.name in fields \
+                    and fields[w.name].annotation is bool:
+                raw[w.name] = True
+                spans[w.name] = w.span
             else:
-                d.error("E114", "unexpected word in `prior`", w.span,
-                        help="write `prior gaussian` or `prior gaussian learned [on=COND]`")
+                flags = [n for n, f in fields.items() if f.annotation is bool]
+                d.error("E114", f"unexpected word in `prior {s.name}`", w.span,
+                        help=f"its flags: {', '.join(flags)}" if flags else
+                        f"`prior {s.name}` takes only name=value arguments")
                 raise Abort
-        args = validate_args(PriorArgs, raw, spans, s.span, d, what="`prior gaussian`")
-        return PriorIR(learned=bool(args["learned"]), on=args["on"], span=s.span)
+        args = validate_args(kind.Args, raw, spans, s.span, d, what=f"`prior {s.name}`")
+        learned, on = bool(args.pop("learned", False)), args.pop("on", None)
+        return PriorIR(kind=s.name, learned=learned, on=on, args=args, span=s.span)
 
     def condition(self, s: ast.Condition, ctx: _Ctx) -> None:
         d = self.diags
@@ -540,9 +548,10 @@ class FlowBuilder:
             raise Abort
         if enc.name not in ENCODERS:
             d.error("E104", f"unknown encoder `{enc.name}`", enc.span,
-                    help=did_you_mean(enc.name, ENCODERS) or "encoders: " + ", ".join(ENCODERS))
+                    help=did_you_mean(enc.name, ENCODERS) or "encoders: " + ", ".join(ENCODERS)
+                    + "; a plugin's encoder is loaded with --plugin MODULE")
             raise Abort
-        args = validate_args(ENCODERS[enc.name], enc.args, enc.arg_spans, enc.span, d,
+        args = validate_args(ENCODERS[enc.name].Args, enc.args, enc.arg_spans, enc.span, d,
                              what=f"encoder `{enc.name}`")
         if s.name in self.conditions and ctx.mode != "extend":
             d.error("E110", f"condition `{s.name}` is declared twice", s.span)
@@ -639,6 +648,16 @@ def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span
                 diags.error("E121", f"`{name}` of {what} must be {want_s}, got "
                             f"{type_name(given)}", where, help=getattr(given, "hint", None))
         raise Abort from None
+    for name, info in fields.items():
+        extra = info.json_schema_extra
+        registry = extra.get("registry") if isinstance(extra, dict) else None
+        if registry and valid[name] not in REGISTRIES[registry]:
+            table = REGISTRIES[registry]
+            diags.error("E122", f"unknown {registry} `{valid[name]}` for `{name}` of {what}",
+                        spans.get(name, span), help=did_you_mean(str(valid[name]), table) or (
+                            f"{registry}s: {', '.join(sorted(table))}; a plugin's {registry} "
+                            "is loaded with --plugin MODULE"))
+            raise Abort
     if key is not None:
         if len(_VALID_ARGS) > 10_000:
             _VALID_ARGS.clear()

@@ -93,3 +93,19 @@ def random_cond(spec, batch: int, gen: torch.Generator) -> dict | None:
         else:
             cond[c.name] = torch.rand((batch, *c.shape), generator=gen, dtype=torch.float64)
     return cond
+
+
+def layer_modules() -> dict[str, type]:
+    """Every registered layer kind's module class by key, priors as ``prior.KEY``."""
+    from flowspec.kinds import KINDS, PRIORS
+
+    out = {key: k.module_class() for key, k in KINDS.items()}
+    out.update({f"prior.{key}": p.module_class() for key, p in PRIORS.items()})
+    return out
+
+
+def encoder_modules() -> dict[str, type]:
+    """Every registered condition encoder's module class by key."""
+    from flowspec.kinds import ENCODERS
+
+    return {key: e.module_class() for key, e in ENCODERS.items()}

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 import torch
 
-from flowspec.layers import MODULES
+from numerics import layer_modules
+
+MODULES = layer_modules()
 from flowspec.layers.attention import DIAG_FLOOR, ISDP, IMap
 
 try:

@@ -28,7 +28,9 @@ import torch
 import flowspec
 import runtime
 from flowspec.api import analyze
-from flowspec.layers import MODULES
+from numerics import layer_modules
+
+MODULES = layer_modules()
 from flowspec.layers.attention import RESIDUAL_BOUND
 from runtime.reconstruction import RECON_WARN, reconstruction
 

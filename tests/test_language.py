@@ -17,7 +17,10 @@ from irdata import strip_spans
 
 from flowspec.api import analyze, load, loads
 from flowspec.ir import FlowSpec
-from flowspec.kinds import KINDS
+from flowspec.kinds import KINDS, PRIORS
+
+#: layer kinds and priors (as ``prior.KEY``): the vocabulary a flow statement can name
+ALL = {**KINDS, **{f"prior.{key}": p for key, p in PRIORS.items()}}
 from flowspec.parse import parse
 from flowspec.resolve import parse_override
 
@@ -658,9 +661,9 @@ def _literal(v) -> str:
 
 
 def _kind_flow(key: str, kwargs: str) -> str:
-    kind = KINDS[key]
-    if kind.head == "prior":
-        return t("flow f {", "  input 4x8x8", COND, f"  prior {kind.variant} {kwargs}",
+    kind = ALL[key]
+    if key.startswith("prior."):
+        return t("flow f {", "  input 4x8x8", COND, f"  prior {key[6:]} {kwargs}",
                  "  coupling affine on=c", "}")
     words = " ".join(w for w in (kind.head, kind.variant, kwargs) if w)
     return t("flow f {", "  input 4x8x8", COND, "  coupling affine on=c", f"  {words}", "}")
@@ -672,11 +675,11 @@ def _layer_of(spec: FlowSpec, key: str):
 
 @pytest.mark.parametrize("key", sorted(EXAMPLES))
 def test_layer_kind_with_keyword_arguments(key):
-    if key not in KINDS:
+    if key not in ALL:
         pytest.skip(f"{key} is no longer registered")
     spec = ir(_kind_flow(key, EXAMPLES[key]))
-    kind = KINDS[key]
-    if kind.head == "prior":
+    kind = ALL[key]
+    if key.startswith("prior."):
         assert (spec.prior.learned, spec.prior.on) == (True, "c")
         return
     layer = _layer_of(spec, key)
@@ -692,10 +695,10 @@ def test_layer_kind_with_keyword_arguments(key):
     assert layer.out_shape is not None
 
 
-@pytest.mark.parametrize("key", sorted(KINDS))
+@pytest.mark.parametrize("key", sorted(ALL))
 def test_every_kind_accepts_its_arguments_spelled_out(key):
     """Every argument of every registered kind, written out with its default value."""
-    kind = KINDS[key]
+    kind = ALL[key]
     defaults = kind.Args().model_dump()
     parts = []
     for name, value in defaults.items():
@@ -704,7 +707,7 @@ def test_every_kind_accepts_its_arguments_spelled_out(key):
         if value is not None:
             parts.append(f"{name}={_literal(value)}")
     spec = ir(_kind_flow(key, " ".join(parts)))
-    if kind.head == "prior":
+    if key.startswith("prior."):
         assert spec.prior.on == "c"
         return
     layer = _layer_of(spec, key)
@@ -715,16 +718,16 @@ def test_every_kind_accepts_its_arguments_spelled_out(key):
     assert re.sub(r"_\d+$", "", layer.path.split(".")[-1]) == kind.head
 
 
-@pytest.mark.parametrize("key", sorted(KINDS))
+@pytest.mark.parametrize("key", sorted(ALL))
 def test_every_kind_rejects_an_unknown_argument(key):
     _, diags = analyze("k.flow", text=_kind_flow(key, "bogus_arg=1"))
     codes = [d.code for d in diags if d.severity == "error"]
     assert codes == ["E105"], diags
 
 
-@pytest.mark.parametrize("key", sorted(KINDS))
+@pytest.mark.parametrize("key", sorted(ALL))
 def test_every_kind_rejects_a_wrong_type_for_each_argument(key):
-    kind = KINDS[key]
+    kind = ALL[key]
     for name, info in kind.Args.model_fields.items():
         ann = info.annotation
         bad = '"text"' if ann in (int, bool, float) or typing.get_origin(ann) is typing.Literal \

@@ -22,7 +22,10 @@ import pytest
 import torch
 from torch import Tensor
 
-from flowspec.layers import ENCODERS, MODULES
+from numerics import encoder_modules, layer_modules
+
+ENCODERS = encoder_modules()
+MODULES = layer_modules()
 
 try:
     from numerics import jacobian_logdet, max_abs_diff, perturb_

@@ -21,13 +21,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from numerics import encoder_modules, layer_modules
 
 import flowspec
 import runtime
 from flowspec.api import analyze
-from flowspec.kinds import ENCODERS, KINDS, Issue, count_params, encoder_params
-from flowspec.layers import ENCODERS as ENCODER_MODULES
-from flowspec.layers import MODULES
+from flowspec.kinds import ENCODERS, KINDS, NETS, PRIORS, Issue, count_params
+
+ENCODER_MODULES = encoder_modules()
+MODULES = layer_modules()
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,18 +156,25 @@ def _variants(kind) -> list[dict]:
             values = list(typing.get_args(ann))
         elif ann is bool:
             values = [True, False]
+        elif name == "net":
+            values = sorted(NETS)
         else:
             values = SMALL_INTS.get(name, [])
         out += [{name: v} for v in values]
     return out
 
 
+#: layer kinds and priors (as ``prior.KEY``): both count parameters from (shape, args, cond)
+COUNTED = {**KINDS, **{f"prior.{key}": p for key, p in PRIORS.items()}}
+
+
 def _cases():
-    for key, kind in sorted(KINDS.items()):
+    for key, kind in sorted(COUNTED.items()):
         conds = {"never": [None], "optional": [None, 5], "required": [5]}[kind.conditional]
         for shape, variant, cond in itertools.product(SHAPES, _variants(kind), conds):
             args = kind.Args(**variant)
-            if isinstance(kind.out_shape(shape, args), Issue) or kind.issues(shape, args):
+            if key in KINDS and (isinstance(kind.out_shape(shape, args), Issue)
+                                 or kind.issues(shape, args)):
                 continue
             yield key, shape, args.model_dump(), cond
 
@@ -174,28 +183,28 @@ CASES = list(_cases())
 
 
 def test_every_kind_has_count_cases() -> None:
-    assert {key for key, *_ in CASES} == set(KINDS)
+    assert {key for key, *_ in CASES} == set(COUNTED)
 
 
-@pytest.mark.parametrize("key", sorted(KINDS))
+@pytest.mark.parametrize("key", sorted(COUNTED))
 def test_analytic_count_equals_the_torch_module(key: str) -> None:
     cases = [c for c in CASES if c[0] == key]
     for _, shape, args, cond in cases:
-        if key == "prior.gaussian":
+        if key.startswith("prior."):
             args = {**args, "on": "c" if cond else None}
         module = MODULES[key](shape, args, cond)
         real = sum(p.numel() for p in module.parameters())
-        assert KINDS[key].params(shape, args, cond) == real, (shape, args, cond)
+        assert COUNTED[key].params(shape, args, cond) == real, (shape, args, cond)
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))
 def test_analytic_encoder_count(name: str) -> None:
     for shape, blocks, features in itertools.product([(3, 8, 8), (11, 4, 4)], [1, 2],
                                                      [4, 8, 64, 80]):
-        args = ENCODERS[name](blocks=blocks, features=features).model_dump()
+        args = ENCODERS[name].Args(blocks=blocks, features=features).model_dump()
         module = ENCODER_MODULES[name](shape, args)
         real = sum(p.numel() for p in module.parameters())
-        assert encoder_params(name, shape, args) == real, (shape, args)
+        assert ENCODERS[name].params(shape, args) == real, (shape, args)
 
 
 @pytest.mark.parametrize("path,name", FLOWS, ids=IDS)

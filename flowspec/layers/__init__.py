@@ -1,43 +1,19 @@
-"""Torch modules of every layer kind, keyed by the registry's kind names.
+"""flowspec's built-in vocabulary: one file per layer kind, net, encoder and prior.
 
-This is the torch side of the layer registry; the parser and checker never import it.
-``MODULES[kind](shape, args, cond_channels)`` builds a layer (see :mod:`.base` for the
-protocol), ``ENCODERS[name](in_shape, args)`` a condition encoder.
+Each file holds a kind's torch-free declaration (registered with :func:`flowspec.kind` and
+friends, exactly as a plugin does) next to its module, whose class is defined without
+importing torch (see :mod:`.base`). Importing this package registers all of them and
+imports no torch; torch loads when the first module is built. Files whose name starts with
+``_`` and :mod:`.base` hold shared helpers only.
 """
 
 from __future__ import annotations
 
-from .actnorm import ActNorm
-from .attention import ISDP, IMap
-from .base import FlowLayer
-from .coupling import AdditiveCoupling, AffineCoupling
-from .encoders import ConvNetEncoder, RRDBEncoder
-from .injector import AffineInjector
-from .invconv import InvConv1x1
-from .mixture import MixtureCoupling
-from .permute import Permute
-from .prior import GaussianPrior
-from .reshape import Squeeze
-from .split import Split
+import importlib
+import pkgutil
 
-MODULES: dict[str, type[FlowLayer]] = {
-    "actnorm": ActNorm,
-    "invconv": InvConv1x1,
-    "permute": Permute,
-    "coupling.affine": AffineCoupling,
-    "coupling.additive": AdditiveCoupling,
-    "coupling.mixture": MixtureCoupling,
-    "injector": AffineInjector,
-    "attention.imap": IMap,
-    "attention.isdp": ISDP,
-    "squeeze": Squeeze,
-    "split": Split,
-    "prior.gaussian": GaussianPrior,
-}
+import flowspec.kinds  # noqa: F401  (the registries the files below fill)
 
-ENCODERS: dict[str, type] = {
-    "rrdb": RRDBEncoder,
-    "convnet": ConvNetEncoder,
-}
-
-__all__ = ["ENCODERS", "MODULES", "FlowLayer"]
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if not _info.name.startswith("_") and _info.name != "base":
+        importlib.import_module(f"{__name__}.{_info.name}")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.distributed as dist
-from torch import Tensor, nn
+from flowspec.kinds import LayerKind, kind
 
 from .base import FlowLayer, Shape, batch_logdet
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
 #: A channel whose batch standard deviation is below this is treated as constant at init.
 _MIN_STD = 1e-6
@@ -45,10 +48,14 @@ class ActNorm(FlowLayer):
         super()._load_from_state_dict(*args, **kwargs)
         self._init_seen = False  # re-read the loaded buffer on the next forward
 
-    @torch.no_grad()
     def _initialize(self, x: Tensor) -> None:
+        with torch.no_grad():
+            self._initialize_stats(x)
+
+    def _initialize_stats(self, x: Tensor) -> None:
         xs = x.detach().transpose(0, 1).reshape(x.shape[1], -1).to(torch.float64)
         moments = torch.stack([xs.mean(dim=1), (xs * xs).mean(dim=1)])
+        dist = torch.distributed
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(moments)
             moments /= dist.get_world_size()
@@ -74,3 +81,14 @@ class ActNorm(FlowLayer):
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x = y * torch.exp(-self.log_scale) - self.bias
         return x, -self._logdet(y)
+
+
+@kind
+class ActNormKind(LayerKind):
+    key = "actnorm"
+    doc = "per-channel affine normalisation with data-dependent initialisation (Glow)"
+    module = ActNorm
+
+    @classmethod
+    def params(cls, shape, args, cond_channels) -> int:
+        return 2 * shape[0]  # bias and log-scale per channel

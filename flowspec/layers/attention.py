@@ -24,14 +24,19 @@ exact.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-import torch.nn.functional as F
 from einops import rearrange
-from torch import Tensor, nn
+from pydantic import Field
+
+from flowspec.kinds import Args, Issue, LayerKind, arg, fmt_shape, kind
 
 from .base import SCALE_EPS, FlowLayer, Shape, batch_logdet, checkerboard_3d, sum_except_batch
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
 #: Diagonal floor of iSDP: ``A = softmax(.) + (1 + DIAG_FLOOR + softplus(theta)) I``.
 DIAG_FLOOR = 1e-2
@@ -307,3 +312,74 @@ class ISDP(FlowLayer):
             rhs = yp[:, rows.unsqueeze(1), cols.unsqueeze(0)]
             xp[:, rows.unsqueeze(1), cols.unsqueeze(0)] = torch.linalg.solve(block, rhs)
         return self._from_patches(xp), -self._logdet(mats)
+
+
+# ---- declarations ---------------------------------------------------------------------------
+class IMapArgs(Args):
+    act: Literal["sigmoid"] = Field("sigmoid", description="the attention activation")
+    mask: Literal["checkerboard", "complement"] = Field(
+        "checkerboard", description="the 3-D checkerboard M[c,h,w] = (c+h+w) % 2, or 1 - M")
+    residual: bool = Field(False, description="bounded identity-plus-branch form for deep "
+                           "stacks: scales exp(0.5 tanh(.)) instead of sigmoid(.)")
+
+
+@kind
+class IMapKind(LayerKind):
+    key = "attention.imap"
+    Args = IMapArgs
+    doc = "invertible map-based attention (iMap)"
+    module = IMap
+    stack_remedy = "residual"
+
+    @classmethod
+    def params(cls, shape, args, cond_channels) -> int:
+        c = shape[0]
+        return c * c + c + 1 + c  # 1x1 conv weight and bias, offset, per-channel scale s
+
+    @classmethod
+    def issues(cls, shape, args):
+        if shape[0] < 2:
+            return [Issue("E202", f"attention imap needs at least 2 channels, but gets "
+                          f"{fmt_shape(shape)}", "insert it after a squeeze")]
+        return []
+
+
+class ISDPArgs(Args):
+    heads: int = Field(1, ge=1, le=1024, description="attention heads (disjoint column groups)")
+    patches: int = Field(4, ge=1, le=4096, description="number of patches N (a square number)")
+    mask: Literal["checkerboard", "complement"] = Field(
+        "checkerboard", description="the 3-D checkerboard M[c,h,w] = (c+h+w) % 2, or 1 - M")
+    residual: bool = Field(False, description="bounded identity-plus-branch form for deep "
+                           "stacks: A = I + beta softmax(.), |beta| < 0.5")
+
+
+@kind
+class ISDPKind(LayerKind):
+    key = "attention.isdp"
+    Args = ISDPArgs
+    doc = "invertible scaled dot-product attention between patches (iSDP)"
+    module = ISDP
+    stack_remedy = "residual"
+
+    @classmethod
+    def params(cls, shape, args, cond_channels) -> int:
+        c = shape[0]
+        return 2 * (c * c + c) + 2 * arg(args, "heads")  # Q, K 1x1 convs; log d, theta per head
+
+    @classmethod
+    def issues(cls, shape, args):
+        c, h, w = shape
+        g = math.isqrt(args.patches)
+        if g * g != args.patches:
+            return [Issue("E203", f"iSDP patches={args.patches} is not a square number, so the "
+                          "patches cannot tile the image", "use patches=1, 4, 16, ...", "patches")]
+        if h % g or w % g:
+            return [Issue("E203", f"iSDP patches={args.patches} cut the image into a {g}x{g} "
+                          f"grid, but {h}x{w} is not divisible by {g}",
+                          f"use a patch count whose square root divides {h} and {w}", "patches")]
+        p = c * (h // g) * (w // g)
+        if args.heads > p // 2:
+            return [Issue("E204", f"iSDP heads={args.heads} is too many: a patch holds {p} "
+                          f"features and each head needs at least 2",
+                          f"use heads <= {max(1, p // 2)}", "heads")]
+        return []

@@ -1,4 +1,4 @@
-"""Shared base class and helpers of flowspec's torch layers.
+"""The torch-free base of flowspec's modules, and the helpers the layer kinds share.
 
 Every layer kind is one :class:`FlowLayer` subclass, constructed as
 ``Cls(shape, args, cond_channels)`` where ``shape`` is the ``(C, H, W)`` of one input
@@ -12,15 +12,27 @@ for an unconditional layer. A regular layer implements
 where ``logdet`` has shape ``(B,)``, is in nats, and is the log-absolute-determinant of
 the Jacobian of the map actually applied (so ``inverse`` returns minus the forward
 log-determinant at the recovered point). ``out_shape`` is the ``(C, H, W)`` of the output.
+
+Why torch-free: a kind's declaration and its module live in one file, and checking a spec
+imports every declaration, so defining a module class must not import torch.
+:class:`Module` (and so :class:`FlowLayer`) is a plain class; instantiating a subclass
+builds, once, the real class ``(Subclass, torch.nn.Module)`` and returns an instance of it,
+so what you get is an ordinary ``nn.Module``. A file that defines such classes without
+importing torch itself writes ``torch = nn = F = None`` at the top: :func:`torch_class`
+binds those names to ``torch``, ``torch.nn`` and ``torch.nn.functional`` (in the file of
+every class of the subclass's MRO) before the first instance exists. A plugin may instead
+import torch as usual.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound by torch_class() (see the module docstring)
 
 Shape = tuple[int, int, int]
 
@@ -36,8 +48,50 @@ SCALE_EPS = 1e-4
 #: of 48 couplings measured to stay at float32 rounding level (tests/test_deep_flows.py).
 BOUNDED_SCALE_B = 1.0
 
+_BUILT: dict[type, type] = {}
+_NAMES = ("torch", "nn", "F")
 
-class FlowLayer(nn.Module):
+
+def _bind_torch(module: Any) -> None:
+    import torch as real_torch
+
+    values = {"torch": real_torch, "nn": real_torch.nn, "F": real_torch.nn.functional}
+    namespace = getattr(module, "__dict__", {})
+    for name in _NAMES:
+        if name in namespace and namespace[name] is None:
+            namespace[name] = values[name]
+
+
+def torch_class(cls: type) -> type:
+    """The ``torch.nn.Module`` class of a :class:`Module` subclass (built once, cached)."""
+    if cls.__dict__.get("_is_torch_class", False):
+        return cls
+    built = _BUILT.get(cls)
+    if built is None:
+        import torch as real_torch
+
+        for c in cls.__mro__:
+            _bind_torch(sys.modules.get(c.__module__))
+        built = type(cls.__name__, (cls, real_torch.nn.Module),
+                     {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                      "__doc__": cls.__doc__, "_is_torch_class": True})
+        _BUILT[cls] = built
+    return built
+
+
+class Module:
+    """A torch module whose class can be defined without importing torch.
+
+    ``Sub(...)`` returns an instance of ``torch_class(Sub)``, a subclass of both ``Sub`` and
+    ``torch.nn.Module``: write ``__init__`` (calling ``super().__init__()`` first) and
+    ``forward`` exactly as for an ``nn.Module``.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return object.__new__(torch_class(cls))
+
+
+class FlowLayer(Module):
     """Base of every layer module: stores the shapes, the arguments and the condition width.
 
     Args:
@@ -63,7 +117,7 @@ class FlowLayer(nn.Module):
     checkpoint_net: bool = False
     #: Set by the compiler (``autocast=...``, or for one call when the model runs under the
     #: caller's ``torch.autocast``): the parameter network runs under autocast in this dtype.
-    net_dtype: torch.dtype | None = None
+    net_dtype: Any = None
 
     def run_net(self, net: nn.Module, inp: Tensor) -> Tensor:
         """Evaluate a parameter network on ``inp``; the result has ``inp``'s dtype.
@@ -83,6 +137,8 @@ class FlowLayer(nn.Module):
     def _net_call(self, net: nn.Module, inp: Tensor) -> Tensor:
         if self.checkpoint_net and torch.is_grad_enabled():
             # The networks are deterministic: no RNG state to stash and restore.
+            from torch.utils.checkpoint import checkpoint
+
             return checkpoint(net, inp, use_reentrant=False, preserve_rng_state=False)
         return net(inp)
 

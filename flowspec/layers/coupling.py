@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import torch
-from torch import Tensor, nn
+from pydantic import Field
 
-from .base import FlowLayer, Shape, cat_cond, make_scale, sum_except_batch
-from .nets import make_net
+from flowspec.kinds import (
+    CondArgs,
+    Issue,
+    LayerKind,
+    arg,
+    fmt_shape,
+    kind,
+    registry_field,
+)
+
+from .base import FlowLayer, Module, Shape, cat_cond, make_scale, sum_except_batch
+from .nets import make_net, net_params
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
 
-class Partition(nn.Module):
+class Partition(Module):
     r"""Splits the entries of a ``(C, H, W)`` sample into a kept part and a transformed part.
 
     * ``channel``: the first ``C - C//2`` channels are kept, the last ``C//2`` transformed
@@ -62,7 +76,7 @@ class Partition(nn.Module):
         return sum_except_batch(torch.where(self.keep, torch.zeros_like(t), t))
 
 
-class _Coupling(FlowLayer):
+class _CouplingModule(FlowLayer):
     additive: bool = False
 
     def __init__(
@@ -96,7 +110,7 @@ class _Coupling(FlowLayer):
         return x, -self.part.sum_transformed(log_scale)
 
 
-class AffineCoupling(_Coupling):
+class AffineCoupling(_CouplingModule):
     r"""Affine coupling ``y_t = x_t * s(x_k) + t(x_k)``, ``y_k = x_k``.
 
     ``s = sigmoid(h + 2) + eps`` is bounded and strictly positive, so the map is invertible
@@ -111,7 +125,73 @@ class AffineCoupling(_Coupling):
     """
 
 
-class AdditiveCoupling(_Coupling):
+class AdditiveCoupling(_CouplingModule):
     r"""Additive coupling ``y_t = x_t + t(x_k)``, ``y_k = x_k``: volume preserving, logdet 0."""
 
     additive = True
+
+
+# ---- declarations ---------------------------------------------------------------------------
+ScaleForm = Literal["sigmoid", "bounded"]
+SCALE_DOC = ("sigmoid: s = sigmoid(h + 2) + 1e-4; bounded: s = exp(b tanh(h)) in [e^-b, e^b], "
+             "which keeps the inverse accurate in deep flows")
+
+
+class CouplingArgs(CondArgs):
+    hidden: int = Field(512, ge=1, le=8192, description="width of the coupling network")
+    net: str = registry_field("net", "glow", "the coupling network (a registered net)")
+    mask: Literal["channel", "checkerboard"] = Field(
+        "channel", description="channel: the first C - C//2 channels drive the rest; "
+        "checkerboard: pixels with h + w even drive the others")
+
+
+class AffineCouplingArgs(CouplingArgs):
+    scale: ScaleForm = Field("sigmoid", description=SCALE_DOC)
+
+
+def channel_split_issue(shape, what: str) -> Issue | None:
+    """E202 for a channel-mask layer on fewer than 2 channels."""
+    if shape[0] < 2:
+        return Issue("E202", f"{what} needs at least 2 channels to split, but gets "
+                     f"{fmt_shape(shape)}", "squeeze first (it multiplies the channels by 4), "
+                     "or use mask=checkerboard")
+    return None
+
+
+class CouplingKind(LayerKind):
+    """Shared declaration of the masked couplings (affine, additive, mixture)."""
+
+    Args = CouplingArgs
+    conditional = "optional"
+    #: per transformed entry, how many numbers the network outputs
+    outputs_per_entry: ClassVar[int] = 2
+
+    @classmethod
+    def issues(cls, shape, args):
+        if getattr(args, "mask", "channel") == "channel":
+            issue = channel_split_issue(shape, f"coupling {cls.variant} with mask=channel")
+            return [issue] if issue else []
+        return []
+
+    @classmethod
+    def params(cls, shape, args, cond_channels) -> int:
+        c = shape[0]
+        kept, out = (c, c) if arg(args, "mask") == "checkerboard" else (c - c // 2, c // 2)
+        return net_params(arg(args, "net"), kept + (cond_channels or 0),
+                          out * cls.outputs_per_entry, arg(args, "hidden"))
+
+
+@kind
+class AffineCouplingKind(CouplingKind):
+    key = "coupling.affine"
+    Args = AffineCouplingArgs
+    doc = "affine coupling (Glow / RealNVP), bounded positive scale"
+    module = AffineCoupling
+
+
+@kind
+class AdditiveCouplingKind(CouplingKind):
+    key = "coupling.additive"
+    doc = "additive (volume-preserving) coupling (NICE)"
+    module = AdditiveCoupling
+    outputs_per_entry = 1

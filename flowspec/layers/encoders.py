@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor, nn
+from pydantic import Field
 
-from .base import Shape
+from flowspec.kinds import Args, EncoderKind, arg, conv_params, encoder
+
+from .base import Module, Shape
 from .nets import ResidualBlock
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
 #: ESRGAN scales every residual branch by this before adding it (stabilises deep stacks).
 _RESIDUAL_SCALE = 0.2
 
 
-class DenseBlock(nn.Module):
+class DenseBlock(Module):
     """ESRGAN's residual dense block: 5 densely connected 3x3 convs, scaled residual."""
 
     def __init__(self, features: int, growth: int) -> None:
@@ -34,7 +40,7 @@ class DenseBlock(nn.Module):
         return x + _RESIDUAL_SCALE * out
 
 
-class RRDB(nn.Module):
+class RRDB(Module):
     """Residual-in-residual dense block: three dense blocks inside one scaled residual."""
 
     def __init__(self, features: int, growth: int) -> None:
@@ -52,7 +58,7 @@ def _size(args: dict[str, Any]) -> tuple[int, int]:
     return blocks, features
 
 
-class RRDBEncoder(nn.Module):
+class RRDBEncoder(Module):
     """SRFlow/ESRGAN-style encoder: conv stem, ``blocks`` RRDBs, trunk conv, long skip.
 
     Output ``(B, features, H, W)`` at the condition's own resolution. The growth width of the
@@ -73,7 +79,7 @@ class RRDBEncoder(nn.Module):
         return stem + self.trunk(self.body(stem))
 
 
-class ConvNetEncoder(nn.Module):
+class ConvNetEncoder(Module):
     """Conv stem plus ``blocks`` residual blocks, for one-hot label maps (or any image).
 
     Output ``(B, features, H, W)`` at the condition's own resolution.
@@ -90,3 +96,41 @@ class ConvNetEncoder(nn.Module):
 
     def forward(self, c: Tensor) -> Tensor:
         return self.net(c)
+
+
+# ---- declarations ---------------------------------------------------------------------------
+class ConvNetArgs(Args):
+    blocks: int = Field(4, ge=1, le=64, description="residual blocks")
+    features: int = Field(64, ge=1, le=4096, description="output channels")
+
+
+class RRDBArgs(ConvNetArgs):
+    blocks: int = Field(8, ge=1, le=64, description="residual-in-residual dense blocks")
+
+
+@encoder
+class RRDBKind(EncoderKind):
+    key = "rrdb"
+    Args = RRDBArgs
+    doc = "SRFlow/ESRGAN residual-in-residual dense blocks (for low-resolution images)"
+    module = RRDBEncoder
+
+    @classmethod
+    def params(cls, in_shape, args) -> int:
+        blocks, f, c = arg(args, "blocks"), arg(args, "features"), in_shape[0]
+        g = max(4, min(32, f // 2))  # stem, blocks x RRDB (3 dense blocks of 5 convs), trunk
+        dense = sum(conv_params(f + i * g, g if i < 4 else f, 3) for i in range(5))
+        return conv_params(c, f, 3) + blocks * 3 * dense + conv_params(f, f, 3)
+
+
+@encoder
+class ConvNetKind(EncoderKind):
+    key = "convnet"
+    Args = ConvNetArgs
+    doc = "conv stem and residual blocks (for one-hot label maps, or any image)"
+    module = ConvNetEncoder
+
+    @classmethod
+    def params(cls, in_shape, args) -> int:
+        blocks, f, c = arg(args, "blocks"), arg(args, "features"), in_shape[0]
+        return conv_params(c, f, 3) + blocks * 2 * conv_params(f, f, 3)

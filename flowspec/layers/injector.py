@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
+from pydantic import Field
+
+from flowspec.kinds import CondArgs, LayerKind, arg, kind, registry_field
 
 from .base import FlowLayer, Shape, make_scale, sum_except_batch
-from .nets import make_net
+from .coupling import SCALE_DOC, ScaleForm
+from .nets import make_net, net_params
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
 
 class AffineInjector(FlowLayer):
@@ -28,7 +36,7 @@ class AffineInjector(FlowLayer):
         if self.cond_channels is None:
             raise ValueError("injector is always conditional: it needs on=COND")
         c = self.in_shape[0]
-        self.net = make_net("glow", self.cond_channels, 2 * c, int(args["hidden"]))
+        self.net = make_net(args.get("net", "glow"), self.cond_channels, 2 * c, int(args["hidden"]))
         self.scale_fn = make_scale(args.get("scale", "sigmoid"))
 
     def _shift_scale(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -44,3 +52,23 @@ class AffineInjector(FlowLayer):
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         shift, scale, log_scale = self._shift_scale(y, cond)
         return (y - shift) / scale, -sum_except_batch(log_scale)
+
+
+class InjectorArgs(CondArgs):
+    hidden: int = Field(64, ge=1, le=8192, description="width of the network")
+    net: str = registry_field("net", "glow", "the network of the condition (a registered net)")
+    scale: ScaleForm = Field("sigmoid", description=SCALE_DOC)
+
+
+@kind
+class InjectorKind(LayerKind):
+    key = "injector"
+    Args = InjectorArgs
+    conditional = "required"
+    doc = "conditional affine injector (SRFlow): scale and shift from the condition only"
+    module = AffineInjector
+
+    @classmethod
+    def params(cls, shape, args, cond_channels) -> int:
+        return net_params(arg(args, "net"), cond_channels or 0, 2 * shape[0],
+                          arg(args, "hidden"))

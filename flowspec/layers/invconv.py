@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from pydantic import Field
+
+from flowspec.kinds import Args, LayerKind, arg, kind
 
 from .base import FlowLayer, Shape, batch_logdet
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
 
 def mix_channels(x: Tensor, weight: Tensor) -> Tensor:
@@ -93,3 +98,22 @@ class InvConv1x1(FlowLayer):
 
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._conv(y, inverse=True)
+
+
+class InvConvArgs(Args):
+    lu: bool = Field(True, description="LU-parameterised (invertible for every parameter "
+                     "value) or a free matrix")
+
+
+@kind
+class InvConvKind(LayerKind):
+    key = "invconv"
+    Args = InvConvArgs
+    doc = "invertible 1x1 convolution (Glow), LU-parameterised by default"
+    module = InvConv1x1
+
+    @classmethod
+    def params(cls, shape, args, cond_channels) -> int:
+        c = shape[0]
+        # LU form stores full C×C lower and upper matrices (masked in use) and log|diag|
+        return 2 * c * c + c if arg(args, "lu") else c * c

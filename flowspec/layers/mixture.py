@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+from pydantic import Field
+
+from flowspec.kinds import CondArgs, arg, kind, registry_field
 
 from .base import FlowLayer, Shape, bounded_scale, cat_cond
-from .coupling import Partition
-from .nets import make_net
+from .coupling import CouplingKind, Partition
+from .nets import make_net, net_params
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
 #: Lower bound on the log-scale of a mixture component (Flow++ uses the same bound).
 _MIN_LOG_SCALE = -7.0
@@ -145,3 +150,24 @@ class MixtureCoupling(FlowLayer):
                 lo = torch.where(below, mid, lo)
                 hi = torch.where(below, hi, mid)
             return 0.5 * (lo + hi)
+
+
+class MixtureArgs(CondArgs):
+    hidden: int = Field(96, ge=1, le=8192, description="width of the coupling network")
+    components: int = Field(32, ge=1, le=256, description="logistic mixture components K")
+    net: str = registry_field("net", "glow", "the coupling network (a registered net)")
+
+
+@kind
+class MixtureCouplingKind(CouplingKind):
+    key = "coupling.mixture"
+    Args = MixtureArgs
+    doc = "logistic-mixture-CDF coupling (Flow++ / mARFlow), channel mask"
+    module = MixtureCoupling
+
+    @classmethod
+    def params(cls, shape, args, cond_channels) -> int:
+        c, k = shape[0], arg(args, "components")
+        # per transformed entry: scale, shift and K logits, means, log-scales
+        return net_params(arg(args, "net"), c - c // 2 + (cond_channels or 0),
+                          (c // 2) * (2 + 3 * k), arg(args, "hidden"))

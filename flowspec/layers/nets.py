@@ -1,30 +1,37 @@
-"""Sub-networks shared by the coupling, injector, split and prior layers.
+"""Coupling networks (``net=glow|resnet``): a registry that plugins extend with @flowspec.net.
 
 These networks only ever compute the *parameters* of an elementwise bijection (shifts,
 scales, mixture parameters) from the part of the input that the bijection leaves alone, so
 they need not be invertible and may be arbitrary. They must however treat every sample of
-a batch independently (no batch normalisation): a layer's Jacobian is per sample.
+a batch independently (no batch normalisation): a layer's Jacobian is per sample. Their
+last convolution starts at zero, so the enclosing bijection starts at its neutral point.
 """
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from typing import TYPE_CHECKING
+
+from flowspec.kinds import NetKind, conv_params, net
+
+from .base import Module
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
 
-class ZeroConv2d(nn.Conv2d):
-    """A 3x3 (or 1x1) convolution whose weight and bias start at zero.
+def zero_conv(in_channels: int, out_channels: int, kernel_size: int = 3):
+    """A convolution whose weight and bias start at zero (the last layer of a network)."""
+    from torch import nn as tnn
 
-    As the last layer of a parameter network it makes the enclosing bijection start at its
-    neutral point (zero shift, fixed scale), which is what keeps deep flows trainable.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-        nn.init.zeros_(self.weight)
-        nn.init.zeros_(self.bias)
+    conv = tnn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    tnn.init.zeros_(conv.weight)
+    tnn.init.zeros_(conv.bias)
+    return conv
 
 
-class ResidualBlock(nn.Module):
+class ResidualBlock(Module):
     """Pre-activation residual block ``x + conv3x3(relu(conv3x3(relu(x))))``."""
 
     def __init__(self, channels: int) -> None:
@@ -40,33 +47,68 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-def glow_net(in_channels: int, out_channels: int, hidden: int) -> nn.Sequential:
+def glow_net(in_channels: int, out_channels: int, hidden: int):
     """Glow's coupling network: conv3x3 - ReLU - conv1x1 - ReLU - zero-initialised conv3x3."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, hidden, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(hidden, hidden, 1),
-        nn.ReLU(),
-        ZeroConv2d(hidden, out_channels),
+    from torch import nn as tnn
+
+    return tnn.Sequential(
+        tnn.Conv2d(in_channels, hidden, 3, padding=1),
+        tnn.ReLU(),
+        tnn.Conv2d(hidden, hidden, 1),
+        tnn.ReLU(),
+        zero_conv(hidden, out_channels),
     )
 
 
-def resnet_net(in_channels: int, out_channels: int, hidden: int, blocks: int = 2) -> nn.Sequential:
+def resnet_net(in_channels: int, out_channels: int, hidden: int, blocks: int = 2):
     """conv3x3 stem, ``blocks`` residual blocks, ReLU, zero-initialised conv3x3 head."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, hidden, 3, padding=1),
+    from torch import nn as tnn
+
+    return tnn.Sequential(
+        tnn.Conv2d(in_channels, hidden, 3, padding=1),
         *(ResidualBlock(hidden) for _ in range(blocks)),
-        nn.ReLU(),
-        ZeroConv2d(hidden, out_channels),
+        tnn.ReLU(),
+        zero_conv(hidden, out_channels),
     )
 
 
-def make_net(kind: str, in_channels: int, out_channels: int, hidden: int) -> nn.Sequential:
-    """Build the parameter network named by a layer's ``net`` argument (``glow``/``resnet``)."""
+@net
+class GlowNet(NetKind):
+    key = "glow"
+    doc = "Glow's network: conv3x3, ReLU, conv1x1, ReLU, zero-initialised conv3x3"
+    module = glow_net
+
+    @classmethod
+    def params(cls, cin: int, cout: int, hidden: int) -> int:
+        return (conv_params(cin, hidden, 3) + conv_params(hidden, hidden, 1)
+                + conv_params(hidden, cout, 3))
+
+
+@net
+class ResNet(NetKind):
+    key = "resnet"
+    doc = "conv3x3 stem, 2 pre-activation residual blocks, zero-initialised conv3x3 head"
+    module = resnet_net
+
+    @classmethod
+    def params(cls, cin: int, cout: int, hidden: int) -> int:
+        return (conv_params(cin, hidden, 3) + 4 * conv_params(hidden, hidden, 3)
+                + conv_params(hidden, cout, 3))
+
+
+def make_net(kind: str, in_channels: int, out_channels: int, hidden: int):
+    """Build the network named by a layer's ``net`` argument (any registered net)."""
+    from flowspec.kinds import NETS
+
     if hidden < 1:
         raise ValueError(f"hidden must be >= 1, got {hidden}")
-    if kind == "glow":
-        return glow_net(in_channels, out_channels, hidden)
-    if kind == "resnet":
-        return resnet_net(in_channels, out_channels, hidden)
-    raise ValueError(f"unknown net {kind!r}; expected 'glow' or 'resnet'")
+    if kind not in NETS:
+        raise ValueError(f"unknown net {kind!r}; registered: {', '.join(sorted(NETS))}")
+    return NETS[kind].module_class()(in_channels, out_channels, hidden)
+
+
+def net_params(kind: str, in_channels: int, out_channels: int, hidden: int) -> int:
+    """Parameters of a registered net, without torch when the net declares its count."""
+    from flowspec.kinds import NETS
+
+    return NETS[kind].params(in_channels, out_channels, hidden)

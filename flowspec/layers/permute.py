@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from torch import Tensor
+from pydantic import Field
+
+from flowspec.kinds import Args, LayerKind, kind
 
 from .base import FlowLayer, Shape
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
 
 class Permute(FlowLayer):
@@ -38,3 +44,20 @@ class Permute(FlowLayer):
 
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return y[:, torch.argsort(self.perm)], y.new_zeros(y.shape[0])
+
+
+class PermuteArgs(Args):
+    mode: Literal["reverse", "shuffle"] = Field(
+        "shuffle", description="reverse the channels, or a fixed seeded shuffle")
+
+
+@kind
+class PermuteKind(LayerKind):
+    key = "permute"
+    Args = PermuteArgs
+    doc = "fixed channel permutation (RealNVP, Glow's ablations)"
+    module = Permute
+
+    @classmethod
+    def params(cls, shape, args, cond_channels) -> int:
+        return 0

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor, nn
+from pydantic import Field
+
+from flowspec.kinds import CondArgs, PriorKind, arg, conv_params, prior
 
 from .base import FlowLayer, Shape, sum_except_batch
-from .nets import ZeroConv2d
+from .nets import zero_conv
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
 
 class GaussianPrior(FlowLayer):
@@ -33,7 +39,7 @@ class GaussianPrior(FlowLayer):
         if not self.learned:
             self.cond_channels = None  # an unlearned prior ignores any condition
         elif self.cond_channels is not None:
-            self.conv = ZeroConv2d(self.cond_channels, 2 * c)
+            self.conv = zero_conv(self.cond_channels, 2 * c)
         else:
             self.mean = nn.Parameter(torch.zeros(1, c, h, w))
             self.log_scale = nn.Parameter(torch.zeros(1, c, h, w))
@@ -58,3 +64,24 @@ class GaussianPrior(FlowLayer):
         mu, log_scale = self._mean_logscale(eps, cond)
         logdet = sum_except_batch(log_scale.expand_as(eps))
         return eps * torch.exp(log_scale) + mu, logdet
+
+
+class GaussianPriorArgs(CondArgs):
+    learned: bool = Field(False, description="a learned mean and scale (per entry, or from "
+                          "the condition with on=COND); written as the bare word `learned`")
+
+
+@prior
+class GaussianPriorKind(PriorKind):
+    key = "gaussian"
+    Args = GaussianPriorArgs
+    conditional = "optional"
+    doc = "standard normal, or a learned (optionally conditional) diagonal Gaussian"
+    module = GaussianPrior
+
+    @classmethod
+    def params(cls, shape, args, cond_channels) -> int:
+        if not arg(args, "learned"):
+            return 0
+        c, h, w = shape
+        return conv_params(cond_channels, 2 * c, 3) if cond_channels else 2 * c * h * w

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch.nn.functional as F
-from torch import Tensor
+from pydantic import Field
+
+from flowspec.kinds import Args, Issue, LayerKind, fmt_shape, kind
 
 from .base import FlowLayer, Shape
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
 
 class Squeeze(FlowLayer):
@@ -33,3 +39,31 @@ class Squeeze(FlowLayer):
 
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return F.pixel_shuffle(y, self.factor), y.new_zeros(y.shape[0])
+
+
+class SqueezeArgs(Args):
+    factor: int = Field(2, ge=2, le=16, description="block size f: (C,H,W) -> (C f², H/f, W/f)")
+
+
+@kind
+class SqueezeKind(LayerKind):
+    key = "squeeze"
+    Args = SqueezeArgs
+    doc = "space-to-depth: (C, H, W) -> (C*f*f, H/f, W/f)"
+    module = Squeeze
+
+    @classmethod
+    def out_shape(cls, shape, args):
+        c, h, w = shape
+        f = args.factor
+        if h % f or w % f:
+            pad = "pad the input (e.g. `data mnist5k pad=2` for 28->32) or use one level fewer"
+            if f != 2:
+                pad = f"pad the input to a multiple of {f}, or use factor=2"
+            return Issue("E201", f"squeeze needs H and W divisible by {f}, but enters with "
+                         f"{fmt_shape(shape)}", pad)
+        return (c * f * f, h // f, w // f)
+
+    @classmethod
+    def params(cls, shape, args, cond_channels) -> int:
+        return 0

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from torch import Tensor
+from pydantic import Field
+
+from flowspec.kinds import CondArgs, Issue, LayerKind, arg, conv_params, fmt_shape, kind
 
 from .base import FlowLayer, Shape, cat_cond, sum_except_batch
-from .nets import ZeroConv2d
+from .nets import zero_conv
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
 
 class Split(FlowLayer):
@@ -41,7 +47,7 @@ class Split(FlowLayer):
             raise ValueError(f"unknown split prior {prior!r}; expected 'learned' or 'fixed'")
         self.learned = prior == "learned"
         if self.learned:
-            self.conv = ZeroConv2d(self.keep + (self.cond_channels or 0), 2 * (c // 2))
+            self.conv = zero_conv(self.keep + (self.cond_channels or 0), 2 * (c // 2))
 
     def _mean_logscale(self, y: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
         h = self.conv(cat_cond(y, self._cond(cond, y)))
@@ -62,3 +68,33 @@ class Split(FlowLayer):
         mu, log_scale = self._mean_logscale(y, cond)
         x2 = z * torch.exp(log_scale) + mu
         return torch.cat([y, x2], dim=1), sum_except_batch(log_scale)
+
+
+class SplitArgs(CondArgs):
+    prior: Literal["learned", "fixed"] = Field(
+        "learned", description="the factored-out half's prior: a learned Gaussian from the "
+        "kept half (and the condition), or N(0, I)")
+
+
+@kind
+class SplitKind(LayerKind):
+    key = "split"
+    Args = SplitArgs
+    conditional = "optional"
+    doc = "factor out half of the channels as a latent (Glow multi-scale)"
+    module = Split
+
+    @classmethod
+    def params(cls, shape, args, cond_channels) -> int:
+        if arg(args, "prior") != "learned":
+            return 0
+        c = shape[0]  # zero-initialised conv3x3: kept half (+ condition) -> mean, log-scale
+        return conv_params(c - c // 2 + (cond_channels or 0), 2 * (c // 2), 3)
+
+    @classmethod
+    def out_shape(cls, shape, args):
+        c, h, w = shape
+        if c < 2:
+            return Issue("E202", f"split needs at least 2 channels, but gets {fmt_shape(shape)}",
+                         "squeeze first (it multiplies the channels by 4), or remove the split")
+        return (c - c // 2, h, w)
