@@ -34,10 +34,9 @@ LN2 = math.log(2.0)
 
 def log_prob(net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
     """``log p(x)`` in nats per sample through ``net.__call__`` (so DDP hooks run)."""
-    from flowspec.build import standard_normal_logp
-
     zs, logdet = net(x, cond)
-    return sum(standard_normal_logp(z) for z in zs) + logdet
+    model = getattr(net, "module", net)  # DDP wraps the FlowModel
+    return model.latent_logp(zs) + logdet
 
 
 def bits_per_dim(logp: Tensor, dims: int, bits: int) -> Tensor:
