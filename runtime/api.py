@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,33 @@ def _read_condition(task: Any, spec: FlowSpec, path: str | os.PathLike) -> torch
         raise RunError(f"--cond {p} holds class {int(t.max())}, but `{c.name}` has "
                        f"{c.shape[0]} classes")
     return t
+
+
+@dataclass
+class RunInfo:
+    """What a checkpoint says about the run that wrote it (:func:`load_checkpoint`)."""
+
+    path: Path
+    spec: FlowSpec  # the resolved IR stored in the checkpoint
+    recipe: Recipe
+    step: int
+    flow: str | None
+    spec_file: str | None
+    overrides: dict[str, Any]
+    best_val_bpd: float | None
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: str = "auto") -> tuple[Any, RunInfo]:
+    """The trained model of a checkpoint (eval mode) and its run, without the spec file.
+
+        model, run = flowspec.load_checkpoint("runs/demo/checkpoint.pt")
+        x = model.sample(16, temperature=0.7)
+        run.spec.name, run.recipe.data, run.step
+
+    The model is rebuilt from the IR the checkpoint stores; a checkpoint without one raises
+    :class:`RunError`, as does any file that is not a flowspec checkpoint.
+    """
+    model, spec, recipe, ck = _restore(None, path, None, None, device)
+    return model, RunInfo(Path(path), spec, recipe, int(ck["step"]), ck.get("flow"),
+                          ck.get("spec_file"), dict(ck.get("overrides") or {}),
+                          ck.get("best_val_bpd"))

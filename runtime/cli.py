@@ -18,10 +18,18 @@ from .errors import RunError
 RECON_WARN = 1e-3  # runtime.reconstruction.RECON_WARN, without importing torch here
 
 
-def _spec_args(p: argparse.ArgumentParser) -> None:
+def _spec_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     from flowspec.cli import _spec_args as spec_args
 
-    spec_args(p)
+    if optional:  # eval and sample: a checkpoint holds its model's IR and recipe
+        p.add_argument("spec", nargs="?", help="a .flow file (default: the model description "
+                       "stored in the checkpoint)")
+        p.add_argument("--flow", help="which flow of the file (default: the checkpoint's)")
+        p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                       help="override a flow parameter (repeatable; default: the "
+                       "checkpoint's)")
+    else:
+        spec_args(p)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for torch (default: torch's choice; 1 is often faster "
@@ -144,7 +152,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 def _reg_eval(sub: Any) -> None:
     p = sub.add_parser("eval", help="held-out metrics of a checkpoint (JSON on stdout and "
                        "eval.json in the run folder)")
-    _spec_args(p)
+    _spec_args(p, optional=True)
     p.add_argument("--checkpoint", required=True, metavar="FILE")
     _strict_arg(p, "to evaluate")
     p.add_argument("--temperatures", type=float, nargs="+", metavar="T",
@@ -172,7 +180,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
 
 def _reg_sample(sub: Any) -> None:
     p = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG grid")
-    _spec_args(p)
+    _spec_args(p, optional=True)
     p.add_argument("--checkpoint", required=True, metavar="FILE")
     _strict_arg(p, "to sample from")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
