@@ -640,15 +640,18 @@ EXAMPLES: dict[str, str] = {
     "actnorm": "",
     "invconv": "lu=false",
     "permute": "mode=reverse",
-    "coupling.affine": "hidden=16 net=resnet mask=checkerboard on=c",
+    "coupling.affine": "hidden=16 net=resnet mask=checkerboard flip=true on=c",
     "coupling.additive": "hidden=8 net=glow mask=checkerboard on=c",
-    "coupling.mixture": "hidden=12 components=3 net=resnet on=c",
+    "coupling.mixture": "hidden=12 components=3 net=resnet flip=true on=c",
     "injector": "on=c hidden=5",
     "attention.imap": "act=sigmoid mask=complement",
     "attention.isdp": "heads=2 patches=16 mask=complement",
     "squeeze": "factor=4",
     "split": "prior=fixed on=c",
     "prior.gaussian": "learned on=c",
+    "coupling.spline": "hidden=16 bins=4 net=resnet mask=checkerboard flip=true on=c",
+    "logit": "",  # alpha= is a float, which this table's parser does not read back
+    "prior.logistic": "learned on=c",
 }
 
 

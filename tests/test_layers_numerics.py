@@ -43,15 +43,21 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "invconv": {"lu": True},
     "permute": {"mode": "reverse"},
     "coupling.affine": {"hidden": 512, "net": "glow", "mask": "channel", "on": None,
-                        "scale": "sigmoid"},
-    "coupling.additive": {"hidden": 512, "net": "glow", "mask": "channel", "on": None},
-    "coupling.mixture": {"hidden": 96, "components": 32, "net": "glow", "on": None},
+                        "scale": "sigmoid", "flip": False},
+    "coupling.additive": {"hidden": 512, "net": "glow", "mask": "channel", "on": None,
+                          "flip": False},
+    "coupling.mixture": {"hidden": 96, "components": 32, "net": "glow", "on": None,
+                         "flip": False},
+    "coupling.spline": {"hidden": 96, "net": "glow", "mask": "channel", "on": None,
+                        "flip": False, "bins": 8, "tail": 3.0},
     "injector": {"hidden": 64, "on": COND, "scale": "sigmoid"},
-    "attention.imap": {"act": "sigmoid", "mask": "checkerboard", "residual": False},
-    "attention.isdp": {"heads": 1, "patches": 4, "mask": "checkerboard", "residual": False},
+    "attention.imap": {"act": "sigmoid", "mask": "checkerboard", "residual": None},
+    "attention.isdp": {"heads": 1, "patches": 4, "mask": "checkerboard", "residual": None},
     "squeeze": {"factor": 2},
     "split": {"prior": "learned", "on": None},
     "prior.gaussian": {"learned": False, "on": None},
+    "logit": {"alpha": 0.05},
+    "prior.logistic": {"learned": False, "on": None},
 }
 
 
@@ -85,38 +91,56 @@ CASES: dict[str, list[Case]] = {
         Case((4, 4, 4)),  # the real defaults: hidden=512
         Case((3, 4, 4), {**SMALL, "scale": "bounded"}),  # exp(b tanh(.))
         Case((1, 4, 6), {**SMALL, "mask": "checkerboard", "scale": "bounded"}, cond=2),
+        Case((3, 4, 4), {**SMALL, "flip": True}),  # the first C//2 channels transformed
+        Case((2, 3, 5), {**SMALL, "mask": "checkerboard", "flip": True}, cond=2),
     ],
     "coupling.additive": [
         Case((3, 4, 4), SMALL),
         Case((2, 3, 5), {**SMALL, "net": "resnet", "mask": "checkerboard"}, cond=2),
+        Case((5, 4, 4), {**SMALL, "flip": True}),
+        Case((1, 4, 5), {**SMALL, "mask": "checkerboard", "flip": True}),
     ],
     "coupling.mixture": [
         Case((3, 4, 4), {**SMALL, "components": 4}),
         Case((2, 4, 6), {**SMALL, "components": 3, "net": "resnet"}, cond=2),
         Case((2, 4, 4)),  # the real defaults: hidden=96, components=32
+        Case((3, 4, 4), {**SMALL, "components": 3, "flip": True}, cond=2),
+    ],
+    "coupling.spline": [
+        Case((3, 4, 4), SMALL),
+        Case((3, 4, 4), {**SMALL, "flip": True, "bins": 3}),
+        Case((1, 4, 6), {**SMALL, "mask": "checkerboard", "tail": 1.0}),  # both tails used
+        Case((2, 3, 5), {**SMALL, "mask": "checkerboard", "flip": True, "net": "resnet"},
+             cond=2),
+        Case((4, 4, 4), {**SMALL, "bins": 2, "tail": 0.5}, cond=3),
+        Case((2, 4, 4)),  # the real defaults: hidden=96, bins=8, tail=3
     ],
     "injector": [
         Case((3, 4, 4), SMALL, cond=2),
         Case((2, 6, 4), cond=3),
         Case((3, 4, 4), {**SMALL, "scale": "bounded"}, cond=2),
     ],
-    "attention.imap": [
+    "attention.imap": [  # the identity form (default), then the paper's and the residual
         Case((3, 4, 4)),
         Case((3, 5, 4), {"mask": "complement"}),
-        Case((2, 4, 6)),
-        Case((4, 3, 3), {"mask": "complement"}),
+        Case((2, 4, 6), {"form": "paper"}),
+        Case((4, 3, 3), {"mask": "complement", "form": "paper"}),
+        Case((3, 4, 4), {"residual": False}),  # the older spelling of form=paper
         Case((3, 4, 4), {"residual": True}),  # bounded scales exp(b tanh(.))
-        Case((2, 5, 4), {"mask": "complement", "residual": True}),
+        Case((2, 5, 4), {"mask": "complement", "form": "residual"}),
     ],
-    "attention.isdp": [
+    "attention.isdp": [  # A = g (I + beta S) (default), paper, residual
         Case((3, 4, 4)),  # even patch sides: one column pattern
         Case((3, 6, 6)),  # odd patch sides: two patterns
         Case((2, 6, 4), {"heads": 2, "mask": "complement"}),
         Case((5, 2, 6), {"heads": 3}),  # 1x3 patches, P = 15
         Case((1, 6, 6), {"heads": 2, "patches": 9}),
         Case((2, 4, 4), {"heads": 3, "patches": 1}),
+        Case((3, 4, 4), {"form": "paper"}),  # softmax + (1 + delta + softplus) I
+        Case((3, 6, 6), {"form": "paper"}),
+        Case((2, 6, 4), {"heads": 2, "mask": "complement", "residual": False}),
         Case((3, 6, 6), {"residual": True}),  # A = I + beta softmax, two patterns
-        Case((2, 6, 4), {"heads": 2, "mask": "complement", "residual": True}),
+        Case((2, 6, 4), {"heads": 2, "mask": "complement", "form": "residual"}),
     ],
     "squeeze": [Case((3, 4, 6)), Case((2, 6, 3), {"factor": 3})],
     "split": [
@@ -125,6 +149,12 @@ CASES: dict[str, list[Case]] = {
         Case((5, 4, 4), cond=2),
     ],
     "prior.gaussian": [
+        Case((3, 4, 4)),
+        Case((2, 4, 6), {"learned": True}),
+        Case((3, 4, 4), {"learned": True}, cond=2),
+    ],
+    "logit": [Case((3, 4, 4)), Case((1, 5, 3), {"alpha": 0.3}), Case((2, 4, 4), {"alpha": 1e-6})],
+    "prior.logistic": [
         Case((3, 4, 4)),
         Case((2, 4, 6), {"learned": True}),
         Case((3, 4, 4), {"learned": True}, cond=2),
@@ -160,6 +190,10 @@ def build(kind: str, case: Case | None, dtype: torch.dtype, seed: int = 0) -> Se
     module = MODULES[kind](case.shape, args, case.cond).to(dtype)
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(BATCH, *case.shape, generator=gen, dtype=torch.float64).to(dtype)
+    domain = getattr(module, "domain", None)  # a layer defined on an interval (logit)
+    if domain is not None:
+        lo, hi = domain
+        x = (lo + (hi - lo) * torch.sigmoid(x.double())).to(dtype)
     cond = None
     if case.cond:
         cshape = (BATCH, case.cond, *case.shape[1:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
@@ -29,9 +30,11 @@ class Partition(Module):
     r"""Splits the entries of a ``(C, H, W)`` sample into a kept part and a transformed part.
 
     * ``channel``: the first ``C - C//2`` channels are kept, the last ``C//2`` transformed
-      (needs ``C >= 2``; odd ``C`` is fine).
+      (needs ``C >= 2``; odd ``C`` is fine). ``flip``: the first ``C//2`` channels are
+      transformed and the last ``C - C//2`` kept, so the parameter network has the same
+      input and output widths either way (a checkpoint's shapes do not depend on ``flip``).
     * ``checkerboard``: the pixels with ``(h + w)`` even are kept (all channels), the others
-      transformed; works for ``C = 1``.
+      transformed; works for ``C = 1``. ``flip``: the pixels with ``(h + w)`` odd are kept.
 
     ``kept(x)`` is what the parameter network may see (the transformed entries are zeroed for
     the checkerboard), ``transformed(x)`` the entries the elementwise bijection acts on, and
@@ -40,16 +43,20 @@ class Partition(Module):
     so its log-determinant is that of the elementwise map on the transformed entries alone.
     """
 
-    def __init__(self, shape: Shape, mask: str) -> None:
+    def __init__(self, shape: Shape, mask: str, flip: bool = False) -> None:
         super().__init__()
         c, h, w = shape
-        self.mask = mask
+        self.mask, self.flip = mask, bool(flip)
         if mask == "channel":
             if c < 2:
                 raise ValueError(f"a channel-mask coupling needs C >= 2, got C={c}")
             self.kept_channels, self.out_channels = c - c // 2, c // 2
+            # channel ranges [start, stop) of the kept and of the transformed part
+            self._kept = (c // 2, c) if self.flip else (0, c - c // 2)
+            self._out = (0, c // 2) if self.flip else (c - c // 2, c)
         elif mask == "checkerboard":
-            keep = (torch.arange(h).view(h, 1) + torch.arange(w).view(1, w)) % 2 == 0
+            parity = (torch.arange(h).view(h, 1) + torch.arange(w).view(1, w)) % 2
+            keep = parity == (1 if self.flip else 0)
             self.register_buffer("keep", keep.view(1, 1, h, w), persistent=False)
             self.kept_channels, self.out_channels = c, c
         else:
@@ -57,16 +64,19 @@ class Partition(Module):
 
     def kept(self, x: Tensor) -> Tensor:
         if self.mask == "channel":
-            return x[:, : self.kept_channels]
+            return x[:, self._kept[0] : self._kept[1]]
         return torch.where(self.keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
     def transformed(self, x: Tensor) -> Tensor:
-        return x[:, self.kept_channels :] if self.mask == "channel" else x
+        if self.mask == "channel":
+            return x[:, self._out[0] : self._out[1]]
+        return x
 
     def merge(self, x: Tensor, new: Tensor) -> Tensor:
         """Entries of ``x`` where kept, of ``new`` (shaped like ``transformed(x)``) elsewhere."""
         if self.mask == "channel":
-            return torch.cat([x[:, : self.kept_channels], new], dim=1)
+            kept = self.kept(x)
+            return torch.cat([new, kept] if self.flip else [kept, new], dim=1)
         return torch.where(self.keep, x, new)
 
     def sum_transformed(self, t: Tensor) -> Tensor:
@@ -83,7 +93,7 @@ class _CouplingModule(FlowLayer):
         self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
     ) -> None:
         super().__init__(shape, args, cond_channels)
-        self.part = Partition(self.in_shape, args["mask"])
+        self.part = Partition(self.in_shape, args["mask"], bool(args.get("flip", False)))
         width = self.part.out_channels * (1 if self.additive else 2)
         net_in = self.part.kept_channels + (self.cond_channels or 0)
         self.net = make_net(args["net"], net_in, width, int(args["hidden"]))
@@ -137,12 +147,17 @@ SCALE_DOC = ("sigmoid: s = sigmoid(h + 2) + 1e-4; bounded: s = exp(b tanh(h)) in
              "which keeps the inverse accurate in deep flows")
 
 
+FLIP_DOC = ("swap the halves: channel: the first C//2 channels are transformed, driven by "
+            "the last C - C//2; checkerboard: the pixels with h + w even are transformed")
+
+
 class CouplingArgs(CondArgs):
     hidden: int = Field(512, ge=1, le=8192, description="width of the coupling network")
     net: str = registry_field("net", "glow", "the coupling network (a registered net)")
     mask: Literal["channel", "checkerboard"] = Field(
         "channel", description="channel: the first C - C//2 channels drive the rest; "
         "checkerboard: pixels with h + w even drive the others")
+    flip: bool = Field(False, description=FLIP_DOC)
 
 
 class AffineCouplingArgs(CouplingArgs):
@@ -172,6 +187,27 @@ class CouplingKind(LayerKind):
             issue = channel_split_issue(shape, f"coupling {cls.variant} with mask=channel")
             return [issue] if issue else []
         return []
+
+    @classmethod
+    def coupled(cls, shape, args) -> set[tuple[int, int]]:
+        """The entry classes ``(channel, (h + w) % 2)`` this coupling transforms (each then
+        depends on the kept entries): what the checker's W004 analysis needs. A checkerboard
+        on a single pixel has no kept pixel to condition on (it is elementwise)."""
+        a = dict(args) if isinstance(args, Mapping) else args.model_dump()
+        c, flip = shape[0], bool(a.get("flip", False))
+        if a.get("mask", "channel") == "checkerboard":
+            if shape[1] * shape[2] < 2:
+                return set()
+            return {(ch, 0 if flip else 1) for ch in range(c)}
+        channels = range(c // 2) if flip else range(c - c // 2, c)
+        return {(ch, p) for ch in channels for p in (0, 1)}
+
+    @classmethod
+    def alone_after(cls, shape, args, alone: list[list[bool]]) -> list[list[bool]]:
+        """W004 (see :mod:`flowspec.check`): the transformed entries now depend on others."""
+        coupled = cls.coupled(shape, args)
+        return [[a and (ch, p) not in coupled for p, a in enumerate(row)]
+                for ch, row in enumerate(alone)]
 
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:

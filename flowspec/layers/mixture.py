@@ -27,6 +27,9 @@ _MAX_BISECT = 200
 class MixtureCoupling(FlowLayer):
     r"""Channel-mask coupling with an elementwise logistic-mixture-CDF bijection.
 
+    The channel mask is the coupling's (:class:`.coupling.Partition`): the last ``C//2``
+    channels are transformed, or the first ``C//2`` with ``flip=true``.
+
     For each transformed entry ``x`` the network (on the kept channels, plus the condition)
     gives mixture logits ``pi_k``, means ``mu_k``, log-scales ``l_k`` (``K = components``)
     and an affine pair ``(a, b)``. With ``F(x) = sum_k pi_k sigmoid((x - mu_k) e^{-l_k})``,
@@ -60,7 +63,7 @@ class MixtureCoupling(FlowLayer):
         self.components = int(args["components"])
         if self.components < 1:
             raise ValueError(f"components must be >= 1, got {self.components}")
-        self.part = Partition(self.in_shape, "channel")
+        self.part = Partition(self.in_shape, "channel", bool(args.get("flip", False)))
         n = self.part.out_channels
         net_in = self.part.kept_channels + (self.cond_channels or 0)
         self.net = make_net(
@@ -156,6 +159,8 @@ class MixtureArgs(CondArgs):
     hidden: int = Field(96, ge=1, le=8192, description="width of the coupling network")
     components: int = Field(32, ge=1, le=256, description="logistic mixture components K")
     net: str = registry_field("net", "glow", "the coupling network (a registered net)")
+    flip: bool = Field(False, description="swap the halves: the first C//2 channels are "
+                       "transformed, driven by the last C - C//2")
 
 
 @kind
