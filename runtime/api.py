@@ -134,20 +134,36 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
              temperatures: list[float] | tuple[float, ...] | None = None,
              data: str | None = None, val_images: int | None = None,
              lpips: str | os.PathLike | None = None, device: str = "auto",
-             out: str | os.PathLike | None = None, strict: bool = True) -> dict[str, Any]:
+             out: str | os.PathLike | None = None, strict: bool = True,
+             measure: str | list[str] | tuple[str, ...] = "bpd",
+             features: str | os.PathLike | None = None, samples: int = 1000,
+             temperature: float = 1.0) -> dict[str, Any]:
     """Held-out metrics of a checkpoint, written to ``eval.json`` beside it (or ``out``).
 
     The validation subset and its dequantisation noise are those of training (same
     recipe, same seed), so ``bpd`` reproduces the run's logged validation bits/dim.
     Super-resolution adds PSNR, SSIM and LR-PSNR averaged over ``temperatures``
     (default 0.1 ... 0.9, as in the paper), and LPIPS when ``lpips`` names a local
-    TorchScript file (else ``"unavailable"``). ``recon_error`` / ``recon_rel`` are
+    file (else ``"unavailable"``). ``recon_error`` / ``recon_rel`` are
     ``max|x - inverse(forward(x))|`` (and over ``max|x|``) on the first validation images,
     as logged in training.
+
+    ``measure`` (``"bpd,fid,kid,is"`` or a list) adds sample quality to those held-out
+    numbers: FID, KID and IS of ``samples`` samples at ``temperature`` against as many
+    validation images, on the feature network ``features`` (:mod:`runtime.quality`:
+    ``None`` or ``"inception"`` looks for the Inception weights in the cache folder).
+    ``lpips`` is torchvision's AlexNet checkpoint or a TorchScript LPIPS module
+    (:mod:`runtime.perceptual`).
     """
     from .distributed import resolve_device
-    from .metrics import load_lpips
+    from .perceptual import load_lpips
+    from .quality import load_features, sample_quality
     from .tasks import make_task
+
+    wanted = _measures(measure)
+    lp = load_lpips(lpips)  # files are checked before any model is built
+    net = load_features(features or "inception", resolve_device(device)) \
+        if any(m != "bpd" for m in wanted) else None
 
     model, loaded, r, ck = _restore(spec, checkpoint, flow, overrides, device, strict)
     if data is not None:
@@ -157,12 +173,17 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     task = make_task(loaded, r)
     data_ = task.load(train=False)
     dev = resolve_device(device)
+    extra: dict[str, Any] = {} if lp is None else {"lpips_net": lp.name}
+    if net is not None:
+        extra.update(sample_quality(model, loaded, r, tuple(m for m in wanted if m != "bpd"),
+                                    features=net, samples=samples, temperature=temperature,
+                                    device=dev))
     metrics = task.validate(model, data_, dev, full=True,
                             temperatures=tuple(temperatures) if temperatures else None,
-                            lpips=load_lpips(lpips))
+                            lpips=lp)
     metrics.update(reconstruction(model, *recon_batch(task, data_.val, r.seed, dev)).metrics())
     result = {"flow": loaded.name, "task": r.task, "checkpoint": str(checkpoint),
-              "step": int(ck["step"]), "data": r.data, "val_images": len(data_.val),
+              "step": int(ck["step"]), "data": r.data, "val_images": len(data_.val), **extra,
               **metrics}
     folder = Path(out) if out is not None else Path(checkpoint).parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -242,6 +263,20 @@ def _read_condition(task: Any, spec: FlowSpec, path: str | os.PathLike) -> torch
         raise RunError(f"--cond {p} holds class {int(t.max())}, but `{c.name}` has "
                        f"{c.shape[0]} classes")
     return t
+
+
+def _measures(measure: str | list[str] | tuple[str, ...]) -> list[str]:
+    """``"bpd,fid"`` -> ``["bpd", "fid"]``, refusing unknown names. ``bpd`` (with the task's
+    other held-out numbers) is always computed; the list adds sample quality."""
+    from .quality import QUALITY
+
+    names = [m.strip().lower() for m in (measure.split(",") if isinstance(measure, str)
+                                         else measure) if m.strip()]
+    unknown = [m for m in names if m != "bpd" and m not in QUALITY]
+    if unknown:
+        raise RunError(f"unknown metric `{unknown[0]}` in --metrics; known: bpd, "
+                       f"{', '.join(QUALITY)}")
+    return names
 
 
 @dataclass

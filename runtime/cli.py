@@ -144,7 +144,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     metrics = evaluate(a.spec, a.checkpoint, flow=a.flow, overrides=_overrides(a),
                        temperatures=a.temperatures, data=a.data, val_images=a.val_images,
-                       lpips=a.lpips, device=a.device, out=a.out, strict=a.strict)
+                       lpips=a.lpips, device=a.device, out=a.out, strict=a.strict,
+                       measure=a.metrics, features=a.features, samples=a.samples,
+                       temperature=a.temperature)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -155,12 +157,26 @@ def _reg_eval(sub: Any) -> None:
     _spec_args(p, optional=True)
     p.add_argument("--checkpoint", required=True, metavar="FILE")
     _strict_arg(p, "to evaluate")
+    p.add_argument("--metrics", default="bpd", metavar="LIST",
+                   help="comma-separated: bpd (always computed, with the task's held-out "
+                   "scores), fid, kid, is (sample quality of generation flows)")
+    p.add_argument("--samples", type=int, default=1000, metavar="N",
+                   help="samples (and real validation images) for fid/kid/is (default 1000)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="sampling temperature for fid/kid/is (default 1.0)")
+    p.add_argument("--features", metavar="inception|FILE",
+                   help="feature network for fid/kid/is: `inception` (default; NVlabs' "
+                   "inception-2015-12-05.pt in ~/.cache/flowspec/weights/) or a file: that "
+                   "Inception, or any TorchScript module mapping images in [0,1] (B,3,H,W) "
+                   "to (B,D), reported as fid[features=NAME]")
     p.add_argument("--temperatures", type=float, nargs="+", metavar="T",
                    help="super-resolution sampling temperatures (default 0.1 ... 0.9)")
     p.add_argument("--data", metavar="NAME|PATH", help="evaluate on other data")
     p.add_argument("--val-images", type=int, dest="val_images")
     p.add_argument("--lpips", metavar="FILE",
-                   help="a local TorchScript LPIPS module; without it LPIPS is 'unavailable'")
+                   help="torchvision's AlexNet checkpoint alexnet-owt-7be5be79.pth (the LPIPS "
+                   "backbone; the lpips v0.1 heads come with torchmetrics) or a TorchScript "
+                   "LPIPS module; without it LPIPS is 'unavailable'")
     p.add_argument("--out", metavar="DIR", help="where eval.json goes (default: beside the "
                    "checkpoint)")
     p.set_defaults(func=_guard(cmd_eval))

@@ -302,7 +302,7 @@ class SuperResolution(Task):
             s = sr_scores(pred, gt, lr, self.scale)
             row = {k: finite_mean(v) for k, v in s.items()}
             if lpips is not None:
-                row["lpips"] = float(lpips(pred, gt).mean())
+                row["lpips"] = float(lpips(gt, pred).mean())  # reference first
             per[f"{t:g}"] = row
         for key in ("psnr", "ssim", "lr_psnr"):
             out[key] = sum(r[key] for r in per.values()) / len(per)
