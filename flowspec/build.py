@@ -165,16 +165,21 @@ class FlowModel(nn.Module):
         if not self.spec.conditions:
             return {}
         if cond is None:
-            names = ", ".join(c.name for c in self.spec.conditions)
+            names = ", ".join(f"{c.name} ({c.type} {c.shape[0]}: ({batch},) class ids)"
+                              if c.type == "class" else c.name for c in self.spec.conditions)
             raise ValueError(f"flow `{self.spec.name}` is conditional: pass cond={{...}} with "
                              f"{names}")
         feats = {}
         for c in self.spec.conditions:
             if c.name not in cond:
-                raise ValueError(f"missing condition `{c.name}` ({c.type} {_fmt(c.shape)}, "
+                what = (f"class {c.shape[0]}: a ({batch},) tensor of class ids" if
+                        c.type == "class" else f"{c.type} {_fmt(c.shape)}")
+                raise ValueError(f"missing condition `{c.name}` ({what}, "
                                  f"declared at {c.span.file}:{c.span.line})")
             t = cond[c.name]
-            if c.type == "labels" and t.dim() == 3:
+            if c.type == "class":
+                t = _class_one_hot(c, t, batch)
+            elif c.type == "labels" and t.dim() == 3:
                 t = F.one_hot(t.long(), c.shape[0]).permute(0, 3, 1, 2)
             param = next(self.parameters())
             t = t.to(device=param.device, dtype=param.dtype)
@@ -196,7 +201,9 @@ class FlowModel(nn.Module):
         key = (name, hw[0], hw[1])
         if key not in cache:
             f = feats[name]
-            if tuple(f.shape[2:]) != tuple(hw):
+            if f.shape[2:] == (1, 1):  # a class condition's features: the same at every pixel
+                f = f.expand(-1, -1, *hw)
+            elif tuple(f.shape[2:]) != tuple(hw):
                 down = f.shape[2] > hw[0]
                 f = F.interpolate(f, size=tuple(hw), mode="bilinear", align_corners=False,
                                   antialias=down)
@@ -342,6 +349,29 @@ class FlowModel(nn.Module):
 
 def _fmt(shape) -> str:
     return "x".join(str(d) for d in shape)
+
+
+def _class_one_hot(c: Any, labels: Any, batch: int) -> Tensor:
+    """``(B, N, 1, 1)`` one-hot of a class condition's integer labels, checked: a ``(B,)``
+    integer tensor (or list) with values in ``0..N-1``, or one int for the whole batch."""
+    n = c.shape[0]
+    where = f"condition `{c.name}` (class {n}, declared at {c.span.file}:{c.span.line})"
+    try:  # a tensor, or an int / list / array of ints
+        labels = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{where} takes a ({batch},) tensor of class ids, got "
+                         f"{type(labels).__name__}") from None
+    if labels.dim() == 0:
+        labels = labels.expand(batch)
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"{where} takes integer class ids (e.g. torch.long), got {labels.dtype}")
+    if tuple(labels.shape) != (batch,):
+        raise ValueError(f"{where} takes one class id per sample, a tensor of shape ({batch},), "
+                         f"got {tuple(labels.shape)}")
+    if batch and (int(labels.min()) < 0 or int(labels.max()) >= n):
+        bad = labels[(labels < 0) | (labels >= n)]
+        raise ValueError(f"{where} takes class ids 0..{n - 1}, got {int(bad[0])}")
+    return F.one_hot(labels.long(), n).view(batch, n, 1, 1)
 
 
 def _autocast_option(autocast: bool | torch.dtype) -> torch.dtype | None:

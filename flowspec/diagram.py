@@ -247,9 +247,10 @@ class _Builder:
         for n, d in g.nodes(data=True):
             if d["type"] == "condition":
                 self.used.add("condition")
+                size = d["shape"][0] if d["ctype"] == "class" else fmt_shape(d["shape"])
                 self.dot.node(_id(n), _html([f"<b>condition {_e(d['name'])}</b>",
-                                        _e(f"{d['ctype']} {fmt_shape(d['shape'])}"
-                                           + (" one-hot" if d["ctype"] == "labels" else ""))]),
+                                        _e(f"{d['ctype']} {size}" + (
+                                            " one-hot" if d["ctype"] != "image" else ""))]),
                               shape="parallelogram", style="filled", fillcolor=FILL["condition"])
             elif d["type"] == "encoder":
                 args = " ".join(f"{k}={_fmt_value(v)}" for k, v in d["args"].items())

@@ -50,11 +50,20 @@ class EncoderIR(_Model):
 
 
 class ConditionIR(_Model):
+    """A declared condition. ``image`` is fed as is, ``labels`` (a per-pixel class map) and
+    ``class`` (one integer label per sample, ``shape = (N, 1, 1)``) one-hot, to the encoder."""
+
     name: str
-    type: Literal["image", "labels"]
-    shape: ShapeT = Field(description="CxHxW; for labels C is the number of classes")
+    type: Literal["image", "labels", "class"]
+    shape: ShapeT = Field(description="CxHxW; for labels and class C is the number of classes "
+                          "(class: Nx1x1)")
     encoder: EncoderIR
     span: Span
+
+    def declared(self) -> str:
+        """The type and size as written: ``image 3x20x20``, ``labels 8x64x64``, ``class 10``."""
+        size = self.shape[0] if self.type == "class" else "x".join(map(str, self.shape))
+        return f"{self.type} {size}"
 
 
 class PriorIR(_Model):

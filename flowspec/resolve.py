@@ -528,18 +528,28 @@ class FlowBuilder:
 
     def condition(self, s: ast.Condition, ctx: _Ctx) -> None:
         d = self.diags
-        if s.ctype not in ("image", "labels"):
+        default_encoder = {"image": "rrdb", "labels": "convnet", "class": "embedding"}
+        if s.ctype not in default_encoder:
             d.error("E104", f"unknown condition type `{s.ctype}`", s.ctype_span,
-                    help=did_you_mean(s.ctype, ["image", "labels"]) or "use image or labels")
+                    help=did_you_mean(s.ctype, list(default_encoder))
+                    or "use image CxHxW, labels NxHxW or class N")
             raise Abort
-        shape = self.shape(s.shape, ctx)
+        if s.ctype != "class":
+            shape = self.shape(s.shape, ctx)
+        elif len(s.shape.dims) != 1:
+            d.error("E006", "a class condition takes the number of classes, not a shape",
+                    s.shape.span, help=f"write `condition {s.name}: class N`, e.g. class 10")
+            raise Abort
+        else:  # one integer label per sample: held as N x 1 x 1 (one-hot inside)
+            shape = (expect_int(s.shape.dims[0], ctx.scope, d, "the number of classes",
+                                minimum=2), 1, 1)
         raw, spans = self._kwargs(s.kwargs, ctx)
         unknown = [k for k in raw if k != "encoder"]
         if unknown:
             d.error("E105", f"unknown argument `{unknown[0]}` for a condition", spans[unknown[0]],
                     help=did_you_mean(unknown[0], ["encoder"]))
             raise Abort
-        enc = raw.get("encoder", Word("rrdb" if s.ctype == "image" else "convnet"))
+        enc = raw.get("encoder", Word(default_encoder[s.ctype]))
         if isinstance(enc, Word):
             enc = EncoderCall(str(enc), {}, {}, spans.get("encoder", s.span))
         if not isinstance(enc, EncoderCall):

@@ -82,12 +82,14 @@ def max_abs_diff(a: Tensor, b: Tensor) -> float:
 
 def random_cond(spec, batch: int, gen: torch.Generator) -> dict | None:
     """A random condition for every declared condition of ``spec`` (float64 images,
-    integer label maps)."""
+    integer label maps, integer class ids)."""
     if not spec.conditions:
         return None
     cond = {}
     for c in spec.conditions:
-        if c.type == "labels":
+        if c.type == "class":
+            cond[c.name] = torch.randint(0, c.shape[0], (batch,), generator=gen)
+        elif c.type == "labels":
             cond[c.name] = torch.randint(0, c.shape[0], (batch, c.shape[1], c.shape[2]),
                                          generator=gen)
         else:

@@ -102,7 +102,7 @@ ROWS: list[Row] = [
         "E102", 3, 3, "did you mean `glow_step`"),
     Row("unknown_prior", t("flow f {", IN4, "  prior laplace", "}"), "E104", 3, 3, "gaussian"),
     Row("unknown_condition_type", t("flow f {", IN4, "  condition lr: picture 3x4x4", "}"),
-        "E104", 3, 17, "image or labels"),
+        "E104", 3, 17, "labels NxHxW or class N"),
     Row("unknown_encoder", t("flow f {", IN4,
                              "  condition lr: image 3x4x4 encoder=unet(blocks=2)",
                              "  injector on=lr", "}"), "E104", 3, 37, "rrdb, convnet"),

@@ -98,6 +98,26 @@ class ConvNetEncoder(Module):
         return self.net(c)
 
 
+class EmbeddingEncoder(Module):
+    r"""A learned linear map of the channels at each pixel: ``out = E c`` with ``E`` of shape
+    ``(features, C)``, no bias.
+
+    On a one-hot input (a ``class`` condition arrives as ``(B, N, 1, 1)``, a ``labels`` map
+    as ``(B, N, H, W)``) this is a lookup table: class ``k`` gets column ``E[:, k]``, a
+    ``features``-vector that the compiler broadcasts to each layer's ``H x W``. Entries start
+    as N(0, 1) (as ``nn.Embedding``), so classes are told apart from the first step.
+    """
+
+    def __init__(self, in_shape: Shape, args: dict[str, Any]) -> None:
+        super().__init__()
+        features = int(args["features"])
+        self.in_shape, self.out_channels = tuple(in_shape), features
+        self.weight = nn.Parameter(torch.randn(features, in_shape[0]))
+
+    def forward(self, c: Tensor) -> Tensor:
+        return torch.einsum("fc,bchw->bfhw", self.weight.to(c.dtype), c)
+
+
 # ---- declarations ---------------------------------------------------------------------------
 class ConvNetArgs(Args):
     blocks: int = Field(4, ge=1, le=64, description="residual blocks")
@@ -134,3 +154,20 @@ class ConvNetKind(EncoderKind):
     def params(cls, in_shape, args) -> int:
         blocks, f, c = arg(args, "blocks"), arg(args, "features"), in_shape[0]
         return conv_params(c, f, 3) + blocks * 2 * conv_params(f, f, 3)
+
+
+class EmbeddingArgs(Args):
+    features: int = Field(32, ge=1, le=4096, description="output channels (the embedding size)")
+
+
+@encoder
+class EmbeddingKind(EncoderKind):
+    key = "embedding"
+    Args = EmbeddingArgs
+    doc = ("a learned embedding of each class (one-hot in, a linear map without bias); the "
+           "default for `class N` conditions")
+    module = EmbeddingEncoder
+
+    @classmethod
+    def params(cls, in_shape, args) -> int:
+        return in_shape[0] * arg(args, "features")
