@@ -5,7 +5,9 @@
     zs, logdet = model(x)
 
 The front end (``load``, ``loads``, ``graph``) never imports torch; ``compile`` and the
-runtime do, on first use.
+runtime do, on first use. The vocabulary is open: ``flowspec.kind``, ``net``, ``encoder`` and
+``prior`` register users' declarations (``Args``, ``LayerKind``, ``FlowLayer``, ...), loaded
+as plugins (``flowspec.plugins``).
 """
 
 from __future__ import annotations
@@ -15,13 +17,31 @@ from typing import Any
 from .api import analyze, load, loads
 from .errors import FlowNameError, FlowShapeError, FlowSpecError, FlowSyntaxError
 from .ir import FlowSpec
+from .kinds import (
+    Args,
+    CondArgs,
+    EncoderKind,
+    Issue,
+    LayerKind,
+    NetKind,
+    PluginError,
+    PriorKind,
+    encoder,
+    kind,
+    net,
+    prior,
+)
+from .layers.base import FlowLayer, Module
+from .plugins import load_plugins
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FlowModel", "FlowNameError", "FlowRuntimeError", "FlowShapeError", "FlowSpec",
-    "FlowSpecError", "FlowSyntaxError", "analyze", "compile", "graph", "load", "loads",
-    "render",
+    "Args", "CondArgs", "EncoderKind", "FlowLayer", "FlowModel", "FlowNameError",
+    "FlowRuntimeError", "FlowShapeError", "FlowSpec", "FlowSpecError", "FlowSyntaxError",
+    "Issue", "LayerKind", "Module", "NetKind", "PluginError", "PriorKind", "analyze",
+    "compile", "encoder", "graph", "kind", "load", "load_plugins", "loads", "net", "prior",
+    "render", "verify",
 ]
 
 _LAZY = {
@@ -30,6 +50,7 @@ _LAZY = {
     "FlowRuntimeError": ("flowspec.build", "FlowRuntimeError"),
     "graph": ("flowspec.flowgraph", "graph"),
     "render": ("flowspec.diagram", "render"),
+    "verify": ("flowspec.verify", "verify"),
 }
 
 

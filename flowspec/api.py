@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from . import ast
 from .check import check
 from .errors import Collector, Diagnostic, FlowSpecError, raise_if_errors
 from .ir import FlowSpec
+from .plugins import load_plugins
 from .resolve import Loader, ModuleEnv, resolve
 
 
@@ -32,13 +34,30 @@ def _unused_blocks(env: ModuleEnv, diags: Collector) -> None:
                           help="remove it, or call it from a flow")
 
 
+def _note_overrides(new: list[Diagnostic], overrides: dict[str, Any] | None) -> None:
+    """Errors found with parameters set from outside say so (the value's origin)."""
+    if not overrides:
+        return
+    from .evaluate import format_value
+
+    shown = ", ".join(f"{k}={format_value(v)}" for k, v in overrides.items())
+    for d in new:
+        note = f"with the flow parameters set from outside (--set / overrides): {shown}"
+        if d.severity == "error" and note not in d.notes:
+            d.notes.append(note)
+
+
 def analyze(source: str | os.PathLike, flow: str | None = None,
             overrides: dict[str, Any] | None = None, *, text: str | None = None,
-            all_flows: bool = False) -> tuple[list[FlowSpec], list[Diagnostic]]:
+            all_flows: bool = False, plugins: Iterable[str] | None = None
+            ) -> tuple[list[FlowSpec], list[Diagnostic]]:
     """Parse, resolve and check; never raises for spec errors, returns diagnostics.
 
-    With ``all_flows`` and no ``flow``, every flow of the file is checked.
+    With ``all_flows`` and no ``flow``, every flow of the file is checked. ``plugins`` are
+    modules to import first (see :mod:`flowspec.plugins`; a failing one raises
+    :class:`~flowspec.kinds.PluginError`).
     """
+    load_plugins(plugins)
     diags = Collector()
     loader = Loader(diags)
     file = str(source)
@@ -58,23 +77,29 @@ def analyze(source: str | os.PathLike, flow: str | None = None,
     _unused_blocks(env, diags)
     names = [flow] if (flow is not None or not all_flows) else list(env.flows)
     for name in names:
+        before = len(diags.items)
         spec = resolve(env, name, dict(overrides or {}), diags)
+        _note_overrides(diags.items[before:], overrides)
         if spec is not None and not diags.has_errors:
             specs.append(check(spec, diags))
     return specs, diags.items
 
 
 def load(path: str | os.PathLike, flow: str | None = None,
-         overrides: dict[str, Any] | None = None) -> FlowSpec:
-    """Load one flow of a .flow file as validated IR; raises :class:`FlowSpecError`."""
-    specs, diags = analyze(path, flow, overrides)
+         overrides: dict[str, Any] | None = None, *,
+         plugins: Iterable[str] | None = None) -> FlowSpec:
+    """Load one flow of a .flow file as validated IR; raises :class:`FlowSpecError`.
+
+    ``plugins``: modules that register layer kinds, nets, encoders or priors, imported first.
+    """
+    specs, diags = analyze(path, flow, overrides, plugins=plugins)
     raise_if_errors(diags)
     return specs[0]
 
 
 def loads(text: str, flow: str | None = None, overrides: dict[str, Any] | None = None,
-          *, filename: str = "<string>") -> FlowSpec:
+          *, filename: str = "<string>", plugins: Iterable[str] | None = None) -> FlowSpec:
     """Like :func:`load`, from a string; imports resolve relative to the working folder."""
-    specs, diags = analyze(filename, flow, overrides, text=text)
+    specs, diags = analyze(filename, flow, overrides, text=text, plugins=plugins)
     raise_if_errors(diags)
     return specs[0]

@@ -140,18 +140,36 @@ class Collector:
 
     def __init__(self) -> None:
         self.items: list[Diagnostic] = []
+        # one diagnostic per cause: a statement expanded N times (a block called in a loop)
+        # reports its error once, with a note counting the instances
+        self._seen: dict[tuple, tuple[Diagnostic, int]] = {}
+
+    def _add(self, d: Diagnostic) -> Diagnostic:
+        span = d.span
+        key = (d.severity, d.code, d.message, d.help,
+               None if span is None else (span.file, span.line, span.column))
+        seen = self._seen.get(key)
+        if seen is None:
+            self._seen[key] = (d, 1)
+            self.items.append(d)
+            return d
+        first, count = seen
+        count += 1
+        self._seen[key] = (first, count)
+        note = f"the same error in {count} instances of this statement (shown once)"
+        if count > 2:
+            first.notes[-1] = note
+        else:
+            first.notes.append(note)
+        return first
 
     def error(self, code: str, message: str, span: Span | None, *, notes: list[str] | None = None,
               help: str | None = None) -> Diagnostic:
-        d = Diagnostic(code, message, span, "error", list(notes or []), help)
-        self.items.append(d)
-        return d
+        return self._add(Diagnostic(code, message, span, "error", list(notes or []), help))
 
     def warning(self, code: str, message: str, span: Span | None, *,
                 notes: list[str] | None = None, help: str | None = None) -> Diagnostic:
-        d = Diagnostic(code, message, span, "warning", list(notes or []), help)
-        self.items.append(d)
-        return d
+        return self._add(Diagnostic(code, message, span, "warning", list(notes or []), help))
 
     @property
     def has_errors(self) -> bool:

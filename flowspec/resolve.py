@@ -369,9 +369,10 @@ class FlowBuilder:
             env = ctx.env
             if s.name in env.blocks:
                 hint = f"`{s.name}` is a block: call it as `{s.name}()`"
-            d.error("E104", f"unknown layer `{s.name}`", s.name_span, help=hint or
-                    "layers: " + ", ".join(sorted(table)) + "; a plugin's layer is loaded with "
-                    "--plugin MODULE (flowspec kinds lists what is loaded)")
+            d.error("E104", f"unknown layer `{s.name}`", s.name_span, help=(
+                hint + " " if hint else "layers: " + ", ".join(sorted(table)) + "; ")
+                + "a plugin's layer is loaded with --plugin MODULE (`flowspec kinds` lists "
+                "what is loaded)")
             raise Abort
         variants = table[s.name]
         words = list(s.words)
@@ -399,7 +400,8 @@ class FlowBuilder:
                     help="layer arguments are written name=value")
             raise Abort
         raw, spans = self._kwargs(s.kwargs, ctx)
-        args = validate_args(kind.Args, raw, spans, s.span, d, what=f"`{s.name}`")
+        args = validate_args(kind.Args, raw, spans, s.span, d, what=f"`{s.name}`",
+                             notes=[o.text for o in reversed(ctx.trace)])
         return LayerIR(path="", kind=kind.key, args=args, span=s.span, arg_spans=spans,
                        trace=list(ctx.trace), level=ctx.level, step=ctx.step, inserted=inserted)
 
@@ -599,6 +601,17 @@ def no_encoder_call(value: Any, span: Span, diags: Collector) -> None:
         raise Abort
 
 
+class _Noted:
+    """A Collector that adds the same notes to every diagnostic."""
+
+    def __init__(self, diags: Collector, notes: list[str]) -> None:
+        self.diags, self.notes = diags, notes
+
+    def error(self, *args: Any, **kw: Any) -> Any:
+        kw["notes"] = [*self.notes, *(kw.get("notes") or [])]
+        return self.diags.error(*args, **kw)
+
+
 # Valid argument sets seen before, per Args model: a flow instantiates the same few layer
 # statements thousands of times, and pydantic validation dominated resolving them.
 _VALID_ARGS: dict[tuple, dict[str, Any]] = {}
@@ -606,8 +619,11 @@ _FIELDS: dict[type, dict] = {}
 
 
 def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span,
-                  diags: Collector, *, what: str) -> dict[str, Any]:
-    """Check ``raw`` against a kind's pydantic Args; every problem becomes a diagnostic."""
+                  diags: Collector, *, what: str, notes: list[str] | None = None
+                  ) -> dict[str, Any]:
+    """Check ``raw`` against a kind's pydantic Args; every problem becomes a diagnostic
+    (with ``notes``: where the statement was instantiated)."""
+    diags = _Noted(diags, notes) if notes else diags
     # the type is part of the key: True == 1 and hash alike, but only one is a valid bool
     key = (model, *((k, type(v), v) for k, v in raw.items()))
     try:

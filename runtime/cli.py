@@ -1,6 +1,6 @@
 """``flowspec train | eval | sample``: the runtime's subcommands.
 
-Registered by :func:`flowspec.cli_torch.register` through :func:`register`. Parsers are
+Registered by :mod:`flowspec.cli` through :func:`register`. Parsers are
 defined at import; torch loads inside the handlers. A run error (bad data, a task the
 spec cannot do, a non-finite loss) prints one message on stderr and returns 1.
 """
@@ -19,7 +19,7 @@ RECON_WARN = 1e-3  # runtime.reconstruction.RECON_WARN, without importing torch 
 
 
 def _spec_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
-    from flowspec.cli import _spec_args as spec_args
+    from flowspec.cli_args import spec_args
 
     if optional:  # eval and sample: a checkpoint holds its model's IR and recipe
         p.add_argument("spec", nargs="?", help="a .flow file (default: the model description "
@@ -81,7 +81,7 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 
 
 def _overrides(a: argparse.Namespace) -> dict[str, Any] | None:
-    from flowspec.cli import _overrides as parse
+    from flowspec.cli_args import overrides as parse
 
     return parse(a.set) if a.set else None
 
@@ -89,7 +89,7 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- train
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from flowspec.cli_torch import build_options
+    from flowspec.cli_args import build_options
 
     from .api import train
 
@@ -104,7 +104,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def _reg_train(sub: Any) -> None:
-    from flowspec.cli_torch import add_build_options
+    from flowspec.cli_args import add_build_options
 
     p = sub.add_parser("train", help="train a flow on its task (the spec's train block, "
                        "overridden by these flags)")

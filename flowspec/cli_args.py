@@ -1,0 +1,93 @@
+"""Arguments shared by the commands of the `flowspec` CLI (a leaf: imports no command).
+
+The command modules (:mod:`flowspec.cli_front`, :mod:`flowspec.cli_torch`,
+:mod:`runtime.cli`) import from here and :mod:`flowspec.cli` imports them: one direction.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+class UsageError(Exception):
+    """A bad command line: printed as ``flowspec: error: ...``, exit status 2."""
+
+
+def overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``--set NAME=VALUE`` pairs as a dict of flow-parameter overrides."""
+    from .resolve import parse_override
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise UsageError(f"--set expects NAME=VALUE, got `{pair}`")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = parse_override(v)
+    return out
+
+
+def spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="a .flow file")
+    p.add_argument("--flow", help="which flow of the file (when it defines several)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="override a flow parameter (repeatable)")
+
+
+def plugin_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", action="append", metavar="MODULE", default=None,
+                   help="import MODULE first: its layer kinds, nets, encoders and priors join "
+                   "the language (repeatable; also FLOWSPEC_PLUGINS=a,b)")
+
+
+def check_device(name: str) -> None:
+    """A usage error for a device this machine cannot use (before anything is built)."""
+    if name in ("auto", "cpu"):
+        return
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"unknown device `{name}`: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: CUDA is not available on this machine "
+                             "(use --device cpu, or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise UsageError(f"--device {name}: flowspec runs on cpu or cuda")
+
+
+def add_build_options(p: argparse.ArgumentParser) -> None:
+    """The speed / memory options of ``flowspec.compile`` as flags (shared with the runtime)."""
+    g = p.add_argument_group("build options (same function, different speed and memory)")
+    g.add_argument("--channels-last", action="store_true", dest="channels_last",
+                   help="channels-last memory format for parameters and activations")
+    g.add_argument("--compile", nargs="?", const=True, default=False, metavar="BACKEND",
+                   help="torch.compile the forward and inverse (default backend inductor)")
+    # not --checkpoint: eval and sample take --checkpoint FILE
+    g.add_argument("--grad-checkpoint", action="store_true", dest="checkpoint",
+                   help="recompute coupling networks in backward (less activation memory)")
+    g.add_argument("--autocast", nargs="?", const="bf16", default=None,
+                   choices=("bf16", "fp16"),
+                   help="run the coupling networks under autocast (default bf16); "
+                        "log-determinants stay float32")
+
+
+def build_options(a: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of ``flowspec.compile`` from the flags of :func:`add_build_options`."""
+    import torch
+
+    if isinstance(a.compile, str):
+        from torch._dynamo import list_backends
+
+        known = list_backends(exclude_tags=())
+        if a.compile not in known:
+            raise UsageError(f"--compile {a.compile}: unknown torch.compile backend; "
+                             f"available: {', '.join(sorted(known))}")
+    amp = {None: False, "bf16": torch.bfloat16, "fp16": torch.float16}[a.autocast]
+    return {"channels_last": a.channels_last, "compile": a.compile,
+            "checkpoint": a.checkpoint, "autocast": amp}

@@ -1,0 +1,183 @@
+"""The front-end commands: check, fmt, schema, kinds, verify (torch only inside verify)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from .cli_args import overrides, spec_args
+
+
+def _fmt_args(args: dict[str, Any], kind: str) -> str:
+    from .evaluate import format_value
+    from .kinds import KINDS
+
+    defaults = KINDS[kind].Args().model_dump()
+    shown = [f"{k}={format_value(v)}" for k, v in args.items()
+             if v is not None and v != defaults.get(k)]
+    return " ".join(shown)
+
+
+def _shape(s) -> str:
+    return "x".join(str(d) for d in s) if s else "?"
+
+
+def _table(spec) -> str:
+    from .kinds import count_params
+
+    rows = [("path", "kind", "arguments", "shape")]
+    for layer in spec.layers:
+        rows.append((layer.path, layer.kind.replace(".", " "), _fmt_args(layer.args, layer.kind),
+                     f"{_shape(layer.in_shape)} -> {_shape(layer.out_shape)}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"flow {spec.name}  (input {_shape(spec.input)}, {len(spec.layers)} layers)"]
+    for i, r in enumerate(rows):
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+        if i == 0:
+            lines.append("  " + "-" * (sum(widths) + 6 + max(len(x[3]) for x in rows)))
+    for c in spec.conditions:
+        enc = " ".join(f"{k}={v}" for k, v in c.encoder.args.items())
+        lines.append(f"condition {c.name}: {c.type} {_shape(c.shape)} encoder={c.encoder.kind}"
+                     f"({enc})")
+    from .evaluate import format_value
+
+    p = spec.prior
+    prior = p.kind + (" learned" if p.learned else "") + (f" on={p.on}" if p.on else "") + "".join(
+        f" {k}={format_value(v)}" for k, v in p.args.items())
+    lines.append(f"prior {prior}")
+    lines.append("latents " + ", ".join(f"{z.name} {_shape(z.shape)}" for z in spec.latents))
+    n = sum(count_params(spec).values())
+    lines.append(f"parameters {n:,} ({n / 1e6:.3f} M; {4 * n / 1e6:.2f} MB as float32)")
+    return "\n".join(lines)
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from .api import analyze
+
+    specs, diags = analyze(a.spec, a.flow, overrides(a.set), all_flows=a.flow is None)
+    errors = [d for d in diags if d.severity == "error"]
+    if a.format == "json":
+        payload = {"ok": not errors, "diagnostics": [d.to_json() for d in diags],
+                   "flows": [] if errors else [s.model_dump(mode="json") for s in specs]}
+        print(json.dumps(payload, indent=2))
+        return 1 if errors else 0
+    for d in diags:
+        print(d.render() + "\n", file=sys.stderr)
+    if errors:
+        n = len(errors)
+        print(f"{n} error{'s' if n > 1 else ''} in {a.spec}", file=sys.stderr)
+        return 1
+    if not specs:
+        print(f"{a.spec}: defines no flow (a library); its syntax and imports are valid")
+        return 0
+    print("\n\n".join(_table(s) for s in specs))
+    return 0
+
+
+def cmd_fmt(a: argparse.Namespace) -> int:
+    from .fmt import format_text
+
+    with open(a.spec, encoding="utf-8") as f:
+        text = f.read()
+    out = format_text(text, a.spec)
+    if a.check:
+        if out != text:
+            print(f"{a.spec} is not formatted (run `flowspec fmt --write {a.spec}`)",
+                  file=sys.stderr)
+            return 1
+        return 0
+    if a.write:
+        if out != text:
+            tmp = a.spec + ".fmt.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(out)
+            os.replace(tmp, a.spec)
+        return 0
+    sys.stdout.write(out)
+    return 0
+
+
+def cmd_schema(a: argparse.Namespace) -> int:
+    from .ir import FlowSpec
+
+    print(json.dumps(FlowSpec.model_json_schema(), indent=2))
+    return 0
+
+
+def cmd_kinds(a: argparse.Namespace) -> int:
+    from .reference import vocabulary_json, vocabulary_markdown, vocabulary_text
+
+    render = {"text": vocabulary_text, "markdown": vocabulary_markdown}.get(a.format)
+    if render is None:
+        print(json.dumps(vocabulary_json(), indent=2))
+    else:
+        sys.stdout.write(render())
+    return 0
+
+
+def cmd_verify(a: argparse.Namespace) -> int:
+    from .api import load
+    from .verify import verify
+
+    spec = load(a.spec, a.flow, overrides(a.set))
+    report = verify(spec, full=a.full, seed=a.seed)
+    if a.format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.table())
+    if not report.ok:
+        if a.format != "json":
+            print(report.failure_message(), file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(commands: dict[str, Any]) -> None:
+    commands["check"] = (_reg_check, cmd_check)
+    commands["fmt"] = (_reg_fmt, cmd_fmt)
+    commands["schema"] = (_reg_schema, cmd_schema)
+    commands["kinds"] = (_reg_kinds, cmd_kinds)
+    commands["verify"] = (_reg_verify, cmd_verify)
+
+
+def _reg_check(sub: Any) -> None:
+    c = sub.add_parser("check", help="validate a spec and print its layers and shapes")
+    spec_args(c)
+    c.add_argument("--format", choices=("text", "json"), default="text")
+    c.set_defaults(func=cmd_check)
+
+
+def _reg_fmt(sub: Any) -> None:
+    f = sub.add_parser("fmt", help="format a spec canonically (keeps comments)")
+    f.add_argument("spec")
+    g = f.add_mutually_exclusive_group()
+    g.add_argument("--check", action="store_true", help="exit 1 if not formatted")
+    g.add_argument("--write", action="store_true", help="rewrite the file in place")
+    f.set_defaults(func=cmd_fmt)
+
+
+def _reg_schema(sub: Any) -> None:
+    s = sub.add_parser("schema", help="print the JSON Schema of the IR")
+    s.set_defaults(func=cmd_schema)
+
+
+def _reg_kinds(sub: Any) -> None:
+    k = sub.add_parser("kinds", help="list every layer kind, net, encoder and prior (built-in "
+                       "and plugin) with its arguments")
+    k.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    k.set_defaults(func=cmd_kinds)
+
+
+def _reg_verify(sub: Any) -> None:
+    v = sub.add_parser("verify", help="check every distinct layer's log-det against the "
+                       "autograd Jacobian (float64) and its inverse, then the whole model")
+    spec_args(v)
+    v.add_argument("--full", action="store_true",
+                   help="check the layers at their real size (default: the smallest spatial "
+                   "size their shape rules accept)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--format", choices=("text", "json"), default="text")
+    v.set_defaults(func=cmd_verify)

@@ -1,0 +1,252 @@
+"""The language reference, generated: ``flowspec kinds`` and ``docs/language.md``.
+
+The vocabulary (layer kinds, nets, encoders, priors, with every argument's type, default,
+range and meaning) is read from the registries, so a plugin's kinds are listed like the
+built-in ones; the statements come from :data:`STATEMENTS` below, and a test checks that it
+names every statement of the grammar and that docs/language.md is what
+``python -m flowspec.reference`` writes.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing
+from typing import Any
+
+from pydantic.fields import FieldInfo
+
+from .kinds import ENCODERS, KINDS, NETS, PRIORS
+from .recipe import SETTINGS
+
+
+def _s(rule: str, form: str, meaning: str, example: str) -> tuple[str, str, str, str]:
+    return rule, form, meaning, example
+
+
+#: (rule of the grammar, the statement as written, a one-paragraph meaning, an example)
+STATEMENTS: list[tuple[str, str, str, str]] = [
+    _s("header", "flowspec VERSION",
+     "Optional first line: the language version the file is written for.",
+     "flowspec 0.1"),
+    _s("import_stmt", 'import "PATH" as NAME',
+     "Lets, blocks and flows of another file, used as `NAME.thing`. The path is relative to "
+     "the importing file; import cycles are errors.",
+     'import "lib/steps.flow" as lib'),
+    _s("let_stmt", "let NAME = EXPR",
+     "A named value: an int, float, bool, string or word. Integer arithmetic `+ - * // %`, "
+     "comparisons and `and or not` are evaluated when the flow is resolved.",
+     "let hidden = 96"),
+    _s("block_def", "block NAME(PARAM = DEFAULT, ...) { STATEMENTS }",
+     "A reusable sequence of layers with parameters; call it as `NAME(param=value)`.",
+     "block glow_step(hidden = 512) {\n  actnorm\n  invconv\n  coupling affine hidden=hidden\n}"),
+    _s("flow_def", "flow NAME(PARAM = DEFAULT, ...) [extends PARENT(ARGS)] { STATEMENTS }",
+     "A model. Parameters can be overridden by a child flow, by `--set NAME=VALUE` on the "
+     "command line and by `overrides=` in Python; `extends` takes the parent's body and "
+     "parameters. A file may hold several flows (commands then take `--flow NAME`).",
+     "flow small extends glow_mnist(K = 2) {\n  insert attention imap after coupling\n}"),
+    _s("input_stmt", "input C x H x W",
+     "The shape of one sample (required, once per flow).",
+     "input 1 x 32 x 32"),
+    _s("prior_stmt", "prior KIND [FLAG ...] [NAME=VALUE ...]",
+     "The distribution of the last latent (default `prior gaussian`). A bare word sets a "
+     "boolean argument: `prior gaussian learned on=lr`. Priors are listed below.",
+     "prior gaussian learned"),
+    _s("condition_stmt", "condition NAME: TYPE SHAPE [encoder=ENCODER(ARGS)]",
+     "Something the model is conditioned on: `image CxHxW` (e.g. a low-resolution image) or "
+     "`labels NxHxW` (a map of N classes, fed one-hot), turned into features by an encoder "
+     "(listed below) and resampled by the compiler to each conditioned layer's resolution. "
+     "Layers and priors use it with `on=NAME`.",
+     "condition lr: image 3 x 20 x 20 encoder=rrdb(blocks=8, features=64)"),
+    _s("layer", "KIND [VARIANT] [NAME=VALUE ...]",
+     "One layer; the kinds and their arguments are listed below. Every argument is a keyword "
+     "argument with a default; unknown arguments are errors with a did-you-mean.",
+     "coupling affine hidden=512 mask=checkerboard"),
+    _s("call", "BLOCK(NAME=VALUE, ...)",
+     "Expand a block in place (`lib.block(...)` for an imported one).",
+     "glow_step(hidden=hidden)"),
+    _s("group", "level [x N] { ... }   step [x N] { ... }",
+     "Named groups: levels and steps are numbered 1.. and give every layer its stable path "
+     "(`level2.step07.coupling`), used in errors, diagrams, checkpoints and insert rules. "
+     "`x N` repeats the group.",
+     "step x K {\n  glow_step(hidden=hidden)\n}"),
+    _s("for_stmt", "for NAME in A..B { ... }",
+     "Repeat with NAME bound to A, A+1, ..., B (bounded, evaluated at resolve time).",
+     "for l in 1..L {\n  level { squeeze }\n}"),
+    _s("if_stmt", "if EXPR { ... } [else { ... }]",
+     "Keep a body when EXPR is true; `} else {` on one line.",
+     "if l < L {\n  split prior=learned\n}"),
+    _s("insert_stmt", "insert LAYER (before|after) KIND [VARIANT] [in level A..B]",
+     "Rewrite the flow (usually a parent's): add LAYER before or after every layer of a kind, "
+     "optionally only in some levels. A rule that matches nothing is an error.",
+     "insert attention isdp heads=4 after invconv in level 2..3"),
+    _s("expect_stmt", "expect latent C x H x W",
+     "Assert the shape of the last latent (checked before anything is built).",
+     "expect latent 48 x 4 x 4"),
+    _s("train_stmt", "train { SETTING [VALUE] [NAME=VALUE ...] ... }",
+     "The default recipe of `flowspec train` (flags override it); settings are listed below.",
+     "train {\n  task generation\n  data mnist5k pad=2\n  steps 1000\n}"),
+]
+
+_PREAMBLE = """\
+# The .flow language
+
+A `.flow` file describes normalizing-flow models: levels and steps, the order of layers in a
+step, where attention goes, and what the model is conditioned on. flowspec checks shapes and
+invertibility before anything is built. Statements are separated by newlines or `;`;
+comments start with `#`. This page is generated by `python -m flowspec.reference` from the
+grammar's statements and the registries (`flowspec kinds` prints the same vocabulary,
+plugins included); a test keeps it current.
+
+Values: integers, floats, `true`/`false`, strings in double quotes, and words (a bare name
+that is not a variable, e.g. `mask=checkerboard`, `on=lr`). A name with a dash needs a
+letter after it (`fashion-mnist`), so subtraction is written with spaces (`a - b`).
+"""
+
+
+# ---- one argument ---------------------------------------------------------------------------
+def _type_name(ann: Any) -> str:
+    if typing.get_origin(ann) is typing.Literal:
+        return "|".join(str(v) for v in typing.get_args(ann))
+    if typing.get_origin(ann) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        parts = [a for a in typing.get_args(ann) if a is not type(None)]
+        return "|".join(_type_name(a) for a in parts) + " (optional)"
+    return {int: "int", float: "float", bool: "bool", str: "word"}.get(ann, str(ann))
+
+
+def _range(info: FieldInfo) -> str:
+    lo = hi = None
+    for m in info.metadata:
+        lo = getattr(m, "ge", None) if getattr(m, "ge", None) is not None else lo
+        hi = getattr(m, "le", None) if getattr(m, "le", None) is not None else hi
+    if lo is None and hi is None:
+        return ""
+    return f"{'' if lo is None else lo}..{'' if hi is None else hi}"
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return "-" if v is None else str(v)
+
+
+def argument_rows(args_model: Any) -> list[dict[str, Any]]:
+    """One row per argument: name, type, default, range, meaning."""
+    rows = []
+    for name, info in args_model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        typ = f"a registered {extra['registry']}" if extra.get("registry") else \
+            _type_name(info.annotation)
+        rows.append({"name": name, "type": typ, "default": info.default,
+                     "range": _range(info), "doc": info.description or ""})
+    return rows
+
+
+def _entry(table: str, key: str, cls: Any) -> dict[str, Any]:
+    out = {"key": key, "doc": cls.doc, "module": cls.__module__,
+           "builtin": cls.__module__.startswith("flowspec."),
+           "args": argument_rows(cls.Args)}
+    if table == "kinds":
+        out["written"] = key.replace(".", " ")
+        out["conditional"] = cls.conditional
+    elif table == "priors":
+        out["written"] = f"prior {key}"
+        out["conditional"] = cls.conditional
+    elif table == "nets":
+        out["written"] = f"net={key}"
+    else:
+        out["written"] = f"encoder={key}(...)"
+    return out
+
+
+def vocabulary_json(builtin_only: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Every registered kind, net, encoder and prior, with its arguments."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for table, reg in (("kinds", KINDS), ("nets", NETS), ("encoders", ENCODERS),
+                       ("priors", PRIORS)):
+        entries = [_entry(table, key, reg[key]) for key in sorted(reg)]
+        out[table] = [e for e in entries if e["builtin"] or not builtin_only]
+    return out
+
+
+_TITLES = {"kinds": "Layer kinds", "nets": "Coupling networks (`net=`)",
+           "encoders": "Condition encoders (`encoder=`)", "priors": "Priors (`prior KIND`)"}
+
+
+def _cond_note(e: dict[str, Any]) -> str:
+    c = e.get("conditional")
+    return {"optional": " Takes `on=COND` (optional).",
+            "required": " Needs `on=COND`."}.get(c, "")
+
+
+def vocabulary_text(builtin_only: bool = False) -> str:
+    lines = []
+    for table, entries in vocabulary_json(builtin_only).items():
+        lines.append(f"{_TITLES[table]}:")
+        for e in entries:
+            origin = "" if e["builtin"] else f"  [plugin {e['module']}]"
+            lines.append(f"  {e['written']}  -- {e['doc']}.{_cond_note(e)}{origin}")
+            for a in e["args"]:
+                rng = f" in {a['range']}" if a["range"] else ""
+                lines.append(f"      {a['name']}={_value(a['default'])}  ({a['type']}{rng})"
+                             + (f"  {a['doc']}" if a["doc"] else ""))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def vocabulary_markdown(builtin_only: bool = False) -> str:
+    lines = []
+    for table, entries in vocabulary_json(builtin_only).items():
+        lines += [f"## {_TITLES[table]}", ""]
+        for e in entries:
+            origin = "" if e["builtin"] else f" (plugin `{e['module']}`)"
+            lines += [f"### `{e['written']}`{origin}", "", f"{e['doc']}.{_cond_note(e)}", ""]
+            if e["args"]:
+                lines += ["| argument | type | default | range | meaning |",
+                          "|---|---|---|---|---|"]
+                lines += [f"| `{a['name']}` | {_md(a['type'])} | `{_value(a['default'])}` | "
+                          f"{a['range']} | {_md(a['doc'])} |" for a in e["args"]]
+            else:
+                lines.append("No arguments.")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _settings_markdown() -> str:
+    lines = ["## Recipe settings (`train { }`)", "",
+             "| setting | value | options | meaning |", "|---|---|---|---|"]
+    for name, rule in SETTINGS.items():
+        value = ("|".join(rule.value) if isinstance(rule.value, tuple) else
+                 {int: "int", float: "float", str: "word or string", None: "-"}.get(
+                     rule.value, str(rule.value)))
+        opts = ", ".join(f"`{k}`" for k in rule.options) or "-"
+        lines.append(f"| `{name}` | {_md(value)} | {opts} | {_md(rule.doc)} |")
+    return "\n".join(lines) + "\n"
+
+
+def language_reference() -> str:
+    """The whole of docs/language.md (built-in vocabulary only)."""
+    parts = [_PREAMBLE, "## Statements", ""]
+    for _, form, meaning, example in STATEMENTS:
+        parts += [f"### `{form}`", "", meaning, "", "```", example, "```", ""]
+    parts.append(vocabulary_markdown(builtin_only=True))
+    parts.append(_settings_markdown())
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    text = language_reference()
+    if argv[:1] == ["--write"] and len(argv) == 2:
+        with open(argv[1], "w", encoding="utf-8") as f:
+            f.write(text)
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""``flowspec verify``: the exactness harness for a flow, plugins included (DESIGN §8.2).
+
+For every distinct layer of a flow (kind, arguments, channels, condition width), built at
+the smallest spatial size its shape rule accepts (or at its real size with ``full``), its
+parameters perturbed away from their initialisation, in float64:
+
+* its log-det against ``slogdet`` of the brute-force autograd Jacobian,
+* its inverse round trip, and the inverse's log-det against minus the forward one.
+
+Then the whole model, at the smallest input size its levels accept: its log-det against
+the Jacobian of ``x -> (z1..zL)`` (when that has at most ``MAX_MODEL_DIMS`` entries) and its
+round trip. A check that raises is a failure with the error's text, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .check import check
+from .errors import Collector
+from .ir import FlowSpec
+from .kinds import KINDS, Issue
+from .numerics import jacobian_logdet, perturb_
+
+#: relative tolerance of log-dets, ``|measured - expected| <= TOL * (1 + |expected|)``
+TOL = 1e-6
+#: tolerance of round trips, ``max|x' - x| <= INVERSE_TOL * (1 + max|x|)`` (float64)
+INVERSE_TOL = 1e-7
+#: the whole model's Jacobian is computed up to this many input entries
+MAX_MODEL_DIMS = 3072
+_SIZES = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+_BATCH = 2
+_INIT_BATCH = 32
+_PERTURB = 0.3
+
+
+@dataclass
+class Check:
+    """One distinct layer (or the whole model, ``kind == "model"``) and what was measured."""
+
+    path: str
+    kind: str
+    shape: tuple[int, int, int]
+    count: int = 1                   # layers of the flow that share this check
+    args: dict[str, Any] = field(default_factory=dict)
+    expected: float | None = None    # log-det from the autograd Jacobian (sample 0)
+    measured: float | None = None    # the layer's own log-det (sample 0)
+    logdet_err: float | None = None  # worst relative error over the batch
+    inverse_err: float | None = None
+    inverse_logdet_err: float | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class Report:
+    flow: str
+    full: bool
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def first_failure(self) -> Check | None:
+        return next((c for c in self.checks if not c.ok), None)
+
+    def failure_message(self) -> str:
+        c = self.first_failure()
+        if c is None:
+            return ""
+        where = "the whole model" if c.kind == "model" else f"layer `{c.path}` ({c.kind})"
+        numbers = ""
+        if c.expected is not None and c.measured is not None:
+            numbers = f": expected log-det {c.expected:.10g}, measured {c.measured:.10g}"
+        return f"flowspec verify: {where} is not exact{numbers}\n  {c.error}"
+
+    def table(self) -> str:
+        rows = [("path", "kind", "shape", "n", "log-det (autograd)", "rel. err", "inverse err",
+                 "")]
+        for c in self.checks:
+            rows.append((c.path, c.kind.replace(".", " "), "x".join(map(str, c.shape)),
+                         str(c.count), _num(c.expected), _sci(c.logdet_err),
+                         _sci(c.inverse_err), "ok" if c.ok else "FAIL"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        n = sum(c.kind != "model" for c in self.checks)
+        size = "real size" if self.full else "reduced size"
+        lines = [f"flow {self.flow}: {n} distinct layers, float64, {size}"]
+        for i, r in enumerate(rows):
+            lines.append("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+            if i == 0:
+                lines.append("  " + "-" * (sum(widths) + 2 * (len(widths) - 1)))
+        bad = sum(not c.ok for c in self.checks)
+        lines.append("all exact" if not bad else f"{bad} check{'s' if bad > 1 else ''} failed")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"flow": self.flow, "full": self.full, "ok": self.ok,
+                "checks": [{**asdict(c), "ok": c.ok} for c in self.checks]}
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.6g}"
+
+
+def _sci(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1e}"
+
+
+def _fits(kind: Any, shape: tuple[int, int, int], args: dict[str, Any]) -> bool:
+    a = kind.Args(**args)
+    return not isinstance(kind.out_shape(shape, a), Issue) and not kind.issues(shape, a)
+
+
+def reduced_shape(kind: Any, shape: tuple[int, int, int], args: dict[str, Any]
+                  ) -> tuple[int, int, int]:
+    """The smallest ``C x s x s`` (capped at the real H, W) the kind's shape rule accepts."""
+    c, h, w = shape
+    for s in _SIZES:
+        small = (c, min(s, h), min(s, w))
+        if small == shape or _fits(kind, small, args):
+            return small
+    return shape
+
+
+def _cond_tensor(batch: int, channels: int | None, hw: tuple[int, int],
+                 gen: torch.Generator) -> Tensor | None:
+    if channels is None:
+        return None
+    return torch.randn((batch, channels, *hw), generator=gen, dtype=torch.float64)
+
+
+def _flat(out: tuple[Tensor, ...]) -> Tensor:
+    """A layer's output as one (B, N) tensor: ``y`` or, for a split, ``(y, z)``."""
+    return torch.cat([t.reshape(t.shape[0], -1) for t in out[:-1]], dim=1)
+
+
+def check_layer(kind_key: str, shape: tuple[int, int, int], args: dict[str, Any],
+                cond_channels: int | None, *, seed: int = 0, path: str = "") -> Check:
+    """Build one layer in float64, perturb it, and compare it with autograd."""
+    out = Check(path=path or kind_key, kind=kind_key, shape=shape, args=dict(args))
+    start = time.perf_counter()
+    try:
+        _check_layer(out, KINDS[kind_key], shape, args, cond_channels, seed)
+    except Exception as e:  # noqa: BLE001 - a layer that raises fails its check
+        out.error = f"raised {type(e).__name__}: {e}"
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+def _check_layer(out: Check, kind: Any, shape: tuple[int, int, int], args: dict[str, Any],
+                 cond_channels: int | None, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    module = kind.module_class()(shape, dict(args), cond_channels).double()
+    module.train()
+    with torch.no_grad():  # data-dependent initialisations
+        module(torch.rand((_INIT_BATCH, *shape), generator=gen, dtype=torch.float64),
+               _cond_tensor(_INIT_BATCH, cond_channels, shape[1:], gen))
+    x = 0.05 + 0.9 * torch.rand((_BATCH, *shape), generator=gen, dtype=torch.float64)
+    cond = _cond_tensor(_BATCH, cond_channels, shape[1:], gen)
+    perturb_(module, _PERTURB, gen)
+    module.eval()
+    with torch.no_grad():
+        result = module(x, cond)
+    logdet = result[-1]
+    if tuple(logdet.shape) != (_BATCH,):
+        out.error = f"log-det has shape {tuple(logdet.shape)}, expected ({_BATCH},)"
+        return
+
+    def fn(xb: Tensor, *cb: Tensor | None) -> Tensor:
+        return _flat(module(xb, *cb))
+
+    expected, _ = jacobian_logdet(fn, x, cond)
+    out.expected, out.measured = float(expected[0]), float(logdet[0])
+    out.logdet_err = _rel(logdet, expected)
+    with torch.no_grad():
+        back = module.inverse(*result[:-1], cond)
+    x_rec, inv_logdet = back
+    out.inverse_err = float((x_rec - x).abs().max()) / (1.0 + float(x.abs().max()))
+    out.inverse_logdet_err = _rel(inv_logdet, -logdet)
+    if not out.logdet_err <= TOL:
+        out.error = (f"log-det differs from slogdet of the autograd Jacobian by "
+                     f"{out.logdet_err:.2e} (relative; tolerance {TOL:g})")
+    elif not out.inverse_err <= INVERSE_TOL:
+        out.error = f"inverse(forward(x)) differs from x by {out.inverse_err:.2e} (relative)"
+    elif not out.inverse_logdet_err <= TOL:
+        out.error = ("the inverse's log-det is not minus the forward one (relative error "
+                     f"{out.inverse_logdet_err:.2e})")
+
+
+def _rel(a: Tensor, b: Tensor) -> float:
+    err = ((a - b).abs() / (1.0 + b.abs())).max()
+    return float(err) if torch.isfinite(err) else math.inf
+
+
+def reduced_model_spec(spec: FlowSpec) -> FlowSpec:
+    """``spec`` with the smallest square input its levels accept (channels unchanged)."""
+    c, h, w = spec.input
+    for s in _SIZES:
+        if s >= min(h, w):
+            break
+        small = spec.model_copy(deep=True)
+        small.input = (c, min(s, h), min(s, w))
+        small.expect_latent = None
+        diags = Collector()
+        check(small, diags)
+        if not diags.has_errors:
+            return small
+    return spec
+
+
+def _model_cond(spec: FlowSpec, batch: int, gen: torch.Generator) -> dict[str, Tensor] | None:
+    if not spec.conditions:
+        return None
+    cond = {}
+    for c in spec.conditions:
+        if c.type == "image":
+            cond[c.name] = torch.rand((batch, *c.shape), generator=gen, dtype=torch.float64)
+        elif c.type == "class":
+            cond[c.name] = torch.randint(0, c.shape[0], (batch,), generator=gen)
+        else:  # a label map: class ids per pixel
+            cond[c.name] = torch.randint(0, c.shape[0], (batch, *c.shape[1:]), generator=gen)
+    return cond
+
+
+def check_model(spec: FlowSpec, *, full: bool = False, seed: int = 0) -> Check:
+    """The whole model: log-det against autograd (when small enough) and round trip."""
+    from .build import compile as build
+
+    small = spec if full else reduced_model_spec(spec)
+    out = Check(path=spec.name, kind="model", shape=tuple(small.input), count=len(spec.layers))
+    start = time.perf_counter()
+    try:
+        gen = torch.Generator().manual_seed(seed)
+        model = build(small, device="cpu", seed=seed).double()
+        model.train()
+        with torch.no_grad():  # data-dependent init on a batch large enough for its moments
+            model(torch.rand((_INIT_BATCH, *small.input), generator=gen, dtype=torch.float64),
+                  _model_cond(small, _INIT_BATCH, gen))
+        perturb_(model, 0.05, gen)
+        model.eval()
+        x = torch.rand((_BATCH, *small.input), generator=gen, dtype=torch.float64)
+        cond = _model_cond(small, _BATCH, gen)
+        with torch.no_grad():
+            zs, logdet = model(x, cond)
+            x_rec = model.inverse(zs, cond)
+        out.measured = float(logdet[0])
+        out.inverse_err = float((x_rec - x).abs().max()) / (1.0 + float(x.abs().max()))
+        if math.prod(small.input) <= MAX_MODEL_DIMS:
+            names = list(cond) if cond else []
+
+            def fn(xb: Tensor, *cb: Tensor) -> Tensor:
+                z, _ = model(xb, dict(zip(names, cb)) if names else None)
+                return torch.cat([t.reshape(1, -1) for t in z], dim=1)
+
+            expected, _ = jacobian_logdet(fn, x, *(cond.values() if cond else ()))
+            out.expected = float(expected[0])
+            out.logdet_err = _rel(logdet, expected)
+            if not out.logdet_err <= TOL:
+                out.error = (f"the model's log-det differs from slogdet of the autograd "
+                             f"Jacobian by {out.logdet_err:.2e} (relative)")
+        if out.error is None and not out.inverse_err <= INVERSE_TOL * 100:
+            out.error = f"inverse(forward(x)) differs from x by {out.inverse_err:.2e} (relative)"
+    except Exception as e:  # noqa: BLE001
+        out.error = f"raised {type(e).__name__}: {e}"
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+def verify(spec: FlowSpec, *, full: bool = False, seed: int = 0, model: bool = True) -> Report:
+    """Check every distinct layer of ``spec`` (a checked FlowSpec), then the whole model."""
+    conds = {c.name: c for c in spec.conditions}
+    groups: dict[str, Check] = {}
+    order: list[tuple[str, Any]] = []
+    for layer in spec.layers:
+        on = layer.args.get("on")
+        width = int(conds[on].encoder.args["features"]) if on else None
+        key = json.dumps([layer.kind, layer.args, layer.in_shape[0], width,
+                          None if not full else layer.in_shape], sort_keys=True, default=str)
+        if key in groups:
+            groups[key].count += 1
+            continue
+        kind = KINDS[layer.kind]
+        shape = tuple(layer.in_shape) if full else reduced_shape(kind, tuple(layer.in_shape),
+                                                                  layer.args)
+        groups[key] = Check(path=layer.path, kind=layer.kind, shape=shape)
+        order.append((key, (layer, width, shape)))
+    checks = []
+    for key, (layer, width, shape) in order:
+        c = check_layer(layer.kind, shape, layer.args, width, seed=seed, path=layer.path)
+        c.count = groups[key].count
+        checks.append(c)
+    if model:
+        checks.append(check_model(spec, full=full, seed=seed))
+    return Report(flow=spec.name, full=full, checks=checks)
