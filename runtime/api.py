@@ -56,7 +56,7 @@ def train(spec: SpecLike, *, flow: str | None = None,
           batch: int | None = None, device: str = "auto", resume: bool = False,
           seed: int | None = None, progress: bool = True, strict: bool = True,
           recon_warn: float | None = RECON_WARN, build_options: dict[str, Any] | None = None,
-          **recipe: Any) -> RunResult:
+          tensorboard: bool = False, **recipe: Any) -> RunResult:
     """Train a flow on its task; the spec's ``train { }`` block is the default recipe.
 
     Args:
@@ -76,6 +76,8 @@ def train(spec: SpecLike, *, flow: str | None = None,
         build_options: keyword arguments of :func:`flowspec.compile` that change speed and
             memory, not the function: ``channels_last``, ``compile``, ``checkpoint``,
             ``autocast``.
+        tensorboard: also write TensorBoard event files (scalars, sample grids, the
+            diagram) to ``out/tensorboard`` (:mod:`runtime.tracking`).
         **recipe: any other :class:`runtime.recipe.Recipe` field: ``lr``, ``warmup``,
             ``clip``, ``weight_decay``, ``optimizer``, ``bits``, ``val_every``,
             ``sample_every``, ``checkpoint_every``, ``val_images``, ``sr_images``,
@@ -89,7 +91,7 @@ def train(spec: SpecLike, *, flow: str | None = None,
     r = resolve_recipe(loaded, data=data, steps=steps, batch=batch, seed=seed, **recipe)
     return Trainer(loaded, r, out=out, device=device, resume=resume, progress=progress,
                    source=source, recon_warn=recon_warn, strict=strict,
-                   build_options=build_options).run()
+                   build_options=build_options, tensorboard=tensorboard).run()
 
 
 def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | None,

@@ -99,6 +99,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     train(a.spec, flow=a.flow, overrides=_overrides(a), data=a.data, out=a.out,
           steps=a.steps, batch=a.batch, device=a.device, resume=a.resume, seed=a.seed,
           progress=not a.no_progress, strict=a.strict, recon_warn=a.recon_warn,
+          tensorboard=a.tensorboard,
           build_options=build_options(a), **recipe)
     return 0
 
@@ -133,6 +134,9 @@ def _reg_train(sub: Any) -> None:
     g.add_argument("--val-images", type=int, dest="val_images",
                    help="size of the fixed validation subset (default 512)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log scalars, sample grids and the diagram for TensorBoard "
+                   "(RUN/tensorboard/; needs pip install 'flowspec[track]')")
     add_build_options(p)
     p.set_defaults(func=_guard(cmd_train))
 

@@ -34,6 +34,7 @@ from .metrics import MetricsLog
 from .recipe import Recipe
 from .reconstruction import RECON_WARN, Reconstruction, reconstruction
 from .tasks import Task, TaskData, generator, make_task, stream_seed
+from .tracking import Tracker, open_tracker
 
 #: Validation images whose round trip ``inverse(forward(x))`` is checked at each validation.
 RECON_IMAGES = 32
@@ -165,8 +166,10 @@ class Trainer:
     def __init__(self, spec: FlowSpec, recipe: Recipe, *, out: str | os.PathLike | None,
                  device: str, resume: bool, progress: bool, source: dict[str, Any],
                  recon_warn: float | None = RECON_WARN, strict: bool = True,
-                 build_options: dict[str, Any] | None = None):
+                 build_options: dict[str, Any] | None = None, tensorboard: bool = False):
         self.spec, self.recipe = spec, recipe
+        self.tensorboard = tensorboard
+        self.tracker = Tracker()  # a TensorBoard writer on the main process when asked
         self.build_options = dict(build_options or {})
         self.out_arg, self.device_arg = out, device
         self.resume, self.progress, self.source = resume, progress, source
@@ -227,6 +230,7 @@ class Trainer:
         try:
             return self._run(d, dev)
         finally:
+            self.tracker.close()
             ddp.teardown(d)
 
     def _run(self, d: ddp.Dist, dev: torch.device) -> RunResult:
@@ -276,6 +280,8 @@ class Trainer:
             else:
                 log.path.unlink(missing_ok=True)
             self._write_static(out)
+            self.tracker = open_tracker(out, self.tensorboard, start + 1 if self.resume else None)
+            self.tracker.diagram(spec)
         stream = BatchStream(len(train), r.batch, r.seed)
         local = r.batch // d.world
         shard = slice(d.rank * local, (d.rank + 1) * local)
@@ -345,9 +351,11 @@ class Trainer:
             rate = r.batch / dt if rate is None else 0.9 * rate + 0.1 * r.batch / dt
             recent.append(value)
             if d.main:
-                log.write({"kind": "train", "step": done, "loss": value, "bpd": value,
-                           "lr": opt.param_groups[0]["lr"], "grad_norm": float(norm),
-                           "images_per_s": r.batch / dt, "time": round(self.t_train, 4)})
+                record = {"kind": "train", "step": done, "loss": value, "bpd": value,
+                          "lr": opt.param_groups[0]["lr"], "grad_norm": float(norm),
+                          "images_per_s": r.batch / dt, "time": round(self.t_train, 4)}
+                log.write(record)
+                self.tracker.train(done, record)
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.3f}", bpd=f"{sum(recent) / len(recent):.3f}",
                                 img_s=f"{rate:.0f}", refresh=False)
@@ -395,6 +403,7 @@ class Trainer:
             _warn(message)
             metrics["warnings"] = [message]
         log.write({"kind": "val", "step": done, **metrics})
+        self.tracker.val(done, metrics)
         files["val"] = metrics
         bpd = metrics["bpd"]
         if math.isfinite(bpd) and (self.best is None or bpd < self.best):
@@ -408,6 +417,7 @@ class Trainer:
         model.eval()
         grids = task.grids(model, data, dev)
         model.train()
+        self.tracker.samples(done, grids)
         for t, img in grids.items():
             p = save_png(img, out / f"samples_step{done:06d}_t{t:g}.png")
             files["samples"].append(str(p))
@@ -449,7 +459,7 @@ class Trainer:
             if not (out / "curve.png").exists() or records:
                 plot_curve(records, out / "curve.png", title=f"{self.spec.name} ({r.task})")
             names = ["config.json", "recipe.json", "metrics.jsonl", "checkpoint.pt", "best.pt",
-                     "curve.png", "model.svg"]
+                     "curve.png", "model.svg", "tensorboard"]
             summary["files"] = {n: str(out / n) for n in names if (out / n).exists()}
             summary["files"]["samples"] = sorted(str(p) for p in out.glob("samples_*.png"))
             (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
