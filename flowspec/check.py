@@ -12,7 +12,7 @@ import math
 
 from .errors import Collector, Span, did_you_mean
 from .ir import FlowSpec, LatentIR, LayerIR
-from .kinds import KINDS, Issue, split_latent
+from .kinds import KINDS, Issue, LayerKind, split_latent
 
 #: More layers than this of a kind with a ``stack_remedy`` (iMap, iSDP), all with the remedy
 #: off, get warning W003: the paper (appendix H) found their inverses unstable in deep flows.
@@ -96,6 +96,8 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
             diags.warning("W002", f"condition `{name}` is declared but no layer uses it",
                           cond.span, help=f"add on={name} to the layers it should condition")
     _deep_stacks(spec, diags)
+    if not diags.has_errors:  # about a model that could be built, not a broken spec
+        _untouched_entries(spec, diags)
     return spec
 
 
@@ -127,3 +129,132 @@ def _deep_stacks(spec: FlowSpec, diags: Collector) -> None:
             notes=[*_notes(first), f"{len(layers)} layers, `{first.path}` ... `{last}`"],
             help=f"write `{words} {arg}=true`: a bounded, identity-plus-branch form whose "
             "log-det is still exact")
+
+
+# ---- W004: entries that no coupling reaches ----------------------------------------------
+#
+# Definition. Cut the flow at every layer that changes the shape (squeeze, split: a
+# "reshape") and at its ends. An entry of a piece's output is *untouched* when it is a
+# function of one single entry of the piece's input: every layer of the piece acted on it
+# entrywise (actnorm, injector, logit, a coupling's kept half, ...) or only moved it
+# (permute), and no layer made it depend on other entries (a coupling's transformed half
+# depends on the kept half, an invconv mixes the channels of a pixel, attention mixes its
+# free entries). In the piece's Jacobian such an output's row has a single non-zero entry:
+# those entries of the data never meet the rest before the next reshape. W004 fires for a
+# piece in which some layer did condition entries on others (so it is meant to be a flow)
+# and entries are left untouched, e.g. a stack of couplings that all transform the same
+# half.
+#
+# Every built-in mask is a function of the channel c and the pixel parity p = (h + w) % 2,
+# so the analysis tracks a C x 2 table ``alone[c][p]`` (are those entries still untouched)
+# rather than every entry. A kind takes part by declaring the classmethod
+# ``alone_after(shape, args, alone) -> alone`` (the couplings, logit); the built-in kinds
+# below that do not declare it have their rule here; any other kind counts as making every
+# entry depend on others (so an unknown plugin never causes a false warning). Limits: it
+# assumes a coupling network sees its whole kept half (Glow's and the ResNet's 3x3
+# convolutions do) and it counts an invconv as mixing even when a checkerboard coupling
+# would want pixels, not channels, mixed.
+
+Alone = list[list[bool]]
+
+
+def _builtin_alone_after(key: str, shape, args: dict, alone: Alone) -> Alone | None:
+    """The rule of the built-in kinds that do not declare ``alone_after``; None: unknown."""
+    c = shape[0]
+    if key in ("actnorm", "injector"):  # per-entry affine maps
+        return alone
+    if key == "invconv":
+        return alone if c < 2 else [[False, False] for _ in range(c)]
+    if key == "permute" and args.get("mode") == "reverse":
+        return alone[::-1]  # a shuffle's order is drawn by torch: unknown here
+    if key in ("attention.imap", "attention.isdp"):
+        # the free entries of the 3-D checkerboard ((c + h + w) odd is masked) are rescaled
+        # or mixed as functions of other entries; the masked ones are only rescaled
+        free = 0 if args.get("mask", "checkerboard") == "checkerboard" else 1
+        return [[a and (ch + p) % 2 != free for p, a in enumerate(row)]
+                for ch, row in enumerate(alone)]
+    return None
+
+
+def _alone_after(layer: LayerIR, alone: Alone) -> Alone:
+    kind: type[LayerKind] = KINDS[layer.kind]
+    rule = getattr(kind, "alone_after", None)
+    shape = tuple(layer.in_shape)
+    out = rule(shape, kind.Args(**layer.args), alone) if rule else _builtin_alone_after(
+        layer.kind, shape, layer.args, alone)
+    if out is None or len(out) != len(alone):
+        return [[False, False] for _ in alone]
+    return out
+
+
+def _pieces(spec: FlowSpec) -> list[tuple[list[LayerIR], LayerIR | None]]:
+    """The runs of shape-preserving layers, each with the reshape that ends it (None: the
+    prior)."""
+    out: list[tuple[list[LayerIR], LayerIR | None]] = []
+    run: list[LayerIR] = []
+    for layer in spec.layers:
+        if layer.kind == "split" or tuple(layer.in_shape) != tuple(layer.out_shape):
+            out.append((run, layer))
+            run = []
+        else:
+            run.append(layer)
+    out.append((run, None))
+    return [(run, end) for run, end in out if run]
+
+
+def _describe(alone: Alone) -> str:
+    """Which (channel, pixel parity) classes are untouched, in words."""
+    c = len(alone)
+    both = [ch for ch in range(c) if all(alone[ch])]
+    if all(alone[ch][0] for ch in range(c)) and not any(alone[ch][1] for ch in range(c)):
+        return "every channel at the pixels with h + w even"
+    if all(alone[ch][1] for ch in range(c)) and not any(alone[ch][0] for ch in range(c)):
+        return "every channel at the pixels with h + w odd"
+    if both and all(not any(alone[ch]) for ch in range(c) if ch not in both):
+        return "channel" + ("s " if len(both) > 1 else " ") + _ranges(both)
+    return "; ".join(f"channel {ch} at the pixels with h + w {'even' if p == 0 else 'odd'}"
+                     for ch in range(c) for p in (0, 1) if alone[ch][p])
+
+
+def _ranges(values: list[int]) -> str:
+    parts, start = [], values[0]
+    for a, b in zip(values, values[1:] + [None]):
+        if b != a + 1:
+            parts.append(str(start) if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(parts)
+
+
+def _untouched_entries(spec: FlowSpec, diags: Collector) -> None:
+    """W004, once per piece between reshapes (see the definition above)."""
+    for run, end in _pieces(spec):
+        c, h, w = run[0].in_shape
+        weight = ((h * w + 1) // 2, h * w // 2)  # pixels of even and of odd parity
+        alone: Alone = [[True, weight[1] > 0] for _ in range(c)]
+        first: LayerIR | None = None
+        for layer in run:
+            before = _count(alone, weight)
+            alone = _alone_after(layer, alone)
+            if first is None and _count(alone, weight) < before:
+                first = layer
+        left = _count(alone, weight)
+        if first is None or left == 0:
+            continue
+        total = c * h * w
+        masks = {layer.args.get("mask") for layer in run if "flip" in layer.args}
+        where = f" of level {first.level}" if first.level is not None else ""
+        stop = f"`{end.path}`" if end is not None else "the prior"
+        help_ = "write `flip=true` on every other coupling, so that the next one transforms " \
+                "the other half"
+        help_ += ", or mix the pixels with a coupling of another mask" if masks == {
+            "checkerboard"} else ", or mix the channels in between with an `invconv` or a " \
+            "`permute`"
+        diags.warning(
+            "W004", f"{100 * left / total:.0f}% of the {_fmt((c, h, w))} entries{where} "
+            f"({left} of {total}) pass unchanged from `{run[0].path}` to {stop}: no coupling "
+            "transforms them and no layer mixes them with the others",
+            first.span, notes=[*_notes(first), f"untouched: {_describe(alone)}"], help=help_)
+
+
+def _count(alone: Alone, weight: tuple[int, int]) -> int:
+    return sum(weight[p] for row in alone for p, a in enumerate(row) if a)

@@ -70,7 +70,9 @@ def rq_spline(
 
     the inverse solves the quadratic ``a xi^2 + b xi + c = 0`` (with ``D = y - y_k`` and
     ``t = d_{k+1} + d_k - 2 s_k``: ``a = h_k (s_k - d_k) + D t``, ``b = h_k d_k - D t``,
-    ``c = -s_k D``) by its numerically stable root ``xi = 2c / (-b - sqrt(b^2 - 4ac))``.
+    ``c = -s_k D``) for the paper's root ``xi = 2c / (-b - sqrt(b^2 - 4ac))``, evaluated as
+    ``(-b + sqrt(b^2 - 4ac)) / 2a`` where ``b < 0``: each form is free of cancellation on its
+    side (the first alone loses most digits in float32 when ``b < 0`` and ``4ac`` is small).
     The end derivatives are 1, so ``f`` joins the identity tails with a continuous slope.
     """
     edges_x, widths = _edges(raw_w, tail)
@@ -91,8 +93,15 @@ def rq_spline(
         a = h_k * (s_k - d_k) + delta * t
         b = h_k * d_k - delta * t
         c = -s_k * delta
-        disc = (b * b - 4.0 * a * c).clamp_min(0.0)
-        xi = (2.0 * c / (-b - torch.sqrt(disc))).clamp(0.0, 1.0)
+        root = torch.sqrt((b * b - 4.0 * a * c).clamp_min(0.0))
+        # the same root written without cancellation: -b - root when b >= 0, -b + root else
+        # (where b < 0 this root is finite, so a != 0); denominators made safe in the branch
+        # not taken, whose gradient is multiplied by zero
+        pos = b >= 0
+        one = torch.ones_like(b)
+        xi = torch.where(pos, 2.0 * c / torch.where(pos, -b - root, -one),
+                         (-b + root) / torch.where(pos, one, 2.0 * a))
+        xi = xi.clamp(0.0, 1.0)
         out = x_k + xi * w_k
     else:
         xi = ((vc - x_k) / w_k).clamp(0.0, 1.0)
