@@ -246,6 +246,12 @@ class _Given(nn.Module):
         return x
 
 
+def kid_subset(real: int, fake: int) -> int:
+    """KID's subset size: 1000, or half the smaller set when that has fewer than 2000
+    images, so that the 100 subsets differ and ``kid_std`` says something."""
+    return max(1, min(KID_SUBSET, min(real, fake) // 2))
+
+
 def scores(which: tuple[str, ...], real: Tensor | None, fake: Tensor,
            fake_logits: Tensor | None, seed: int) -> dict[str, float]:
     """torchmetrics' FID, KID (mean, std over subsets) and IS (mean, std over splits).
@@ -268,7 +274,7 @@ def scores(which: tuple[str, ...], real: Tensor | None, fake: Tensor,
             out["fid"] = float(fid.compute())
         if "kid" in which:
             kid = KernelInceptionDistance(feature=_Given(fake.shape[1]),
-                                          subset_size=min(KID_SUBSET, len(real), len(fake)))
+                                          subset_size=kid_subset(len(real), len(fake)))
             kid.update(real, real=True)
             kid.update(fake, real=False)
             mean, std = kid.compute()
@@ -289,9 +295,10 @@ def sample_quality(model: Any, spec: Any, recipe: Any, which: tuple[str, ...], *
     ``samples`` images of the validation split (fewer when the split is smaller)."""
     from .tasks import make_task
 
-    if recipe.task != "generation":
+    if recipe.task != "generation" or spec.conditions:
         raise RunError(f"fid, kid and is score unconditional samples (task generation); "
-                       f"flow `{spec.name}` is trained for {recipe.task}")
+                       f"flow `{spec.name}` is trained for {recipe.task}"
+                       f"{' with a condition' if spec.conditions else ''}")
     if samples < 2:
         raise RunError(f"--samples must be at least 2 for FID/KID/IS, got {samples}")
     r = dataclasses.replace(recipe, val_images=samples)
@@ -312,6 +319,8 @@ def sample_quality(model: Any, spec: Any, recipe: Any, which: tuple[str, ...], *
         real, cache, hit = real_features(features, key, load_real, device)
         info.update(real_images=int(real.shape[0]), real_split="val",
                     real_stats_cache=str(cache), real_stats_cached=hit)
+        if "kid" in which:
+            info["kid_subset_size"] = kid_subset(len(real), samples)
     fake_images, bad = generate(model, samples, temperature, r.bits, r.seed, device)
     fake = extract(features, fake_images, device)
     logits = extract(features, fake_images, device, logits=True) if "is" in which else None

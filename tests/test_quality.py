@@ -53,6 +53,7 @@ def test_eval_prints_fid_kid_is_under_the_feature_network_name(cli, gen_ck, cach
     assert q["features"] == "tiny_features" and q["comparable_with_papers"] is False
     assert q["samples"] == 48 and q["real_images"] == 48 and q["real_split"] == "val"
     assert q["temperature"] == 0.8 and q["nonfinite_samples"] == 0
+    assert q["kid_subset_size"] == 24 and m["kid_std[features=tiny_features]"] > 0
     assert q["real_stats_cached"] is False and Path(q["real_stats_cache"]).parent == \
         cache / "stats"
     assert math.isfinite(m["bpd"])
