@@ -12,7 +12,9 @@ import torch
 from numerics import layer_modules
 
 MODULES = layer_modules()
-from flowspec.layers.attention import DIAG_FLOOR, ISDP, IMap
+from flowspec.layers._attention import BETA_BOUND
+from flowspec.layers.imap import IMap, IMapArgs
+from flowspec.layers.isdp import DIAG_FLOOR, ISDP, ISDPArgs, ISDPKind
 
 try:
     from numerics import jacobian_logdet, max_abs_diff, perturb_
@@ -24,16 +26,18 @@ except ImportError:  # tests/ imported as a package
 F64 = torch.float64
 
 
-def _imap(shape: tuple[int, int, int], mask: str = "checkerboard") -> IMap:
+def _imap(shape: tuple[int, int, int], mask: str = "checkerboard", form: str = "identity"
+          ) -> IMap:
     torch.manual_seed(0)
-    layer = MODULES["attention.imap"](shape, {"act": "sigmoid", "mask": mask}, None).to(F64)
+    args = {"act": "sigmoid", "mask": mask, "form": form}
+    layer = MODULES["attention.imap"](shape, args, None).to(F64)
     perturb_(layer, 0.5, torch.Generator().manual_seed(1))
     return layer
 
 
 def _isdp(shape: tuple[int, int, int], **args: Any) -> ISDP:
     torch.manual_seed(0)
-    full = {"heads": 1, "patches": 4, "mask": "checkerboard", **args}
+    full = {"heads": 1, "patches": 4, "mask": "checkerboard", "form": "paper", **args}
     return MODULES["attention.isdp"](shape, full, None).to(F64)
 
 
@@ -62,7 +66,7 @@ def test_imap_paper_logdet_is_wrong_for_odd_channels() -> None:
     assert max_abs_diff(logdet, truth) < 1e-10
     zero = torch.zeros((), dtype=F64)
     _, log_a = layer._weights(torch.where(layer.mask, x, zero))
-    _, masked = layer._masked_scale(x)
+    _, masked = layer._masked_scale()
     paper = masked + (3 // 2) * log_a.flatten(1).sum(1)
     assert max_abs_diff(paper, truth) > 1e-3
 
@@ -108,7 +112,7 @@ def test_isdp_logdet_differs_from_full_block_formula_with_odd_patch_sides() -> N
     truth, sign = jacobian_logdet(lambda v: layer(v)[0], x)
     assert torch.all(sign > 0)
     assert max_abs_diff(logdet, truth) < 1e-10
-    (a,) = layer.attention(x)
+    a = layer.attention(x)[:, 0]
     naive = (layer.features / 2) * torch.linalg.slogdet(a)[1]
     assert max_abs_diff(naive, truth) > 1e-3
 
@@ -189,7 +193,7 @@ def test_isdp_invertible_for_extreme_parameters(which: str, shape: tuple[int, in
     assert torch.isfinite(x_rec).all()
     assert max_abs_diff(x_rec, x) < 1e-8
     assert max_abs_diff(inv_logdet, -logdet) < 1e-8 * max(1.0, float(logdet.detach().abs().max()))
-    for a in layer.attention(x):  # diagonal dominance margin holds numerically
+    for a in layer.attention(x).unbind(1):  # diagonal dominance margin holds numerically
         off = a.abs().sum(-1) - a.diagonal(dim1=-2, dim2=-1).abs()
         assert torch.all(a.diagonal(dim1=-2, dim2=-1) - off >= DIAG_FLOOR - 1e-12)
 
@@ -221,7 +225,7 @@ def test_isdp_invertible_when_softmax_saturates_to_a_swap() -> None:
     x[:, 0, 0, 3], x[:, 0, 1, 2] = -1.0, 0.0
     x[:, 0, 2, 1], x[:, 0, 3, 0] = 0.0, 1.0
     x[:, 0, 2, 3], x[:, 0, 3, 2] = 0.0, -1.0
-    (a,) = layer.attention(x)
+    a = layer.attention(x)[:, 0]
     swap = torch.tensor([1, 0, 3, 2])
     assert torch.equal(a[0] - a[0].diagonal().diag(), torch.eye(4, dtype=F64)[swap])
     y, logdet = layer(x)
@@ -241,3 +245,99 @@ def test_isdp_float32_extremes_round_trip() -> None:
         assert torch.isfinite(logdet).all()
         # ||A^-1|| <= 1/DIAG_FLOOR bounds the error amplification
         assert max_abs_diff(x_rec, x) < 1e-5 / DIAG_FLOOR * math.sqrt(layer.patches)
+
+
+# ---------------------------------------------------------------------------- the forms
+
+@pytest.mark.parametrize("which", EXTREMES)
+@pytest.mark.parametrize("shape", [(3, 4, 4), (3, 6, 6)])
+def test_isdp_identity_form_is_invertible_and_bounded_at_extremes(
+    which: str, shape: tuple[int, int, int]
+) -> None:
+    """``I + beta S[U, U]``, ``|beta| < 0.9``: eigenvalues in ``|lambda - 1| < 0.9``, so the
+    blocks are non-singular, ``det > 0`` and ``||inverse||_inf <= 1 / (1 - 0.9)``."""
+    layer, x = _isdp(shape, heads=2, form="identity"), _x(shape, batch=3)
+    _set_extreme(layer, which)
+    with torch.no_grad():
+        layer.gamma.fill_(-3.0 if which == "negative_theta" else 2.0)
+    blocks = layer._blocks(layer.attention(x))
+    assert torch.all(torch.linalg.det(blocks) > 0)
+    assert torch.linalg.inv(blocks).abs().sum(-1).max() <= 1 / (1 - BETA_BOUND) + 1e-9
+    y, logdet = layer(x)
+    x_rec, inv_logdet = layer.inverse(y)
+    assert torch.isfinite(logdet).all() and max_abs_diff(x_rec, x) < 1e-9
+    assert max_abs_diff(inv_logdet, -logdet) < 1e-9 * max(1.0, float(logdet.detach().abs().max()))
+    truth, _ = jacobian_logdet(lambda v: layer(v)[0], x)
+    assert max_abs_diff(logdet, truth) < 1e-8 * max(1.0, float(truth.detach().abs().max()))
+
+
+@pytest.mark.parametrize("kind", ["attention.imap", "attention.isdp"])
+@pytest.mark.parametrize("shape", [(4, 4, 4), (3, 6, 6)])
+def test_identity_form_is_the_default_and_starts_as_the_identity(
+    kind: str, shape: tuple[int, int, int]
+) -> None:
+    args = {"attention.imap": IMapArgs(), "attention.isdp": ISDPArgs(heads=2)}[kind]
+    layer = MODULES[kind](shape, args.model_dump(), None)
+    assert layer.form == "identity"
+    x = torch.randn(2, *shape)
+    y, logdet = layer(x)
+    assert torch.equal(y, x) and torch.equal(logdet, torch.zeros(2))
+    (y.square().sum() + logdet.sum()).backward()
+    grads = {n: p.grad for n, p in layer.named_parameters()}
+    moving = {"attention.imap": ["weight", "offset", "s"],
+              "attention.isdp": ["theta", "gamma"]}[kind]  # iSDP's Q, K once beta != 0
+    assert all(grads[n] is not None and grads[n].abs().sum() > 0 for n in moving), grads
+
+
+def test_forms_and_the_older_residual_spelling() -> None:
+    """The IR stores ``residual`` three-state: null (identity), false (paper), true."""
+    assert ISDPArgs().model_dump() == {"heads": 1, "patches": 4, "mask": "checkerboard",
+                                       "residual": None}
+    for given, stored in [({"form": "identity"}, None), ({"form": "paper"}, False),
+                          ({"residual": False}, False), ({"form": "residual"}, True),
+                          ({"residual": True}, True), ({"form": "paper", "residual": False},
+                                                       False)]:
+        assert ISDPArgs(**given).model_dump()["residual"] is stored, given
+        assert IMapArgs(**given).model_dump()["residual"] is stored, given
+    for bad in ({"form": "paper", "residual": True}, {"form": "identity", "residual": False},
+                {"form": "residual", "residual": False}, {"form": "plain"}):
+        with pytest.raises(ValueError):
+            ISDPArgs(**bad)
+    # an IR written before `form` existed builds the form it was trained with
+    for residual, form in [(False, "paper"), (True, "residual"), (None, "identity")]:
+        args = {"heads": 2, "patches": 4, "mask": "checkerboard", "residual": residual}
+        assert MODULES["attention.isdp"]((4, 4, 4), args, None).form == form
+        assert ISDPKind.params((4, 4, 4), args, None) == \
+            ISDPKind.count_built((4, 4, 4), args, None)
+
+
+def test_paper_form_keeps_the_old_state_dict() -> None:
+    """Checkpoints of the paper / residual forms hold exactly these entries; the identity
+    form adds one gain per head."""
+    old = {"q.weight", "q.bias", "k.weight", "k.bias", "log_d", "theta"}
+    base = {"heads": 2, "patches": 4, "mask": "checkerboard"}
+    for form, keys in [("paper", old), ("residual", old), ("identity", old | {"gamma"})]:
+        layer = MODULES["attention.isdp"]((4, 4, 4), {**base, "form": form}, None)
+        assert set(layer.state_dict()) == keys
+        layer = MODULES["attention.imap"]((4, 4, 4), {"act": "sigmoid", "mask": "checkerboard",
+                                                      "form": form}, None)
+        assert set(layer.state_dict()) == {"weight", "bias", "offset", "s"}
+
+
+def test_spec_digests_of_the_forms() -> None:
+    """``form=paper`` is the model ``attention isdp`` / ``residual=false`` meant before
+    ``form`` existed (same IR, same digest: its checkpoints load); the identity default is
+    another model (another digest: they never load into it silently)."""
+    import flowspec
+
+    def digest(line: str) -> str:
+        text = f"flowspec 0.1\nflow f {{\n  input 4 x 8 x 8\n  {line}\n}}\n"
+        return flowspec.loads(text).digest()
+
+    paper = digest("attention isdp heads=2 form=paper")
+    assert paper == digest("attention isdp heads=2 residual=false")
+    assert digest("attention isdp heads=2 form=residual") == \
+        digest("attention isdp heads=2 residual=true")
+    assert digest("attention isdp heads=2") == digest("attention isdp heads=2 form=identity")
+    assert digest("attention isdp heads=2") != paper
+    assert digest("attention imap form=paper") == digest("attention imap residual=false")

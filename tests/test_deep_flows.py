@@ -31,7 +31,7 @@ from flowspec.api import analyze
 from numerics import layer_modules
 
 MODULES = layer_modules()
-from flowspec.layers.attention import RESIDUAL_BOUND
+from flowspec.layers._attention import RESIDUAL_BOUND
 from runtime.reconstruction import RECON_WARN, reconstruction
 
 try:
@@ -171,7 +171,8 @@ def test_residual_isdp_blocks_are_well_conditioned(which: str) -> None:
         if which == "negative_theta":
             layer.theta.fill_(-1e4)
     for head, rname, _, _ in layer.blocks:
-        block = layer.attention(x)[head][:, getattr(layer, rname)][:, :, getattr(layer, rname)]
+        rows = getattr(layer, rname)
+        block = layer.attention(x)[:, head][:, rows][:, :, rows]
         inv_norm = torch.linalg.inv(block).abs().sum(-1).max()
         assert block.abs().sum(-1).max() <= 1 + B + 1e-12  # ||A|| <= 1 + b
         assert inv_norm <= 1 / (1 - B) + 1e-9  # ||A^-1|| <= 1 / (1 - b)
