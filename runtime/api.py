@@ -26,6 +26,7 @@ import torch
 from flowspec.ir import FlowSpec
 
 from . import checkpoint as ckpt
+from . import finite
 from .errors import RunError
 from .recipe import Recipe, resolve_recipe, set_data
 from .reconstruction import RECON_WARN, reconstruction
@@ -123,6 +124,7 @@ def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | N
     same = ckpt.check_spec(ck, loaded, checkpoint, strict=strict, warn=_warn)
     model = build(loaded, device=resolve_device(device), seed=0)
     ckpt.load_model(model, ck, checkpoint, strict=same, warn=_warn)
+    finite.check_parameters(model, checkpoint)
     model.eval()
     try:
         recipe = Recipe.from_json(ck["recipe"])
@@ -183,13 +185,16 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     metrics = task.validate(model, data_, dev, full=True,
                             temperatures=tuple(temperatures) if temperatures else None,
                             lpips=lp)
-    metrics.update(reconstruction(model, *recon_batch(task, data_.val, r.seed, dev)).metrics())
-    result = {"flow": loaded.name, "task": r.task, "checkpoint": str(checkpoint),
-              "step": int(ck["step"]), "data": r.data, "val_images": len(data_.val), **extra,
-              **metrics}
+    batch = recon_batch(task, data_.val, r.seed, dev)
+    finite.check_metrics(metrics, model, batch, checkpoint)
+    metrics.update(reconstruction(model, *batch).metrics())
+    result = finite.json_safe({"flow": loaded.name, "task": r.task,
+                               "checkpoint": str(checkpoint), "step": int(ck["step"]),
+                               "data": r.data, "val_images": len(data_.val), **extra,
+                               **metrics})
     folder = Path(out) if out is not None else Path(checkpoint).parent
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / "eval.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     return result
 
 
@@ -198,7 +203,8 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
            output: str | os.PathLike = "grid.png", flow: str | None = None,
            overrides: dict[str, Any] | None = None, seed: int = 0, device: str = "auto",
            ncol: int | None = None, strict: bool = True) -> Path:
-    """Draw ``n`` samples at ``temperature`` and save them as a PNG grid.
+    """Draw ``n`` samples at ``temperature`` and save them as an image grid (PNG, JPEG,
+    WebP, ... from the extension of ``output``).
 
     Conditional flows need a condition: ``cond=None`` or ``"val"`` takes the first
     validation examples of the run's data and lays out rows of (condition, samples,
@@ -212,16 +218,21 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
 
     if n < 1:
         raise RunError(f"--n must be at least 1, got {n}")
+    try:
+        fmt = im.image_format(output)
+    except ValueError as e:
+        raise RunError(str(e)) from e
     model, loaded, r, _ = _restore(spec, checkpoint, flow, overrides, device, strict)
     dev = resolve_device(device)
     task = make_task(loaded, r)
     g = generator(seed, dev)
-    with torch.no_grad():
+    with torch.no_grad(), finite.watch_samples(model, temperature, _warn) as checked:
+        task.check_samples = checked
         if r.task == "generation":
             if cond is not None:
                 raise RunError(f"flow `{loaded.name}` is unconditional; --cond is for "
                                "super_resolution and translation")
-            x = model.sample(n, temperature, None, generator=g)
+            x = checked(model.sample(n, temperature, None, generator=g))
             grid = im.make_grid(im.to_uint8(x, r.bits), ncol=ncol or _cols(n))
         elif cond is None or str(cond) == "val":
             rows = min(GRID_EXAMPLES, n)
@@ -232,12 +243,12 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
             c = _read_condition(task, loaded, cond)
             cd = {task.cond.name: (im.to_condition(c) if r.task == "super_resolution"
                                    else c).repeat_interleave(n, 0).to(dev)}
-            x = model.sample(n, temperature, cd, generator=g)
+            x = checked(model.sample(n, temperature, cd, generator=g))
             grid = im.make_grid(im.to_rgb(im.to_uint8(x, r.bits)) if r.task == "translation"
                                 else im.to_uint8(x, r.bits), ncol=ncol or _cols(n))
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return im.save_png(grid, out)
+    return im.save_image(grid, out, fmt)
 
 
 def _cols(n: int) -> int:

@@ -39,6 +39,7 @@ import torch
 from flowspec.ir import FlowSpec
 
 from .errors import RunError
+from .finite import path_of_key
 
 FORMAT = 1
 
@@ -231,7 +232,7 @@ def check_spec(ck: dict[str, Any], spec: FlowSpec, path: str | os.PathLike, *,
                        "parameters that still fit")
     if warn is not None:
         warn(f"the checkpoint {path} belongs to another model ({what}); --strict false: "
-             "loading the parameters that still fit")
+             "loading it by layer path where the parameters keep their shapes")
     return False
 
 
@@ -252,28 +253,98 @@ def load_model(model: torch.nn.Module, ck: dict[str, Any], path: str | os.PathLi
                strict: bool = True, warn: Warn = None) -> None:
     """Load the checkpoint's parameters; a mismatch is a :class:`RunError`, not a traceback.
 
-    With ``strict=False`` missing and unexpected entries are warnings and only parameters
-    whose shape changed are an error.
+    With ``strict=False`` the checkpoint's entries are matched to the model by layer path
+    (so a layer added or removed shifts nothing onto the wrong layer) and loaded; a layer
+    that is new keeps its initial values and one that is gone is ignored, and one warning
+    says which, by layer path (``level1.step02.coupling: net.0.weight``). A parameter whose
+    shape changed cannot be loaded: that is a :class:`RunError` naming every one.
     """
     state = ck["model"]
+    wrong: list[str] = []
     if not strict:
         own = model.state_dict()
-        wrong = [f"{k} {tuple(v.shape)} -> {tuple(own[k].shape)}" for k, v in state.items()
-                 if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape]
+        old = stored_spec(ck)
+        old_paths = [layer.path for layer in old.layers] if old is not None else None
+        new_paths = list(getattr(model, "paths", []) or [])
+        state = _by_path(state, old_paths, new_paths)
+        wrong = [k for k, v in state.items() if k in own and isinstance(v, torch.Tensor)
+                 and v.shape != own[k].shape]
         if wrong:
+            changes = [_shape_change(new_paths, k, state, own) for k in wrong]
             raise RunError(f"the checkpoint {path} does not fit this model even with --strict "
-                           f"false: {len(wrong)} parameters changed shape "
-                           f"({', '.join(wrong[:4])}{' ...' if len(wrong) > 4 else ''})")
+                           f"false, which loads it only when every parameter the two share "
+                           f"keeps its shape: {len(wrong)} changed shape ({_listed(changes)})")
+        fitting = state
+        if not any(k in own for k in fitting):
+            raise RunError(f"the checkpoint {path} shares no parameter with this model, so "
+                           "--strict false has nothing to load")
     try:
-        result = model.load_state_dict(state, strict=strict)
+        result = model.load_state_dict(state if strict else fitting, strict=strict)
     except (RuntimeError, TypeError, ValueError) as e:
         raise RunError(f"the checkpoint {path} does not fit this model: "
-                       f"{_first_line(e)}") from e
-    missing, unexpected = result.missing_keys, result.unexpected_keys
-    if (missing or unexpected) and warn is not None:
-        warn(f"{len(missing)} parameters kept their initial values (not in the checkpoint: "
-             f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}) and "
-             f"{len(unexpected)} checkpoint entries were ignored")
+                       f"{_strict_mismatch(model, state) or _first_line(e)}") from e
+    if strict or warn is None:
+        return
+    missing = result.missing_keys
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} are new and keep their initial values "
+                     f"({_listed([path_of_key(new_paths, k) for k in missing])})")
+    gone = result.unexpected_keys
+    if gone:
+        parts.append(f"{len(gone)} checkpoint entries are no longer in the model and were "
+                     f"ignored ({_listed([_old_name(old_paths, k) for k in gone])})")
+    loaded = len(fitting) - len(gone)
+    warn(f"--strict false: loaded {loaded} of the model's {len(own)} parameters and buffers "
+         f"from {path}" + (f"; {'; '.join(parts)}" if parts else ""))
+
+
+def _strict_mismatch(model: torch.nn.Module, state: dict[str, Any]) -> str:
+    """What keeps ``state`` from loading strictly, by layer path."""
+    own = model.state_dict()
+    paths = list(getattr(model, "paths", []) or [])
+    shape = [_shape_change(paths, k, state, own) for k, v in state.items()
+             if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape]
+    missing = [path_of_key(paths, k) for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    parts = [f"{what}: {_listed(items)}" for what, items in
+             (("changed shape", shape), ("not in the checkpoint", missing),
+              ("not in the model", extra)) if items]
+    return "; ".join(parts)
+
+
+def _by_path(state: dict[str, Any], old: list[str] | None,
+             new: list[str]) -> dict[str, Any]:
+    """The checkpoint's entries renamed to this model's layer indices by layer path, so that
+    a layer inserted or removed before another never shifts parameters onto the wrong layer.
+    Entries of a layer that is gone get the prefix ``gone.`` plus their old key."""
+    if old is None or not new or old == new:
+        return state
+    index = {path: i for i, path in enumerate(new)}
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "layers" and len(parts) > 1 and parts[1].isdigit() \
+                and int(parts[1]) < len(old):
+            i = index.get(old[int(parts[1])])
+            key = f"layers.{i}.{'.'.join(parts[2:])}" if i is not None else f"gone.{key}"
+        out[key] = value
+    return out
+
+
+def _old_name(old_paths: list[str] | None, key: str) -> str:
+    return path_of_key(old_paths, key.removeprefix("gone."))
+
+
+def _shape_change(paths: list[str], key: str, state: dict[str, Any],
+                  own: dict[str, Any]) -> str:
+    return (f"{path_of_key(paths, key)} {_fmt(tuple(state[key].shape))} -> "
+            f"{_fmt(tuple(own[key].shape))}")
+
+
+def _listed(items: list[str], limit: int = 4) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more"
+                                       if len(items) > limit else "")
 
 
 def same_parameters(model: torch.nn.Module, ck: dict[str, Any]) -> bool:

@@ -47,7 +47,9 @@ def _bool(text: str) -> bool:
 def _strict_arg(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--strict", type=_bool, default=True, metavar="true|false",
                    help=f"refuse {what} a checkpoint of another model, naming what differs "
-                   "(default true); false: warn and load the parameters that still fit")
+                   "(default true); false: warn and load it, matching layers by path (a new "
+                   "layer keeps its initial values; a parameter whose shape changed is still "
+                   "an error)")
 
 
 def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -199,7 +201,8 @@ def cmd_sample(a: argparse.Namespace) -> int:
 
 
 def _reg_sample(sub: Any) -> None:
-    p = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG grid")
+    p = sub.add_parser("sample", help="draw samples from a checkpoint into an image grid "
+                       "(PNG, JPEG, ... by the extension of -o)")
     _spec_args(p, optional=True)
     p.add_argument("--checkpoint", required=True, metavar="FILE")
     _strict_arg(p, "to sample from")
@@ -209,8 +212,20 @@ def _reg_sample(sub: Any) -> None:
                    help="condition: `val` (default: validation examples) or an image file "
                    "(low-res input, or a one-channel PNG of class ids)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", default="grid.png", metavar="FILE.png")
+    p.add_argument("-o", "--output", default="grid.png", metavar="FILE", type=_image_path,
+                   help="the grid image; its extension picks the format (.png, .jpg, "
+                   ".webp, ...; default grid.png)")
     p.set_defaults(func=_guard(cmd_sample))
+
+
+def _image_path(text: str) -> str:
+    from .images import image_format
+
+    try:
+        image_format(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+    return text
 
 
 def register(commands: dict[str, Any]) -> None:

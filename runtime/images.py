@@ -114,15 +114,42 @@ def make_grid(tiles: Tensor, ncol: int, pad: int = GRID_PAD, fill: int = 255) ->
 
 def save_png(img: Tensor, path: str | os.PathLike) -> Path:
     """Write a uint8 ``(C, H, W)`` image (C = 1 or 3) as PNG, atomically."""
+    return save_image(img, path, "PNG")
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """The Pillow format that writes ``path``, from its extension (``.jpg`` -> JPEG).
+
+    Raises ValueError naming the extensions that work, for one Pillow cannot write.
+    """
     from PIL import Image
 
+    Image.init()
+    ext = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(f"cannot write a `{ext or 'no extension'}` image ({path}); use one "
+                         f"of {', '.join(IMAGE_SUFFIXES)}")
+    return fmt
+
+
+#: Extensions offered in messages (Pillow writes a few more).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def save_image(img: Tensor, path: str | os.PathLike, fmt: str | None = None) -> Path:
+    """Write a uint8 ``(C, H, W)`` image (C = 1 or 3) atomically, in the format of its
+    extension unless ``fmt`` names one (JPEG at quality 95: samples are small)."""
+    from PIL import Image
+
+    path = Path(path)
+    fmt = fmt or image_format(path)
     arr = img.cpu().numpy()
     # uint8 (H, W) is read as mode L and (H, W, 3) as RGB
     pil = Image.fromarray(np.ascontiguousarray(arr[0] if arr.shape[0] == 1 else
                                                arr.transpose(1, 2, 0)))
-    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    pil.save(tmp, format="PNG")
+    pil.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
     os.replace(tmp, path)
     return path
 

@@ -8,8 +8,10 @@ changed something that breaks bit-for-bit continuation.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flowspec.ir import FlowSpec
@@ -95,16 +97,50 @@ def parse_data_arg(text: str) -> tuple[str, dict[str, Any]]:
     return parts[0], opts
 
 
-def set_data(r: Recipe, data: str) -> None:
-    """Point a recipe at other data; a new name keeps the shaping options (pad, resize,
-    channels) unless ``data`` sets them, and drops the rest (``root``)."""
+def set_data(r: Recipe, data: str, base: str | os.PathLike | None = None) -> None:
+    """Point a recipe at other data (``--data``).
+
+    Another name replaces the whole data line: the spec's options (``pad=2``, ``root=``)
+    were written for its own data set, so none of them carries over. The same name keeps
+    them and ``data``'s options override them one by one. Relative paths are resolved
+    against ``base`` (default: the working folder, as for every path on a command line).
+    """
     name, opts = parse_data_arg(data) if "=" in data else (data.strip(), {})
+    if not name:
+        raise RunError("--data needs a data set name or a path")
+    base = Path.cwd() if base is None else Path(base)
+    name, opts = _absolute(name, opts, base)
     if name != r.data:
-        kept = {k: v for k, v in r.data_options.items() if k in SHAPING}
-        r.data_options = {**kept, **opts}
+        r.data_options = dict(opts)
     else:
         r.data_options = {**r.data_options, **opts}
     r.data = name
+
+
+def is_path(name: str) -> bool:
+    """Whether a data line's name is a path (not a built-in set nor an on-disk format)."""
+    from .data import BUILTIN
+
+    return name not in BUILTIN and name not in PATH_FORMATS
+
+
+def _absolute(name: str, opts: dict[str, Any], base: Path) -> tuple[str, dict[str, Any]]:
+    """``name`` and ``root=`` as absolute paths (relative ones are taken from ``base``)."""
+    opts = dict(opts)
+    if "root" in opts:
+        opts["root"] = str(base / Path(os.path.expanduser(str(opts["root"]))))
+    if is_path(name):
+        name = str(base / Path(os.path.expanduser(name)))
+    return name, opts
+
+
+def spec_folder(spec: FlowSpec) -> Path:
+    """Where relative paths on a spec's data line point from: the folder of the file that
+    holds the line (as for imports), or the working folder for a spec from a string."""
+    setting = spec.train.get("data")
+    file = setting.span.file if setting is not None else spec.file
+    folder = Path(file).parent
+    return folder.resolve() if Path(file).is_file() else Path.cwd()
 
 
 def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
@@ -112,8 +148,10 @@ def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
                    **flags: Any) -> Recipe:
     """The spec's train block, with ``flags`` (the keyword names of :class:`Recipe`) on top.
 
-    ``data`` may carry options ("faces resize=true"); a new data name keeps the spec's
-    shaping options (pad, resize, channels) unless it sets them, and drops ``root``.
+    ``data`` may carry options ("faces resize=true"); another name than the spec's replaces
+    the spec's data line with its options (:func:`set_data`). Relative data paths on the
+    spec's ``data`` line are relative to the spec file's folder, like imports; those in
+    ``data`` to the working folder. Both are stored as absolute paths.
     """
     r = Recipe()
     t = spec.train
@@ -121,8 +159,8 @@ def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
         r.task = str(t["task"].value)
         r.scale = t["task"].options.get("scale")
     if "data" in t:
-        r.data = str(t["data"].value)
-        r.data_options = _plain(dict(t["data"].options))
+        r.data, r.data_options = _absolute(str(t["data"].value),
+                                           _plain(dict(t["data"].options)), spec_folder(spec))
     for name in ("bits", "batch", "steps", "val_every", "sample_every", "checkpoint_every",
                  "seed"):
         if name in t and t[name].value is not None:
@@ -176,3 +214,46 @@ def _validate(r: Recipe) -> None:
         raise RunError(f"clip (the gradient-norm bound) must be positive, got {r.clip}")
     if r.scale is not None and r.scale < 2:
         raise RunError(f"super-resolution scale must be at least 2, got {r.scale}")
+
+
+#: Recipe fields that ``flowspec train`` sets with a flag of the same meaning.
+_FLAGS = {"steps": "--steps", "batch": "--batch", "seed": "--seed", "lr": "--lr",
+          "warmup": "--warmup", "clip": "--clip", "optimizer": "--optimizer",
+          "bits": "--bits", "val_every": "--val-every", "sample_every": "--sample-every",
+          "checkpoint_every": "--checkpoint-every", "val_images": "--val-images"}
+
+
+def resume_command(spec: FlowSpec, r: Recipe, source: dict[str, Any],
+                   out: str | os.PathLike) -> str:
+    """The ``flowspec train ... --resume`` line that continues this run bit for bit: the
+    spec, flow and ``--set`` it was started with, and a flag for every recipe field that
+    differs from the spec's own ``train`` block."""
+    words = ["flowspec", "train", str(source.get("spec_file") or "SPEC.flow"),
+             "--flow", spec.name]
+    for k, v in (source.get("overrides") or {}).items():
+        words += ["--set", f"{k}={_word(v)}"]
+    try:  # the spec's recipe at this run's length, so that derived defaults agree
+        base: Recipe | None = resolve_recipe(spec, steps=r.steps)
+        spec_steps = resolve_recipe(spec).steps
+    except RunError:  # no data line: --data is part of the command
+        base, spec_steps = None, None
+    if base is None or (base.data, base.data_options) != (r.data, r.data_options):
+        words += ["--data", " ".join([str(r.data)] + [f"{k}={_word(v)}" for k, v in
+                                                       r.data_options.items()])]
+    for field_name, flag in _FLAGS.items():
+        value = getattr(r, field_name)
+        differs = spec_steps != value if field_name == "steps" else (
+            base is None or getattr(base, field_name) != value)
+        if differs:
+            if value is not None:
+                words += [flag, _word(value)]
+    words += ["--out", str(out), "--resume"]
+    return shlex.join(words)
+
+
+def _word(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -12,10 +12,13 @@ the spec, and says what to change when not (:class:`RunError`).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +30,7 @@ from . import images as im
 from .data import DataError, load_dataset, prepare
 from .errors import RunError
 from .metrics import bits_per_dim, finite_mean, log_prob, sr_scores
-from .recipe import PATH_FORMATS, Recipe
+from .recipe import PATH_FORMATS, SHAPING, Recipe
 
 #: Validation runs in fixed chunks, each with its own noise seed, so that the dequantisation
 #: noise of an image never depends on a batch size and evaluate() reproduces training.
@@ -79,6 +82,9 @@ class Task(ABC):
     """Base class; a task is built from a checked spec and a recipe."""
 
     name = ""
+    #: Applied to every batch of samples drawn for a grid (``runtime.finite.watch_samples``
+    #: sets it while ``sample`` runs); by default non-finite samples are drawn mid-grey.
+    check_samples: Callable[[Tensor], Tensor] | None = None
 
     def __init__(self, spec: FlowSpec, recipe: Recipe):
         self.spec = spec
@@ -114,6 +120,7 @@ class Task(ABC):
         """Read and shape the train split (unless ``train=False``) and the fixed validation
         subset."""
         r = self.recipe
+        check_data(r.data, r.data_options)
         opts = dict(r.data_options)
         pad = int(opts.pop("pad", 0))
         resize = bool(opts.pop("resize", False))
@@ -146,13 +153,15 @@ class Task(ABC):
 
     def _shape_split(self, s: Any, split: str, pad: int, resize: bool, convert: bool) -> Split:
         where = f"data `{self.recipe.data}` ({split} split) for flow `{self.spec.name}`"
+        maps = self._maps(s, split, pad, resize, where)  # data of the wrong kind goes first
         try:
             images = prepare(s.images, self.spec.input, pad=pad, resize=resize,
                              convert_channels=convert)
         except DataError as e:
             raise RunError(f"{where}: {e} (data options go on the spec's `data` line or in "
-                           "--data \"NAME pad=2\")") from e
-        return Split(images, self._maps(s, split, pad, resize, where))
+                           "--data \"NAME pad=2\"; another data set than the spec's takes "
+                           "none of the spec's options)") from e
+        return Split(images, maps)
 
     def _maps(self, s: Any, split: str, pad: int, resize: bool, where: str) -> Tensor | None:
         return None
@@ -193,6 +202,12 @@ class Task(ABC):
         return {"bpd": self.val_bpd(model, data.val, device)}
 
     # ---- pictures
+    def _checked(self, x: Tensor) -> Tensor:
+        if self.check_samples is not None:
+            return self.check_samples(x)
+        finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+        return torch.where(finite.view(-1, 1, 1, 1), x, torch.zeros_like(x))
+
     @abstractmethod
     def grids(self, model: Any, data: TaskData, device: torch.device,
               temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = GRID_EXAMPLES,
@@ -208,13 +223,46 @@ class Task(ABC):
         cond = self.condition(images.repeat_interleave(k, 0),
                               None if maps is None else maps.repeat_interleave(k, 0), device)
         g = generator(stream_seed(self.recipe.seed, "grid", temperature), device)
-        x = model.sample(n * k, temperature, cond, generator=g)
+        x = self._checked(model.sample(n * k, temperature, cond, generator=g))
         samples = im.to_uint8(x, self.bits).view(n, k, *x.shape[1:])
         rgb = first.shape[1] == 3 or last.shape[1] == 3 or samples.shape[2] == 3
         conv = im.to_rgb if rgb else (lambda t: t)
         rows = [torch.cat([conv(first[i:i + 1]), conv(samples[i]), conv(last[i:i + 1])])
                 for i in range(n)]
         return im.make_grid(torch.cat(rows), ncol=k + 2)
+
+
+def check_data(name: str, options: dict[str, Any]) -> None:
+    """Refuse unknown data options (with a did-you-mean and the accepted list) and a data
+    path that does not exist (saying where it was looked for)."""
+    from .data import BUILTIN
+    from .data.builtin import _BUILTIN_OPTIONS, _NEEDS_PATH
+    from .data.formats import _FORMAT_OPTIONS
+
+    accepted = {*SHAPING, "limit"}
+    if name in BUILTIN:
+        accepted |= _BUILTIN_OPTIONS.get(name, set())
+    else:
+        fmt = PATH_FORMATS.get(name) or options.get("format")
+        accepted |= {"format"} | (_FORMAT_OPTIONS.get(str(fmt), set()) if fmt else
+                                  set().union(*_FORMAT_OPTIONS.values()))
+        if name in PATH_FORMATS:
+            accepted.add("root")
+    for key in options:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, sorted(accepted), n=1, cutoff=0.6)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            raise RunError(f"unknown data option `{key}` for data `{name}`{hint}; "
+                           f"its options: {', '.join(sorted(accepted))}")
+    where = options.get("root") if name in PATH_FORMATS else (
+        None if name in BUILTIN else name)
+    if where is not None and not Path(str(where)).exists():
+        hint = _NEEDS_PATH.get(Path(str(where)).name.lower())
+        raise RunError(
+            f"{where} is neither a built-in data set nor an existing path (a relative data "
+            "path is taken from the spec file's folder when written on its `data` line, and "
+            f"from the working folder when given with --data){'; ' + hint if hint else ''}"
+            + ("" if name in PATH_FORMATS else f"; built-in sets: {', '.join(BUILTIN)}"))
 
 
 def _builtins() -> set[str]:
@@ -245,7 +293,7 @@ class Generation(Task):
         out = {}
         for t in temperatures:
             g = generator(stream_seed(self.recipe.seed, "grid", t), device)
-            x = model.sample(rows * k, t, None, generator=g)
+            x = self._checked(model.sample(rows * k, t, None, generator=g))
             out[t] = im.make_grid(im.to_uint8(x, self.bits), ncol=k)
         return out
 

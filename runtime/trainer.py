@@ -244,11 +244,12 @@ class Trainer:
             raise RunError(f"data `{r.data}` has no training images")
         if r.batch % d.world:
             raise RunError(f"batch {r.batch} does not split evenly over {d.world} processes")
+        model = _build(build, spec, dev, r.seed, self.build_options)  # before any folder
         out = self._folder(d)
         log = MetricsLog(out / "metrics.jsonl")
-        model = build(spec, device=dev, seed=r.seed, **self.build_options)
         opt, sched = make_optimizer(model, r)
         self.best: float | None = None
+        self.out, self.saved_step = out, None  # the last checkpoint this run can resume
         start = 0
         if self.resume:
             ck = ckpt.load(out / "checkpoint.pt")
@@ -267,6 +268,7 @@ class Trainer:
                 _warn("the model's parameters changed shape, so the optimiser starts afresh")
             ckpt.set_rng_state(ck["rng"])
             start, self.best = int(ck["step"]), ck.get("best_val_bpd")
+            self.saved_step = start
             if start > r.steps:
                 raise RunError(f"the checkpoint is at step {start}, past --steps {r.steps}; "
                                "pass a larger --steps to train on")
@@ -314,7 +316,14 @@ class Trainer:
                   f"steps {start}->{r.steps}, batch {r.batch}"
                   f"{f' over {d.world} processes' if d.active else ''}, {dev}", file=sys.stderr)
         self.recon_batch = recon_batch(task, data.val, r.seed, dev)
-        files = self._loop(d, dev, task, data, model, net, opt, sched, batch, start, log, out)
+        try:
+            files = self._loop(d, dev, task, data, model, net, opt, sched, batch, start, log,
+                               out)
+        except KeyboardInterrupt:
+            if d.main:
+                print(f"\nflowspec train: interrupted; {self._resume_advice()}",
+                      file=sys.stderr)
+            raise
         return self._finish(d, dev, model, log, out, files, start)
 
     def _loop(self, d: ddp.Dist, dev: torch.device, task: Task, data: TaskData, model: Any,
@@ -357,8 +366,9 @@ class Trainer:
                 log.write(record)
                 self.tracker.train(done, record)
                 bar.update(1)
-                bar.set_postfix(loss=f"{value:.3f}", bpd=f"{sum(recent) / len(recent):.3f}",
-                                img_s=f"{rate:.0f}", refresh=False)
+                bar.set_postfix_str(f"bpd: last step {value:.3f}, mean of last "
+                                    f"{len(recent)} {sum(recent) / len(recent):.3f} | "
+                                    f"{rate:.0f} img/s", refresh=False)
             last = done == r.steps
             sync = False
             if done % r.val_every == 0 or last:
@@ -387,8 +397,22 @@ class Trainer:
         raise RunError(
             f"training stopped at step {step + 1}: {what}; {where}. Nothing of this step "
             f"was saved. Try a lower learning rate (lr={r.lr:g}), a longer warm-up "
-            f"(warmup={r.warmup}) or gradient clipping (clip={r.clip}), then --resume from "
-            "the last checkpoint")
+            f"(warmup={r.warmup}) or gradient clipping (clip={r.clip}); "
+            f"{self._resume_advice(changed=True)}")
+
+    def _resume_advice(self, changed: bool = False) -> str:
+        """Where a stopped run stands: its last checkpoint and the command that continues
+        it, or that none was written yet (so the run starts again)."""
+        from .recipe import resume_command
+
+        ck = self.out / "checkpoint.pt"
+        if self.saved_step is None:
+            return (f"no checkpoint was written yet (the first is due at step "
+                    f"{self.recipe.checkpoint_every}), so there is nothing to resume: run "
+                    f"the same command again{' with those changes' if changed else ''}")
+        cmd = resume_command(self.spec, self.recipe, self.source, self.out)
+        return (f"the last checkpoint is step {self.saved_step} ({ck}); continue with"
+                f"{' (after those changes)' if changed else ''}:\n  {cmd}")
 
     def _validate(self, dev: torch.device, task: Task, data: TaskData, model: Any, opt: Any,
                   sched: Any, done: int, log: MetricsLog, out: Path,
@@ -430,6 +454,7 @@ class Trainer:
                            "checkpoint was not written (the last good one is kept). Lower "
                            "the learning rate or add clip=...")
         ckpt.save_atomic(self._state(model, opt, sched, done), out / "checkpoint.pt")
+        self.saved_step = done
         log.write({"kind": "checkpoint", "step": done, "path": str(out / "checkpoint.pt")})
 
     def _finish(self, d: ddp.Dist, dev: torch.device, model: Any, log: MetricsLog, out: Path,
@@ -471,6 +496,21 @@ class Trainer:
         if d.active and not identical:
             raise RunError("the ranks ended with different parameters; DDP lost sync")
         return RunResult(out, r.steps, final.get("bpd"), summary, model)
+
+
+def _build(build: Any, spec: FlowSpec, dev: torch.device, seed: int,
+           options: dict[str, Any]) -> Any:
+    """The model; a torch.compile backend that does not exist is a RunError."""
+    try:
+        return build(spec, device=dev, seed=seed, **options)
+    except RuntimeError as e:
+        if type(e).__name__ != "InvalidBackend":
+            raise
+        import torch._dynamo
+
+        raise RunError(f"--compile {options.get('compile')}: torch.compile has no such "
+                       f"backend; backends: {', '.join(torch._dynamo.list_backends())}. "
+                       "No run folder was made") from e
 
 
 def check_finite(x: Tensor, cond: dict[str, Tensor] | None, what: str, idx: Tensor | None,
