@@ -58,7 +58,7 @@ def test_flip_transforms_the_other_half(key: str) -> None:
     gen = torch.Generator().manual_seed(0)
     extra = {"components": 3} if key == "coupling.mixture" else {}
     x = torch.randn(2, 5, 4, 4, generator=gen, dtype=torch.float64)
-    for flip, kept in ((False, slice(0, 3)), (True, slice(2, 5))):
+    for flip, kept in ((False, slice(0, 3)), (True, slice(3, 5))):  # exactly swapped
         layer = _module(key, (5, 4, 4), flip=flip, **extra)
         perturb_(layer, 0.5, gen)
         with torch.no_grad():
@@ -145,7 +145,8 @@ def test_w004_finds_what_a_reversal_of_three_channels_misses() -> None:
     ["coupling affine hidden=3", "permute mode=reverse", "coupling affine hidden=3"],
     ["coupling spline hidden=3 bins=3 flip=true", "attention imap",
      "coupling affine hidden=3 flip=true"],
-    ["coupling affine hidden=3", "coupling spline hidden=3 flip=true bins=2"],
+    ["coupling affine hidden=3", "coupling spline hidden=3 flip=true bins=2"],  # odd C
+    ["coupling affine hidden=3 flip=true", "coupling mixture hidden=3 components=2"],
     ["attention imap mask=complement", "coupling affine hidden=3 mask=checkerboard"],
 ])
 def test_w004_agrees_with_the_jacobian(body: list[str]) -> None:

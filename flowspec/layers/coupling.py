@@ -30,9 +30,9 @@ class Partition(Module):
     r"""Splits the entries of a ``(C, H, W)`` sample into a kept part and a transformed part.
 
     * ``channel``: the first ``C - C//2`` channels are kept, the last ``C//2`` transformed
-      (needs ``C >= 2``; odd ``C`` is fine). ``flip``: the first ``C//2`` channels are
-      transformed and the last ``C - C//2`` kept, so the parameter network has the same
-      input and output widths either way (a checkpoint's shapes do not depend on ``flip``).
+      (needs ``C >= 2``; odd ``C`` is fine). ``flip``: exactly the other way round, the
+      first ``C - C//2`` channels transformed and the last ``C//2`` kept, so that two
+      couplings with opposite ``flip`` transform every channel even when ``C`` is odd.
     * ``checkerboard``: the pixels with ``(h + w)`` even are kept (all channels), the others
       transformed; works for ``C = 1``. ``flip``: the pixels with ``(h + w)`` odd are kept.
 
@@ -50,10 +50,11 @@ class Partition(Module):
         if mask == "channel":
             if c < 2:
                 raise ValueError(f"a channel-mask coupling needs C >= 2, got C={c}")
-            self.kept_channels, self.out_channels = c - c // 2, c // 2
             # channel ranges [start, stop) of the kept and of the transformed part
-            self._kept = (c // 2, c) if self.flip else (0, c - c // 2)
-            self._out = (0, c // 2) if self.flip else (c - c // 2, c)
+            first, last = (0, c - c // 2), (c - c // 2, c)
+            self._kept, self._out = (last, first) if self.flip else (first, last)
+            self.kept_channels = self._kept[1] - self._kept[0]
+            self.out_channels = self._out[1] - self._out[0]
         elif mask == "checkerboard":
             parity = (torch.arange(h).view(h, 1) + torch.arange(w).view(1, w)) % 2
             keep = parity == (1 if self.flip else 0)
@@ -147,8 +148,8 @@ SCALE_DOC = ("sigmoid: s = sigmoid(h + 2) + 1e-4; bounded: s = exp(b tanh(h)) in
              "which keeps the inverse accurate in deep flows")
 
 
-FLIP_DOC = ("swap the halves: channel: the first C//2 channels are transformed, driven by "
-            "the last C - C//2; checkerboard: the pixels with h + w even are transformed")
+FLIP_DOC = ("swap the halves: channel: the first C - C//2 channels are transformed, driven "
+            "by the last C//2; checkerboard: the pixels with h + w even are transformed")
 
 
 class CouplingArgs(CondArgs):
@@ -199,7 +200,7 @@ class CouplingKind(LayerKind):
             if shape[1] * shape[2] < 2:
                 return set()
             return {(ch, 0 if flip else 1) for ch in range(c)}
-        channels = range(c // 2) if flip else range(c - c // 2, c)
+        channels = range(c - c // 2) if flip else range(c - c // 2, c)
         return {(ch, p) for ch in channels for p in (0, 1)}
 
     @classmethod
@@ -211,10 +212,18 @@ class CouplingKind(LayerKind):
 
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:
-        c = shape[0]
-        kept, out = (c, c) if arg(args, "mask") == "checkerboard" else (c - c // 2, c // 2)
+        kept, out = cls.widths(shape, args)
         return net_params(arg(args, "net"), kept + (cond_channels or 0),
                           out * cls.outputs_per_entry, arg(args, "hidden"))
+
+    @staticmethod
+    def widths(shape, args) -> tuple[int, int]:
+        """Channels the network sees and channels it transforms (as :class:`Partition`)."""
+        a = dict(args) if isinstance(args, Mapping) else args.model_dump()
+        c = shape[0]
+        if a.get("mask", "channel") == "checkerboard":
+            return c, c
+        return (c // 2, c - c // 2) if a.get("flip", False) else (c - c // 2, c // 2)
 
 
 @kind

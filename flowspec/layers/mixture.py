@@ -28,7 +28,7 @@ class MixtureCoupling(FlowLayer):
     r"""Channel-mask coupling with an elementwise logistic-mixture-CDF bijection.
 
     The channel mask is the coupling's (:class:`.coupling.Partition`): the last ``C//2``
-    channels are transformed, or the first ``C//2`` with ``flip=true``.
+    channels are transformed, or the first ``C - C//2`` with ``flip=true``.
 
     For each transformed entry ``x`` the network (on the kept channels, plus the condition)
     gives mixture logits ``pi_k``, means ``mu_k``, log-scales ``l_k`` (``K = components``)
@@ -159,8 +159,8 @@ class MixtureArgs(CondArgs):
     hidden: int = Field(96, ge=1, le=8192, description="width of the coupling network")
     components: int = Field(32, ge=1, le=256, description="logistic mixture components K")
     net: str = registry_field("net", "glow", "the coupling network (a registered net)")
-    flip: bool = Field(False, description="swap the halves: the first C//2 channels are "
-                       "transformed, driven by the last C - C//2")
+    flip: bool = Field(False, description="swap the halves: the first C - C//2 channels "
+                       "are transformed, driven by the last C//2")
 
 
 @kind
@@ -172,7 +172,7 @@ class MixtureCouplingKind(CouplingKind):
 
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:
-        c, k = shape[0], arg(args, "components")
+        kept, out = cls.widths(shape, args)
         # per transformed entry: scale, shift and K logits, means, log-scales
-        return net_params(arg(args, "net"), c - c // 2 + (cond_channels or 0),
-                          (c // 2) * (2 + 3 * k), arg(args, "hidden"))
+        return net_params(arg(args, "net"), kept + (cond_channels or 0),
+                          out * (2 + 3 * arg(args, "components")), arg(args, "hidden"))

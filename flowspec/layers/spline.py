@@ -176,7 +176,6 @@ class SplineCouplingKind(CouplingKind):
 
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:
-        c = shape[0]
-        kept, out = (c, c) if arg(args, "mask") == "checkerboard" else (c - c // 2, c // 2)
+        kept, out = cls.widths(shape, args)
         return net_params(arg(args, "net"), kept + (cond_channels or 0),
                           out * (3 * arg(args, "bins") - 1), arg(args, "hidden"))
