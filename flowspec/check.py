@@ -244,11 +244,13 @@ def _untouched_entries(spec: FlowSpec, diags: Collector) -> None:
         masks = {layer.args.get("mask") for layer in run if "flip" in layer.args}
         where = f" of level {first.level}" if first.level is not None else ""
         stop = f"`{end.path}`" if end is not None else "the prior"
-        help_ = "write `flip=true` on every other coupling, so that the next one transforms " \
-                "the other half"
-        help_ += ", or mix the pixels with a coupling of another mask" if masks == {
-            "checkerboard"} else ", or mix the channels in between with an `invconv` or a " \
-            "`permute`"
+        if masks == {"checkerboard"}:
+            help_ = ("write `flip=true` on every other checkerboard coupling, so that the next "
+                     "one transforms the pixels this one keeps")
+        else:
+            help_ = ("write `flip=true` on every other coupling, so that the next one "
+                     "transforms the other half, or mix the channels in between with an "
+                     "`invconv` or a `permute`")
         diags.warning(
             "W004", f"{100 * left / total:.0f}% of the {_fmt((c, h, w))} entries{where} "
             f"({left} of {total}) pass unchanged from `{run[0].path}` to {stop}: no coupling "

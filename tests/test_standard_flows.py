@@ -166,6 +166,33 @@ def test_w004_agrees_with_the_jacobian(body: list[str]) -> None:
     assert alone == (_fraction(found[0]) if found else 0.0), (alone, found)
 
 
+def test_w004_takes_plugin_kinds_through_alone_after() -> None:
+    from flowspec.kinds import LayerKind, kind
+
+    class Entrywise(LayerKind):  # declares that it changes no entry's dependence
+        key = "w004entrywise"
+        module = "nowhere:Module"
+
+        @classmethod
+        def alone_after(cls, shape, args, alone):
+            return alone
+
+    class Opaque(LayerKind):  # declares nothing: counts as mixing every entry
+        key = "w004opaque"
+        module = "nowhere:Module"
+
+    try:
+        kind(Entrywise)
+        kind(Opaque)
+        stack = ("  coupling affine hidden=4", "  LAYER", "  coupling affine hidden=4", "}")
+        text = t("flow f {", IN, *stack)
+        assert len(w004(text.replace("LAYER", "w004entrywise"))) == 1
+        assert w004(text.replace("LAYER", "w004opaque")) == []
+    finally:
+        KINDS.pop("w004entrywise", None)
+        KINDS.pop("w004opaque", None)
+
+
 def _shipped():
     out = []
     for path in sorted((ROOT / "specs").glob("*.flow")):
