@@ -54,10 +54,10 @@ DATA = {
     "mnist5k": {"data": "mnist5k pad=2", "channels": 1},
     "photos": {"data": "photos pad=0", "channels": 3},  # pad=0: the spec's line pads MNIST
 }
-VARIANTS = {  # name -> (flow, extra overrides)
+VARIANTS = {  # name -> (flow, extra overrides); imap / isdp with the default form=identity
     "backbone": ("position_imap", {"pos": 0}),
-    "imap": ("position_imap", {"pos": 4}),
-    "isdp": ("heads_isdp", {"heads": 5}),
+    "imap": ("position_imap", {"pos": 4, "form": "identity"}),
+    "isdp": ("heads_isdp", {"heads": 5, "form": "identity"}),
 }
 POSITIONS = (1, 2, 3, 4)
 RECIPE = {"batch": 32, "bits": 8, "lr": 1e-3, "warmup": 50, "clip": 50.0,
@@ -93,12 +93,16 @@ def train_job(job: dict[str, Any]) -> dict[str, Any]:
                             data=job["data"], out=job["out"], steps=steps,
                             batch=RECIPE["batch"], seed=job["seed"], device="cpu",
                             resume=job.get("resume", False), progress=False,
-                            val_every=steps, sample_every=steps, checkpoint_every=steps,
+                            val_every=job.get("val_every") or steps, sample_every=steps,
+                            checkpoint_every=steps,
                             **recipe)
     except Exception as e:  # noqa: BLE001 - a failed run is a result, reported as such
         return {**job, "ok": False, "error": f"{type(e).__name__}: {e}"}
     s = res.summary
-    return {**job, "ok": True, "step": res.step, "val_bpd": res.val_bpd,
+    metrics = Path(job["out"]) / "metrics.jsonl"
+    curve = {str(r["step"]): r["bpd"] for r in map(json.loads, metrics.read_text().splitlines())
+             if r.get("kind") == "val"} if metrics.exists() else {}
+    return {**job, "ok": True, "step": res.step, "val_bpd": res.val_bpd, "val_curve": curve,
             "parameters": s["parameters"], "train_seconds": s["train_seconds"],
             "seconds_per_step": s["seconds_per_step"],
             "wall_seconds": round(time.perf_counter() - t0, 2)}
@@ -180,19 +184,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.perf_counter()
 
     print("timing pass (CPU seconds per step, one thread)", flush=True)
-    timing = {d: timing_pass(d) for d in DATA}
+    timing = {d: timing_pass(d) for d in args.datasets}
     for d, t in timing.items():
         print(f"  {d}: " + ", ".join(f"{v} {t[v]['seconds_per_step']:.3f} s/step"
                                      for v in VARIANTS), flush=True)
 
     jobs = []
     for d in ("photos", "mnist5k"):  # the slow data set first: better load balance
+        if d not in args.datasets:
+            continue
         for name, (flow, extra) in VARIANTS.items():
             for seed in seeds:
                 jobs.append({"dataset": d, "name": name, "seed": seed, "flow": flow,
                              "overrides": _overrides(d, extra), "data": DATA[d]["data"],
-                             "steps": steps[d], "out": str(out / d / f"{name}-s{seed}")})
-    for pos in POSITIONS:
+                             "steps": steps[d], "out": str(out / d / f"{name}-s{seed}"),
+                             "val_every": args.mid_step or None})
+    for pos in POSITIONS if args.positions else ():
         if pos == 4:
             continue  # the same flow, overrides and seeds as `imap` on mnist5k
         for seed in seeds:
@@ -206,7 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # equal wall-clock: the slowest variant's time for the equal-steps run is the budget
     budget, more = {}, []
-    for d in DATA:
+    for d in args.datasets:
         per_step = {v: timing[d][v]["seconds_per_step"] for v in VARIANTS}
         seconds = steps[d] * max(per_step.values())
         n = {v: max(steps[d], math.floor(seconds / per_step[v] + 1e-9)) for v in VARIANTS}
@@ -229,7 +236,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "python": platform.python_version(), "torch": torch.__version__,
                     "threads_per_process": 1, "processes": args.jobs},
         "spec": SPEC, "model": MODEL, "recipe": RECIPE, "seeds": seeds, "steps": steps,
-        "data": {d: v["data"] for d, v in DATA.items()},
+        "data": {d: DATA[d]["data"] for d in args.datasets}, "mid_step": args.mid_step,
         "timing": timing, "budget": budget,
         "equal_steps": first, "equal_time": second,
         "total_minutes": round((time.perf_counter() - t_start) / 60, 1),
@@ -277,8 +284,14 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
                   if base1[r["seed"]] and base1[r["seed"]]["ok"]]
             d2 = [r["val_bpd"] - base2[r["seed"]]["val_bpd"] for r in ok2
                   if base2[r["seed"]] and base2[r["seed"]]["ok"]]
+            mid = str(res.get("mid_step") or "")
+            m1 = {r["seed"]: r.get("val_curve", {}).get(mid) for r in ok1}
+            d_mid = [m1[s] - base1[s]["val_curve"][mid] for s in m1
+                     if m1[s] is not None and base1.get(s) and base1[s]["ok"]
+                     and mid in base1[s].get("val_curve", {})]
             rows[v] = {
                 "parameters": ok1[0]["parameters"] if ok1 else None,
+                "bpd_mid": [b for b in m1.values() if b is not None], "delta_mid": d_mid,
                 "timing_s_per_step": res["timing"][d][v]["seconds_per_step"],
                 "run_s_per_step": [r["seconds_per_step"] for r in ok1],
                 "bpd_equal_steps": [r["val_bpd"] for r in ok1],
@@ -320,22 +333,30 @@ def tables(res: dict[str, Any], summ: dict[str, Any]) -> str:
                    f"wall-clock: {b['seconds']:.1f} s of training per run (the slowest "
                    "variant's time for the equal-steps run, from the timing pass)."), "",
                   ("| variant | parameters | s/step (timing pass) | s/step (in the runs) "
-                   f"| bits/dim @ {res['steps'][d]} steps | Δ vs backbone | steps in "
+                   + (f"| bits/dim @ {res['mid_step']} steps | Δ vs backbone "
+                      if res.get("mid_step") else "")
+                   + f"| bits/dim @ {res['steps'][d]} steps | Δ vs backbone | steps in "
                    f"{b['seconds']:.0f} s | bits/dim @ equal time | Δ vs backbone |"),
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+                  + ("---:|---:|" if res.get("mid_step") else "")]
         for v, r in rows.items():
             runs = r["run_s_per_step"]
             params = f"{r['parameters']:,}" if r["parameters"] else "—"
             lines.append(
                 f"| {v} | {params} | {r['timing_s_per_step']:.3f} | "
                 f"{statistics.median(runs) if runs else float('nan'):.3f} | "
-                f"{_fmt_ms(r['bpd_equal_steps'])} | "
+                + (f"{_fmt_ms(r['bpd_mid'])} | "
+                   f"{'—' if v == 'backbone' else _signed_ms(r['delta_mid'])} | "
+                   if res.get("mid_step") else "")
+                + f"{_fmt_ms(r['bpd_equal_steps'])} | "
                 f"{'—' if v == 'backbone' else _signed_ms(r['delta_equal_steps'])} | "
                 f"{r['steps_equal_time']} | {_fmt_ms(r['bpd_equal_time'])} | "
                 f"{'—' if v == 'backbone' else _signed_ms(r['delta_equal_time'])} |")
             if r["failed"]:
                 lines.append(f"| ↳ failed seeds: {r['failed']} | | | | | | | | |")
         lines.append("")
+    if not any(summ["positions"][pos]["bpd"] for pos in POSITIONS if pos != 4):
+        return "\n".join(lines)
     lines += [(f"**Position of iMap** (mnist5k, {res['steps']['mnist5k']} steps; pos-4 is "
                "the `imap` row above):"), "",
               "| position | bits/dim | Δ vs pos-4 | s/step (in the runs) |",
@@ -362,7 +383,8 @@ def plots(res: dict[str, Any], summ: dict[str, Any], folder: Path) -> list[Path]
     colours = {"backbone": "tab:gray", "imap": "tab:blue", "isdp": "tab:orange"}
     paths = []
 
-    fig, axes = plt.subplots(1, len(summ["variants"]), figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, len(summ["variants"]), figsize=(10, 3.6), squeeze=False)
+    axes = axes[0]
     for ax, (d, rows) in zip(axes, summ["variants"].items()):
         for i, (label, key) in enumerate((("equal steps", "bpd_equal_steps"),
                                           ("equal wall-clock", "bpd_equal_time"))):
@@ -387,8 +409,9 @@ def plots(res: dict[str, Any], summ: dict[str, Any], folder: Path) -> list[Path]
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
+    has_positions = any(summ["positions"][pos]["bpd"] for pos in POSITIONS if pos != 4)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for pos in POSITIONS:
+    for pos in POSITIONS if has_positions else ():
         vals = summ["positions"][pos]["bpd"]
         if not vals:
             continue
@@ -406,11 +429,13 @@ def plots(res: dict[str, Any], summ: dict[str, Any], folder: Path) -> list[Path]
     ax.set_title(f"iMap position, mnist5k, {res['steps']['mnist5k']} steps", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    paths.append(folder / "ablation_position.png")
-    fig.savefig(paths[-1], dpi=110)
+    if has_positions:
+        paths.append(folder / "ablation_position.png")
+        fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(summ["variants"]), figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, len(summ["variants"]), figsize=(10, 3.6), squeeze=False)
+    axes = axes[0]
     for ax, d in zip(axes, summ["variants"]):
         for v in VARIANTS:
             for s in res["seeds"]:
@@ -466,6 +491,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default="docs/results.json")
     p.add_argument("--doc", default="docs/results.md")
     p.add_argument("--img", default="docs/img")
+    p.add_argument("--datasets", nargs="+", default=list(DATA), choices=list(DATA))
+    p.add_argument("--mid-step", type=int, default=0, dest="mid_step",
+                   help="also validate every this many steps and report bits/dim there")
+    p.add_argument("--no-positions", action="store_false", dest="positions",
+                   help="skip the iMap position runs")
     p.add_argument("--render-only", action="store_true",
                    help="no training: tables and plots from --results")
     a = p.parse_args(argv)

@@ -134,11 +134,11 @@ class IMap(FlowLayer):
 
     def _scale_entries(self, x: Tensor, pool: Tensor, sigma: Tensor, masked_logdet: Tensor,
                inverse: bool) -> tuple[Tensor, Tensor]:
-        u = torch.einsum("bchw,chw->bhw", x, pool)
+        u = (x * pool).sum(dim=1)  # several times cheaper than einsum's permute + bmm on CPU
         a, log_a = self._gates(u)
         scale = torch.where(self.mask, sigma, a.unsqueeze(1))
         out = x / scale if inverse else x * scale
-        logdet = torch.einsum("bhw,hw->b", log_a, self.n_free.to(log_a.dtype)) + masked_logdet
+        logdet = torch.mv(log_a.flatten(1), self.n_free.flatten().to(log_a.dtype)) + masked_logdet
         return out, -logdet if inverse else logdet
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
