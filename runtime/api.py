@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,9 +203,14 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
            temperature: float = 0.7, cond: str | os.PathLike | None = None,
            output: str | os.PathLike = "grid.png", flow: str | None = None,
            overrides: dict[str, Any] | None = None, seed: int = 0, device: str = "auto",
-           ncol: int | None = None, strict: bool = True) -> Path:
+           ncol: int | None = None, strict: bool = True,
+           classes: str | int | Sequence[int] | None = None) -> Path:
     """Draw ``n`` samples at ``temperature`` and save them as an image grid (PNG, JPEG,
     WebP, ... from the extension of ``output``).
+
+    Class-conditional flows (``condition y: class N``) draw one row per class, or with
+    ``classes`` (``--class``) ``n`` samples of one class (``3``) or rows of the listed
+    classes (``"1,7"``).
 
     Conditional flows need a condition: ``cond=None`` or ``"val"`` takes the first
     validation examples of the run's data and lays out rows of (condition, samples,
@@ -212,6 +218,7 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
     the low-res input (super-resolution, the condition's exact size) or as a label map
     (translation: one channel of class ids), repeated for all ``n`` samples.
     """
+    from . import classcond as cc
     from . import images as im
     from .distributed import resolve_device
     from .tasks import GRID_EXAMPLES, generator, make_task
@@ -228,12 +235,18 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
     g = generator(seed, dev)
     with torch.no_grad(), finite.watch_samples(model, temperature, _warn) as checked:
         task.check_samples = checked
+        if classes is not None and r.task != "generation":
+            raise RunError(f"--class is for class-conditional generation flows (`condition "
+                           f"NAME: class N`); flow `{loaded.name}` is trained for {r.task}")
         if r.task == "generation":
             if cond is not None:
-                raise RunError(f"flow `{loaded.name}` is unconditional; --cond is for "
-                               "super_resolution and translation")
-            x = checked(model.sample(n, temperature, None, generator=g))
-            grid = im.make_grid(im.to_uint8(x, r.bits), ncol=ncol or _cols(n))
+                raise RunError(f"flow `{loaded.name}` takes no --cond (it is for "
+                               "super_resolution and translation; a class-conditional flow "
+                               "takes --class)")
+            y, cols = cc.sample_labels(task.cond, n, classes, loaded.name)
+            cd = None if y is None else {task.cond.name: y.to(dev)}
+            x = checked(model.sample(n if y is None else len(y), temperature, cd, generator=g))
+            grid = im.make_grid(im.to_uint8(x, r.bits), ncol=ncol or cols or _cols(len(x)))
         elif cond is None or str(cond) == "val":
             rows = min(GRID_EXAMPLES, n)
             data = task.load(train=False)

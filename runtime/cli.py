@@ -195,7 +195,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
 
     path = sample(a.spec, a.checkpoint, n=a.n, temperature=a.temperature, cond=a.cond,
                   output=a.output, flow=a.flow, overrides=_overrides(a), seed=a.seed,
-                  device=a.device, strict=a.strict)
+                  device=a.device, strict=a.strict, classes=a.classes)
     print(path)
     return 0
 
@@ -211,6 +211,9 @@ def _reg_sample(sub: Any) -> None:
     p.add_argument("--cond", metavar="val|FILE",
                    help="condition: `val` (default: validation examples) or an image file "
                    "(low-res input, or a one-channel PNG of class ids)")
+    p.add_argument("--class", dest="classes", metavar="K[,K...]",
+                   help="class-conditional flows: N samples of class K, or one row per listed "
+                   "class (default: one row per class)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default="grid.png", metavar="FILE", type=_image_path,
                    help="the grid image; its extension picks the format (.png, .jpg, "

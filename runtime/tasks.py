@@ -26,6 +26,7 @@ from torch import Tensor
 
 from flowspec.ir import ConditionIR, FlowSpec
 
+from . import classcond as cc
 from . import images as im
 from .data import DataError, load_dataset, prepare
 from .errors import RunError
@@ -64,7 +65,8 @@ class Split:
     """Prepared images (uint8, the spec's input shape) and, for translation, label maps."""
 
     images: Tensor
-    maps: Tensor | None = None  # uint8 (N, H, W) class ids
+    #: translation: uint8 (N, H, W) label maps; class-conditional generation: int64 (N,) ids
+    maps: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -105,7 +107,7 @@ class Task(ABC):
         example = ("condition lr: image CxHxW encoder=rrdb(blocks=8, features=64)"
                    if kind == "image" else "condition seg: labels NxHxW encoder=convnet()")
         if not conds:
-            alt = ("generation" if not self.spec.conditions else
+            alt = ("generation" if all(c.type == "class" for c in self.spec.conditions) else
                    "translation" if kind == "image" else "super_resolution")
             raise RunError(f"task `{self.name}` needs {needed_for}, but flow "
                            f"`{self.spec.name}` declares no {kind} condition (conditions: "
@@ -276,15 +278,30 @@ def _fmt(shape: Any) -> str:
 
 
 class Generation(Task):
+    """Unconditional, or class-conditional when the flow's one condition is ``class N``: then
+    the data's labels are the condition (kept in ``Split.maps``), bits/dim is
+    ``-log2 p(x | y) / D`` and each grid has one row per class (:mod:`runtime.classcond`)."""
+
     name = "generation"
+    cond: ConditionIR | None = None
 
     def check_spec(self) -> None:
-        if self.spec.conditions:
+        if len(self.spec.conditions) == 1 and self.spec.conditions[0].type == "class":
+            self.cond = self.spec.conditions[0]
+        elif self.spec.conditions:
             conds = ", ".join(f"{c.name}: {c.type}" for c in self.spec.conditions)
             kind = "translation" if any(c.type == "labels" for c in self.spec.conditions) \
                 else "super_resolution"
-            raise RunError(f"task `generation` samples without a condition, but flow "
-                           f"`{self.spec.name}` is conditional ({conds}); use task {kind}")
+            raise RunError(f"task `generation` samples without a condition or from one "
+                           f"`class N` condition, but flow `{self.spec.name}` is conditional "
+                           f"({conds}); use task {kind}")
+
+    def _maps(self, s: Any, split: str, pad: int, resize: bool, where: str) -> Tensor | None:
+        return None if self.cond is None else cc.data_labels(s, self.cond, where)
+
+    def condition(self, images: Tensor, maps: Tensor | None,
+                  device: torch.device) -> dict[str, Tensor] | None:
+        return None if self.cond is None else {self.cond.name: maps.long().to(device)}
 
     def grids(self, model: Any, data: TaskData, device: torch.device,
               temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = 8,
@@ -293,7 +310,10 @@ class Generation(Task):
         out = {}
         for t in temperatures:
             g = generator(stream_seed(self.recipe.seed, "grid", t), device)
-            x = self._checked(model.sample(rows * k, t, None, generator=g))
+            y = None if self.cond is None else cc.grid_labels(self.cond, k)  # a row per class
+            cond = None if y is None else {self.cond.name: y.to(device)}
+            x = self._checked(model.sample(rows * k if y is None else len(y), t, cond,
+                                           generator=g))
             out[t] = im.make_grid(im.to_uint8(x, self.bits), ncol=k)
         return out
 

@@ -1,22 +1,33 @@
 """Class conditioning: `condition y: class N`, one integer label per sample.
 
 The language (resolve, errors, fmt), the embedding encoder, the model's checks of the labels,
-exact log-determinants with random labels.
+exact log-determinants with random labels, and specs/glow_class.flow: its log-likelihood
+depends on the label, it trains on mnist5k, and `sample` draws one grid row per class.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from numerics import jacobian_logdet, max_abs_diff, perturb_, random_cond
+from PIL import Image
 
 import flowspec
+import runtime
 from flowspec.fmt import format_text
 from flowspec.kinds import ENCODERS, count_params
+from runtime import RunError
+from runtime import images as im
+from runtime.api import load_checkpoint
+from runtime.images import grid_size
+from runtime.tasks import generator, stream_seed
 
 ROOT = Path(__file__).resolve().parents[1]
+GLOW_CLASS = ROOT / "specs" / "glow_class.flow"
+TINY = {"L": 2, "K": 1, "hidden": 8}
 
 FLOW = """flowspec 0.1
 flow f(n = 3) {{
@@ -169,3 +180,83 @@ def test_sample_takes_labels(perturbed):
     assert torch.equal(a[:2], b[:2]) and not torch.equal(a[2], b[2])
     with pytest.raises(ValueError, match="class ids 0..2, got 5"):
         model.sample(2, cond={"y": 5})
+
+
+# ---- glow_class on mnist5k ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("glow_class") / "run"
+    result = runtime.train(GLOW_CLASS, overrides=TINY, out=out, steps=4, batch=8, lr=3e-3,
+                           val_every=4, sample_every=4, checkpoint_every=4, val_images=40,
+                           device="cpu", progress=False)
+    return out, result
+
+
+def png(path: Path) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(Image.open(path)).copy())
+
+
+def test_glow_class_trains_and_draws_one_row_per_class(trained):
+    out, result = trained
+    assert result.val_bpd is not None and 0 < result.val_bpd < 16
+    grid = out / "samples_step000004_t0.7.png"
+    assert Image.open(grid).size[::-1] == grid_size(80, 8, 32, 32)
+    # the grid's row k is the model's samples of class k (same noise stream)
+    model, _ = load_checkpoint(out / "checkpoint.pt", device="cpu")
+    g = generator(stream_seed(0, "grid", 0.7))
+    labels = torch.arange(10).repeat_interleave(8)
+    x = model.sample(80, 0.7, {"y": labels}, generator=g)
+    assert torch.equal(png(grid), im.make_grid(im.to_uint8(x, 8), ncol=8)[0])
+
+
+def test_glow_class_log_prob_depends_on_the_label(trained):
+    out, _ = trained
+    model, _ = load_checkpoint(out / "checkpoint.pt", device="cpu")
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        lp = torch.stack([model.log_prob(x, {"y": torch.full((2,), k)}) for k in range(10)])
+    assert lp.std(0).min() > 0
+
+
+def test_sample_cli_picks_classes(trained, cli, tmp_path):
+    out, _ = trained
+    ck = out / "checkpoint.pt"
+    rc, _, err = cli("sample", GLOW_CLASS, "--checkpoint", ck, "--class", "3", "--n", "6",
+                     "-o", tmp_path / "three.png", "--device", "cpu")
+    assert rc == 0, err
+    model, _ = load_checkpoint(ck, device="cpu")
+    x = model.sample(6, 0.7, {"y": 3}, generator=generator(0))
+    assert torch.equal(png(tmp_path / "three.png"), im.make_grid(im.to_uint8(x, 8), ncol=3)[0])
+    rc, _, err = cli("sample", GLOW_CLASS, "--checkpoint", ck, "--class", "1,7", "--n", "8",
+                     "-o", tmp_path / "rows.png", "--device", "cpu")
+    assert rc == 0 and Image.open(tmp_path / "rows.png").size[::-1] == grid_size(8, 4, 32, 32)
+    rc, _, err = cli("sample", GLOW_CLASS, "--checkpoint", ck, "--n", "20",
+                     "-o", tmp_path / "all.png", "--device", "cpu")
+    assert rc == 0 and Image.open(tmp_path / "all.png").size[::-1] == grid_size(20, 2, 32, 32)
+    for bad, words in (("10", "classes 0..9; got 10"), ("x", "class ids like 3")):
+        rc, _, err = cli("sample", GLOW_CLASS, "--checkpoint", ck, "--class", bad,
+                         "-o", tmp_path / "bad.png", "--device", "cpu")
+        assert rc == 1 and words in err and "Traceback" not in err
+
+
+def test_data_without_labels_is_a_clear_error(cli, tmp_path):
+    with pytest.raises(RunError, match="has no class labels"):
+        runtime.train(GLOW_CLASS, overrides={**TINY, "channels": 3}, data="photos pad=0",
+                      out=tmp_path / "a", steps=1, device="cpu", progress=False)
+    with pytest.raises(RunError, match="declares 5; declare `class 10`"):
+        runtime.train(GLOW_CLASS, overrides={**TINY, "classes": 5}, data="digits pad=12",
+                      out=tmp_path / "b", steps=1, device="cpu", progress=False)
+    rc, _, err = cli("train", GLOW_CLASS, "--set", "L=2", "--set", "K=1", "--set", "hidden=8",
+                     "--set", "channels=3", "--data", "photos pad=0", "--steps", "1",
+                     "--out", tmp_path / "c", "--device", "cpu", "--no-progress")
+    assert rc == 1 and "has no class labels" in err and "Traceback" not in err
+
+
+def test_class_option_on_an_unconditional_flow_is_an_error(tmp_path):
+    demo = ROOT / "specs" / "demo.flow"
+    out = tmp_path / "demo"
+    runtime.train(demo, overrides={"K": 1, "hidden": 4}, out=out, steps=1, batch=4,
+                  val_images=8, device="cpu", progress=False)
+    with pytest.raises(RunError, match="no class condition"):
+        runtime.sample(demo, out / "checkpoint.pt", classes=3, output=tmp_path / "g.png",
+                       device="cpu")
