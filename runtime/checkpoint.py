@@ -121,7 +121,8 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise RunError(f"no checkpoint at {path}")
+        where = "" if path.is_absolute() else f" (looked for {path.absolute()})"
+        raise RunError(f"no checkpoint at {path}{where}")
     if path.stat().st_size == 0:
         raise RunError(f"the checkpoint {path} is empty (0 bytes): its write never finished")
     try:

@@ -327,3 +327,10 @@ def test_compile_reports_the_activation_memory_autograd_really_saves(cli) -> Non
         assert per * n + fixed == pytest.approx(_saved_by_graph(model, n), rel=0.01)
     # the old estimate summed the layers' outputs, 4,096 float32 values; autograd saves ~30x
     assert per > 20 * 4096 * 4
+
+
+def test_a_missing_checkpoint_says_where_it_was_looked_for(cli, run, tmp_path,
+                                                           monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli("eval", run["spec"], "--checkpoint", "runs/x/checkpoint.pt")
+    assert rc == 1 and f"looked for {tmp_path / 'runs' / 'x' / 'checkpoint.pt'}" in err
