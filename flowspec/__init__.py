@@ -40,7 +40,8 @@ __all__ = [
     "Args", "CondArgs", "EncoderKind", "FlowLayer", "FlowModel", "FlowNameError",
     "FlowRuntimeError", "FlowShapeError", "FlowSpec", "FlowSpecError", "FlowSyntaxError",
     "Issue", "LayerKind", "Module", "NetKind", "PluginError", "PriorKind", "analyze",
-    "compile", "encoder", "graph", "kind", "load", "load_plugins", "loads", "net", "prior",
+    "compile", "encoder", "graph", "kind", "load", "load_checkpoint", "load_plugins", "loads",
+    "net", "prior",
     "render", "verify",
 ]
 
@@ -51,6 +52,7 @@ _LAZY = {
     "graph": ("flowspec.flowgraph", "graph"),
     "render": ("flowspec.diagram", "render"),
     "verify": ("flowspec.verify", "verify"),
+    "load_checkpoint": ("runtime.api", "load_checkpoint"),
 }
 
 

@@ -40,7 +40,7 @@ def _table(spec) -> str:
             lines.append("  " + "-" * (sum(widths) + 6 + max(len(x[3]) for x in rows)))
     for c in spec.conditions:
         enc = " ".join(f"{k}={v}" for k, v in c.encoder.args.items())
-        lines.append(f"condition {c.name}: {c.type} {_shape(c.shape)} encoder={c.encoder.kind}"
+        lines.append(f"condition {c.name}: {c.declared()} encoder={c.encoder.kind}"
                      f"({enc})")
     from .evaluate import format_value
 

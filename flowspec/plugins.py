@@ -98,7 +98,8 @@ def load_auto() -> None:
         LOADED.setdefault(ep.module, "entry point")
 
 
-def load_plugins(modules: Iterable[str] | None = None, route: str = "plugins=") -> None:
+def load_plugins(modules: Iterable[str] | None = None,
+                 route: str = "plugins=[...] of load()") -> None:
     """The automatic routes (once), then ``modules`` in order."""
     load_auto()
     for m in modules or ():

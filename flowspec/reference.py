@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic.fields import FieldInfo
@@ -51,12 +52,15 @@ STATEMENTS: list[tuple[str, str, str, str]] = [
      "The distribution of the last latent (default `prior gaussian`). A bare word sets a "
      "boolean argument: `prior gaussian learned on=lr`. Priors are listed below.",
      "prior gaussian learned"),
-    _s("condition_stmt", "condition NAME: TYPE SHAPE [encoder=ENCODER(ARGS)]",
-     "Something the model is conditioned on: `image CxHxW` (e.g. a low-resolution image) or "
-     "`labels NxHxW` (a map of N classes, fed one-hot), turned into features by an encoder "
-     "(listed below) and resampled by the compiler to each conditioned layer's resolution. "
-     "Layers and priors use it with `on=NAME`.",
-     "condition lr: image 3 x 20 x 20 encoder=rrdb(blocks=8, features=64)"),
+    _s("condition_stmt", "condition NAME: TYPE SIZE [encoder=ENCODER(ARGS)]",
+     "Something the model is conditioned on: `image CxHxW` (e.g. a low-resolution image; "
+     "default encoder `rrdb`), `labels NxHxW` (a map of N classes, fed one-hot; default "
+     "`convnet`) or `class N` (one integer label per sample; default `embedding`). An "
+     "encoder (listed below) turns it into features that the compiler resamples to each "
+     "conditioned layer's resolution. Layers and priors use it with `on=NAME`; in Python "
+     "pass `cond={\"NAME\": tensor}` (class ids as a (B,) integer tensor).",
+     "condition lr: image 3 x 20 x 20 encoder=rrdb(blocks=8, features=64)\n"
+     "condition y: class 10"),
     _s("layer", "KIND [VARIANT] [NAME=VALUE ...]",
      "One layer; the kinds and their arguments are listed below. Every argument is a keyword "
      "argument with a default; unknown arguments are errors with a did-you-mean.",
@@ -227,6 +231,24 @@ def _settings_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+#: complete specs shown at the end of the reference, read from the repository
+EXAMPLES = ("specs/realnvp.flow", "specs/nice.flow", "specs/glow_class.flow", "specs/nsf.flow")
+
+
+def _examples_markdown() -> str:
+    root = Path(__file__).resolve().parents[1]
+    lines = ["## Complete examples", "",
+             "The standard flows of the field as shipped in `specs/` (each file says which "
+             "paper it follows and what differs):", ""]
+    for rel in EXAMPLES:
+        path = root / rel
+        if not path.exists():  # an installed package without the repository's specs/
+            continue
+        lines += [f"### `{rel}`", "", "```", path.read_text(encoding="utf-8").rstrip(), "```",
+                  ""]
+    return "\n".join(lines)
+
+
 def language_reference() -> str:
     """The whole of docs/language.md (built-in vocabulary only)."""
     parts = [_PREAMBLE, "## Statements", ""]
@@ -234,6 +256,7 @@ def language_reference() -> str:
         parts += [f"### `{form}`", "", meaning, "", "```", example, "```", ""]
     parts.append(vocabulary_markdown(builtin_only=True))
     parts.append(_settings_markdown())
+    parts.append(_examples_markdown())
     return "\n".join(parts)
 
 

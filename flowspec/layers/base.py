@@ -90,6 +90,16 @@ class Module:
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         return object.__new__(torch_class(cls))
 
+    def __reduce_ex__(self, protocol: int) -> tuple:
+        # pickle by the class as written (importable by name), not the built one
+        return _rebuild, (type(self).__bases__[0], self.__getstate__())
+
+
+def _rebuild(cls: type, state: dict[str, Any]) -> Any:
+    obj = object.__new__(torch_class(cls))
+    obj.__setstate__(state)
+    return obj
+
 
 class FlowLayer(Module):
     """Base of every layer module: stores the shapes, the arguments and the condition width.

@@ -1,0 +1,66 @@
+"""The language reference is complete and current."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from flowspec.kinds import ENCODERS, KINDS, NETS, PRIORS
+from flowspec.reference import STATEMENTS, language_reference, vocabulary_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_docs_language_md_is_current() -> None:
+    text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    assert text == language_reference(), (
+        "docs/language.md is stale: run `python -m flowspec.reference --write docs/language.md`")
+
+
+def _grammar_statements() -> set[str]:
+    grammar = (ROOT / "flowspec" / "grammar" / "flow.lark").read_text()
+    rules = set()
+    for head in ("_stmt", "_item"):
+        body = re.search(rf"^{head}:(.*?)(?=^\S)", grammar, re.M | re.S).group(1)
+        rules |= set(re.findall(r"[a-z_]+", body))
+    return rules | {"header"}
+
+
+def test_every_statement_of_the_grammar_is_documented() -> None:
+    documented = {rule for rule, *_ in STATEMENTS}
+    missing = _grammar_statements() - documented
+    assert not missing, f"statements without a reference entry: {sorted(missing)}"
+
+
+def test_every_registered_entry_and_argument_is_in_the_reference() -> None:
+    text = language_reference()
+    for table, reg in (("kinds", KINDS), ("nets", NETS), ("encoders", ENCODERS),
+                       ("priors", PRIORS)):
+        for key, cls in reg.items():
+            if not cls.__module__.startswith("flowspec."):
+                continue
+            entry = next(e for e in vocabulary_json()[table] if e["key"] == key)
+            assert f"### `{entry['written']}`" in text
+            for name in cls.Args.model_fields:
+                assert f"| `{name}` |" in text
+            assert cls.doc, f"{table} `{key}` has no doc"
+
+
+def test_every_statement_example_parses() -> None:
+    from flowspec.parse import parse
+
+    for rule, _, _, example in STATEMENTS:
+        if rule in ("header", "import_stmt", "let_stmt", "block_def", "flow_def"):
+            source = example
+        else:
+            source = "flow f {\n" + example + "\n}"
+        parse(source + "\n", f"<{rule}>")
+
+
+def test_kinds_command_is_torch_free() -> None:
+    code = "import sys, flowspec.cli; flowspec.cli.main(['kinds']); print('torch' in sys.modules)"
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120, check=True)
+    assert p.stdout.strip().splitlines()[-1] == "False"

@@ -1,0 +1,83 @@
+"""`flowspec verify` on every shipped flow, and on layers that are wrong on purpose.
+
+CI verifies every flow of specs/ with its depth and widths reduced (the same reduction as
+tests/test_spec_models.py: K=1, hidden=6, ...): every distinct layer against the autograd
+Jacobian in float64 at the smallest size its shape rule accepts, then the whole model.
+Real widths are verified for the small flows through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_spec_models import FLOWS, small_spec
+
+from flowspec.kinds import KINDS
+from flowspec.verify import check_layer, reduced_shape, verify
+
+
+@pytest.mark.parametrize("path,name", FLOWS, ids=[f"{p.split('/')[-1]}:{n}" for p, n in FLOWS])
+def test_every_shipped_flow_verifies(path: str, name: str) -> None:
+    spec = small_spec(path, name)
+    report = verify(spec)
+    assert report.ok, report.failure_message() + "\n" + report.table()
+    kinds = {c.kind for c in report.checks}
+    assert kinds >= {layer.kind for layer in spec.layers} | {"model"}
+    model = report.checks[-1]
+    assert model.kind == "model" and model.logdet_err is not None  # the Jacobian was taken
+
+
+@pytest.mark.parametrize("spec", ["specs/demo.flow", "specs/realnvp.flow"])
+def test_cli_verify_at_real_widths(cli, spec: str) -> None:
+    rc, out, err = cli("verify", spec, "--format", "json")
+    assert rc == 0, err
+    report = json.loads(out)
+    assert report["ok"] and not report["full"]
+    assert all(c["ok"] and c["logdet_err"] <= 1e-6 for c in report["checks"])
+
+
+def test_reduced_shape_is_the_smallest_the_shape_rule_accepts() -> None:
+    isdp = KINDS["attention.isdp"]
+    args = isdp.Args(patches=16).model_dump()
+    assert reduced_shape(isdp, (6, 32, 32), args) == (6, 4, 4)  # a 4x4 grid of patches
+    assert reduced_shape(KINDS["squeeze"], (3, 32, 32), {"factor": 4}) == (3, 4, 4)
+    assert reduced_shape(KINDS["actnorm"], (3, 32, 32), {}) == (3, 2, 2)
+    assert reduced_shape(KINDS["actnorm"], (3, 1, 5), {}) == (3, 1, 2)
+
+
+def test_a_wrong_logdet_fails_and_says_by_how_much(monkeypatch) -> None:
+    kind = KINDS["coupling.affine"]
+    module = kind.module_class()
+    original = module.forward
+
+    def doubled(self, x, cond=None):
+        y, logdet = original(self, x, cond)
+        return y, 2 * logdet
+
+    monkeypatch.setattr(module, "forward", doubled)
+    args = kind.Args(hidden=4).model_dump()
+    c = check_layer("coupling.affine", (4, 2, 2), args, None, path="level1.step01.coupling")
+    assert not c.ok and "autograd Jacobian" in c.error
+    assert c.measured == pytest.approx(2 * c.expected, rel=1e-9)
+
+
+def test_a_wrong_inverse_fails(monkeypatch) -> None:
+    module = KINDS["actnorm"].module_class()
+    original = module.inverse
+    monkeypatch.setattr(module, "inverse",
+                        lambda self, y, cond=None: (original(self, y, cond)[0] + 1e-3,
+                                                    original(self, y, cond)[1]))
+    c = check_layer("actnorm", (3, 2, 2), {}, None)
+    assert not c.ok and "inverse(forward(x))" in c.error
+
+
+def test_a_layer_that_raises_is_a_failed_check_not_a_traceback(monkeypatch) -> None:
+    module = KINDS["invconv"].module_class()
+
+    def boom(self, x, cond=None):
+        raise RuntimeError("shape mismatch inside the layer")
+
+    monkeypatch.setattr(module, "forward", boom)
+    c = check_layer("invconv", (3, 2, 2), {"lu": True}, None)
+    assert not c.ok and "RuntimeError: shape mismatch" in c.error
