@@ -12,13 +12,11 @@ the spec, and says what to change when not (:class:`RunError`).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,7 +29,7 @@ from . import images as im
 from .data import DataError, load_dataset, prepare
 from .errors import RunError
 from .metrics import bits_per_dim, finite_mean, log_prob, sr_scores
-from .recipe import PATH_FORMATS, SHAPING, Recipe
+from .recipe import PATH_FORMATS, Recipe, check_data
 
 #: Validation runs in fixed chunks, each with its own noise seed, so that the dequantisation
 #: noise of an image never depends on a batch size and evaluate() reproduces training.
@@ -232,39 +230,6 @@ class Task(ABC):
         rows = [torch.cat([conv(first[i:i + 1]), conv(samples[i]), conv(last[i:i + 1])])
                 for i in range(n)]
         return im.make_grid(torch.cat(rows), ncol=k + 2)
-
-
-def check_data(name: str, options: dict[str, Any]) -> None:
-    """Refuse unknown data options (with a did-you-mean and the accepted list) and a data
-    path that does not exist (saying where it was looked for)."""
-    from .data import BUILTIN
-    from .data.builtin import _BUILTIN_OPTIONS, _NEEDS_PATH
-    from .data.formats import _FORMAT_OPTIONS
-
-    accepted = {*SHAPING, "limit"}
-    if name in BUILTIN:
-        accepted |= _BUILTIN_OPTIONS.get(name, set())
-    else:
-        fmt = PATH_FORMATS.get(name) or options.get("format")
-        accepted |= {"format"} | (_FORMAT_OPTIONS.get(str(fmt), set()) if fmt else
-                                  set().union(*_FORMAT_OPTIONS.values()))
-        if name in PATH_FORMATS:
-            accepted.add("root")
-    for key in options:
-        if key not in accepted:
-            close = difflib.get_close_matches(key, sorted(accepted), n=1, cutoff=0.6)
-            hint = f" (did you mean `{close[0]}`?)" if close else ""
-            raise RunError(f"unknown data option `{key}` for data `{name}`{hint}; "
-                           f"its options: {', '.join(sorted(accepted))}")
-    where = options.get("root") if name in PATH_FORMATS else (
-        None if name in BUILTIN else name)
-    if where is not None and not Path(str(where)).exists():
-        hint = _NEEDS_PATH.get(Path(str(where)).name.lower())
-        raise RunError(
-            f"{where} is neither a built-in data set nor an existing path (a relative data "
-            "path is taken from the spec file's folder when written on its `data` line, and "
-            f"from the working folder when given with --data){'; ' + hint if hint else ''}"
-            + ("" if name in PATH_FORMATS else f"; built-in sets: {', '.join(BUILTIN)}"))
 
 
 def _builtins() -> set[str]:
