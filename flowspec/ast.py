@@ -65,9 +65,19 @@ class Shape(Node):
 
 
 @dataclass
+class Domain(Node):
+    """The values a parameter may take: ``in A..B`` (``lo``, ``hi``) or ``in [a, b, ...]``."""
+
+    lo: Expr | None = None
+    hi: Expr | None = None
+    choices: list[Expr] | None = None
+
+
+@dataclass
 class Param(Node):
     name: str
     default: Expr | None
+    domain: Domain | None = None
 
 
 # ---- statements ---------------------------------------------------------------------------

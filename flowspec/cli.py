@@ -70,11 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"flowspec: error: no such file: {e.filename}", file=sys.stderr)
         return 2
+    except UnicodeDecodeError:
+        print(f"flowspec: error: `{getattr(a, 'spec', '')}` is not UTF-8 text (a .flow file "
+              "is text)", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # the reader went away (`flowspec check x | head -1`): stop quietly, as `cat` does
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except OSError as e:
+        print(f"flowspec: error: cannot use `{e.filename}`: {e.strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("flowspec: interrupted", file=sys.stderr)
         return 130

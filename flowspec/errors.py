@@ -156,7 +156,7 @@ class Collector:
         first, count = seen
         count += 1
         self._seen[key] = (first, count)
-        note = f"the same error in {count} instances of this statement (shown once)"
+        note = f"the same {d.severity} in {count} instances of this statement (shown once)"
         if count > 2:
             first.notes[-1] = note
         else:

@@ -57,11 +57,19 @@ def _layer(s: ast.Layer) -> str:
     return " ".join([s.name] + [expr(w) for w in s.words] + _kw(s.kwargs))
 
 
+def _domain(d: ast.Domain | None) -> str:
+    if d is None:
+        return ""
+    if d.choices is not None:
+        return " in [" + ", ".join(expr(c) for c in d.choices) + "]"
+    return f" in {expr(d.lo)}..{expr(d.hi)}"
+
+
 def _params(ps: list[ast.Param]) -> str:
     if not ps:
         return ""
-    return "(" + ", ".join(p.name if p.default is None else f"{p.name} = {expr(p.default)}"
-                           for p in ps) + ")"
+    return "(" + ", ".join((p.name if p.default is None else f"{p.name} = {expr(p.default)}")
+                           + _domain(p.domain) for p in ps) + ")"
 
 
 class _Printer:

@@ -16,7 +16,6 @@ Public names (DESIGN §8.1): :class:`Args`, :class:`LayerKind`, :func:`kind`,
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,10 +90,11 @@ class _Declared:
     def module_class(cls) -> type:
         """The torch class that builds this entry (imports it on first use)."""
         target = cls.module
-        if isinstance(target, str):
-            mod, _, name = target.partition(":")
+        if isinstance(target, str):  # "package.module:Name", named by the declaration's code
+            from .plugins import import_object
+
             try:
-                target = getattr(importlib.import_module(mod), name)
+                target = import_object(target)
             except (ImportError, AttributeError) as e:
                 raise PluginError(f"{_what(cls)} names module `{cls.module}`, which cannot be "
                                   f"imported: {type(e).__name__}: {e}") from None
@@ -327,9 +327,5 @@ def prior_args(prior_ir: Any) -> dict[str, Any]:
     return {k: v for k, v in prior_ir.all_args().items() if k in fields}
 
 
-def _load_builtins() -> None:
-    # the built-in vocabulary registers itself like a plugin does (torch-free imports)
-    importlib.import_module("flowspec.layers")
-
-
-_load_builtins()
+# the built-in vocabulary registers itself like a plugin does (torch-free imports)
+from . import layers  # noqa: E402, F401

@@ -309,7 +309,18 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
     # ---- top level
     @v_args(meta=True)
     def param(self, meta, c):
-        return ast.Param(self.sp(meta), str(c[0]), c[1] if len(c) > 1 else None)
+        domain = c[-1] if len(c) > 1 and isinstance(c[-1], ast.Domain) else None
+        rest = c[1:-1] if domain is not None else c[1:]
+        return ast.Param(self.sp(meta), str(c[0]), rest[0] if rest else None, domain)
+
+    @v_args(meta=True)
+    def domain_range(self, meta, c):
+        lo, hi = c[0]
+        return ast.Domain(self.sp(meta), lo=lo, hi=hi)
+
+    @v_args(meta=True)
+    def domain_choices(self, meta, c):
+        return ast.Domain(self.sp(meta), choices=list(c))
 
     @v_args(meta=True)
     def params(self, meta, c):

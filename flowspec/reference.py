@@ -10,6 +10,7 @@ names every statement of the grammar and that docs/language.md is what
 from __future__ import annotations
 
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,16 @@ STATEMENTS: list[tuple[str, str, str, str]] = [
     _s("block_def", "block NAME(PARAM = DEFAULT, ...) { STATEMENTS }",
      "A reusable sequence of layers with parameters; call it as `NAME(param=value)`.",
      "block glow_step(hidden = 512) {\n  actnorm\n  invconv\n  coupling affine hidden=hidden\n}"),
-    _s("flow_def", "flow NAME(PARAM = DEFAULT, ...) [extends PARENT(ARGS)] { STATEMENTS }",
+    _s("flow_def", "flow NAME(PARAM = DEFAULT [in A..B | in [V, ...]], ...) "
+     "[extends PARENT(ARGS)] { STATEMENTS }",
      "A model. Parameters can be overridden by a child flow, by `--set NAME=VALUE` on the "
      "command line and by `overrides=` in Python; `extends` takes the parent's body and "
-     "parameters. A file may hold several flows (commands then take `--flow NAME`).",
-     "flow small extends glow_mnist(K = 2) {\n  insert attention imap after coupling\n}"),
+     "parameters. A parameter may declare the values it takes, an integer range `in A..B` "
+     "or a list `in [a, b]`: any other value, wherever it comes from, is an error (E124). A "
+     "file may hold several flows (commands then take `--flow NAME`).",
+     "flow glow(L = 3 in 1..6, K = 32 in 1..256, mask = channel in [channel, checkerboard]) "
+     "{\n  input 1 x 32 x 32\n  squeeze\n  step x K { actnorm; invconv; coupling mask=mask }"
+     "\n}\nflow small extends glow(K = 2) {\n  insert attention imap after coupling\n}"),
     _s("input_stmt", "input C x H x W",
      "The shape of one sample (required, once per flow).",
      "input 1 x 32 x 32"),
@@ -111,7 +117,7 @@ letter after it (`fashion-mnist`), so subtraction is written with spaces (`a - b
 def _type_name(ann: Any) -> str:
     if typing.get_origin(ann) is typing.Literal:
         return "|".join(str(v) for v in typing.get_args(ann))
-    if typing.get_origin(ann) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
         parts = [a for a in typing.get_args(ann) if a is not type(None)]
         return "|".join(_type_name(a) for a in parts) + " (optional)"
     return {int: "int", float: "float", bool: "bool", str: "word"}.get(ann, str(ann))

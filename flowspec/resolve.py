@@ -25,6 +25,8 @@ from .kinds import DEFAULT_VARIANT, ENCODERS, KINDS, PRIORS, REGISTRIES, heads
 from .parse import MAX_INT, parse
 from .recipe import validate_settings
 
+#: the language versions a file may declare in its `flowspec X.Y` header
+LANGUAGE_VERSIONS = ("0.1", "0.2")
 MAX_LAYERS = 20_000
 MAX_REPEAT = 10_000
 #: Statements and bodies run while expanding one flow: nested loops multiply, and even
@@ -100,6 +102,15 @@ class Loader:
             return self.load_text(f.read(), path)
 
     def _fill(self, env: ModuleEnv) -> None:
+        version = env.module.version
+        if version is not None and version not in LANGUAGE_VERSIONS:
+            line = env.module.version_line
+            self.diags.error("E011", f"the file is written for flowspec {version}, but this "
+                             f"flowspec reads versions {', '.join(LANGUAGE_VERSIONS)}",
+                             Span(file=env.file, line=line, column=1, end_line=line,
+                                  end_column=10 + len(version)),
+                             help=f"write `flowspec {LANGUAGE_VERSIONS[-1]}` (or upgrade "
+                             "flowspec if the file needs a newer language)")
         base = os.path.dirname(env.file)
         for item in env.module.items:
             if isinstance(item, ast.Import):
@@ -268,6 +279,13 @@ class FlowBuilder:
             self.input = self.shape(s.shape, ctx)
         elif isinstance(s, ast.Prior):
             self._only_in_flow(s, ctx, "prior")
+            if self.prior.span is not None and ctx.mode == "flow" \
+                    and self.prior.span.file == s.span.file:
+                self.diags.error("E152", "the flow declares its prior twice", s.span,
+                                 notes=[f"the first is at {self.prior.span.short()}"],
+                                 help="keep one `prior` line (a flow that extends this one "
+                                 "may replace it)")
+                raise Abort
             self.prior = self.prior_stmt(s, ctx)
         elif isinstance(s, ast.Condition):
             self._only_in_flow(s, ctx, "condition")
@@ -717,7 +735,39 @@ def bind_params(params: list[ast.Param], args: list[ast.KwArg], def_scope: Scope
             diags.error("E109", f"{what} needs a value for `{p.name}`", call_span,
                         help=f"pass it as {p.name}=...")
             raise Abort
+        origin = f"passed at {call_span.short()}" if p.name in given else None
+        check_domain(p, values[p.name], def_scope, diags, origin)
     return values
+
+
+def check_domain(p: ast.Param, value: Any, scope: Scope, diags: Collector,
+                 origin: str | None) -> None:
+    """E124 when ``value`` is outside the values ``p`` declares (``in A..B`` / ``in [...]``)."""
+    d = p.domain
+    if d is None:
+        return
+    notes = [f"the value was {origin}"] if origin else []
+    if d.choices is not None:
+        choices = [evaluate(c, scope, diags, words=True) for c in d.choices]
+        plain, options = _plain(value), [_plain(c) for c in choices]
+        if not any(type(plain) is type(c) and plain == c for c in options):
+            shown = ", ".join(format_value(c) for c in choices)
+            diags.error("E124", f"parameter `{p.name}` is {format_value(value)}, but it takes "
+                        f"one of {shown}", p.span, notes=notes,
+                        help=did_you_mean(str(value), [str(c) for c in choices]) or
+                        f"use one of {shown}")
+            raise Abort
+        return
+    lo = expect_int(d.lo, scope, diags, "a range bound")
+    hi = expect_int(d.hi, scope, diags, "a range bound")
+    if isinstance(value, bool) or not isinstance(value, int):
+        diags.error("E124", f"parameter `{p.name}` takes an integer in {lo}..{hi}, got "
+                    f"{type_name(value)}", p.span, notes=notes)
+        raise Abort
+    if not lo <= value <= hi:
+        diags.error("E124", f"parameter `{p.name}` is {value}, outside its declared range "
+                    f"{lo}..{hi}", p.span, notes=notes, help=f"use a value in {lo}..{hi}")
+        raise Abort
 
 
 # ---- entry point --------------------------------------------------------------------------
@@ -836,6 +886,12 @@ def resolve(env: ModuleEnv, flow_name: str | None, overrides: dict[str, Any],
                     value = evaluate(kw.value, scope, diags, words=True)
                     no_encoder_call(value, kw.value.span, diags)
                     preset.setdefault(kw.name, value)
+        final = {k: v for vals in values for k, v in vals.items()}
+        for fenv, f in chain:
+            for p in f.params:
+                origin = ("set by the flow that extends it" if p.name in preset
+                          and p.name not in overrides else None)
+                check_domain(p, final[p.name], fenv.scope(), diags, origin)
     except Abort:
         return None
     builder = FlowBuilder(diags)

@@ -30,6 +30,7 @@ import pytest
 import torch
 
 import flowspec
+from flowspec.api import analyze
 import runtime
 from runtime import RunError
 from runtime import checkpoint as ckpt
@@ -255,8 +256,11 @@ def test_resume_refuses_another_model_through_the_cli(run: Path, spec_file: Path
 
 # --------------------------------------------------------------------------- no code in specs
 
+#: What reads a spec. (flowspec/plugins.py imports by name, but only names that Python code,
+#: the command line, FLOWSPEC_PLUGINS or installed entry points give it: see
+#: test_a_spec_never_causes_an_import.)
 FRONT_END = ["ast", "api", "check", "errors", "evaluate", "flowgraph", "fmt", "ir", "kinds",
-             "parse", "recipe", "resolve"]
+             "parse", "recipe", "reference", "resolve", "verify"]
 #: Calls that would run or load code, or run a program.
 FORBIDDEN_NAMES = {"eval", "exec", "compile", "__import__", "breakpoint"}
 FORBIDDEN_ATTRS = {("importlib", "import_module"), ("os", "system"), ("os", "popen"),
@@ -281,6 +285,19 @@ def test_the_front_end_has_no_code_execution_path(module: str) -> None:
                 (f.value.id, f.attr) in FORBIDDEN_ATTRS:
             bad.append(f"{f.value.id}.{f.attr}() at line {node.lineno}")
     assert not bad, f"flowspec/{module}.py: {bad}"
+
+
+def test_a_spec_never_causes_an_import(tmp_path: Path, monkeypatch) -> None:
+    """A layer named like a module, an argument naming one: compiler errors, no import."""
+    (tmp_path / "evil_plugin.py").write_text(
+        f"import pathlib\npathlib.Path({str(tmp_path / 'ran')!r}).touch()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = ("flow f {\n  input 2 x 4 x 4\n  evil_plugin\n"
+            "  coupling affine net=evil_plugin\n}\n")
+    _, diags = analyze("e.flow", text=text)
+    assert [d.code for d in diags if d.severity == "error"] == ["E104", "E122"]
+    assert "--plugin" in diags[0].render()
+    assert not (tmp_path / "ran").exists() and "evil_plugin" not in sys.modules
 
 
 def test_a_spec_that_looks_like_code_stays_data(tmp_path: Path) -> None:
