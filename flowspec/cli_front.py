@@ -12,13 +12,10 @@ from .cli_args import overrides, spec_args
 
 
 def _fmt_args(args: dict[str, Any], kind: str) -> str:
-    from .evaluate import format_value
-    from .kinds import KINDS
+    from .evaluate import display_value
+    from .kinds import nondefault_args
 
-    defaults = KINDS[kind].Args().model_dump()
-    shown = [f"{k}={format_value(v)}" for k, v in args.items()
-             if v is not None and v != defaults.get(k)]
-    return " ".join(shown)
+    return " ".join(f"{k}={display_value(v)}" for k, v in nondefault_args(kind, args).items())
 
 
 def _shape(s) -> str:

@@ -30,9 +30,10 @@ import graphviz
 import networkx as nx
 
 from .api import load
+from .evaluate import display_value
 from .flowgraph import graph, layer_sequence
 from .ir import FlowSpec
-from .kinds import ENCODERS, KINDS
+from .kinds import nondefault_args as shown_nondefault
 
 DETAILS = ("layer", "step", "level")
 RANKDIRS = ("TB", "LR")
@@ -64,30 +65,11 @@ def fmt_shape(shape: Sequence[int] | None) -> str:
     return "×".join(str(d) for d in shape) if shape else "?"
 
 
-_PLAIN = re.compile(r"[A-Za-z_][\w.\-/]*")
-
-
-def _fmt_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return v if _PLAIN.fullmatch(v) else '"' + v.replace('"', '\\"') + '"'
-    return repr(v)
-
-
-def _defaults(kind: str) -> dict[str, Any]:
-    if kind in KINDS:
-        return KINDS[kind].Args().model_dump()
-    if kind in ENCODERS:
-        return ENCODERS[kind].Args().model_dump()
-    return {}
 
 
 def nondefault_args(kind: str, args: dict[str, Any]) -> str:
     """``k=v`` for every argument that differs from the kind's default, in spec order."""
-    defaults = _defaults(kind)
-    return " ".join(f"{k}={_fmt_value(v)}" for k, v in args.items()
-                    if v is not None and (k not in defaults or v != defaults[k]))
+    return " ".join(f"{k}={display_value(v)}" for k, v in shown_nondefault(kind, args).items())
 
 
 def _kind_title(kind: str) -> str:
@@ -253,7 +235,7 @@ class _Builder:
                                             " one-hot" if d["ctype"] != "image" else ""))]),
                               shape="parallelogram", style="filled", fillcolor=FILL["condition"])
             elif d["type"] == "encoder":
-                args = " ".join(f"{k}={_fmt_value(v)}" for k, v in d["args"].items())
+                args = " ".join(f"{k}={display_value(v)}" for k, v in d["args"].items())
                 self.dot.node(_id(n), _html([f"<b>{_e(d['kind'])} encoder</b>",
                                         f'<font face="{MONO}" point-size="9">{_e(n)}</font>',
                                         f'<font point-size="9"><i>{_e(args)}</i></font>',

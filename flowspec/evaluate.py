@@ -8,6 +8,7 @@ arithmetic, conditions and ranges an unknown name is an error with a did-you-mea
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,19 @@ def format_value(v: Any) -> str:
         return str(v)
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(v)
+
+
+_PLAIN = re.compile(r"[A-Za-z_][\w.\-/]*")
+
+
+def display_value(v: Any) -> str:
+    """An argument's value as a user would write it in a table or a diagram: strings that
+    read as words bare (``mask=checkerboard``), others quoted."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return v if _PLAIN.fullmatch(v) else '"' + v.replace('"', '\\"') + '"'
     return repr(v)
 
 

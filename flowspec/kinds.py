@@ -123,12 +123,24 @@ class LayerKind(_Declared):
     #: The boolean argument that keeps a kind's inverse accurate when many are stacked (the
     #: checker warns, W003, about deep stacks of the kind with it off); None: no such issue.
     stack_remedy: ClassVar[str | None] = None
+    #: How to write the remedy in a help line (default ``{stack_remedy}=true``).
+    stack_remedy_hint: ClassVar[str | None] = None
+    #: Arguments added after the kind was first released, with the values that keep the old
+    #: behaviour: an IR from before (a checkpoint's) lacks them and gets these, not today's
+    #: defaults.
+    legacy_defaults: ClassVar[dict[str, Any]] = {}
     declares_params: ClassVar[bool] = False  # set by @kind when params() is overridden
 
     @classmethod
     def out_shape(cls, shape: Shape, args: Args) -> Shape | Issue:
         """Output shape for one sample, or the Issue that makes the layer impossible."""
         return shape
+
+    @classmethod
+    def shown_args(cls, args: Mapping[str, Any]) -> dict[str, Any]:
+        """The IR's arguments as a user writes them, for tables and diagrams (a kind whose IR
+        encodes an argument differently from its spelling overrides this)."""
+        return dict(args)
 
     @classmethod
     def issues(cls, shape: Shape, args: Args) -> list[Issue]:
@@ -281,6 +293,20 @@ def prior(cls: type[PriorKind]) -> type[PriorKind]:
     return cls
 
 
+def nondefault_args(key: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments of a layer (or an encoder) that differ from its defaults, in the
+    order of ``args``, as a user writes them."""
+    if key in KINDS:
+        kind = KINDS[key]
+        shown, defaults = kind.shown_args(args), kind.shown_args(kind.Args().model_dump())
+    elif key in ENCODERS:
+        shown, defaults = dict(args), ENCODERS[key].Args().model_dump()
+    else:
+        shown, defaults = dict(args), {}
+    return {k: v for k, v in shown.items()
+            if v is not None and (k not in defaults or v != defaults[k])}
+
+
 def heads() -> dict[str, dict[str | None, type[LayerKind]]]:
     """head word -> {variant word (None for kinds without variants) -> kind}."""
     out: dict[str, dict[str | None, type[LayerKind]]] = {}
@@ -328,4 +354,4 @@ def prior_args(prior_ir: Any) -> dict[str, Any]:
 
 
 # the built-in vocabulary registers itself like a plugin does (torch-free imports)
-from . import layers  # noqa: E402, F401
+from . import layers  # noqa: F401

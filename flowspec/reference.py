@@ -243,9 +243,9 @@ EXAMPLES = ("specs/realnvp.flow", "specs/nice.flow", "specs/glow_class.flow", "s
 
 def _examples_markdown() -> str:
     root = Path(__file__).resolve().parents[1]
-    lines = ["## Complete examples", "",
-             "The standard flows of the field as shipped in `specs/` (each file says which "
-             "paper it follows and what differs):", ""]
+    intro = ("The standard flows of the field as shipped in `specs/` (each file says which "
+             "paper it follows and what differs):")
+    lines = ["## Complete examples", "", intro, ""]
     for rel in EXAMPLES:
         path = root / rel
         if not path.exists():  # an installed package without the repository's specs/

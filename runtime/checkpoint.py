@@ -246,7 +246,7 @@ def _with_defaults(spec: FlowSpec) -> FlowSpec:
     for layer in out.layers:
         kind = KINDS.get(layer.kind)
         if kind is not None:
-            layer.args = {**kind.Args().model_dump(), **layer.args}
+            layer.args = {**kind.Args().model_dump(), **kind.legacy_defaults, **layer.args}
     return out
 
 

@@ -553,10 +553,10 @@ def recon_message(model: Any, rec: Reconstruction, threshold: float, step: int) 
         text += (f"; the error grows most in {_where(model, rec.worst)}, "
                  f"x{rec.worst_gain:.3g} (products by kind: {growth})")
     try:
+        from flowspec.check import remedy_hint
         from flowspec.kinds import KINDS
 
-        remedies = sorted({f"`{layer.kind.replace('.', ' ')} "
-                           f"{KINDS[layer.kind].stack_remedy}=true`"
+        remedies = sorted({f"`{layer.kind.replace('.', ' ')} {remedy_hint(KINDS[layer.kind])}`"
                            for layer in model.spec.layers if KINDS[layer.kind].stack_remedy
                            and not layer.args.get(KINDS[layer.kind].stack_remedy)})
     except (AttributeError, KeyError):

@@ -244,7 +244,11 @@ def test_autocast_keeps_log_determinants_in_float32(how: str) -> None:
     # bfloat16 networks: the same model to bfloat16 precision, and still a bijection
     assert close(logdet, ref_logdet, 2e-2)
     assert all(close(z, r, 5e-2) for z, r in zip(zs, ref_zs))
-    assert close(zs_back, x, 1e-4)
+    # The inverse recomputes each network from reconstructed inputs, which differ from the
+    # forward's by float32 rounding (invconv, attention); a bfloat16 network can round such
+    # an input differently and move its output by ~2^-8 relative. So the round trip is exact
+    # to bfloat16 precision, not float32 (without autocast it is exact: tests/test_spec_models).
+    assert close(zs_back, x, 1e-3)
 
 
 def test_autocast_option_rejects_full_precision_dtypes() -> None:

@@ -2,9 +2,10 @@
 reconstruction check.
 
 The paper (appendix H) found its attention layers numerically unstable in deep flows and
-suggested residual learning. ``attention imap residual=true`` / ``attention isdp
-residual=true`` are that remedy: identity plus a bounded branch, with exact log-dets (the
-registry-wide numerics tests run both forms; here: their bounds at extreme parameters).
+suggested residual learning. ``attention imap form=residual`` / ``attention isdp
+form=residual`` (formerly ``residual=true``) are that remedy: identity plus a bounded branch,
+with exact log-dets (the registry-wide numerics tests run both forms; here: their bounds at
+extreme parameters).
 
 The slow tests (``-m "not slow"`` deselects them) train a 3-level x 16-step Glow with iMap
 and iSDP after every coupling (288 layers) on real MNIST digits and measure
@@ -97,9 +98,9 @@ def test_w003_for_deep_stacks_of_plain_attention(deep_file: Path) -> None:
     assert [(d.span.line, d.severity) for d in found] == [(IMAP_LINE, "warning"),
                                                           (ISDP_LINE, "warning")]
     imap, isdp = found
-    assert "96 `attention` layers without residual=true (48 from this line)" in imap.message
-    assert imap.help.startswith("write `attention imap residual=true`")
-    assert isdp.help.startswith("write `attention isdp residual=true`")
+    assert "96 `attention` layers without form=residual (48 from this line)" in imap.message
+    assert imap.help.startswith("write `attention imap form=residual`")
+    assert isdp.help.startswith("write `attention isdp form=residual`")
     assert "48 layers, `level1.step01.attention` ... `level3.step16.attention`" in imap.notes
 
 
@@ -120,7 +121,7 @@ def test_w003_is_a_warning_in_the_cli(deep_file: Path, cli) -> None:
     rc, _, err = cli("check", deep_file, "--set", "res=false", "--set", "K=3")
     assert rc == 0
     assert err.count("warning[W003]") == 2
-    assert "help: write `attention imap residual=true`" in err
+    assert "help: write `attention imap form=residual`" in err
 
 
 # --------------------------------------------------------------------------- the remedy
@@ -282,7 +283,7 @@ def test_trainer_logs_reconstruction_and_warns(deep_file: Path, tmp_path: Path, 
     assert "flowspec: warning: step 3: inverse(forward(x)) misses the validation batch" in err
     assert f"the error grows most in layer `level2.step01.attention` ({deep_file}:" \
         f"{IMAP_LINE}:" in err
-    assert "`attention imap residual=true`" in err
+    assert "`attention imap form=residual`" in err
     last = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][-2]
     assert last["kind"] == "val" and last["warnings"][0].startswith("step 3: inverse")
     assert last["recon_worst"] == "level2.step01.attention" and last["recon_rel"] > RECON_WARN
@@ -372,4 +373,4 @@ def test_residual_remedy_beats_the_plain_form(deep_runs) -> None:
     assert not pl[step]["recon_error"] < 1e3 * res[step]["recon_error"], (pl[step], res[step])
     assert res[step]["bpd"] < pl[step]["bpd"]
     assert pl[step]["warnings"] and "misses the validation batch" in pl[step]["warnings"][0]
-    assert "residual=true" in plain.summary["warnings"][0]["message"]
+    assert "form=residual" in plain.summary["warnings"][0]["message"]

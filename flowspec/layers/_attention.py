@@ -125,3 +125,10 @@ def module_form(args: Mapping[str, Any]) -> str:
     if form not in FORMS:
         raise ValueError(f"unknown attention form {form!r}; expected one of {', '.join(FORMS)}")
     return form
+
+
+def shown_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments as written: ``form=...`` rather than the IR's three-state ``residual``."""
+    out = {k: v for k, v in args.items() if k not in ("residual", "form")}
+    out["form"] = form_of(args)
+    return out

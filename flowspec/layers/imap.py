@@ -23,6 +23,7 @@ from ._attention import (
     mask_arg,
     module_form,
     residual_field,
+    shown_args,
 )
 from .base import SCALE_EPS, FlowLayer, Shape, checkerboard_3d
 
@@ -177,7 +178,12 @@ class IMapKind(LayerKind):
     doc = "invertible map-based attention (iMap)"
     module = IMap
     stack_remedy = "residual"
+    stack_remedy_hint = "form=residual"
     legacy_defaults = LEGACY_DEFAULTS  # absent from an old IR: see _attention.py
+
+    @classmethod
+    def shown_args(cls, args):
+        return shown_args(args)
 
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:

@@ -24,6 +24,7 @@ from ._attention import (
     mask_arg,
     module_form,
     residual_field,
+    shown_args,
 )
 from .base import FlowLayer, Shape, checkerboard_3d
 
@@ -276,7 +277,12 @@ class ISDPKind(LayerKind):
     doc = "invertible scaled dot-product attention between patches (iSDP)"
     module = ISDP
     stack_remedy = "residual"
+    stack_remedy_hint = "form=residual"
     legacy_defaults = LEGACY_DEFAULTS  # absent from an old IR: see _attention.py
+
+    @classmethod
+    def shown_args(cls, args):
+        return shown_args(args)
 
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:
