@@ -89,8 +89,12 @@ _PLAIN = re.compile(r"[A-Za-z_][\w.\-/]*")
 def display_value(v: Any) -> str:
     """An argument's value as a user would write it in a table or a diagram: strings that
     read as words bare (``mask=checkerboard``), others quoted."""
+    from .kinds import Spelled
+
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, Spelled):
+        return str(v)
     if isinstance(v, str):
         return v if _PLAIN.fullmatch(v) else '"' + v.replace('"', '\\"') + '"'
     return repr(v)

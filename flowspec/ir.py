@@ -15,7 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import Span
 
 IR_VERSION = "0.1"
-Value = int | float | bool | str | None
+Scalar = int | float | bool | str | None
+#: an argument's value; a dict only for the arguments of a registry entry written as a
+#: call (``net=flowpp(blocks=4)`` is ``net: "flowpp"``, ``net_args: {"blocks": 4}``)
+Value = Scalar | dict[str, Scalar]
 ShapeT = tuple[int, int, int]
 
 

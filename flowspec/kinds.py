@@ -60,9 +60,18 @@ class CondArgs(Args):
 
 def registry_field(registry: str, default: str, description: str = "") -> Any:
     """A string argument whose value must be a key of another registry (``net=`` names a
-    :class:`NetKind`): checked at resolve time with a did-you-mean, so plugins extend it."""
+    :class:`NetKind`): checked at resolve time with a did-you-mean, so plugins extend it.
+    With a companion field ``NAME_args`` (:func:`registry_args_field`) it may also be
+    written as a call, ``net=flowpp(blocks=4)``, whose arguments the entry's Args check."""
     return Field(default, description=description or f"a registered {registry}",
                  json_schema_extra={"registry": registry})
+
+
+def registry_args_field(registry: str) -> Any:
+    """The arguments of a :func:`registry_field` written as a call (``net=NAME(k=v)``);
+    resolve fills in the entry's defaults. Not written directly in a spec."""
+    return Field(default_factory=dict, description=f"arguments of the {registry}, written "
+                 f"{registry}=NAME(k=v, ...)", json_schema_extra={"args_of": registry})
 
 
 def arg(args: ArgsLike, name: str) -> Any:
@@ -101,9 +110,9 @@ class _Declared:
         return target
 
     @classmethod
-    def count_built(cls, *build_args: Any) -> int:
+    def count_built(cls, *build_args: Any, **build_kwargs: Any) -> int:
         """Parameters of the built module: the fallback of an undeclared count."""
-        module = cls.module_class()(*build_args)
+        module = cls.module_class()(*build_args, **build_kwargs)
         return sum(p.numel() for p in module.parameters())
 
 
@@ -157,14 +166,15 @@ class LayerKind(_Declared):
 
 
 class NetKind(_Declared):
-    """A coupling network (``net=KEY``): maps ``in_channels`` to ``out_channels`` at the same
-    resolution, ``module(in_channels, out_channels, hidden)``. It only computes the
-    parameters of an elementwise bijection, so it may be anything that treats the samples of
-    a batch independently; its last layer should start at zero (identity coupling)."""
+    """A coupling network (``net=KEY`` or ``net=KEY(k=v)``): maps ``in_channels`` to
+    ``out_channels`` at the same resolution, ``module(in_channels, out_channels, hidden,
+    **args)`` with ``args`` its own Args (none by default). It only computes the parameters
+    of an elementwise bijection, so it may be anything that treats the samples of a batch
+    independently; its last layer should start at zero (identity coupling)."""
 
     @classmethod
-    def params(cls, cin: int, cout: int, hidden: int) -> int:
-        return cls.count_built(cin, cout, hidden)
+    def params(cls, cin: int, cout: int, hidden: int, **args: Any) -> int:
+        return cls.count_built(cin, cout, hidden, **args)
 
 
 class EncoderKind(_Declared):
@@ -303,8 +313,18 @@ def nondefault_args(key: str, args: Mapping[str, Any]) -> dict[str, Any]:
         shown, defaults = dict(args), ENCODERS[key].Args().model_dump()
     else:
         shown, defaults = dict(args), {}
-    return {k: v for k, v in shown.items()
-            if v is not None and (k not in defaults or v != defaults[k])}
+    out = {k: v for k, v in shown.items()
+           if v is not None and (k not in defaults or v != defaults[k])}
+    for k in list(out):  # net_args={...}: shown as net=NAME(k=v)
+        if k.endswith("_args") and k[:-5] in shown and isinstance(out[k], Mapping):
+            extra = out.pop(k)
+            inner = ", ".join(f"{a}={v}" for a, v in extra.items())
+            out[k[:-5]] = Spelled(f"{shown[k[:-5]]}({inner})") if inner else shown[k[:-5]]
+    return out
+
+
+class Spelled(str):
+    """A value already spelled as a user writes it (``flowpp(blocks=4)``): shown as is."""
 
 
 def heads() -> dict[str, dict[str | None, type[LayerKind]]]:

@@ -142,10 +142,16 @@ def _value(v: Any) -> str:
 def argument_rows(args_model: Any) -> list[dict[str, Any]]:
     """One row per argument: name, type, default, range, meaning."""
     rows = []
-    for name, info in args_model.model_fields.items():
+    fields = args_model.model_fields
+    for name, info in fields.items():
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        typ = f"a registered {extra['registry']}" if extra.get("registry") else \
-            _type_name(info.annotation)
+        if extra.get("args_of"):
+            continue  # written through its registry field, `net=NAME(k=v)`
+        typ = _type_name(info.annotation)
+        if extra.get("registry"):
+            reg = extra["registry"]
+            typ = f"a registered {reg}" + (f" (`{name}=NAME` or `{name}=NAME(k=v)`)"
+                                          if f"{name}_args" in fields else "")
         rows.append({"name": name, "type": typ, "default": info.default,
                      "range": _range(info), "doc": info.description or ""})
     return rows

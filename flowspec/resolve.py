@@ -636,6 +636,37 @@ _VALID_ARGS: dict[tuple, dict[str, Any]] = {}
 _FIELDS: dict[type, dict] = {}
 
 
+def _registry_of(info: Any) -> str | None:
+    extra = info.json_schema_extra
+    return extra.get("registry") if isinstance(extra, dict) else None
+
+
+def _registry_calls(raw: dict[str, Any], spans: dict[str, Span], span: Span, fields: dict,
+                    diags: Collector, what: str) -> dict[str, Any]:
+    """``net=flowpp(blocks=4)``: a registry argument written as a call becomes ``net`` and
+    ``net_args``, the call's arguments checked against the entry's Args."""
+    out = dict(raw)
+    for name, value in raw.items():
+        if not isinstance(value, EncoderCall) or name not in fields:
+            continue
+        registry = _registry_of(fields[name])
+        if registry is None or f"{name}_args" not in fields:
+            continue  # pydantic reports the type error
+        table = REGISTRIES[registry]
+        if value.name not in table:
+            diags.error("E122", f"unknown {registry} `{value.name}` for `{name}` of {what}",
+                        value.span, help=did_you_mean(value.name, table) or (
+                            f"{registry}s: {', '.join(sorted(table))}; a plugin's {registry} "
+                            "is loaded with --plugin MODULE"))
+            raise Abort
+        out[name] = Word(value.name)
+        out[f"{name}_args"] = validate_args(table[value.name].Args, value.args,
+                                            value.arg_spans, value.span, diags,
+                                            what=f"{registry} `{value.name}`")
+        spans.setdefault(f"{name}_args", value.span)
+    return out
+
+
 def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span,
                   diags: Collector, *, what: str, notes: list[str] | None = None
                   ) -> dict[str, Any]:
@@ -653,6 +684,7 @@ def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span
     fields = _FIELDS.get(model)
     if fields is None:
         fields = _FIELDS[model] = model.model_fields
+    raw = _registry_calls(raw, spans, span, fields, diags, what)
     clean = {}
     ok = True
     for name, value in raw.items():
@@ -693,8 +725,7 @@ def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span
                             f"{type_name(given)}", where, help=getattr(given, "hint", None))
         raise Abort from None
     for name, info in fields.items():
-        extra = info.json_schema_extra
-        registry = extra.get("registry") if isinstance(extra, dict) else None
+        registry = _registry_of(info)
         if registry and valid[name] not in REGISTRIES[registry]:
             table = REGISTRIES[registry]
             diags.error("E122", f"unknown {registry} `{valid[name]}` for `{name}` of {what}",
@@ -702,6 +733,9 @@ def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span
                             f"{registry}s: {', '.join(sorted(table))}; a plugin's {registry} "
                             "is loaded with --plugin MODULE"))
             raise Abort
+        if registry and f"{name}_args" in fields and not valid[f"{name}_args"]:
+            # a bare `net=NAME`: the entry's defaults, so the IR holds every argument
+            valid[f"{name}_args"] = REGISTRIES[registry][valid[name]].Args().model_dump()
     if key is not None:
         if len(_VALID_ARGS) > 10_000:
             _VALID_ARGS.clear()

@@ -198,24 +198,23 @@ def test_verify_names_a_layer_whose_logdet_is_off_by_a_factor(tmp_path, monkeypa
     assert bad[0]["measured"] == pytest.approx(2 * bad[0]["expected"], rel=1e-6)
 
 
+def _kind(body: str, decorator: str = "kind", base: str = "LayerKind") -> str:
+    return f"import flowspec\n@flowspec.{decorator}\nclass A(flowspec.{base}):\n{body}"
+
+
 BROKEN = {
-    "clash": ("import flowspec\n@flowspec.kind\nclass A(flowspec.LayerKind):\n"
-              "    key = 'actnorm'\n    module = 'x:Y'\n",
+    "clash": (_kind("    key = 'actnorm'\n    module = 'x:Y'\n"),
               "clashes with the existing kind `actnorm`"),
     "required_arg": ("import flowspec\nclass AA(flowspec.Args):\n    width: int\n"
-                     "@flowspec.kind\nclass A(flowspec.LayerKind):\n    key = 'needy'\n"
-                     "    Args = AA\n    module = 'x:Y'\n", "has no default"),
-    "bad_key": ("import flowspec\n@flowspec.kind\nclass A(flowspec.LayerKind):\n"
-                "    key = 'Bad Key'\n    module = 'x:Y'\n", "use lower-case words"),
-    "reserved": ("import flowspec\n@flowspec.kind\nclass A(flowspec.LayerKind):\n"
-                 "    key = 'level'\n    module = 'x:Y'\n", "is a word of the language"),
-    "no_module": ("import flowspec\n@flowspec.kind\nclass A(flowspec.LayerKind):\n"
-                  "    key = 'nomod'\n", "module must be"),
-    "cond_without_on": ("import flowspec\n@flowspec.kind\nclass A(flowspec.LayerKind):\n"
-                        "    key = 'condy'\n    conditional = 'optional'\n    module = 'x:Y'\n",
-                        "Args have no `on` field"),
-    "net_clash": ("import flowspec\n@flowspec.net\nclass N(flowspec.NetKind):\n"
-                  "    key = 'glow'\n    module = 'x:Y'\n", "clashes with the existing net"),
+                     + _kind("    key = 'needy'\n    Args = AA\n    module = 'x:Y'\n"),
+                     "has no default"),
+    "bad_key": (_kind("    key = 'Bad Key'\n    module = 'x:Y'\n"), "use lower-case words"),
+    "reserved": (_kind("    key = 'level'\n    module = 'x:Y'\n"), "is a word of the language"),
+    "no_module": (_kind("    key = 'nomod'\n"), "module must be"),
+    "cond_without_on": (_kind("    key = 'condy'\n    conditional = 'optional'\n"
+                              "    module = 'x:Y'\n"), "Args have no `on` field"),
+    "net_clash": (_kind("    key = 'glow'\n    module = 'x:Y'\n", "net", "NetKind"),
+                  "clashes with the existing net"),
     "import_error": ("import no_such_dependency_anywhere\n", "cannot be imported"),
     "syntax_error": ("def broken(:\n", "cannot be imported"),
 }
@@ -267,9 +266,8 @@ def test_a_flowlayer_subclass_is_an_ordinary_torch_module(plugin_dir):
     import copy
     import pickle
 
-    import torch
-
     import my_flows_torch
+    import torch
 
     layer = my_flows_torch.PixelAffineModule((2, 3, 3), {"init": 0.5})
     assert isinstance(layer, torch.nn.Module) and isinstance(layer, flowspec.FlowLayer)
@@ -290,3 +288,59 @@ def test_checking_with_a_torch_free_plugin_imports_no_torch(tmp_path):
     p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=folder, env=env,
                        capture_output=True, text=True, timeout=120, check=False)
     assert p.stdout.split()[-2:] == ["0", "False"], p.stdout + p.stderr
+
+
+NET_PLUGIN = '''
+import flowspec
+from pydantic import Field
+
+class DeepArgs(flowspec.Args):
+    depth: int = Field(1, ge=1, le=4, description="hidden 1x1 layers")
+
+def deep_net(cin, cout, hidden, depth=1):
+    import torch
+    layers = [torch.nn.Conv2d(cin, hidden, 3, padding=1), torch.nn.ReLU()]
+    for _ in range(depth):
+        layers += [torch.nn.Conv2d(hidden, hidden, 1), torch.nn.ReLU()]
+    last = torch.nn.Conv2d(hidden, cout, 3, padding=1)
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    return torch.nn.Sequential(*layers, last)
+
+@flowspec.net
+class DeepNet(flowspec.NetKind):
+    key = "deepnet"
+    Args = DeepArgs
+    doc = "a conv3x3 stem, depth 1x1 layers and a zero conv3x3"
+    module = deep_net
+'''
+
+
+def test_a_plugin_net_with_arguments_written_as_a_call(tmp_path, monkeypatch,
+                                                        clean_registries, cli) -> None:
+    (tmp_path / "deep_nets.py").write_text(NET_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    head = "flow f {\n  input 4 x 4 x 4\n  coupling affine hidden=8 net="
+    spec = flowspec.loads(head + "deepnet(depth=3)\n}\n", plugins=["deep_nets"])
+    layer = spec.layers[0]
+    assert (layer.args["net"], layer.args["net_args"]) == ("deepnet", {"depth": 3})
+    bare = flowspec.loads(head + "deepnet\n}\n")
+    assert bare.layers[0].args["net_args"] == {"depth": 1}  # the net's defaults, filled in
+    model = flowspec.compile(spec)
+    convs = [m for m in model.layers[0].net if type(m).__name__ == "Conv2d"]
+    assert len(convs) == 5  # stem, three 1x1, head
+    assert sum(count_params(spec).values()) == sum(p.numel() for p in model.parameters())
+    for text, code, fragment in [("deepnet(dept=2)", "E105", "did you mean `depth`?"),
+                                 ("deepnet(depth=9)", "E122", "out of range"),
+                                 ("glow(depth=2)", "E105", "takes no arguments"),
+                                 ("deepnett(depth=2)", "E122", "did you mean `deepnet`?")]:
+        _, diags = flowspec.analyze("f.flow", text=head + text + "\n}\n")
+        errs = [d for d in diags if d.severity == "error"]
+        assert errs and errs[0].code == code, (text, errs)
+        assert fragment in errs[0].render(), (text, errs[0].render())
+    path = tmp_path / "f.flow"
+    path.write_text(head + "deepnet(depth=3)\n}\n")
+    rc, out, _ = cli("check", path, "--plugin", "deep_nets")
+    assert rc == 0 and "net=deepnet(depth=3)" in out
+    rc, out, _ = cli("fmt", path)
+    assert "net=deepnet(depth=3)" in out

@@ -11,9 +11,9 @@ from flowspec.kinds import (
     CondArgs,
     Issue,
     LayerKind,
-    arg,
     fmt_shape,
     kind,
+    registry_args_field,
     registry_field,
 )
 
@@ -97,7 +97,7 @@ class _CouplingModule(FlowLayer):
         self.part = Partition(self.in_shape, args["mask"], bool(args.get("flip", False)))
         width = self.part.out_channels * (1 if self.additive else 2)
         net_in = self.part.kept_channels + (self.cond_channels or 0)
-        self.net = make_net(args["net"], net_in, width, int(args["hidden"]))
+        self.net = make_net(args, net_in, width)
         self.scale_fn = None if self.additive else make_scale(args.get("scale", "sigmoid"))
 
     def _shift_scale(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -155,6 +155,7 @@ FLIP_DOC = ("swap the halves: channel: the first C - C//2 channels are transform
 class CouplingArgs(CondArgs):
     hidden: int = Field(512, ge=1, le=8192, description="width of the coupling network")
     net: str = registry_field("net", "glow", "the coupling network (a registered net)")
+    net_args: dict[str, int | float | bool | str] = registry_args_field("net")
     mask: Literal["channel", "checkerboard"] = Field(
         "channel", description="channel: the first C - C//2 channels drive the rest; "
         "checkerboard: pixels with h + w even drive the others")
@@ -213,8 +214,7 @@ class CouplingKind(LayerKind):
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:
         kept, out = cls.widths(shape, args)
-        return net_params(arg(args, "net"), kept + (cond_channels or 0),
-                          out * cls.outputs_per_entry, arg(args, "hidden"))
+        return net_params(args, kept + (cond_channels or 0), out * cls.outputs_per_entry)
 
     @staticmethod
     def widths(shape, args) -> tuple[int, int]:

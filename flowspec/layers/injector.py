@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from flowspec.kinds import CondArgs, LayerKind, arg, kind, registry_field
+from flowspec.kinds import CondArgs, LayerKind, kind, registry_args_field, registry_field
 
 from .base import FlowLayer, Shape, make_scale, sum_except_batch
 from .coupling import SCALE_DOC, ScaleForm
@@ -36,7 +36,7 @@ class AffineInjector(FlowLayer):
         if self.cond_channels is None:
             raise ValueError("injector is always conditional: it needs on=COND")
         c = self.in_shape[0]
-        self.net = make_net(args.get("net", "glow"), self.cond_channels, 2 * c, int(args["hidden"]))
+        self.net = make_net(args, self.cond_channels, 2 * c)
         self.scale_fn = make_scale(args.get("scale", "sigmoid"))
 
     def _shift_scale(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -57,6 +57,7 @@ class AffineInjector(FlowLayer):
 class InjectorArgs(CondArgs):
     hidden: int = Field(64, ge=1, le=8192, description="width of the network")
     net: str = registry_field("net", "glow", "the network of the condition (a registered net)")
+    net_args: dict[str, int | float | bool | str] = registry_args_field("net")
     scale: ScaleForm = Field("sigmoid", description=SCALE_DOC)
 
 
@@ -70,5 +71,4 @@ class InjectorKind(LayerKind):
 
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:
-        return net_params(arg(args, "net"), cond_channels or 0, 2 * shape[0],
-                          arg(args, "hidden"))
+        return net_params(args, cond_channels or 0, 2 * shape[0])

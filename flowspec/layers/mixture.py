@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from flowspec.kinds import CondArgs, arg, kind, registry_field
+from flowspec.kinds import CondArgs, arg, kind, registry_args_field, registry_field
 
 from .base import FlowLayer, Shape, bounded_scale, cat_cond
 from .coupling import CouplingKind, Partition
@@ -66,9 +66,7 @@ class MixtureCoupling(FlowLayer):
         self.part = Partition(self.in_shape, "channel", bool(args.get("flip", False)))
         n = self.part.out_channels
         net_in = self.part.kept_channels + (self.cond_channels or 0)
-        self.net = make_net(
-            args["net"], net_in, n * (2 + 3 * self.components), int(args["hidden"])
-        )
+        self.net = make_net(args, net_in, n * (2 + 3 * self.components))
 
     def _params(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, ...]:
         """Per transformed entry: ``scale, log scale, shift`` (B,n,H,W) and ``log pi, mu, l``
@@ -159,6 +157,7 @@ class MixtureArgs(CondArgs):
     hidden: int = Field(96, ge=1, le=8192, description="width of the coupling network")
     components: int = Field(32, ge=1, le=256, description="logistic mixture components K")
     net: str = registry_field("net", "glow", "the coupling network (a registered net)")
+    net_args: dict[str, int | float | bool | str] = registry_args_field("net")
     flip: bool = Field(False, description="swap the halves: the first C - C//2 channels "
                        "are transformed, driven by the last C//2")
 
@@ -174,5 +173,5 @@ class MixtureCouplingKind(CouplingKind):
     def params(cls, shape, args, cond_channels) -> int:
         kept, out = cls.widths(shape, args)
         # per transformed entry: scale, shift and K logits, means, log-scales
-        return net_params(arg(args, "net"), kept + (cond_channels or 0),
-                          out * (2 + 3 * arg(args, "components")), arg(args, "hidden"))
+        return net_params(args, kept + (cond_channels or 0),
+                          out * (2 + 3 * arg(args, "components")))

@@ -9,9 +9,10 @@ last convolution starts at zero, so the enclosing bijection starts at its neutra
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from flowspec.kinds import NetKind, conv_params, net
+from flowspec.kinds import ArgsLike, NetKind, arg, conv_params, net
 
 from .base import Module
 
@@ -96,19 +97,34 @@ class ResNet(NetKind):
                 + conv_params(hidden, cout, 3))
 
 
-def make_net(kind: str, in_channels: int, out_channels: int, hidden: int):
-    """Build the network named by a layer's ``net`` argument (any registered net)."""
+def _net(args: ArgsLike) -> tuple[str, int, dict]:
+    """A layer's ``net``, ``hidden`` and ``net_args`` (``net=NAME(k=v)``; absent in an IR
+    from before nets took arguments)."""
+    key, hidden = arg(args, "net") if _has(args, "net") else "glow", int(arg(args, "hidden"))
+    extra = arg(args, "net_args") if _has(args, "net_args") else None
+    return key, hidden, dict(extra or {})
+
+
+def _has(args: ArgsLike, name: str) -> bool:
+    return name in args if isinstance(args, Mapping) else hasattr(args, name)
+
+
+def make_net(args: ArgsLike, in_channels: int, out_channels: int):
+    """Build the network a layer's arguments name (``net``, ``hidden``, ``net_args``)."""
     from flowspec.kinds import NETS
 
+    key, hidden, extra = _net(args)
     if hidden < 1:
         raise ValueError(f"hidden must be >= 1, got {hidden}")
-    if kind not in NETS:
-        raise ValueError(f"unknown net {kind!r}; registered: {', '.join(sorted(NETS))}")
-    return NETS[kind].module_class()(in_channels, out_channels, hidden)
+    if key not in NETS:
+        raise ValueError(f"unknown net {key!r}; registered: {', '.join(sorted(NETS))}")
+    return NETS[key].module_class()(in_channels, out_channels, hidden, **extra)
 
 
-def net_params(kind: str, in_channels: int, out_channels: int, hidden: int) -> int:
-    """Parameters of a registered net, without torch when the net declares its count."""
+def net_params(args: ArgsLike, in_channels: int, out_channels: int) -> int:
+    """Parameters of the network a layer's arguments name, without torch when the net
+    declares its count."""
     from flowspec.kinds import NETS
 
-    return NETS[kind].params(in_channels, out_channels, hidden)
+    key, hidden, extra = _net(args)
+    return NETS[key].params(in_channels, out_channels, hidden, **extra)

@@ -138,7 +138,7 @@ class SplineCoupling(FlowLayer):
         self.part = Partition(self.in_shape, args["mask"], bool(args.get("flip", False)))
         n = self.part.out_channels
         net_in = self.part.kept_channels + (self.cond_channels or 0)
-        self.net = make_net(args["net"], net_in, n * (3 * self.bins - 1), int(args["hidden"]))
+        self.net = make_net(args, net_in, n * (3 * self.bins - 1))
 
     def _raw(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """Unnormalised widths, heights ``(B, n, H, W, K)`` and derivatives (``K - 1``)."""
@@ -177,5 +177,4 @@ class SplineCouplingKind(CouplingKind):
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:
         kept, out = cls.widths(shape, args)
-        return net_params(arg(args, "net"), kept + (cond_channels or 0),
-                          out * (3 * arg(args, "bins") - 1), arg(args, "hidden"))
+        return net_params(args, kept + (cond_channels or 0), out * (3 * arg(args, "bins") - 1))
