@@ -165,13 +165,8 @@ Alone = list[list[bool]]
 
 def _builtin_alone_after(key: str, shape, args: dict, alone: Alone) -> Alone | None:
     """The rule of the built-in kinds that do not declare ``alone_after``; None: unknown."""
-    c = shape[0]
-    if key in ("actnorm", "injector"):  # per-entry affine maps
+    if key == "injector":  # a per-entry affine map
         return alone
-    if key == "invconv":
-        return alone if c < 2 else [[False, False] for _ in range(c)]
-    if key == "permute" and args.get("mode") == "reverse":
-        return alone[::-1]  # a shuffle's order is drawn by torch: unknown here
     if key in ("attention.imap", "attention.isdp"):
         # the free entries of the 3-D checkerboard ((c + h + w) odd is masked) are rescaled
         # or mixed as functions of other entries; the masked ones are only rescaled

@@ -92,3 +92,7 @@ class ActNormKind(LayerKind):
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:
         return 2 * shape[0]  # bias and log-scale per channel
+
+    @classmethod
+    def alone_after(cls, shape, args, alone):
+        return alone  # entrywise: every entry still depends on itself alone (W004)

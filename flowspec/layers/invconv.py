@@ -117,3 +117,8 @@ class InvConvKind(LayerKind):
         c = shape[0]
         # LU form stores full C×C lower and upper matrices (masked in use) and log|diag|
         return 2 * c * c + c if arg(args, "lu") else c * c
+
+    @classmethod
+    def alone_after(cls, shape, args, alone):
+        # each output channel of a pixel mixes all its input channels (W004)
+        return alone if shape[0] < 2 else [[False, False] for _ in alone]

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from flowspec.kinds import Args, LayerKind, kind
+from flowspec.kinds import Args, LayerKind, arg, kind
 
 from .base import FlowLayer, Shape
 
@@ -61,3 +61,8 @@ class PermuteKind(LayerKind):
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:
         return 0
+
+    @classmethod
+    def alone_after(cls, shape, args, alone):
+        # only moves entries; a shuffle's order is drawn by torch, so it counts as unknown
+        return alone[::-1] if arg(args, "mode") == "reverse" else None
