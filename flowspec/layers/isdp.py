@@ -88,18 +88,20 @@ class ISDP(FlowLayer):
     ``log d`` is clamped to ``[-30, 30]`` and non-finite logits are replaced (NaN by 0,
     infinities by ``+-1e4``), so the softmax is finite whatever ``Q``, ``K`` and ``d`` are.
 
-    Kernel (the heads are batched, not looped): ``Q`` and ``K`` are one batched matrix
-    product with the two weights stacked; the logits of all heads are the elementwise
-    products of every pair of patches, ``Q[n, j] K[m, j]`` (B, N, N, P), times one
-    ``P x heads`` matrix ``w[j, h] = [j in head h] / d_h``, then one softmax over
-    (B, heads, N, N); the mixing is
-    one batched product of every head's matrix with the free entries and one gather of each
-    column's head. Each (head, pattern) block is embedded in an ``N x N`` matrix that is the
-    identity outside ``U x U`` (same determinant, same solution on ``U``), so all blocks go
-    through one ``slogdet`` (forward) or one LU factorisation (inverse: its diagonal gives
-    the log-det, its solve the inverse). When every patch has the same mask (even patch
-    sides, the usual case) each head has one block covering every row, and the blocks are
-    the heads' matrices themselves.
+    Kernel: ``Q`` and ``K`` are one batched matrix product with the two weights stacked,
+    gathered (one ``index_select`` each, indices precomputed) into a ``(heads, N, width)``
+    layout, each head's columns side by side (zero-padded when the heads' widths differ),
+    so all heads' logits are one batched product and one softmax over (B, heads, N, N). The
+    free entries are gathered alike into a ``(blocks, N, width)`` layout (columns without
+    free rows, half of them when the patch sides are even, are left out), mixed by one
+    batched product with the blocks and scattered back by one more ``index_select``. Each
+    block is embedded in an ``N x N`` matrix that is the identity outside ``U x U`` (same
+    determinant, same solution on ``U``, and its product with the zero-padded free entries
+    is the block's); when every patch has the same mask each head has one block covering
+    every row, and the blocks are the heads' matrices themselves. The forward is one
+    autograd node (:mod:`._isdp_kernel`): one LU factorisation gives the log-det, the
+    backward is written out and reuses the forward's tensors. The inverse factorises the
+    same blocks once (log-det from the LU diagonal, the solve from the same factors).
     """
 
     def __init__(
@@ -133,88 +135,110 @@ class ISDP(FlowLayer):
         self.theta = nn.Parameter(torch.zeros(heads))  # identity / residual: beta = 0
         if self.form == "identity":
             self.gamma = nn.Parameter(torch.zeros(heads))  # g = 1
-        col_head = torch.cat([torch.full((len(g),), i) for i, g in enumerate(groups)])
-        self.register_buffer("head_cols", F.one_hot(col_head, heads).T.float(),
-                             persistent=False)  # (heads, P): column j belongs to head h
-        self._init_blocks(free, col_head)
+        self.logit_bound = _LOGIT_BOUND
+        self._init_blocks(free)
 
-    def _init_blocks(self, free: Tensor, col_head: Tensor) -> None:
-        """One block per (head, free-row pattern): rows ``U``, columns, count."""
-        n, p = free.shape
+    def _init_blocks(self, free: Tensor) -> None:
+        """The blocks and the two gather layouts of the kernel (see the class docstring).
+
+        A block is the columns of one head with one non-empty free-row pattern ``U``:
+        ``blocks`` lists them as ``(head, rows buffer, columns buffer, count)``. Columns
+        without free rows take part in the logits only.
+        """
+        n = free.shape[0]
+        c, h, w = self.in_shape
+        entry = self._to_patches(torch.arange(c * h * w).view(1, c, h, w))[0]  # (N, P)
         self.blocks: list[tuple[int, str, str, int]] = []
-        col_block = torch.zeros(p, dtype=torch.long)
-        masks = []
+        patterns = []
         for head, (lo, hi) in enumerate(self.group_bounds):
-            patterns, which = torch.unique(free[:, lo:hi].T, dim=0, return_inverse=True)
-            for i, pattern in enumerate(patterns):
+            unique, which = torch.unique(free[:, lo:hi].T, dim=0, return_inverse=True)
+            for i, pattern in enumerate(unique):
                 rows = torch.nonzero(pattern).flatten()
-                cols = lo + torch.nonzero(which == i).flatten()
                 if rows.numel() == 0:
                     continue
-                col_block[cols] = len(self.blocks)
-                masks.append(pattern.unsqueeze(1) & pattern.unsqueeze(0))
+                cols = lo + torch.nonzero(which == i).flatten()
                 rname, cname = f"block{len(self.blocks)}_rows", f"block{len(self.blocks)}_cols"
                 self.register_buffer(rname, rows, persistent=False)
                 self.register_buffer(cname, cols, persistent=False)
                 self.blocks.append((head, rname, cname, int(cols.numel())))
-        heads = [b[0] for b in self.blocks]
+                patterns.append(pattern)
+        # Q and K: (heads, N, width), each head's columns; the free entries: (blocks, N,
+        # width), each block's columns. Slots past a group's width are padding.
+        self._layout("qk", entry, [torch.arange(lo, hi) for lo, hi in self.group_bounds])
+        self._layout("free", entry, [getattr(self, b[2]) for b in self.blocks])
+        self.register_buffer("free_slots", torch.stack(patterns).view(-1, n, 1)
+                             & self.free_used, persistent=False)
+        block_head = torch.tensor([b[0] for b in self.blocks], dtype=torch.long)
         counts = torch.tensor([float(b[3]) for b in self.blocks])
-        sizes = torch.tensor([float(getattr(self, b[1]).numel()) for b in self.blocks])
-        # every head one block over every row: the blocks are the heads' matrices
-        self.whole = heads == list(range(self.heads)) and \
-            all(getattr(self, b[1]).numel() == n for b in self.blocks)
-        self.register_buffer("block_head", torch.tensor(heads, dtype=torch.long),
-                             persistent=False)
+        sizes = torch.stack(patterns).sum(1).to(counts.dtype)
+        # every head one block over every row: the blocks are the heads' matrices themselves
+        self.whole = block_head.tolist() == list(range(self.heads)) and bool(sizes.eq(n).all())
+        self.register_buffer("block_head", block_head, persistent=False)
         self.register_buffer("block_count", counts, persistent=False)
-        self.register_buffer("block_rows", torch.stack(masks) if masks else
-                             torch.zeros(0, n, n, dtype=torch.bool), persistent=False)
-        # free entries per head (the gain's log-det weight) and each column's block
+        self.register_buffer("block_rows", torch.stack(
+            [pt.unsqueeze(1) & pt.unsqueeze(0) for pt in patterns]), persistent=False)
         self.register_buffer("head_free", torch.zeros(self.heads).index_add_(
-            0, torch.tensor(heads, dtype=torch.long), counts * sizes), persistent=False)
-        self.register_buffer("col_head", col_head.view(1, 1, 1, p), persistent=False)
-        self.register_buffer("col_block", col_block.view(1, 1, 1, p), persistent=False)
+            0, block_head, counts * sizes), persistent=False)  # the gain's log-det weight
+
+    def _layout(self, name: str, entry: Tensor, groups: list[Tensor]) -> None:
+        """Buffers ``{name}_index`` (image entry of each slot), ``{name}_used`` (not padding)
+        and ``{name}_back`` (each image entry's slot; 0 for entries in no group), and the
+        shape ``(groups, N, width)``."""
+        n = entry.shape[0]
+        width = max(int(cols.numel()) for cols in groups)
+        index = torch.zeros(len(groups), n, width, dtype=torch.long)
+        used = torch.zeros(len(groups), 1, width, dtype=torch.bool)
+        back = torch.zeros(entry.numel(), dtype=torch.long)
+        slot = torch.arange(index.numel()).view(index.shape)
+        for g, cols in enumerate(groups):
+            index[g, :, :cols.numel()] = entry[:, cols]
+            used[g, 0, :cols.numel()] = True
+            back[entry[:, cols].flatten()] = slot[g, :, :cols.numel()].flatten()
+        self.register_buffer(f"{name}_index", index.flatten(), persistent=False)
+        self.register_buffer(f"{name}_used", used, persistent=False)
+        self.register_buffer(f"{name}_back", back, persistent=False)
+        setattr(self, f"{name}_shape", (len(groups), n, width))
+        setattr(self, f"{name}_padded", bool((~used).any()))
 
     def _to_patches(self, t: Tensor) -> Tensor:
         return rearrange(t, "b c (g1 h) (g2 w) -> b (g1 g2) (c h w)", g1=self.grid, g2=self.grid)
 
-    def _from_patches(self, t: Tensor) -> Tensor:
-        c, h, w = self.in_shape
-        g = self.grid
-        return rearrange(
-            t, "b (g1 g2) (c h w) -> b c (g1 h) (g2 w)", g1=g, g2=g, c=c, h=h // g, w=w // g
-        )
+    def _qk_weights(self) -> tuple[Tensor, Tensor]:
+        """The 1x1 convolutions of ``Q`` and ``K`` stacked: (2C, C) and (2C,)."""
+        c = self.in_shape[0]
+        return (torch.cat([self.q.weight, self.k.weight]).view(2 * c, c),
+                torch.cat([self.q.bias, self.k.bias]))
+
+    def _qk(self, x: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(M x, Q, K)``, ``Q`` and ``K`` (B, heads, N, width) in the ``qk`` layout, ``K``
+        zero in the padding."""
+        b, c, h, w = x.shape
+        x_masked = torch.where(self.mask, x, 0.0)
+        qk = torch.baddbmm(bias.view(1, 2 * c, 1), weight.expand(b, -1, -1),
+                           x_masked.view(b, c, h * w))
+        q, k = (t.reshape(b, -1).index_select(1, self.qk_index).view(b, *self.qk_shape)
+                for t in qk.view(b, 2, c * h * w).unbind(1))
+        if self.qk_padded:
+            k = torch.where(self.qk_used, k, 0.0)
+        return x_masked, q, k
+
+    def _logits(self, x: Tensor) -> Tensor:
+        """Every head's attention logits ``Q_h K_h^T / d_h``, (B, heads, N, N), from ``M x``."""
+        _, q, k = self._qk(x, *self._qk_weights())
+        d = torch.exp(self.log_d.clamp(-_LOG_D_BOUND, _LOG_D_BOUND))
+        return torch.nan_to_num((q @ k.transpose(-1, -2)) / d.view(-1, 1, 1), nan=0.0,
+                                posinf=_LOGIT_BOUND, neginf=-_LOGIT_BOUND)
 
     def attention(self, x: Tensor) -> Tensor:
         """Every head's mixing matrix without the gain, (B, heads, N, N): ``I + beta S``
         (identity, residual) or ``S + diag I`` (paper). It depends on ``M x`` only."""
-        zero = torch.zeros((), dtype=x.dtype, device=x.device)
-        x_masked = torch.where(self.mask, x, zero)
-        b, c, h, w = x.shape
-        weight = torch.cat([self.q.weight, self.k.weight]).view(2 * c, c)
-        bias = torch.cat([self.q.bias, self.k.bias]).view(1, 2 * c, 1)
-        qk = torch.baddbmm(bias, weight.expand(b, -1, -1), x_masked.reshape(b, c, h * w))
-        g = self.grid
-        qk = rearrange(qk.view(b, 2 * c, h, w), "b (two c) (g1 h) (g2 w) -> b two (g1 g2) (c h w)",
-                       two=2, g1=g, g2=g)
-        q, k = qk[:, 0], qk[:, 1]
-        # logits[b, h, n, m] = sum_j q[b, n, j] k[b, m, j] [j in head h] / d_h: the products of
-        # every pair of patches, then one matrix product sums each head's columns
-        d = torch.exp(self.log_d.clamp(-_LOG_D_BOUND, _LOG_D_BOUND))
-        pairs = (q.unsqueeze(2) * k.unsqueeze(1)).view(b, -1, self.features)
-        logits = (pairs @ (self.head_cols.T.to(q.dtype) / d)).view(b, self.patches,
-                                                                     self.patches, -1)
-        logits = torch.nan_to_num(logits.permute(0, 3, 1, 2), nan=0.0, posinf=_LOGIT_BOUND,
-                                  neginf=-_LOGIT_BOUND)
-        soft = torch.softmax(logits, dim=-1)
+        soft = torch.softmax(self._logits(x), dim=-1)
         eye = torch.eye(self.patches, dtype=x.dtype, device=x.device)
-        if self.form == "paper":
-            diag = 1.0 + DIAG_FLOOR + F.softplus(self.theta)
-            return soft + diag.view(-1, 1, 1) * eye
-        bound = BETA_BOUND if self.form == "identity" else RESIDUAL_BOUND
-        return (bound * torch.tanh(self.theta)).view(-1, 1, 1) * soft + eye
+        alpha, delta, _ = self._coefficients()
+        return alpha.view(-1, 1, 1) * soft + delta.view(-1, 1, 1) * eye
 
     def _blocks(self, a: Tensor) -> Tensor:
-        """(B, blocks, N, N): block ``(h, U)`` is ``A_h`` on ``U x U`` and ``I`` elsewhere."""
+        """(B, G, N, N): group ``(h, U)``'s block is ``A_h`` on ``U x U`` and ``I`` elsewhere."""
         if self.whole:
             return a
         eye = torch.eye(self.patches, dtype=a.dtype, device=a.device)
@@ -225,37 +249,50 @@ class ISDP(FlowLayer):
             return logdet
         return logdet + torch.dot(self.head_free.to(self.gamma.dtype), self.gamma)
 
-    def _select(self, z: Tensor, index: Tensor) -> Tensor:
-        """Column ``j`` of ``z[:, index[j]]``: (B, K, N, P) -> (B, N, P)."""
-        b, _, n, p = z.shape
-        return torch.gather(z, 1, index.expand(b, 1, n, p)).squeeze(1)
+    def _gain(self) -> Tensor:
+        """Every block's gain ``g``, (blocks, 1, 1)."""
+        return torch.exp(self.gamma)[self.block_head].view(-1, 1, 1)
+
+    def _free_slots(self, t: Tensor) -> Tensor:
+        """The free entries of ``t`` (B, C, H, W) in the ``free`` layout, zeros elsewhere."""
+        b = t.shape[0]
+        slots = t.reshape(b, -1).index_select(1, self.free_index).view(b, *self.free_shape)
+        return torch.where(self.free_slots, slots, 0.0)
+
+    def _scatter_free(self, t: Tensor, slots: Tensor) -> Tensor:
+        """``t`` with its free entries replaced by ``slots`` (B, blocks, N, width)."""
+        free = slots.reshape(t.shape[0], -1).index_select(1, self.free_back)
+        return torch.where(self.mask, t, free.view_as(t))
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        a = self.attention(x)
-        logdet = self.block_count.to(a.dtype) @ torch.linalg.slogdet(self._blocks(a))[1].T
-        mix = a * torch.exp(self.gamma).view(-1, 1, 1) if self.form == "identity" else a
-        xp = self._to_patches(x)
-        zero = torch.zeros((), dtype=x.dtype, device=x.device)
-        x_free = torch.where(self.free, xp, zero)
-        mixed = self._select(mix @ x_free.unsqueeze(1), self.col_head)
-        y = torch.where(self.free, mixed, xp)
-        return self._from_patches(y), self._gain_logdet(logdet)
+        from ._isdp_kernel import ISDPForward
+
+        weight, bias = self._qk_weights()
+        inv_d = torch.exp(-self.log_d.clamp(-_LOG_D_BOUND, _LOG_D_BOUND))
+        alpha, delta, gain = self._coefficients()
+        y, logdet = ISDPForward.apply(x, weight, bias, inv_d, alpha, delta, gain, self)
+        return y, self._gain_logdet(logdet)
+
+    def _coefficients(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(alpha, delta, gain)`` per head: ``A = alpha S + delta I``, mixing ``gain A``."""
+        one = torch.ones_like(self.theta)
+        if self.form == "paper":
+            return one, 1.0 + DIAG_FLOOR + F.softplus(self.theta), one
+        bound = BETA_BOUND if self.form == "identity" else RESIDUAL_BOUND
+        gain = torch.exp(self.gamma) if self.form == "identity" else one
+        return bound * torch.tanh(self.theta), one, gain
 
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        a = self.attention(y)  # M y == M x: the masked entries were copied
-        lu, pivots = torch.linalg.lu_factor(self._blocks(a))
-        logdet = self.block_count.to(a.dtype) @ \
+        blocks = self._blocks(self.attention(y))  # M y == M x: the masked entries were copied
+        lu, pivots, _ = torch.linalg.lu_factor_ex(blocks)
+        logdet = self.block_count.to(y.dtype) @ \
             lu.diagonal(dim1=-2, dim2=-1).abs().log().sum(-1).T  # every det is > 0
-        eye = torch.eye(self.patches, dtype=a.dtype, device=a.device)
-        inv = torch.linalg.lu_solve(lu, pivots, eye.expand_as(lu))
+        inv = torch.linalg.lu_solve(lu, pivots, torch.eye(
+            self.patches, dtype=y.dtype, device=y.device).expand_as(lu))
         if self.form == "identity":
-            inv = inv * torch.exp(-self.gamma)[self.block_head].view(-1, 1, 1)
-        yp = self._to_patches(y)
-        zero = torch.zeros((), dtype=y.dtype, device=y.device)
-        y_free = torch.where(self.free, yp, zero)
-        x_free = self._select(inv @ y_free.unsqueeze(1), self.col_block)
-        x = torch.where(self.free, x_free, yp)
-        return self._from_patches(x), -self._gain_logdet(logdet)
+            inv = inv / self._gain()
+        x = self._scatter_free(y, inv @ self._free_slots(y))
+        return x, -self._gain_logdet(logdet)
 
 
 # ---- declaration ----------------------------------------------------------------------------
