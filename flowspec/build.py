@@ -194,14 +194,17 @@ class FlowModel(nn.Module):
                 feats[c.name] = self.encoders[c.name](t).to(t.dtype)
         return feats
 
-    @staticmethod
-    def _at(feats: dict[str, Tensor], cache: dict, name: str | None, hw) -> Tensor | None:
+    def _at(self, feats: dict[str, Tensor], cache: dict, name: str | None, hw
+            ) -> Tensor | None:
         if name is None:
             return None
         key = (name, hw[0], hw[1])
         if key not in cache:
             f = feats[name]
-            if f.shape[2:] == (1, 1):  # a class condition's features: the same at every pixel
+            own = getattr(self.encoders[name], "features_at", None)  # the encoder's own rule
+            if own is not None:
+                f = own(f, (int(hw[0]), int(hw[1])))
+            elif f.shape[2:] == (1, 1):  # a class condition's features: the same at every pixel
                 f = f.expand(-1, -1, *hw)
             elif tuple(f.shape[2:]) != tuple(hw):
                 down = f.shape[2] > hw[0]

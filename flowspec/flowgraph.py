@@ -26,7 +26,9 @@ def _as_spec(spec: FlowSpec | str | os.PathLike, flow: str | None = None,
 
 
 def encoder_features(spec: FlowSpec, name: str) -> int:
-    return int(spec.condition(name).encoder.args["features"])
+    from .kinds import encoder_channels
+
+    return encoder_channels(spec.condition(name).encoder)
 
 
 def graph(spec: FlowSpec | str | os.PathLike, flow: str | None = None,

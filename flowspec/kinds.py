@@ -180,7 +180,14 @@ class NetKind(_Declared):
 class EncoderKind(_Declared):
     """A condition encoder (``condition y: image CxHxW encoder=KEY(...)``):
     ``module(in_shape, args)`` maps (B, C, H, W) to (B, features, H, W) where ``features``
-    is the ``features`` argument (every encoder's Args must have it)."""
+    is the ``features`` argument (every encoder's Args must have it), unless the kind
+    overrides :meth:`out_channels`. A module may define ``features_at(f, (H, W))``: the
+    features at a layer's resolution (default: ``f`` resampled bilinearly)."""
+
+    @classmethod
+    def out_channels(cls, args: ArgsLike) -> int:
+        """Channels of the encoder's output (what every layer ``on=`` it receives)."""
+        return int(arg(args, "features"))
 
     @classmethod
     def params(cls, in_shape: Shape, args: ArgsLike) -> int:
@@ -353,7 +360,7 @@ def count_params(spec: Any) -> dict[str, int]:
     conds = {c.name: c for c in spec.conditions}
 
     def width(on: str | None) -> int | None:
-        return int(conds[on].encoder.args["features"]) if on else None
+        return encoder_channels(conds[on].encoder) if on else None
 
     out = {layer.path: KINDS[layer.kind].params(tuple(layer.in_shape), layer.args,
                                                 width(layer.args.get("on")))
@@ -365,6 +372,11 @@ def count_params(spec: Any) -> dict[str, int]:
     out["prior"] = PRIORS[p.kind].params(tuple(spec.latents[-1].shape), prior_args(p),
                                          width(p.on))
     return out
+
+
+def encoder_channels(encoder_ir: Any) -> int:
+    """Channels of a condition's encoded features (an IR ``EncoderIR``)."""
+    return ENCODERS[encoder_ir.kind].out_channels(encoder_ir.args)
 
 
 def prior_args(prior_ir: Any) -> dict[str, Any]:

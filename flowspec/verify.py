@@ -26,7 +26,7 @@ from torch import Tensor
 from .check import check
 from .errors import Collector
 from .ir import FlowSpec
-from .kinds import KINDS, Issue
+from .kinds import KINDS, Issue, encoder_channels
 from .numerics import jacobian_logdet, perturb_
 
 #: relative tolerance of log-dets, ``|measured - expected| <= TOL * (1 + |expected|)``
@@ -302,7 +302,7 @@ def verify(spec: FlowSpec, *, full: bool = False, seed: int = 0, model: bool = T
     order: list[tuple[str, Any]] = []
     for layer in spec.layers:
         on = layer.args.get("on")
-        width = int(conds[on].encoder.args["features"]) if on else None
+        width = encoder_channels(conds[on].encoder) if on else None
         key = json.dumps([layer.kind, layer.args, layer.in_shape[0], width,
                           None if not full else layer.in_shape], sort_keys=True, default=str)
         if key in groups:

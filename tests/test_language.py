@@ -644,6 +644,7 @@ EXAMPLES: dict[str, str] = {
     "coupling.additive": "hidden=8 net=glow mask=checkerboard on=c",
     "coupling.mixture": "hidden=12 components=3 net=resnet flip=true on=c",
     "injector": "on=c hidden=5",
+    "coupling.srflow": "on=c hidden=12 net=glow inject=false scale=bounded",
     "attention.imap": "act=sigmoid mask=complement",
     "attention.isdp": "heads=2 patches=16 mask=complement",
     "squeeze": "factor=4",

@@ -51,6 +51,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "coupling.spline": {"hidden": 96, "net": "glow", "mask": "channel", "on": None,
                         "flip": False, "bins": 8, "tail": 3.0},
     "injector": {"hidden": 64, "on": COND, "scale": "sigmoid"},
+    "coupling.srflow": {"hidden": 64, "net": "glow_actnorm", "on": COND, "inject": True,
+                        "scale": "sigmoid"},
     "attention.imap": {"act": "sigmoid", "mask": "checkerboard", "residual": None},
     "attention.isdp": {"heads": 1, "patches": 4, "mask": "checkerboard", "residual": None},
     "squeeze": {"factor": 2},
@@ -119,6 +121,15 @@ CASES: dict[str, list[Case]] = {
         Case((3, 4, 4), SMALL, cond=2),
         Case((2, 6, 4), cond=3),
         Case((3, 4, 4), {**SMALL, "scale": "bounded"}, cond=2),
+    ],
+    "coupling.srflow": [  # SRFlow's injector + coupling; odd C: C//2 channels drive the rest
+        # (glow_actnorm scales its output by exp(3 logs): at hidden=8 a perturbed logs makes
+        # shifts of ~20 and scales near 1e-4, which float32 cannot invert to 1e-5)
+        Case((4, 4, 4), {**SMALL, "net": "glow"}, cond=3),
+        Case((3, 5, 4), {**SMALL, "scale": "bounded"}, cond=2),
+        Case((2, 4, 4), {**SMALL, "inject": False}, cond=2),
+        Case((4, 3, 5), {**SMALL, "net": "glow", "scale": "bounded"}, cond=3),
+        Case((12, 4, 4), cond=5),  # the real defaults: hidden=64, net=glow_actnorm
     ],
     "attention.imap": [  # the identity form (default), then the paper's and the residual
         Case((3, 4, 4)),
