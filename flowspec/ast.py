@@ -44,6 +44,15 @@ class CallExpr(Node):
 
 
 @dataclass
+class FlowRef(Node):
+    """``flow(NAME(k=v, ...))``: another flow of the file, as a condition's encoder."""
+
+    name: str
+    ns: str | None
+    args: list[KwArg]
+
+
+@dataclass
 class BinOp(Node):
     op: str
     left: Expr
@@ -56,7 +65,7 @@ class UnOp(Node):
     operand: Expr
 
 
-Expr = Lit | Var | CallExpr | BinOp | UnOp
+Expr = Lit | Var | CallExpr | FlowRef | BinOp | UnOp
 
 
 @dataclass

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import condflow
 from .errors import Span
 from .flowgraph import graph as build_graph
 from .flowgraph import layer_sequence
@@ -72,10 +73,17 @@ class FlowModel(nn.Module):
         self.spans: list[Span] = []
         self.on: list[str | None] = []
         self.is_split: list[bool] = []
+        positions = spec.positions()
+        flow_conds = {c.name for c in spec.conditions if c.flow is not None}
+        #: per layer, where it stands (for the flows that condition another flow), and the
+        #: position of the condition's flow it takes its features from (None: not a flow's)
+        self.positions: list = [positions.get(path) for path, _ in layer_sequence(g)]
+        self.taps: list = []
         layers = []
         for path, node in layer_sequence(g):
             on = node["on"]
-            cond_ch = g.nodes[f"encoder:{on}"]["out_shape"][0] if on else None
+            cond_ch = g.edges[f"encoder:{on}", path]["shape"][0] if on else None
+            self.taps.append(positions.get(path) if on in flow_conds else None)
             module = KINDS[node["kind"]].module_class()
             layers.append(module(tuple(node["in_shape"]), node["args"], cond_ch))
             self.paths.append(path)
@@ -83,11 +91,14 @@ class FlowModel(nn.Module):
             self.on.append(on)
             self.is_split.append(node["kind"] == "split")
         self.layers = nn.ModuleList(layers)
-        self.encoders = nn.ModuleDict({
-            c.name: ENCODERS[c.encoder.kind].module_class()(tuple(c.shape), dict(c.encoder.args))
+        self.encoders = nn.ModuleDict({  # a condition modelled by a flow: that flow's model
+            c.name: FlowModel(c.flow) if c.flow is not None else
+            ENCODERS[c.encoder.kind].module_class()(tuple(c.shape), dict(c.encoder.args))
             for c in spec.conditions})
+        #: log p(y) per sample of each condition modelled by a flow, from the last call
+        self.cond_log_probs: dict[str, Tensor] = {}
         prior = spec.prior
-        prior_ch = g.nodes[f"encoder:{prior.on}"]["out_shape"][0] if prior.on else None
+        prior_ch = g.edges[f"encoder:{prior.on}", "prior"]["shape"][0] if prior.on else None
         self.prior = PRIORS[prior.kind].module_class()(tuple(spec.latents[-1].shape),
                                                       prior_args(prior), prior_ch)
         self.latent_shapes = [tuple(z.shape) for z in spec.latents]
@@ -169,7 +180,8 @@ class FlowModel(nn.Module):
                               if c.type == "class" else c.name for c in self.spec.conditions)
             raise ValueError(f"flow `{self.spec.name}` is conditional: pass cond={{...}} with "
                              f"{names}")
-        feats = {}
+        feats: dict[str, Any] = {}
+        self.cond_log_probs = {}
         for c in self.spec.conditions:
             if c.name not in cond:
                 what = (f"class {c.shape[0]}: a ({batch},) tensor of class ids" if
@@ -177,6 +189,12 @@ class FlowModel(nn.Module):
                 raise ValueError(f"missing condition `{c.name}` ({what}, "
                                  f"declared at {c.span.file}:{c.span.line})")
             t = cond[c.name]
+            if c.flow is not None:  # its own flow: log p(y) and the outputs of its layers
+                param = next(self.parameters())
+                y = condflow.label_input(c, t.to(param.device)).to(param.dtype)
+                self.cond_log_probs[c.name], feats[c.name] = condflow.run_with_taps(
+                    self.encoders[c.name], y)
+                continue
             if c.type == "class":
                 t = _class_one_hot(c, t, batch)
             elif c.type == "labels" and t.dim() == 3:
@@ -194,10 +212,12 @@ class FlowModel(nn.Module):
                 feats[c.name] = self.encoders[c.name](t).to(t.dtype)
         return feats
 
-    def _at(self, feats: dict[str, Tensor], cache: dict, name: str | None, hw
-            ) -> Tensor | None:
+    def _at(self, feats: dict[str, Tensor], cache: dict, name: str | None, hw,
+            position: Any = None) -> Tensor | None:
         if name is None:
             return None
+        if isinstance(feats[name], dict):  # a flow's layer outputs: the one at the position
+            return feats[name][position]
         key = (name, hw[0], hw[1])
         if key not in cache:
             f = feats[name]
@@ -243,7 +263,7 @@ class FlowModel(nn.Module):
         logdet = x.new_zeros(x.shape[0])
         zs: list[Tensor] = []
         for i, layer in enumerate(self.layers):
-            c = self._at(feats, cache, self.on[i], x.shape[2:])
+            c = self._at(feats, cache, self.on[i], x.shape[2:], self.taps[i])
             try:
                 if self.is_split[i]:
                     x, z, ld = layer(x, c)
@@ -281,7 +301,7 @@ class FlowModel(nn.Module):
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             in_hw = layer.in_shape[1:]
-            c = self._at(feats, cache, self.on[i], in_hw)
+            c = self._at(feats, cache, self.on[i], in_hw, self.taps[i])
             try:
                 if self.is_split[i]:
                     x, ld = layer.inverse(x, zs[k], c)
@@ -297,6 +317,13 @@ class FlowModel(nn.Module):
         """log p(x) in nats per sample (continuous density)."""
         zs, logdet = self(x, cond)
         return self.latent_logp(zs) + logdet
+
+    def joint_log_prob(self, x: Tensor, cond: dict[str, Tensor] | None = None) -> Tensor:
+        """``log p(x | y) + sum log p(y_k)`` over the conditions modelled by a flow
+        (``encoder=flow(...)``): Full-Glow's joint likelihood. Equals ``log_prob`` when no
+        condition has a flow."""
+        logp = self.log_prob(x, cond)
+        return logp + sum(self.cond_log_probs.values()) if self.cond_log_probs else logp
 
     def latent_logp(self, zs: list[Tensor]) -> Tensor:
         """``sum_i log p(zs_i)`` of standardised latents: N(0, I) for the split latents and,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from .errors import Collector, Span, did_you_mean
-from .ir import FlowSpec, LatentIR, LayerIR
+from .ir import ConditionIR, FlowSpec, LatentIR, LayerIR
 from .kinds import KINDS, Issue, LayerKind, split_latent
 
 #: More layers than this of a kind with a ``stack_remedy`` (iMap, iSDP), all with the remedy
@@ -37,6 +37,7 @@ def _report(diags: Collector, issue: Issue, layer: LayerIR) -> None:
 def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
     """Fill in shapes and latents; report every violation into ``diags``."""
     conds = {c.name: c for c in spec.conditions}
+    flows_ok = all(_check_condition_flow(c, diags) for c in spec.conditions if c.flow)
     used: set[str] = set()
     shape = spec.input
     latents: list[LatentIR] = []
@@ -95,10 +96,81 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
         if name not in used:
             diags.warning("W002", f"condition `{name}` is declared but no layer uses it",
                           cond.span, help=f"add on={name} to the layers it should condition")
+    if flows_ok:
+        _line_up(spec, diags)
     _deep_stacks(spec, diags)
     if not diags.has_errors:  # about a model that could be built, not a broken spec
         _untouched_entries(spec, diags)
     return spec
+
+
+def _check_condition_flow(c: ConditionIR, diags: Collector) -> bool:
+    """Check the flow of a condition written ``encoder=flow(NAME)``: it must be valid,
+    unconditional, and take the condition as it is fed (an image as is; a label map one-hot,
+    ``N`` channels, or drawn in colour, 3 channels)."""
+    before = len([d for d in diags.items if d.severity == "error"])
+    check(c.flow, diags)
+    if len([d for d in diags.items if d.severity == "error"]) > before:
+        return False
+    name = c.flow.name
+    if c.flow.conditions:
+        diags.error("E310", f"flow `{name}` models condition `{c.name}`, so it must be "
+                    "unconditional, but it declares condition "
+                    f"`{c.flow.conditions[0].name}`", c.span)
+        return False
+    _, h, w = c.shape
+    fed = [tuple(c.shape)] if c.type == "image" else [tuple(c.shape), (3, h, w)]
+    if tuple(c.flow.input) not in fed:
+        want = " or ".join(_fmt(f) for f in fed)
+        diags.error("E311", f"condition `{c.name}` ({c.declared()}) is fed to flow `{name}` "
+                    f"as {want}, but that flow's input is {_fmt(c.flow.input)}", c.span,
+                    help="a label map reaches its flow one-hot (N channels) or drawn in colour "
+                    "(3 channels); an image as it is")
+        return False
+    return True
+
+
+def _line_up(spec: FlowSpec, diags: Collector) -> None:
+    """E312: every layer conditioned on a flow gets the output of that flow's layer at the
+    same position (level, step, place in the step), which must exist and have the layer's
+    H×W. Layers added by insert rules have no position."""
+    positions = spec.positions()
+    users = [(layer, layer.args.get("on")) for layer in spec.layers]
+    users.append((None, spec.prior.on))
+    for layer, on in users:
+        c = next((c for c in spec.conditions if c.name == on and c.flow), None)
+        if c is None:
+            continue
+        span = spec.prior.span if layer is None else layer.arg_spans.get("on", layer.span)
+        notes = [] if layer is None else _notes(layer)
+        what = "the prior" if layer is None else f"`{layer.path}`"
+        if layer is not None and layer.path not in positions:
+            diags.error("E312", f"{what} is added by an insert rule, so it has no place in "
+                        f"flow `{c.flow.name}` to take its condition from", span, notes=notes,
+                        help="write the layer in the flow's steps instead")
+            continue
+        if (layer.in_shape if layer is not None else spec.latents) in (None, []):
+            continue  # a shape error was reported
+        position = None if layer is None else positions[layer.path]
+        tap = c.flow.tap_shape(position)
+        hw = (spec.latents[-1].shape if layer is None else layer.in_shape)[1:]
+        where = "its final latent" if layer is None else _where(position)
+        if tap is None:
+            diags.error("E312", f"{what} takes condition `{c.name}` from flow "
+                        f"`{c.flow.name}`, which has no layer at {where}", span, notes=notes,
+                        help="the two flows must have the same levels and steps; write the "
+                        "conditioned layers in the same places of both")
+        elif tuple(tap[1:]) != tuple(hw):
+            diags.error("E312", f"{what} is {_fmt(hw)} but flow `{c.flow.name}` hands on "
+                        f"{_fmt(tap)} at {where}", span, notes=notes,
+                        help="give both flows the same height, width, squeezes and levels")
+
+
+def _where(position) -> str:
+    level, step, k = position
+    parts = ([f"level {level}"] if level is not None else []) + (
+        [f"step {step}"] if step is not None else [])
+    return f"layer {k + 1} of {', '.join(parts) or 'the flow'}"
 
 
 def _deep_stacks(spec: FlowSpec, diags: Collector) -> None:

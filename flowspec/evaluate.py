@@ -43,6 +43,18 @@ class EncoderCall:
 
 
 @dataclass
+class FlowCall:
+    """The value of ``flow(NAME(k=v))``: a reference to another flow (a condition's encoder),
+    with its arguments evaluated where it is written."""
+
+    name: str
+    ns: str | None
+    args: dict[str, Any]
+    arg_spans: dict[str, Span]
+    span: Span
+
+
+@dataclass
 class Scope:
     """Variables visible at a point: locals (params, loop variables, lets) over globals."""
 
@@ -70,6 +82,8 @@ def type_name(v: Any) -> str:
         return "string"
     if isinstance(v, EncoderCall):
         return "encoder call"
+    if isinstance(v, FlowCall):
+        return "flow reference"
     return type(v).__name__
 
 
@@ -130,6 +144,12 @@ def evaluate(e: ast.Expr, scope: Scope, diags: Collector, *, words: bool = False
             spans[kw.name] = kw.value.span
         name = f"{e.ns}.{e.name}" if e.ns else e.name
         return EncoderCall(name, args, spans, e.span)
+    if isinstance(e, ast.FlowRef):
+        args, spans = {}, {}
+        for kw in e.args:
+            args[kw.name] = evaluate(kw.value, scope, diags, words=True)
+            spans[kw.name] = kw.value.span
+        return FlowCall(e.name, e.ns, args, spans, e.span)
     if isinstance(e, ast.UnOp):
         v = evaluate(e.operand, scope, diags)
         if e.op == "-":

@@ -40,9 +40,13 @@ def graph(spec: FlowSpec | str | os.PathLike, flow: str | None = None,
     for c in spec.conditions:
         g.add_node(f"cond:{c.name}", type="condition", name=c.name, ctype=c.type,
                    shape=tuple(c.shape))
-        feats = (encoder_features(spec, c.name), c.shape[1], c.shape[2])
+        if c.flow is not None:  # encoder=flow(NAME): the condition's own flow, its layers tapped
+            feats = tuple(c.flow.latents[-1].shape)
+        else:
+            feats = (encoder_features(spec, c.name), c.shape[1], c.shape[2])
         g.add_node(f"encoder:{c.name}", type="encoder", name=c.name, kind=c.encoder.kind,
-                   args=dict(c.encoder.args), in_shape=tuple(c.shape), out_shape=feats)
+                   args=dict(c.encoder.args), in_shape=tuple(c.shape), out_shape=feats,
+                   flow=c.flow.name if c.flow is not None else None)
         g.add_edge(f"cond:{c.name}", f"encoder:{c.name}", role="cond", shape=tuple(c.shape))
     prev = "input"
     latents = iter(spec.latents)
@@ -56,7 +60,7 @@ def graph(spec: FlowSpec | str | os.PathLike, flow: str | None = None,
         if on:
             h, w = layer.in_shape[1], layer.in_shape[2]
             g.add_edge(f"encoder:{on}", layer.path, role="cond",
-                       shape=(encoder_features(spec, on), h, w))
+                       shape=(spec.cond_width(on, layer), h, w))
         if layer.kind == "split":
             z = next(latents)
             g.add_node(z.name, type="latent", shape=tuple(z.shape), source=layer.path)
@@ -70,7 +74,7 @@ def graph(spec: FlowSpec | str | os.PathLike, flow: str | None = None,
     g.add_edge("prior", final.name, role="latent", shape=tuple(final.shape))
     if spec.prior.on:
         g.add_edge(f"encoder:{spec.prior.on}", "prior", role="cond",
-                   shape=(encoder_features(spec, spec.prior.on), final.shape[1],
+                   shape=(spec.cond_width(spec.prior.on), final.shape[1],
                           final.shape[2]))
     return g
 

@@ -23,6 +23,10 @@ def expr(e: ast.Expr, parent: int = 0) -> str:
     if isinstance(e, ast.CallExpr):
         name = f"{e.ns}.{e.name}" if e.ns else e.name
         return f"{name}({', '.join(f'{a.name}={expr(a.value)}' for a in e.args)})"
+    if isinstance(e, ast.FlowRef):
+        name = f"{e.ns}.{e.name}" if e.ns else e.name
+        args = f"({', '.join(f'{a.name}={expr(a.value)}' for a in e.args)})" if e.args else ""
+        return f"flow({name}{args})"
     if isinstance(e, ast.UnOp):
         inner = expr(e.operand, 7 if e.op == "-" else 3)
         s = f"-{inner}" if e.op == "-" else f"not {inner}"

@@ -20,6 +20,8 @@ Scalar = int | float | bool | str | None
 #: call (``net=flowpp(blocks=4)`` is ``net: "flowpp"``, ``net_args: {"blocks": 4}``)
 Value = Scalar | dict[str, Scalar]
 ShapeT = tuple[int, int, int]
+#: a layer's place in its flow: (level, step, k-th layer written there); see FlowSpec.positions
+Position = tuple[int | None, int | None, int]
 
 
 class _Model(BaseModel):
@@ -62,11 +64,15 @@ class ConditionIR(_Model):
                           "(class: Nx1x1)")
     encoder: EncoderIR
     span: Span
+    flow: FlowSpec | None = Field(
+        None, description="encoder=flow(NAME): the condition's own flow (checked IR), whose "
+        "layer outputs condition the layers of the same path; its likelihood joins the loss")
 
     def declared(self) -> str:
         """The type and size as written: ``image 3x20x20``, ``labels 8x64x64``, ``class 10``."""
         size = self.shape[0] if self.type == "class" else "x".join(map(str, self.shape))
         return f"{self.type} {size}"
+
 
 
 class PriorIR(_Model):
@@ -118,15 +124,62 @@ class FlowSpec(_Model):
     def layer(self, path: str) -> LayerIR:
         return next(layer for layer in self.layers if layer.path == path)
 
+    def positions(self) -> dict[str, Position]:
+        """Where each layer stands: ``(level, step, k)``, the k-th layer written in that step
+        (or level, or outside both). Layers added by insert rules have none. A layer
+        conditioned on a flow receives the output of that flow's layer at its position."""
+        out: dict[str, Position] = {}
+        seen: dict[tuple[int | None, int | None], int] = {}
+        for layer in self.layers:
+            if layer.inserted:
+                continue
+            group = (layer.level, layer.step)
+            out[layer.path] = (layer.level, layer.step, seen.get(group, 0))
+            seen[group] = seen.get(group, 0) + 1
+        return out
+
+    def tap_shape(self, position: Position | None) -> ShapeT | None:
+        """C×H×W of the output of the layer at ``position`` (``None``: the final latent, what
+        the prior sees), or None when no layer stands there."""
+        if position is None:
+            return tuple(self.latents[-1].shape) if self.latents else None
+        positions = self.positions()
+        for layer in self.layers:
+            if positions.get(layer.path) == position:
+                return None if layer.out_shape is None else tuple(layer.out_shape)
+        return None
+
+    def cond_width(self, name: str, layer: LayerIR | None = None) -> int:
+        """Channels of condition ``name``'s features at ``layer`` (``None``: the prior): the
+        encoder's ``features``, or for a condition modelled by a flow the channels of that
+        flow's layer output at the layer's position."""
+        c = self.condition(name)
+        if c.flow is None:
+            from .kinds import encoder_channels
+
+            return encoder_channels(c.encoder)
+        position = None if layer is None else self.positions().get(layer.path)
+        shape = c.flow.tap_shape(position)
+        if shape is None:
+            raise KeyError(f"flow `{c.flow.name}` has no layer at {position}")
+        return shape[0]
+
     def digest(self) -> str:
         """Hash of what determines the model's parameters (not spans or the recipe)."""
         data = self.model_dump(mode="json", include={"input", "prior", "conditions", "layers"})
         for layer in data["layers"]:
             for key in ("span", "arg_spans", "trace"):
                 layer.pop(key, None)
-        for cond in data["conditions"]:
+        for cond, c in zip(data["conditions"], self.conditions):
             cond.pop("span", None)
+            if c.flow is not None:  # a condition's flow counts by its own digest
+                cond["flow"] = c.flow.digest()
+            else:
+                cond.pop("flow", None)
         data["prior"].pop("span", None)
         if not data["prior"]["args"]:  # digests of specs from before priors took arguments
             data["prior"].pop("args")
         return hashlib.sha256(repr(data).encode()).hexdigest()[:16]
+
+
+ConditionIR.model_rebuild()

@@ -357,17 +357,16 @@ def count_params(spec: Any) -> dict[str, int]:
     Counted from the registries (no torch for built-in kinds, which declare their counts);
     ``sum(...)`` is the compiled model's total.
     """
-    conds = {c.name: c for c in spec.conditions}
-
-    def width(on: str | None) -> int | None:
-        return encoder_channels(conds[on].encoder) if on else None
+    def width(on: str | None, layer: Any = None) -> int | None:
+        return spec.cond_width(on, layer) if on else None
 
     out = {layer.path: KINDS[layer.kind].params(tuple(layer.in_shape), layer.args,
-                                                width(layer.args.get("on")))
+                                                width(layer.args.get("on"), layer))
            for layer in spec.layers}
-    for c in spec.conditions:
-        out[f"encoder:{c.name}"] = ENCODERS[c.encoder.kind].params(tuple(c.shape),
-                                                                   c.encoder.args)
+    for c in spec.conditions:  # a condition modelled by a flow (encoder=flow(...)) counts it
+        out[f"encoder:{c.name}"] = (sum(count_params(c.flow).values()) if c.flow else
+                                    ENCODERS[c.encoder.kind].params(tuple(c.shape),
+                                                                    c.encoder.args))
     p = spec.prior
     out["prior"] = PRIORS[p.kind].params(tuple(spec.latents[-1].shape), prior_args(p),
                                          width(p.on))

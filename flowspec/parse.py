@@ -158,6 +158,11 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
         return ast.CallExpr(self.sp(meta), name, ns, c[1])
 
     @v_args(meta=True)
+    def flow_ref(self, meta, c):
+        ns, name = c[0]
+        return ast.FlowRef(self.sp(meta), name, ns, c[1] if len(c) > 1 else [])
+
+    @v_args(meta=True)
     def args(self, meta, c):
         return list(c)
 

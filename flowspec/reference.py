@@ -64,9 +64,18 @@ STATEMENTS: list[tuple[str, str, str, str]] = [
      "`convnet`) or `class N` (one integer label per sample; default `embedding`). An "
      "encoder (listed below) turns it into features that the compiler resamples to each "
      "conditioned layer's resolution. Layers and priors use it with `on=NAME`; in Python "
-     "pass `cond={\"NAME\": tensor}` (class ids as a (B,) integer tensor).",
+     "pass `cond={\"NAME\": tensor}` (class ids as a (B,) integer tensor).\n\n"
+     "`encoder=flow(FLOW(NAME=VALUE, ...))` models the condition with another flow of the "
+     "file (Full-Glow): the arguments set that flow's parameters, the flow must be "
+     "unconditional, and it takes an image as is, a label map one-hot (N channels) or in "
+     "colour (3 channels). A layer `on=NAME` receives the output of that flow's layer at "
+     "the same place (level, step, k-th layer written in the step; the prior: its final "
+     "latent), checked to exist with the layer's HxW before build; `log_prob` stays "
+     "log p(x | y), `joint_log_prob` adds the condition's own log-likelihood, and the "
+     "translation task trains on the sum.",
      "condition lr: image 3 x 20 x 20 encoder=rrdb(blocks=8, features=64)\n"
-     "condition y: class 10"),
+     "condition y: class 10\n"
+     "condition seg: labels 34 x 256 x 256 encoder=flow(glow_seg(height=256, width=256))"),
     _s("layer", "KIND [VARIANT] [NAME=VALUE ...]",
      "One layer; the kinds and their arguments are listed below. Every argument is a keyword "
      "argument with a default; unknown arguments are errors with a did-you-mean.",

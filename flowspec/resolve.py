@@ -19,7 +19,16 @@ from pydantic import ValidationError
 
 from . import ast
 from .errors import Abort, Collector, Span, did_you_mean
-from .evaluate import EncoderCall, Scope, Word, evaluate, expect_int, format_value, type_name
+from .evaluate import (
+    EncoderCall,
+    FlowCall,
+    Scope,
+    Word,
+    evaluate,
+    expect_int,
+    format_value,
+    type_name,
+)
 from .ir import ConditionIR, EncoderIR, FlowSpec, LayerIR, Origin, PriorIR, Setting
 from .kinds import DEFAULT_VARIANT, ENCODERS, KINDS, PRIORS, REGISTRIES, heads
 from .parse import MAX_INT, parse
@@ -570,6 +579,9 @@ class FlowBuilder:
                     help=did_you_mean(unknown[0], ["encoder"]))
             raise Abort
         enc = raw.get("encoder", Word(default_encoder[s.ctype]))
+        if isinstance(enc, FlowCall):
+            self._flow_condition(s, shape, enc, spans.get("encoder", s.span), ctx)
+            return
         if isinstance(enc, Word):
             enc = EncoderCall(str(enc), {}, {}, spans.get("encoder", s.span))
         if not isinstance(enc, EncoderCall):
@@ -590,6 +602,41 @@ class FlowBuilder:
                                               encoder=EncoderIR(kind=enc.name, args=args),
                                               span=s.span)
 
+    def _flow_condition(self, s: ast.Condition, shape: tuple[int, int, int], ref: FlowCall,
+                        span: Span, ctx: _Ctx) -> None:
+        """``encoder=flow(NAME(k=v))``: resolve the named flow (the arguments set its
+        parameters, like --set) into the condition's IR; check.py checks it and lines it up
+        with the layers that use the condition."""
+        d = self.diags
+        if s.ctype == "class":
+            d.error("E121", "a class condition cannot be modelled by a flow", span,
+                    help="flow encoders take `labels NxHxW` or `image CxHxW` conditions")
+            raise Abort
+        env, target = ctx.env.find(ref.ns, ref.name, "flow", ref.span, d)
+        key = (env.file, target.name)
+        if key in _FLOW_STACK:
+            d.error("E161", f"flow `{target.name}` conditions itself through "
+                    "encoder=flow(...)", ref.span)
+            raise Abort
+        _FLOW_STACK.append(key)
+        try:
+            inner = resolve(env, target.name, {k: _plain_override(v) for k, v in
+                                               ref.args.items()}, d)
+        finally:
+            _FLOW_STACK.pop()
+        if inner is None:
+            d.error("E125", f"the flow `{target.name}` of condition `{s.name}` has errors "
+                    "(above)", span)
+            raise Abort
+        if s.name in self.conditions and ctx.mode != "extend":
+            d.error("E110", f"condition `{s.name}` is declared twice", s.span)
+            raise Abort
+        name = f"{ref.ns}.{ref.name}" if ref.ns else ref.name
+        args = {"flow": name, **{k: _plain(v) for k, v in ref.args.items()}}
+        self.conditions[s.name] = ConditionIR(name=s.name, type=s.ctype, shape=shape,
+                                              encoder=EncoderIR(kind="flow", args=args),
+                                              span=s.span, flow=inner)
+
     def setting(self, s: ast.Layer, ctx: _Ctx) -> Setting:
         d = self.diags
         if len(s.words) > 1:
@@ -609,8 +656,22 @@ def _plain(v: Any) -> Any:
     return str(v) if isinstance(v, Word) else v
 
 
+def _plain_override(v: Any) -> Any:
+    """A flow reference's argument as an override of the named flow's parameter."""
+    return v if isinstance(v, (bool, int, float, Word)) or not isinstance(v, str) else Word(v)
+
+
+#: the flows being resolved as conditions' encoders (a flow that conditions itself is E161)
+_FLOW_STACK: list[tuple[str, str]] = []
+
+
 def no_encoder_call(value: Any, span: Span, diags: Collector) -> None:
     """Encoder calls (``rrdb(...)``) are values only for a condition's ``encoder=``."""
+    if isinstance(value, FlowCall):
+        diags.error("E121", f"`flow({value.name})` is a flow reference; it can only be a "
+                    "condition's encoder", span,
+                    help="write it as `condition NAME: labels NxHxW encoder=flow(NAME)`")
+        raise Abort
     if isinstance(value, EncoderCall):
         diags.error("E121", f"`{value.name}(...)` is an encoder call; it can only be a "
                     "condition's encoder", span,

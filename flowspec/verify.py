@@ -26,7 +26,7 @@ from torch import Tensor
 from .check import check
 from .errors import Collector
 from .ir import FlowSpec
-from .kinds import KINDS, Issue, encoder_channels
+from .kinds import KINDS, Issue
 from .numerics import jacobian_logdet, perturb_
 
 #: relative tolerance of log-dets, ``|measured - expected| <= TOL * (1 + |expected|)``
@@ -297,12 +297,11 @@ def check_model(spec: FlowSpec, *, full: bool = False, seed: int = 0) -> Check:
 
 def verify(spec: FlowSpec, *, full: bool = False, seed: int = 0, model: bool = True) -> Report:
     """Check every distinct layer of ``spec`` (a checked FlowSpec), then the whole model."""
-    conds = {c.name: c for c in spec.conditions}
     groups: dict[str, Check] = {}
     order: list[tuple[str, Any]] = []
     for layer in spec.layers:
         on = layer.args.get("on")
-        width = encoder_channels(conds[on].encoder) if on else None
+        width = spec.cond_width(on, layer) if on else None
         key = json.dumps([layer.kind, layer.args, layer.in_shape[0], width,
                           None if not full else layer.in_shape], sort_keys=True, default=str)
         if key in groups:

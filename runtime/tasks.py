@@ -3,8 +3,9 @@
 * ``generation``: unconditional bits/dim; sample grids at temperatures.
 * ``super_resolution``: the condition is the bicubic downscale of the high-res image;
   conditional bits/dim, PSNR, SSIM and LR-PSNR of samples over temperatures.
-* ``translation``: the condition is a per-pixel label map (one-hot inside the model);
-  conditional bits/dim; grids of label map, samples and ground truth.
+* ``translation``: the condition is a per-pixel label map (one-hot inside the model, or
+  the input of its own flow, Full-Glow); conditional bits/dim (and the label-map flow's);
+  grids of label map, samples and ground truth.
 
 Every task checks, before any training, that the spec can do it and that the data fits
 the spec, and says what to change when not (:class:`RunError`).
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from flowspec import condflow
 from flowspec.ir import ConditionIR, FlowSpec
 
 from . import classcond as cc
@@ -178,8 +180,12 @@ class Task(ABC):
         return None
 
     def bpd(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
-        """Per-sample bits/dim (the training loss is its mean)."""
+        """Per-sample bits/dim."""
         return bits_per_dim(log_prob(net, x, cond), self.dims, self.bits)
+
+    def loss(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
+        """Per-sample training loss (its mean is minimised): bits/dim unless a task says."""
+        return self.bpd(net, x, cond)
 
     # ---- validation
     @torch.no_grad()
@@ -393,6 +399,48 @@ class Translation(Task):
     def condition(self, images: Tensor, maps: Tensor | None,
                   device: torch.device) -> dict[str, Tensor]:
         return {self.cond.name: maps.long().to(device)}
+
+    # ---- a label map with its own flow (encoder=flow(...), Full-Glow): joint likelihood
+    def inputs(self, images: Tensor, maps: Tensor | None, noise: Tensor,
+               device: torch.device) -> tuple[Tensor, dict[str, Tensor] | None]:
+        """As every task; a label map modelled by a flow goes to it dequantised, with noise
+        that is a pure function of the batch's image noise (so of seed and step)."""
+        x, cond = super().inputs(images, maps, noise, device)
+        c = self.cond
+        if c.flow is not None:
+            g = generator(stream_seed(self.recipe.seed, "labels", float(noise.double().sum())))
+            u = torch.rand((maps.shape[0], *c.flow.input), generator=g, dtype=noise.dtype)
+            cond[c.name] = condflow.label_input(c, maps.long(), u).to(device)
+        return x, cond
+
+    def label_bpd(self, net: Any) -> Tensor:
+        """Bits/dim of the label maps under their flow, from the model's last call."""
+        c = self.cond
+        logp = getattr(net, "module", net).cond_log_probs[c.name]
+        return bits_per_dim(logp, math.prod(c.flow.input), condflow.label_bits(c) or self.bits)
+
+    def loss(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
+        """``-log2 p(x | y) - log2 p(y)`` per image dimension: the joint likelihood, when the
+        label map has its own flow; else the conditional bits/dim."""
+        bpd = self.bpd(net, x, cond)
+        if self.cond.flow is None:
+            return bpd
+        return bpd + self.label_bpd(net) * (math.prod(self.cond.flow.input) / self.dims)
+
+    @torch.no_grad()
+    def validate(self, model: Any, data: TaskData, device: torch.device, *,
+                 full: bool = False, temperatures: tuple[float, ...] | None = None,
+                 lpips: Any = None) -> dict[str, Any]:
+        if self.cond.flow is None:
+            return {"bpd": self.val_bpd(model, data.val, device)}
+        split, seed, sums = data.val, self.recipe.seed, [0.0, 0.0]
+        for k, start in enumerate(range(0, len(split), VAL_CHUNK)):
+            imgs, maps = split.images[start:start + VAL_CHUNK], split.maps[start:start + VAL_CHUNK]
+            noise = torch.rand(imgs.shape, generator=generator(stream_seed(seed, "val", k)))
+            x, cond = self.inputs(imgs, maps, noise, device)
+            sums[0] += float(self.bpd(model, x, cond).double().sum())
+            sums[1] += float(self.label_bpd(model).double().sum())
+        return {"bpd": sums[0] / len(split), "label_bpd": sums[1] / len(split)}
 
     def grids(self, model: Any, data: TaskData, device: torch.device,
               temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = GRID_EXAMPLES,

@@ -343,7 +343,7 @@ class Trainer:
             t0 = time.perf_counter()
             model.train()
             x, cond = batch(step)
-            loss = task.bpd(net, x, cond).mean()
+            loss = task.loss(net, x, cond).mean()
             value = float(ddp.mean(d, loss.detach()))
             if not math.isfinite(value):
                 self._nonfinite(step, model, x, cond, f"the loss is {value}")

@@ -653,6 +653,9 @@ EXAMPLES: dict[str, str] = {
     "coupling.spline": "hidden=16 bins=4 net=resnet mask=checkerboard flip=true on=c",
     "logit": "",  # alpha= is a float, which this table's parser does not read back
     "prior.logistic": "learned on=c",
+    "cond_actnorm": "on=c",
+    "cond_invconv": "lu=false on=c",
+    "coupling.cond_affine": "hidden=16 cond_hidden=8 on=c",
 }
 
 

@@ -60,6 +60,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "prior.gaussian": {"learned": False, "on": None},
     "logit": {"alpha": 0.05},
     "prior.logistic": {"learned": False, "on": None},
+    "cond_actnorm": {"on": COND},
+    "cond_invconv": {"lu": True, "on": COND},
+    "coupling.cond_affine": {"hidden": 512, "cond_hidden": 128, "on": COND},
 }
 
 
@@ -169,6 +172,17 @@ CASES: dict[str, list[Case]] = {
         Case((3, 4, 4)),
         Case((2, 4, 6), {"learned": True}),
         Case((3, 4, 4), {"learned": True}, cond=2),
+    ],
+    "cond_actnorm": [Case((3, 6, 6), cond=2), Case((2, 4, 5), cond=3)],  # 4x5: padded to 5x5
+    "cond_invconv": [
+        Case((3, 6, 6), cond=2),
+        Case((4, 5, 6), {"lu": False}, cond=2),  # the whole matrix, slogdet per sample
+        Case((1, 4, 4), cond=2),
+    ],
+    "coupling.cond_affine": [
+        Case((3, 4, 4), {"hidden": 8, "cond_hidden": 4}, cond=2),
+        Case((4, 5, 5), {"hidden": 8, "cond_hidden": 4}, cond=3),
+        Case((2, 4, 4), cond=2),  # the real defaults: hidden=512, cond_hidden=128
     ],
 }
 

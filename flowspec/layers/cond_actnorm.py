@@ -1,0 +1,105 @@
+"""Full-Glow's conditional actnorm: a per-sample scale and shift predicted from the condition."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flowspec.kinds import CondArgs, LayerKind, kind
+
+from ._fullglow import VectorCondNet, vector_net_params
+from .base import FlowLayer, Shape
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = nn = F = None  # bound when the first module of this file is built (see base.py)
+
+_MIN_STD = 1e-6
+
+
+class CondActNorm(FlowLayer):
+    r"""``y = (x + t(c)) * exp(s(c))`` with one ``(s, t)`` per sample and channel, from the
+    condition map ``c`` through Full-Glow's vector condition network.
+
+    The Jacobian of one sample is diagonal with ``exp(s_c)`` repeated over the ``H W``
+    positions of channel ``c``: ``logdet = H W sum_c s_c``, per sample (the condition differs
+    between samples). Full-Glow predicts the scale itself and averages its log over the batch;
+    here the network predicts ``log`` of the scale, so the layer is invertible for any output
+    and its log-determinant is exact for each sample.
+
+    Initialisation: the last linear layer starts with zero weight, and on the first training
+    batch its bias is set from the data as actnorm's (``t = -mean``, ``s = -log std`` per
+    channel), so every condition starts from Glow's data-dependent actnorm.
+    """
+
+    def __init__(self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
+                 ) -> None:
+        super().__init__(shape, args, cond_channels)
+        if self.cond_channels is None:
+            raise ValueError("cond_actnorm needs a condition (on=COND)")
+        c, h, w = self.in_shape
+        self.net = VectorCondNet(self.cond_channels, h, w, 2 * c)
+        self.register_buffer("initialized", torch.tensor(False), persistent=True)
+        self._init_seen = False
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._init_seen = False
+
+    def _initialize(self, x: Tensor) -> None:
+        with torch.no_grad():
+            self._initialize_stats(x)
+
+    def _initialize_stats(self, x: Tensor) -> None:
+        xs = x.detach().transpose(0, 1).reshape(x.shape[1], -1).to(torch.float64)
+        moments = torch.stack([xs.mean(dim=1), (xs * xs).mean(dim=1)])
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(moments)
+            moments /= dist.get_world_size()
+        mean, second = moments[0], moments[1]
+        std = (second - mean * mean).clamp_min(0.0).sqrt()
+        log_scale = torch.where(std > _MIN_STD, -torch.log(std.clamp_min(_MIN_STD)), 0.0)
+        c = self.in_shape[0]
+        bias = self.net.last.bias
+        bias[:c].copy_(log_scale.to(bias.dtype))
+        bias[c:].copy_((-mean).to(bias.dtype))
+        self.initialized.fill_(True)
+
+    def _scale_shift(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+        out = self.run_net(self.net, self._cond(cond, x))
+        c = self.in_shape[0]
+        return out[:, :c, None, None], out[:, c:, None, None]
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.training and not self._init_seen:
+            if not bool(self.initialized):
+                self._initialize(x)
+            self._init_seen = True
+        log_s, t = self._scale_shift(x, cond)
+        logdet = log_s.flatten(1).sum(1) * (x.shape[2] * x.shape[3])
+        return (x + t) * torch.exp(log_s), logdet
+
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        log_s, t = self._scale_shift(y, cond)
+        logdet = log_s.flatten(1).sum(1) * (y.shape[2] * y.shape[3])
+        return y * torch.exp(-log_s) - t, -logdet
+
+
+@kind
+class CondActNormKind(LayerKind):
+    key = "cond_actnorm"
+    Args = CondArgs
+    conditional = "required"
+    doc = ("Full-Glow's conditional actnorm: per-sample scale and shift predicted from the "
+           "condition (data-dependent init)")
+    module = CondActNorm
+
+    @classmethod
+    def alone_after(cls, shape, args, alone):
+        return alone  # a per-entry affine map of x (its parameters depend on the condition)
+
+    @classmethod
+    def params(cls, shape, args, cond_channels) -> int:
+        c, h, w = shape
+        return vector_net_params(cond_channels or 0, h, w, 2 * c)
