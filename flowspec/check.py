@@ -237,8 +237,6 @@ Alone = list[list[bool]]
 
 def _builtin_alone_after(key: str, shape, args: dict, alone: Alone) -> Alone | None:
     """The rule of the built-in kinds that do not declare ``alone_after``; None: unknown."""
-    if key == "injector":  # a per-entry affine map
-        return alone
     if key in ("attention.imap", "attention.isdp"):
         # the free entries of the 3-D checkerboard ((c + h + w) odd is masked) are rescaled
         # or mixed as functions of other entries; the masked ones are only rescaled

@@ -36,9 +36,12 @@ def _table(spec) -> str:
         if i == 0:
             lines.append("  " + "-" * (sum(widths) + 6 + max(len(x[3]) for x in rows)))
     for c in spec.conditions:
-        enc = " ".join(f"{k}={v}" for k, v in c.encoder.args.items())
+        args = dict(c.encoder.args)
+        name = f"{args.pop('flow')}(" if c.flow is not None else ""  # encoder=flow(NAME(...))
+        enc = ", ".join(f"{k}={v}" for k, v in args.items())
+        close = ")" if c.flow is not None else ""
         lines.append(f"condition {c.name}: {c.declared()} encoder={c.encoder.kind}"
-                     f"({enc})")
+                     f"({name}{enc}{close})")
     from .evaluate import format_value
 
     p = spec.prior

@@ -72,3 +72,7 @@ class InjectorKind(LayerKind):
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:
         return net_params(args, cond_channels or 0, 2 * shape[0])
+
+    @classmethod
+    def alone_after(cls, shape, args, alone):
+        return alone  # scale and shift from the condition only: entrywise in x (W004)
