@@ -101,9 +101,9 @@ def cmd_fmt(a: argparse.Namespace) -> int:
 
 
 def cmd_schema(a: argparse.Namespace) -> int:
-    from .ir import FlowSpec
+    from .ir import json_schema
 
-    print(json.dumps(FlowSpec.model_json_schema(), indent=2))
+    print(json.dumps(json_schema(), indent=2))
     return 0
 
 

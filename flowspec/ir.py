@@ -183,3 +183,14 @@ class FlowSpec(_Model):
 
 
 ConditionIR.model_rebuild()
+
+
+def json_schema() -> dict:
+    """The JSON Schema of :class:`FlowSpec` with FlowSpec itself at the root (a condition may
+    hold a flow, so pydantic puts the recursive model in ``$defs`` behind a ``$ref``)."""
+    schema = FlowSpec.model_json_schema()
+    ref = schema.pop("$ref", None)
+    if ref is None:
+        return schema
+    defs = schema.get("$defs", {})
+    return {**defs[ref.rsplit("/", 1)[-1]], "$defs": defs}
