@@ -348,86 +348,10 @@ class FlowModel(nn.Module):
 
     # ---- reporting
     def summary(self) -> str:
-        rows = []
-        total = 0
-        for path, layer in zip(self.paths, self.layers):
-            n = sum(p.numel() for p in layer.parameters())
-            total += n
-            rows.append((path, n, _fmt(layer.out_shape)))
-        for name, enc in self.encoders.items():
-            n = sum(p.numel() for p in enc.parameters())
-            total += n
-            rows.append((f"encoder:{name}", n, ""))
-        n = sum(p.numel() for p in self.prior.parameters())
-        total += n
-        rows.append(("prior", n, _fmt(self.latent_shapes[-1])))
-        width = max(len(r[0]) for r in rows)
-        lines = [f"{'path'.ljust(width)}  {'params':>12}  output"]
-        lines += [f"{p.ljust(width)}  {n:>12,}  {s}" for p, n, s in rows]
-        lines.append(f"{'total'.ljust(width)}  {total:>12,}  ({total * 4 / 2**20:.2f} MiB "
-                     "float32)")
-        try:
-            one, two = (_saved_for_backward(self, n) for n in (1, 2))
-            per, fixed = two - one, max(0, 2 * one - two)
-            lines.append(f"training memory for activations: {_bytes(per)} per sample "
-                         f"(+ {_bytes(fixed)} per batch), what autograd saves for "
-                         "the backward pass of log_prob, measured on batches of 1 and 2")
-        except Exception as e:  # noqa: BLE001 - a summary never fails for its estimate
-            lines.append(f"training memory for activations: not measured "
-                         f"({type(e).__name__}: {e})")
-        shown = {k: v for k, v in self.options.items() if v}
-        if shown:
-            lines.append("options: " + ", ".join(
-                f"{k}={str(v).replace('torch.', '')}" for k, v in shown.items()))
-        return "\n".join(lines)
+        """Parameters per layer and measured activation memory (see :mod:`.summary`)."""
+        from .summary import summary
 
-
-def _saved_for_backward(model: FlowModel, n: int) -> int:
-    """Bytes of the tensors autograd keeps for the backward pass of ``log_prob`` on a batch
-    of ``n`` random inputs (parameters excluded: they are counted apart).
-
-    Measured with ``saved_tensors_hooks``, each storage once, in eval mode (so no actnorm
-    initialises) and eagerly (``compile`` changes what is saved little; ``checkpoint`` and
-    ``autocast`` are in effect, as in training). Nothing of the model changes.
-    """
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    g = torch.Generator(device=device).manual_seed(0)
-    x = torch.rand((n, *model.spec.input), generator=g, device=device) - 0.5
-    cond: dict[str, Tensor] = {}
-    for c in model.spec.conditions:
-        if c.type == "image":
-            cond[c.name] = torch.rand((n, *c.shape), generator=g, device=device) - 0.5
-        elif c.type == "labels":
-            cond[c.name] = torch.randint(0, c.shape[0], (n, *c.shape[1:]), generator=g,
-                                         device=device)
-        else:  # one class id per sample
-            cond[c.name] = torch.randint(0, int(c.shape[0]), (n,), generator=g, device=device)
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(t: Tensor) -> Tensor:
-        if t.device.type != "meta":
-            s = t.untyped_storage()
-            if s.data_ptr() not in params:
-                saved[s.data_ptr()] = s.nbytes()
-        return t
-
-    was_training, compiled = model.training, model._compiled
-    model.eval()
-    model._compiled = {}
-    try:
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            logp = model.log_prob(x, cond or None)
-        del logp
-    finally:
-        model._compiled = compiled
-        model.train(was_training)
-    return sum(saved.values())
-
-
-def _bytes(n: int) -> str:
-    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+        return summary(self)
 
 
 def _fmt(shape) -> str:
