@@ -123,7 +123,16 @@ class LayerKind(_Declared):
     ``key`` is the statement's head word (``"pixaffine"``) or ``"head.variant"``
     (``"coupling.affine"``: written ``coupling affine``). ``conditional`` says whether the
     layer takes ``on=COND`` (its Args must then have an ``on`` field, e.g. via
-    :class:`CondArgs`). The module is built as ``module(shape, args, cond_channels)``.
+    :class:`CondArgs`). The module is built as ``module(shape, args, cond_channels)``; a
+    module defined only on an interval of inputs says so with ``domain = (low, high)``
+    (``flowspec verify`` then tests it there).
+
+    Optional classmethods: ``out_shape`` and ``issues`` (shape and invertibility rules),
+    ``params`` (analytic count; else the module is built and counted), ``shown_args`` (how
+    tables and diagrams spell the arguments) and ``alone_after(shape, args, alone)`` for the
+    checker's W004 analysis: given, per channel and pixel parity, whether the entries still
+    depend on themselves alone, return that after the layer (None or absent: the layer makes
+    every entry depend on others, so an unknown kind never causes a false warning).
     """
 
     head: ClassVar[str]
