@@ -73,9 +73,11 @@ def count(file: str, flow: str) -> tuple[int, int, int]:
 def marflow_official(channels: int, hidden: int, levels: int = 3, steps: int = 4,
                      blocks: int = 10, components: int = 32) -> int:
     """Parameters of the *flow* of mARFlow's official code (visinf/mar-scf, ``--coupling
-    mixlogcdf``), counted from its module definitions; the ConvLSTM prior is not included.
+    mixlogcdf``), counted from its module definitions; the ConvLSTM prior is counted by
+    :func:`marflow_prior_official`.
 
-    Per step: actnorm (2C), invertible 1x1 convolution (C^2) and a Flow++ mixture-logistic
+    Per step: actnorm (2C), invertible 1x1 convolution (LU-decomposed, storing full C x C
+    lower and upper matrices and log|s|: 2C^2 + C) and a Flow++ mixture-logistic
     coupling whose network (on C/2 channels) is a weight-normalised 3x3 input conv, ``blocks``
     gated residual blocks (concat-ELU gated 3x3 conv, 1x1 gate, two layer norms, gated
     multi-head self-attention) and a 3x3 output conv to ``C/2 (2 + 3 components)`` channels.
@@ -96,9 +98,33 @@ def marflow_official(channels: int, hidden: int, levels: int = 3, steps: int = 4
         half = c // 2
         net = (wn_conv(half, h, 3) + blocks * block + wn_conv(h, half * (2 + 3 * components), 3)
                + 2 * half)  # weight-normalised rescale of the scale
-        total += steps * (2 * c + c * c + net)
+        total += steps * (2 * c + 2 * c * c + c + net)
         if level < levels - 1:
             c //= 2
+    return total
+
+
+def marflow_prior_official(channels: int, size: int = 32, levels: int = 3, hidden: int = 32,
+                           layers: int = 3) -> int:
+    """Parameters of mAR-SCF's multi-scale ConvLSTM prior in mARFlow's official code
+    (``ChannelPriorMultiScale(..., num_layers=3, hidden_size=32)``), from its module
+    definitions. Per level a ``ConvSeqEncoder``: an embedding convolution (k x k; 5 inputs,
+    the previous channel and 4 context features, or 1 input at the top), ``layers``
+    ConvLSTM cells (``w_ih``, ``w_hh``: 4h x h x k x k each, two biases of 4h) and a 3x3
+    output convolution to (mean, log-scale); below the top also the context network of the
+    kept half (conv5x5 to 32, ReLU, conv5x5 to 4). Kernels: 5, 5, then 3.
+    """
+    kernels = [5, 5] + [3] * max(levels - 2, 0)
+    total = 0
+    for level in range(1, levels + 1):
+        k = kernels[level - 1]
+        top = level == levels
+        kept = channels * 2 ** level  # the half the flow keeps at this level's split
+        total += (_conv(1 if top else 5, hidden, k)
+                  + layers * (2 * 4 * hidden * hidden * k * k + 2 * 4 * hidden)
+                  + _conv(hidden, 2, 3))
+        if not top:
+            total += _conv(kept, 32, 5) + _conv(32, 4, 5)
     return total
 
 
@@ -168,11 +194,17 @@ def table() -> str:
 
 
 def official() -> str:
-    lines = [("| mARFlow L-K-C | official code's flow, M (reconstructed) | paper's column "
-              "| difference |"), "|---|---:|---:|---:|"]
+    lines = [("| mARFlow L-K-C | official code: flow | + ConvLSTM prior | = total, M "
+              "| paper's column | paper / official | ours (`marflow_cifar10`) "
+              "| ours / official |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (k, h, paper) in ((4, 96, 46.01), (4, 256, 252.77), (2, 96, 23.78), (2, 48, 8.94)):
-        n = marflow_official(3, h, steps=k) / 1e6
-        lines.append(f"| 3-{k}-{h} | {n:.2f} | {paper} | {paper - n:+.2f} |")
+        flow, prior = marflow_official(3, h, steps=k), marflow_prior_official(3)
+        n = flow + prior
+        spec = load(ROOT / "specs" / "attnflow_cifar10.flow", "marflow_cifar10",
+                    {"K": k, "hidden": h})
+        ours = sum(count_params(spec).values())
+        lines.append(f"| 3-{k}-{h} | {flow:,} | {prior:,} | {n / 1e6:.3f} | {paper} | "
+                     f"{paper * 1e6 / n:.4f} | {ours:,} | {ours / n:.5f} |")
     return "\n".join(lines)
 
 

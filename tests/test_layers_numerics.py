@@ -56,10 +56,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "attention.imap": {"act": "sigmoid", "mask": "checkerboard", "residual": None},
     "attention.isdp": {"heads": 1, "patches": 4, "mask": "checkerboard", "residual": None},
     "squeeze": {"factor": 2},
-    "split": {"prior": "learned", "on": None},
+    "split": {"prior": "learned", "on": None, "hidden": 32, "layers": 3, "kernel": 5,
+              "dilation": 1},
     "prior.gaussian": {"learned": False, "on": None},
     "logit": {"alpha": 0.05},
     "prior.logistic": {"learned": False, "on": None},
+    "prior.convlstm": {"hidden": 32, "layers": 3, "kernel": 3, "dilation": 1},
     "cond_actnorm": {"on": COND},
     "cond_invconv": {"lu": True, "on": COND},
     "coupling.cond_affine": {"hidden": 512, "cond_hidden": 128, "on": COND},
@@ -110,6 +112,12 @@ CASES: dict[str, list[Case]] = {
         Case((2, 4, 6), {**SMALL, "components": 3, "net": "resnet"}, cond=2),
         Case((2, 4, 4)),  # the real defaults: hidden=96, components=32
         Case((3, 4, 4), {**SMALL, "components": 3, "flip": True}, cond=2),
+        # Flow++'s network (2 heads of width 4; 3 heads of widths 3, 3, 2) and Flow++'s scale
+        Case((3, 4, 4), {**SMALL, "components": 3, "net": "flowpp",
+                         "net_args": {"blocks": 2, "heads": 2}, "scale": "tanh"}),
+        Case((4, 3, 5), {**SMALL, "components": 2, "net": "flowpp",
+                         "net_args": {"blocks": 1, "heads": 3}}, cond=2),
+        Case((2, 4, 4), {**SMALL, "net": "flowpp", "scale": "tanh", "flip": True}),
     ],
     "coupling.spline": [
         Case((3, 4, 4), SMALL),
@@ -161,6 +169,10 @@ CASES: dict[str, list[Case]] = {
         Case((3, 4, 4)),
         Case((4, 4, 6), {"prior": "fixed"}),
         Case((5, 4, 4), cond=2),
+        # mAR-SCF's ConvLSTM prior: channel-autoregressive given the kept half (and cond)
+        Case((4, 4, 4), {"prior": "convlstm", "hidden": 4, "layers": 2, "kernel": 3}),
+        Case((5, 3, 4), {"prior": "convlstm", "hidden": 3, "layers": 1, "dilation": 2},
+             cond=2),
     ],
     "prior.gaussian": [
         Case((3, 4, 4)),
@@ -168,6 +180,10 @@ CASES: dict[str, list[Case]] = {
         Case((3, 4, 4), {"learned": True}, cond=2),
     ],
     "logit": [Case((3, 4, 4)), Case((1, 5, 3), {"alpha": 0.3}), Case((2, 4, 4), {"alpha": 1e-6})],
+    "prior.convlstm": [  # mAR-SCF's top prior: channel-autoregressive, no context
+        Case((3, 4, 4), {"hidden": 4, "layers": 2}),
+        Case((5, 3, 4), {"hidden": 3, "layers": 1, "kernel": 5, "dilation": 2}),
+    ],
     "prior.logistic": [
         Case((3, 4, 4)),
         Case((2, 4, 6), {"learned": True}),

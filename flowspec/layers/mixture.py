@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -34,7 +35,11 @@ class MixtureCoupling(FlowLayer):
     gives mixture logits ``pi_k``, means ``mu_k``, log-scales ``l_k`` (``K = components``)
     and an affine pair ``(a, b)``. With ``F(x) = sum_k pi_k sigmoid((x - mu_k) e^{-l_k})``,
 
-        ``y = logit(F(x)) * s + b``,  ``s = sigmoid(a + 2) + eps``.
+        ``y = logit(F(x)) * s + b``,  ``s = sigmoid(a + 2) + eps``
+
+    (``scale=sigmoid``), or Flow++'s ``y = (logit(F(x)) + b') e^{w tanh(a)}`` with a learned
+    per-channel ``w`` (``scale=tanh``: mARFlow's official code; ``w`` starts at 1), which is
+    the same form with ``s = e^{w tanh(a)}`` and ``b = b' s``.
 
     ``F`` is a strictly increasing bijection of the real line onto (0, 1), ``logit`` maps
     (0, 1) back onto the line, and ``s > 0``: the elementwise map is a strictly increasing
@@ -67,6 +72,9 @@ class MixtureCoupling(FlowLayer):
         n = self.part.out_channels
         net_in = self.part.kept_channels + (self.cond_channels or 0)
         self.net = make_net(args, net_in, n * (2 + 3 * self.components))
+        self.tanh_scale = args.get("scale", "sigmoid") == "tanh"
+        if self.tanh_scale:
+            self.rescale = nn.Parameter(torch.ones(n, 1, 1))
 
     def _params(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, ...]:
         """Per transformed entry: ``scale, log scale, shift`` (B,n,H,W) and ``log pi, mu, l``
@@ -75,8 +83,13 @@ class MixtureCoupling(FlowLayer):
         n, k = self.part.out_channels, self.components
         h = self.run_net(self.net, cat_cond(self.part.kept(x), self._cond(cond, x)))
         h = h.view(b, n, 2 + 3 * k, hh, ww)
-        scale, log_scale = bounded_scale(h[:, :, 0])
-        shift = h[:, :, 1]
+        if self.tanh_scale:
+            log_scale = self.rescale * torch.tanh(h[:, :, 0])
+            scale = torch.exp(log_scale)
+            shift = h[:, :, 1] * scale
+        else:
+            scale, log_scale = bounded_scale(h[:, :, 0])
+            shift = h[:, :, 1]
         mix = h[:, :, 2:].permute(0, 1, 3, 4, 2)  # (B, n, H, W, 3K)
         log_pi = F.log_softmax(mix[..., :k], dim=-1)
         mu = mix[..., k : 2 * k]
@@ -160,6 +173,9 @@ class MixtureArgs(CondArgs):
     net_args: dict[str, int | float | bool | str] = registry_args_field("net")
     flip: bool = Field(False, description="swap the halves: the first C - C//2 channels "
                        "are transformed, driven by the last C//2")
+    scale: Literal["sigmoid", "tanh"] = Field(
+        "sigmoid", description="the affine scale after the mixture: sigmoid(a + 2) + eps, or "
+        "Flow++'s exp(w tanh(a)) with a learned per-channel w (mARFlow's code)")
 
 
 @kind
@@ -173,5 +189,11 @@ class MixtureCouplingKind(CouplingKind):
     def params(cls, shape, args, cond_channels) -> int:
         kept, out = cls.widths(shape, args)
         # per transformed entry: scale, shift and K logits, means, log-scales
-        return net_params(args, kept + (cond_channels or 0),
-                          out * (2 + 3 * arg(args, "components")))
+        rescale = out if _get(args, "scale", "sigmoid") == "tanh" else 0
+        return rescale + net_params(args, kept + (cond_channels or 0),
+                                    out * (2 + 3 * arg(args, "components")))
+
+
+def _get(args: Any, name: str, default: Any) -> Any:
+    """An argument that an IR from before it existed lacks."""
+    return args.get(name, default) if isinstance(args, Mapping) else getattr(args, name, default)
