@@ -21,8 +21,17 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from flowspec.kinds import KINDS, NETS, PRIORS
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from param_counts import marflow_official, marflow_prior_official
+
+
+def _bench_counts():
+    """bench/param_counts.py's counts of the official code (bench/ is not a package)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import param_counts
+
+    return param_counts.marflow_official, param_counts.marflow_prior_official
+
+
+marflow_official, marflow_prior_official = _bench_counts()
 
 
 
