@@ -22,7 +22,6 @@ from torch.nn.utils.parametrizations import weight_norm
 from flowspec.kinds import KINDS, NETS, PRIORS
 
 
-
 def _bench_counts():
     """bench/param_counts.py's counts of the official code (bench/ is not a package)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
