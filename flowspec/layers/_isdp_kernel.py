@@ -61,7 +61,7 @@ class ISDPForward(torch.autograd.Function):
         if gy is None:
             gy = x_masked.new_zeros(b, c, h, w)
         # the mixing y_g = gain B_g x_g on the free entries; masked entries are copied
-        gy_free = layer._free_slots(gy)
+        gy_free = layer._free_slots(gy, zeroed=True)  # x_free is not zeroed: gy_free must be
         g_mix = gy_free @ x_free.transpose(-1, -2)  # (B, G, N, N)
         gx = layer._scatter_free(gy, mix.transpose(-1, -2) @ gy_free)
         g_gain_g = (g_mix * blocks).sum((0, 2, 3))  # (blocks,)

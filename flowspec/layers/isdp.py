@@ -253,11 +253,14 @@ class ISDP(FlowLayer):
         """Every block's gain ``g``, (blocks, 1, 1)."""
         return torch.exp(self.gamma)[self.block_head].view(-1, 1, 1)
 
-    def _free_slots(self, t: Tensor) -> Tensor:
-        """The free entries of ``t`` (B, C, H, W) in the ``free`` layout, zeros elsewhere."""
+    def _free_slots(self, t: Tensor, zeroed: bool = False) -> Tensor:
+        """``t`` (B, C, H, W) in the ``free`` layout: its free entries, and in the other slots
+        (masked rows of a block, padding) masked entries or repeats; zeros there if
+        ``zeroed``. The mixing needs no zeros: a block is the identity outside ``U x U``, so
+        its product keeps rows ``U`` apart from the others, which are scattered nowhere."""
         b = t.shape[0]
         slots = t.reshape(b, -1).index_select(1, self.free_index).view(b, *self.free_shape)
-        return torch.where(self.free_slots, slots, 0.0)
+        return torch.where(self.free_slots, slots, 0.0) if zeroed else slots
 
     def _scatter_free(self, t: Tensor, slots: Tensor) -> Tensor:
         """``t`` with its free entries replaced by ``slots`` (B, blocks, N, width)."""
