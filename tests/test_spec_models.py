@@ -19,8 +19,8 @@ import flowspec
 from flowspec.api import analyze
 
 # Reduced sizes: the same architecture, small enough for a brute-force Jacobian.
-SMALL = {"K": 1, "hidden": 6, "components": 3, "size": 16, "scale": 4, "height": 16,
-         "width": 16, "features": 6, "blocks": 1}
+SMALL = {"K": 1, "L": 2, "hidden": 6, "components": 3, "size": 8, "scale": 4, "height": 16,
+         "width": 16, "features": 6, "blocks": 1, "heads": 2}
 
 
 def _flows():
@@ -141,7 +141,7 @@ def test_compile_is_deterministic_for_a_seed():
 def test_layer_errors_name_the_layer_and_its_span():
     spec = small_spec("specs/demo.flow", "demo")
     model = flowspec.compile(spec, device="cpu")
-    bad = torch.rand(2, 1, 16, 16)
+    bad = torch.rand(2, *spec.input)
     target = model.layers[3]
     original = target.forward
 
