@@ -719,7 +719,7 @@ def test_every_kind_accepts_its_arguments_spelled_out(key):
             parts.append(f"{name}={_literal(value)}")
     spec = ir(_kind_flow(key, " ".join(parts)))
     if key.startswith("prior."):
-        assert spec.prior.on == "c"
+        assert spec.prior.on == ("c" if kind.conditional != "never" else None)
         return
     layer = _layer_of(spec, key)
     expected = dict(defaults)
