@@ -225,9 +225,9 @@ def remedy_hint(kind: type[LayerKind]) -> str:
 # Every built-in mask is a function of the channel c and the pixel parity p = (h + w) % 2,
 # so the analysis tracks a C x 2 table ``alone[c][p]`` (are those entries still untouched)
 # rather than every entry. A kind takes part by declaring the classmethod
-# ``alone_after(shape, args, alone) -> alone`` (the couplings, logit); the built-in kinds
-# below that do not declare it have their rule here; any other kind counts as making every
-# entry depend on others (so an unknown plugin never causes a false warning). Limits: it
+# ``alone_after(shape, args, alone) -> alone`` in its own file (the couplings, logit,
+# actnorm, invconv, permute, injector, attention, ...); a kind without it counts as making
+# every entry depend on others (so an unknown plugin never causes a false warning). Limits: it
 # assumes a coupling network sees its whole kept half (Glow's and the ResNet's 3x3
 # convolutions do) and it counts an invconv as mixing even when a checkerboard coupling
 # would want pixels, not channels, mixed.
@@ -235,23 +235,11 @@ def remedy_hint(kind: type[LayerKind]) -> str:
 Alone = list[list[bool]]
 
 
-def _builtin_alone_after(key: str, shape, args: dict, alone: Alone) -> Alone | None:
-    """The rule of the built-in kinds that do not declare ``alone_after``; None: unknown."""
-    if key in ("attention.imap", "attention.isdp"):
-        # the free entries of the 3-D checkerboard ((c + h + w) odd is masked) are rescaled
-        # or mixed as functions of other entries; the masked ones are only rescaled
-        free = 0 if args.get("mask", "checkerboard") == "checkerboard" else 1
-        return [[a and (ch + p) % 2 != free for p, a in enumerate(row)]
-                for ch, row in enumerate(alone)]
-    return None
-
-
 def _alone_after(layer: LayerIR, alone: Alone) -> Alone:
     kind: type[LayerKind] = KINDS[layer.kind]
     rule = getattr(kind, "alone_after", None)
     shape = tuple(layer.in_shape)
-    out = rule(shape, kind.Args(**layer.args), alone) if rule else _builtin_alone_after(
-        layer.kind, shape, layer.args, alone)
+    out = rule(shape, kind.Args(**layer.args), alone) if rule else None
     if out is None or len(out) != len(alone):
         return [[False, False] for _ in alone]
     return out

@@ -45,6 +45,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo
 from pydantic_core import PydanticCustomError
 
+from flowspec.kinds import LayerKind
+
 FORMS = ("identity", "paper", "residual")
 Form = Literal["identity", "paper", "residual"]
 #: The stored three-state ``residual`` of each form, and back.
@@ -132,3 +134,26 @@ def shown_args(args: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in args.items() if k not in ("residual", "form")}
     out["form"] = form_of(args)
     return out
+
+
+class AttentionKind(LayerKind):
+    """What the declarations of iMap and iSDP share: the forms (the IR keeps ``residual``
+    three-state; tables show ``form=``), the deep-stack remedy of warning W003, and the
+    rule of warning W004."""
+
+    stack_remedy = "residual"
+    stack_remedy_hint = "form=residual"
+    legacy_defaults = LEGACY_DEFAULTS  # absent from an old IR: the paper's form
+
+    @classmethod
+    def shown_args(cls, args: Mapping[str, Any]) -> dict[str, Any]:
+        return shown_args(args)
+
+    @classmethod
+    def alone_after(cls, shape: Any, args: Any, alone: list[list[bool]]) -> list[list[bool]]:
+        # The free entries of the 3-D checkerboard ((c + h + w) odd is masked) become
+        # functions of other entries; the masked ones are only rescaled (W004).
+        free = 0 if args.mask == "checkerboard" else 1
+        return [[a and (ch + p) % 2 != free for p, a in enumerate(row)]
+                for ch, row in enumerate(alone)]
+

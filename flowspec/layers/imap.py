@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from flowspec.kinds import Args, Issue, LayerKind, fmt_shape, kind
+from flowspec.kinds import Args, Issue, fmt_shape, kind
 
 from ._attention import (
     GATE_BOUND,
-    LEGACY_DEFAULTS,
     RESIDUAL_BOUND,
+    AttentionKind,
     Form,
     check_residual,
     form_field,
@@ -23,7 +23,6 @@ from ._attention import (
     mask_arg,
     module_form,
     residual_field,
-    shown_args,
 )
 from .base import SCALE_EPS, FlowLayer, Shape, checkerboard_3d
 
@@ -172,18 +171,11 @@ class IMapArgs(Args):
 
 
 @kind
-class IMapKind(LayerKind):
+class IMapKind(AttentionKind):
     key = "attention.imap"
     Args = IMapArgs
     doc = "invertible map-based attention (iMap)"
     module = IMap
-    stack_remedy = "residual"
-    stack_remedy_hint = "form=residual"
-    legacy_defaults = LEGACY_DEFAULTS  # absent from an old IR: see _attention.py
-
-    @classmethod
-    def shown_args(cls, args):
-        return shown_args(args)
 
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:

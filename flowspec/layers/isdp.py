@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from einops import rearrange
 from pydantic import Field, field_validator
 
-from flowspec.kinds import Args, Issue, LayerKind, arg, kind
+from flowspec.kinds import Args, Issue, arg, kind
 
 from ._attention import (
     BETA_BOUND,
-    LEGACY_DEFAULTS,
     RESIDUAL_BOUND,
+    AttentionKind,
     Form,
     check_residual,
     form_field,
@@ -24,7 +24,6 @@ from ._attention import (
     mask_arg,
     module_form,
     residual_field,
-    shown_args,
 )
 from .base import FlowLayer, Shape, checkerboard_3d
 
@@ -311,18 +310,11 @@ class ISDPArgs(Args):
 
 
 @kind
-class ISDPKind(LayerKind):
+class ISDPKind(AttentionKind):
     key = "attention.isdp"
     Args = ISDPArgs
     doc = "invertible scaled dot-product attention between patches (iSDP)"
     module = ISDP
-    stack_remedy = "residual"
-    stack_remedy_hint = "form=residual"
-    legacy_defaults = LEGACY_DEFAULTS  # absent from an old IR: see _attention.py
-
-    @classmethod
-    def shown_args(cls, args):
-        return shown_args(args)
 
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:
