@@ -23,6 +23,7 @@ class Rule:
 
 TASKS = ("generation", "super_resolution", "translation")
 OPTIMIZERS = ("adamax", "adam", "adamw")
+DEQUANTIZERS = ("uniform", "variational")
 
 SETTINGS: dict[str, Rule] = {
     "task": Rule(TASKS, {"scale": (int, 2)}, "what the model is trained for"),
@@ -39,6 +40,10 @@ SETTINGS: dict[str, Rule] = {
     "sample_every": Rule(int, {}, "steps between sample grids"),
     "checkpoint_every": Rule(int, {}, "steps between checkpoints"),
     "seed": Rule(int, {}, "random seed of the run"),
+    "dequantize": Rule(DEQUANTIZERS, {"steps": (int, 1), "hidden": (int, 1)},
+                       "`uniform` noise (default), or `variational` (Flow++): a conditional "
+                       "flow q(u|x) of `steps` couplings with `hidden` channels, trained "
+                       "jointly; bits/dim is then the variational bound"),
 }
 
 

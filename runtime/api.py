@@ -27,7 +27,7 @@ import torch
 from flowspec.ir import FlowSpec
 
 from . import checkpoint as ckpt
-from . import finite
+from . import dequantize, finite
 from .errors import RunError
 from .recipe import Recipe, resolve_recipe, set_data
 from .reconstruction import RECON_WARN, reconstruction
@@ -123,14 +123,15 @@ def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | N
             overrides = overrides if overrides is not None else ck.get("overrides")
         loaded, _ = _load_spec(spec, flow, overrides)
     same = ckpt.check_spec(ck, loaded, checkpoint, strict=strict, warn=_warn)
-    model = build(loaded, device=resolve_device(device), seed=0)
-    ckpt.load_model(model, ck, checkpoint, strict=same, warn=_warn)
-    finite.check_parameters(model, checkpoint)
-    model.eval()
     try:
         recipe = Recipe.from_json(ck["recipe"])
     except (KeyError, TypeError) as e:
         raise RunError(f"the checkpoint {checkpoint} holds no readable recipe ({e})") from e
+    model = build(loaded, device=resolve_device(device), seed=0)
+    dequantize.attach(model, recipe, tuple(loaded.input))  # q(u|x), when the run learnt one
+    ckpt.load_model(model, ck, checkpoint, strict=same, warn=_warn)
+    finite.check_parameters(model, checkpoint)
+    model.eval()
     return model, loaded, recipe, ck
 
 
@@ -176,6 +177,7 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     if val_images is not None:
         r.val_images = val_images
     task = make_task(loaded, r)
+    task.deq = dequantize.of(model)
     data_ = task.load(train=False)
     dev = resolve_device(device)
     extra: dict[str, Any] = {} if lp is None else {"lpips_net": lp.name}
@@ -186,6 +188,7 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     metrics = task.validate(model, data_, dev, full=True,
                             temperatures=tuple(temperatures) if temperatures else None,
                             lpips=lp)
+    metrics.update(task.dequantization_metrics(model, data_, dev))
     batch = recon_batch(task, data_.val, r.seed, dev)
     finite.check_metrics(metrics, model, batch, checkpoint)
     metrics.update(reconstruction(model, *batch).metrics())

@@ -21,6 +21,7 @@ from .errors import RunError
 
 TASKS = ("generation", "super_resolution", "translation")
 OPTIMIZERS = ("adamax", "adam", "adamw")
+DEQUANTIZERS = ("uniform", "variational")
 #: ``data NAME root=PATH`` names that read a local path in a given format.
 PATH_FORMATS = {"images": None, "idx": "idx", "cifar10": "cifar", "cityscapes": "cityscapes"}
 #: Options of the data line that shape the images rather than select them.
@@ -49,6 +50,8 @@ class Recipe:
     seed: int = 0
     val_images: int = 512  # the fixed validation subset: the first N of the val split
     sr_images: int = 16  # val images whose samples are scored (PSNR/SSIM) during training
+    dequantize: str = "uniform"  # or "variational" (runtime.dequantize)
+    dequantize_options: dict[str, Any] = field(default_factory=dict)  # steps=, hidden=
 
     def to_json(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -172,6 +175,9 @@ def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
         for k in ("lr", "warmup", "clip", "weight_decay"):
             if k in o.options:
                 setattr(r, k, o.options[k])
+    if "dequantize" in t:
+        r.dequantize = str(t["dequantize"].value)
+        r.dequantize_options = _plain(dict(t["dequantize"].options))
     if data is not None:
         set_data(r, data)
     if data_options:
@@ -213,6 +219,12 @@ def _validate(r: Recipe) -> None:
         raise RunError(f"the learning rate must be positive, got {r.lr}")
     if r.clip is not None and not r.clip > 0:
         raise RunError(f"clip (the gradient-norm bound) must be positive, got {r.clip}")
+    if r.dequantize not in DEQUANTIZERS:
+        raise RunError(f"unknown dequantisation `{r.dequantize}`; choices: "
+                       f"{', '.join(DEQUANTIZERS)}")
+    if r.dequantize == "uniform" and r.dequantize_options:
+        raise RunError("`dequantize uniform` takes no options (steps= and hidden= are "
+                       "those of `dequantize variational`)")
     if r.scale is not None and r.scale < 2:
         raise RunError(f"super-resolution scale must be at least 2, got {r.scale}")
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,16 +173,42 @@ class Task(ABC):
     def inputs(self, images: Tensor, maps: Tensor | None, noise: Tensor,
                device: torch.device) -> tuple[Tensor, dict[str, Tensor] | None]:
         """Model inputs of a batch: dequantised ``x`` and the condition dict."""
-        x = im.dequantize(images, self.bits, noise).to(device)
-        return x, self.condition(images, maps, device)
+        return self._dequantize(images, noise, device), self.condition(images, maps, device)
+
+    #: ``q(u|x)`` under ``dequantize variational`` (:mod:`runtime.dequantize`), else None
+    deq: Any = None
+    _uniform = False  # inside uniform_noise()
+    _logq: Tensor | None = None  # log q(u|x) of the last inputs(), taken by the next bpd()
+
+    def _dequantize(self, images: Tensor, noise: Tensor, device: torch.device) -> Tensor:
+        if self.deq is None or self._uniform:
+            self._logq = None
+            return im.dequantize(images, self.bits, noise).to(device)
+        lv = im.levels(images, self.bits).to(device)
+        u, self._logq = self.deq(lv, noise.to(device))
+        return (lv.to(u.dtype) + u) / 2**self.bits - 0.5
+
+    @contextmanager
+    def uniform_noise(self) -> Iterator[None]:
+        """Dequantise with the uniform noise itself, even when the run learns ``q``."""
+        before, self._uniform = self._uniform, True
+        try:
+            yield
+        finally:
+            self._uniform = before
 
     def condition(self, images: Tensor, maps: Tensor | None,
                   device: torch.device) -> dict[str, Tensor] | None:
         return None
 
     def bpd(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
-        """Per-sample bits/dim."""
-        return bits_per_dim(log_prob(net, x, cond), self.dims, self.bits)
+        """Per-sample bits/dim; under variational dequantisation the bound, with the
+        ``log q(u|x)`` of the ``inputs()`` that made ``x``."""
+        logp = log_prob(net, x, cond)
+        logq, self._logq = self._logq, None
+        if logq is not None:
+            logp = logp - logq.to(logp.dtype)
+        return bits_per_dim(logp, self.dims, self.bits)
 
     def loss(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
         """Per-sample training loss (its mean is minimised): bits/dim unless a task says."""
@@ -206,6 +233,15 @@ class Task(ABC):
                  full: bool = False, temperatures: tuple[float, ...] | None = None,
                  lpips: Any = None) -> dict[str, Any]:
         return {"bpd": self.val_bpd(model, data.val, device)}
+
+    def dequantization_metrics(self, model: Any, data: TaskData,
+                               device: torch.device) -> dict[str, Any]:
+        """Under variational dequantisation (``bpd`` is then the bound): bits/dim of the
+        same images under uniform noise, for comparison; nothing otherwise."""
+        if self.deq is None:
+            return {}
+        with self.uniform_noise():
+            return {"bpd_uniform": self.val_bpd(model, data.val, device)}
 
     # ---- pictures
     def _checked(self, x: Tensor) -> Tensor:

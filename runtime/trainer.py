@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from flowspec.ir import FlowSpec
 
 from . import checkpoint as ckpt
+from . import dequantize as dq
 from . import distributed as ddp
 from .errors import RunError
 from .images import plot_curve, save_png
@@ -245,6 +246,8 @@ class Trainer:
         if r.batch % d.world:
             raise RunError(f"batch {r.batch} does not split evenly over {d.world} processes")
         model = _build(build, spec, dev, r.seed, self.build_options)  # before any folder
+        dq.attach(model, r, tuple(spec.input))  # q(u|x) under `dequantize variational`
+        task.deq = dq.of(model)
         out = self._folder(d)
         log = MetricsLog(out / "metrics.jsonl")
         opt, sched = make_optimizer(model, r)
@@ -419,6 +422,7 @@ class Trainer:
                   files: dict[str, Any]) -> None:
         model.eval()
         metrics = task.validate(model, data, dev)
+        metrics.update(task.dequantization_metrics(model, data, dev))
         rec = reconstruction(model, *self.recon_batch)
         model.train()
         metrics.update(rec.metrics())
@@ -538,7 +542,8 @@ def recon_batch(task: Task, val: Any, seed: int, dev: torch.device
     imgs = val.images[:n]
     maps = None if val.maps is None else val.maps[:n]
     noise = torch.rand(imgs.shape, generator=generator(stream_seed(seed, "recon", 0)))
-    x, cond = task.inputs(imgs, maps, noise, dev)
+    with task.uniform_noise():  # never q's: the batch must not depend on its parameters
+        x, cond = task.inputs(imgs, maps, noise, dev)
     check_finite(x, cond, "the validation batch", torch.arange(n), "validation subset")
     return x, cond
 
