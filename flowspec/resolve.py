@@ -774,6 +774,10 @@ def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span
                 diags.error("E122", f"invalid value {format_value(given)} for `{name}` of "
                             f"{what}", where, help=f"expected {choices}".replace("'", "")
                             if not getattr(given, "hint", None) else given.hint)
+            elif e["type"] == "value_error":  # an Args validator said why (plugins too)
+                why = str(e.get("ctx", {}).get("error", e["msg"]))
+                diags.error("E122", f"invalid value {format_value(given)} for `{name}` of "
+                            f"{what}: {why}", where)
             elif e["type"] in ("greater_than_equal", "less_than_equal", "greater_than",
                                "less_than"):
                 diags.error("E122", f"`{name}` of {what} is out of range: {e['msg'].lower()}, "

@@ -148,3 +148,8 @@ def test_no_command_shows_a_traceback_for_a_bad_argument(cli, args) -> None:
     rc, _, err = cli(*args)
     assert rc in (1, 2), (args, rc, err)
     assert "Traceback" not in err and "internal error" not in err, (args, err)
+
+
+def test_an_argument_validator_says_why() -> None:
+    odd = errors("flow f {\n  input 4 x 8 x 8\n  split prior=convlstm kernel=4\n}\n")
+    assert odd[0].code == "E122" and "kernel must be odd" in odd[0].message

@@ -224,3 +224,27 @@ def checkerboard_3d(shape: Shape, complement: bool = False) -> Tensor:
     idx = idx + torch.arange(w).view(1, 1, w)
     mask = (idx % 2) == 1
     return ~mask if complement else mask
+
+
+#: A channel whose batch standard deviation is below this is treated as constant by the
+#: data-dependent initialisations (actnorm, cond_actnorm): ``1 / std`` would be enormous.
+MIN_INIT_STD = 1e-6
+
+
+def channel_init(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(mean, log_scale)`` per channel of a batch, with ``log_scale = -log std`` (0 for a
+    constant channel), averaged over the ranks of ``torch.distributed`` so that every
+    replica starts identical. In float64; no gradient."""
+    with torch.no_grad():
+        xs = x.detach().transpose(0, 1).reshape(x.shape[1], -1).to(torch.float64)
+        moments = torch.stack([xs.mean(dim=1), (xs * xs).mean(dim=1)])
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(moments)
+            moments /= dist.get_world_size()
+        mean, second = moments[0], moments[1]
+        std = (second - mean * mean).clamp_min(0.0).sqrt()
+        log_scale = torch.where(std > MIN_INIT_STD, -torch.log(std.clamp_min(MIN_INIT_STD)),
+                                0.0)
+    return mean, log_scale
+

@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING, Any
 from flowspec.kinds import CondArgs, LayerKind, kind
 
 from ._fullglow import VectorCondNet, vector_net_params
-from .base import FlowLayer, Shape
+from .base import FlowLayer, Shape, channel_init
 
 if TYPE_CHECKING:
     from torch import Tensor
 
 torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
-_MIN_STD = 1e-6
 
 
 class CondActNorm(FlowLayer):
@@ -51,15 +50,7 @@ class CondActNorm(FlowLayer):
             self._initialize_stats(x)
 
     def _initialize_stats(self, x: Tensor) -> None:
-        xs = x.detach().transpose(0, 1).reshape(x.shape[1], -1).to(torch.float64)
-        moments = torch.stack([xs.mean(dim=1), (xs * xs).mean(dim=1)])
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(moments)
-            moments /= dist.get_world_size()
-        mean, second = moments[0], moments[1]
-        std = (second - mean * mean).clamp_min(0.0).sqrt()
-        log_scale = torch.where(std > _MIN_STD, -torch.log(std.clamp_min(_MIN_STD)), 0.0)
+        mean, log_scale = channel_init(x)
         c = self.in_shape[0]
         bias = self.net.last.bias
         bias[:c].copy_(log_scale.to(bias.dtype))

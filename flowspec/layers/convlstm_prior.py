@@ -174,6 +174,13 @@ class ConvLSTMPrior(FlowLayer):
         return self.ar.unstandardise(eps)
 
 
+def odd_kernel(v: int) -> int:
+    """Kernels of the ConvLSTM and its embedding are odd (same padding)."""
+    if v % 2 == 0:
+        raise ValueError(f"kernel must be odd (same padding), got {v}")
+    return v
+
+
 class ConvLSTMArgs(Args):
     hidden: int = Field(32, ge=1, le=1024, description="channels of the ConvLSTM")
     layers: int = Field(3, ge=1, le=16, description="stacked ConvLSTM cells")
@@ -181,12 +188,7 @@ class ConvLSTMArgs(Args):
                         "(odd)")
     dilation: int = Field(1, ge=1, le=8, description="dilation of the cells' convolutions")
 
-    @field_validator("kernel")
-    @classmethod
-    def _odd(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError(f"kernel must be odd (same padding), got {v}")
-        return v
+    _odd = field_validator("kernel")(odd_kernel)
 
 
 @prior

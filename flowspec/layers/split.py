@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from flowspec.kinds import CondArgs, Issue, LayerKind, arg, conv_params, fmt_shape, kind
 
 from .base import FlowLayer, Shape, cat_cond, sum_except_batch
-from .convlstm_prior import ChannelAR, channel_ar_params
+from .convlstm_prior import ChannelAR, channel_ar_params, odd_kernel
 from .nets import zero_conv
 
 if TYPE_CHECKING:
@@ -105,12 +105,7 @@ class SplitArgs(CondArgs):
                         "and the cells (odd)")
     dilation: int = Field(1, ge=1, le=8, description="prior=convlstm: dilation of the cells")
 
-    @field_validator("kernel")
-    @classmethod
-    def _odd(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError(f"kernel must be odd (same padding), got {v}")
-        return v
+    _odd = field_validator("kernel")(odd_kernel)
 
 
 @kind
