@@ -28,8 +28,10 @@ def _s(rule: str, form: str, meaning: str, example: str) -> tuple[str, str, str,
 #: (rule of the grammar, the statement as written, a one-paragraph meaning, an example)
 STATEMENTS: list[tuple[str, str, str, str]] = [
     _s("header", "flowspec VERSION",
-     "Optional first line: the language version the file is written for.",
-     "flowspec 0.1"),
+     "Optional first line: the language version the file is written for (0.2 adds flow "
+     "parameter domains, class conditions, flow conditions and nets with arguments; this "
+     "flowspec reads 0.1 and 0.2, and any other version is error E011).",
+     "flowspec 0.2"),
     _s("import_stmt", 'import "PATH" as NAME',
      "Lets, blocks and flows of another file, used as `NAME.thing`. The path is relative to "
      "the importing file; import cycles are errors.",
