@@ -34,6 +34,27 @@ from .kinds import ENCODERS, KINDS, PRIORS, prior_args
 LOG_2PI = math.log(2 * math.pi)
 
 
+class CompileBackendError(ValueError):
+    """``compile=`` names a backend torch.compile does not have (``available``: those it
+    has, comma-separated)."""
+
+    def __init__(self, backend: str, available: str):
+        super().__init__(f"unknown torch.compile backend `{backend}`; available: {available}")
+        self.available = available
+
+
+def check_compile_backend(backend: Any) -> None:
+    """Raise :class:`CompileBackendError` for a backend name torch.compile does not know
+    (before compiling, which would otherwise fail deep inside torch)."""
+    if not isinstance(backend, str):
+        return
+    from torch._dynamo import list_backends
+
+    known = list_backends(exclude_tags=())
+    if backend not in known:
+        raise CompileBackendError(backend, ", ".join(sorted(known)))
+
+
 class FlowRuntimeError(RuntimeError):
     """An error inside a layer, re-raised with the layer's path and its .flow span."""
 
@@ -132,6 +153,7 @@ class FlowModel(nn.Module):
         if compile:
             kwargs = (dict(compile) if isinstance(compile, dict)
                       else {"backend": compile} if isinstance(compile, str) else {})
+            check_compile_backend(kwargs.get("backend"))
             # Unbound functions: a deep copy of the model shares them and stays correct.
             self._compiled = {
                 "forward": torch.compile(FlowModel._forward_layers, **kwargs),
@@ -257,8 +279,10 @@ class FlowModel(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         return self._run("forward", FlowModel._forward_layers, x.device.type, x, feats)
 
-    def _forward_layers(self, x: Tensor, feats: dict[str, Tensor]
-                        ) -> tuple[list[Tensor], Tensor]:
+    def _forward_layers(self, x: Tensor, feats: dict[str, Tensor],
+                        taps: dict | None = None) -> tuple[list[Tensor], Tensor]:
+        """The forward loop; ``taps`` (a condition's own flow) collects every layer's output
+        by position, and the final latent before the prior under ``None``."""
         cache: dict = {}
         logdet = x.new_zeros(x.shape[0])
         zs: list[Tensor] = []
@@ -273,6 +297,10 @@ class FlowModel(nn.Module):
             except (RuntimeError, ValueError) as e:
                 raise self._fail(i, e) from e
             logdet = logdet + ld
+            if taps is not None and self.positions[i] is not None:
+                taps[self.positions[i]] = x
+        if taps is not None:
+            taps[None] = x
         z, ld = self.prior(x, self._at(feats, cache, self.spec.prior.on, x.shape[2:]))
         zs.append(z)
         return zs, logdet + ld

@@ -81,13 +81,13 @@ def build_options(a: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments of ``flowspec.compile`` from the flags of :func:`add_build_options`."""
     import torch
 
-    if isinstance(a.compile, str):
-        from torch._dynamo import list_backends
+    from .build import CompileBackendError, check_compile_backend
 
-        known = list_backends(exclude_tags=())
-        if a.compile not in known:
-            raise UsageError(f"--compile {a.compile}: unknown torch.compile backend; "
-                             f"available: {', '.join(sorted(known))}")
+    try:
+        check_compile_backend(a.compile)
+    except CompileBackendError as e:
+        raise UsageError(f"--compile {a.compile}: unknown torch.compile backend; available: "
+                         f"{e.available}") from None
     amp = {None: False, "bf16": torch.bfloat16, "fp16": torch.float16}[a.autocast]
     return {"channels_last": a.channels_last, "compile": a.compile,
             "checkpoint": a.checkpoint, "autocast": amp}

@@ -97,21 +97,5 @@ def run_with_taps(model: FlowModel, x: Tensor) -> tuple[Tensor, dict[Position | 
     every layer by position (``None``: the final latent, before the prior)."""
     model._check_input(x)
     taps: dict[Position | None, Tensor] = {}
-    logdet = x.new_zeros(x.shape[0])
-    zs: list[Tensor] = []
-    for i, layer in enumerate(model.layers):
-        try:
-            if model.is_split[i]:
-                x, z, ld = layer(x, None)
-                zs.append(z)
-            else:
-                x, ld = layer(x, None)
-        except (RuntimeError, ValueError) as e:
-            raise model._fail(i, e) from e
-        logdet = logdet + ld
-        if model.positions[i] is not None:
-            taps[model.positions[i]] = x
-    taps[None] = x
-    z, ld = model.prior(x, None)
-    zs.append(z)
-    return model.latent_logp(zs) + logdet + ld, taps
+    zs, logdet = model._forward_layers(x, {}, taps)
+    return model.latent_logp(zs) + logdet, taps

@@ -324,9 +324,9 @@ def nondefault_args(key: str, args: Mapping[str, Any]) -> dict[str, Any]:
     order of ``args``, as a user writes them."""
     if key in KINDS:
         kind = KINDS[key]
-        shown, defaults = kind.shown_args(args), kind.shown_args(kind.Args().model_dump())
+        shown, defaults = kind.shown_args(args), _shown_defaults(kind)
     elif key in ENCODERS:
-        shown, defaults = dict(args), ENCODERS[key].Args().model_dump()
+        shown, defaults = dict(args), _shown_defaults(ENCODERS[key])
     else:
         shown, defaults = dict(args), {}
     out = {k: v for k, v in shown.items()
@@ -337,6 +337,18 @@ def nondefault_args(key: str, args: Mapping[str, Any]) -> dict[str, Any]:
             inner = ", ".join(f"{a}={v}" for a, v in extra.items())
             out[k[:-5]] = Spelled(f"{shown[k[:-5]]}({inner})") if inner else shown[k[:-5]]
     return out
+
+
+_DEFAULTS: dict[type, dict[str, Any]] = {}
+
+
+def _shown_defaults(entry: Any) -> dict[str, Any]:
+    """An entry's default arguments as shown (built once per declaration: tables list every
+    layer, and validating an Args model is not free)."""
+    if entry not in _DEFAULTS:
+        dump = entry.Args().model_dump()
+        _DEFAULTS[entry] = entry.shown_args(dump) if hasattr(entry, "shown_args") else dump
+    return _DEFAULTS[entry]
 
 
 class Spelled(str):

@@ -505,16 +505,13 @@ class Trainer:
 def _build(build: Any, spec: FlowSpec, dev: torch.device, seed: int,
            options: dict[str, Any]) -> Any:
     """The model; a torch.compile backend that does not exist is a RunError."""
+    from flowspec.build import CompileBackendError
+
     try:
         return build(spec, device=dev, seed=seed, **options)
-    except RuntimeError as e:
-        if type(e).__name__ != "InvalidBackend":
-            raise
-        import torch._dynamo
-
+    except CompileBackendError as e:
         raise RunError(f"--compile {options.get('compile')}: torch.compile has no such "
-                       f"backend; backends: {', '.join(torch._dynamo.list_backends())}. "
-                       "No run folder was made") from e
+                       f"backend; backends: {e.available}. No run folder was made") from None
 
 
 def check_finite(x: Tensor, cond: dict[str, Tensor] | None, what: str, idx: Tensor | None,
