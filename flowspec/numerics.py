@@ -58,3 +58,23 @@ def perturb_(module: nn.Module, scale: float, generator: torch.Generator) -> nn.
         std = scale / param[0].numel() ** 0.5 if param.dim() >= 2 else scale
         param.add_(std * noise.to(device=param.device, dtype=param.dtype))
     return module
+
+
+def random_cond(spec, batch: int, gen: torch.Generator, *, dtype: torch.dtype = torch.float64,
+                device: torch.device | str | None = None) -> dict[str, Tensor] | None:
+    """A random value of every declared condition of ``spec``: images uniform in [0, 1) of
+    ``dtype``, label maps and class ids as integers (None when the flow has none)."""
+    if not spec.conditions:
+        return None
+    cond = {}
+    for c in spec.conditions:
+        if c.type == "class":
+            cond[c.name] = torch.randint(0, c.shape[0], (batch,), generator=gen, device=device)
+        elif c.type == "labels":
+            cond[c.name] = torch.randint(0, c.shape[0], (batch, c.shape[1], c.shape[2]),
+                                         generator=gen, device=device)
+        else:
+            cond[c.name] = torch.rand((batch, *c.shape), generator=gen, dtype=dtype,
+                                      device=device)
+    return cond
+

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .numerics import random_cond
+
 if TYPE_CHECKING:
     from .build import FlowModel
 
@@ -60,15 +62,7 @@ def _saved_for_backward(model: FlowModel, n: int) -> int:
     device = param.device if param is not None else torch.device("cpu")
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.rand((n, *model.spec.input), generator=g, device=device) - 0.5
-    cond: dict[str, Tensor] = {}
-    for c in model.spec.conditions:
-        if c.type == "image":
-            cond[c.name] = torch.rand((n, *c.shape), generator=g, device=device) - 0.5
-        elif c.type == "labels":
-            cond[c.name] = torch.randint(0, c.shape[0], (n, *c.shape[1:]), generator=g,
-                                         device=device)
-        else:  # one class id per sample
-            cond[c.name] = torch.randint(0, int(c.shape[0]), (n,), generator=g, device=device)
+    cond = random_cond(model.spec, n, g, dtype=torch.float32, device=device)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved: dict[int, int] = {}
 
@@ -84,7 +78,7 @@ def _saved_for_backward(model: FlowModel, n: int) -> int:
     model._compiled = {}
     try:
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            logp = model.log_prob(x, cond or None)
+            logp = model.log_prob(x, cond)
         del logp
     finally:
         model._compiled = compiled

@@ -27,7 +27,7 @@ from .check import check
 from .errors import Collector
 from .ir import FlowSpec
 from .kinds import KINDS, Issue
-from .numerics import jacobian_logdet, perturb_
+from .numerics import jacobian_logdet, perturb_, random_cond
 
 #: relative tolerance of log-dets, ``|measured - expected| <= TOL * (1 + |expected|)``
 TOL = 1e-6
@@ -236,20 +236,6 @@ def _data(batch: int, spec: FlowSpec, gen: torch.Generator) -> Tensor:
     return torch.rand((batch, *spec.input), generator=gen, dtype=torch.float64) - 0.5
 
 
-def _model_cond(spec: FlowSpec, batch: int, gen: torch.Generator) -> dict[str, Tensor] | None:
-    if not spec.conditions:
-        return None
-    cond = {}
-    for c in spec.conditions:
-        if c.type == "image":
-            cond[c.name] = torch.rand((batch, *c.shape), generator=gen, dtype=torch.float64)
-        elif c.type == "class":
-            cond[c.name] = torch.randint(0, c.shape[0], (batch,), generator=gen)
-        else:  # a label map: class ids per pixel
-            cond[c.name] = torch.randint(0, c.shape[0], (batch, *c.shape[1:]), generator=gen)
-    return cond
-
-
 def check_model(spec: FlowSpec, *, full: bool = False, seed: int = 0) -> Check:
     """The whole model: log-det against autograd (when small enough) and round trip."""
     from .build import compile as build
@@ -262,11 +248,11 @@ def check_model(spec: FlowSpec, *, full: bool = False, seed: int = 0) -> Check:
         model = build(small, device="cpu", seed=seed).double()
         model.train()
         with torch.no_grad():  # data-dependent init on a batch large enough for its moments
-            model(_data(_INIT_BATCH, small, gen), _model_cond(small, _INIT_BATCH, gen))
+            model(_data(_INIT_BATCH, small, gen), random_cond(small, _INIT_BATCH, gen))
         perturb_(model, 0.05, gen)
         model.eval()
         x = _data(_BATCH, small, gen)
-        cond = _model_cond(small, _BATCH, gen)
+        cond = random_cond(small, _BATCH, gen)
         with torch.no_grad():
             zs, logdet = model(x, cond)
             x_rec = model.inverse(zs, cond)

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
-from flowspec.numerics import jacobian_logdet, perturb_  # noqa: F401  (re-exported)
+from flowspec.numerics import jacobian_logdet, perturb_, random_cond  # noqa: F401  (re-exported)
 
 
 @contextmanager
@@ -30,23 +30,6 @@ def single_thread() -> Iterator[None]:
 def max_abs_diff(a: Tensor, b: Tensor) -> float:
     """Largest absolute difference of two tensors, as a Python float."""
     return float((a.detach() - b.detach()).abs().max()) if a.numel() else 0.0
-
-
-def random_cond(spec, batch: int, gen: torch.Generator) -> dict | None:
-    """A random condition for every declared condition of ``spec`` (float64 images,
-    integer label maps, integer class ids)."""
-    if not spec.conditions:
-        return None
-    cond = {}
-    for c in spec.conditions:
-        if c.type == "class":
-            cond[c.name] = torch.randint(0, c.shape[0], (batch,), generator=gen)
-        elif c.type == "labels":
-            cond[c.name] = torch.randint(0, c.shape[0], (batch, c.shape[1], c.shape[2]),
-                                         generator=gen)
-        else:
-            cond[c.name] = torch.rand((batch, *c.shape), generator=gen, dtype=torch.float64)
-    return cond
 
 
 def layer_modules() -> dict[str, type]:
