@@ -32,15 +32,14 @@ SATURATED_SHARE = 0.05
 def layer_of(model: Any, key: str) -> str:
     """A state-dict or parameter key in the words of the spec: ``layers.3.net.0.weight`` ->
     ``layer `level1.step02.coupling` (demo.flow:12:9), parameter net.0.weight``."""
-    parts = key.split(".")
     paths = getattr(model, "paths", None)
-    if parts[0] == "layers" and len(parts) > 1 and parts[1].isdigit() and paths is not None \
-            and int(parts[1]) < len(paths):
-        i = int(parts[1])
+    layer = _layer_key(paths, key)
+    if layer is not None:
+        i, rest = layer
         span = model.spans[i] if getattr(model, "spans", None) else None
         where = f" ({span.file}:{span.line}:{span.column})" if span is not None else ""
-        rest = ".".join(parts[2:])
         return f"layer `{paths[i]}`{where}" + (f", parameter {rest}" if rest else "")
+    parts = key.split(".")
     if parts[0] == "encoders" and len(parts) > 1:
         return f"the encoder of condition `{parts[1]}`, parameter {'.'.join(parts[2:])}"
     if parts[0] == "prior":
@@ -51,11 +50,17 @@ def layer_of(model: Any, key: str) -> str:
 def path_of_key(paths: list[str] | None, key: str) -> str:
     """``layers.3.net.0.weight`` -> ``level1.step02.coupling: net.0.weight`` given the layer
     paths of the model the key belongs to (the key itself when it names no layer)."""
+    layer = _layer_key(paths, key)
+    return f"{paths[layer[0]]}: {layer[1]}" if layer is not None and layer[1] else key
+
+
+def _layer_key(paths: list[str] | None, key: str) -> tuple[int, str] | None:
+    """``layers.3.net.0.weight`` -> ``(3, "net.0.weight")`` when layer 3 is one of ``paths``."""
     parts = key.split(".")
-    if paths and parts[0] == "layers" and len(parts) > 2 and parts[1].isdigit() \
+    if paths and parts[0] == "layers" and len(parts) > 1 and parts[1].isdigit() \
             and int(parts[1]) < len(paths):
-        return f"{paths[int(parts[1])]}: {'.'.join(parts[2:])}"
-    return key
+        return int(parts[1]), ".".join(parts[2:])
+    return None
 
 
 def check_parameters(model: Any, checkpoint: Any) -> None:
