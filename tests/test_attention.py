@@ -158,17 +158,13 @@ def _set_extreme(layer: ISDP, which: str) -> None:
         elif which == "huge_d":
             layer.log_d.fill_(1e4)
         elif which == "huge_qk":
-            for conv in (layer.q, layer.k):
-                conv.weight.mul_(1e8)
-                conv.bias.mul_(1e8)
+            layer.qk.mul_(1e8)  # weights and biases
         elif which == "overflow_qk":  # Q K^T overflows to +-inf (and nan) in any dtype
-            for conv in (layer.q, layer.k):
-                conv.weight.mul_(1e200)
+            layer.qk[:, :, :-1].mul_(1e200)  # the weights
         elif which == "saturated":  # softmax becomes a 0/1 matrix, softplus(theta) = 0
             layer.theta.fill_(-1e4)
             layer.log_d.fill_(-1e4)
-            for conv in (layer.q, layer.k):
-                conv.weight.mul_(1e3)
+            layer.qk[:, :, :-1].mul_(1e3)
 
 
 EXTREMES = [
@@ -213,10 +209,9 @@ def test_isdp_invertible_when_softmax_saturates_to_a_swap() -> None:
     each 2x2 block would be ``[[1, 1], [1, 1]]``, singular in floating point."""
     layer = _isdp((1, 4, 4))  # 2x2 patches, masked entries at (0, 1) and (1, 0) of each
     with torch.no_grad():
-        layer.q.weight.fill_(1.0)
-        layer.k.weight.fill_(-1.0)  # logits[n, m] = -<v_n, v_m> / d
-        layer.q.bias.zero_()
-        layer.k.bias.zero_()
+        layer.qk[0, :, :-1].fill_(1.0)  # Q's weight; the last column is the bias
+        layer.qk[1, :, :-1].fill_(-1.0)  # K's: logits[n, m] = -<v_n, v_m> / d
+        layer.qk[:, :, -1].zero_()
         layer.log_d.fill_(-1e4)
         layer.theta.fill_(-1e4)
     x = _x((1, 4, 4))
@@ -262,10 +257,8 @@ def test_isdp_hand_written_backward_matches_finite_differences(
 
     layer, x = _isdp(shape, form=form, **args), _x(shape)
     perturb_(layer, 0.5, torch.Generator().manual_seed(4))
-    weight, bias = (t.detach().clone().requires_grad_() for t in layer._qk_weights())
-    alpha, delta, gain = (t.detach().clone().requires_grad_() for t in layer._coefficients())
-    inv_d = torch.exp(-layer.log_d).detach().requires_grad_()
-    inputs = (x.requires_grad_(), weight, bias, inv_d, alpha, delta, gain)
+    inputs = (x.requires_grad_(), *(t.detach().clone().requires_grad_()
+                                    for t in (layer.qk, layer.coef)))
     assert torch.autograd.gradcheck(lambda *t: ISDPForward.apply(*t, layer), inputs)
 
 
@@ -305,9 +298,12 @@ def test_identity_form_is_the_default_and_starts_as_the_identity(
     y, logdet = layer(x)
     assert torch.equal(y, x) and torch.equal(logdet, torch.zeros(2))
     (y.square().sum() + logdet.sum()).backward()
-    grads = {n: p.grad for n, p in layer.named_parameters()}
+    if kind == "attention.isdp":  # theta and gamma (coef rows 1, 2); Q, K once beta != 0
+        grads = {"theta": layer.coef.grad[1], "gamma": layer.coef.grad[2]}
+    else:
+        grads = {n: p.grad for n, p in layer.named_parameters()}
     moving = {"attention.imap": ["weight", "offset", "s"],
-              "attention.isdp": ["theta", "gamma"]}[kind]  # iSDP's Q, K once beta != 0
+              "attention.isdp": ["theta", "gamma"]}[kind]
     assert all(grads[n] is not None and grads[n].abs().sum() > 0 for n in moving), grads
 
 
@@ -333,14 +329,28 @@ def test_forms_and_the_older_residual_spelling() -> None:
             ISDPKind.count_built((4, 4, 4), args, None)
 
 
-def test_paper_form_keeps_the_old_state_dict() -> None:
-    """Checkpoints of the paper / residual forms hold exactly these entries; the identity
-    form adds one gain per head."""
-    old = {"q.weight", "q.bias", "k.weight", "k.bias", "log_d", "theta"}
+def test_isdp_state_dict_and_checkpoints_from_before_the_packing() -> None:
+    """iSDP keeps its parameters in two tensors, ``qk`` (Q's and K's 1x1 convolutions, bias
+    last) and ``coef`` (log d, theta and, in the identity form, gamma per head). A state dict
+    written before that (``q.weight``, ``q.bias``, ``k.weight``, ``k.bias``, ``log_d``,
+    ``theta``, ``gamma``) loads into the same function."""
     base = {"heads": 2, "patches": 4, "mask": "checkerboard"}
-    for form, keys in [("paper", old), ("residual", old), ("identity", old | {"gamma"})]:
-        layer = MODULES["attention.isdp"]((4, 4, 4), {**base, "form": form}, None)
-        assert set(layer.state_dict()) == keys
+    x = _x((4, 4, 4))
+    for form, rows in [("paper", 2), ("residual", 2), ("identity", 3)]:
+        layer = MODULES["attention.isdp"]((4, 4, 4), {**base, "form": form}, None).double()
+        assert set(layer.state_dict()) == {"qk", "coef"}
+        assert layer.coef.shape == (rows, 2) and layer.qk.shape == (2, 4, 5)
+        perturb_(layer, 0.5, torch.Generator().manual_seed(7))
+        old = {"q.weight": layer.qk[0, :, :4].reshape(4, 4, 1, 1), "q.bias": layer.qk[0, :, 4],
+               "k.weight": layer.qk[1, :, :4].reshape(4, 4, 1, 1), "k.bias": layer.qk[1, :, 4],
+               "log_d": layer.log_d, "theta": layer.theta}
+        if form == "identity":
+            old["gamma"] = layer.gamma
+        old = {k: v.detach().clone() for k, v in old.items()}
+        fresh = MODULES["attention.isdp"]((4, 4, 4), {**base, "form": form}, None).double()
+        fresh.load_state_dict(old)
+        (y, ld), (y2, ld2) = layer(x), fresh(x)
+        assert torch.equal(y, y2) and torch.equal(ld, ld2)
         layer = MODULES["attention.imap"]((4, 4, 4), {"act": "sigmoid", "mask": "checkerboard",
                                                       "form": form}, None)
         assert set(layer.state_dict()) == {"weight", "bias", "offset", "s"}

@@ -8,6 +8,10 @@ for one call. Here the forward runs without recording and the backward is the ch
 written out once, reusing what the forward computed (the blocks, their LU factors, the
 gathered ``Q``, ``K`` and free entries).
 
+The node takes the layer's parameters as they are stored (the two 1x1 convolutions, ``log d``,
+``theta``, ``gamma``) and computes the per-head coefficients inside, so that no small autograd
+node is recorded around it: at these sizes each costs about as much as a large one.
+
 Notation (see ``ISDP``): groups ``g`` (a head and a free-row pattern), ``A_h = alpha_h S_h +
 delta_h I``, blocks ``B_g`` (``A_head(g)`` on ``U_g x U_g``, ``I`` elsewhere), the gains
 ``gain_h``, ``y_g = gain B_g x_g`` on the free entries of group ``g``, and
@@ -19,17 +23,39 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 
+def coefficients(layer: Any, coef: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(alpha, delta, gain)`` per head from ``coef`` = ``(log d, theta[, gamma])``."""
+    from .isdp import BETA_BOUND, DIAG_FLOOR, RESIDUAL_BOUND
+
+    theta = coef[1]
+    one = torch.ones_like(theta)
+    if layer.form == "paper":
+        return one, 1.0 + DIAG_FLOOR + F.softplus(theta), one
+    bound = BETA_BOUND if layer.form == "identity" else RESIDUAL_BOUND
+    return bound * torch.tanh(theta), one, torch.exp(coef[2]) if coef.shape[0] > 2 else one
+
+
 class ISDPForward(torch.autograd.Function):
-    """``(y, logdet of the blocks)`` from ``x`` and the layer's per-call parameters."""
+    """``(y, logdet)`` from ``x`` and the layer's parameters: ``qk`` (2, C, C + 1), ``Q``'s
+    and ``K``'s 1x1 convolutions with the bias last, and ``coef`` (rows ``log d``, ``theta``
+    and, in the identity form, ``gamma``; a column per head)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, inv_d: Tensor,
-                alpha: Tensor, delta: Tensor, gain: Tensor, layer: Any) -> tuple[Tensor, Tensor]:
+    def forward(ctx: Any, x: Tensor, qk: Tensor, coef: Tensor, layer: Any
+                ) -> tuple[Tensor, Tensor]:
+        from .isdp import _LOG_D_BOUND
+
         b, c, h, w = x.shape
+        weight, bias = qk[:, :, :c].reshape(2 * c, c), qk[:, :, c].reshape(2 * c)
+        log_d, theta = coef[0], coef[1]
+        gamma = coef[2] if coef.shape[0] > 2 else None
+        inv_d = torch.exp(-log_d.clamp(-_LOG_D_BOUND, _LOG_D_BOUND))
+        alpha, delta, gain = coefficients(layer, coef)
         x_masked, q, k = layer._qk(x, weight, bias)  # Q, K: (B, heads, N, width)
         raw = q @ k.transpose(-1, -2)  # (B, heads, N, N)
         logits = raw * inv_d.view(-1, 1, 1)
@@ -37,26 +63,30 @@ class ISDPForward(torch.autograd.Function):
         logits = torch.nan_to_num(logits, nan=0.0, posinf=layer.logit_bound,
                                   neginf=-layer.logit_bound)
         soft = torch.softmax(logits, dim=-1)
-        eye = torch.eye(soft.shape[-1], dtype=x.dtype, device=x.device)
-        a = alpha.view(-1, 1, 1) * soft + delta.view(-1, 1, 1) * eye
+        a = alpha.view(-1, 1, 1) * soft + delta.view(-1, 1, 1) * layer.eye
         blocks = layer._blocks(a)
         lu, _, _ = torch.linalg.lu_factor_ex(blocks)
         logdet = lu.diagonal(dim1=-2, dim2=-1).abs().log().sum(-1) @ \
             layer.block_count.to(x.dtype)
+        if gamma is not None:  # the gain's share: |U| gamma per block column
+            logdet = logdet + torch.dot(layer.head_free.to(x.dtype), gamma)
         gain_g = gain[layer.block_head].view(-1, 1, 1)
         mix = blocks * gain_g
         x_free = layer._free_slots(x)
         y = layer._scatter_free(x, mix @ x_free)
         ctx.layer, ctx.finite, ctx.shape = layer, finite, (b, c, h, w)
+        ctx.has_gamma = gamma is not None
         ctx.save_for_backward(x_masked, q, k, raw, soft, blocks, mix, x_free, weight,
-                              inv_d, alpha, gain_g)
+                              inv_d, alpha, gain_g, log_d, theta, gain)
         return y, logdet
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, gy: Tensor | None, glog: Tensor | None) -> tuple:
+        from .isdp import _LOG_D_BOUND, BETA_BOUND, RESIDUAL_BOUND
+
         (x_masked, q, k, raw, soft, blocks, mix, x_free, weight, inv_d, alpha,
-         gain_g) = ctx.saved_tensors
+         gain_g, log_d, theta, gain) = ctx.saved_tensors
         layer, (b, c, h, w) = ctx.layer, ctx.shape
         if gy is None:
             gy = x_masked.new_zeros(b, c, h, w)
@@ -76,8 +106,6 @@ class ISDPForward(torch.autograd.Function):
         else:
             g_a = g_blocks.new_zeros(b, layer.heads, *g_blocks.shape[2:]).index_add(
                 1, layer.block_head, torch.where(layer.block_rows, g_blocks, 0.0))
-        g_alpha = (g_a * soft).sum((0, 2, 3))
-        g_delta = g_a.diagonal(dim1=-2, dim2=-1).sum((0, 2))
         g_soft = g_a * alpha.view(-1, 1, 1)
         g_logits = soft * (g_soft - (g_soft * soft).sum(-1, keepdim=True))
         g_logits = torch.where(ctx.finite, g_logits, 0.0)  # nan_to_num's replaced logits
@@ -90,6 +118,23 @@ class ISDPForward(torch.autograd.Function):
         g_weight = torch.bmm(g_qk, x_masked.view(b, c, h * w).transpose(1, 2)).sum(0)
         g_bias = g_qk.sum((0, 2))
         g_x_masked = torch.bmm(weight.t().expand(b, -1, -1), g_qk).view(b, c, h, w)
-        gx = gx + torch.where(layer.mask, g_x_masked, 0.0)
-        g_gain = gain_g.new_zeros(layer.heads).index_add(0, layer.block_head, g_gain_g)
-        return gx, g_weight, g_bias, g_inv_d, g_alpha, g_delta, g_gain, None
+        gx = gx.addcmul_(g_x_masked, layer.mask_f)
+        # the per-head coefficients -> the stored parameters
+        inside = (log_d >= -_LOG_D_BOUND) & (log_d <= _LOG_D_BOUND)
+        g_log_d = torch.where(inside, -inv_d * g_inv_d, 0.0)
+        if layer.form == "paper":  # delta = 1 + floor + softplus(theta)
+            g_delta = g_a.diagonal(dim1=-2, dim2=-1).sum((0, 2))
+            g_theta = g_delta * torch.sigmoid(theta)
+        else:  # alpha = bound tanh(theta)
+            bound = BETA_BOUND if layer.form == "identity" else RESIDUAL_BOUND
+            g_alpha = (g_a * soft).sum((0, 2, 3))
+            g_theta = g_alpha * bound * (1.0 - torch.tanh(theta).square())
+        g_gamma = None
+        if ctx.has_gamma:  # gain = exp(gamma); the log-det's |U| gamma
+            g_gamma = gain * gain_g.new_zeros(layer.heads).index_add(
+                0, layer.block_head, g_gain_g)
+            if glog is not None:
+                g_gamma = g_gamma + layer.head_free.to(gy.dtype) * glog.sum()
+        g_qk_param = torch.cat([g_weight.view(2, c, c), g_bias.view(2, c, 1)], 2)
+        g_coef = torch.stack([g_log_d, g_theta] + ([g_gamma] if ctx.has_gamma else []))
+        return gx, g_qk_param, g_coef, None

@@ -124,16 +124,26 @@ class ISDP(FlowLayer):
         self.grid, self.heads, self.patches, self.features = grid, heads, patches, features
         mask = checkerboard_3d(self.in_shape, mask_arg(args))
         self.register_buffer("mask", mask.unsqueeze(0), persistent=False)
+        # the masks as 0 / 1 floats: a product or lerp with them is several times cheaper
+        # on CPU than ``where`` with a bool mask, and exact for finite values
+        self.register_buffer("mask_f", mask.unsqueeze(0).float(), persistent=False)
         free = ~self._to_patches(mask.unsqueeze(0))[0]  # (N, P)
         self.register_buffer("free", free.unsqueeze(0), persistent=False)
-        self.q = nn.Conv2d(c, c, 1)
-        self.k = nn.Conv2d(c, c, 1)
+        # Q's and K's 1x1 convolutions, bias as the last column, initialised as nn.Conv2d's
+        # (uniform in +-1/sqrt(C), weight then bias, Q then K)
+        bound = 1.0 / math.sqrt(c)
+        qk = torch.empty(2, c, c + 1)
+        for i in range(2):
+            qk[i, :, :c] = torch.empty(c, c).uniform_(-bound, bound)
+            qk[i, :, c] = torch.empty(c).uniform_(-bound, bound)
+        self.qk = nn.Parameter(qk)
         groups = torch.tensor_split(torch.arange(features), heads)
         self.group_bounds = [(int(g[0]), int(g[-1]) + 1) for g in groups]
-        self.log_d = nn.Parameter(torch.tensor([0.5 * math.log(len(g)) for g in groups]))
-        self.theta = nn.Parameter(torch.zeros(heads))  # identity / residual: beta = 0
-        if self.form == "identity":
-            self.gamma = nn.Parameter(torch.zeros(heads))  # g = 1
+        # per head: log d (init sqrt of the group size), theta (identity / residual: beta = 0)
+        # and, in the identity form, gamma (g = 1)
+        coef = torch.zeros(3 if self.form == "identity" else 2, heads)
+        coef[0] = torch.tensor([0.5 * math.log(len(g)) for g in groups])
+        self.coef = nn.Parameter(coef)
         self.logit_bound = _LOGIT_BOUND
         self._init_blocks(free)
 
@@ -165,8 +175,9 @@ class ISDP(FlowLayer):
         # width), each block's columns. Slots past a group's width are padding.
         self._layout("qk", entry, [torch.arange(lo, hi) for lo, hi in self.group_bounds])
         self._layout("free", entry, [getattr(self, b[2]) for b in self.blocks])
-        self.register_buffer("free_slots", torch.stack(patterns).view(-1, n, 1)
-                             & self.free_used, persistent=False)
+        self.register_buffer("free_slots", (torch.stack(patterns).view(-1, n, 1).float()
+                                            * self.free_used), persistent=False)
+        self.register_buffer("eye", torch.eye(n), persistent=False)
         block_head = torch.tensor([b[0] for b in self.blocks], dtype=torch.long)
         counts = torch.tensor([float(b[3]) for b in self.blocks])
         sizes = torch.stack(patterns).sum(1).to(counts.dtype)
@@ -194,7 +205,7 @@ class ISDP(FlowLayer):
             used[g, 0, :cols.numel()] = True
             back[entry[:, cols].flatten()] = slot[g, :, :cols.numel()].flatten()
         self.register_buffer(f"{name}_index", index.flatten(), persistent=False)
-        self.register_buffer(f"{name}_used", used, persistent=False)
+        self.register_buffer(f"{name}_used", used.float(), persistent=False)
         self.register_buffer(f"{name}_back", back, persistent=False)
         setattr(self, f"{name}_shape", (len(groups), n, width))
         setattr(self, f"{name}_padded", bool((~used).any()))
@@ -202,23 +213,54 @@ class ISDP(FlowLayer):
     def _to_patches(self, t: Tensor) -> Tensor:
         return rearrange(t, "b c (g1 h) (g2 w) -> b (g1 g2) (c h w)", g1=self.grid, g2=self.grid)
 
+    # The parameters are two tensors, ``qk`` and ``coef`` (an optimiser's per-tensor cost,
+    # at these sizes, is that of the arithmetic); these are views of them.
+    @property
+    def log_d(self) -> Tensor:
+        return self.coef[0]
+
+    @property
+    def theta(self) -> Tensor:
+        return self.coef[1]
+
+    @property
+    def gamma(self) -> Tensor:
+        if self.form != "identity":
+            raise AttributeError("only the identity form of iSDP has a gain gamma")
+        return self.coef[2]
+
     def _qk_weights(self) -> tuple[Tensor, Tensor]:
         """The 1x1 convolutions of ``Q`` and ``K`` stacked: (2C, C) and (2C,)."""
         c = self.in_shape[0]
-        return (torch.cat([self.q.weight, self.k.weight]).view(2 * c, c),
-                torch.cat([self.q.bias, self.k.bias]))
+        return self.qk[:, :, :c].reshape(2 * c, c), self.qk[:, :, c].reshape(2 * c)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any
+                              ) -> None:
+        """Checkpoints written before the parameters were packed hold ``q.weight``,
+        ``q.bias``, ``k.weight``, ``k.bias``, ``log_d``, ``theta`` (and ``gamma``)."""
+        old = [prefix + n for n in ("q.weight", "q.bias", "k.weight", "k.bias")]
+        if all(n in state_dict for n in old):
+            c = self.in_shape[0]
+            wq, bq, wk, bk = (state_dict.pop(n) for n in old)
+            state_dict[prefix + "qk"] = torch.stack([
+                torch.cat([w.reshape(c, c), b.reshape(c, 1)], 1) for w, b in ((wq, bq), (wk, bk))])
+            rows = ["log_d", "theta"] + (["gamma"] if self.form == "identity" else [])
+            if all(prefix + r in state_dict for r in rows):
+                state_dict[prefix + "coef"] = torch.stack([state_dict.pop(prefix + r)
+                                                           for r in rows])
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _qk(self, x: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(M x, Q, K)``, ``Q`` and ``K`` (B, heads, N, width) in the ``qk`` layout, ``K``
         zero in the padding."""
         b, c, h, w = x.shape
-        x_masked = torch.where(self.mask, x, 0.0)
+        x_masked = x * self.mask_f
         qk = torch.baddbmm(bias.view(1, 2 * c, 1), weight.expand(b, -1, -1),
                            x_masked.view(b, c, h * w))
         q, k = (t.reshape(b, -1).index_select(1, self.qk_index).view(b, *self.qk_shape)
                 for t in qk.view(b, 2, c * h * w).unbind(1))
         if self.qk_padded:
-            k = torch.where(self.qk_used, k, 0.0)
+            k = k * self.qk_used
         return x_masked, q, k
 
     def _logits(self, x: Tensor) -> Tensor:
@@ -232,16 +274,14 @@ class ISDP(FlowLayer):
         """Every head's mixing matrix without the gain, (B, heads, N, N): ``I + beta S``
         (identity, residual) or ``S + diag I`` (paper). It depends on ``M x`` only."""
         soft = torch.softmax(self._logits(x), dim=-1)
-        eye = torch.eye(self.patches, dtype=x.dtype, device=x.device)
         alpha, delta, _ = self._coefficients()
-        return alpha.view(-1, 1, 1) * soft + delta.view(-1, 1, 1) * eye
+        return alpha.view(-1, 1, 1) * soft + delta.view(-1, 1, 1) * self.eye
 
     def _blocks(self, a: Tensor) -> Tensor:
         """(B, G, N, N): group ``(h, U)``'s block is ``A_h`` on ``U x U`` and ``I`` elsewhere."""
         if self.whole:
             return a
-        eye = torch.eye(self.patches, dtype=a.dtype, device=a.device)
-        return torch.where(self.block_rows, a[:, self.block_head], eye)
+        return torch.where(self.block_rows, a[:, self.block_head], self.eye)
 
     def _gain_logdet(self, logdet: Tensor) -> Tensor:
         if self.form != "identity":
@@ -259,38 +299,30 @@ class ISDP(FlowLayer):
         its product keeps rows ``U`` apart from the others, which are scattered nowhere."""
         b = t.shape[0]
         slots = t.reshape(b, -1).index_select(1, self.free_index).view(b, *self.free_shape)
-        return torch.where(self.free_slots, slots, 0.0) if zeroed else slots
+        return slots * self.free_slots if zeroed else slots
 
     def _scatter_free(self, t: Tensor, slots: Tensor) -> Tensor:
         """``t`` with its free entries replaced by ``slots`` (B, blocks, N, width)."""
         free = slots.reshape(t.shape[0], -1).index_select(1, self.free_back)
-        return torch.where(self.mask, t, free.view_as(t))
+        return torch.lerp(free.view_as(t), t, self.mask_f)  # exact: weights 0 and 1
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         from ._isdp_kernel import ISDPForward
 
-        weight, bias = self._qk_weights()
-        inv_d = torch.exp(-self.log_d.clamp(-_LOG_D_BOUND, _LOG_D_BOUND))
-        alpha, delta, gain = self._coefficients()
-        y, logdet = ISDPForward.apply(x, weight, bias, inv_d, alpha, delta, gain, self)
-        return y, self._gain_logdet(logdet)
+        return ISDPForward.apply(x, self.qk, self.coef, self)
 
     def _coefficients(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(alpha, delta, gain)`` per head: ``A = alpha S + delta I``, mixing ``gain A``."""
-        one = torch.ones_like(self.theta)
-        if self.form == "paper":
-            return one, 1.0 + DIAG_FLOOR + F.softplus(self.theta), one
-        bound = BETA_BOUND if self.form == "identity" else RESIDUAL_BOUND
-        gain = torch.exp(self.gamma) if self.form == "identity" else one
-        return bound * torch.tanh(self.theta), one, gain
+        from ._isdp_kernel import coefficients
+
+        return coefficients(self, self.coef)
 
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         blocks = self._blocks(self.attention(y))  # M y == M x: the masked entries were copied
         lu, pivots, _ = torch.linalg.lu_factor_ex(blocks)
         logdet = self.block_count.to(y.dtype) @ \
             lu.diagonal(dim1=-2, dim2=-1).abs().log().sum(-1).T  # every det is > 0
-        inv = torch.linalg.lu_solve(lu, pivots, torch.eye(
-            self.patches, dtype=y.dtype, device=y.device).expand_as(lu))
+        inv = torch.linalg.lu_solve(lu, pivots, self.eye.expand_as(lu))
         if self.form == "identity":
             inv = inv / self._gain()
         x = self._scatter_free(y, inv @ self._free_slots(y))
