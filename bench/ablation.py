@@ -11,8 +11,10 @@ flows of ``specs/ablations.flow``, one torch thread per process:
 * data: ``mnist5k`` (5,000 real MNIST digits, 28x28 padded to 32x32, 500 held out) and
   ``photos`` (3x32x32 patches of bundled photographs, 222 held out; a stand-in for
   CIFAR-10, not CIFAR-10);
-* model: the Table 2 backbone at levels-steps-channels 3-2-32 with 4 mixture components
-  (the paper: 3-4-96 and 3-2-48 with 32 components);
+* model: the Table 2 backbone (mARFlow as its official code builds it: Flow++'s coupling
+  network, ConvLSTM priors) at levels-steps-channels 3-2-32 with 4 mixture components, one
+  gated residual block per coupling network, no dropout, and ConvLSTM priors of 8 channels
+  (the paper: 3-4-96 and 3-2-48 with 32 components, 10 blocks, dropout 0.2, 32 channels);
 * variants: ``backbone`` (``marflow_mnist`` of attnflow_mnist.flow, which the attention flows
   extend: no attention), ``imap`` (position_imap pos=4,
   after every coupling) and ``isdp`` (heads_isdp, 5 heads, after every coupling);
@@ -50,7 +52,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = "specs/ablations.flow"
-MODEL = {"L": 3, "K": 2, "hidden": 32, "components": 4}
+MODEL = {"L": 3, "K": 2, "hidden": 32, "components": 4, "blocks": 1, "features": 8,
+         "dropout": 0.0}
 DATA = {
     "mnist5k": {"data": "mnist5k pad=2", "channels": 1},
     "photos": {"data": "photos pad=0", "channels": 3},  # pad=0: the spec's line pads MNIST
