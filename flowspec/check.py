@@ -1,8 +1,9 @@
 """Shape inference and invertibility checks on the IR, before any torch module exists.
 
 Walks the flat layer list with the running C×H×W, asks each kind for its output shape
-and its invertibility conditions, checks conditions are declared where they are used,
-and that the latents add up to the input. Every violation becomes a diagnostic with the
+and its invertibility conditions, checks conditions are declared where they are used
+(and their encoders' own conditions on the input), that the latents add up to the input,
+and that the recipe asks nothing of the model that it lacks (:func:`recipe.check_recipe`). Every violation becomes a diagnostic with the
 layer's instantiation trace as notes.
 """
 
@@ -12,7 +13,8 @@ import math
 
 from .errors import Collector, Span, did_you_mean
 from .ir import ConditionIR, FlowSpec, LatentIR, LayerIR
-from .kinds import KINDS, Issue, LayerKind, split_latent
+from .kinds import ENCODERS, KINDS, Issue, LayerKind, split_latent
+from .recipe import check_recipe
 
 #: More layers than this of a kind with a ``stack_remedy`` (iMap, iSDP), all with the remedy
 #: off, get warning W003: the paper (appendix H) found their inverses unstable in deep flows.
@@ -38,6 +40,12 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
     """Fill in shapes and latents; report every violation into ``diags``."""
     conds = {c.name: c for c in spec.conditions}
     flows_ok = all(_check_condition_flow(c, diags) for c in spec.conditions if c.flow)
+    for c in spec.conditions:
+        if c.flow is None:
+            for issue in ENCODERS[c.encoder.kind].issues(tuple(c.shape), c.encoder.args,
+                                                         tuple(spec.input)):
+                diags.error(issue.code, issue.message, c.span, help=issue.help)
+    check_recipe(spec, diags)
     used: set[str] = set()
     shape = spec.input
     latents: list[LatentIR] = []

@@ -35,14 +35,16 @@ def _table(spec) -> str:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
         if i == 0:
             lines.append("  " + "-" * (sum(widths) + 6 + max(len(x[3]) for x in rows)))
+    from .evaluate import format_value
+
     for c in spec.conditions:
         args = dict(c.encoder.args)
         name = f"{args.pop('flow')}(" if c.flow is not None else ""  # encoder=flow(NAME(...))
-        enc = ", ".join(f"{k}={v}" for k, v in args.items())
+        enc = ", ".join(f"{k}={v if c.flow is not None else format_value(v)}"
+                        for k, v in args.items() if v is not None)  # None: left unset
         close = ")" if c.flow is not None else ""
         lines.append(f"condition {c.name}: {c.declared()} encoder={c.encoder.kind}"
                      f"({name}{enc}{close})")
-    from .evaluate import format_value
 
     p = spec.prior
     prior = p.kind + (" learned" if p.learned else "") + (f" on={p.on}" if p.on else "") + "".join(

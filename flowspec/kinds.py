@@ -191,12 +191,35 @@ class EncoderKind(_Declared):
     ``module(in_shape, args)`` maps (B, C, H, W) to (B, features, H, W) where ``features``
     is the ``features`` argument (every encoder's Args must have it), unless the kind
     overrides :meth:`out_channels`. A module may define ``features_at(f, (H, W))``: the
-    features at a layer's resolution (default: ``f`` resampled bilinearly)."""
+    features at a layer's resolution (default: ``f`` resampled bilinearly).
+
+    An encoder that can be pretrained as a super-resolution network (``pretrain encoder``
+    in ``train { }``) names the boolean argument that gives it the head in ``head_arg``; its
+    module then has ``sr(c)``, the super-resolved image (the flow's input shape), in the
+    condition's units, and ``head_parameters()``, the parameters only ``sr`` uses. ``issues(in_shape, args, image_shape)`` reports conditions that
+    depend on the flow's input shape (``image_shape``), as a layer kind's ``issues`` does."""
+
+    #: The boolean argument that builds a super-resolution head (None: the kind has none).
+    head_arg: ClassVar[str | None] = None
 
     @classmethod
     def out_channels(cls, args: ArgsLike) -> int:
         """Channels of the encoder's output (what every layer ``on=`` it receives)."""
         return int(arg(args, "features"))
+
+    @classmethod
+    def has_head(cls, args: ArgsLike) -> bool:
+        """Whether these arguments build the super-resolution head (an IR from before the
+        argument existed has none)."""
+        if cls.head_arg is None:
+            return False
+        a = args if isinstance(args, Mapping) else args.model_dump()
+        return bool(a.get(cls.head_arg, False))
+
+    @classmethod
+    def issues(cls, in_shape: Shape, args: ArgsLike, image_shape: Shape) -> list[Issue]:
+        """Conditions on the flow's input (``image_shape``) that the arguments must meet."""
+        return []
 
     @classmethod
     def params(cls, in_shape: Shape, args: ArgsLike) -> int:

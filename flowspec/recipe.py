@@ -1,7 +1,9 @@
 """The `train { }` recipe: which settings exist and what values they take.
 
 Each line is ``NAME [VALUE] [key=value ...]``. The recipe is the default for
-``flowspec train``; command-line flags override it.
+``flowspec train``; command-line flags override it. :func:`validate_settings` checks each
+line alone; :func:`check_recipe` what a line asks of the model (an encoder to pretrain or
+freeze).
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from typing import Any
 
 from .errors import Collector, did_you_mean
 from .evaluate import format_value, type_name
-from .ir import Setting
+from .ir import FlowSpec, Setting
+from .kinds import ENCODERS
 
 
 @dataclass(frozen=True)
 class Rule:
     value: tuple | type | None  # allowed words, a type, or None for no value
-    options: dict[str, tuple[type, float | None]] = field(default_factory=dict)  # type, min
+    #: option -> (type, minimum) or (type, minimum, maximum); a bound of None: unbounded
+    options: dict[str, tuple] = field(default_factory=dict)
     doc: str = ""
+    required: tuple[str, ...] = ()  # options the line must give
 
 
 TASKS = ("generation", "super_resolution", "translation")
@@ -44,6 +49,15 @@ SETTINGS: dict[str, Rule] = {
                        "`uniform` noise (default), or `variational` (Flow++): a conditional "
                        "flow q(u|x) of `steps` couplings with `hidden` channels, trained "
                        "jointly; bits/dim is then the variational bound"),
+    "pretrain": Rule(("encoder",), {"steps": (int, 1), "lr": (float, 0.0)},
+                     "before the flow, train the condition encoder's super-resolution head "
+                     "(e.g. `srflow(head=true, scale=S)`) and the encoder as an SR network: "
+                     "`steps` Adam steps (`lr`, default 2e-4) on the L1 distance to the "
+                     "high-resolution image (SRFlow's RRDB pretraining; task "
+                     "super_resolution)", required=("steps",)),
+    "freeze": Rule(("encoder",), {"fraction": (float, 0.0, 1.0)},
+                   "the condition encoders get no updates during the first `fraction` of the "
+                   "flow's steps (SRFlow's train_RRDB_delay: 0.5)", required=("fraction",)),
 }
 
 
@@ -82,9 +96,58 @@ def validate_settings(settings: dict[str, Setting], diags: Collector) -> None:
                                 "options: " + ", ".join(rule.options) if rule.options else
                                 f"`{name}` takes no options"))
                 continue
-            t, lo = rule.options[key]
+            t, lo, hi = (*rule.options[key], None)[:3]
             if not _type_ok(val, t):
                 diags.error("E121", f"option `{key}` of `{name}` needs {_KIND[t]}, got "
                             f"{type_name(val)}", s.span)
-            elif lo is not None and val < lo:
-                diags.error("E122", f"option `{key}` of `{name}` must be at least {lo}", s.span)
+            elif (lo is not None and val < lo) or (hi is not None and val > hi):
+                bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+                diags.error("E122", f"option `{key}` of `{name}` must be {bound}, got "
+                            f"{format_value(val)}", s.span)
+        missing = [key for key in rule.required if key not in s.options]
+        if missing:
+            diags.error("E122", f"`{name}` needs option `{missing[0]}`", s.span,
+                        help="write it as `" + " ".join(
+                            [name, *([str(s.value)] if s.value is not None else []),
+                             *(f"{k}=..." for k in rule.required)]) + "`")
+
+
+def check_recipe(spec: FlowSpec, diags: Collector) -> None:
+    """What the train block asks of the model: ``pretrain encoder`` needs a condition
+    encoder with a super-resolution head (E313) and the super-resolution task; ``freeze
+    encoder`` a condition encoder (E314). A head that no pretraining trains is W005."""
+    t = spec.train
+    encoded = [c for c in spec.conditions if c.flow is None]
+    heads = [c for c in encoded if ENCODERS[c.encoder.kind].has_head(c.encoder.args)]
+    if "pretrain" in t:
+        s = t["pretrain"]
+        task = t.get("task")
+        if not heads:
+            with_head = [k for k, e in ENCODERS.items() if e.head_arg]
+            example = next((f"`{k}(..., {ENCODERS[k].head_arg}=true)`" for k in with_head),
+                           None)
+            diags.error("E313", f"`pretrain encoder` trains a condition encoder's "
+                        f"super-resolution head, but no condition of flow `{spec.name}` has "
+                        "one", s.span,
+                        help=(f"give the encoder its head, e.g. {example}" if example else
+                              "no registered encoder has a super-resolution head")
+                        + "; or remove the line")
+        elif task is not None and task.value != "super_resolution":
+            diags.error("E313", f"`pretrain encoder` learns to super-resolve the condition "
+                        f"into the input, which needs task super_resolution, not "
+                        f"`{task.value}`", s.span, help="write `task super_resolution`, or "
+                        "remove the pretrain line")
+    else:
+        for c in heads:
+            kind = ENCODERS[c.encoder.kind]
+            diags.warning("W005", f"the super-resolution head of condition `{c.name}`'s "
+                          f"encoder ({kind.key} {kind.head_arg}=true) is never trained: the "
+                          "flow does not read it and train { } has no `pretrain encoder`",
+                          c.span, help="add `pretrain encoder steps=N` to train { }, or drop "
+                          f"{kind.head_arg}=true (its parameters are dead weight)")
+    if "freeze" in t and not encoded:
+        diags.error("E314", f"`freeze encoder` holds the condition encoders fixed, but flow "
+                    f"`{spec.name}` has none"
+                    + (" (a condition modelled by a flow is not an encoder)"
+                       if spec.conditions else ""), t["freeze"].span,
+                    help="remove the line, or declare a condition with an encoder")
