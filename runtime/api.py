@@ -83,7 +83,9 @@ def train(spec: SpecLike, *, flow: str | None = None,
         **recipe: any other :class:`runtime.recipe.Recipe` field: ``lr``, ``warmup``,
             ``clip``, ``weight_decay``, ``optimizer``, ``bits``, ``val_every``,
             ``sample_every``, ``checkpoint_every``, ``val_images``, ``sr_images``,
-            ``data_options`` (a dict merged into the data line's options), ``task``, ``scale``.
+            ``data_options`` (a dict merged into the data line's options), ``task``, ``scale``,
+            ``pretrain_steps``, ``pretrain_lr``, ``freeze_fraction`` (``pretrain encoder`` and
+            ``freeze encoder``: :mod:`runtime.pretrain`).
 
     Returns:
         a :class:`runtime.trainer.RunResult` (run folder, final held-out bits/dim, the

@@ -10,6 +10,8 @@ A checkpoint is a dict of tensors and plain Python values only (no pickled class
   pure functions of those two (:func:`runtime.tasks.stream_seed`).
 * ``step`` (optimisation steps done), ``digest`` (the IR digest of the model it belongs
   to), ``recipe``, ``flow``, ``spec_file``, ``overrides``, ``best_val_bpd``.
+* ``pretrain`` (runs with ``pretrain encoder``): the pretraining steps done and, until it
+  is finished, its optimiser's state (:mod:`runtime.pretrain`); ``step`` is then 0.
 
 Writing goes to a temporary file in the same folder, is flushed and fsync'ed, and only
 then ``os.replace``\\ d over the old file (atomic on POSIX): a crash or a kill at any point
@@ -238,15 +240,20 @@ def check_spec(ck: dict[str, Any], spec: FlowSpec, path: str | os.PathLike, *,
 
 
 def _with_defaults(spec: FlowSpec) -> FlowSpec:
-    """``spec`` with every argument its layer kind declares today (a checkpoint's IR from
-    before an argument existed lacks it; the default keeps the old behaviour)."""
-    from flowspec.kinds import KINDS
+    """``spec`` with every argument its layer kinds and encoders declare today (a
+    checkpoint's IR from before an argument existed lacks it; the default keeps the old
+    behaviour)."""
+    from flowspec.kinds import ENCODERS, KINDS
 
     out = spec.model_copy(deep=True)
     for layer in out.layers:
         kind = KINDS.get(layer.kind)
         if kind is not None:
             layer.args = {**kind.Args().model_dump(), **kind.legacy_defaults, **layer.args}
+    for c in out.conditions:
+        encoder = ENCODERS.get(c.encoder.kind) if c.flow is None else None
+        if encoder is not None:
+            c.encoder.args = {**encoder.Args().model_dump(), **c.encoder.args}
     return out
 
 

@@ -97,7 +97,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     recipe = {k: getattr(a, k) for k in ("lr", "warmup", "clip", "bits", "optimizer",
                                          "val_every", "sample_every", "checkpoint_every",
-                                         "val_images")}
+                                         "val_images", "pretrain_steps")}
     train(a.spec, flow=a.flow, overrides=_overrides(a), data=a.data, out=a.out,
           steps=a.steps, batch=a.batch, device=a.device, resume=a.resume, seed=a.seed,
           progress=not a.no_progress, strict=a.strict, recon_warn=a.recon_warn,
@@ -135,6 +135,8 @@ def _reg_train(sub: Any) -> None:
     g.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
     g.add_argument("--val-images", type=int, dest="val_images",
                    help="size of the fixed validation subset (default 512)")
+    g.add_argument("--pretrain-steps", type=int, dest="pretrain_steps",
+                   help="steps of `pretrain encoder` (the encoder's SR pretraining; 0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log scalars, sample grids and the diagram for TensorBoard "

@@ -138,9 +138,11 @@ class MetricsLog:
                         break
         return out
 
-    def truncate_after(self, step: int) -> list[dict[str, Any]]:
-        """Drop the records of steps after ``step`` (they are redone on resume)."""
-        kept = [r for r in self.read() if r.get("step", 0) <= step]
+    def truncate_after(self, step: int, pretrain: int | None = None) -> list[dict[str, Any]]:
+        """Drop the records of steps after ``step`` (they are redone on resume), and with
+        ``pretrain`` those of the encoder's pretraining after that step of it."""
+        kept = [r for r in self.read() if r.get("step", 0) <= step and (
+            pretrain is None or r.get("pretrain_step", 0) <= pretrain)]
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in kept)

@@ -52,6 +52,9 @@ class Recipe:
     sr_images: int = 16  # val images whose samples are scored (PSNR/SSIM) during training
     dequantize: str = "uniform"  # or "variational" (runtime.dequantize)
     dequantize_options: dict[str, Any] = field(default_factory=dict)  # steps=, hidden=
+    pretrain_steps: int = 0  # `pretrain encoder steps=`: SR pretraining first (runtime.pretrain)
+    pretrain_lr: float = 2e-4  # its Adam learning rate (SRFlow's RRDB_CelebA_8X.yml)
+    freeze_fraction: float = 0.0  # `freeze encoder fraction=`: encoders fixed that long
 
     def to_json(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -178,6 +181,12 @@ def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
     if "dequantize" in t:
         r.dequantize = str(t["dequantize"].value)
         r.dequantize_options = _plain(dict(t["dequantize"].options))
+    if "pretrain" in t:
+        o = t["pretrain"].options
+        r.pretrain_steps = int(o.get("steps", 0))
+        r.pretrain_lr = float(o.get("lr", r.pretrain_lr))
+    if "freeze" in t:
+        r.freeze_fraction = float(t["freeze"].options.get("fraction", 0.0))
     if data is not None:
         set_data(r, data)
     if data_options:
@@ -225,6 +234,12 @@ def _validate(r: Recipe) -> None:
     if r.dequantize == "uniform" and r.dequantize_options:
         raise RunError("`dequantize uniform` takes no options (steps= and hidden= are "
                        "those of `dequantize variational`)")
+    if r.pretrain_steps < 0:
+        raise RunError(f"pretrain_steps must not be negative, got {r.pretrain_steps}")
+    if not r.pretrain_lr > 0:
+        raise RunError(f"the pretraining learning rate must be positive, got {r.pretrain_lr}")
+    if not 0.0 <= r.freeze_fraction <= 1.0:
+        raise RunError(f"freeze_fraction must be between 0 and 1, got {r.freeze_fraction}")
     if r.scale is not None and r.scale < 2:
         raise RunError(f"super-resolution scale must be at least 2, got {r.scale}")
 
@@ -233,7 +248,8 @@ def _validate(r: Recipe) -> None:
 _FLAGS = {"steps": "--steps", "batch": "--batch", "seed": "--seed", "lr": "--lr",
           "warmup": "--warmup", "clip": "--clip", "optimizer": "--optimizer",
           "bits": "--bits", "val_every": "--val-every", "sample_every": "--sample-every",
-          "checkpoint_every": "--checkpoint-every", "val_images": "--val-images"}
+          "checkpoint_every": "--checkpoint-every", "val_images": "--val-images",
+          "pretrain_steps": "--pretrain-steps"}
 
 
 def resume_command(spec: FlowSpec, r: Recipe, source: dict[str, Any],

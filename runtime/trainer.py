@@ -29,6 +29,7 @@ from flowspec.ir import FlowSpec
 from . import checkpoint as ckpt
 from . import dequantize as dq
 from . import distributed as ddp
+from . import pretrain as pt
 from .errors import RunError
 from .images import plot_curve, save_png
 from .metrics import MetricsLog
@@ -47,17 +48,18 @@ class BatchStream:
     Epoch ``e`` visits the training set in the order of a permutation drawn from a
     generator seeded by ``(seed, e)``; step ``s`` takes positions ``sB ... sB + B - 1`` of
     the concatenated epochs. Nothing here has state worth saving: ``(seed, step)`` is it.
+    ``tag`` keeps another phase's stream apart (the encoder's pretraining: ``pretrain/``).
     """
 
-    def __init__(self, n: int, batch: int, seed: int):
-        self.n, self.batch, self.seed = n, batch, seed
+    def __init__(self, n: int, batch: int, seed: int, tag: str = ""):
+        self.n, self.batch, self.seed, self.tag = n, batch, seed, tag
         self._perms: dict[int, Tensor] = {}
 
     def _perm(self, epoch: int) -> Tensor:
         if epoch not in self._perms:
             if len(self._perms) > 2:
                 self._perms.pop(min(self._perms))
-            g = generator(stream_seed(self.seed, "epoch", epoch))
+            g = generator(stream_seed(self.seed, f"{self.tag}epoch", epoch))
             self._perms[epoch] = torch.randperm(self.n, generator=g)
         return self._perms[epoch]
 
@@ -178,6 +180,7 @@ class Trainer:
             raise RunError(f"the reconstruction warning threshold must be a non-negative "
                            f"number, got {recon_warn}")
         self.recon_warn, self.strict = recon_warn, strict
+        self.pre: pt.Pretraining | None = None  # `pretrain encoder`, set up by the run
 
     # ---------------------------------------------------------------- set-up
     def _folder(self, d: ddp.Dist) -> Path:
@@ -204,7 +207,7 @@ class Trainer:
         return out
 
     def _state(self, model: nn.Module, opt: Any, sched: Any, step: int) -> dict[str, Any]:
-        return {
+        state = {
             "format": ckpt.FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "rng": ckpt.rng_state(self.recipe.seed, step),
             "step": step, "digest": self.spec.digest(), "recipe": self.recipe.to_json(),
@@ -212,6 +215,9 @@ class Trainer:
             "overrides": self.source.get("overrides") or {},
             "ir": self.spec.model_dump_json(), "best_val_bpd": self.best,
         }
+        if self.pre is not None:  # `pretrain encoder`: its steps done (and its optimiser)
+            state["pretrain"] = self.pre.state()
+        return state
 
     def _write_static(self, out: Path) -> None:
         (out / "config.json").write_text(self.spec.model_dump_json(indent=2) + "\n")
@@ -251,6 +257,8 @@ class Trainer:
         out = self._folder(d)
         log = MetricsLog(out / "metrics.jsonl")
         opt, sched = make_optimizer(model, r)
+        # `pretrain encoder`: its own phase before the flow's first step (runtime.pretrain)
+        self.pre = pt.Pretraining(model, task, r, dev) if r.pretrain_steps else None
         self.best: float | None = None
         self.out, self.saved_step = out, None  # the last checkpoint this run can resume
         start = 0
@@ -270,6 +278,8 @@ class Trainer:
             elif d.main:
                 _warn("the model's parameters changed shape, so the optimiser starts afresh")
             ckpt.set_rng_state(ck["rng"])
+            if self.pre is not None:
+                self.pre.load(ck, out / "checkpoint.pt")
             start, self.best = int(ck["step"]), ck.get("best_val_bpd")
             self.saved_step = start
             if start > r.steps:
@@ -281,7 +291,8 @@ class Trainer:
                       "not match an uninterrupted one")
         if d.main:
             if self.resume:
-                log.truncate_after(start)
+                log.truncate_after(start, pretrain=None if self.pre is None or start
+                                   else self.pre.done)
             else:
                 log.path.unlink(missing_ok=True)
             self._write_static(out)
@@ -300,12 +311,22 @@ class Trainer:
                          f"train split of `{r.data}`")
             return x, cond
 
+        if self.pre is not None and not self.pre.finished:
+            try:
+                self._pretrain(d, task, train, model, opt, sched, log, out, shard)
+            except KeyboardInterrupt:
+                if d.main:
+                    print(f"\nflowspec train: interrupted while pretraining; "
+                          f"{self._resume_advice()}", file=sys.stderr)
+                raise
         if start < r.steps and needs_init(model):
             # Actnorm's data-dependent init, once, on the first batch (moments averaged over
             # ranks inside the layer); then rank 0's copy is made everyone's, bit for bit.
             model.train()
             with torch.no_grad():
                 model(*batch(start))
+        idle = pt.head_parameters(model) if d.active else []  # no flow gradient reaches
+        pt.set_trainable(idle, False)  # them, and DDP would wait for one
         if d.active:
             ddp.broadcast_module(model)
             net: Any = torch.nn.parallel.DistributedDataParallel(
@@ -313,15 +334,19 @@ class Trainer:
         else:
             net = model
         if d.main:
+            frozen = pt.frozen_steps(r) if pt.frozen_steps(r) > start else 0
             print(f"training flow `{spec.name}` ({sum(p.numel() for p in model.parameters()):,}"
                   f" parameters) on `{r.data}`: task {r.task}, "
                   f"{len(train):,} train / {len(data.val):,} val images, "
                   f"steps {start}->{r.steps}, batch {r.batch}"
-                  f"{f' over {d.world} processes' if d.active else ''}, {dev}", file=sys.stderr)
+                  f"{f' over {d.world} processes' if d.active else ''}, {dev}"
+                  f"{f'; encoders frozen for steps 1-{frozen}' if frozen else ''}",
+                  file=sys.stderr)
         self.recon_batch = recon_batch(task, data.val, r.seed, dev)
         try:
             files = self._loop(d, dev, task, data, model, net, opt, sched, batch, start, log,
                                out)
+            pt.set_trainable(idle, True)
         except KeyboardInterrupt:
             if d.main:
                 print(f"\nflowspec train: interrupted; {self._resume_advice()}",
@@ -342,9 +367,11 @@ class Trainer:
         files: dict[str, Any] = {"samples": []}
         self.t_train = 0.0
         params = [p for p in model.parameters()]
+        freeze = pt.Freeze(model, r, start, skip_backward=not d.active)
         for step in range(start, r.steps):
             t0 = time.perf_counter()
             model.train()
+            freeze.before(step)
             x, cond = batch(step)
             loss = task.loss(net, x, cond).mean()
             value = float(ddp.mean(d, loss.detach()))
@@ -352,6 +379,7 @@ class Trainer:
                 self._nonfinite(step, model, x, cond, f"the loss is {value}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            freeze.drop_grads(step)
             norm = torch.nn.utils.clip_grad_norm_(params, r.clip or math.inf)
             if not torch.isfinite(norm):
                 self._nonfinite(step, model, x, cond, f"the gradient norm is {float(norm)}")
@@ -366,6 +394,8 @@ class Trainer:
                 record = {"kind": "train", "step": done, "loss": value, "bpd": value,
                           "lr": opt.param_groups[0]["lr"], "grad_norm": float(norm),
                           "images_per_s": r.batch / dt, "time": round(self.t_train, 4)}
+                if freeze.until:
+                    record["encoders_frozen"] = step < freeze.until
                 log.write(record)
                 self.tracker.train(done, record)
                 bar.update(1)
@@ -388,8 +418,39 @@ class Trainer:
                     self._checkpoint(model, opt, sched, done, log, out)
             if sync:
                 ddp.barrier(d)
+        freeze.release()
         bar.close()
         return files
+
+    def _pretrain(self, d: ddp.Dist, task: Task, train: Any, model: Any, opt: Any,
+                  sched: Any, log: MetricsLog, out: Path, shard: slice) -> None:
+        """``pretrain encoder``: the encoders' SR pretraining up to ``pretrain_steps``,
+        checkpointed every ``checkpoint_every`` steps and at its end (flow step 0)."""
+        r, pre = self.recipe, self.pre
+        from tqdm import tqdm
+
+        stream = BatchStream(len(train), r.batch, r.seed, tag=pt.TAG)
+        if d.main:
+            pt.announce(pre, r.batch, len(train))
+        bar = tqdm(total=r.pretrain_steps, initial=pre.done,
+                   disable=not (d.main and self.progress), dynamic_ncols=True, unit="step",
+                   desc=f"{self.spec.name} (pretrain)", file=sys.stderr)
+        model.train()
+        while not pre.finished:
+            t0 = time.perf_counter()
+            cond, hr = pre.batch(train.images, pre.done, stream, shard)
+            value = pre.step(cond, hr, d)
+            done = pre.done
+            if d.main:
+                log.write({"kind": "pretrain", "pretrain_step": done, "l1": value,
+                           "lr": r.pretrain_lr, "seconds": round(time.perf_counter() - t0, 4)})
+                bar.update(1)
+                bar.set_postfix_str(f"L1 {value:.4f}", refresh=False)
+            if done % r.checkpoint_every == 0 or pre.finished:
+                if d.main:
+                    self._checkpoint(model, opt, sched, 0, log, out, pretrain_step=done)
+                ddp.barrier(d)
+        bar.close()
 
     def _nonfinite(self, step: int, model: Any, x: Tensor, cond: Any, what: str) -> None:
         name = first_nonfinite(model, x, cond)
@@ -451,7 +512,7 @@ class Trainer:
             files["samples"].append(str(p))
 
     def _checkpoint(self, model: Any, opt: Any, sched: Any, done: int, log: MetricsLog,
-                    out: Path) -> None:
+                    out: Path, pretrain_step: int | None = None) -> None:
         bad = _bad_parameter(model)
         if bad is not None:
             raise RunError(f"after step {done} a parameter of {bad} is not finite; the "
@@ -459,7 +520,9 @@ class Trainer:
                            "the learning rate or add clip=...")
         ckpt.save_atomic(self._state(model, opt, sched, done), out / "checkpoint.pt")
         self.saved_step = done
-        log.write({"kind": "checkpoint", "step": done, "path": str(out / "checkpoint.pt")})
+        where = {} if pretrain_step is None else {"pretrain_step": pretrain_step}
+        log.write({"kind": "checkpoint", "step": done, **where,
+                   "path": str(out / "checkpoint.pt")})
 
     def _finish(self, d: ddp.Dist, dev: torch.device, model: Any, log: MetricsLog, out: Path,
                 files: dict[str, Any], start: int) -> RunResult:
@@ -482,6 +545,9 @@ class Trainer:
             "seconds_per_step": round(self.t_train / steps_run, 4) if steps_run else None,
             "recipe": r.to_json(),
         }
+        if r.pretrain_steps:
+            l1 = [x["l1"] for x in records if x.get("kind") == "pretrain"]
+            summary["pretrain"] = {"steps": r.pretrain_steps, "final_l1": l1[-1] if l1 else None}
         if d.active:
             summary["ranks_identical"] = identical
         if d.main:
