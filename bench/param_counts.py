@@ -137,28 +137,29 @@ def srflow_official(levels: int, steps: int, *, scale: int = 8, nf: int = 64, nb
                     channels: int = 3) -> dict[str, int]:
     """Parameters of SRFlow's official code (andreas128/SRFlow, ``SRFlowNet`` with
     ``confs/SRFlow_CelebA_8X.yml`` at other L and K), counted from its module definitions,
-    split into what its flow uses and what it never does.
+    split into what its flow uses, the RRDB's SR head and what is never used.
 
     * ``RRDBNet``: ``conv_first``, ``nb`` RRDBs (3 residual dense blocks of 5 biased 3x3
       convs, growth ``gc``), ``trunk_conv``, one ``upconv`` per doubling up to ``scale``,
-      ``HRconv`` and ``conv_last`` (the RRDB's SR output, used only when it is pretrained
-      alone). The flow reads ``fea_up1 .. fea_up{scale/2}``, so the last ``upconv``,
-      ``HRconv`` and ``conv_last`` are unused.
+      ``HRconv`` and ``conv_last``. The flow reads ``fea_up1 .. fea_up{scale/2}``; the last
+      ``upconv``, ``HRconv`` and ``conv_last`` make the RRDB's own SR output (``sr_head``),
+      used only when it is pretrained alone as an SR network (L1 loss) before the flow.
     * ``FlowUpsamplerNet``: per level a squeeze, ``transitions`` FlowSteps without coupling
       (actnorm 2C, ``InvertibleConv1x1`` C^2, not LU), K FlowSteps with
       ``CondAffineSeparatedAndCond`` (``fFeatures``: 320 -> 2C, ``fAffine``: C//2 + 320 ->
       2(C - C//2), each ``Conv2d`` 3x3 + actnorm, ``Conv2d`` 1x1 + actnorm, ``Conv2dZeros``
       3x3 with a log-scale per output), and a ``Split2d`` (``Conv2dZeros`` of the kept half)
       on the levels below ``L - 1`` only (``correct_splits`` off). Its conv ``f``
-      (320 -> 96, 3x3) is built but never called.
+      (320 -> 96, 3x3) is built but never called (``unused``).
     """
     rrdb_in = (stack + 1) * nf
     dense = sum(_conv(nf + i * gc, gc if i < 4 else nf, 3) for i in range(5))
     doublings = scale.bit_length() - 1
     used_enc = _conv(channels, nf, 3) + nb * 3 * dense + _conv(nf, nf, 3) \
         + (doublings - 1) * _conv(nf, nf, 3)
-    unused = _conv(nf, nf, 3) + _conv(nf, nf, 3) + _conv(nf, channels, 3) \
-        + _conv(rrdb_in, 2 * 3 * 64 // 4, 3)  # last upconv, HRconv, conv_last; f
+    # the last upconv, HRconv, conv_last; FlowUpsamplerNet.f
+    sr_head = _conv(nf, nf, 3) + _conv(nf, nf, 3) + _conv(nf, channels, 3)
+    unused = _conv(rrdb_in, 2 * 3 * 64 // 4, 3)
 
     def net(cin: int, cout: int) -> int:  # CondAffineSeparatedAndCond.F
         return (_conv(cin, hidden, 3, False) + 2 * hidden + _conv(hidden, hidden, 1, False)
@@ -174,8 +175,8 @@ def srflow_official(levels: int, steps: int, *, scale: int = 8, nf: int = 64, nb
             keep = c - c // 2
             flow += _conv(keep, 2 * (c // 2), 3) + 2 * (c // 2)
             c = keep
-    return {"encoder": used_enc, "flow": flow, "unused": unused,
-            "total": used_enc + flow + unused}
+    return {"encoder": used_enc, "sr_head": sr_head, "flow": flow, "unused": unused,
+            "total": used_enc + sr_head + flow + unused}
 
 
 def table() -> str:
@@ -209,16 +210,18 @@ def official() -> str:
 
 
 def srflow_rows() -> str:
-    lines = [("| SRFlow L-K | official code, all modules | paper's column | of which never used "
-              "| official code, used | ours (`srflow_celeba.flow`) | ours / used |"),
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [("| SRFlow L-K | official code, all modules | paper's column | of which the RRDB's "
+              "SR head (pretraining) | of which never used (`f`) | official code, used "
+              "| ours (`srflow_celeba.flow`) | ours / used | ours / paper |"),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (levels, steps, paper, flow) in ((1, 1, "6.622", "srflow_1_1"),
                                          (2, 8, "13.25", "srflow_2_8")):
         n = srflow_official(levels, steps)
         used = n["total"] - n["unused"]
         ours = count("srflow_celeba.flow", flow)[0]
-        lines.append(f"| {levels}-{steps} | {n['total']:,} | {paper} | {n['unused']:,} | "
-                     f"{used:,} | {ours:,} | {ours / used:.4f} |")
+        lines.append(f"| {levels}-{steps} | {n['total']:,} | {paper} | {n['sr_head']:,} | "
+                     f"{n['unused']:,} | {used:,} | {ours:,} | {ours / used:.4f} | "
+                     f"{ours / 1e6 / float(paper):.4f} |")
     return "\n".join(lines)
 
 

@@ -134,8 +134,9 @@ def test_every_flow_trains_a_few_steps(path: str, name: str, tmp_path: Path) -> 
     over, data = small_overrides(path, name)
     out = tmp_path / "run"
     torch.set_num_threads(1)
+    pretrain = {"pretrain_steps": 2} if "pretrain" in flowspec.load(path, name).train else {}
     result = runtime.train(path, flow=name, overrides=over, data=data, out=out,
-                           device="cpu", seed=0, progress=False, **TINY)
+                           device="cpu", seed=0, progress=False, **TINY, **pretrain)
     assert out.is_dir() and (out / "summary.json").is_file()
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text()
               .splitlines() if json.loads(line).get("kind") == "train"]
