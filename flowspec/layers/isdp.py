@@ -14,8 +14,6 @@ from pydantic import Field, field_validator
 from flowspec.kinds import Args, Issue, arg, kind
 
 from ._attention import (
-    BETA_BOUND,
-    RESIDUAL_BOUND,
     AttentionKind,
     Form,
     check_residual,
