@@ -30,7 +30,8 @@ from torch.autograd.function import once_differentiable
 
 def coefficients(layer: Any, coef: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(alpha, delta, gain)`` per head from ``coef`` = ``(log d, theta[, gamma])``."""
-    from .isdp import BETA_BOUND, DIAG_FLOOR, RESIDUAL_BOUND
+    from ._attention import BETA_BOUND, RESIDUAL_BOUND
+    from .isdp import DIAG_FLOOR
 
     theta = coef[1]
     one = torch.ones_like(theta)
@@ -83,7 +84,8 @@ class ISDPForward(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, gy: Tensor | None, glog: Tensor | None) -> tuple:
-        from .isdp import _LOG_D_BOUND, BETA_BOUND, RESIDUAL_BOUND
+        from ._attention import BETA_BOUND, RESIDUAL_BOUND
+        from .isdp import _LOG_D_BOUND
 
         (x_masked, q, k, raw, soft, blocks, mix, x_free, weight, inv_d, alpha,
          gain_g, log_d, theta, gain) = ctx.saved_tensors

@@ -136,7 +136,7 @@ class IMap(FlowLayer):
                inverse: bool) -> tuple[Tensor, Tensor]:
         u = (x * pool).sum(dim=1)  # several times cheaper than einsum's permute + bmm on CPU
         a, log_a = self._gates(u)
-        scale = torch.where(self.mask, sigma, a.unsqueeze(1))
+        scale = torch.lerp(a.unsqueeze(1), sigma, self.mask_f)  # exact: weights 0 and 1
         out = x / scale if inverse else x * scale
         logdet = torch.mv(log_a.flatten(1), self.n_free.flatten().to(log_a.dtype)) + masked_logdet
         return out, -logdet if inverse else logdet

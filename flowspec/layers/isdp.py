@@ -14,8 +14,6 @@ from pydantic import Field, field_validator
 from flowspec.kinds import Args, Issue, arg, kind
 
 from ._attention import (
-    BETA_BOUND,
-    RESIDUAL_BOUND,
     AttentionKind,
     Form,
     check_residual,
@@ -101,6 +99,11 @@ class ISDP(FlowLayer):
     autograd node (:mod:`._isdp_kernel`): one LU factorisation gives the log-det, the
     backward is written out and reuses the forward's tensors. The inverse factorises the
     same blocks once (log-det from the LU diagonal, the solve from the same factors).
+
+    Parameters: two tensors, because an optimiser's cost per tensor is, at these sizes, that
+    of its arithmetic: ``qk`` (2, C, C + 1), the 1x1 convolutions of ``Q`` and ``K`` with
+    the bias as the last column, and ``coef`` (rows, heads), the rows ``log d``, ``theta``
+    and, in the identity form, ``gamma`` (readable as ``layer.log_d`` etc.).
     """
 
     def __init__(
