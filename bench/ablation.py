@@ -26,7 +26,9 @@ flows of ``specs/ablations.flow``, one torch thread per process:
   ``floor(budget / its step time)`` steps;
 * position: iMap before actnorm (pos 1), after actnorm (2), after the 1x1 convolution (3),
   after the coupling (4, shared with ``imap``), on mnist5k at equal steps;
-* every configuration with ``--seeds`` seeds (model initialisation and data order).
+* every configuration with ``--seeds`` seeds (model initialisation and data order); an
+  attention variant starts from the backbone's initial weights for its seed, its attention
+  layers at the identity, so at step 0 both are the same function.
 
 Held-out bits/dim is the runtime's validation (uniform dequantisation, 8-bit data) on the
 data set's fixed validation split. Writes ``docs/results.json`` (every run), the plots
@@ -95,6 +97,8 @@ def train_job(job: dict[str, Any]) -> dict[str, Any]:
     # overflows (mixture coupling's bisection on an infinite target raises ValueError)
     # aborts the run after its last validation but before its checkpoint.
     Trainer._samples = lambda self, *args, **kwargs: None
+    if job["flow"] != BACKBONE[1]:
+        _start_from_the_backbone(job["overrides"])
 
     steps = job["steps"]
     recipe = {k: v for k, v in RECIPE.items() if k != "batch"}
@@ -117,6 +121,32 @@ def train_job(job: dict[str, Any]) -> dict[str, Any]:
             "parameters": s["parameters"], "train_seconds": s["train_seconds"],
             "seconds_per_step": s["seconds_per_step"],
             "wall_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _start_from_the_backbone(overrides: dict[str, Any]) -> None:
+    """Make this worker's ``flowspec.build.compile`` give an attention variant the initial
+    weights of the backbone built with the same seed (its own layers consume random numbers
+    too, so otherwise every backbone layer starts elsewhere). Its attention layers start as
+    the identity (``form=identity``), so both models start as the same function and a
+    difference paired by seed measures what training does with the attention."""
+    import flowspec
+    import flowspec.build as fb
+
+    build = fb.compile
+    base_overrides = {k: v for k, v in overrides.items() if k not in ("pos", "heads", "form")}
+
+    def compile_same_start(spec: Any, device: Any = "cpu", seed: int = 0, **options: Any):
+        model = build(spec, device=device, seed=seed, **options)
+        base = build(flowspec.load(ROOT / BACKBONE[0], BACKBONE[1], base_overrides),
+                     device=device, seed=seed)
+        mine = [m for m in model.layers if not type(m).__name__.startswith(("IMap", "ISDP"))]
+        assert [type(m) for m in mine] == [type(m) for m in base.layers], "layers differ"
+        for a, b in zip(mine, base.layers, strict=True):
+            a.load_state_dict(b.state_dict())
+        model.prior.load_state_dict(base.prior.state_dict())
+        return model
+
+    fb.compile = compile_same_start
 
 
 def timing_pass(dataset: str) -> dict[str, Any]:
@@ -337,7 +367,8 @@ def tables(res: dict[str, Any], summ: dict[str, Any]) -> str:
               f"({res['total_minutes']} min, {res['machine']['processes']} processes x 1 "
               f"thread, {res['machine']['cpus']} CPUs, torch {res['machine']['torch']}). "
               f"Mean ± standard deviation over {n} seeds; Δ is paired by seed "
-              "(same initialisation seed and data order) against the backbone."), ""]
+              "(the same initial backbone weights, the attention starting as the identity, and the same "
+              "data order) against the backbone."), ""]
     for d, rows in summ["variants"].items():
         b = res["budget"][d]
         lines += [(f"**{d}** — equal steps: {res['steps'][d]} steps of batch 32; equal "
