@@ -167,7 +167,7 @@ def timing_pass(dataset: str) -> dict[str, Any]:
     for name, (flow, extra) in VARIANTS.items():
         spec = flowspec.load(ROOT / _spec_of(flow), flow, _overrides(dataset, extra))
         model = build(spec, device="cpu", seed=0)
-        opt = torch.optim.Adamax(model.parameters(), lr=RECIPE["lr"])
+        opt = torch.optim.Adamax(model.parameters(), lr=RECIPE["lr"], foreach=True)
         x = torch.rand(RECIPE["batch"], ch, 32, 32, generator=torch.Generator().manual_seed(0))
         model.train()
         models[name] = (model, opt, x)

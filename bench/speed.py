@@ -137,7 +137,7 @@ def sync(device: torch.device) -> None:
 
 
 def train_step(model: torch.nn.Module) -> Callable[[torch.Tensor], None]:
-    opt = torch.optim.Adamax(model.parameters(), lr=1e-4)
+    opt = torch.optim.Adamax(model.parameters(), lr=1e-4, foreach=True)  # as runtime.trainer
 
     def step(x: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
