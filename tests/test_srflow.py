@@ -27,14 +27,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 from param_counts import srflow_official
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_taps_are_srflows_stacked_blocks() -> None:
     assert tapped_blocks(8, 4) == [1, 3, 5, 7]  # SRFlow_CelebA_8X.yml stackRRDB blocks
     assert tapped_blocks(2, 2) == [0, 1] and tapped_blocks(8, 1) == [7]

@@ -34,14 +34,6 @@ from param_counts import srflow_official
 KIND = ENCODERS["srflow"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---- the head ---------------------------------------------------------------------------
 def _encoder(shape, **args):
     a = KIND.Args(**{"blocks": 1, "features": 6, "taps": 1, **args}).model_dump()
