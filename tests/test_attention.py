@@ -373,3 +373,40 @@ def test_spec_digests_of_the_forms() -> None:
     assert digest("attention isdp heads=2") == digest("attention isdp heads=2 form=identity")
     assert digest("attention isdp heads=2") != paper
     assert digest("attention imap form=paper") == digest("attention imap residual=false")
+
+
+def test_a_model_checkpoint_from_before_the_packing_loads_through_the_runtime() -> None:
+    """The runtime's strict and non-strict loaders accept a model state written when iSDP's
+    parameters were seven tensors; the loaded model computes what the saved one did."""
+    import flowspec
+    from runtime.checkpoint import load_model
+
+    text = ("flowspec 0.2\nflow f {\n  input 4 x 8 x 8\n  actnorm\n"
+            "  attention isdp heads=2 form=paper\n  attention isdp heads=2\n}\n")
+    spec = flowspec.loads(text)
+    model = flowspec.compile(spec, seed=0).double()
+    perturb_(model, 0.5, torch.Generator().manual_seed(3))
+    old = {}
+    for key, value in model.state_dict().items():
+        prefix, _, name = key.rpartition(".")
+        if name == "qk":
+            c = value.shape[1]
+            for i, conv in enumerate("qk"):
+                old[f"{prefix}.{conv}.weight"] = value[i, :, :c].reshape(c, c, 1, 1).clone()
+                old[f"{prefix}.{conv}.bias"] = value[i, :, c].clone()
+        elif name == "coef":
+            for row, param in zip(value, ("log_d", "theta", "gamma"), strict=False):
+                old[f"{prefix}.{param}"] = row.clone()
+        else:
+            old[key] = value
+    assert not any(k.endswith((".qk", ".coef")) for k in old)
+    x = _x((4, 8, 8))
+    with torch.no_grad():
+        want, want_logdet = model(x)
+    for strict in (True, False):
+        fresh = flowspec.compile(spec, seed=1).double()
+        load_model(fresh, {"model": dict(old)}, "old.pt", strict=strict)
+        with torch.no_grad():
+            got, got_logdet = fresh(x)
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+        assert torch.equal(got_logdet, want_logdet)
