@@ -15,7 +15,8 @@ node is recorded around it: at these sizes each costs about as much as a large o
 Notation (see ``ISDP``): groups ``g`` (a head and a free-row pattern), ``A_h = alpha_h S_h +
 delta_h I``, blocks ``B_g`` (``A_head(g)`` on ``U_g x U_g``, ``I`` elsewhere), the gains
 ``gain_h``, ``y_g = gain B_g x_g`` on the free entries of group ``g``, and
-``logdet = sum_g count_g log det B_g``. The backward of ``log det B`` is ``B^{-T}``.
+``logdet = sum_g count_g log det B_g``. The backward of ``log det B`` is ``B^{-T}``,
+solved from the forward's LU factors (one factorisation per call).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class ISDPForward(torch.autograd.Function):
         soft = torch.softmax(logits, dim=-1)
         a = alpha.view(-1, 1, 1) * soft + delta.view(-1, 1, 1) * layer.eye
         blocks = layer._blocks(a)
-        lu, _, _ = torch.linalg.lu_factor_ex(blocks)
+        lu, pivots, _ = torch.linalg.lu_factor_ex(blocks)  # the log-det's, and the backward's
         logdet = lu.diagonal(dim1=-2, dim2=-1).abs().log().sum(-1) @ \
             layer.block_count.to(x.dtype)
         if gamma is not None:  # the gain's share: |U| gamma per block column
@@ -78,7 +79,7 @@ class ISDPForward(torch.autograd.Function):
         ctx.layer, ctx.finite, ctx.shape = layer, finite, (b, c, h, w)
         ctx.has_gamma = gamma is not None
         ctx.save_for_backward(x_masked, q, k, raw, soft, blocks, mix, x_free, weight,
-                              inv_d, alpha, gain_g, log_d, theta, gain)
+                              inv_d, alpha, gain_g, log_d, theta, gain, lu, pivots)
         return y, logdet
 
     @staticmethod
@@ -88,7 +89,7 @@ class ISDPForward(torch.autograd.Function):
         from .isdp import _LOG_D_BOUND
 
         (x_masked, q, k, raw, soft, blocks, mix, x_free, weight, inv_d, alpha,
-         gain_g, log_d, theta, gain) = ctx.saved_tensors
+         gain_g, log_d, theta, gain, lu, pivots) = ctx.saved_tensors
         layer, (b, c, h, w) = ctx.layer, ctx.shape
         if gy is None:
             gy = x_masked.new_zeros(b, c, h, w)
@@ -99,8 +100,8 @@ class ISDPForward(torch.autograd.Function):
         g_gain_g = (g_mix * blocks).sum((0, 2, 3))  # (blocks,)
         g_blocks = g_mix * gain_g
         if glog is not None:  # d log det B / dB = B^{-T}
-            inv = torch.linalg.inv_ex(blocks)[0]
-            g_blocks = g_blocks + inv.transpose(-1, -2) * (
+            inv_t = torch.linalg.lu_solve(lu, pivots, layer.eye.expand_as(lu), adjoint=True)
+            g_blocks = g_blocks + inv_t * (
                 glog.view(-1, 1, 1, 1) * layer.block_count.to(gy.dtype).view(-1, 1, 1))
         # blocks -> every head's A (the identity outside U x U carries no parameter)
         if layer.whole:
