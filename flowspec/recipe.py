@@ -57,7 +57,8 @@ SETTINGS: dict[str, Rule] = {
                      "super_resolution)", required=("steps",)),
     "freeze": Rule(("encoder",), {"fraction": (float, 0.0, 1.0)},
                    "the condition encoders get no updates during the first `fraction` of the "
-                   "flow's steps (SRFlow's train_RRDB_delay: 0.5)", required=("fraction",)),
+                   "flow's steps (SRFlow's train_RRDB_delay: 0.5); a resumed run keeps the "
+                   "first run's count", required=("fraction",)),
 }
 
 
@@ -122,6 +123,10 @@ def check_recipe(spec: FlowSpec, diags: Collector) -> None:
     if "pretrain" in t:
         s = t["pretrain"]
         task = t.get("task")
+        lr = s.options.get("lr")
+        if isinstance(lr, int | float) and not isinstance(lr, bool) and lr <= 0:
+            diags.error("E122", f"option `lr` of `pretrain` must be positive, got {lr:g}",
+                        s.span, help="leave it out for the default 2e-4")
         if not heads:
             with_head = [k for k, e in ENCODERS.items() if e.head_arg]
             example = next((f"`{k}(..., {ENCODERS[k].head_arg}=true)`" for k in with_head),
@@ -129,7 +134,9 @@ def check_recipe(spec: FlowSpec, diags: Collector) -> None:
             diags.error("E313", f"`pretrain encoder` trains a condition encoder's "
                         f"super-resolution head, but no condition of flow `{spec.name}` has "
                         "one", s.span,
-                        help=(f"give the encoder its head, e.g. {example}" if example else
+                        help=(f"give the encoder its head (and whatever it needs to know of the "
+                              f"SR scale), e.g. {example}"
+                              if example else
                               "no registered encoder has a super-resolution head")
                         + "; or remove the line")
         elif task is not None and task.value != "super_resolution":

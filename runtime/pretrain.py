@@ -121,7 +121,11 @@ class Pretraining:
             self.done = self.recipe.pretrain_steps
             return
         self.done = int(saved.get("step", 0))
-        if not self.finished:
+        if not self.finished and "optimizer" not in saved:  # finished at fewer steps before
+            print(f"pretraining continues from step {self.done} of an earlier, finished "
+                  f"pretraining to {self.recipe.pretrain_steps} with a fresh Adam state",
+                  file=sys.stderr)
+        elif not self.finished:
             try:
                 self.opt.load_state_dict(saved["optimizer"])
             except (ValueError, KeyError, TypeError, RuntimeError) as e:
@@ -167,14 +171,15 @@ def announce(pre: Pretraining, batch: int, train_images: int) -> None:
 
 
 class Freeze:
-    """``freeze encoder fraction=F`` in the flow's loop: before step ``s`` (0-based) call
+    """``freeze encoder fraction=F`` in the flow's loop (``until``: :func:`frozen_steps` of
+    the run's first recipe): before step ``s`` (0-based) call
     :meth:`before`, after its backward pass :meth:`drop_grads`; :meth:`release` at the end.
     Steps ``s < until`` leave the encoders unchanged: their gradients are dropped (so neither
     clipping nor the optimiser sees them, and Adam keeps no state for them yet); with
     ``skip_backward`` (one process) they are not even computed."""
 
-    def __init__(self, model: Any, recipe: Any, start: int, *, skip_backward: bool):
-        self.until = frozen_steps(recipe)
+    def __init__(self, model: Any, until: int, start: int, *, skip_backward: bool):
+        self.until = until
         self.params = encoder_parameters(model) if self.until > start else []
         self.skip_backward = skip_backward  # DDP expects every parameter's gradient
 

@@ -183,6 +183,7 @@ class Trainer:
                            f"number, got {recon_warn}")
         self.recon_warn, self.strict = recon_warn, strict
         self.pre: pt.Pretraining | None = None  # `pretrain encoder`, set up by the run
+        self.freeze_until: int | None = None  # `freeze encoder`: the frozen flow steps
 
     # ---------------------------------------------------------------- set-up
     def _folder(self, d: ddp.Dist) -> Path:
@@ -219,6 +220,8 @@ class Trainer:
         }
         if self.pre is not None:  # `pretrain encoder`: its steps done (and its optimiser)
             state["pretrain"] = self.pre.state()
+        if self.freeze_until is not None:  # `freeze encoder`: kept when --steps grows
+            state["freeze_until"] = self.freeze_until
         return state
 
     def _write_static(self, out: Path) -> None:
@@ -261,6 +264,7 @@ class Trainer:
         opt, sched = make_optimizer(model, r)
         # `pretrain encoder`: its own phase before the flow's first step (runtime.pretrain)
         self.pre = pt.Pretraining(model, task, r, dev) if r.pretrain_steps else None
+        self.freeze_until = None
         self.best: float | None = None
         self.out, self.saved_step = out, None  # the last checkpoint this run can resume
         start = 0
@@ -270,14 +274,20 @@ class Trainer:
                                    warn=_warn if d.main else None)
             ckpt.load_model(model, ck, out / "checkpoint.pt", strict=same,
                             warn=_warn if d.main else None)
-            if same or ckpt.same_parameters(model, ck):
+            # a layer that converts an older state dict on load (e.g. iSDP's parameters,
+            # packed into two tensors) leaves the optimiser state with the old tensor list
+            renamed = set(ck["model"]) != set(model.state_dict())
+            if renamed and d.main:
+                _warn("the checkpoint stores some parameters under their older names (loaded "
+                      "by conversion), so the optimiser starts afresh")
+            elif same or ckpt.same_parameters(model, ck):
                 try:
                     opt.load_state_dict(ck["optimizer"])
                     sched.load_state_dict(ck["scheduler"])
                 except (ValueError, KeyError, TypeError, RuntimeError) as e:
                     raise RunError(f"the optimiser state in {out / 'checkpoint.pt'} does not "
                                    f"fit this model: {e}") from e
-            elif d.main:
+            elif d.main and not renamed:
                 _warn("the model's parameters changed shape, so the optimiser starts afresh")
             ckpt.set_rng_state(ck["rng"])
             if self.pre is not None:
@@ -287,6 +297,7 @@ class Trainer:
             if start > r.steps:
                 raise RunError(f"the checkpoint is at step {start}, past --steps {r.steps}; "
                                "pass a larger --steps to train on")
+            self.freeze_until = ck.get("freeze_until")  # the first run's boundary, if any
             changed = Recipe.from_json(ck["recipe"]).differences(r)
             if changed and d.main:
                 _warn(f"resuming with a changed recipe ({', '.join(changed)}): the run will "
@@ -335,14 +346,19 @@ class Trainer:
                 model, device_ids=[dev.index] if dev.type == "cuda" else None)
         else:
             net = model
+        # `freeze encoder fraction=F`: the first floor(F steps) of the run's first --steps,
+        # kept in the checkpoint so that resuming with a larger --steps does not move it
+        if self.freeze_until is None and r.freeze_fraction:
+            self.freeze_until = pt.frozen_steps(r)
+        freeze_until = self.freeze_until or 0
         if d.main:
-            frozen = pt.frozen_steps(r) if pt.frozen_steps(r) > start else 0
+            frozen = freeze_until if freeze_until > start else 0
             print(f"training flow `{spec.name}` ({sum(p.numel() for p in model.parameters()):,}"
                   f" parameters) on `{r.data}`: task {r.task}, "
                   f"{len(train):,} train / {len(data.val):,} val images, "
                   f"steps {start}->{r.steps}, batch {r.batch}"
                   f"{f' over {d.world} processes' if d.active else ''}, {dev}"
-                  f"{f'; encoders frozen for steps 1-{frozen}' if frozen else ''}",
+                  f"{f'; encoders frozen for steps {start + 1}-{frozen}' if frozen else ''}",
                   file=sys.stderr)
         self.recon_batch = recon_batch(task, data.val, r.seed, dev)
         try:
@@ -369,7 +385,7 @@ class Trainer:
         files: dict[str, Any] = {"samples": []}
         self.t_train = 0.0
         params = [p for p in model.parameters()]
-        freeze = pt.Freeze(model, r, start, skip_backward=not d.active)
+        freeze = pt.Freeze(model, self.freeze_until or 0, start, skip_backward=not d.active)
         for step in range(start, r.steps):
             t0 = time.perf_counter()
             model.train()

@@ -375,19 +375,12 @@ def test_spec_digests_of_the_forms() -> None:
     assert digest("attention imap form=paper") == digest("attention imap residual=false")
 
 
-def test_a_model_checkpoint_from_before_the_packing_loads_through_the_runtime() -> None:
-    """The runtime's strict and non-strict loaders accept a model state written when iSDP's
-    parameters were seven tensors; the loaded model computes what the saved one did."""
-    import flowspec
-    from runtime.checkpoint import load_model
-
-    text = ("flowspec 0.2\nflow f {\n  input 4 x 8 x 8\n  actnorm\n"
-            "  attention isdp heads=2 form=paper\n  attention isdp heads=2\n}\n")
-    spec = flowspec.loads(text)
-    model = flowspec.compile(spec, seed=0).double()
-    perturb_(model, 0.5, torch.Generator().manual_seed(3))
+def _unpacked(state: dict[str, Any]) -> dict[str, Any]:
+    """A model state as written before iSDP's parameters were packed into ``qk`` and
+    ``coef``: ``q.weight``, ``q.bias``, ``k.weight``, ``k.bias``, ``log_d``, ``theta``
+    (and ``gamma``) per layer."""
     old = {}
-    for key, value in model.state_dict().items():
+    for key, value in state.items():
         prefix, _, name = key.rpartition(".")
         if name == "qk":
             c = value.shape[1]
@@ -399,6 +392,43 @@ def test_a_model_checkpoint_from_before_the_packing_loads_through_the_runtime() 
                 old[f"{prefix}.{param}"] = row.clone()
         else:
             old[key] = value
+    return old
+
+
+def test_a_run_from_before_the_packing_resumes_with_a_fresh_optimiser(tmp_path, capsys) -> None:
+    """The old optimiser state lists seven tensors per iSDP layer: the run resumes, says that
+    the optimiser starts afresh, and trains on."""
+    import runtime
+
+    spec = tmp_path / "a.flow"
+    spec.write_text("flowspec 0.2\nflow f {\n  input 1 x 8 x 8\n  squeeze\n  actnorm\n"
+                    "  coupling affine hidden=4\n  attention isdp heads=2\n  train {\n"
+                    "    data digits\n    batch 8\n  }\n}\n")
+    tiny = {"val_images": 8, "val_every": 100, "sample_every": 100, "device": "cpu",
+            "progress": False}
+    runtime.train(spec, out=tmp_path / "run", steps=2, **tiny)
+    path = tmp_path / "run" / "checkpoint.pt"
+    ck = torch.load(path, weights_only=True)
+    ck["model"] = _unpacked(ck["model"])
+    torch.save(ck, path)
+    capsys.readouterr()
+    res = runtime.train(spec, out=tmp_path / "run", steps=3, resume=True, **tiny)
+    assert "optimiser starts afresh" in capsys.readouterr().err
+    assert res.step == 3 and set(res.model.state_dict()) >= {"layers.3.qk", "layers.3.coef"}
+
+
+def test_a_model_checkpoint_from_before_the_packing_loads_through_the_runtime() -> None:
+    """The runtime's strict and non-strict loaders accept a model state written when iSDP's
+    parameters were seven tensors; the loaded model computes what the saved one did."""
+    import flowspec
+    from runtime.checkpoint import load_model
+
+    text = ("flowspec 0.2\nflow f {\n  input 4 x 8 x 8\n  actnorm\n"
+            "  attention isdp heads=2 form=paper\n  attention isdp heads=2\n}\n")
+    spec = flowspec.loads(text)
+    model = flowspec.compile(spec, seed=0).double()
+    perturb_(model, 0.5, torch.Generator().manual_seed(3))
+    old = _unpacked(model.state_dict())
     assert not any(k.endswith((".qk", ".coef")) for k in old)
     x = _x((4, 8, 8))
     with torch.no_grad():

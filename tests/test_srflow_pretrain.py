@@ -166,6 +166,9 @@ def test_recipe_line_errors() -> None:
     assert "between 0.0 and 1.0" in found[0][4]
     found = _diags(lines="    pretrain decoder steps=2")
     assert [d[:2] for d in found] == [("error", "E122")]
+    found = _diags(lines="    pretrain encoder steps=2 lr=0")  # the runtime would refuse it
+    assert [d[:4] for d in found] == [("error", "E122", 12, 5)]
+    assert "must be positive" in found[0][4]
 
 
 def test_freeze_needs_an_encoder() -> None:
@@ -290,3 +293,37 @@ def test_head_parameters_are_exactly_those_the_flow_never_reaches() -> None:
     unreached = {id(p) for p in model.encoders["lr"].parameters() if p.grad is None}
     head = pt.head_parameters(model)
     assert head and unreached == {id(p) for p in head}
+
+
+def test_resuming_with_more_steps_keeps_the_first_runs_freeze(tmp_path: Path) -> None:
+    """``freeze encoder fraction=0.5`` over a 4-step run freezes steps 1-2; resumed to 12
+    steps it must not freeze the encoder again for steps 5-6 (half of 12 is 6): the
+    boundary is the first run's, kept in the checkpoint."""
+    base = {"pretrain_steps": 2, "freeze_fraction": 0.5}
+    _train(tmp_path, "run", steps=4, **base)
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["freeze_until"] == 2
+    _train(tmp_path, "run", steps=12, resume=True, **base)
+    flags = [r["encoders_frozen"] for r in _records(tmp_path / "run", "train")]
+    assert flags == [True, True] + [False] * 10
+
+
+def test_a_finished_pretraining_can_be_extended(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A checkpoint written after the pretraining finished keeps no optimiser state; asking
+    for more pretraining steps on resume continues from there with a fresh Adam."""
+    from runtime.trainer import Trainer
+
+    def killed(*args, **kwargs):  # the run dies as the flow's first step begins
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_loop", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, "run", steps=1, pretrain_steps=2)
+    monkeypatch.undo()
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ck["step"] == 0 and ck["pretrain"] == {"step": 2}
+    _train(tmp_path, "run", steps=1, pretrain_steps=4, resume=True)
+    assert "with a fresh Adam state" in capsys.readouterr().err
+    steps = [r["pretrain_step"] for r in _records(tmp_path / "run", "pretrain")]
+    assert steps == [1, 2, 3, 4]
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ck["step"] == 1 and ck["pretrain"] == {"step": 4}
