@@ -274,9 +274,10 @@ class Trainer:
                                    warn=_warn if d.main else None)
             ckpt.load_model(model, ck, out / "checkpoint.pt", strict=same,
                             warn=_warn if d.main else None)
-            # a layer that converts an older state dict on load (e.g. iSDP's parameters,
-            # packed into two tensors) leaves the optimiser state with the old tensor list
-            renamed = set(ck["model"]) != set(model.state_dict())
+            # the same model stored under other keys: a layer converted an older state dict
+            # on load (e.g. iSDP's parameters, packed into two tensors), and the optimiser
+            # state lists the old tensors
+            renamed = same and set(ck["model"]) != set(model.state_dict())
             if renamed and d.main:
                 _warn("the checkpoint stores some parameters under their older names (loaded "
                       "by conversion), so the optimiser starts afresh")
