@@ -523,8 +523,14 @@ class Trainer:
     def _samples(self, dev: torch.device, task: Task, data: TaskData, model: Any, done: int,
                  out: Path, files: dict[str, Any]) -> None:
         model.eval()
-        grids = task.grids(model, data, dev)
-        model.train()
+        try:
+            grids = task.grids(model, data, dev)
+        except Exception as e:  # noqa: BLE001 - a sample grid never stops a run
+            _warn(f"no sample grids at step {done} ({type(e).__name__}: {e}); training "
+                  "goes on")
+            return
+        finally:
+            model.train()
         self.tracker.samples(done, grids)
         for t, img in grids.items():
             p = save_png(img, out / f"samples_step{done:06d}_t{t:g}.png")

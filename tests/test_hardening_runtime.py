@@ -334,3 +334,23 @@ def test_a_missing_checkpoint_says_where_it_was_looked_for(cli, run, tmp_path,
     monkeypatch.chdir(tmp_path)
     rc, _, err = cli("eval", run["spec"], "--checkpoint", "runs/x/checkpoint.pt")
     assert rc == 1 and f"looked for {tmp_path / 'runs' / 'x' / 'checkpoint.pt'}" in err
+
+
+def test_a_failing_sample_grid_never_stops_a_run(tmp_path, monkeypatch, capsys) -> None:
+    """Drawing the grids runs the inverse, which a badly trained model can make raise; the
+    run warns, goes on, and still writes its checkpoint and summary."""
+    import runtime
+    from runtime.tasks import Generation
+
+    def broken(*args, **kwargs):
+        raise ValueError("cannot convert float NaN to integer")
+
+    monkeypatch.setattr(Generation, "grids", broken)
+    spec = write_spec(tmp_path)
+    out = tmp_path / "run"
+    res = runtime.train(str(spec), out=str(out), progress=False, steps=4, sample_every=2)
+    err = capsys.readouterr().err
+    assert "no sample grids at step 2 (ValueError: cannot convert float NaN" in err
+    assert "no sample grids at step 4" in err
+    assert res.step == 4 and (out / "checkpoint.pt").exists() and (out / "summary.json").exists()
+    assert not list(out.glob("samples_*.png"))
