@@ -129,6 +129,8 @@ def _start_from_the_backbone(overrides: dict[str, Any]) -> None:
     difference paired by seed measures what training does with the attention."""
     import flowspec
     import flowspec.build as fb
+    from flowspec.layers.imap import IMap
+    from flowspec.layers.isdp import ISDP
 
     build = fb.compile
     base_overrides = {k: v for k, v in overrides.items() if k not in ("pos", "heads", "form")}
@@ -137,7 +139,7 @@ def _start_from_the_backbone(overrides: dict[str, Any]) -> None:
         model = build(spec, device=device, seed=seed, **options)
         base = build(flowspec.load(ROOT / BACKBONE[0], BACKBONE[1], base_overrides),
                      device=device, seed=seed)
-        mine = [m for m in model.layers if not type(m).__name__.startswith(("IMap", "ISDP"))]
+        mine = [m for m in model.layers if not isinstance(m, IMap | ISDP)]
         assert [type(m) for m in mine] == [type(m) for m in base.layers], "layers differ"
         for a, b in zip(mine, base.layers, strict=True):
             a.load_state_dict(b.state_dict())

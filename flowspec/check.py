@@ -3,8 +3,8 @@
 Walks the flat layer list with the running C×H×W, asks each kind for its output shape
 and its invertibility conditions, checks conditions are declared where they are used
 (and their encoders' own conditions on the input), that the latents add up to the input,
-and that the recipe asks nothing of the model that it lacks (:func:`recipe.check_recipe`). Every violation becomes a diagnostic with the
-layer's instantiation trace as notes.
+and that the recipe asks nothing of the model that it lacks (:func:`recipe.check_recipe`).
+Every violation becomes a diagnostic with the layer's instantiation trace as notes.
 """
 
 from __future__ import annotations

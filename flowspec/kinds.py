@@ -196,8 +196,9 @@ class EncoderKind(_Declared):
     An encoder that can be pretrained as a super-resolution network (``pretrain encoder``
     in ``train { }``) names the boolean argument that gives it the head in ``head_arg``; its
     module then has ``sr(c)``, the super-resolved image (the flow's input shape), in the
-    condition's units, and ``head_parameters()``, the parameters only ``sr`` uses. ``issues(in_shape, args, image_shape)`` reports conditions that
-    depend on the flow's input shape (``image_shape``), as a layer kind's ``issues`` does."""
+    condition's units, and ``head_parameters()``, the parameters only ``sr`` uses.
+    ``issues(in_shape, args, image_shape)`` reports conditions that depend on the flow's
+    input shape (``image_shape``), as a layer kind's ``issues`` does."""
 
     #: The boolean argument that builds a super-resolution head (None: the kind has none).
     head_arg: ClassVar[str | None] = None

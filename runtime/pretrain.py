@@ -17,7 +17,8 @@ first half of the flow's training (``train_RRDB_delay: 0.5`` in ``SRFlow_CelebA_
   killed during pretraining resumes from its checkpoint (which holds this optimiser and
   ``pretrain_step``) and ends bit for bit where an uninterrupted one does.
 * ``freeze encoder fraction=F``: the condition encoders get no update during the first
-  ``floor(F * steps)`` flow steps (their gradients are dropped before clipping and the
+  ``floor(F * steps)`` flow steps (``steps`` of the run's first start: the checkpoint keeps
+  the count, so resuming with a larger ``--steps`` does not move it) (their gradients are dropped before clipping and the
   optimiser step; on one process they are not computed at all).
 
 The learning rate of the pretraining is constant (the RRDB configuration anneals it with a
@@ -45,22 +46,16 @@ BETAS = (0.9, 0.99)
 TAG = "pretrain/"
 
 
-def _inner(model: Any) -> Any:
-    return getattr(model, "module", model)
-
-
 def sr_encoders(model: Any) -> dict[str, nn.Module]:
     """The model's condition encoders that have a super-resolution head, by condition."""
-    m = _inner(model)
-    return {c.name: m.encoders[c.name] for c in m.spec.conditions
+    return {c.name: model.encoders[c.name] for c in model.spec.conditions
             if c.flow is None and ENCODERS[c.encoder.kind].has_head(c.encoder.args)}
 
 
 def encoder_parameters(model: Any) -> list[nn.Parameter]:
     """Parameters of the condition encoders (a condition modelled by a flow has none)."""
-    m = _inner(model)
-    return [p for c in m.spec.conditions if c.flow is None
-            for p in m.encoders[c.name].parameters()]
+    return [p for c in model.spec.conditions if c.flow is None
+            for p in model.encoders[c.name].parameters()]
 
 
 def head_parameters(model: Any) -> list[nn.Parameter]:
@@ -95,7 +90,7 @@ class Pretraining:
                            f"image, so it needs task super_resolution, not `{recipe.task}`")
         self.encoders = sr_encoders(model)
         if not self.encoders:
-            raise RunError(f"`pretrain encoder`: flow `{_inner(model).spec.name}` has no "
+            raise RunError(f"`pretrain encoder`: flow `{model.spec.name}` has no "
                            "condition encoder with a super-resolution head (e.g. "
                            "encoder=srflow(..., head=true, scale=S))")
         self.params = [p for e in self.encoders.values() for p in e.parameters()]

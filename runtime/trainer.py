@@ -183,7 +183,9 @@ class Trainer:
                            f"number, got {recon_warn}")
         self.recon_warn, self.strict = recon_warn, strict
         self.pre: pt.Pretraining | None = None  # `pretrain encoder`, set up by the run
-        self.freeze_until: int | None = None  # `freeze encoder`: the frozen flow steps
+        # `freeze encoder`: how many first flow steps leave the encoders fixed (None until
+        # the run knows: a resumed run keeps its first run's count)
+        self.freeze_until: int | None = None
 
     # ---------------------------------------------------------------- set-up
     def _folder(self, d: ddp.Dist) -> Path:
@@ -220,7 +222,7 @@ class Trainer:
         }
         if self.pre is not None:  # `pretrain encoder`: its steps done (and its optimiser)
             state["pretrain"] = self.pre.state()
-        if self.freeze_until is not None:  # `freeze encoder`: kept when --steps grows
+        if self.freeze_until is not None:
             state["freeze_until"] = self.freeze_until
         return state
 
@@ -277,10 +279,10 @@ class Trainer:
             # the same model stored under other keys: a layer converted an older state dict
             # on load (e.g. iSDP's parameters, packed into two tensors), and the optimiser
             # state lists the old tensors
-            renamed = same and set(ck["model"]) != set(model.state_dict())
-            if renamed and d.main:
-                _warn("the checkpoint stores some parameters under their older names (loaded "
-                      "by conversion), so the optimiser starts afresh")
+            if same and set(ck["model"]) != set(model.state_dict()):
+                if d.main:
+                    _warn("the checkpoint stores some parameters under their older names "
+                          "(loaded by conversion), so the optimiser starts afresh")
             elif same or ckpt.same_parameters(model, ck):
                 try:
                     opt.load_state_dict(ck["optimizer"])
@@ -288,7 +290,7 @@ class Trainer:
                 except (ValueError, KeyError, TypeError, RuntimeError) as e:
                     raise RunError(f"the optimiser state in {out / 'checkpoint.pt'} does not "
                                    f"fit this model: {e}") from e
-            elif d.main and not renamed:
+            elif d.main:
                 _warn("the model's parameters changed shape, so the optimiser starts afresh")
             ckpt.set_rng_state(ck["rng"])
             if self.pre is not None:
@@ -347,13 +349,10 @@ class Trainer:
                 model, device_ids=[dev.index] if dev.type == "cuda" else None)
         else:
             net = model
-        # `freeze encoder fraction=F`: the first floor(F steps) of the run's first --steps,
-        # kept in the checkpoint so that resuming with a larger --steps does not move it
-        if self.freeze_until is None and r.freeze_fraction:
+        if self.freeze_until is None:  # a new run (or one from before the count was kept)
             self.freeze_until = pt.frozen_steps(r)
-        freeze_until = self.freeze_until or 0
         if d.main:
-            frozen = freeze_until if freeze_until > start else 0
+            frozen = self.freeze_until if self.freeze_until > start else 0
             print(f"training flow `{spec.name}` ({sum(p.numel() for p in model.parameters()):,}"
                   f" parameters) on `{r.data}`: task {r.task}, "
                   f"{len(train):,} train / {len(data.val):,} val images, "
@@ -386,7 +385,7 @@ class Trainer:
         files: dict[str, Any] = {"samples": []}
         self.t_train = 0.0
         params = [p for p in model.parameters()]
-        freeze = pt.Freeze(model, self.freeze_until or 0, start, skip_backward=not d.active)
+        freeze = pt.Freeze(model, self.freeze_until, start, skip_backward=not d.active)
         for step in range(start, r.steps):
             t0 = time.perf_counter()
             model.train()

@@ -341,12 +341,7 @@ def test_isdp_state_dict_and_checkpoints_from_before_the_packing() -> None:
         assert set(layer.state_dict()) == {"qk", "coef"}
         assert layer.coef.shape == (rows, 2) and layer.qk.shape == (2, 4, 5)
         perturb_(layer, 0.5, torch.Generator().manual_seed(7))
-        old = {"q.weight": layer.qk[0, :, :4].reshape(4, 4, 1, 1), "q.bias": layer.qk[0, :, 4],
-               "k.weight": layer.qk[1, :, :4].reshape(4, 4, 1, 1), "k.bias": layer.qk[1, :, 4],
-               "log_d": layer.log_d, "theta": layer.theta}
-        if form == "identity":
-            old["gamma"] = layer.gamma
-        old = {k: v.detach().clone() for k, v in old.items()}
+        old = _unpacked(layer.state_dict())
         fresh = MODULES["attention.isdp"]((4, 4, 4), {**base, "form": form}, None).double()
         fresh.load_state_dict(old)
         (y, ld), (y2, ld2) = layer(x), fresh(x)
@@ -382,14 +377,15 @@ def _unpacked(state: dict[str, Any]) -> dict[str, Any]:
     old = {}
     for key, value in state.items():
         prefix, _, name = key.rpartition(".")
+        prefix += "." if prefix else ""
         if name == "qk":
             c = value.shape[1]
             for i, conv in enumerate("qk"):
-                old[f"{prefix}.{conv}.weight"] = value[i, :, :c].reshape(c, c, 1, 1).clone()
-                old[f"{prefix}.{conv}.bias"] = value[i, :, c].clone()
+                old[f"{prefix}{conv}.weight"] = value[i, :, :c].reshape(c, c, 1, 1).clone()
+                old[f"{prefix}{conv}.bias"] = value[i, :, c].clone()
         elif name == "coef":
             for row, param in zip(value, ("log_d", "theta", "gamma"), strict=False):
-                old[f"{prefix}.{param}"] = row.clone()
+                old[f"{prefix}{param}"] = row.clone()
         else:
             old[key] = value
     return old

@@ -53,7 +53,7 @@ class ISDPForward(torch.autograd.Function):
         from .isdp import _LOG_D_BOUND
 
         b, c, h, w = x.shape
-        weight, bias = qk[:, :, :c].reshape(2 * c, c), qk[:, :, c].reshape(2 * c)
+        weight, bias = layer._qk_weights(qk)
         log_d, theta = coef[0], coef[1]
         gamma = coef[2] if coef.shape[0] > 2 else None
         inv_d = torch.exp(-log_d.clamp(-_LOG_D_BOUND, _LOG_D_BOUND))
@@ -70,8 +70,7 @@ class ISDPForward(torch.autograd.Function):
         lu, pivots, _ = torch.linalg.lu_factor_ex(blocks)  # the log-det's, and the backward's
         logdet = lu.diagonal(dim1=-2, dim2=-1).abs().log().sum(-1) @ \
             layer.block_count.to(x.dtype)
-        if gamma is not None:  # the gain's share: |U| gamma per block column
-            logdet = logdet + torch.dot(layer.head_free.to(x.dtype), gamma)
+        logdet = layer._gain_logdet(logdet, gamma)
         gain_g = gain[layer.block_head].view(-1, 1, 1)
         mix = blocks * gain_g
         x_free = layer._free_slots(x)

@@ -232,10 +232,12 @@ class ISDP(FlowLayer):
             raise AttributeError("only the identity form of iSDP has a gain gamma")
         return self.coef[2]
 
-    def _qk_weights(self) -> tuple[Tensor, Tensor]:
-        """The 1x1 convolutions of ``Q`` and ``K`` stacked: (2C, C) and (2C,)."""
+    def _qk_weights(self, qk: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The 1x1 convolutions of ``Q`` and ``K`` stacked: (2C, C) and (2C,), from ``qk``
+        (default: the parameter)."""
+        qk = self.qk if qk is None else qk
         c = self.in_shape[0]
-        return self.qk[:, :, :c].reshape(2 * c, c), self.qk[:, :, c].reshape(2 * c)
+        return qk[:, :, :c].reshape(2 * c, c), qk[:, :, c].reshape(2 * c)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any
                               ) -> None:
@@ -286,10 +288,13 @@ class ISDP(FlowLayer):
             return a
         return torch.where(self.block_rows, a[:, self.block_head], self.eye)
 
-    def _gain_logdet(self, logdet: Tensor) -> Tensor:
+    def _gain_logdet(self, logdet: Tensor, gamma: Tensor | None = None) -> Tensor:
+        """``logdet`` plus the gain's share, ``|U| gamma`` per block column (identity form;
+        ``gamma`` defaults to the parameter's)."""
         if self.form != "identity":
             return logdet
-        return logdet + torch.dot(self.head_free.to(self.gamma.dtype), self.gamma)
+        gamma = self.gamma if gamma is None else gamma
+        return logdet + torch.dot(self.head_free.to(gamma.dtype), gamma)
 
     def _gain(self) -> Tensor:
         """Every block's gain ``g``, (blocks, 1, 1)."""
