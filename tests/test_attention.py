@@ -262,6 +262,17 @@ def test_isdp_hand_written_backward_matches_finite_differences(
     assert torch.autograd.gradcheck(lambda *t: ISDPForward.apply(*t, layer), inputs)
 
 
+@pytest.mark.parametrize(("shape", "args"), [((4, 4, 4), {"heads": 3}), ((3, 6, 6), {"heads": 2})])
+def test_isdp_inverse_is_differentiable(shape: tuple[int, int, int], args: dict[str, Any]) -> None:
+    """The inverse is composed from differentiable torch ops (one LU factorisation, one
+    solve): its gradients, the parameters' included, against ``gradcheck`` in float64."""
+    layer, x = _isdp(shape, form="identity", **args), _x(shape)
+    perturb_(layer, 0.5, torch.Generator().manual_seed(5))
+    y = layer(x)[0].detach().requires_grad_()
+    params = [layer.qk, layer.coef]
+    assert torch.autograd.gradcheck(lambda v, *p: layer.inverse(v), (y, *params))
+
+
 # ---------------------------------------------------------------------------- the forms
 
 @pytest.mark.parametrize("which", EXTREMES)

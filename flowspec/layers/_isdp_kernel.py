@@ -5,18 +5,20 @@ spec stays torch-free. At the sizes flowspec's models use (N = 4 or 16 patches, 
 hundred features per patch) every op of the layer costs more in dispatch and autograd
 bookkeeping than in arithmetic: composed from torch ops, autograd recorded about 40 nodes
 for one call. Here the forward runs without recording and the backward is the chain rule
-written out once, reusing what the forward computed (the blocks, their LU factors, the
-gathered ``Q``, ``K`` and free entries).
+written out once, reusing what the forward computed.
 
-The node takes the layer's parameters as they are stored (the two 1x1 convolutions, ``log d``,
-``theta``, ``gamma``) and computes the per-head coefficients inside, so that no small autograd
-node is recorded around it: at these sizes each costs about as much as a large one.
+The kernel works with transposed matrices: it computes ``L^T = K Q^T`` and normalises its
+columns (``S^T``), because a softmax over a short last axis is several times slower on CPU
+than one over the axis before it. It builds the mixing matrices with their gain folded in,
+``T_h = (g_h A_h)^T = alpha'_h S_h^T + delta'_h I`` (``alpha' = g alpha``, ``delta' = g
+delta``), and the blocks ``T_g`` (``T_head(g)`` on ``U_g x U_g``, ``I`` elsewhere):
+``det T_g = g^|U_g| det A[U_g, U_g]``, so ``logdet = sum_g count_g log det T_g`` includes
+the gain's share, and the free entries of group ``g`` map as ``y_g = T_g^T x_g``. One LU
+factorisation per call gives the log-det and, in the backward, ``T_g^{-T}`` (the
+derivative of ``log det``); the inverse solves with the same factors.
 
-Notation (see ``ISDP``): groups ``g`` (a head and a free-row pattern), ``A_h = alpha_h S_h +
-delta_h I``, blocks ``B_g`` (``A_head(g)`` on ``U_g x U_g``, ``I`` elsewhere), the gains
-``gain_h``, ``y_g = gain B_g x_g`` on the free entries of group ``g``, and
-``logdet = sum_g count_g log det B_g``. The backward of ``log det B`` is ``B^{-T}``,
-solved from the forward's LU factors (one factorisation per call).
+Notation as in :class:`~flowspec.layers.isdp.ISDP`; ``coef`` holds the rows ``log d``,
+``theta`` and, in the identity form, ``gamma``.
 """
 
 from __future__ import annotations
@@ -28,18 +30,96 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ._attention import BETA_BOUND, RESIDUAL_BOUND
+from .isdp import _LOG_D_BOUND as LOG_D_BOUND
+from .isdp import _LOGIT_BOUND as LOGIT_BOUND
+from .isdp import DIAG_FLOOR
+
+_softmax_backward = torch.ops.aten._softmax_backward_data
+
 
 def coefficients(layer: Any, coef: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(alpha, delta, gain)`` per head from ``coef`` = ``(log d, theta[, gamma])``."""
-    from ._attention import BETA_BOUND, RESIDUAL_BOUND
-    from .isdp import DIAG_FLOOR
-
+    """``(alpha, delta, gain)`` per head from ``coef``: ``A = alpha S + delta I``, mixing
+    ``gain A``."""
     theta = coef[1]
     one = torch.ones_like(theta)
     if layer.form == "paper":
         return one, 1.0 + DIAG_FLOOR + F.softplus(theta), one
     bound = BETA_BOUND if layer.form == "identity" else RESIDUAL_BOUND
     return bound * torch.tanh(theta), one, torch.exp(coef[2]) if coef.shape[0] > 2 else one
+
+
+def _gained(layer: Any, coef: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(inv_d, alpha', delta')`` per head: ``1 / d`` and the gain folded into ``A``."""
+    inv_d = torch.exp(-coef[0].clamp(-LOG_D_BOUND, LOG_D_BOUND))
+    if layer.form == "paper":
+        return inv_d, torch.ones_like(coef[1]), 1.0 + DIAG_FLOOR + F.softplus(coef[1])
+    bound = BETA_BOUND if layer.form == "identity" else RESIDUAL_BOUND
+    beta = bound * torch.tanh(coef[1])
+    if coef.shape[0] > 2:
+        gain = torch.exp(coef[2])
+        return inv_d, gain * beta, gain
+    return inv_d, beta, torch.ones_like(beta)
+
+
+def _transposed_mixing(layer: Any, x: Tensor, qk: Tensor, inv_d: Tensor, alpha: Tensor,
+                       delta: Tensor) -> tuple[Tensor, ...]:
+    """From ``x`` (only its masked entries matter): ``(x_aug, qk_slots, logits_t, finite,
+    s_t, t)``. ``x_aug`` (B, C + 1, HW) is ``M x`` with a row of ones (the bias's input);
+    ``qk_slots`` (B, 2, heads, N, width) holds ``Q`` and ``K`` per head (zero padding);
+    ``logits_t = K Q^T / d`` (non-finite entries replaced), ``s_t`` its per-head softmax over
+    rows (``S^T``) and ``t`` every head's ``T = alpha' S^T + delta' I``."""
+    b, c, h, w = x.shape
+    x_aug = torch.cat([x.view(b, c, h * w) * layer.mask_flat,
+                       layer.ones_row.expand(b, 1, h * w)], 1)
+    # (B, 2C, HW), Q's rows then K's; bmm: matmul would fold the batch through copies
+    qk_img = torch.bmm(qk.view(1, 2 * c, c + 1).expand(b, -1, -1), x_aug)
+    slots = qk_img.view(b, -1).index_select(1, layer.qk_index).view(b, 2, *layer.qk_shape)
+    if layer.qk_padded:
+        slots = slots * layer.qk_used
+    q, k = slots.unbind(1)
+    logits_t = (k @ q.transpose(-1, -2)) * inv_d.view(-1, 1, 1)
+    finite = torch.isfinite(logits_t)  # no host sync: replaced entries get no gradient
+    logits_t = torch.nan_to_num(logits_t, nan=0.0, posinf=LOGIT_BOUND, neginf=-LOGIT_BOUND)
+    s_t = torch.softmax(logits_t, dim=-2)
+    t = torch.addcmul(delta.view(-1, 1, 1) * layer.eye, alpha.view(-1, 1, 1), s_t)
+    return x_aug, slots, logits_t, finite, s_t, t
+
+
+def _blocks_t(layer: Any, t: Tensor) -> Tensor:
+    """(B, G, N, N): group ``(h, U)``'s block is ``T_h`` on ``U x U``, ``I`` elsewhere."""
+    if layer.whole:
+        return t
+    return torch.where(layer.block_rows, t.index_select(1, layer.block_head), layer.eye)
+
+
+def _logdet(layer: Any, lu: Tensor) -> Tensor:
+    """``sum_g count_g log |det T_g|`` from the blocks' LU factors (every det is > 0)."""
+    diag = lu.diagonal(dim1=-2, dim2=-1).abs().log()
+    return diag.flatten(1) @ layer.diag_count
+
+
+def _free_slots(layer: Any, t: Tensor) -> Tensor:
+    """``t`` (B, C, H, W) in the ``free`` layout (B, G, N, width); the slots outside a block's
+    free rows hold other entries, which the mixing keeps apart and nothing scatters back."""
+    return t.reshape(t.shape[0], -1).index_select(1, layer.free_index).view(
+        t.shape[0], *layer.free_shape)
+
+
+def _scatter_free(layer: Any, t: Tensor, slots: Tensor) -> Tensor:
+    """``t`` with its free entries replaced by ``slots`` (B, G, N, width)."""
+    free = slots.reshape(t.shape[0], -1).index_select(1, layer.free_back)
+    return torch.lerp(free.view_as(t), t, layer.mask_f)  # exact: weights 0 and 1
+
+
+def inverse(layer: Any, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``(x, -logdet)`` of ``y = layer(x)``: the masked entries were copied, so ``y`` gives
+    the same blocks; one LU factorisation gives the log-det and the solve."""
+    inv_d, alpha, delta = _gained(layer, layer.coef)
+    t = _transposed_mixing(layer, y, layer.qk, inv_d, alpha, delta)[-1]
+    lu, pivots, _ = torch.linalg.lu_factor_ex(_blocks_t(layer, t))
+    x_free = torch.linalg.lu_solve(lu, pivots, _free_slots(layer, y), adjoint=True)
+    return _scatter_free(layer, y, x_free), -_logdet(layer, lu)
 
 
 class ISDPForward(torch.autograd.Function):
@@ -50,93 +130,72 @@ class ISDPForward(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, qk: Tensor, coef: Tensor, layer: Any
                 ) -> tuple[Tensor, Tensor]:
-        from .isdp import _LOG_D_BOUND
-
-        b, c, h, w = x.shape
-        weight, bias = layer._qk_weights(qk)
-        log_d, theta = coef[0], coef[1]
-        gamma = coef[2] if coef.shape[0] > 2 else None
-        inv_d = torch.exp(-log_d.clamp(-_LOG_D_BOUND, _LOG_D_BOUND))
-        alpha, delta, gain = coefficients(layer, coef)
-        x_masked, q, k = layer._qk(x, weight, bias)  # Q, K: (B, heads, N, width)
-        raw = q @ k.transpose(-1, -2)  # (B, heads, N, N)
-        logits = raw * inv_d.view(-1, 1, 1)
-        finite = torch.isfinite(logits)  # no host sync: replaced entries get no gradient
-        logits = torch.nan_to_num(logits, nan=0.0, posinf=layer.logit_bound,
-                                  neginf=-layer.logit_bound)
-        soft = torch.softmax(logits, dim=-1)
-        a = alpha.view(-1, 1, 1) * soft + delta.view(-1, 1, 1) * layer.eye
-        blocks = layer._blocks(a)
-        lu, pivots, _ = torch.linalg.lu_factor_ex(blocks)  # the log-det's, and the backward's
-        logdet = lu.diagonal(dim1=-2, dim2=-1).abs().log().sum(-1) @ \
-            layer.block_count.to(x.dtype)
-        logdet = layer._gain_logdet(logdet, gamma)
-        gain_g = gain[layer.block_head].view(-1, 1, 1)
-        mix = blocks * gain_g
-        x_free = layer._free_slots(x)
-        y = layer._scatter_free(x, mix @ x_free)
-        ctx.layer, ctx.finite, ctx.shape = layer, finite, (b, c, h, w)
-        ctx.has_gamma = gamma is not None
-        ctx.save_for_backward(x_masked, q, k, raw, soft, blocks, mix, x_free, weight,
-                              inv_d, alpha, gain_g, log_d, theta, gain, lu, pivots)
-        return y, logdet
+        inv_d, alpha, delta = _gained(layer, coef)
+        x_aug, slots, logits_t, finite, s_t, t = _transposed_mixing(
+            layer, x, qk, inv_d, alpha, delta)
+        blocks = _blocks_t(layer, t)
+        lu, pivots, _ = torch.linalg.lu_factor_ex(blocks)
+        x_free = _free_slots(layer, x)
+        y = _scatter_free(layer, x, blocks.transpose(-1, -2) @ x_free)
+        ctx.layer, ctx.finite = layer, finite
+        ctx.save_for_backward(x_aug, slots, logits_t, s_t, blocks, x_free, lu, pivots,
+                              qk, coef, inv_d, alpha, delta)
+        return y, _logdet(layer, lu)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, gy: Tensor | None, glog: Tensor | None) -> tuple:
-        from ._attention import BETA_BOUND, RESIDUAL_BOUND
-        from .isdp import _LOG_D_BOUND
-
-        (x_masked, q, k, raw, soft, blocks, mix, x_free, weight, inv_d, alpha,
-         gain_g, log_d, theta, gain, lu, pivots) = ctx.saved_tensors
-        layer, (b, c, h, w) = ctx.layer, ctx.shape
+        (x_aug, slots, logits_t, s_t, blocks, x_free, lu, pivots, qk, coef, inv_d, alpha,
+         delta) = ctx.saved_tensors
+        layer = ctx.layer
+        b, c = x_aug.shape[0], x_aug.shape[1] - 1
+        shape = (b, c, *layer.in_shape[1:])
         if gy is None:
-            gy = x_masked.new_zeros(b, c, h, w)
-        # the mixing y_g = gain B_g x_g on the free entries; masked entries are copied
-        gy_free = layer._free_slots(gy, zeroed=True)  # x_free is not zeroed: gy_free must be
-        g_mix = gy_free @ x_free.transpose(-1, -2)  # (B, G, N, N)
-        gx = layer._scatter_free(gy, mix.transpose(-1, -2) @ gy_free)
-        g_gain_g = (g_mix * blocks).sum((0, 2, 3))  # (blocks,)
-        g_blocks = g_mix * gain_g
-        if glog is not None:  # d log det B / dB = B^{-T}
+            gy = x_aug.new_zeros(shape)
+        # the mixing: y_g = T_g^T x_g on the free entries; masked entries are copied
+        gy_free = _free_slots(layer, gy) * layer.free_slots  # zero outside the free rows
+        gx = _scatter_free(layer, gy, blocks @ gy_free)
+        g_blocks = x_free @ gy_free.transpose(-1, -2)
+        if glog is not None:  # d log det T / dT = T^{-T}
             inv_t = torch.linalg.lu_solve(lu, pivots, layer.eye.expand_as(lu), adjoint=True)
-            g_blocks = g_blocks + inv_t * (
-                glog.view(-1, 1, 1, 1) * layer.block_count.to(gy.dtype).view(-1, 1, 1))
-        # blocks -> every head's A (the identity outside U x U carries no parameter)
+            g_blocks.addcmul_(inv_t, glog.view(-1, 1, 1, 1) * layer.block_weight)
+        # blocks -> every head's T (the identity outside U x U carries no parameter)
         if layer.whole:
-            g_a = g_blocks
+            g_t = g_blocks
         else:
-            g_a = g_blocks.new_zeros(b, layer.heads, *g_blocks.shape[2:]).index_add(
+            g_t = g_blocks.new_zeros(b, layer.heads, *g_blocks.shape[2:]).index_add_(
                 1, layer.block_head, torch.where(layer.block_rows, g_blocks, 0.0))
-        g_soft = g_a * alpha.view(-1, 1, 1)
-        g_logits = soft * (g_soft - (g_soft * soft).sum(-1, keepdim=True))
+        # T = alpha' S^T + delta' I; the softmax normalised each column of L^T
+        g_logits = _softmax_backward(g_t * alpha.view(-1, 1, 1), s_t, -2, s_t.dtype)
         g_logits = torch.where(ctx.finite, g_logits, 0.0)  # nan_to_num's replaced logits
-        g_inv_d = (g_logits * raw).sum((0, 2, 3))
+        g_log_d = -(g_logits * logits_t).sum((0, 2, 3))  # L = raw exp(-log d)
         g_raw = g_logits * inv_d.view(-1, 1, 1)
-        # raw = Q K^T; back to the image layout (the gather is a bijection on the entries)
-        g_qk = torch.cat([(g_raw @ k).view(b, -1).index_select(1, layer.qk_back),
-                          (g_raw.transpose(-1, -2) @ q).view(b, -1).index_select(
-                              1, layer.qk_back)], 1).view(b, 2 * c, h * w)
-        g_weight = torch.bmm(g_qk, x_masked.view(b, c, h * w).transpose(1, 2)).sum(0)
-        g_bias = g_qk.sum((0, 2))
-        g_x_masked = torch.bmm(weight.t().expand(b, -1, -1), g_qk).view(b, c, h, w)
+        # raw^T = K Q^T: dQ = raw^T^T K, dK = raw^T Q, back to the image layout
+        g_slots = torch.stack([g_raw.transpose(-1, -2) @ slots[:, 1], g_raw @ slots[:, 0]], 1)
+        g_img = g_slots.view(b, -1).index_select(1, layer.qk_back).view(b, 2 * c, -1)
+        g_qk = torch.bmm(g_img, x_aug.transpose(1, 2)).sum(0).view_as(qk)
+        g_x_masked = torch.bmm(qk.view(1, 2 * c, c + 1)[:, :, :c].transpose(1, 2).expand(
+            b, -1, -1), g_img).view(shape)
         gx = gx.addcmul_(g_x_masked, layer.mask_f)
-        # the per-head coefficients -> the stored parameters
-        inside = (log_d >= -_LOG_D_BOUND) & (log_d <= _LOG_D_BOUND)
-        g_log_d = torch.where(inside, -inv_d * g_inv_d, 0.0)
-        if layer.form == "paper":  # delta = 1 + floor + softplus(theta)
-            g_delta = g_a.diagonal(dim1=-2, dim2=-1).sum((0, 2))
-            g_theta = g_delta * torch.sigmoid(theta)
-        else:  # alpha = bound tanh(theta)
-            bound = BETA_BOUND if layer.form == "identity" else RESIDUAL_BOUND
-            g_alpha = (g_a * soft).sum((0, 2, 3))
-            g_theta = g_alpha * bound * (1.0 - torch.tanh(theta).square())
-        g_gamma = None
-        if ctx.has_gamma:  # gain = exp(gamma); the log-det's |U| gamma
-            g_gamma = gain * gain_g.new_zeros(layer.heads).index_add(
-                0, layer.block_head, g_gain_g)
-            if glog is not None:
-                g_gamma = g_gamma + layer.head_free.to(gy.dtype) * glog.sum()
-        g_qk_param = torch.cat([g_weight.view(2, c, c), g_bias.view(2, c, 1)], 2)
-        g_coef = torch.stack([g_log_d, g_theta] + ([g_gamma] if ctx.has_gamma else []))
-        return gx, g_qk_param, g_coef, None
+        g_coef = _coef_grad(layer, coef, alpha, delta, g_log_d,
+                            (g_t * s_t).sum((0, 2, 3)),
+                            g_t.diagonal(dim1=-2, dim2=-1).sum((0, 2)))
+        return gx, g_qk, g_coef, None
+
+
+def _coef_grad(layer: Any, coef: Tensor, alpha: Tensor, delta: Tensor, g_log_d: Tensor,
+               g_alpha: Tensor, g_delta: Tensor) -> Tensor:
+    """The gradient of ``coef`` from those of the (unclamped) ``log d``, ``alpha'`` and
+    ``delta'``."""
+    log_d, theta = coef[0], coef[1]
+    inside = (log_d >= -LOG_D_BOUND) & (log_d <= LOG_D_BOUND)
+    rows = [torch.where(inside, g_log_d, 0.0)]
+    if layer.form == "paper":  # delta' = 1 + floor + softplus(theta)
+        rows.append(g_delta * torch.sigmoid(theta))
+    else:  # alpha' = gain bound tanh(theta), delta' = gain
+        bound = BETA_BOUND if layer.form == "identity" else RESIDUAL_BOUND
+        tanh = torch.tanh(theta)
+        rows.append(g_alpha * (delta * bound) * (1.0 - tanh * tanh))
+        if coef.shape[0] > 2:  # gain = exp(gamma)
+            rows.append(g_alpha * alpha + g_delta * delta)
+    return torch.stack(rows)

@@ -85,20 +85,20 @@ class ISDP(FlowLayer):
     ``log d`` is clamped to ``[-30, 30]`` and non-finite logits are replaced (NaN by 0,
     infinities by ``+-1e4``), so the softmax is finite whatever ``Q``, ``K`` and ``d`` are.
 
-    Kernel: ``Q`` and ``K`` are one batched matrix product with the two weights stacked,
-    gathered (one ``index_select`` each, indices precomputed) into a ``(heads, N, width)``
-    layout, each head's columns side by side (zero-padded when the heads' widths differ),
-    so all heads' logits are one batched product and one softmax over (B, heads, N, N). The
-    free entries are gathered alike into a ``(blocks, N, width)`` layout (columns without
-    free rows, half of them when the patch sides are even, are left out), mixed by one
-    batched product with the blocks and scattered back by one more ``index_select``. Each
-    block is embedded in an ``N x N`` matrix that is the identity outside ``U x U`` (same
-    determinant, same solution on ``U``, and its product with the zero-padded free entries
-    is the block's); when every patch has the same mask each head has one block covering
-    every row, and the blocks are the heads' matrices themselves. The forward is one
-    autograd node (:mod:`._isdp_kernel`): one LU factorisation gives the log-det, the
-    backward is written out and reuses the forward's tensors. The inverse factorises the
-    same blocks once (log-det from the LU diagonal, the solve from the same factors).
+    Kernel (:mod:`._isdp_kernel`): ``Q`` and ``K`` are one batched matrix product (the two
+    convolutions stacked, the bias as a weight on a row of ones), gathered by one
+    ``index_select`` (indices precomputed) into a ``(2, heads, N, width)`` layout, each
+    head's columns side by side (zero-padded when the heads' widths differ), so all heads'
+    logits are one batched product and one softmax. The free entries are gathered alike
+    into a ``(blocks, N, width)`` layout (columns without free rows, half of them when the
+    patch sides are even, are left out), mixed by one batched product with the blocks and
+    scattered back by one more ``index_select``. Each block is embedded in an ``N x N``
+    matrix that is the identity outside ``U x U`` (same determinant, same solution on
+    ``U``); when every patch has the same mask each head has one block covering every row,
+    and the blocks are the heads' matrices themselves. The gain is folded into the blocks
+    on ``U x U`` (``det`` then includes ``g^|U|``), one LU factorisation per call gives the
+    log-det, the backward's ``B^{-T}`` and the inverse's solve. The forward is one autograd
+    node whose backward is written out and reuses the forward's tensors.
 
     Parameters: two tensors, because an optimiser's cost per tensor is, at these sizes, that
     of its arithmetic: ``qk`` (2, C, C + 1), the 1x1 convolutions of ``Q`` and ``K`` with
@@ -130,6 +130,8 @@ class ISDP(FlowLayer):
         # the masks as 0 / 1 floats: a product or lerp with them is several times cheaper
         # on CPU than ``where`` with a bool mask, and exact for finite values
         self.register_buffer("mask_f", mask.unsqueeze(0).float(), persistent=False)
+        self.register_buffer("mask_flat", mask.view(1, c, h * w).float(), persistent=False)
+        self.register_buffer("ones_row", torch.ones(1, 1, h * w), persistent=False)
         free = ~self._to_patches(mask.unsqueeze(0))[0]  # (N, P)
         self.register_buffer("free", free.unsqueeze(0), persistent=False)
         # Q's and K's 1x1 convolutions, bias as the last column, initialised as nn.Conv2d's
@@ -147,7 +149,6 @@ class ISDP(FlowLayer):
         coef = torch.zeros(3 if self.form == "identity" else 2, heads)
         coef[0] = torch.tensor([0.5 * math.log(len(g)) for g in groups])
         self.coef = nn.Parameter(coef)
-        self.logit_bound = _LOGIT_BOUND
         self._init_blocks(free)
 
     def _init_blocks(self, free: Tensor) -> None:
@@ -177,6 +178,9 @@ class ISDP(FlowLayer):
         # Q and K: (heads, N, width), each head's columns; the free entries: (blocks, N,
         # width), each block's columns. Slots past a group's width are padding.
         self._layout("qk", entry, [torch.arange(lo, hi) for lo, hi in self.group_bounds])
+        # Q and K are gathered together, K's entries and slots after Q's
+        self.qk_index = torch.cat([self.qk_index, self.qk_index + c * h * w])
+        self.qk_back = torch.cat([self.qk_back, self.qk_back + math.prod(self.qk_shape)])
         self._layout("free", entry, [getattr(self, b[2]) for b in self.blocks])
         self.register_buffer("free_slots", (torch.stack(patterns).view(-1, n, 1).float()
                                             * self.free_used), persistent=False)
@@ -190,8 +194,9 @@ class ISDP(FlowLayer):
         self.register_buffer("block_count", counts, persistent=False)
         self.register_buffer("block_rows", torch.stack(
             [pt.unsqueeze(1) & pt.unsqueeze(0) for pt in patterns]), persistent=False)
-        self.register_buffer("head_free", torch.zeros(self.heads).index_add_(
-            0, block_head, counts * sizes), persistent=False)  # the gain's log-det weight
+        # the log-det's weights: per block, and per entry of the blocks' LU diagonals
+        self.register_buffer("block_weight", counts.view(-1, 1, 1), persistent=False)
+        self.register_buffer("diag_count", counts.repeat_interleave(n), persistent=False)
 
     def _layout(self, name: str, entry: Tensor, groups: list[Tensor]) -> None:
         """Buffers ``{name}_index`` (image entry of each slot), ``{name}_used`` (not padding)
@@ -232,13 +237,6 @@ class ISDP(FlowLayer):
             raise AttributeError("only the identity form of iSDP has a gain gamma")
         return self.coef[2]
 
-    def _qk_weights(self, qk: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The 1x1 convolutions of ``Q`` and ``K`` stacked: (2C, C) and (2C,), from ``qk``
-        (default: the parameter)."""
-        qk = self.qk if qk is None else qk
-        c = self.in_shape[0]
-        return qk[:, :, :c].reshape(2 * c, c), qk[:, :, c].reshape(2 * c)
-
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any
                               ) -> None:
         """Checkpoints written before the parameters were packed hold ``q.weight``,
@@ -255,86 +253,33 @@ class ISDP(FlowLayer):
                                                            for r in rows])
         super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def _qk(self, x: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(M x, Q, K)``, ``Q`` and ``K`` (B, heads, N, width) in the ``qk`` layout, ``K``
-        zero in the padding."""
-        b, c, h, w = x.shape
-        x_masked = x * self.mask_f
-        qk = torch.baddbmm(bias.view(1, 2 * c, 1), weight.expand(b, -1, -1),
-                           x_masked.view(b, c, h * w))
-        q, k = (t.reshape(b, -1).index_select(1, self.qk_index).view(b, *self.qk_shape)
-                for t in qk.view(b, 2, c * h * w).unbind(1))
-        if self.qk_padded:
-            k = k * self.qk_used
-        return x_masked, q, k
-
-    def _logits(self, x: Tensor) -> Tensor:
-        """Every head's attention logits ``Q_h K_h^T / d_h``, (B, heads, N, N), from ``M x``."""
-        _, q, k = self._qk(x, *self._qk_weights())
-        d = torch.exp(self.log_d.clamp(-_LOG_D_BOUND, _LOG_D_BOUND))
-        return torch.nan_to_num((q @ k.transpose(-1, -2)) / d.view(-1, 1, 1), nan=0.0,
-                                posinf=_LOGIT_BOUND, neginf=-_LOGIT_BOUND)
-
     def attention(self, x: Tensor) -> Tensor:
         """Every head's mixing matrix without the gain, (B, heads, N, N): ``I + beta S``
-        (identity, residual) or ``S + diag I`` (paper). It depends on ``M x`` only."""
-        soft = torch.softmax(self._logits(x), dim=-1)
-        alpha, delta, _ = self._coefficients()
-        return alpha.view(-1, 1, 1) * soft + delta.view(-1, 1, 1) * self.eye
+        (identity, residual) or ``S + diag I`` (paper). It depends on ``M x`` only; for
+        inspection (no gradient)."""
+        from ._isdp_kernel import _transposed_mixing, coefficients
+
+        with torch.no_grad():
+            alpha, delta, _ = coefficients(self, self.coef)
+            inv_d = torch.exp(-self.log_d.clamp(-_LOG_D_BOUND, _LOG_D_BOUND))
+            t = _transposed_mixing(self, x, self.qk, inv_d, alpha, delta)[-1]
+        return t.transpose(-1, -2)
 
     def _blocks(self, a: Tensor) -> Tensor:
-        """(B, G, N, N): group ``(h, U)``'s block is ``A_h`` on ``U x U`` and ``I`` elsewhere."""
+        """(B, G, N, N): group ``(h, U)``'s block is ``a[:, h]`` on ``U x U``, ``I`` elsewhere."""
         if self.whole:
             return a
         return torch.where(self.block_rows, a[:, self.block_head], self.eye)
-
-    def _gain_logdet(self, logdet: Tensor, gamma: Tensor | None = None) -> Tensor:
-        """``logdet`` plus the gain's share, ``|U| gamma`` per block column (identity form;
-        ``gamma`` defaults to the parameter's)."""
-        if self.form != "identity":
-            return logdet
-        gamma = self.gamma if gamma is None else gamma
-        return logdet + torch.dot(self.head_free.to(gamma.dtype), gamma)
-
-    def _gain(self) -> Tensor:
-        """Every block's gain ``g``, (blocks, 1, 1)."""
-        return torch.exp(self.gamma)[self.block_head].view(-1, 1, 1)
-
-    def _free_slots(self, t: Tensor, zeroed: bool = False) -> Tensor:
-        """``t`` (B, C, H, W) in the ``free`` layout: its free entries, and in the other slots
-        (masked rows of a block, padding) masked entries or repeats; zeros there if
-        ``zeroed``. The mixing needs no zeros: a block is the identity outside ``U x U``, so
-        its product keeps rows ``U`` apart from the others, which are scattered nowhere."""
-        b = t.shape[0]
-        slots = t.reshape(b, -1).index_select(1, self.free_index).view(b, *self.free_shape)
-        return slots * self.free_slots if zeroed else slots
-
-    def _scatter_free(self, t: Tensor, slots: Tensor) -> Tensor:
-        """``t`` with its free entries replaced by ``slots`` (B, blocks, N, width)."""
-        free = slots.reshape(t.shape[0], -1).index_select(1, self.free_back)
-        return torch.lerp(free.view_as(t), t, self.mask_f)  # exact: weights 0 and 1
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         from ._isdp_kernel import ISDPForward
 
         return ISDPForward.apply(x, self.qk, self.coef, self)
 
-    def _coefficients(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(alpha, delta, gain)`` per head: ``A = alpha S + delta I``, mixing ``gain A``."""
-        from ._isdp_kernel import coefficients
-
-        return coefficients(self, self.coef)
-
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        blocks = self._blocks(self.attention(y))  # M y == M x: the masked entries were copied
-        lu, pivots, _ = torch.linalg.lu_factor_ex(blocks)
-        logdet = self.block_count.to(y.dtype) @ \
-            lu.diagonal(dim1=-2, dim2=-1).abs().log().sum(-1).T  # every det is > 0
-        inv = torch.linalg.lu_solve(lu, pivots, self.eye.expand_as(lu))
-        if self.form == "identity":
-            inv = inv / self._gain()
-        x = self._scatter_free(y, inv @ self._free_slots(y))
-        return x, -self._gain_logdet(logdet)
+        from ._isdp_kernel import inverse
+
+        return inverse(self, y)
 
 
 # ---- declaration ----------------------------------------------------------------------------
