@@ -26,15 +26,26 @@ ratio the median over rounds of the per-round ratio, so slow drift of a shared m
 cancels. On CPU with one torch thread the clock is the process's CPU time, which does not
 count waiting for a core (``--clock wall`` for wall time). Writes its section of
 ``docs/performance.md``.
+
+The allocator (``--allocator``, Linux with glibc): a ``flowspec train`` process reaches its
+first step with glibc's adaptive ``mmap`` threshold raised by its data loading, and then
+takes no page faults per step; a bench process, which loads no data, would get a fresh
+``mmap`` (and its page faults, in kernel time) for most activations of every step, a cost
+and a noise that training never sees. So by default (``train``) the bench sets the same
+state with ``mallopt`` before building anything; ``default`` keeps glibc's defaults. The
+minor page faults per training step are printed with the results.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import datetime as dt
 import math
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -64,13 +75,53 @@ flow glow_imap extends glow.glow_mnist {
 flow glow_isdp(heads = 5) extends glow.glow_mnist {
   insert attention isdp heads=heads patches=4 after coupling
 }
+
+flow glow_actnorm extends glow.glow_mnist {
+  insert actnorm after coupling
+}
+
+flow glow_invconv extends glow.glow_mnist {
+  insert invconv after coupling
+}
 """
+#: For scale: what one more plain layer after every coupling costs (rows ``+actnorm``,
+#: ``+invconv``), the floor any inserted layer pays per call at these sizes.
+CALIBRATION = {"flowspec +actnorm": "glow_actnorm", "flowspec +invconv": "glow_invconv"}
 SIZES = {"3-4-96": {"L": 3, "K": 4, "hidden": 96}, "3-2-48": {"L": 3, "K": 2, "hidden": 48}}
 #: ``cpu``: CPU time of this process (``time.process_time``): with one torch thread it is the
 #: compute time, and does not count waiting for a core on a shared machine; ``wall``.
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+#: glibc ``mallopt`` parameters, and the values a ``flowspec train`` process ends up with:
+#: its data loading frees blocks above the adaptive threshold, which raises the threshold
+#: towards its maximum, 32 MiB on 64-bit systems, and the trim threshold with it.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+TRAIN_ALLOCATOR = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 64 << 20}
 TARGETS = {"step": 1.0, "step_options": 0.9, "imap": 1.05, "isdp": 1.15, "memory": 1.0,
            "check": 0.3}
+
+
+def set_allocator(mode: str) -> str:
+    """``train``: glibc's malloc as a training process finds it (see the module docstring);
+    ``default``: unchanged. Returns what was done, for the report."""
+    if mode == "default":
+        return "glibc defaults"
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is None or not hasattr(libc, "mallopt") or platform.system() != "Linux":
+        return "unchanged (no glibc mallopt here)"
+    if not all(libc.mallopt(k, v) == 1 for k, v in TRAIN_ALLOCATOR.items()):
+        return "unchanged (mallopt refused)"
+    return ("glibc mallopt as a training process has it (mmap threshold 32 MiB, trim "
+            "threshold 64 MiB)")
+
+
+def page_faults(step: Callable[[], None], n: int = 5) -> float:
+    """Minor page faults of this process per call of ``step``."""
+    step()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(n):
+        step()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / n
 
 
 # ------------------------------------------------------------------ models and equivalence
@@ -223,6 +274,8 @@ def run_size(size: str, device: torch.device, args: argparse.Namespace) -> dict:
                                                             channels_last=True, compile=True)
     models["flowspec +iMap"] = attention_model("glow_imap", size, device, x)
     models["flowspec +iSDP"] = attention_model("glow_isdp", size, device, x)
+    for name, flow in CALIBRATION.items():
+        models[name] = attention_model(flow, size, device, x)
     for m in models.values():
         m.train()
     steps = {name: train_step(m) for name, m in models.items()}
@@ -231,6 +284,7 @@ def run_size(size: str, device: torch.device, args: argparse.Namespace) -> dict:
     clock = CLOCKS[args.clock]
     train = interleaved({n: (lambda s=s: s(x)) for n, s in steps.items()}, args.repeats,
                         args.steps, device, clock)
+    faults = {name: page_faults(lambda s=s: s(x)) for name, s in steps.items()}
     memory = {}
     for name, s in steps.items():
         memory[name] = peak_memory(s, x, device)
@@ -244,7 +298,8 @@ def run_size(size: str, device: torch.device, args: argparse.Namespace) -> dict:
                 m.sample(BATCH, 0.7)
         sample_fns[name] = fn
     sample = interleaved(sample_fns, args.repeats, max(1, args.steps - 1), device, clock)
-    return {"params": n_params, "train": train, "sample": sample, "memory": memory}
+    return {"params": n_params, "train": train, "sample": sample, "memory": memory,
+            "faults": faults}
 
 
 def machine(device: torch.device) -> str:
@@ -283,7 +338,7 @@ def tables(results: dict[str, dict]) -> tuple[str, list[str]]:
                 f"{BATCH / s:.0f} | "
                 f"{ratio(sa, name, 'reference'):.2f}x | {mem[name] / 2**20:.1f} | "
                 f"{mem[name] / mem['reference']:.2f}x |")
-        best = min((n for n in tr if n.startswith("flowspec") and " +i" not in n),
+        best = min((n for n in tr if n.startswith("flowspec") and " +" not in n),
                    key=lambda n: ratio(tr, n, "reference"))
         plain, opts = ratio(tr, "flowspec", "reference"), ratio(tr, best, "reference")
         imap, isdp = ratio(tr, "flowspec +iMap", "flowspec"), ratio(tr, "flowspec +iSDP",
@@ -303,6 +358,10 @@ def tables(results: dict[str, dict]) -> tuple[str, list[str]]:
             (f"- {size}: iSDP after every coupling, step time / backbone's: "
              f"{_mark(isdp, TARGETS['isdp'], spread(tr, 'flowspec +iSDP', 'flowspec'))} "
              f"(target <= {TARGETS['isdp']}x)"),
+            (f"- {size}: for scale, one more plain layer after every coupling, step time / "
+             "backbone's: " + ", ".join(
+                 f"{name.split('+')[1]} {ratio(tr, name, 'flowspec'):.3f}x "
+                 f"[rounds' IQR {spread(tr, name, 'flowspec')}]" for name in CALIBRATION)),
             (f"- {size}: peak training memory / reference: {_mark(mem_plain, 1.0)} without "
              f"options, {mem_ckpt:.3f}x with checkpoint=True (target <= "
              f"{TARGETS['memory']}x)"),
@@ -336,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="3 rounds of 2 steps")
     p.add_argument("--clock", choices=list(CLOCKS), default=None,
                    help="cpu (process CPU time; default on CPU) or wall (default on CUDA)")
+    p.add_argument("--allocator", choices=["train", "default"], default="train",
+                   help="train: glibc's malloc as a flowspec train process has it (no page "
+                        "faults per step; default); default: glibc's defaults")
     p.add_argument("--section", default="speed",
                    help="name of the docs section to rewrite (default speed)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md",
@@ -348,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         args.clock = "cpu" if device.type == "cpu" and args.threads == 1 else "wall"
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
+    allocator = set_allocator(args.allocator)
     start = time.perf_counter()
     results = {size: run_size(size, device, args) for size in args.sizes}
     table, status = tables(results)
@@ -359,7 +422,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{max(1, args.steps - 1)} per round), {took / 60:.1f} min in all. Clock: "
         f"{args.clock} time" + (" (process CPU time, one torch thread)"
                                 if args.clock == "cpu" else "") + ".",
-        f"Machine: {machine(device)}, device `{device}`.",
+        f"Machine: {machine(device)}, device `{device}`. Allocator: {allocator}; minor page "
+        "faults per training step: " + "; ".join(
+            f"{size}: " + ", ".join(f"{n} {f:.0f}" for n, f in r["faults"].items())
+            for size, r in results.items()) + ".",
         f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.",
         "",
         table,
