@@ -4,11 +4,15 @@
 
 For each flow (the ``glow_mnist`` backbone of bench/speed.py, or it with iMap / iSDP after
 every coupling) it builds the eager model and a ``compile=True`` copy with the same weights,
-compiles it with two training steps (the time is printed: minutes per model on a CPU),
-checks that both give the same ``log_prob`` (up to float32 reassociation), then times
-training steps of the two interleaved (bench/speed.py's ``interleaved``: rounds of 3 steps,
-the fastest of a round kept, CPU time with one torch thread) and prints the median
-compiled / eager ratio over rounds with its interquartile range.
+compiles it with two training steps (the time is printed: minutes per model on a CPU, seconds
+when inductor's cache already holds its kernels), checks that both give the same
+``log_prob`` (up to float32 reassociation), then times the training steps of every model,
+all interleaved (bench/speed.py's ``interleaved``: rounds of 3 steps, the fastest of a round
+kept, CPU time with one torch thread, the allocator as bench/speed.py sets it) and prints
+per flow the median compiled / eager ratio over rounds with its interquartile range and,
+when the backbone is among the flows, each model's step time over the backbone's in the
+same mode (eager over eager, compiled over compiled): the attention overhead with and
+without compilation.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=9)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    print(f"allocator: {speed.set_allocator('train')}", flush=True)
     x = torch.rand((speed.BATCH, 1, 32, 32), generator=torch.Generator().manual_seed(0))
+    fns = {}
     for name in args.flows:
         if name == "backbone":
             spec = flowspec.load(speed.SPEC, overrides=speed.SIZES[args.size])
@@ -59,14 +65,23 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             diff = float((eager.log_prob(x) - compiled.log_prob(x)).abs().max())
             scale = float(eager.log_prob(x).abs().max())
-        fns = {"eager": lambda s=step_e: s(x), "compiled": lambda s=step_c: s(x)}
-        rounds = speed.interleaved(fns, args.repeats, 3, torch.device("cpu"), time.process_time)
-        ratios = [c / e for c, e in zip(rounds["compiled"], rounds["eager"])]
-        q = statistics.quantiles(ratios, n=4)
         print(f"{args.size} {name}: compiling {took:.0f} s; |log_prob difference| {diff:.2g} "
-              f"(of {scale:.3g}); train step eager {statistics.median(rounds['eager']) * 1e3:.1f}"
-              f" ms, compiled {statistics.median(rounds['compiled']) * 1e3:.1f} ms, compiled / "
-              f"eager {statistics.median(ratios):.2f}x (IQR {q[0]:.2f}-{q[2]:.2f})", flush=True)
+              f"(of {scale:.3g})", flush=True)
+        fns[(name, "eager")] = lambda s=step_e: s(x)
+        fns[(name, "compiled")] = lambda s=step_c: s(x)
+    rounds = speed.interleaved(fns, args.repeats, 3, torch.device("cpu"), time.process_time)
+    for name in args.flows:
+        e, c = rounds[(name, "eager")], rounds[(name, "compiled")]
+        line = (f"{args.size} {name}: train step eager {statistics.median(e) * 1e3:.1f} ms, "
+                f"compiled {statistics.median(c) * 1e3:.1f} ms, compiled / eager "
+                f"{speed.ratio(rounds, (name, 'compiled'), (name, 'eager')):.2f}x (IQR "
+                f"{speed.spread(rounds, (name, 'compiled'), (name, 'eager'))})")
+        if "backbone" in args.flows and name != "backbone":
+            line += "; over the backbone: " + ", ".join(
+                f"{mode} {speed.ratio(rounds, (name, mode), ('backbone', mode)):.2f}x (IQR "
+                f"{speed.spread(rounds, (name, mode), ('backbone', mode))})"
+                for mode in ("eager", "compiled"))
+        print(line, flush=True)
     return 0
 
 
