@@ -30,8 +30,8 @@ from . import checkpoint as ckpt
 from . import dequantize, finite
 from .errors import RunError
 from .recipe import Recipe, resolve_recipe, set_data
-from .reconstruction import RECON_WARN, reconstruction
-from .trainer import RunResult, Trainer, _warn, recon_batch
+from .reconstruction import RECON_WARN, recon_batch, reconstruction
+from .trainer import RunResult, Trainer, _warn
 
 SpecLike = str | os.PathLike | FlowSpec
 

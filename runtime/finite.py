@@ -10,6 +10,11 @@ saturated samples, names the first layer of the inverse pass that went non-finit
 non-finite samples mid-grey (never whatever a NaN cast to uint8 happens to give), and
 warns; when every sample is non-finite it refuses. Results written as JSON go through
 :func:`json_safe`, so a file is always valid JSON (non-finite numbers become ``null``).
+
+For training: :func:`check_finite` refuses a batch holding NaN or Inf before it reaches the
+loss, naming its samples; :func:`first_nonfinite` re-runs a batch and names the first
+module whose output is not finite, :func:`bad_parameter` the first non-finite parameter,
+and :func:`locate` gives a layer path's place in the ``.flow`` file.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .errors import RunError
 
@@ -87,11 +92,9 @@ def check_metrics(metrics: dict[str, Any], model: Any, inputs: tuple[Tensor, Any
     output goes non-finite on the validation batch ``inputs``."""
     bpd = metrics.get("bpd")
     if isinstance(bpd, float) and not math.isfinite(bpd):
-        from .trainer import _where, first_nonfinite
-
         name = first_nonfinite(model, *inputs)
         where = (f"the first non-finite output on the validation batch is in "
-                 f"{_where(model, name)}" if name else
+                 f"{locate(model, name)}" if name else
                  "every layer's output is finite on the first validation batch, so a later "
                  "validation image overflows")
         raise RunError(f"evaluating {checkpoint} gives a validation bits/dim of {bpd}; "
@@ -162,8 +165,6 @@ def watch_samples(model: Any, temperature: float,
 def _wrap_inverses(model: Any, first: list[str]) -> list[Any]:
     """Replace each layer's (and the prior's) ``inverse`` by one that records the first
     layer, in the order of the inverse pass, whose output is not finite."""
-    from .trainer import _where
-
     named = [(path, layer) for path, layer in zip(model.paths, model.layers)]
     named.append(("prior", model.prior))
     originals = []
@@ -174,9 +175,81 @@ def _wrap_inverses(model: Any, first: list[str]) -> list[Any]:
             out = _fn(*args, **kw)
             y = out[0] if isinstance(out, tuple) else out
             if not first and isinstance(y, Tensor) and not bool(torch.isfinite(y).all()):
-                first.append(_where(model, _name) if _name != "prior" else "the prior")
+                first.append(locate(model, _name) if _name != "prior" else "the prior")
             return out
 
         obj.inverse = wrapped  # an instance attribute shadowing the method
         originals.append(obj)
     return originals
+
+
+# ---- naming what went non-finite, and where ----------------------------------------------
+@torch.no_grad()
+def first_nonfinite(model: Any, x: Tensor, cond: dict[str, Tensor] | None) -> str | None:
+    """Re-run a batch and name the first module (in execution order) whose output is not
+    finite: ``encoder:NAME``, a layer path such as ``level1.step02.coupling``, or
+    ``prior``. ``None`` when the whole forward pass is finite."""
+    if not torch.isfinite(x).all():
+        return "the input batch"
+    found: list[str] = []
+
+    def watch(name: str):
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            outs = output if isinstance(output, (tuple, list)) else (output,)
+            if not found and any(isinstance(t, Tensor) and not torch.isfinite(t).all()
+                                 for t in outs):
+                found.append(name)
+        return hook
+
+    named = [(f"encoder:{k}", m) for k, m in model.encoders.items()]
+    named += list(zip(model.paths, model.layers)) + [("prior", model.prior)]
+    handles = [m.register_forward_hook(watch(name)) for name, m in named]
+    was_training = model.training
+    model.eval()
+    try:
+        model(x, cond)
+    except (RuntimeError, ValueError) as e:  # a layer may raise on non-finite input
+        if not found:
+            found.append(f"the forward pass, which raised {type(e).__name__}: {e}")
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return found[0] if found else None
+
+
+def locate(model: Any, name: str) -> str:
+    """A layer path (as :func:`first_nonfinite` names it) with its place in the ``.flow``
+    file; other names as they are."""
+    if name in model.paths:
+        span = model.spans[model.paths.index(name)]
+        return f"layer `{name}` ({span.file}:{span.line}:{span.column})"
+    return name if name.startswith("the ") else f"`{name}`"
+
+
+def bad_parameter(model: Any) -> str | None:
+    """The first parameter holding NaN or Inf, with its layer, or ``None``."""
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            parts = name.split(".")
+            if parts[0] == "layers":
+                return f"{locate(model, model.paths[int(parts[1])])} (parameter {name})"
+            return f"`{name}`"
+    return None
+
+
+def check_finite(x: Tensor, cond: dict[str, Tensor] | None, what: str, idx: Tensor | None,
+                 source: str) -> None:
+    """Refuse a batch holding NaN or Inf, before it reaches the loss, naming the samples."""
+    named = [("images", x)] + [(f"condition `{k}`", v) for k, v in (cond or {}).items()
+                               if v.is_floating_point()]
+    for name, t in named:
+        bad = ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
+        if bool(bad.any()):
+            rows = torch.nonzero(bad).flatten().tolist()
+            which = (f"images {', '.join(str(int(idx[i])) for i in rows[:8])}"
+                     f"{' ...' if len(rows) > 8 else ''} of the {source}" if idx is not None
+                     else f"samples {', '.join(map(str, rows[:8]))}")
+            raise RunError(f"{what} holds NaN or Inf in its {name}: {len(rows)} of "
+                           f"{t.shape[0]} samples ({which}); nothing was computed from it. "
+                           "Check the data (a loader or transform that divides by zero?)")

@@ -13,7 +13,7 @@ first half of the flow's training (``train_RRDB_delay: 0.5`` in ``SRFlow_CelebA_
   super-resolution head (``srflow(head=true, scale=S)``: its :meth:`sr` gives the image).
   ``hr`` is the training image in the condition's units, ``lr`` the condition the task
   makes of it: the same pairs the flow then sees. Step ``p``'s images are a pure function
-  of ``(seed, p)`` (:class:`runtime.trainer.BatchStream` with its own tag), so a run
+  of ``(seed, p)`` (:class:`runtime.batches.BatchStream` with its own tag), so a run
   killed during pretraining resumes from its checkpoint (which holds this optimiser and
   ``pretrain_step``) and ends bit for bit where an uninterrupted one does.
 * ``freeze encoder fraction=F``: the condition encoders get no update during the first

@@ -273,9 +273,8 @@ def resume_command(spec: FlowSpec, r: Recipe, source: dict[str, Any],
         value = getattr(r, field_name)
         differs = spec_steps != value if field_name == "steps" else (
             base is None or getattr(base, field_name) != value)
-        if differs:
-            if value is not None:
-                words += [flag, _word(value)]
+        if differs and value is not None:
+            words += [flag, _word(value)]
     words += ["--out", str(out), "--resume"]
     return shlex.join(words)
 

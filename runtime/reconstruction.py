@@ -26,9 +26,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .finite import check_finite, locate
+from .tasks import Task, generator, stream_seed
+
 #: Default warning threshold on the relative reconstruction error ``max|x - x^| / max|x|``.
 #: float32 rounding alone gives ~1e-7 per layer; a healthy deep flow stays below 1e-5.
 RECON_WARN = 1e-3
+#: Validation images whose round trip ``inverse(forward(x))`` is checked at each validation.
+RECON_IMAGES = 32
 #: Relative errors below this are rounding noise: gains are measured from this level up.
 NOISE_FLOOR = 1e-6
 
@@ -138,3 +143,42 @@ def reconstruction(model: Any, x: Tensor, cond: dict[str, Tensor] | None = None
         kind = kinds.get(path, "layer")
         result.by_kind[kind] = result.by_kind.get(kind, 1.0) * g
     return result
+
+
+def recon_batch(task: Task, val: Any, seed: int, dev: torch.device
+                ) -> tuple[Tensor, dict[str, Tensor] | None]:
+    """The fixed validation batch of the reconstruction check (its noise from its own
+    generator: the check never touches the training RNG)."""
+    n = min(len(val), RECON_IMAGES)
+    imgs = val.images[:n]
+    maps = None if val.maps is None else val.maps[:n]
+    noise = torch.rand(imgs.shape, generator=generator(stream_seed(seed, "recon", 0)))
+    with task.uniform_noise():  # never q's: the batch must not depend on its parameters
+        x, cond = task.inputs(imgs, maps, noise, dev)
+    check_finite(x, cond, "the validation batch", torch.arange(n), "validation subset")
+    return x, cond
+
+
+def recon_message(model: Any, rec: Reconstruction, threshold: float, step: int) -> str:
+    """The warning for a reconstruction error above ``threshold``, naming the worst layer."""
+    text = (f"step {step}: inverse(forward(x)) misses the validation batch by "
+            f"{rec.error:.2e} (relative {rec.relative:.2e}, above {threshold:g})")
+    if rec.worst is not None:
+        kinds = sorted(rec.by_kind.items(), key=lambda kv: -kv[1])
+        growth = ", ".join(f"{k.replace('.', ' ')} x{g:.3g}" for k, g in kinds[:3])
+        text += (f"; the error grows most in {locate(model, rec.worst)}, "
+                 f"x{rec.worst_gain:.3g} (products by kind: {growth})")
+    try:
+        from flowspec.check import remedy_hint
+        from flowspec.kinds import KINDS
+
+        remedies = sorted({f"`{layer.kind.replace('.', ' ')} {remedy_hint(KINDS[layer.kind])}`"
+                           for layer in model.spec.layers if KINDS[layer.kind].stack_remedy
+                           and not layer.args.get(KINDS[layer.kind].stack_remedy)})
+    except (AttributeError, KeyError):
+        remedies = []
+    if remedies:
+        text += f"; deep stacks of attention are more stable with {', '.join(remedies)}"
+    else:
+        text += "; samples and likelihoods of a model that does not invert are unreliable"
+    return text

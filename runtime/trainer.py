@@ -2,8 +2,8 @@
 
 Reproducibility contract: the parameters after step ``s`` are a function of the spec, the
 recipe and nothing else. Data order and dequantisation noise are pure functions of
-``(seed, step)`` (:class:`BatchStream`), validation and sampling draw from their own
-generators and never touch the global RNG, and a checkpoint holds everything else
+``(seed, step)`` (:class:`runtime.batches.BatchStream`), validation and sampling draw from
+their own generators and never touch the global RNG, and a checkpoint holds everything else
 (model, optimiser, scheduler, RNG states). So a run killed at any point and resumed from
 its last checkpoint ends with exactly the parameters of an uninterrupted run.
 """
@@ -30,51 +30,15 @@ from . import checkpoint as ckpt
 from . import dequantize as dq
 from . import distributed as ddp
 from . import pretrain as pt
+from .batches import BatchStream
 from .errors import RunError
+from .finite import bad_parameter, check_finite, first_nonfinite, locate
 from .images import plot_curve, save_png
 from .metrics import MetricsLog
 from .recipe import Recipe
-from .reconstruction import RECON_WARN, Reconstruction, reconstruction
-from .tasks import Task, TaskData, generator, make_task, stream_seed
+from .reconstruction import RECON_WARN, recon_batch, recon_message, reconstruction
+from .tasks import Task, TaskData, make_task
 from .tracking import Tracker, open_tracker
-
-#: Validation images whose round trip ``inverse(forward(x))`` is checked at each validation.
-RECON_IMAGES = 32
-
-
-class BatchStream:
-    """Which images make up the batch of step ``s``, and their dequantisation noise.
-
-    Epoch ``e`` visits the training set in the order of a permutation drawn from a
-    generator seeded by ``(seed, e)``; step ``s`` takes positions ``sB ... sB + B - 1`` of
-    the concatenated epochs. Nothing here has state worth saving: ``(seed, step)`` is it.
-    ``tag`` keeps another phase's stream apart (the encoder's pretraining: ``pretrain/``).
-    """
-
-    def __init__(self, n: int, batch: int, seed: int, tag: str = ""):
-        self.n, self.batch, self.seed, self.tag = n, batch, seed, tag
-        self._perms: dict[int, Tensor] = {}
-
-    def _perm(self, epoch: int) -> Tensor:
-        if epoch not in self._perms:
-            if len(self._perms) > 2:
-                self._perms.pop(min(self._perms))
-            g = generator(stream_seed(self.seed, f"{self.tag}epoch", epoch))
-            self._perms[epoch] = torch.randperm(self.n, generator=g)
-        return self._perms[epoch]
-
-    def indices(self, step: int) -> Tensor:
-        pos = step * self.batch + torch.arange(self.batch)
-        epoch, within = pos // self.n, pos % self.n
-        out = torch.empty(self.batch, dtype=torch.int64)
-        for e in epoch.unique().tolist():
-            sel = epoch == e
-            out[sel] = self._perm(e)[within[sel]]
-        return out
-
-    def noise(self, step: int, shape: tuple[int, ...]) -> Tensor:
-        return torch.rand((self.batch, *shape), generator=generator(
-            stream_seed(self.seed, "noise", step)))
 
 
 def make_optimizer(model: nn.Module, r: Recipe) -> tuple[torch.optim.Optimizer, Any]:
@@ -90,57 +54,6 @@ def make_optimizer(model: nn.Module, r: Recipe) -> tuple[torch.optim.Optimizer, 
         return min(1.0, (step + 1) / warm) if warm else 1.0
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-@torch.no_grad()
-def first_nonfinite(model: Any, x: Tensor, cond: dict[str, Tensor] | None) -> str | None:
-    """Re-run a batch and name the first module (in execution order) whose output is not
-    finite: ``encoder:NAME``, a layer path such as ``level1.step02.coupling``, or
-    ``prior``. ``None`` when the whole forward pass is finite."""
-    if not torch.isfinite(x).all():
-        return "the input batch"
-    found: list[str] = []
-
-    def watch(name: str):
-        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            outs = output if isinstance(output, (tuple, list)) else (output,)
-            if not found and any(isinstance(t, Tensor) and not torch.isfinite(t).all()
-                                 for t in outs):
-                found.append(name)
-        return hook
-
-    named = [(f"encoder:{k}", m) for k, m in model.encoders.items()]
-    named += list(zip(model.paths, model.layers)) + [("prior", model.prior)]
-    handles = [m.register_forward_hook(watch(name)) for name, m in named]
-    was_training = model.training
-    model.eval()
-    try:
-        model(x, cond)
-    except (RuntimeError, ValueError) as e:  # a layer may raise on non-finite input
-        if not found:
-            found.append(f"the forward pass, which raised {type(e).__name__}: {e}")
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return found[0] if found else None
-
-
-def _where(model: Any, name: str) -> str:
-    if name in model.paths:
-        span = model.spans[model.paths.index(name)]
-        return f"layer `{name}` ({span.file}:{span.line}:{span.column})"
-    return name if name.startswith("the ") else f"`{name}`"
-
-
-def _bad_parameter(model: Any) -> str | None:
-    for name, p in model.named_parameters():
-        if not torch.isfinite(p).all():
-            parts = name.split(".")
-            if parts[0] == "layers":
-                return f"{_where(model, model.paths[int(parts[1])])} (parameter {name})"
-            return f"`{name}`"
-    return None
 
 
 def needs_init(model: nn.Module) -> bool:
@@ -473,7 +386,7 @@ class Trainer:
     def _nonfinite(self, step: int, model: Any, x: Tensor, cond: Any, what: str) -> None:
         name = first_nonfinite(model, x, cond)
         r = self.recipe
-        where = (f"the first non-finite output is in {_where(model, name)}" if name else
+        where = (f"the first non-finite output is in {locate(model, name)}" if name else
                  "re-running the batch gives finite outputs in every layer, so the "
                  "backward pass or the parameters overflowed")
         raise RunError(
@@ -515,7 +428,7 @@ class Trainer:
         bpd = metrics["bpd"]
         if math.isfinite(bpd) and (self.best is None or bpd < self.best):
             self.best = bpd
-            if _bad_parameter(model) is None:
+            if bad_parameter(model) is None:
                 ckpt.save_atomic(self._state(model, opt, sched, done), out / "best.pt")
         plot_curve(log.read(), out / "curve.png", title=f"{self.spec.name} ({self.recipe.task})")
 
@@ -537,7 +450,7 @@ class Trainer:
 
     def _checkpoint(self, model: Any, opt: Any, sched: Any, done: int, log: MetricsLog,
                     out: Path, pretrain_step: int | None = None) -> None:
-        bad = _bad_parameter(model)
+        bad = bad_parameter(model)
         if bad is not None:
             raise RunError(f"after step {done} a parameter of {bad} is not finite; the "
                            "checkpoint was not written (the last good one is kept). Lower "
@@ -602,62 +515,6 @@ def _build(build: Any, spec: FlowSpec, dev: torch.device, seed: int,
     except CompileBackendError as e:
         raise RunError(f"--compile {options.get('compile')}: torch.compile has no such "
                        f"backend; backends: {e.available}. No run folder was made") from None
-
-
-def check_finite(x: Tensor, cond: dict[str, Tensor] | None, what: str, idx: Tensor | None,
-                 source: str) -> None:
-    """Refuse a batch holding NaN or Inf, before it reaches the loss, naming the samples."""
-    named = [("images", x)] + [(f"condition `{k}`", v) for k, v in (cond or {}).items()
-                               if v.is_floating_point()]
-    for name, t in named:
-        bad = ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
-        if bool(bad.any()):
-            rows = torch.nonzero(bad).flatten().tolist()
-            which = (f"images {', '.join(str(int(idx[i])) for i in rows[:8])}"
-                     f"{' ...' if len(rows) > 8 else ''} of the {source}" if idx is not None
-                     else f"samples {', '.join(map(str, rows[:8]))}")
-            raise RunError(f"{what} holds NaN or Inf in its {name}: {len(rows)} of "
-                           f"{t.shape[0]} samples ({which}); nothing was computed from it. "
-                           "Check the data (a loader or transform that divides by zero?)")
-
-
-def recon_batch(task: Task, val: Any, seed: int, dev: torch.device
-                ) -> tuple[Tensor, dict[str, Tensor] | None]:
-    """The fixed validation batch of the reconstruction check (its noise from its own
-    generator: the check never touches the training RNG)."""
-    n = min(len(val), RECON_IMAGES)
-    imgs = val.images[:n]
-    maps = None if val.maps is None else val.maps[:n]
-    noise = torch.rand(imgs.shape, generator=generator(stream_seed(seed, "recon", 0)))
-    with task.uniform_noise():  # never q's: the batch must not depend on its parameters
-        x, cond = task.inputs(imgs, maps, noise, dev)
-    check_finite(x, cond, "the validation batch", torch.arange(n), "validation subset")
-    return x, cond
-
-
-def recon_message(model: Any, rec: Reconstruction, threshold: float, step: int) -> str:
-    """The warning for a reconstruction error above ``threshold``, naming the worst layer."""
-    text = (f"step {step}: inverse(forward(x)) misses the validation batch by "
-            f"{rec.error:.2e} (relative {rec.relative:.2e}, above {threshold:g})")
-    if rec.worst is not None:
-        kinds = sorted(rec.by_kind.items(), key=lambda kv: -kv[1])
-        growth = ", ".join(f"{k.replace('.', ' ')} x{g:.3g}" for k, g in kinds[:3])
-        text += (f"; the error grows most in {_where(model, rec.worst)}, "
-                 f"x{rec.worst_gain:.3g} (products by kind: {growth})")
-    try:
-        from flowspec.check import remedy_hint
-        from flowspec.kinds import KINDS
-
-        remedies = sorted({f"`{layer.kind.replace('.', ' ')} {remedy_hint(KINDS[layer.kind])}`"
-                           for layer in model.spec.layers if KINDS[layer.kind].stack_remedy
-                           and not layer.args.get(KINDS[layer.kind].stack_remedy)})
-    except (AttributeError, KeyError):
-        remedies = []
-    if remedies:
-        text += f"; deep stacks of attention are more stable with {', '.join(remedies)}"
-    else:
-        text += "; samples and likelihoods of a model that does not invert are unreliable"
-    return text
 
 
 def _warn(msg: str) -> None:

@@ -25,9 +25,9 @@ from PIL import Image
 import runtime
 from runtime import RunError
 from runtime import checkpoint as ckpt
+from runtime.batches import BatchStream
 from runtime.images import grid_size
 from runtime.metrics import LN2, bits_per_dim
-from runtime.trainer import BatchStream
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "specs" / "demo.flow"
