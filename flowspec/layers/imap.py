@@ -74,8 +74,9 @@ class IMap(FlowLayer):
       inverse divides by at least ``e^-b`` instead of ``SCALE_EPS = 1e-4``.
 
     Kernel: one weighted channel sum gives ``u`` (the weights ``mean_c W`` times the mask,
-    a ``C x H x W`` constant per call), one ``where`` puts ``sigma`` and ``a`` into one scale
-    tensor and one product applies it; the inverse folds ``1 / sigma`` into the weights, so
+    a ``C x H x W`` constant per call), one ``lerp`` with the 0/1 mask puts ``sigma`` and
+    ``a`` into one scale tensor and one product applies it; the log-det is one ``addmv``
+    onto the constant masked part; the inverse folds ``1 / sigma`` into the weights, so
     neither direction divides or masks a full-size tensor more than once.
     """
 
@@ -91,6 +92,7 @@ class IMap(FlowLayer):
         self.register_buffer("mask", mask.unsqueeze(0), persistent=False)
         self.register_buffer("mask_f", mask.to(torch.float32), persistent=False)
         self.register_buffer("n_free", (~mask).sum(dim=0).to(torch.float32), persistent=False)
+        self.register_buffer("n_free_flat", self.n_free.flatten().clone(), persistent=False)
         self.register_buffer("n_masked", mask.flatten(1).sum(dim=1).to(torch.float32),
                              persistent=False)
         bound = 1.0 / math.sqrt(c)
@@ -107,7 +109,7 @@ class IMap(FlowLayer):
     def _gates(self, u: Tensor) -> tuple[Tensor, Tensor]:
         """``(a, log a)`` from the pooled masked input ``u`` (B, H, W)."""
         if self.form == "identity":
-            log_a = self.offset + GATE_BOUND * torch.tanh(u + self.bias.mean())
+            log_a = torch.add(self.offset, torch.tanh(u + self.bias.mean()), alpha=GATE_BOUND)
         elif self.form == "residual":
             log_a = RESIDUAL_BOUND * torch.tanh(u + (self.bias.mean() + self.offset))
         else:
@@ -138,7 +140,7 @@ class IMap(FlowLayer):
         a, log_a = self._gates(u)
         scale = torch.lerp(a.unsqueeze(1), sigma, self.mask_f)  # exact: weights 0 and 1
         out = x / scale if inverse else x * scale
-        logdet = torch.mv(log_a.flatten(1), self.n_free.flatten().to(log_a.dtype)) + masked_logdet
+        logdet = torch.addmv(masked_logdet, log_a.flatten(1), self.n_free_flat.to(log_a.dtype))
         return out, -logdet if inverse else logdet
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
