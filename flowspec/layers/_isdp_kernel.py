@@ -64,9 +64,10 @@ def _gained(layer: Any, coef: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 def _transposed_mixing(layer: Any, x: Tensor, qk: Tensor, inv_d: Tensor, alpha: Tensor,
                        delta: Tensor) -> tuple[Tensor, ...]:
-    """From ``x`` (only its masked entries matter): ``(x_aug, qk_slots, logits_t, finite,
-    s_t, t)``. ``x_aug`` (B, C + 1, HW) is ``M x`` with a row of ones (the bias's input);
-    ``qk_slots`` (B, 2, heads, N, width) holds ``Q`` and ``K`` per head (zero padding);
+    """From ``x`` (only its masked entries matter): ``(x_aug, q, k, logits_t, finite, s_t,
+    t)``. ``x_aug`` (B, C + 1, HW) is ``M x`` with a row of ones (the bias's input); ``q``
+    and ``k`` (B, heads, N, width) hold ``Q`` and ``K`` per head (``K`` zero in the padding,
+    so ``Q``'s padding meets zeros);
     ``logits_t = K Q^T / d`` (non-finite entries replaced), ``s_t`` its per-head softmax over
     rows (``S^T``) and ``t`` every head's ``T = alpha' S^T + delta' I``."""
     b, c, h, w = x.shape
@@ -74,16 +75,17 @@ def _transposed_mixing(layer: Any, x: Tensor, qk: Tensor, inv_d: Tensor, alpha: 
                        layer.ones_row.expand(b, 1, h * w)], 1)
     # (B, 2C, HW), Q's rows then K's; bmm: matmul would fold the batch through copies
     qk_img = torch.bmm(qk.view(1, 2 * c, c + 1).expand(b, -1, -1), x_aug)
-    slots = qk_img.view(b, -1).index_select(1, layer.qk_index).view(b, 2, *layer.qk_shape)
+    flat = qk_img.view(b, -1)  # two gathers: halves of one would not be contiguous
+    q = flat.index_select(1, layer.qk_index).view(b, *layer.qk_shape)
+    k = flat.index_select(1, layer.k_index).view(b, *layer.qk_shape)
     if layer.qk_padded:
-        slots = slots * layer.qk_used
-    q, k = slots.unbind(1)
+        k = k * layer.qk_used
     logits_t = (k @ q.transpose(-1, -2)) * inv_d.view(-1, 1, 1)
     finite = torch.isfinite(logits_t)  # no host sync: replaced entries get no gradient
     logits_t = torch.nan_to_num(logits_t, nan=0.0, posinf=LOGIT_BOUND, neginf=-LOGIT_BOUND)
     s_t = torch.softmax(logits_t, dim=-2)
     t = torch.addcmul(delta.view(-1, 1, 1) * layer.eye, alpha.view(-1, 1, 1), s_t)
-    return x_aug, slots, logits_t, finite, s_t, t
+    return x_aug, q, k, logits_t, finite, s_t, t
 
 
 def _blocks_t(layer: Any, t: Tensor) -> Tensor:
@@ -118,7 +120,10 @@ def inverse(layer: Any, y: Tensor) -> tuple[Tensor, Tensor]:
     inv_d, alpha, delta = _gained(layer, layer.coef)
     t = _transposed_mixing(layer, y, layer.qk, inv_d, alpha, delta)[-1]
     lu, pivots, _ = torch.linalg.lu_factor_ex(_blocks_t(layer, t))
-    x_free = torch.linalg.lu_solve(lu, pivots, _free_slots(layer, y), adjoint=True)
+    # T^{-T} from the factors, then one product: solving for the free entries directly
+    # (many right-hand sides per small block) is about 3x slower on CPU
+    inv_t = torch.linalg.lu_solve(lu, pivots, layer.eye.expand_as(lu), adjoint=True)
+    x_free = inv_t @ _free_slots(layer, y)
     return _scatter_free(layer, y, x_free), -_logdet(layer, lu)
 
 
@@ -131,21 +136,21 @@ class ISDPForward(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, qk: Tensor, coef: Tensor, layer: Any
                 ) -> tuple[Tensor, Tensor]:
         inv_d, alpha, delta = _gained(layer, coef)
-        x_aug, slots, logits_t, finite, s_t, t = _transposed_mixing(
+        x_aug, q, k, logits_t, finite, s_t, t = _transposed_mixing(
             layer, x, qk, inv_d, alpha, delta)
         blocks = _blocks_t(layer, t)
         lu, pivots, _ = torch.linalg.lu_factor_ex(blocks)
         x_free = _free_slots(layer, x)
         y = _scatter_free(layer, x, blocks.transpose(-1, -2) @ x_free)
         ctx.layer, ctx.finite = layer, finite
-        ctx.save_for_backward(x_aug, slots, logits_t, s_t, blocks, x_free, lu, pivots,
+        ctx.save_for_backward(x_aug, q, k, logits_t, s_t, blocks, x_free, lu, pivots,
                               qk, coef, inv_d, alpha, delta)
         return y, _logdet(layer, lu)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, gy: Tensor | None, glog: Tensor | None) -> tuple:
-        (x_aug, slots, logits_t, s_t, blocks, x_free, lu, pivots, qk, coef, inv_d, alpha,
+        (x_aug, q, k, logits_t, s_t, blocks, x_free, lu, pivots, qk, coef, inv_d, alpha,
          delta) = ctx.saved_tensors
         layer = ctx.layer
         b, c = x_aug.shape[0], x_aug.shape[1] - 1
@@ -171,7 +176,7 @@ class ISDPForward(torch.autograd.Function):
         g_log_d = -(g_logits * logits_t).sum((0, 2, 3))  # L = raw exp(-log d)
         g_raw = g_logits * inv_d.view(-1, 1, 1)
         # raw^T = K Q^T: dQ = raw^T^T K, dK = raw^T Q, back to the image layout
-        g_slots = torch.stack([g_raw.transpose(-1, -2) @ slots[:, 1], g_raw @ slots[:, 0]], 1)
+        g_slots = torch.stack([g_raw.transpose(-1, -2) @ k, g_raw @ q], 1)
         g_img = g_slots.view(b, -1).index_select(1, layer.qk_back).view(b, 2 * c, -1)
         g_qk = torch.bmm(g_img, x_aug.transpose(1, 2)).sum(0).view_as(qk)
         g_x_masked = torch.bmm(qk.view(1, 2 * c, c + 1)[:, :, :c].transpose(1, 2).expand(

@@ -178,8 +178,9 @@ class ISDP(FlowLayer):
         # Q and K: (heads, N, width), each head's columns; the free entries: (blocks, N,
         # width), each block's columns. Slots past a group's width are padding.
         self._layout("qk", entry, [torch.arange(lo, hi) for lo, hi in self.group_bounds])
-        # Q and K are gathered together, K's entries and slots after Q's
-        self.qk_index = torch.cat([self.qk_index, self.qk_index + c * h * w])
+        # Q and K come from one (B, 2C, HW) product: K's entries after Q's; their gradients
+        # are scattered back together, K's slots after Q's
+        self.register_buffer("k_index", self.qk_index + c * h * w, persistent=False)
         self.qk_back = torch.cat([self.qk_back, self.qk_back + math.prod(self.qk_shape)])
         self._layout("free", entry, [getattr(self, b[2]) for b in self.blocks])
         self.register_buffer("free_slots", (torch.stack(patterns).view(-1, n, 1).float()
