@@ -107,7 +107,7 @@ def validate_settings(settings: dict[str, Setting], diags: Collector) -> None:
                             f"{format_value(val)}", s.span)
         missing = [key for key in rule.required if key not in s.options]
         if missing:
-            diags.error("E122", f"`{name}` needs option `{missing[0]}`", s.span,
+            diags.error("E109", f"`{name}` needs option `{missing[0]}`", s.span,
                         help="write it as `" + " ".join(
                             [name, *([str(s.value)] if s.value is not None else []),
                              *(f"{k}=..." for k in rule.required)]) + "`")

@@ -158,8 +158,8 @@ def test_pretraining_needs_a_head_and_the_sr_task() -> None:
 
 
 def test_recipe_line_errors() -> None:
-    found = _diags(lines="    pretrain encoder lr=1e-3")
-    assert [d[:4] for d in found] == [("error", "E122", 12, 5)]
+    found = _diags(lines="    pretrain encoder lr=1e-3")  # a required option is missing
+    assert [d[:4] for d in found] == [("error", "E109", 12, 5)]
     assert "needs option `steps`" in found[0][4]
     found = _diags(lines="    pretrain encoder steps=2\n    freeze encoder fraction=1.5")
     assert [d[:4] for d in found] == [("error", "E122", 13, 5)]
