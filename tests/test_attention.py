@@ -262,15 +262,41 @@ def test_isdp_hand_written_backward_matches_finite_differences(
     assert torch.autograd.gradcheck(lambda *t: ISDPForward.apply(*t, layer), inputs)
 
 
+@pytest.mark.parametrize("form", ["identity", "paper", "residual"])
 @pytest.mark.parametrize(("shape", "args"), [((4, 4, 4), {"heads": 3}), ((3, 6, 6), {"heads": 2})])
-def test_isdp_inverse_is_differentiable(shape: tuple[int, int, int], args: dict[str, Any]) -> None:
+def test_isdp_inverse_is_differentiable(form: str, shape: tuple[int, int, int],
+                                        args: dict[str, Any]) -> None:
     """The inverse is composed from differentiable torch ops (one LU factorisation, one
     solve): its gradients, the parameters' included, against ``gradcheck`` in float64."""
-    layer, x = _isdp(shape, form="identity", **args), _x(shape)
+    layer, x = _isdp(shape, form=form, **args), _x(shape)
     perturb_(layer, 0.5, torch.Generator().manual_seed(5))
     y = layer(x)[0].detach().requires_grad_()
     params = [layer.qk, layer.coef]
     assert torch.autograd.gradcheck(lambda v, *p: layer.inverse(v), (y, *params))
+
+
+def test_isdp_takes_strided_inputs_and_frozen_parameters() -> None:
+    """A non-contiguous input (a slice, channels-last) gives the contiguous input's outputs
+    and gradients; with the parameters frozen only the input's gradient is computed."""
+    layer, x = _isdp((3, 6, 6), heads=2, form="identity"), _x((3, 6, 6))
+    perturb_(layer, 0.5, torch.Generator().manual_seed(6))
+    y, logdet = layer(x)
+    wide = torch.cat([x, x], 3)[..., :6]  # strides of a 6x12 image
+    for strided in (wide, x.contiguous(memory_format=torch.channels_last)):
+        assert not strided.is_contiguous()
+        y2, logdet2 = layer(strided)
+        assert max_abs_diff(y2, y) < 1e-12 and max_abs_diff(logdet2, logdet) < 1e-12
+        assert max_abs_diff(layer.inverse(y2.contiguous(memory_format=torch.channels_last))[0],
+                            x) < 1e-10
+    layer.requires_grad_(False)
+    v = wide.detach().requires_grad_()
+    out, ld = layer(v)
+    (out.square().sum() + ld.sum()).backward()
+    w = x.detach().clone().requires_grad_()
+    out, ld = layer(w)
+    (out.square().sum() + ld.sum()).backward()
+    assert max_abs_diff(v.grad, w.grad) < 1e-12
+    assert layer.qk.grad is None and layer.coef.grad is None
 
 
 # ---------------------------------------------------------------------------- the forms

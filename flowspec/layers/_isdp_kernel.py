@@ -71,7 +71,7 @@ def _transposed_mixing(layer: Any, x: Tensor, qk: Tensor, inv_d: Tensor, alpha: 
     ``logits_t = K Q^T / d`` (non-finite entries replaced), ``s_t`` its per-head softmax over
     rows (``S^T``) and ``t`` every head's ``T = alpha' S^T + delta' I``."""
     b, c, h, w = x.shape
-    x_aug = torch.cat([x.view(b, c, h * w) * layer.mask_flat,
+    x_aug = torch.cat([x.reshape(b, c, h * w) * layer.mask_flat,
                        layer.ones_row.expand(b, 1, h * w)], 1)
     # (B, 2C, HW), Q's rows then K's; bmm: matmul would fold the batch through copies
     qk_img = torch.bmm(qk.view(1, 2 * c, c + 1).expand(b, -1, -1), x_aug)
@@ -178,13 +178,16 @@ class ISDPForward(torch.autograd.Function):
         # raw^T = K Q^T: dQ = raw^T^T K, dK = raw^T Q, back to the image layout
         g_slots = torch.stack([g_raw.transpose(-1, -2) @ k, g_raw @ q], 1)
         g_img = g_slots.view(b, -1).index_select(1, layer.qk_back).view(b, 2 * c, -1)
-        g_qk = torch.bmm(g_img, x_aug.transpose(1, 2)).sum(0).view_as(qk)
         g_x_masked = torch.bmm(qk.view(1, 2 * c, c + 1)[:, :, :c].transpose(1, 2).expand(
             b, -1, -1), g_img).view(shape)
         gx = gx.addcmul_(g_x_masked, layer.mask_f)
-        g_coef = _coef_grad(layer, coef, alpha, delta, g_log_d,
-                            (g_t * s_t).sum((0, 2, 3)),
-                            g_t.diagonal(dim1=-2, dim2=-1).sum((0, 2)))
+        g_qk = g_coef = None  # not for a frozen layer
+        if ctx.needs_input_grad[1]:
+            g_qk = torch.bmm(g_img, x_aug.transpose(1, 2)).sum(0).view_as(qk)
+        if ctx.needs_input_grad[2]:
+            g_coef = _coef_grad(layer, coef, alpha, delta, g_log_d,
+                                (g_t * s_t).sum((0, 2, 3)),
+                                g_t.diagonal(dim1=-2, dim2=-1).sum((0, 2)))
         return gx, g_qk, g_coef, None
 
 

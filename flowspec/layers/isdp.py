@@ -86,10 +86,10 @@ class ISDP(FlowLayer):
     infinities by ``+-1e4``), so the softmax is finite whatever ``Q``, ``K`` and ``d`` are.
 
     Kernel (:mod:`._isdp_kernel`): ``Q`` and ``K`` are one batched matrix product (the two
-    convolutions stacked, the bias as a weight on a row of ones), gathered by one
-    ``index_select`` (indices precomputed) into a ``(2, heads, N, width)`` layout, each
-    head's columns side by side (zero-padded when the heads' widths differ), so all heads'
-    logits are one batched product and one softmax. The free entries are gathered alike
+    convolutions stacked, the bias as a weight on a row of ones), each gathered by one
+    ``index_select`` (indices precomputed) into a ``(heads, N, width)`` layout, each head's
+    columns side by side (zero-padded when the heads' widths differ), so all heads' logits
+    are one batched product and one softmax. The free entries are gathered alike
     into a ``(blocks, N, width)`` layout (columns without free rows, half of them when the
     patch sides are even, are left out), mixed by one batched product with the blocks and
     scattered back by one more ``index_select``. Each block is embedded in an ``N x N``
