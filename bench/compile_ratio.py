@@ -4,9 +4,9 @@
 
 For each flow (the ``glow_mnist`` backbone of bench/speed.py, or it with iMap / iSDP after
 every coupling) it builds the eager model and a ``compile=True`` copy with the same weights,
-compiles it with two training steps (the time is printed: minutes per model on a CPU, seconds
-when inductor's cache already holds its kernels), checks that both give the same
-``log_prob`` (up to float32 reassociation), then times the training steps of every model,
+checks that both give the same ``log_prob`` before any step (up to float32 reassociation),
+compiles the training step with two steps (the time is printed: minutes per model on a CPU,
+seconds when inductor's cache already holds its kernels), then times the training steps of every model,
 all interleaved (bench/speed.py's ``interleaved``: rounds of 3 steps, the fastest of a round
 kept, CPU time with one torch thread, the allocator as bench/speed.py sets it) and prints
 per flow the median compiled / eager ratio over rounds with its interquartile range and,
@@ -57,14 +57,15 @@ def main(argv: list[str] | None = None) -> int:
             eager(x)  # actnorm's data-dependent init
         compiled = speed.variant(spec, eager, torch.device("cpu"), compile=True)
         compiled.train()
-        step_e, step_c = speed.train_step(eager), speed.train_step(compiled)
+        # the same weights, before any step: the training graph's log_prob (this compiles
+        # the forward), against the eager model's
         start = time.perf_counter()
-        step_c(x)
+        lp_c, lp_e = compiled.log_prob(x).detach(), eager.log_prob(x).detach()
+        diff, scale = float((lp_e - lp_c).abs().max()), float(lp_e.abs().max())
+        step_e, step_c = speed.train_step(eager), speed.train_step(compiled)
+        step_c(x)  # compiles the backward
         step_c(x)
         took = time.perf_counter() - start
-        with torch.no_grad():
-            diff = float((eager.log_prob(x) - compiled.log_prob(x)).abs().max())
-            scale = float(eager.log_prob(x).abs().max())
         print(f"{args.size} {name}: compiling {took:.0f} s; |log_prob difference| {diff:.2g} "
               f"(of {scale:.3g})", flush=True)
         fns[(name, "eager")] = lambda s=step_e: s(x)

@@ -109,8 +109,9 @@ def set_allocator(mode: str) -> str:
     libc = ctypes.CDLL(name) if name else None
     if libc is None or not hasattr(libc, "mallopt") or platform.system() != "Linux":
         return "unchanged (no glibc mallopt here)"
-    if not all(libc.mallopt(k, v) == 1 for k, v in TRAIN_ALLOCATOR.items()):
-        return "unchanged (mallopt refused)"
+    refused = [k for k, v in TRAIN_ALLOCATOR.items() if libc.mallopt(k, v) != 1]
+    if refused:
+        return f"partly set (mallopt refused parameter(s) {refused})"
     return ("glibc mallopt as a training process has it (mmap threshold 32 MiB, trim "
             "threshold 64 MiB)")
 
@@ -226,7 +227,7 @@ def peak_memory(step: Callable[[torch.Tensor], None], x: torch.Tensor,
 def interleaved(fns: dict[str, Callable[[], None]], repeats: int, steps: int,
                 device: torch.device, clock: Callable[[], float] = time.perf_counter
                 ) -> dict[str, list[float]]:
-    """Per round, each function's median over ``steps`` calls, in a rotating order."""
+    """Per round, each function's fastest of ``steps`` calls, in a rotating order."""
     names = list(fns)
     for name in names:  # warm-up
         fns[name]()
@@ -250,7 +251,8 @@ def ratio(rounds: dict[str, list[float]], a: str, b: str) -> float:
 
 
 def spread(rounds: dict[str, list[float]], a: str, b: str) -> str:
-    """The interquartile range of the per-round ratios, as ``lo-hi``."""
+    """The interquartile range of the per-round ratios, as ``lo-hi`` (with fewer than four
+    rounds, their range)."""
     r = [x / y for x, y in zip(rounds[a], rounds[b])]
     if len(r) < 4:
         return f"{min(r):.2f}-{max(r):.2f}"
