@@ -299,6 +299,25 @@ def test_isdp_takes_strided_inputs_and_frozen_parameters() -> None:
     assert layer.qk.grad is None and layer.coef.grad is None
 
 
+def test_isdp_stays_float32_under_a_callers_autocast() -> None:
+    """Called (forward and backward) inside ``torch.autocast``, the layer computes in its
+    input's precision: the same outputs and gradients as without autocast."""
+    layer = _isdp((4, 8, 8), heads=2, form="identity").float()
+    perturb_(layer, 0.5, torch.Generator().manual_seed(7))
+    x = _x((4, 8, 8)).float()
+    grads = []
+    for amp in (False, True):
+        v = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            y, logdet = layer(v)
+            (y.square().sum() + logdet.sum()).backward()
+        assert y.dtype == torch.float32
+        grads.append((y.detach(), logdet.detach(), v.grad, layer.qk.grad.clone()))
+        layer.zero_grad()
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
 # ---------------------------------------------------------------------------- the forms
 
 @pytest.mark.parametrize("which", EXTREMES)

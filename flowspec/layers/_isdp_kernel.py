@@ -135,6 +135,14 @@ class ISDPForward(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, qk: Tensor, coef: Tensor, layer: Any
                 ) -> tuple[Tensor, Tensor]:
+        # the bijection and its log-det stay in the input's precision under a caller's
+        # autocast (as in a model, where the forward loop turns it off around the layers)
+        with torch.autocast(x.device.type, enabled=False):
+            return ISDPForward._forward(ctx, x, qk, coef, layer)
+
+    @staticmethod
+    def _forward(ctx: Any, x: Tensor, qk: Tensor, coef: Tensor, layer: Any
+                 ) -> tuple[Tensor, Tensor]:
         inv_d, alpha, delta = _gained(layer, coef)
         x_aug, q, k, logits_t, finite, s_t, t = _transposed_mixing(
             layer, x, qk, inv_d, alpha, delta)
@@ -142,7 +150,7 @@ class ISDPForward(torch.autograd.Function):
         lu, pivots, _ = torch.linalg.lu_factor_ex(blocks)
         x_free = _free_slots(layer, x)
         y = _scatter_free(layer, x, blocks.transpose(-1, -2) @ x_free)
-        ctx.layer, ctx.finite = layer, finite
+        ctx.layer, ctx.finite, ctx.device_type = layer, finite, x.device.type
         ctx.save_for_backward(x_aug, q, k, logits_t, s_t, blocks, x_free, lu, pivots,
                               qk, coef, inv_d, alpha, delta)
         return y, _logdet(layer, lu)
@@ -150,6 +158,12 @@ class ISDPForward(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, gy: Tensor | None, glog: Tensor | None) -> tuple:
+        # a backward called inside an autocast region would otherwise mix precisions
+        with torch.autocast(ctx.device_type, enabled=False):
+            return ISDPForward._backward(ctx, gy, glog)
+
+    @staticmethod
+    def _backward(ctx: Any, gy: Tensor | None, glog: Tensor | None) -> tuple:
         (x_aug, q, k, logits_t, s_t, blocks, x_free, lu, pivots, qk, coef, inv_d, alpha,
          delta) = ctx.saved_tensors
         layer = ctx.layer
