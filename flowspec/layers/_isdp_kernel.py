@@ -38,6 +38,16 @@ from .isdp import DIAG_FLOOR
 _softmax_backward = torch.ops.aten._softmax_backward_data
 
 
+def _bound(layer: Any) -> float:
+    """``b`` of ``beta = b tanh(theta)`` (identity and residual forms)."""
+    return BETA_BOUND if layer.form == "identity" else RESIDUAL_BOUND
+
+
+def inv_scale(coef: Tensor) -> Tensor:
+    """``1 / d`` per head, ``log d`` clamped to keep the softmax finite."""
+    return torch.exp(-coef[0].clamp(-LOG_D_BOUND, LOG_D_BOUND))
+
+
 def coefficients(layer: Any, coef: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(alpha, delta, gain)`` per head from ``coef``: ``A = alpha S + delta I``, mixing
     ``gain A``."""
@@ -45,21 +55,16 @@ def coefficients(layer: Any, coef: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     one = torch.ones_like(theta)
     if layer.form == "paper":
         return one, 1.0 + DIAG_FLOOR + F.softplus(theta), one
-    bound = BETA_BOUND if layer.form == "identity" else RESIDUAL_BOUND
-    return bound * torch.tanh(theta), one, torch.exp(coef[2]) if coef.shape[0] > 2 else one
+    gain = torch.exp(coef[2]) if coef.shape[0] > 2 else one
+    return _bound(layer) * torch.tanh(theta), one, gain
 
 
 def _gained(layer: Any, coef: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(inv_d, alpha', delta')`` per head: ``1 / d`` and the gain folded into ``A``."""
-    inv_d = torch.exp(-coef[0].clamp(-LOG_D_BOUND, LOG_D_BOUND))
-    if layer.form == "paper":
-        return inv_d, torch.ones_like(coef[1]), 1.0 + DIAG_FLOOR + F.softplus(coef[1])
-    bound = BETA_BOUND if layer.form == "identity" else RESIDUAL_BOUND
-    beta = bound * torch.tanh(coef[1])
-    if coef.shape[0] > 2:
-        gain = torch.exp(coef[2])
-        return inv_d, gain * beta, gain
-    return inv_d, beta, torch.ones_like(beta)
+    alpha, delta, gain = coefficients(layer, coef)
+    if coef.shape[0] > 2:  # the identity form: delta = 1, so delta' = gain
+        return inv_scale(coef), gain * alpha, gain
+    return inv_scale(coef), alpha, delta
 
 
 def _transposed_mixing(layer: Any, x: Tensor, qk: Tensor, inv_d: Tensor, alpha: Tensor,
@@ -71,7 +76,7 @@ def _transposed_mixing(layer: Any, x: Tensor, qk: Tensor, inv_d: Tensor, alpha: 
     ``logits_t = K Q^T / d`` (non-finite entries replaced), ``s_t`` its per-head softmax over
     rows (``S^T``) and ``t`` every head's ``T = alpha' S^T + delta' I``."""
     b, c, h, w = x.shape
-    x_aug = torch.cat([x.reshape(b, c, h * w) * layer.mask_flat,
+    x_aug = torch.cat([x.reshape(b, c, h * w) * layer.mask_f.view(1, c, h * w),
                        layer.ones_row.expand(b, 1, h * w)], 1)
     # (B, 2C, HW), Q's rows then K's; bmm: matmul would fold the batch through copies
     qk_img = torch.bmm(qk.view(1, 2 * c, c + 1).expand(b, -1, -1), x_aug)
@@ -86,6 +91,11 @@ def _transposed_mixing(layer: Any, x: Tensor, qk: Tensor, inv_d: Tensor, alpha: 
     s_t = torch.softmax(logits_t, dim=-2)
     t = torch.addcmul(delta.view(-1, 1, 1) * layer.eye, alpha.view(-1, 1, 1), s_t)
     return x_aug, q, k, logits_t, finite, s_t, t
+
+
+def _inverse_t(layer: Any, lu: Tensor, pivots: Tensor) -> Tensor:
+    """Every block's ``T^{-T}`` from its LU factors."""
+    return torch.linalg.lu_solve(lu, pivots, layer.eye.expand_as(lu), adjoint=True)
 
 
 def _blocks_t(layer: Any, t: Tensor) -> Tensor:
@@ -122,8 +132,7 @@ def inverse(layer: Any, y: Tensor) -> tuple[Tensor, Tensor]:
     lu, pivots, _ = torch.linalg.lu_factor_ex(_blocks_t(layer, t))
     # T^{-T} from the factors, then one product: solving for the free entries directly
     # (many right-hand sides per small block) is about 3x slower on CPU
-    inv_t = torch.linalg.lu_solve(lu, pivots, layer.eye.expand_as(lu), adjoint=True)
-    x_free = inv_t @ _free_slots(layer, y)
+    x_free = _inverse_t(layer, lu, pivots) @ _free_slots(layer, y)
     return _scatter_free(layer, y, x_free), -_logdet(layer, lu)
 
 
@@ -176,8 +185,8 @@ class ISDPForward(torch.autograd.Function):
         gx = _scatter_free(layer, gy, blocks @ gy_free)
         g_blocks = x_free @ gy_free.transpose(-1, -2)
         if glog is not None:  # d log det T / dT = T^{-T}
-            inv_t = torch.linalg.lu_solve(lu, pivots, layer.eye.expand_as(lu), adjoint=True)
-            g_blocks.addcmul_(inv_t, glog.view(-1, 1, 1, 1) * layer.block_weight)
+            g_blocks.addcmul_(_inverse_t(layer, lu, pivots),
+                              glog.view(-1, 1, 1, 1) * layer.block_weight)
         # blocks -> every head's T (the identity outside U x U carries no parameter)
         if layer.whole:
             g_t = g_blocks
@@ -215,9 +224,8 @@ def _coef_grad(layer: Any, coef: Tensor, alpha: Tensor, delta: Tensor, g_log_d: 
     if layer.form == "paper":  # delta' = 1 + floor + softplus(theta)
         rows.append(g_delta * torch.sigmoid(theta))
     else:  # alpha' = gain bound tanh(theta), delta' = gain
-        bound = BETA_BOUND if layer.form == "identity" else RESIDUAL_BOUND
         tanh = torch.tanh(theta)
-        rows.append(g_alpha * (delta * bound) * (1.0 - tanh * tanh))
+        rows.append(g_alpha * (delta * _bound(layer)) * (1.0 - tanh * tanh))
         if coef.shape[0] > 2:  # gain = exp(gamma)
             rows.append(g_alpha * alpha + g_delta * delta)
     return torch.stack(rows)

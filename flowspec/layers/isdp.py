@@ -130,7 +130,6 @@ class ISDP(FlowLayer):
         # the masks as 0 / 1 floats: a product or lerp with them is several times cheaper
         # on CPU than ``where`` with a bool mask, and exact for finite values
         self.register_buffer("mask_f", mask.unsqueeze(0).float(), persistent=False)
-        self.register_buffer("mask_flat", mask.view(1, c, h * w).float(), persistent=False)
         self.register_buffer("ones_row", torch.ones(1, 1, h * w), persistent=False)
         free = ~self._to_patches(mask.unsqueeze(0))[0]  # (N, P)
         self.register_buffer("free", free.unsqueeze(0), persistent=False)
@@ -192,7 +191,6 @@ class ISDP(FlowLayer):
         # every head one block over every row: the blocks are the heads' matrices themselves
         self.whole = block_head.tolist() == list(range(self.heads)) and bool(sizes.eq(n).all())
         self.register_buffer("block_head", block_head, persistent=False)
-        self.register_buffer("block_count", counts, persistent=False)
         self.register_buffer("block_rows", torch.stack(
             [pt.unsqueeze(1) & pt.unsqueeze(0) for pt in patterns]), persistent=False)
         # the log-det's weights: per block, and per entry of the blocks' LU diagonals
@@ -258,19 +256,18 @@ class ISDP(FlowLayer):
         """Every head's mixing matrix without the gain, (B, heads, N, N): ``I + beta S``
         (identity, residual) or ``S + diag I`` (paper). It depends on ``M x`` only; for
         inspection (no gradient)."""
-        from ._isdp_kernel import _transposed_mixing, coefficients
+        from ._isdp_kernel import _transposed_mixing, coefficients, inv_scale
 
         with torch.no_grad():
             alpha, delta, _ = coefficients(self, self.coef)
-            inv_d = torch.exp(-self.log_d.clamp(-_LOG_D_BOUND, _LOG_D_BOUND))
-            t = _transposed_mixing(self, x, self.qk, inv_d, alpha, delta)[-1]
+            t = _transposed_mixing(self, x, self.qk, inv_scale(self.coef), alpha, delta)[-1]
         return t.transpose(-1, -2)
 
     def _blocks(self, a: Tensor) -> Tensor:
         """(B, G, N, N): group ``(h, U)``'s block is ``a[:, h]`` on ``U x U``, ``I`` elsewhere."""
-        if self.whole:
-            return a
-        return torch.where(self.block_rows, a[:, self.block_head], self.eye)
+        from ._isdp_kernel import _blocks_t
+
+        return _blocks_t(self, a)  # U x U is symmetric: the same for A and its transpose
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         from ._isdp_kernel import ISDPForward
