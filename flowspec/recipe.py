@@ -18,9 +18,17 @@ from .kinds import ENCODERS
 
 
 @dataclass(frozen=True)
+class Above:
+    """An option's exclusive lower bound (a plain number is an inclusive one)."""
+
+    bound: float
+
+
+@dataclass(frozen=True)
 class Rule:
     value: tuple | type | None  # allowed words, a type, or None for no value
-    #: option -> (type, minimum) or (type, minimum, maximum); a bound of None: unbounded
+    #: option -> (type, minimum) or (type, minimum, maximum); a bound of None: unbounded, a
+    #: minimum of Above(b): greater than b
     options: dict[str, tuple] = field(default_factory=dict)
     doc: str = ""
     required: tuple[str, ...] = ()  # options the line must give
@@ -49,7 +57,7 @@ SETTINGS: dict[str, Rule] = {
                        "`uniform` noise (default), or `variational` (Flow++): a conditional "
                        "flow q(u|x) of `steps` couplings with `hidden` channels, trained "
                        "jointly; bits/dim is then the variational bound"),
-    "pretrain": Rule(("encoder",), {"steps": (int, 1), "lr": (float, 0.0)},
+    "pretrain": Rule(("encoder",), {"steps": (int, 1), "lr": (float, Above(0.0))},
                      "before the flow, train the condition encoder's super-resolution head "
                      "(e.g. `srflow(head=true, scale=S)`) and the encoder as an SR network: "
                      "`steps` Adam steps (`lr`, default 2e-4) on the L1 distance to the "
@@ -101,7 +109,12 @@ def validate_settings(settings: dict[str, Setting], diags: Collector) -> None:
             if not _type_ok(val, t):
                 diags.error("E121", f"option `{key}` of `{name}` needs {_KIND[t]}, got "
                             f"{type_name(val)}", s.span)
-            elif (lo is not None and val < lo) or (hi is not None and val > hi):
+            elif isinstance(lo, Above) and val <= lo.bound:
+                bound = "positive" if lo.bound == 0 else f"greater than {lo.bound}"
+                diags.error("E122", f"option `{key}` of `{name}` must be {bound}, got "
+                            f"{format_value(val)}", s.span)
+            elif (lo is not None and not isinstance(lo, Above) and val < lo) or (
+                    hi is not None and val > hi):
                 bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
                 diags.error("E122", f"option `{key}` of `{name}` must be {bound}, got "
                             f"{format_value(val)}", s.span)
@@ -123,10 +136,6 @@ def check_recipe(spec: FlowSpec, diags: Collector) -> None:
     if "pretrain" in t:
         s = t["pretrain"]
         task = t.get("task")
-        lr = s.options.get("lr")
-        if isinstance(lr, int | float) and not isinstance(lr, bool) and lr <= 0:
-            diags.error("E122", f"option `lr` of `pretrain` must be positive, got {lr:g}",
-                        s.span, help="leave it out for the default 2e-4")
         if not heads:
             with_head = [k for k, e in ENCODERS.items() if e.head_arg]
             example = next((f"`{k}(..., {ENCODERS[k].head_arg}=true)`" for k in with_head),
