@@ -33,7 +33,7 @@ takes no page faults per step; a bench process, which loads no data, would get a
 ``mmap`` (and its page faults, in kernel time) for most activations of every step, a cost
 and a noise that training never sees. So by default (``train``) the bench sets the same
 state with ``mallopt`` before building anything; ``default`` keeps glibc's defaults. The
-minor page faults per training step are printed with the results.
+minor page faults and kernel time per training step are printed with the results.
 """
 
 from __future__ import annotations
@@ -116,13 +116,16 @@ def set_allocator(mode: str) -> str:
             "threshold 64 MiB)")
 
 
-def page_faults(step: Callable[[], None], n: int = 5) -> float:
-    """Minor page faults of this process per call of ``step``."""
+def page_faults(step: Callable[[], None], n: int = 5) -> tuple[float, float]:
+    """Minor page faults of this process, and its kernel (system) time in ms, per call of
+    ``step``."""
     step()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    before = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(n):
         step()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / n
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return ((after.ru_minflt - before.ru_minflt) / n,
+            (after.ru_stime - before.ru_stime) * 1e3 / n)
 
 
 # ------------------------------------------------------------------ models and equivalence
@@ -425,8 +428,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.clock} time" + (" (process CPU time, one torch thread)"
                                 if args.clock == "cpu" else "") + ".",
         f"Machine: {machine(device)}, device `{device}`. Allocator: {allocator}; minor page "
-        "faults per training step: " + "; ".join(
-            f"{size}: " + ", ".join(f"{n} {f:.0f}" for n, f in r["faults"].items())
+        "faults (kernel ms) per training step: " + "; ".join(
+            f"{size}: " + ", ".join(f"{n} {f:.0f} ({ms:.1f})" for n, (f, ms) in
+                                    r["faults"].items())
             for size, r in results.items()) + ".",
         f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.",
         "",
