@@ -55,8 +55,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from flowspec.datasets import BUILTIN as DECLARED
+
 from .base import SPLITS, DataError, ImageSet, _check_options
-from .builtin import BUILTIN, _BUILTIN_OPTIONS, _NEEDS_PATH, _builtin, clear_cache
+from .builtin import BUILTIN, _NEEDS_PATH, _builtin, clear_cache
 from .builtin import split_indices
 from .formats import _load_path
 from .prepare import prepare
@@ -116,7 +118,7 @@ def load_dataset(name_or_path: str, split: str = "train", **options: Any) -> Ima
         raise DataError(f"limit must be a positive int (the first n items); got {limit!r}")
     if name_or_path in BUILTIN:
         _check_options(
-            repr(name_or_path), options, {"limit"} | _BUILTIN_OPTIONS.get(name_or_path, set())
+            repr(name_or_path), options, {"limit", *DECLARED[name_or_path].options}
         )
         frozen = tuple(sorted((k, _freeze(v)) for k, v in options.items()))
         return _builtin(name_or_path, split, frozen)
