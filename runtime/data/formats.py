@@ -11,7 +11,8 @@ from flowspec.datasets import FORMATS
 
 from .base import DataError, ImageSet, _check_options, _is_image, _read_bytes, _scan
 from .cifar import _CIFAR_BATCH, _load_cifar
-from .folders import _load_cityscapes, _load_folder, _load_pairs, _pair_dirs
+from .folders import _load_cityscapes, _load_pairs, _pair_dirs
+from .imagefolder import _load_folder
 from .idx import _IDX_DTYPES, _IDX_IMAGES, _load_idx
 
 #: format -> the options its loader takes (declared in :mod:`flowspec.datasets`)
