@@ -39,7 +39,7 @@ class Option:
     doc: str
     minimum: int | None = None
     maximum: int | None = None
-    choices: tuple[str, ...] = ()
+    choices: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("resize", bool, False, "scale (keeping the aspect ratio) until the images cover the "
            "input, then centre-crop; folders are read at that size"),
     Option("channels", int, None, "convert the images to the input's channels: 3 replicates "
-           "grey, 1 takes the luminance of colour (without it, a mismatch is an error)", 1, 3),
+           "grey, 1 takes the luminance of colour (without it, a mismatch is an error)",
+           choices=(1, 3)),
     Option("limit", int, None, "only the first N items of each split", 1),
     Option("root", str, None, "the local folder read by `images`, `idx`, `cifar10` and "
            "`cityscapes`"),
@@ -180,7 +181,8 @@ def _type_error(opt: Option, value: Any) -> str | None:
     if not ok:
         return f"option `{opt.name}` needs {kinds[opt.type]}; got {value!r}"
     if opt.choices and value not in opt.choices:
-        return f"option `{opt.name}` is one of {', '.join(opt.choices)}; got {value!r}"
+        return (f"option `{opt.name}` is one of {', '.join(map(str, opt.choices))}; got "
+                f"{value!r}")
     lo, hi = opt.minimum, opt.maximum
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"

@@ -138,9 +138,10 @@ def _check_data_line(s: Setting, diags: Collector) -> None:
             diags.error("E105", f"option `{key}` does not apply to data `{s.value}`", s.span,
                         help="its options: " + ", ".join(accepted))
         elif OPTIONS.get(key) and OPTIONS[key].choices and val not in OPTIONS[key].choices:
+            words = [str(c) for c in OPTIONS[key].choices]
             diags.error("E122", f"invalid value {format_value(val)} for option `{key}` of "
-                        "`data`", s.span, help=did_you_mean(str(val), OPTIONS[key].choices)
-                        or "expected one of: " + ", ".join(OPTIONS[key].choices))
+                        "`data`", s.span, help=did_you_mean(str(val), words)
+                        or "expected one of: " + ", ".join(words))
 
 
 def check_recipe(spec: FlowSpec, diags: Collector) -> None:

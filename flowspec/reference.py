@@ -287,7 +287,7 @@ def _data_markdown() -> str:
     lines += ["", "| option | type | default | range | taken by | meaning |",
               "|---|---|---|---|---|---|"]
     for o in ds.OPTIONS.values():
-        typ = "|".join(o.choices) if o.choices else _type_name(o.type)
+        typ = "|".join(map(str, o.choices)) if o.choices else _type_name(o.type)
         rng = ("" if o.minimum is None and o.maximum is None else
                f"{'' if o.minimum is None else o.minimum}..{'' if o.maximum is None else o.maximum}")
         lines.append(f"| `{o.name}` | {_md(typ)} | `{_value(o.default)}` | {rng} | "
