@@ -326,6 +326,7 @@ class RunInfo:
     spec_file: str | None
     overrides: dict[str, Any]
     best_val_bpd: float | None
+    class_names: list[str] | None = None  # a run on class folders: the name of each class id
 
 
 def load_checkpoint(path: str | os.PathLike, *, device: str = "auto") -> tuple[Any, RunInfo]:
@@ -341,4 +342,4 @@ def load_checkpoint(path: str | os.PathLike, *, device: str = "auto") -> tuple[A
     model, spec, recipe, ck = _restore(None, path, None, None, device)
     return model, RunInfo(Path(path), spec, recipe, int(ck["step"]), ck.get("flow"),
                           ck.get("spec_file"), dict(ck.get("overrides") or {}),
-                          ck.get("best_val_bpd"))
+                          ck.get("best_val_bpd"), ck.get("class_names"))

@@ -21,6 +21,7 @@ import flowspec
 import runtime
 from runtime import RunError
 from runtime import images as im
+from runtime.api import load_checkpoint
 from runtime.data import DataError, load_dataset
 from runtime.recipe import check_data, parse_data_arg, resolve_recipe
 from runtime.tasks import make_task
@@ -156,8 +157,8 @@ def run(folder: Path, spec_file: Path, tmp_path_factory) -> Path:
 def test_class_conditional_flow_trains_on_class_folders(run: Path) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert summary["class_names"] == list(CLASSES) and summary["final_val_bpd"] > 0
-    ck = torch.load(run / "checkpoint.pt", weights_only=True)
-    assert ck["class_names"] == list(CLASSES)
+    _, info = load_checkpoint(run / "checkpoint.pt", device="cpu")
+    assert info.class_names == list(CLASSES)
     # one row per class, named on the left: the grid is wider than the bare one
     grid = np.asarray(Image.open(run / "samples_step000002_t0.7.png"))
     h, w = im.grid_size(24, 8, 8, 8)
