@@ -288,8 +288,8 @@ def _data_markdown() -> str:
               "|---|---|---|---|---|---|"]
     for o in ds.OPTIONS.values():
         typ = "|".join(map(str, o.choices)) if o.choices else _type_name(o.type)
-        rng = ("" if o.minimum is None and o.maximum is None else
-               f"{'' if o.minimum is None else o.minimum}..{'' if o.maximum is None else o.maximum}")
+        lo, hi = ("" if v is None else v for v in (o.minimum, o.maximum))
+        rng = f"{lo}..{hi}" if (lo, hi) != ("", "") else ""
         lines.append(f"| `{o.name}` | {_md(typ)} | `{_value(o.default)}` | {rng} | "
                      f"{_taken_by(o.name)} | {_md(o.doc)} |")
     lines += ["", "### Folders of images", "", ds.FOLDER_RULES, "### Super-resolution inputs",

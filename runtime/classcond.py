@@ -4,8 +4,8 @@ The generation task reads one class id per image from labelled data sets (mnist5
 fashion-mnist, digits, IDX and CIFAR folders, one folder per class), scores held-out images
 by their class-conditional bits/dim ``-log2 p(x | y) / D``, and draws sample grids with one
 row per class. These helpers keep that out of :mod:`runtime.tasks`: checking the data's
-labels against the declared class count, parsing ``--class`` (ids, or the class folders' names a run stores), the labels of a grid and
-the names on its rows.
+labels against the declared class count, parsing ``--class`` (ids, or the names of the
+class folders a run stores), the labels of a grid and the names on its rows.
 """
 
 from __future__ import annotations

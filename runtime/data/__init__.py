@@ -50,7 +50,8 @@ Modules: ``base`` (:class:`ImageSet`, :class:`DataError`, the split rules), ``bu
 (the built-in sets), ``formats`` (format detection) with its loaders ``idx``, ``cifar`` and
 ``imagefolder`` (image folders) and ``folders`` (reading photos, label/photo pairs,
 Cityscapes), and ``prepare`` (shaping to a spec's input). The names and options of sets and
-formats are declared in :mod:`flowspec.datasets`. Everything public is importable from ``runtime.data`` itself.
+formats are declared in :mod:`flowspec.datasets`. Everything public is importable from
+``runtime.data`` itself.
 """
 
 from __future__ import annotations
