@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .datasets import BUILTIN, OPTIONS, PATH_NAMES, accepted_options
 from .errors import Collector, did_you_mean
 from .evaluate import format_value, type_name
 from .ir import FlowSpec, Setting
@@ -40,10 +41,10 @@ DEQUANTIZERS = ("uniform", "variational")
 
 SETTINGS: dict[str, Rule] = {
     "task": Rule(TASKS, {"scale": (int, 2)}, "what the model is trained for"),
-    "data": Rule(str, {"pad": (int, 0), "root": (str, None), "resize": (bool, None),
-                       "channels": (int, 1)},
-                 "a built-in set (mnist5k, fashion-mnist, digits, photos, faces, fashion-seg), "
-                 "`images` / `idx` / `cifar10` / `cityscapes` with root=PATH, or a path"),
+    "data": Rule(str, {o.name: (o.type, o.minimum, o.maximum) for o in OPTIONS.values()},
+                 f"a built-in set ({', '.join(BUILTIN)}), "
+                 f"{' / '.join(f'`{n}`' for n in PATH_NAMES)} with root=PATH, or a path; "
+                 "options and folder rules: see Data below"),
     "bits": Rule(int, {}, "bits per colour channel kept (dequantisation bins = 2**bits)"),
     "batch": Rule(int, {}, "images per optimisation step"),
     "optimizer": Rule(OPTIMIZERS, {"lr": (float, 0.0), "warmup": (int, 0), "clip": (float, 0.0),
@@ -118,12 +119,29 @@ def validate_settings(settings: dict[str, Setting], diags: Collector) -> None:
                 bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
                 diags.error("E122", f"option `{key}` of `{name}` must be {bound}, got "
                             f"{format_value(val)}", s.span)
+        if name == "data" and isinstance(s.value, str):
+            _check_data_line(s, diags)
         missing = [key for key in rule.required if key not in s.options]
         if missing:
             diags.error("E109", f"`{name}` needs option `{missing[0]}`", s.span,
                         help="write it as `" + " ".join(
                             [name, *([str(s.value)] if s.value is not None else []),
                              *(f"{k}=..." for k in rule.required)]) + "`")
+
+
+def _check_data_line(s: Setting, diags: Collector) -> None:
+    """Options that exist but not for this source (`threshold` is fashion-seg's), and a
+    `format=` that is not a format."""
+    accepted = accepted_options(str(s.value), dict(s.options))
+    for key, val in s.options.items():
+        if key in OPTIONS and key not in accepted:
+            diags.error("E105", f"option `{key}` does not apply to data `{s.value}`", s.span,
+                        help="its options: " + ", ".join(accepted))
+        elif OPTIONS.get(key) and OPTIONS[key].choices and val not in OPTIONS[key].choices:
+            words = [str(c) for c in OPTIONS[key].choices]
+            diags.error("E122", f"invalid value {format_value(val)} for option `{key}` of "
+                        "`data`", s.span, help=did_you_mean(str(val), words)
+                        or "expected one of: " + ", ".join(words))
 
 
 def check_recipe(spec: FlowSpec, diags: Collector) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
+from . import datasets as ds
 from .kinds import ENCODERS, KINDS, NETS, PRIORS
 from .recipe import SETTINGS
 
@@ -254,6 +255,48 @@ def _settings_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _taken_by(name: str) -> str:
+    if name in (*ds.SHAPING, "limit"):
+        return "every data line"
+    if name == "root":
+        return ", ".join(f"`{n}`" for n in ds.PATH_NAMES)
+    if name == "format":
+        return "paths and `images`"
+    users = [f"`{k}`" for k, s in ds.BUILTIN.items() if name in s.options]
+    formats = [f"`{k}`" for k, s in ds.FORMATS.items() if name in s.options]
+    return ", ".join(users + ([f"formats {', '.join(formats)}"] if formats else []))
+
+
+def _data_markdown() -> str:
+    """The data sets, formats and data-line options of :mod:`flowspec.datasets`."""
+    lines = ["## Data (`data NAME [key=value ...]`)", "",
+             "The `data` line of `train { }` (or `--data \"NAME key=value\"`) names a built-in "
+             "set, one of " + ", ".join(f"`{n}`" for n in ds.PATH_NAMES) + " with `root=PATH`, "
+             "or a path (relative to the spec file's folder; on the command line, to the "
+             "working folder). Built-in sets are real images shipped inside installed packages; "
+             "nothing is downloaded, and CIFAR-10, CelebA and Cityscapes are read from your "
+             "own copy.", "",
+             "| built-in set | what it is | its own options |", "|---|---|---|"]
+    lines += [f"| `{k}` | {_md(s.doc)} | {', '.join(f'`{o}`' for o in s.options) or '-'} |"
+              for k, s in ds.BUILTIN.items()]
+    lines += ["", "A path's format is detected (`format=` overrides it; `images root=` reads "
+              "the same way, `idx` / `cifar10` / `cityscapes root=` force theirs):", "",
+              "| format | what it reads | its own options |", "|---|---|---|"]
+    lines += [f"| `{k}` | {_md(s.doc)} | {', '.join(f'`{o}`' for o in s.options)} |"
+              for k, s in ds.FORMATS.items()]
+    lines += ["", "| option | type | default | range | taken by | meaning |",
+              "|---|---|---|---|---|---|"]
+    for o in ds.OPTIONS.values():
+        typ = "|".join(map(str, o.choices)) if o.choices else _type_name(o.type)
+        lo, hi = ("" if v is None else v for v in (o.minimum, o.maximum))
+        rng = f"{lo}..{hi}" if (lo, hi) != ("", "") else ""
+        lines.append(f"| `{o.name}` | {_md(typ)} | `{_value(o.default)}` | {rng} | "
+                     f"{_taken_by(o.name)} | {_md(o.doc)} |")
+    lines += ["", "### Folders of images", "", ds.FOLDER_RULES, "### Super-resolution inputs",
+              "", ds.SR_INPUTS]
+    return "\n".join(lines)
+
+
 #: complete specs shown at the end of the reference, read from the repository
 EXAMPLES = ("specs/realnvp.flow", "specs/nice.flow", "specs/glow_class.flow", "specs/nsf.flow")
 
@@ -279,6 +322,7 @@ def language_reference() -> str:
         parts += [f"### `{form}`", "", meaning, "", "```", example, "```", ""]
     parts.append(vocabulary_markdown(builtin_only=True))
     parts.append(_settings_markdown())
+    parts.append(_data_markdown())
     parts.append(_examples_markdown())
     return "\n".join(parts)
 

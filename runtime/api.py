@@ -215,7 +215,8 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
 
     Class-conditional flows (``condition y: class N``) draw one row per class, or with
     ``classes`` (``--class``) ``n`` samples of one class (``3``) or rows of the listed
-    classes (``"1,7"``).
+    classes (``"1,7"``); a run on class folders also takes their names (``"cat,dog"``) and
+    labels the rows with them.
 
     Conditional flows need a condition: ``cond=None`` or ``"val"`` takes the first
     validation examples of the run's data and lays out rows of (condition, samples,
@@ -234,9 +235,10 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
         fmt = im.image_format(output)
     except ValueError as e:
         raise RunError(str(e)) from e
-    model, loaded, r, _ = _restore(spec, checkpoint, flow, overrides, device, strict)
+    model, loaded, r, ck = _restore(spec, checkpoint, flow, overrides, device, strict)
     dev = resolve_device(device)
     task = make_task(loaded, r)
+    names = ck.get("class_names")  # a run on class folders: --class NAME, named grid rows
     g = generator(seed, dev)
     with torch.no_grad(), finite.watch_samples(model, temperature, _warn) as checked:
         task.check_samples = checked
@@ -248,10 +250,12 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
                 raise RunError(f"flow `{loaded.name}` takes no --cond (it is for "
                                "super_resolution and translation; a class-conditional flow "
                                "takes --class)")
-            y, cols = cc.sample_labels(task.cond, n, classes, loaded.name)
+            y, cols = cc.sample_labels(task.cond, n, classes, loaded.name, names)
             cd = None if y is None else {task.cond.name: y.to(dev)}
             x = checked(model.sample(n if y is None else len(y), temperature, cd, generator=g))
             grid = im.make_grid(im.to_uint8(x, r.bits), ncol=ncol or cols or _cols(len(x)))
+            if cols is not None and names and ncol in (None, cols):  # one row per class
+                grid = cc.name_rows(grid, names, y[::cols].tolist(), x.shape[-2])
         elif cond is None or str(cond) == "val":
             rows = min(GRID_EXAMPLES, n)
             data = task.load(train=False)
@@ -322,6 +326,7 @@ class RunInfo:
     spec_file: str | None
     overrides: dict[str, Any]
     best_val_bpd: float | None
+    class_names: list[str] | None = None  # a run on class folders: the name of each class id
 
 
 def load_checkpoint(path: str | os.PathLike, *, device: str = "auto") -> tuple[Any, RunInfo]:
@@ -337,4 +342,4 @@ def load_checkpoint(path: str | os.PathLike, *, device: str = "auto") -> tuple[A
     model, spec, recipe, ck = _restore(None, path, None, None, device)
     return model, RunInfo(Path(path), spec, recipe, int(ck["step"]), ck.get("flow"),
                           ck.get("spec_file"), dict(ck.get("overrides") or {}),
-                          ck.get("best_val_bpd"))
+                          ck.get("best_val_bpd"), ck.get("class_names"))

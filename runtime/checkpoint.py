@@ -10,6 +10,8 @@ A checkpoint is a dict of tensors and plain Python values only (no pickled class
   pure functions of those two (:func:`runtime.tasks.stream_seed`).
 * ``step`` (optimisation steps done), ``digest`` (the IR digest of the model it belongs
   to), ``recipe``, ``flow``, ``spec_file``, ``overrides``, ``best_val_bpd``.
+* ``class_names`` (runs on class folders): the name of each class id, for ``sample
+  --class NAME`` and the rows of sample grids.
 * ``pretrain`` (runs with ``pretrain encoder``): the pretraining steps done and, until it
   is finished, its optimiser's state (:mod:`runtime.pretrain`); ``step`` is then 0.
 

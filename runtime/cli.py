@@ -214,8 +214,8 @@ def _reg_sample(sub: Any) -> None:
                    help="condition: `val` (default: validation examples) or an image file "
                    "(low-res input, or a one-channel PNG of class ids)")
     p.add_argument("--class", dest="classes", metavar="K[,K...]",
-                   help="class-conditional flows: N samples of class K, or one row per listed "
-                   "class (default: one row per class)")
+                   help="class-conditional flows: N samples of class K (an id, or a class "
+                   "folder's name), or one row per listed class (default: one row per class)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default="grid.png", metavar="FILE", type=_image_path,
                    help="the grid image; its extension picks the format (.png, .jpg, "

@@ -112,6 +112,56 @@ def make_grid(tiles: Tensor, ncol: int, pad: int = GRID_PAD, fill: int = 255) ->
     return out
 
 
+#: Height in pixels of the band of column labels above a grid (:func:`label_columns`).
+LABEL_BAND = 14
+
+
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (ImportError, OSError, TypeError):  # Pillow without FreeType: the bitmap font
+        return ImageFont.load_default()
+
+
+def _band(width: int, height: int, texts: Sequence[tuple[str, float, float]],
+          size: int, channels: int) -> Tensor:
+    """A white uint8 ``(channels, height, width)`` band with each ``(text, x, y)`` drawn
+    in black, centred on ``(x, y)``."""
+    from PIL import Image, ImageDraw
+
+    band = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(band)
+    font = _font(size)
+    for text, x, y in texts:
+        draw.text((x, y), text, fill=0, font=font, anchor="mm")
+    return torch.from_numpy(np.asarray(band).copy())[None].expand(channels, -1, -1)
+
+
+def label_columns(grid: Tensor, spans: Sequence[tuple[str, int, int]], tile_w: int,
+                  pad: int = GRID_PAD) -> Tensor:
+    """A :func:`make_grid` grid with a band of :data:`LABEL_BAND` pixels on top naming its
+    columns: each ``(text, first, end)`` is centred over the tile columns first..end-1."""
+    c, _, w = grid.shape
+    texts = [(t, pad + (a * (tile_w + pad) + b * (tile_w + pad) - pad) / 2, LABEL_BAND / 2)
+             for t, a, b in spans]
+    return torch.cat([_band(w, LABEL_BAND, texts, 11, c), grid], dim=1)
+
+
+def label_rows(grid: Tensor, names: Sequence[str], tile_h: int, pad: int = GRID_PAD) -> Tensor:
+    """A :func:`make_grid` grid with a column on its left naming each row of tiles (class
+    names of a class-conditional grid). Names are cut to 24 characters; the text shrinks
+    with small tiles, down to 8 pixels."""
+    c, h, _ = grid.shape
+    size = max(8, min(11, tile_h))
+    shown = [n if len(n) <= 24 else n[:23] + "…" for n in names]
+    font = _font(size)
+    width = 2 * pad + max(int(font.getlength(n)) for n in shown) + 2 if shown else 0
+    texts = [(n, width / 2, pad + r * (tile_h + pad) + tile_h / 2) for r, n in enumerate(shown)]
+    return torch.cat([_band(width, h, texts, size, c), grid], dim=2)
+
+
 def save_png(img: Tensor, path: str | os.PathLike) -> Path:
     """Write a uint8 ``(C, H, W)`` image (C = 1 or 3) as PNG, atomically."""
     return save_image(img, path, "PNG")

@@ -8,13 +8,13 @@ changed something that breaks bit-for-bit continuation.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowspec.datasets import BUILTIN, PATH_NAMES, option_error
 from flowspec.ir import FlowSpec
 
 from .errors import RunError
@@ -23,9 +23,7 @@ TASKS = ("generation", "super_resolution", "translation")
 OPTIMIZERS = ("adamax", "adam", "adamw")
 DEQUANTIZERS = ("uniform", "variational")
 #: ``data NAME root=PATH`` names that read a local path in a given format.
-PATH_FORMATS = {"images": None, "idx": "idx", "cifar10": "cifar", "cityscapes": "cityscapes"}
-#: Options of the data line that shape the images rather than select them.
-SHAPING = ("pad", "resize", "channels")
+PATH_FORMATS = PATH_NAMES
 
 
 @dataclass
@@ -126,8 +124,6 @@ def set_data(r: Recipe, data: str, base: str | os.PathLike | None = None) -> Non
 
 def is_path(name: str) -> bool:
     """Whether a data line's name is a path (not a built-in set nor an on-disk format)."""
-    from .data import BUILTIN
-
     return name not in BUILTIN and name not in PATH_FORMATS
 
 
@@ -214,8 +210,7 @@ def _validate(r: Recipe) -> None:
         raise RunError(f"unknown optimizer `{r.optimizer}`; optimizers: {', '.join(OPTIMIZERS)}")
     if r.data is None:
         raise RunError("no data: the spec's train block has no `data` line; pass "
-                       "--data NAME|PATH (built-ins: mnist5k, fashion-mnist, digits, photos, "
-                       "faces, fashion-seg)")
+                       f"--data NAME|PATH (built-ins: {', '.join(BUILTIN)})")
     if not 1 <= r.bits <= 8:
         raise RunError(f"bits must be between 1 and 8, got {r.bits}")
     for name in ("batch", "steps", "val_images", "sr_images"):
@@ -288,27 +283,14 @@ def _word(value: Any) -> str:
 
 
 def check_data(name: str, options: dict[str, Any]) -> None:
-    """Refuse unknown data options (with a did-you-mean and the accepted list) and a data
+    """Refuse data options that ``name`` does not take or values out of their range (with a
+    did-you-mean and the accepted list, :func:`flowspec.datasets.option_error`) and a data
     path that does not exist (saying where it was looked for)."""
-    from .data import BUILTIN
-    from .data.builtin import _BUILTIN_OPTIONS, _NEEDS_PATH
-    from .data.formats import _FORMAT_OPTIONS
+    from .data.builtin import _NEEDS_PATH
 
-    accepted = {*SHAPING, "limit"}
-    if name in BUILTIN:
-        accepted |= _BUILTIN_OPTIONS.get(name, set())
-    else:
-        fmt = PATH_FORMATS.get(name) or options.get("format")
-        accepted |= {"format"} | (_FORMAT_OPTIONS.get(str(fmt), set()) if fmt else
-                                  set().union(*_FORMAT_OPTIONS.values()))
-        if name in PATH_FORMATS:
-            accepted.add("root")
-    for key in options:
-        if key not in accepted:
-            close = difflib.get_close_matches(key, sorted(accepted), n=1, cutoff=0.6)
-            hint = f" (did you mean `{close[0]}`?)" if close else ""
-            raise RunError(f"unknown data option `{key}` for data `{name}`{hint}; "
-                           f"its options: {', '.join(sorted(accepted))}")
+    problem = option_error(name, options)
+    if problem is not None:
+        raise RunError(problem)
     where = options.get("root") if name in PATH_FORMATS else (
         None if name in BUILTIN else name)
     if where is not None and not Path(str(where)).exists():

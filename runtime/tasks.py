@@ -79,6 +79,7 @@ class TaskData:
     val: Split  # the fixed validation subset: the first `val_images` of the val split
     description: str
     num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None  # of class folders: grid rows, --class NAME
 
 
 class Task(ABC):
@@ -152,7 +153,8 @@ class Task(ABC):
             except DataError as e:
                 raise RunError(f"data `{r.data}` ({split} split): {e}") from e
             splits[split] = self._shape_split(s, split, pad, resize, channels is not None)
-        return TaskData(splits["train"], splits["val"], s.description, s.num_classes)
+        return TaskData(splits["train"], splits["val"], s.description, s.num_classes,
+                        s.class_names)
 
     def _shape_split(self, s: Any, split: str, pad: int, resize: bool, convert: bool) -> Split:
         where = f"data `{self.recipe.data}` ({split} split) for flow `{self.spec.name}`"
@@ -322,6 +324,8 @@ class Generation(Task):
             x = self._checked(model.sample(rows * k if y is None else len(y), t, cond,
                                            generator=g))
             out[t] = im.make_grid(im.to_uint8(x, self.bits), ncol=k)
+            if y is not None and data.class_names:
+                out[t] = cc.name_rows(out[t], data.class_names, y[::k].tolist(), x.shape[-2])
         return out
 
 
@@ -394,8 +398,11 @@ class SuperResolution(Task):
         hr = data.val.images[:rows]
         lr_up = im.upscale_nearest(im.downscale(hr, self.scale), hr.shape[-2:])
         gt = im.quantized(hr, self.bits)
-        return {t: self._conditional_grid(model, device, t, lr_up, gt, hr, None,
-                                          per_row or GRID_SAMPLES) for t in temperatures}
+        k = per_row or GRID_SAMPLES
+        spans = [("LR", 0, 1), ("samples", 1, k + 1), ("HR", k + 1, k + 2)]
+        return {t: im.label_columns(self._conditional_grid(model, device, t, lr_up, gt, hr,
+                                                           None, k), spans, hr.shape[-1])
+                for t in temperatures}
 
 
 class Translation(Task):

@@ -81,6 +81,9 @@ class Trainer:
     batch above which a validation warns (``None`` or 0: never); ``strict``: refuse to
     ``resume`` from a checkpoint of another model (else warn and load what matches)."""
 
+    #: the data's class names (class folders), stored in checkpoints and summary.json
+    class_names: tuple[str, ...] | None = None
+
     def __init__(self, spec: FlowSpec, recipe: Recipe, *, out: str | os.PathLike | None,
                  device: str, resume: bool, progress: bool, source: dict[str, Any],
                  recon_warn: float | None = RECON_WARN, strict: bool = True,
@@ -133,6 +136,8 @@ class Trainer:
             "overrides": self.source.get("overrides") or {},
             "ir": self.spec.model_dump_json(), "best_val_bpd": self.best,
         }
+        if self.class_names is not None:  # class folders: `sample --class NAME`, grid rows
+            state["class_names"] = list(self.class_names)
         if self.pre is not None:  # `pretrain encoder`: its steps done (and its optimiser)
             state["pretrain"] = self.pre.state()
         if self.freeze_until is not None:
@@ -166,6 +171,7 @@ class Trainer:
         r, spec = self.recipe, self.spec
         task = make_task(spec, r)
         data = task.load()
+        self.class_names = data.class_names
         train = data.train
         if train is None or len(train) == 0:
             raise RunError(f"data `{r.data}` has no training images")
@@ -482,6 +488,8 @@ class Trainer:
             "seconds_per_step": round(self.t_train / steps_run, 4) if steps_run else None,
             "recipe": r.to_json(),
         }
+        if self.class_names is not None:
+            summary["class_names"] = list(self.class_names)
         if r.pretrain_steps:
             l1 = [x["l1"] for x in records if x.get("kind") == "pretrain"]
             summary["pretrain"] = {"steps": r.pretrain_steps, "final_l1": l1[-1] if l1 else None}

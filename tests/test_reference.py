@@ -65,3 +65,29 @@ def test_kinds_command_is_torch_free() -> None:
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=120, check=True)
     assert p.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_every_data_option_and_set_is_in_the_reference() -> None:
+    from flowspec.datasets import BUILTIN, FORMATS, OPTIONS
+
+    text = language_reference()
+    for name in (*OPTIONS, *BUILTIN, *FORMATS):
+        assert f"| `{name}` |" in text, name
+
+
+def test_data_declarations_are_torch_free() -> None:
+    code = "import sys, flowspec.datasets, flowspec.recipe; print('torch' in sys.modules)"
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120, check=True)
+    assert p.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_data_options_are_checked_per_source() -> None:
+    from flowspec.datasets import option_error
+
+    assert option_error("fashion-seg", {"threshold": 20, "limit": 5, "pad": 2}) is None
+    assert "unknown data option `threshold`" in option_error("digits", {"threshold": 3})
+    assert "between 0 and 254" in option_error("fashion-seg", {"threshold": 300})
+    assert option_error("/some/folder", {"size": 64, "channels": 3}) is None
+    assert option_error("/some/folder", {"size": (32, 48)}) is None
+    assert "one of idx" in option_error("images", {"root": "x", "format": "zip"})

