@@ -230,9 +230,9 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     batch = recon_batch(task, data_.val, r.seed, dev)
     finite.check_metrics(metrics, model, batch, checkpoint)
     soundness.check_bpd(metrics, what=f"evaluating {checkpoint}",
-                        verify_cmd=soundness.verify_command(loaded, spec_file,
-                                                            ck.get("overrides")),
-                        after="no eval.json was written")
+                        verify_cmd=lambda: soundness.verify_command(loaded, spec_file,
+                                                                    ck.get("overrides")),
+                        after=lambda: "no eval.json was written")
     metrics.update(reconstruction(model, *batch).metrics())
     result = finite.json_safe({"flow": loaded.name, "task": r.task,
                                "checkpoint": str(checkpoint), "step": int(ck["step"]),

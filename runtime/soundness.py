@@ -111,8 +111,10 @@ def check_checkpoint_plugins(ck: dict[str, Any], path: Any, stored: FlowSpec | N
 BPD_KEYS = ("bpd", "bpd_uniform", "label_bpd")
 
 
-def check_bpd(metrics: dict[str, Any], *, what: str, verify_cmd: str, after: str) -> None:
-    """Refuse a held-out bits/dim below 0: impossible on discrete data."""
+def check_bpd(metrics: dict[str, Any], *, what: str, verify_cmd: Callable[[], str],
+              after: Callable[[], str]) -> None:
+    """Refuse a held-out bits/dim below 0: impossible on discrete data. ``verify_cmd`` and
+    ``after`` (what became of the run) are asked for only then."""
     for key in BPD_KEYS:
         value = metrics.get(key)
         if isinstance(value, float) and value < 0:
@@ -120,7 +122,7 @@ def check_bpd(metrics: dict[str, Any], *, what: str, verify_cmd: str, after: str
                 f"{what} gives a held-out {key} of {value:.4g} bits/dim, below 0, which no "
                 "density of discrete data can give: the model's density is not normalised (a "
                 "log-det that is wrong, or an inverse that is not one). Check its layers with "
-                f"`{verify_cmd}`; {after}")
+                f"`{verify_cmd()}`; {after()}")
 
 
 def summary_warnings(source: dict[str, Any], verified: bool, plugins: list[Any],

@@ -436,9 +436,9 @@ class Trainer:
             metrics["warnings"] = [message]
         log.write({"kind": "val", "step": done, **metrics})
         check_bpd(metrics, what=f"the validation at step {done}",
-                  verify_cmd=verify_command(self.spec, self.source.get("spec_file"),
-                                            self.source.get("overrides")),
-                  after=self._resume_advice(changed=True))
+                  verify_cmd=lambda: verify_command(self.spec, self.source.get("spec_file"),
+                                                    self.source.get("overrides")),
+                  after=lambda: self._resume_advice(changed=True))
         self.tracker.val(done, metrics)
         files["val"] = metrics
         bpd = metrics["bpd"]
