@@ -4,7 +4,8 @@ A plugin is any importable module whose import registers declarations with
 :func:`flowspec.kind`, :func:`flowspec.net`, :func:`flowspec.encoder` or
 :func:`flowspec.prior`. Five routes load one (DESIGN §8.1):
 
-* ``--plugin MODULE`` on every command of the CLI (repeatable),
+* ``--plugin MODULE`` (or ``--plugin path/to/file.py``) on every command of the CLI
+  (repeatable),
 * the environment variable ``FLOWSPEC_PLUGINS=a,b``,
 * ``flowspec.load(..., plugins=["a"])`` (and ``loads``),
 * importing the module yourself,
@@ -14,22 +15,33 @@ A spec never names a module and never causes an import. A plugin whose import fa
 key clashes with a registered one or whose declaration is malformed raises
 :class:`~flowspec.kinds.PluginError` naming the plugin, and leaves the registries as they
 were before the import.
+
+What a plugin registered is remembered (:data:`ORIGIN`), so that a checkpoint can record
+which plugins its model's vocabulary comes from (:func:`used_plugins`) and loading it
+without them can name the ``--plugin`` to pass, instead of importing anything itself.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import sys
 from collections.abc import Iterable
 from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 from .kinds import REGISTRIES, PluginError
 
 ENV = "FLOWSPEC_PLUGINS"
 ENTRY_POINT_GROUP = "flowspec.plugins"
 
-#: module name (or entry point ``name = value``) -> the route that loaded it
+#: module name (or entry point ``name = value``, or a file path) -> the route that loaded it
 LOADED: dict[str, str] = {}
+#: ``(registry, key)`` -> the plugin that registered it, as it was given: a module name or
+#: the file path of ``--plugin path/to/file.py``
+ORIGIN: dict[tuple[str, str], str] = {}
 _AUTO_DONE = False
 
 
@@ -53,14 +65,24 @@ def import_object(target: str) -> object:
     return getattr(importlib.import_module(module), name)
 
 
+def is_file_plugin(name: str) -> bool:
+    """Whether ``--plugin NAME`` names a Python file rather than a module."""
+    return name.endswith(".py") or "/" in name or os.sep in name
+
+
 def load_plugin(module: str, route: str = "import") -> None:
-    """Import ``module`` so that it registers its vocabulary; idempotent."""
+    """Import ``module`` (a module name, or the path of a ``.py`` file) so that it registers
+    its vocabulary; idempotent."""
     module = module.strip()
     if not module or module in LOADED:
         return
     saved = _snapshot()
     try:
-        importlib.import_module(module)
+        if is_file_plugin(module):
+            name = _import_file(module)
+        else:
+            name = module
+            importlib.import_module(module)
     except PluginError as e:
         _restore(saved)
         raise PluginError(f"plugin `{module}` ({route}): {e}") from None
@@ -71,7 +93,50 @@ def load_plugin(module: str, route: str = "import") -> None:
             hint = " (is it installed, or on PYTHONPATH / in the working folder?)"
         raise PluginError(f"plugin `{module}` ({route}) cannot be imported{hint}: "
                           f"{type(e).__name__}: {e}") from None
+    _remember(saved, module)
     LOADED[module] = route
+    LOADED.setdefault(name, route)
+
+
+def _import_file(path: str) -> str:
+    """Import the file ``path`` as the module named by its file name (``leaky.py`` ->
+    ``leaky``), with its folder on ``sys.path`` as ``python path/to/file.py`` has it (so a
+    declaration may name a sibling module); returns the module name."""
+    file = Path(path)
+    if not file.is_file():
+        raise PluginError(f"no such file {file.absolute()}")
+    name = file.stem
+    if not name.isidentifier():
+        raise PluginError(f"`{file.name}` cannot be imported as a module (its name is not a "
+                          "Python identifier); rename the file")
+    there = sys.modules.get(name)
+    if there is not None:
+        if Path(getattr(there, "__file__", None) or "").resolve() == file.resolve():
+            return name
+        raise PluginError(f"a module named `{name}` is already imported (from "
+                          f"{getattr(there, '__file__', None) or 'elsewhere'}); rename the "
+                          "file")
+    folder = str(file.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"{file} is not a Python module")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return name
+
+
+def _remember(saved: dict[str, dict], given: str) -> None:
+    for registry, table in REGISTRIES.items():
+        for key in table:
+            if key not in saved[registry]:
+                ORIGIN[(registry, key)] = given
 
 
 def _entry_points() -> list[metadata.EntryPoint]:
@@ -104,6 +169,7 @@ def load_auto() -> None:
             raise PluginError(f"plugin `{ep.value}` (entry point `{ep.name}` of group "
                               f"{ENTRY_POINT_GROUP}) cannot be imported: "
                               f"{type(e).__name__}: {e}") from None
+        _remember(saved, ep.module)
         LOADED[key] = "entry point"
         LOADED.setdefault(ep.module, "entry point")
 
@@ -120,3 +186,72 @@ def reset_auto() -> None:
     """Forget that the automatic routes ran (tests that change the environment)."""
     global _AUTO_DONE
     _AUTO_DONE = False
+
+
+def _builtin(entry: Any) -> bool:
+    return entry.__module__.startswith("flowspec.")
+
+
+def _registry_args(entry: Any, args: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    """The ``(registry, key)`` of each argument of ``entry`` that names another registry's
+    entry (``net=``)."""
+    for name, f in entry.Args.model_fields.items():
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        if extra.get("registry") and isinstance(args.get(name), str):
+            yield extra["registry"], args[name]
+
+
+def vocabulary(spec: Any) -> list[tuple[str, str]]:
+    """Every ``(registry, key)`` a checked spec uses: its layers' kinds and the nets they
+    name, its conditions' encoders (and their flows' vocabulary), its prior."""
+    out: list[tuple[str, str]] = []
+
+    def add(registry: str, key: str, args: dict[str, Any]) -> None:
+        if (registry, key) not in out:
+            out.append((registry, key))
+        entry = REGISTRIES[registry].get(key)
+        if entry is not None:
+            for pair in _registry_args(entry, args):
+                if pair not in out:
+                    out.append(pair)
+
+    for layer in spec.layers:
+        add("kind", layer.kind, layer.args)
+    for c in spec.conditions:
+        if c.flow is not None:
+            out += [v for v in vocabulary(c.flow) if v not in out]
+        else:
+            add("encoder", c.encoder.kind, c.encoder.args)
+    add("prior", spec.prior.kind, spec.prior.args)
+    return out
+
+
+def used_plugins(spec: Any) -> list[dict[str, Any]]:
+    """Which plugins a spec's vocabulary comes from: ``[{"plugin": "leaky_mod", "uses":
+    ["kind leaky"]}]``, the plugin as it was given (module name or file path; the module of
+    the declaration when it was imported some other way). Empty for built-in vocabulary."""
+    by: dict[str, list[str]] = {}
+    for registry, key in vocabulary(spec):
+        entry = REGISTRIES[registry].get(key)
+        if entry is None or _builtin(entry):
+            continue
+        plugin = ORIGIN.get((registry, key), entry.__module__)
+        by.setdefault(plugin, []).append(f"{registry} {key}")
+    return [{"plugin": p, "uses": uses} for p, uses in by.items()]
+
+
+def missing_plugins(record: list[dict[str, Any]]) -> str | None:
+    """What a :func:`used_plugins` record needs that is not registered now, as one line
+    saying which ``--plugin`` to pass; ``None`` when everything is there."""
+    missing = []
+    for item in record:
+        for use in item.get("uses", []):
+            registry, _, key = str(use).partition(" ")
+            if key not in REGISTRIES.get(registry, {}):
+                missing.append((registry, key, str(item.get("plugin"))))
+    if not missing:
+        return None
+    registry, key, plugin = missing[0]
+    flags = " ".join(dict.fromkeys(f"--plugin {p}" for _, _, p in missing))
+    more = f" (and {len(missing) - 1} more of its vocabulary)" if len(missing) > 1 else ""
+    return f"uses {registry} `{key}` of plugin module `{plugin}`{more}: pass {flags}"

@@ -27,7 +27,7 @@ import torch
 from flowspec.ir import FlowSpec
 
 from . import checkpoint as ckpt
-from . import dequantize, finite
+from . import dequantize, finite, soundness
 from .errors import RunError
 from .recipe import Recipe, resolve_recipe, set_data
 from .reconstruction import RECON_WARN, recon_batch, reconstruction
@@ -49,7 +49,11 @@ def _load_spec(spec: SpecLike, flow: str | None, overrides: dict[str, Any] | Non
     raise_if_errors(diags)
     for d in diags:  # warnings only, after raise_if_errors
         print(d.render(), file=sys.stderr)
-    return specs[0], {"spec_file": str(spec), "overrides": dict(overrides or {})}
+    warnings = [{"code": d.code, "message": d.message,
+                 "where": f"{d.span.file}:{d.span.line}:{d.span.column}" if d.span else None}
+                for d in diags]
+    return specs[0], {"spec_file": str(spec), "overrides": dict(overrides or {}),
+                      "warnings": warnings}
 
 
 def train(spec: SpecLike, *, flow: str | None = None,
@@ -58,7 +62,8 @@ def train(spec: SpecLike, *, flow: str | None = None,
           batch: int | None = None, device: str = "auto", resume: bool = False,
           seed: int | None = None, progress: bool = True, strict: bool = True,
           recon_warn: float | None = RECON_WARN, build_options: dict[str, Any] | None = None,
-          tensorboard: bool = False, **recipe: Any) -> RunResult:
+          tensorboard: bool = False, verify: bool = True, threads: int | None = None,
+          **recipe: Any) -> RunResult:
     """Train a flow on its task; the spec's ``train { }`` block is the default recipe.
 
     Args:
@@ -80,6 +85,11 @@ def train(spec: SpecLike, *, flow: str | None = None,
             ``autocast``.
         tensorboard: also write TensorBoard event files (scalars, sample grids, the
             diagram) to ``out/tensorboard`` (:mod:`runtime.tracking`).
+        verify: before step 1, verify every layer whose kind or net a plugin defines (and a
+            plugin prior) as ``flowspec verify`` does, and refuse an inexact one
+            (:mod:`runtime.soundness`); ``False`` trains anyway, warns, and records
+            ``"verified": false`` in ``summary.json``.
+        threads: CPU threads for torch (``--threads``; default: torch's choice).
         **recipe: any other :class:`runtime.recipe.Recipe` field: ``lr``, ``warmup``,
             ``clip``, ``weight_decay``, ``optimizer``, ``bits``, ``val_every``,
             ``sample_every``, ``checkpoint_every``, ``val_images``, ``sr_images``,
@@ -91,11 +101,19 @@ def train(spec: SpecLike, *, flow: str | None = None,
         a :class:`runtime.trainer.RunResult` (run folder, final held-out bits/dim, the
         summary written to ``summary.json`` and the trained model).
     """
+    if threads is not None:
+        if threads < 1:
+            raise RunError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
     loaded, source = _load_spec(spec, flow, overrides)
     r = resolve_recipe(loaded, data=data, steps=steps, batch=batch, seed=seed, **recipe)
+    verified = soundness.verify_vocabulary(loaded, verify=verify, command="train", warn=_warn,
+                                           spec_file=source["spec_file"],
+                                           overrides=source["overrides"])
     return Trainer(loaded, r, out=out, device=device, resume=resume, progress=progress,
                    source=source, recon_warn=recon_warn, strict=strict,
-                   build_options=build_options, tensorboard=tensorboard).run()
+                   build_options=build_options, tensorboard=tensorboard, verified=verified,
+                   threads=threads).run()
 
 
 def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | None,
@@ -109,10 +127,12 @@ def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | N
     that still fit are loaded).
     """
     from flowspec.build import compile as build
+    from flowspec.errors import FlowNameError
 
     from .distributed import resolve_device
 
     ck = ckpt.load(checkpoint)
+    soundness.check_checkpoint_plugins(ck, checkpoint, ckpt.stored_spec(ck))
     if spec is None:
         stored = ckpt.stored_spec(ck)
         if stored is None:
@@ -120,10 +140,20 @@ def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | N
                            "(IR); pass the spec it was trained with")
         loaded = stored
     else:
+        named_by_checkpoint = flow is None and not isinstance(spec, FlowSpec)
         if not isinstance(spec, FlowSpec):
             flow = flow if flow is not None else ck.get("flow")
             overrides = overrides if overrides is not None else ck.get("overrides")
-        loaded, _ = _load_spec(spec, flow, overrides)
+        try:
+            loaded, _ = _load_spec(spec, flow, overrides)
+        except FlowNameError as e:
+            unknown = [d for d in e.diagnostics if d.code == "E103"]
+            if not (named_by_checkpoint and flow and unknown):
+                raise
+            flows = f" ({unknown[0].help})" if unknown[0].help else ""
+            raise RunError(f"{spec} has no flow `{flow}`{flows}: that name comes from the "
+                           f"checkpoint {checkpoint}, whose run trained flow `{flow}`; pass "
+                           "--flow NAME to load it into another flow of the file") from None
     same = ckpt.check_spec(ck, loaded, checkpoint, strict=strict, warn=_warn)
     try:
         recipe = Recipe.from_json(ck["recipe"])
@@ -145,7 +175,7 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
              out: str | os.PathLike | None = None, strict: bool = True,
              measure: str | list[str] | tuple[str, ...] = "bpd",
              features: str | os.PathLike | None = None, samples: int = 1000,
-             temperature: float = 1.0) -> dict[str, Any]:
+             temperature: float = 1.0, verify: bool = True) -> dict[str, Any]:
     """Held-out metrics of a checkpoint, written to ``eval.json`` beside it (or ``out``).
 
     The validation subset and its dequantisation noise are those of training (same
@@ -162,6 +192,9 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     ``None`` or ``"inception"`` looks for the Inception weights in the cache folder).
     ``lpips`` is torchvision's AlexNet checkpoint or a TorchScript LPIPS module
     (:mod:`runtime.perceptual`).
+
+    ``verify``: first verify the flow's plugin vocabulary as :func:`train` does; a held-out
+    bits/dim below 0 is refused either way (:mod:`runtime.soundness`).
     """
     from .distributed import resolve_device
     from .perceptual import load_lpips
@@ -174,6 +207,9 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
         if any(m != "bpd" for m in wanted) else None
 
     model, loaded, r, ck = _restore(spec, checkpoint, flow, overrides, device, strict)
+    spec_file = ck.get("spec_file") if spec is None or isinstance(spec, FlowSpec) else str(spec)
+    verified = soundness.verify_vocabulary(loaded, verify=verify, command="eval", warn=_warn,
+                                           spec_file=spec_file, overrides=ck.get("overrides"))
     if data is not None:
         set_data(r, data)
     if val_images is not None:
@@ -193,11 +229,15 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     metrics.update(task.dequantization_metrics(model, data_, dev))
     batch = recon_batch(task, data_.val, r.seed, dev)
     finite.check_metrics(metrics, model, batch, checkpoint)
+    soundness.check_bpd(metrics, what=f"evaluating {checkpoint}",
+                        verify_cmd=lambda: soundness.verify_command(loaded, spec_file,
+                                                                    ck.get("overrides")),
+                        after=lambda: "no eval.json was written")
     metrics.update(reconstruction(model, *batch).metrics())
     result = finite.json_safe({"flow": loaded.name, "task": r.task,
                                "checkpoint": str(checkpoint), "step": int(ck["step"]),
                                "data": r.data, "val_images": len(data_.val), **extra,
-                               **metrics})
+                               **metrics, "verified": verified})
     folder = Path(out) if out is not None else Path(checkpoint).parent
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "eval.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -31,9 +32,42 @@ def _spec_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     else:
         spec_args(p)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--threads", type=int, metavar="N",
+    p.add_argument("--threads", type=_int(1), metavar="N",
                    help="CPU threads for torch (default: torch's choice; 1 is often faster "
                    "on a machine shared with other jobs)")
+
+
+def _int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` (to ``high``); anything else is a usage
+    error (exit 2), with the recipe's ranges (:func:`runtime.recipe.resolve_recipe`)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got `{text}`") from None
+        if value < low or (high is not None and value > high):
+            span = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {span}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(low: float, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number ``>= low`` (``> low`` with ``above``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got `{text}`") from None
+        if not math.isfinite(value) or value < low or (above and value == low):
+            bound = f"above {low:g}" if above else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"must be a number {bound}, got {text}")
+        return value
+
+    return parse
 
 
 def _bool(text: str) -> bool:
@@ -61,7 +95,7 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
         from .data import DataError
 
         try:
-            if a.threads:
+            if a.threads and a.command != "train":  # train records them for --resume
                 import torch
 
                 torch.set_num_threads(a.threads)
@@ -101,7 +135,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     train(a.spec, flow=a.flow, overrides=_overrides(a), data=a.data, out=a.out,
           steps=a.steps, batch=a.batch, device=a.device, resume=a.resume, seed=a.seed,
           progress=not a.no_progress, strict=a.strict, recon_warn=a.recon_warn,
-          tensorboard=a.tensorboard,
+          tensorboard=a.tensorboard, verify=a.verify, threads=a.threads,
           build_options=build_options(a), **recipe)
     return 0
 
@@ -115,29 +149,33 @@ def _reg_train(sub: Any) -> None:
     p.add_argument("--data", metavar="NAME|PATH",
                    help='data set, optionally with options: --data "faces resize=true"')
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/FLOW-TIMESTAMP)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch", type=int, help="global batch (split over DDP processes)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--steps", type=_int(1))
+    p.add_argument("--batch", type=_int(1), help="global batch (split over DDP processes)")
+    p.add_argument("--seed", type=_int(0))
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint, bit for bit")
     _strict_arg(p, "to --resume from")
-    p.add_argument("--recon-warn", type=float, dest="recon_warn", default=RECON_WARN,
+    p.add_argument("--recon-warn", type=_number(0), dest="recon_warn", default=RECON_WARN,
                    metavar="R", help="warn when a validation finds max|x - inverse(forward(x))| "
                    f"/ max|x| above R (default {RECON_WARN:g}; 0: never)")
     g = p.add_argument_group("more recipe overrides")
-    g.add_argument("--lr", type=float)
-    g.add_argument("--warmup", type=int, help="linear warm-up steps")
-    g.add_argument("--clip", type=float, help="gradient-norm bound")
+    g.add_argument("--lr", type=_number(0, above=True))
+    g.add_argument("--warmup", type=_int(0), help="linear warm-up steps")
+    g.add_argument("--clip", type=_number(0, above=True), help="gradient-norm bound")
     g.add_argument("--optimizer", choices=("adamax", "adam", "adamw"))
-    g.add_argument("--bits", type=int, help="bits per colour channel kept")
-    g.add_argument("--val-every", type=int, dest="val_every")
-    g.add_argument("--sample-every", type=int, dest="sample_every")
-    g.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
-    g.add_argument("--val-images", type=int, dest="val_images",
+    g.add_argument("--bits", type=_int(1, 8), help="bits per colour channel kept")
+    g.add_argument("--val-every", type=_int(0), dest="val_every",
+                   help="steps between validations (0: the default, min(steps, 500))")
+    g.add_argument("--sample-every", type=_int(0), dest="sample_every",
+                   help="steps between sample grids (0: the default, twice --val-every)")
+    g.add_argument("--checkpoint-every", type=_int(0), dest="checkpoint_every",
+                   help="steps between checkpoints (0: the default, --val-every)")
+    g.add_argument("--val-images", type=_int(1), dest="val_images",
                    help="size of the fixed validation subset (default 512)")
-    g.add_argument("--pretrain-steps", type=int, dest="pretrain_steps",
+    g.add_argument("--pretrain-steps", type=_int(0), dest="pretrain_steps",
                    help="steps of `pretrain encoder` (the encoder's SR pretraining; 0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _verify_arg(p, "train")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log scalars, sample grids and the diagram for TensorBoard "
                    "(RUN/tensorboard/; needs pip install 'flowspec[track]')")
@@ -154,7 +192,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
                        temperatures=a.temperatures, data=a.data, val_images=a.val_images,
                        lpips=a.lpips, device=a.device, out=a.out, strict=a.strict,
                        measure=a.metrics, features=a.features, samples=a.samples,
-                       temperature=a.temperature)
+                       temperature=a.temperature, verify=a.verify)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -168,25 +206,26 @@ def _reg_eval(sub: Any) -> None:
     p.add_argument("--metrics", default="bpd", metavar="LIST",
                    help="comma-separated: bpd (always computed, with the task's held-out "
                    "scores), fid, kid, is (sample quality of generation flows)")
-    p.add_argument("--samples", type=int, default=1000, metavar="N",
+    p.add_argument("--samples", type=_int(1), default=1000, metavar="N",
                    help="samples (and real validation images) for fid/kid/is (default 1000)")
-    p.add_argument("--temperature", type=float, default=1.0,
+    p.add_argument("--temperature", type=_number(0), default=1.0,
                    help="sampling temperature for fid/kid/is (default 1.0)")
     p.add_argument("--features", metavar="inception|FILE",
                    help="feature network for fid/kid/is: `inception` (default; NVlabs' "
                    "inception-2015-12-05.pt in ~/.cache/flowspec/weights/) or a file: that "
                    "Inception, or any TorchScript module mapping images in [0,1] (B,3,H,W) "
                    "to (B,D), reported as fid[features=NAME]")
-    p.add_argument("--temperatures", type=float, nargs="+", metavar="T",
+    p.add_argument("--temperatures", type=_number(0), nargs="+", metavar="T",
                    help="super-resolution sampling temperatures (default 0.1 ... 0.9)")
     p.add_argument("--data", metavar="NAME|PATH", help="evaluate on other data")
-    p.add_argument("--val-images", type=int, dest="val_images")
+    p.add_argument("--val-images", type=_int(1), dest="val_images")
     p.add_argument("--lpips", metavar="FILE",
                    help="torchvision's AlexNet checkpoint alexnet-owt-7be5be79.pth (the LPIPS "
                    "backbone; the lpips v0.1 heads come with torchmetrics) or a TorchScript "
                    "LPIPS module; without it LPIPS is 'unavailable'")
     p.add_argument("--out", metavar="DIR", help="where eval.json goes (default: beside the "
                    "checkpoint)")
+    _verify_arg(p, "evaluate")
     p.set_defaults(func=_guard(cmd_eval))
 
 
@@ -208,19 +247,27 @@ def _reg_sample(sub: Any) -> None:
     _spec_args(p, optional=True)
     p.add_argument("--checkpoint", required=True, metavar="FILE")
     _strict_arg(p, "to sample from")
-    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
-    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--n", type=_int(1), default=64, help="number of samples (default 64)")
+    p.add_argument("--temperature", type=_number(0), default=0.7,
+                   help="latent standard deviation (default 0.7)")
     p.add_argument("--cond", metavar="val|FILE",
                    help="condition: `val` (default: validation examples) or an image file "
                    "(low-res input, or a one-channel PNG of class ids)")
     p.add_argument("--class", dest="classes", metavar="K[,K...]",
                    help="class-conditional flows: N samples of class K (an id, or a class "
                    "folder's name), or one row per listed class (default: one row per class)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_int(0), default=0)
     p.add_argument("-o", "--output", default="grid.png", metavar="FILE", type=_image_path,
                    help="the grid image; its extension picks the format (.png, .jpg, "
                    ".webp, ...; default grid.png)")
     p.set_defaults(func=_guard(cmd_sample))
+
+
+def _verify_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--no-verify", action="store_false", dest="verify",
+                   help=f"{what} even if a layer whose kind or net a plugin defines fails "
+                   "verification (checked before step 1 as `flowspec verify` does; the run "
+                   "records \"verified\": false)")
 
 
 def _image_path(text: str) -> str:

@@ -248,10 +248,10 @@ _FLAGS = {"steps": "--steps", "batch": "--batch", "seed": "--seed", "lr": "--lr"
 
 
 def resume_command(spec: FlowSpec, r: Recipe, source: dict[str, Any],
-                   out: str | os.PathLike) -> str:
+                   out: str | os.PathLike, flags: list[str] | None = None) -> str:
     """The ``flowspec train ... --resume`` line that continues this run bit for bit: the
-    spec, flow and ``--set`` it was started with, and a flag for every recipe field that
-    differs from the spec's own ``train`` block."""
+    spec, flow and ``--set`` it was started with, a flag for every recipe field that
+    differs from the spec's own ``train`` block, and ``flags`` (:func:`run_flags`)."""
     words = ["flowspec", "train", str(source.get("spec_file") or "SPEC.flow"),
              "--flow", spec.name]
     for k, v in (source.get("overrides") or {}).items():
@@ -270,8 +270,46 @@ def resume_command(spec: FlowSpec, r: Recipe, source: dict[str, Any],
             base is None or getattr(base, field_name) != value)
         if differs and value is not None:
             words += [flag, _word(value)]
-    words += ["--out", str(out), "--resume"]
+    words += list(flags or []) + ["--out", str(out), "--resume"]
     return shlex.join(words)
+
+
+def run_flags(*, device: str, threads: int | None, plugins: list[dict[str, Any]],
+              build_options: dict[str, Any], tensorboard: bool, recon_warn: float | None,
+              strict: bool, progress: bool, verified: bool) -> list[str]:
+    """The flags of ``flowspec train`` that are not recipe fields, as a run was given them
+    (defaults left out), for its resume command."""
+    from .reconstruction import RECON_WARN
+
+    words: list[str] = []
+    for p in plugins:
+        words += ["--plugin", str(p["plugin"])]
+    if device != "auto":
+        words += ["--device", device]
+    if threads is not None:
+        words += ["--threads", str(threads)]
+    if build_options.get("channels_last"):
+        words.append("--channels-last")
+    compiled = build_options.get("compile")
+    if compiled:
+        words += ["--compile"] + ([] if compiled is True else [str(compiled)])
+    if build_options.get("checkpoint"):
+        words.append("--grad-checkpoint")
+    amp = build_options.get("autocast")
+    if amp:
+        words += ["--autocast", "fp16" if "float16" in str(amp) and "bfloat" not in str(amp)
+                  else "bf16"]
+    if tensorboard:
+        words.append("--tensorboard")
+    if recon_warn != RECON_WARN:
+        words += ["--recon-warn", _word(float(recon_warn or 0))]
+    if not strict:
+        words += ["--strict", "false"]
+    if not progress:
+        words.append("--no-progress")
+    if not verified and plugins:
+        words.append("--no-verify")
+    return words
 
 
 def _word(value: Any) -> str:

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.ir import FlowSpec
+from flowspec.plugins import used_plugins
 
 from . import checkpoint as ckpt
 from . import dequantize as dq
@@ -37,6 +38,7 @@ from .images import plot_curve, save_png
 from .metrics import MetricsLog
 from .recipe import Recipe
 from .reconstruction import RECON_WARN, recon_batch, recon_message, reconstruction
+from .soundness import check_bpd, summary_warnings, verify_command
 from .tasks import Task, TaskData, make_task
 from .tracking import Tracker, open_tracker
 
@@ -79,7 +81,9 @@ def default_out(spec: FlowSpec) -> Path:
 class Trainer:
     """One training run. ``recon_warn``: the relative reconstruction error of the validation
     batch above which a validation warns (``None`` or 0: never); ``strict``: refuse to
-    ``resume`` from a checkpoint of another model (else warn and load what matches)."""
+    ``resume`` from a checkpoint of another model (else warn and load what matches);
+    ``verified``: whether the flow's plugin vocabulary was verified (``summary.json``);
+    ``threads``: torch's CPU threads as ``--threads`` set them (for the resume command)."""
 
     #: the data's class names (class folders), stored in checkpoints and summary.json
     class_names: tuple[str, ...] | None = None
@@ -87,8 +91,11 @@ class Trainer:
     def __init__(self, spec: FlowSpec, recipe: Recipe, *, out: str | os.PathLike | None,
                  device: str, resume: bool, progress: bool, source: dict[str, Any],
                  recon_warn: float | None = RECON_WARN, strict: bool = True,
-                 build_options: dict[str, Any] | None = None, tensorboard: bool = False):
+                 build_options: dict[str, Any] | None = None, tensorboard: bool = False,
+                 verified: bool = True, threads: int | None = None):
         self.spec, self.recipe = spec, recipe
+        self.verified, self.threads = verified, threads
+        self.plugins = used_plugins(spec)  # recorded in checkpoints and the summary
         self.tensorboard = tensorboard
         self.tracker = Tracker()  # a TensorBoard writer on the main process when asked
         self.build_options = dict(build_options or {})
@@ -135,6 +142,7 @@ class Trainer:
             "flow": self.spec.name, "spec_file": self.source.get("spec_file"),
             "overrides": self.source.get("overrides") or {},
             "ir": self.spec.model_dump_json(), "best_val_bpd": self.best,
+            "plugins": self.plugins,
         }
         if self.class_names is not None:  # class folders: `sample --class NAME`, grid rows
             state["class_names"] = list(self.class_names)
@@ -404,14 +412,18 @@ class Trainer:
     def _resume_advice(self, changed: bool = False) -> str:
         """Where a stopped run stands: its last checkpoint and the command that continues
         it, or that none was written yet (so the run starts again)."""
-        from .recipe import resume_command
+        from .recipe import resume_command, run_flags
 
         ck = self.out / "checkpoint.pt"
         if self.saved_step is None:
             return (f"no checkpoint was written yet (the first is due at step "
                     f"{self.recipe.checkpoint_every}), so there is nothing to resume: run "
                     f"the same command again{' with those changes' if changed else ''}")
-        cmd = resume_command(self.spec, self.recipe, self.source, self.out)
+        cmd = resume_command(self.spec, self.recipe, self.source, self.out, run_flags(
+            device=self.device_arg, threads=self.threads, plugins=self.plugins,
+            build_options=self.build_options, tensorboard=self.tensorboard,
+            recon_warn=self.recon_warn, strict=self.strict, progress=self.progress,
+            verified=self.verified))
         return (f"the last checkpoint is step {self.saved_step} ({ck}); continue with"
                 f"{' (after those changes)' if changed else ''}:\n  {cmd}")
 
@@ -429,6 +441,10 @@ class Trainer:
             _warn(message)
             metrics["warnings"] = [message]
         log.write({"kind": "val", "step": done, **metrics})
+        check_bpd(metrics, what=f"the validation at step {done}",
+                  verify_cmd=lambda: verify_command(self.spec, self.source.get("spec_file"),
+                                                    self.source.get("overrides")),
+                  after=lambda: self._resume_advice(changed=True))
         self.tracker.val(done, metrics)
         files["val"] = metrics
         bpd = metrics["bpd"]
@@ -483,8 +499,8 @@ class Trainer:
             "final_val": {k: v for k, v in final.items() if k not in ("kind",)},
             "final_val_bpd": final.get("bpd"), "best_val_bpd": self.best,
             "train_seconds": round(self.t_train, 2),
-            "warnings": [{"step": v["step"], "message": m} for v in vals
-                         for m in v.get("warnings", [])],
+            "verified": self.verified, "plugins": self.plugins,
+            "warnings": summary_warnings(self.source, self.verified, self.plugins, vals),
             "seconds_per_step": round(self.t_train / steps_run, 4) if steps_run else None,
             "recipe": r.to_json(),
         }

@@ -73,10 +73,11 @@ SPEC = """flow pix(K = 1) {
 
 
 @pytest.fixture
-def clean_registries(monkeypatch):
-    """Whatever a test registers or imports is undone afterwards."""
+def clean_registries(monkeypatch, tmp_path_factory):
+    """Whatever a test registers or imports from its folders is undone afterwards (not the
+    libraries it imported: re-importing their C extensions fails)."""
     saved = {name: dict(table) for name, table in REGISTRIES.items()}
-    loaded = dict(plugins.LOADED)
+    loaded, origin, path = dict(plugins.LOADED), dict(plugins.ORIGIN), list(sys.path)
     modules = set(sys.modules)
     monkeypatch.delenv(plugins.ENV, raising=False)
     plugins.reset_auto()
@@ -86,8 +87,14 @@ def clean_registries(monkeypatch):
         table.update(saved[name])
     plugins.LOADED.clear()
     plugins.LOADED.update(loaded)
+    plugins.ORIGIN.clear()
+    plugins.ORIGIN.update(origin)
+    sys.path[:] = path
+    base = str(tmp_path_factory.getbasetemp())
     for name in set(sys.modules) - modules:
-        del sys.modules[name]
+        file = getattr(sys.modules[name], "__file__", None)
+        if file is None or str(file).startswith(base):
+            del sys.modules[name]
     plugins.reset_auto()
 
 

@@ -424,7 +424,8 @@ def test_bad_inputs_through_the_cli(spec_file: Path, tmp_path: Path, cli, monkey
     assert "is an empty folder" in fails("--data", empty, "--out", tmp_path / "a")
     assert "1x28x28 after pad=0 but the spec's input is 1x32x32" in fails(
         "--data", "mnist5k pad=0", "--out", tmp_path / "b")
-    assert "non-negative" in fails("--recon-warn", "-1", "--out", tmp_path / "c")
+    rc, _, err = cli(*base, "--recon-warn", "-1", "--out", tmp_path / "c")  # a usage error
+    assert rc == 2 and "argument --recon-warn: must be a number at least 0, got -1" in err
     _poison(monkeypatch, 2, float("nan"))
     assert "the training batch of step 1 holds NaN or Inf" in fails("--out", tmp_path / "d")
     for err in errors:
