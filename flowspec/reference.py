@@ -121,6 +121,8 @@ plugins included); a test keeps it current.
 Values: integers, floats, `true`/`false`, strings in double quotes, and words (a bare name
 that is not a variable, e.g. `mask=checkerboard`, `on=lr`). A name with a dash needs a
 letter after it (`fashion-mnist`), so subtraction is written with spaces (`a - b`).
+An argument's range is an interval: `[1, 8192]` includes both ends, `(0, 10000]` leaves out
+0, `[0, 1)` leaves out 1.
 """
 
 
@@ -134,14 +136,34 @@ def _type_name(ann: Any) -> str:
     return {int: "int", float: "float", bool: "bool", str: "word"}.get(ann, str(ann))
 
 
-def _range(info: FieldInfo) -> str:
-    lo = hi = None
+def _bounds(info: FieldInfo) -> dict[str, float]:
+    """The argument's pydantic bounds, ``ge``/``gt``/``le``/``lt``, as declared."""
+    out = {}
     for m in info.metadata:
-        lo = getattr(m, "ge", None) if getattr(m, "ge", None) is not None else lo
-        hi = getattr(m, "le", None) if getattr(m, "le", None) is not None else hi
-    if lo is None and hi is None:
+        for key in ("ge", "gt", "le", "lt"):
+            if getattr(m, key, None) is not None:
+                out[key] = getattr(m, key)
+    return out
+
+
+def _number(v: float) -> str:
+    """``10000`` for 1e4 or 10000.0, ``0.5`` for 0.5: a bound reads as the number it is."""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return str(v)
+
+
+def _range(bounds: dict[str, float]) -> str:
+    """Interval notation: ``[1, 8192]``, ``(0, 10000]``, ``[0, 1)``; ``inf`` where open."""
+    if not bounds:
         return ""
-    return f"{'' if lo is None else lo}..{'' if hi is None else hi}"
+    lo = next((("[", bounds[k]) if k == "ge" else ("(", bounds[k])
+               for k in ("ge", "gt") if k in bounds), ("(", None))
+    hi = next(((bounds[k], "]") if k == "le" else (bounds[k], ")")
+               for k in ("le", "lt") if k in bounds), (None, ")"))
+    left = "-inf" if lo[1] is None else _number(lo[1])
+    right = "inf" if hi[0] is None else _number(hi[0])
+    return f"{lo[0]}{left}, {right}{hi[1]}"
 
 
 def _value(v: Any) -> str:
@@ -151,7 +173,8 @@ def _value(v: Any) -> str:
 
 
 def argument_rows(args_model: Any) -> list[dict[str, Any]]:
-    """One row per argument: name, type, default, range, meaning."""
+    """One row per argument: name, type, default, range (interval notation), bounds (its
+    ``ge``/``gt``/``le``/``lt`` keys, for machines), meaning."""
     rows = []
     fields = args_model.model_fields
     for name, info in fields.items():
@@ -163,8 +186,9 @@ def argument_rows(args_model: Any) -> list[dict[str, Any]]:
             reg = extra["registry"]
             typ = f"a registered {reg}" + (f" (`{name}=NAME` or `{name}=NAME(k=v)`)"
                                           if f"{name}_args" in fields else "")
+        bounds = _bounds(info)
         rows.append({"name": name, "type": typ, "default": info.default,
-                     "range": _range(info), "doc": info.description or ""})
+                     "range": _range(bounds), "bounds": bounds, "doc": info.description or ""})
     return rows
 
 
