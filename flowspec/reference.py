@@ -51,8 +51,9 @@ STATEMENTS: list[tuple[str, str, str, str]] = [
      "or a list `in [a, b]`: any other value, wherever it comes from, is an error (E124). A "
      "file may hold several flows (commands then take `--flow NAME`).",
      "flow glow(L = 3 in 1..6, K = 32 in 1..256, mask = channel in [channel, checkerboard]) "
-     "{\n  input 1 x 32 x 32\n  squeeze\n  step x K { actnorm; invconv; coupling mask=mask }"
-     "\n}\nflow small extends glow(K = 2) {\n  insert attention imap after coupling\n}"),
+     "{\n  input 1 x 32 x 32\n  squeeze\n  step x K {\n    actnorm\n    invconv\n"
+     "    coupling mask=mask\n  }\n}\n\nflow small extends glow(K=2) {\n"
+     "  insert attention imap after coupling\n}"),
     _s("input_stmt", "input C x H x W",
      "The shape of one sample (required, once per flow).",
      "input 1 x 32 x 32"),
@@ -92,7 +93,7 @@ STATEMENTS: list[tuple[str, str, str, str]] = [
      "step x K {\n  glow_step(hidden=hidden)\n}"),
     _s("for_stmt", "for NAME in A..B { ... }",
      "Repeat with NAME bound to A, A+1, ..., B (bounded, evaluated at resolve time).",
-     "for l in 1..L {\n  level { squeeze }\n}"),
+     "for l in 1..L {\n  level {\n    squeeze\n  }\n}"),
     _s("if_stmt", "if EXPR { ... } [else { ... }]",
      "Keep a body when EXPR is true; `} else {` on one line.",
      "if l < L {\n  split prior=learned\n}"),
