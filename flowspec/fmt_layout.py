@@ -13,8 +13,9 @@ When that column leaves too little room (a list that starts far right), the list
 after its bracket instead and its lines are indented four columns past the statement's.
 Whichever of the two has no line over the limit and the fewer lines wins, the aligned form
 on a tie. Where the author broke a list between two items it stays broken there, and the
-comments there (at the end of the line, or on lines of their own) stay there. The layout depends only on the widths and on
-those breaks, which it reproduces, so formatting twice gives the same text.
+comments there (at the end of the line, or on lines of their own) stay there. The layout
+depends only on the widths and on those breaks, which it reproduces, so formatting twice
+gives the same text.
 """
 
 from __future__ import annotations
