@@ -52,8 +52,9 @@ STATEMENTS: list[tuple[str, str, str, str]] = [
      "or a list `in [a, b]`: any other value, wherever it comes from, is an error (E124). A "
      "file may hold several flows (commands then take `--flow NAME`).",
      "flow glow(L = 3 in 1..6, K = 32 in 1..256, mask = channel in [channel, checkerboard]) "
-     "{\n  input 1 x 32 x 32\n  squeeze\n  step x K { actnorm; invconv; coupling mask=mask }"
-     "\n}\nflow small extends glow(K = 2) {\n  insert attention imap after coupling\n}"),
+     "{\n  input 1 x 32 x 32\n  squeeze\n  step x K {\n    actnorm\n    invconv\n"
+     "    coupling mask=mask\n  }\n}\n\nflow small extends glow(K=2) {\n"
+     "  insert attention imap after coupling\n}"),
     _s("input_stmt", "input C x H x W",
      "The shape of one sample (required, once per flow).",
      "input 1 x 32 x 32"),
@@ -93,7 +94,7 @@ STATEMENTS: list[tuple[str, str, str, str]] = [
      "step x K {\n  glow_step(hidden=hidden)\n}"),
     _s("for_stmt", "for NAME in A..B { ... }",
      "Repeat with NAME bound to A, A+1, ..., B (bounded, evaluated at resolve time).",
-     "for l in 1..L {\n  level { squeeze }\n}"),
+     "for l in 1..L {\n  level {\n    squeeze\n  }\n}"),
     _s("if_stmt", "if EXPR { ... } [else { ... }]",
      "Keep a body when EXPR is true; `} else {` on one line.",
      "if l < L {\n  split prior=learned\n}"),
@@ -122,6 +123,8 @@ plugins included); a test keeps it current.
 Values: integers, floats, `true`/`false`, strings in double quotes, and words (a bare name
 that is not a variable, e.g. `mask=checkerboard`, `on=lr`). A name with a dash needs a
 letter after it (`fashion-mnist`), so subtraction is written with spaces (`a - b`).
+An argument's range is an interval: `[1, 8192]` includes both ends, `(0, 10000]` leaves out
+0, `[0, 1)` leaves out 1.
 """
 
 
@@ -135,14 +138,34 @@ def _type_name(ann: Any) -> str:
     return {int: "int", float: "float", bool: "bool", str: "word"}.get(ann, str(ann))
 
 
-def _range(info: FieldInfo) -> str:
-    lo = hi = None
+def _bounds(info: FieldInfo) -> dict[str, float]:
+    """The argument's pydantic bounds, ``ge``/``gt``/``le``/``lt``, as declared."""
+    out = {}
     for m in info.metadata:
-        lo = getattr(m, "ge", None) if getattr(m, "ge", None) is not None else lo
-        hi = getattr(m, "le", None) if getattr(m, "le", None) is not None else hi
-    if lo is None and hi is None:
+        for key in ("ge", "gt", "le", "lt"):
+            if getattr(m, key, None) is not None:
+                out[key] = getattr(m, key)
+    return out
+
+
+def _number(v: float) -> str:
+    """``10000`` for 1e4 or 10000.0, ``0.5`` for 0.5: a bound reads as the number it is."""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return str(v)
+
+
+def _range(bounds: dict[str, float]) -> str:
+    """Interval notation: ``[1, 8192]``, ``(0, 10000]``, ``[0, 1)``; ``inf`` where open."""
+    if not bounds:
         return ""
-    return f"{'' if lo is None else lo}..{'' if hi is None else hi}"
+    lo = next((("[", bounds[k]) if k == "ge" else ("(", bounds[k])
+               for k in ("ge", "gt") if k in bounds), ("(", None))
+    hi = next(((bounds[k], "]") if k == "le" else (bounds[k], ")")
+               for k in ("le", "lt") if k in bounds), (None, ")"))
+    left = "-inf" if lo[1] is None else _number(lo[1])
+    right = "inf" if hi[0] is None else _number(hi[0])
+    return f"{lo[0]}{left}, {right}{hi[1]}"
 
 
 def _value(v: Any) -> str:
@@ -152,7 +175,8 @@ def _value(v: Any) -> str:
 
 
 def argument_rows(args_model: Any) -> list[dict[str, Any]]:
-    """One row per argument: name, type, default, range, meaning."""
+    """One row per argument: name, type, default, range (interval notation), bounds (its
+    ``ge``/``gt``/``le``/``lt`` keys, for machines), meaning."""
     rows = []
     fields = args_model.model_fields
     for name, info in fields.items():
@@ -164,8 +188,9 @@ def argument_rows(args_model: Any) -> list[dict[str, Any]]:
             reg = extra["registry"]
             typ = f"a registered {reg}" + (f" (`{name}=NAME` or `{name}=NAME(k=v)`)"
                                           if f"{name}_args" in fields else "")
+        bounds = _bounds(info)
         rows.append({"name": name, "type": typ, "default": info.default,
-                     "range": _range(info), "doc": info.description or ""})
+                     "range": _range(bounds), "bounds": bounds, "doc": info.description or ""})
     return rows
 
 

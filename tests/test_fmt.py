@@ -1,13 +1,15 @@
 """`flowspec fmt`: canonical, idempotent, keeps every comment, never changes the meaning.
 
-Golden round trips run over every file in specs/ (globbed, so a new spec is covered the
-moment it is added): ``fmt(fmt(x)) == fmt(x)``, the comment texts survive, the syntax tree
-is the same up to positions, and every flow of the file resolves to the same IR.
+Golden round trips run over every file in specs/ and examples/ (globbed, so a new spec is
+covered the moment it is added): ``fmt(fmt(x)) == fmt(x)``, the comment texts survive, the
+syntax tree is the same up to positions, and every flow of the file resolves to the same IR.
+Every shipped spec and every .flow example of README.md and docs/ is already formatted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -15,15 +17,21 @@ import pytest
 from irdata import strip_spans
 
 from flowspec.api import analyze
+from flowspec.errors import FlowSyntaxError
 from flowspec.fmt import format_text
+from flowspec.fmt_layout import LINE_LENGTH
 from flowspec.parse import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_FILES = sorted((ROOT / "specs").rglob("*.flow"))
+# examples/ needs its plugins to resolve: its files get every test but the IR one
+SHIPPED = SPEC_FILES + sorted((ROOT / "examples").rglob("*.flow"))
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
 def _id(p: Path) -> str:
-    return str(p.relative_to(ROOT / "specs"))
+    return str(p.relative_to(ROOT))
 
 
 def ast_shape(text: str, file: str = "<string>"):
@@ -43,7 +51,7 @@ def test_there_are_specs():
     assert any(p.name == "demo.flow" for p in SPEC_FILES)
 
 
-@pytest.mark.parametrize("path", SPEC_FILES, ids=_id)
+@pytest.mark.parametrize("path", SHIPPED, ids=_id)
 def test_fmt_is_idempotent(path: Path):
     once = format_text(path.read_text(), str(path))
     assert format_text(once, str(path)) == once
@@ -51,14 +59,14 @@ def test_fmt_is_idempotent(path: Path):
     assert "\t" not in once
 
 
-@pytest.mark.parametrize("path", SPEC_FILES, ids=_id)
+@pytest.mark.parametrize("path", SHIPPED, ids=_id)
 def test_fmt_keeps_every_comment(path: Path):
     text = path.read_text()
     out = format_text(text, str(path))
     assert comment_texts(out) == comment_texts(text)
 
 
-@pytest.mark.parametrize("path", SPEC_FILES, ids=_id)
+@pytest.mark.parametrize("path", SHIPPED, ids=_id)
 def test_fmt_keeps_the_syntax_tree(path: Path):
     text = path.read_text()
     assert ast_shape(format_text(text, str(path)), str(path)) == ast_shape(text, str(path))
@@ -80,6 +88,58 @@ def test_fmt_keeps_the_ir_of_every_flow(path: Path):
     for a, b in zip(before, after):
         assert strip_spans(a.model_dump()) == strip_spans(b.model_dump()), a.name
         assert a.digest() == b.digest()
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=_id)
+def test_every_shipped_spec_is_formatted(path: Path, cli):
+    rc, _, err = cli("fmt", "--check", path)
+    assert (rc, err) == (0, ""), f"run `flowspec fmt --write {_id(path)}`"
+    for line in path.read_text().splitlines():
+        code = line.split("  #")[0] if not line.lstrip().startswith("#") else ""
+        assert len(code) <= LINE_LENGTH, line
+
+
+def _doc_examples() -> list[tuple[str, str, str]]:
+    """The .flow examples of the docs: ``(where, text as written, text as checked)``.
+
+    A fenced block without a language tag (or tagged ``flow``) is a whole spec if it parses
+    as a file, and a fragment of a flow's body if it parses inside ``flow f { }`` (checked
+    there, indented); any other block (shell, a CLI transcript, a diagram) is not a .flow
+    example and is skipped, as are blocks tagged with another language.
+    """
+    found = []
+    for md in DOCS:
+        text = md.read_text(encoding="utf-8")
+        for m in FENCE.finditer(text):
+            lang, block = m.group(1), m.group(2)
+            where = f"{md.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}"
+            if lang not in ("", "flow"):
+                continue
+            body = "".join(f"  {line}" if line.strip() else line
+                           for line in block.splitlines(keepends=True))
+            for candidate in (block, f"flow f {{\n{body}}}\n"):
+                try:
+                    parse(candidate, where)
+                except FlowSyntaxError:
+                    continue
+                found.append((where, block, candidate))
+                break
+    return found
+
+
+DOC_EXAMPLES = _doc_examples()
+
+
+def test_the_docs_have_flow_examples():
+    wheres = [w for w, block, checked in DOC_EXAMPLES if block == checked]
+    assert any(w.startswith("README.md") for w in wheres)  # the quick start's whole spec
+    assert sum(w.startswith("docs/language.md") for w in wheres) >= 8  # the shipped specs
+    assert len(DOC_EXAMPLES) - len(wheres) >= 10  # the statements' fragments
+
+
+@pytest.mark.parametrize("where,block,checked", DOC_EXAMPLES, ids=[w for w, *_ in DOC_EXAMPLES])
+def test_every_doc_example_is_formatted(where: str, block: str, checked: str):
+    assert format_text(checked, where) == checked
 
 
 # ---- a messy hand-written file -------------------------------------------------------------
@@ -130,6 +190,7 @@ let d = a * b // 3
 let e = -(a + 1)
 let g = not (true and false)
 let s = "hi"
+
 let rate = 8e-4
 
 # a block
@@ -142,7 +203,7 @@ block b(h = 4, c) {  # block head
 
 flow f(L = 2, K = 2) {
   input 1 x (4 * 4) x 16  # the input
-  condition lr: image 1x4x4 encoder=rrdb(blocks=1, features=4)
+  condition lr: image 1 x 4 x 4 encoder=rrdb(blocks=1, features=4)
   prior gaussian learned on=lr
   for l in 1..L {
     level {
@@ -159,7 +220,7 @@ flow f(L = 2, K = 2) {
       }
     }
   }
-  expect latent 8x4x4
+  expect latent 8 x 4 x 4
   train {
     task generation
     batch 4
@@ -247,10 +308,10 @@ def test_expressions_keep_their_meaning(src, expected):
     assert ast_shape(out) == ast_shape(src + "\n")
 
 
-def test_shapes_are_printed_compactly_or_spaced():
-    src = "flow f(c = 1) {\n  input 1 x 8 x 8\n  expect latent c x (8 // 2) x 8\n}\n"
+def test_shapes_are_spaced_as_the_docs_write_them():
+    src = "flow f(c = 1) {\n  input 1x8x8\n  expect latent c x (8 // 2) x 8\n}\n"
     assert format_text(src) == (
-        "flow f(c = 1) {\n  input 1x8x8\n  expect latent c x (8 // 2) x 8\n}\n")
+        "flow f(c = 1) {\n  input 1 x 8 x 8\n  expect latent c x (8 // 2) x 8\n}\n")
 
 
 def test_comment_on_an_else_line_stays_outside_the_code():
@@ -274,4 +335,68 @@ def test_fmt_reescapes_import_paths():
     text = 'import "a\\"b\\\\c.flow" as lib\n'
     out = format_text(text)
     assert parse_text(out).items[0].path == parse_text(text).items[0].path == 'a"b\\c.flow'
+    assert format_text(out) == out
+
+
+def test_blank_lines_are_kept_once_and_never_at_the_edges_of_a_body():
+    src = ("flowspec 0.2\n# about the file\n\n\n\nflow f {\n\n  input 4 x 8 x 8\n  actnorm\n\n\n"
+           "  # a comment block\n\n  invconv\n\n}\n")
+    assert format_text(src) == ("flowspec 0.2\n\n# about the file\n\nflow f {\n"
+                                "  input 4 x 8 x 8\n  actnorm\n\n  # a comment block\n\n"
+                                "  invconv\n}\n")
+
+
+def test_a_block_without_parameters_keeps_its_brackets():
+    assert format_text("block b { actnorm }\n") == "block b() {\n  actnorm\n}\n"
+
+
+LONG_HEAD = ("flow marflow(L = 3 in 1..8, K = 4 in 1..256, hidden = 96, components = 32, "
+             "blocks = 10, features = 32, size = 32) {\n  input 1 x size x size\n}\n")
+
+
+def test_a_long_parameter_list_wraps_aligned_after_its_bracket():
+    out = format_text(LONG_HEAD)
+    assert out.startswith(
+        "flow marflow(L = 3 in 1..8, K = 4 in 1..256, hidden = 96, components = 32, blocks = 10,\n"
+        "             features = 32, size = 32) {\n")
+    assert format_text(out) == out
+    assert ast_shape(out) == ast_shape(LONG_HEAD)
+
+
+def test_a_list_the_author_broke_stays_broken_with_its_comments():
+    src = ("flow f(L = 3,  # levels\n       K = 4, hidden = 8,\n  size = 32) {\n"
+           "  input 1 x size x size\n}\n")
+    out = format_text(src)
+    assert out == ("flow f(L = 3,  # levels\n       K = 4, hidden = 8,\n       size = 32) {\n"
+                   "  input 1 x size x size\n}\n")
+    assert format_text(out) == out
+
+
+def test_a_list_that_starts_far_right_breaks_after_its_bracket():
+    src = ("flow f(size = 8, blocks = 2, features = 8) {\n  input 3 x size x size\n"
+           "  condition lr: image 3 x (size // 2) x (size // 2) encoder=srflow(blocks=blocks, "
+           "features=features, taps=2, ups=1, head=true, scale=2)\n}\n")
+    out = format_text(src)
+    assert "encoder=srflow(\n      blocks=blocks, features=features, taps=2, ups=1, head=true, " \
+        "scale=2)\n" in out
+    assert format_text(out) == out
+    assert max(len(line) for line in out.splitlines()) <= LINE_LENGTH
+
+
+def test_nested_lists_break_inside_the_one_that_does_not_fit():
+    src = ("flow seg(a = 1, b = 2, c = 3) {\n  input 1 x 8 x 8\n}\n\nflow f(classes = 4) {\n"
+           "  input 1 x 8 x 8\n  condition seg: labels classes x 8 x 8 encoder=flow(seg(a=11111,"
+           " b=22222, c=33333)) on=something_long\n}\n")
+    out = format_text(src)
+    assert format_text(out) == out
+    assert ast_shape(out) == ast_shape(src)
+    assert max(len(line) for line in out.splitlines()) <= LINE_LENGTH
+
+
+def test_comments_inside_a_broken_list_stay_one_a_line():
+    src = ("flow f(  # the parameters\n  L = 3,\n  # the width\n  hidden = 8) {  # head\n"
+           "  input 1 x 8 x 8\n}\n")
+    out = format_text(src)
+    assert comment_texts(out) == comment_texts(src)
+    assert "       # the width\n       hidden = 8) {  # head\n" in out
     assert format_text(out) == out

@@ -264,7 +264,8 @@ def test_kinds_lists_builtins_and_plugins(plugin_dir, cli):
     pix = next(e for e in data["kinds"] if e["key"] == "pixaffine")
     assert pix["module"] == "my_flows" and not pix["builtin"]
     assert pix["args"] == [{"name": "init", "type": "float", "default": 0.0,
-                            "range": "-5.0..5.0", "doc": "initial log-scale"}]
+                            "range": "[-5, 5]", "bounds": {"ge": -5.0, "le": 5.0},
+                            "doc": "initial log-scale"}]
     rc, out, _ = cli("kinds", "--plugin", "my_flows", "--format", "markdown")
     assert "### `pixaffine` (plugin `my_flows`)" in out
 

@@ -91,3 +91,48 @@ def test_data_options_are_checked_per_source() -> None:
     assert option_error("/some/folder", {"size": 64, "channels": 3}) is None
     assert option_error("/some/folder", {"size": (32, 48)}) is None
     assert "one of idx" in option_error("images", {"root": "x", "format": "zip"})
+
+
+def test_ranges_are_intervals_that_show_exclusive_bounds() -> None:
+    from pydantic import BaseModel, Field
+
+    from flowspec.reference import argument_rows
+
+    class Args(BaseModel):
+        tail: float = Field(3.0, gt=0, le=1e4)
+        dropout: float = Field(0.0, ge=0.0, lt=1)
+        alpha: float = Field(0.05, gt=0.0, lt=0.5)
+        hidden: int = Field(512, ge=1, le=8192)
+        floor: float = Field(1.0, ge=1e-3)
+        free: int = 3
+
+    rows = {r["name"]: r for r in argument_rows(Args)}
+    assert {n: r["range"] for n, r in rows.items()} == {
+        "tail": "(0, 10000]", "dropout": "[0, 1)", "alpha": "(0, 0.5)", "hidden": "[1, 8192]",
+        "floor": "[0.001, inf)", "free": ""}
+    assert {n: r["bounds"] for n, r in rows.items()} == {
+        "tail": {"gt": 0, "le": 1e4}, "dropout": {"ge": 0.0, "lt": 1},
+        "alpha": {"gt": 0.0, "lt": 0.5}, "hidden": {"ge": 1, "le": 8192}, "floor": {"ge": 1e-3},
+        "free": {}}
+
+
+def test_exclusive_bounds_in_text_json_and_markdown(cli) -> None:
+    """`coupling spline` declares tail with gt=0, le=1e4; the Flow++ net dropout with lt=1."""
+    import json
+
+    rc, out, _ = cli("kinds")
+    assert rc == 0
+    assert "tail=3.0  (float in (0, 10000])" in out
+    assert "dropout=0.0  (float in [0, 1))" in out
+    rc, out, _ = cli("kinds", "--format", "json")
+    data = json.loads(out)
+    spline = next(e for e in data["kinds"] if e["key"] == "coupling.spline")
+    tail = next(a for a in spline["args"] if a["name"] == "tail")
+    assert tail["bounds"] == {"gt": 0.0, "le": 10000.0} and tail["range"] == "(0, 10000]"
+    flowpp = next(e for e in data["nets"] if e["key"] == "flowpp")
+    dropout = next(a for a in flowpp["args"] if a["name"] == "dropout")
+    assert dropout["bounds"] == {"ge": 0.0, "lt": 1.0}
+    rc, out, _ = cli("kinds", "--format", "markdown")
+    assert "| `tail` | float | `3.0` | (0, 10000] |" in out
+    assert "| `dropout` | float | `0.0` | [0, 1) |" in out
+    assert "| `hidden` | int | `512` | [1, 8192] |" in out

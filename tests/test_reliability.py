@@ -259,8 +259,8 @@ def test_resume_refuses_another_model_through_the_cli(run: Path, spec_file: Path
 #: What reads a spec. (flowspec/plugins.py imports by name, but only names that Python code,
 #: the command line, FLOWSPEC_PLUGINS or installed entry points give it: see
 #: test_a_spec_never_causes_an_import.)
-FRONT_END = ["ast", "api", "check", "errors", "evaluate", "flowgraph", "fmt", "ir", "kinds",
-             "parse", "recipe", "reference", "resolve", "verify"]
+FRONT_END = ["ast", "api", "check", "errors", "evaluate", "flowgraph", "fmt", "fmt_layout", "ir",
+             "kinds", "parse", "recipe", "reference", "resolve", "verify"]
 #: Calls that would run or load code, or run a program.
 FORBIDDEN_NAMES = {"eval", "exec", "compile", "__import__", "breakpoint"}
 FORBIDDEN_ATTRS = {("importlib", "import_module"), ("os", "system"), ("os", "popen"),
