@@ -258,6 +258,16 @@ class FlowModel(nn.Module):
     def _fail(self, i: int, e: Exception) -> FlowRuntimeError:
         return FlowRuntimeError(self.paths[i], self.spans[i], f"{type(e).__name__}: {e}")
 
+    def _checked(self, i: int | None, ld: Tensor, x: Tensor) -> Tensor:
+        """``ld`` when it is one log-det per sample, ``(B,)``; else an error naming layer ``i``
+        (``None``: the prior), which summing would broadcast or fail far from the cause."""
+        if ld.shape == (x.shape[0],):
+            return ld
+        path, span = ("prior", self.spec.prior.span) if i is None else (self.paths[i],
+                                                                         self.spans[i])
+        raise FlowRuntimeError(path, span, f"its log-det has shape {tuple(ld.shape)}; a layer "
+                               f"returns one log-det per sample, shape ({x.shape[0]},)")
+
     # ---- the bijection
     def _check_input(self, x: Tensor) -> None:
         """A batch of the wrong shape is a ValueError naming the spec's `input` line (layers
@@ -296,14 +306,14 @@ class FlowModel(nn.Module):
                     x, ld = layer(x, c)
             except (RuntimeError, ValueError) as e:
                 raise self._fail(i, e) from e
-            logdet = logdet + ld
+            logdet = logdet + self._checked(i, ld, x)
             if taps is not None and self.positions[i] is not None:
                 taps[self.positions[i]] = x
         if taps is not None:
             taps[None] = x
         z, ld = self.prior(x, self._at(feats, cache, self.spec.prior.on, x.shape[2:]))
         zs.append(z)
-        return zs, logdet + ld
+        return zs, logdet + self._checked(None, ld, z)
 
     def inverse(self, zs: list[Tensor], cond: dict[str, Tensor] | None = None, *,
                 return_logdet: bool = False):
@@ -325,6 +335,7 @@ class FlowModel(nn.Module):
         top = zs[-1]
         x, logdet = self.prior.inverse(top, self._at(feats, cache, self.spec.prior.on,
                                                      top.shape[2:]))
+        logdet = self._checked(None, logdet, top)
         k = len(zs) - 2
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
@@ -338,7 +349,7 @@ class FlowModel(nn.Module):
                     x, ld = layer.inverse(x, c)
             except (RuntimeError, ValueError) as e:
                 raise self._fail(i, e) from e
-            logdet = logdet + ld
+            logdet = logdet + self._checked(i, ld, x)
         return x, logdet
 
     def log_prob(self, x: Tensor, cond: dict[str, Tensor] | None = None) -> Tensor:

@@ -1,4 +1,4 @@
-"""``flowspec verify``: the exactness harness for a flow, plugins included (DESIGN §8.2).
+"""``flowspec verify``: the exactness harness for a flow, plugins included.
 
 For every distinct layer of a flow (kind, arguments, channels, condition width), built at
 the smallest spatial size its shape rule accepts (or at its real size with ``full``), its
@@ -7,9 +7,15 @@ parameters perturbed away from their initialisation, in float64:
 * its log-det against ``slogdet`` of the brute-force autograd Jacobian,
 * its inverse round trip, and the inverse's log-det against minus the forward one.
 
+The top prior gets the same checks at ``C x 2 x 2`` (a conditional prior with a random
+condition), plus its density: ``log_density`` normalised and ``sample_noise`` drawing from
+it (see :mod:`.verify_prior`, which states the methods, sample counts and tolerances).
+
 Then the whole model, at the smallest input size its levels accept: its log-det against
 the Jacobian of ``x -> (z1..zL)`` (when that has at most ``MAX_MODEL_DIMS`` entries) and its
 round trip. A check that raises is a failure with the error's text, never a traceback.
+Every check seeds the global RNG with ``seed`` (networks are initialised from it) and
+restores it afterwards, so the numbers are a function of ``seed`` alone.
 """
 
 from __future__ import annotations
@@ -17,18 +23,20 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .check import check
-from .errors import Collector
+from .errors import Collector, Span
 from .ir import FlowSpec
-from .kinds import KINDS, REGISTRIES, Issue
+from .kinds import KINDS, PRIORS, REGISTRIES, Issue, prior_args
 from .numerics import jacobian_logdet, perturb_, random_cond
+from .verify_prior import check_density
+from .verify_report import Check, Report
 
 #: relative tolerance of log-dets, ``|measured - expected| <= TOL * (1 + |expected|)``
 TOL = 1e-6
@@ -40,83 +48,6 @@ _SIZES = (2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 _BATCH = 2
 _INIT_BATCH = 32
 _PERTURB = 0.3
-
-
-@dataclass
-class Check:
-    """One distinct layer (or the whole model, ``kind == "model"``) and what was measured."""
-
-    path: str
-    kind: str
-    shape: tuple[int, int, int]
-    count: int = 1                   # layers of the flow that share this check
-    args: dict[str, Any] = field(default_factory=dict)
-    expected: float | None = None    # log-det from the autograd Jacobian (sample 0)
-    measured: float | None = None    # the layer's own log-det (sample 0)
-    logdet_err: float | None = None  # worst relative error over the batch
-    inverse_err: float | None = None
-    inverse_logdet_err: float | None = None
-    error: str | None = None
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass
-class Report:
-    flow: str
-    full: bool
-    checks: list[Check]
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    def first_failure(self) -> Check | None:
-        return next((c for c in self.checks if not c.ok), None)
-
-    def failure_message(self) -> str:
-        c = self.first_failure()
-        if c is None:
-            return ""
-        where = "the whole model" if c.kind == "model" else f"layer `{c.path}` ({c.kind})"
-        numbers = ""
-        if c.expected is not None and c.measured is not None:
-            numbers = f": expected log-det {c.expected:.10g}, measured {c.measured:.10g}"
-        return f"flowspec verify: {where} is not exact{numbers}\n  {c.error}"
-
-    def table(self) -> str:
-        rows = [("path", "kind", "shape", "n", "log-det (autograd)", "rel. err", "inverse err",
-                 "")]
-        for c in self.checks:
-            rows.append((c.path, c.kind.replace(".", " "), "x".join(map(str, c.shape)),
-                         str(c.count), _num(c.expected), _sci(c.logdet_err),
-                         _sci(c.inverse_err), "ok" if c.ok else "FAIL"))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        n = sum(c.kind != "model" for c in self.checks)
-        size = "real size" if self.full else "reduced size"
-        lines = [f"flow {self.flow}: {n} distinct layers, float64, {size}"]
-        for i, r in enumerate(rows):
-            lines.append("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
-            if i == 0:
-                lines.append("  " + "-" * (sum(widths) + 2 * (len(widths) - 1)))
-        bad = sum(not c.ok for c in self.checks)
-        lines.append("all exact" if not bad else f"{bad} check{'s' if bad > 1 else ''} failed")
-        return "\n".join(lines)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"flow": self.flow, "full": self.full, "ok": self.ok,
-                "checks": [{**asdict(c), "ok": c.ok} for c in self.checks]}
-
-
-def _num(v: float | None) -> str:
-    return "-" if v is None else f"{v:.6g}"
-
-
-def _sci(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1e}"
 
 
 def _fits(kind: Any, shape: tuple[int, int, int], args: dict[str, Any]) -> bool:
@@ -158,13 +89,23 @@ def _flat(out: tuple[Tensor, ...]) -> Tensor:
     return torch.cat([t.reshape(t.shape[0], -1) for t in out[:-1]], dim=1)
 
 
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """The global CPU RNG seeded with ``seed`` (networks initialise from it, dropout draws
+    from it), and restored afterwards: the caller's random stream is unaffected."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def check_layer(kind_key: str, shape: tuple[int, int, int], args: dict[str, Any],
                 cond_channels: int | None, *, seed: int = 0, path: str = "") -> Check:
     """Build one layer in float64, perturb it, and compare it with autograd."""
     out = Check(path=path or kind_key, kind=kind_key, shape=shape, args=dict(args))
     start = time.perf_counter()
     try:
-        _check_layer(out, KINDS[kind_key], shape, args, cond_channels, seed)
+        with seeded(seed):
+            _check_layer(out, KINDS[kind_key], shape, args, cond_channels, seed)
     except Exception as e:  # noqa: BLE001 - a layer that raises fails its check
         out.error = f"raised {type(e).__name__}: {e}"
     out.seconds = time.perf_counter() - start
@@ -172,7 +113,8 @@ def check_layer(kind_key: str, shape: tuple[int, int, int], args: dict[str, Any]
 
 
 def _check_layer(out: Check, kind: Any, shape: tuple[int, int, int], args: dict[str, Any],
-                 cond_channels: int | None, seed: int) -> None:
+                 cond_channels: int | None, seed: int) -> Any:
+    """Fill ``out``; returns the module (perturbed, in eval mode)."""
     gen = torch.Generator().manual_seed(seed)
     module = kind.module_class()(shape, dict(args), cond_channels).double()
     module.train()
@@ -187,28 +129,51 @@ def _check_layer(out: Check, kind: Any, shape: tuple[int, int, int], args: dict[
         result = module(x, cond)
     logdet = result[-1]
     if tuple(logdet.shape) != (_BATCH,):
-        out.error = f"log-det has shape {tuple(logdet.shape)}, expected ({_BATCH},)"
-        return
+        out.error = (f"its log-det has shape {tuple(logdet.shape)}, expected ({_BATCH},): one "
+                     "value per sample")
+        return module
 
     def fn(xb: Tensor, *cb: Tensor | None) -> Tensor:
         return _flat(module(xb, *cb))
 
     expected, _ = jacobian_logdet(fn, x, cond)
-    out.expected, out.measured = float(expected[0]), float(logdet[0])
+    j = _worst(logdet, expected)
+    out.expected, out.measured = float(expected[j]), float(logdet[j])
     out.logdet_err = _rel(logdet, expected)
     with torch.no_grad():
-        back = module.inverse(*result[:-1], cond)
-    x_rec, inv_logdet = back
-    out.inverse_err = float((x_rec - x).abs().max()) / (1.0 + float(x.abs().max()))
+        x_rec, inv_logdet = module.inverse(*result[:-1], cond)
+    out.inverse_err = _round_trip_err(x_rec, x)
     out.inverse_logdet_err = _rel(inv_logdet, -logdet)
     if not out.logdet_err <= TOL:
-        out.error = (f"log-det differs from slogdet of the autograd Jacobian by "
-                     f"{out.logdet_err:.2e} (relative; tolerance {TOL:g})")
+        out.error = _logdet_message(out, out.logdet_err)
     elif not out.inverse_err <= INVERSE_TOL:
-        out.error = f"inverse(forward(x)) differs from x by {out.inverse_err:.2e} (relative)"
+        out.error = _inverse_message(x_rec, x, out.inverse_err, INVERSE_TOL)
     elif not out.inverse_logdet_err <= TOL:
-        out.error = ("the inverse's log-det is not minus the forward one (relative error "
-                     f"{out.inverse_logdet_err:.2e})")
+        j = _worst(inv_logdet, -logdet)
+        out.error = (f"the inverse's log-det {float(inv_logdet[j]):.10g} is not minus the "
+                     f"forward one, {float(-logdet[j]):.10g} (relative error "
+                     f"{out.inverse_logdet_err:.1e}, tolerance {TOL:g})")
+    return module
+
+
+def _worst(a: Tensor, b: Tensor) -> int:
+    err = (a - b).abs() / (1.0 + b.abs())
+    return int(torch.nan_to_num(err, nan=math.inf).argmax())
+
+
+def _logdet_message(out: Check, err: float) -> str:
+    return (f"measured log-det {out.measured:.10g}, expected log-det {out.expected:.10g} "
+            f"(slogdet of the autograd Jacobian): relative error {err:.1e}, tolerance {TOL:g}")
+
+
+def _round_trip_err(x_rec: Tensor, x: Tensor) -> float:
+    err = float((x_rec - x).abs().max()) / (1.0 + float(x.abs().max()))
+    return err if math.isfinite(err) else math.inf
+
+
+def _inverse_message(x_rec: Tensor, x: Tensor, err: float, tol: float) -> str:
+    return (f"the inverse does not reproduce the input: max|x' - x| = "
+            f"{float((x_rec - x).abs().max()):.1e}, relative {err:.1e} (tolerance {tol:g})")
 
 
 def _rel(a: Tensor, b: Tensor) -> float:
@@ -239,47 +204,88 @@ def _data(batch: int, spec: FlowSpec, gen: torch.Generator) -> Tensor:
 
 def check_model(spec: FlowSpec, *, full: bool = False, seed: int = 0) -> Check:
     """The whole model: log-det against autograd (when small enough) and round trip."""
-    from .build import compile as build
-
     small = spec if full else reduced_model_spec(spec)
-    out = Check(path=spec.name, kind="model", shape=tuple(small.input), count=len(spec.layers))
+    out = Check(path=spec.name, kind="model", shape=tuple(small.input), count=len(spec.layers),
+                where=_where(spec.span))
     start = time.perf_counter()
     try:
-        gen = torch.Generator().manual_seed(seed)
-        model = build(small, device="cpu", seed=seed).double()
-        model.train()
-        with torch.no_grad():  # data-dependent init on a batch large enough for its moments
-            model(_data(_INIT_BATCH, small, gen), random_cond(small, _INIT_BATCH, gen))
-        perturb_(model, 0.05, gen)
-        model.eval()
-        x = _data(_BATCH, small, gen)
-        cond = random_cond(small, _BATCH, gen)
-        with torch.no_grad():
-            zs, logdet = model(x, cond)
-            x_rec = model.inverse(zs, cond)
-        out.measured = float(logdet[0])
-        out.inverse_err = float((x_rec - x).abs().max()) / (1.0 + float(x.abs().max()))
-        if math.prod(small.input) <= MAX_MODEL_DIMS:
-            names = list(cond) if cond else []
-
-            def fn(xb: Tensor, *cb: Tensor) -> Tensor:
-                z, _ = model(xb, dict(zip(names, cb)) if names else None)
-                return torch.cat([t.reshape(1, -1) for t in z], dim=1)
-
-            # one sample: the Jacobian of a deep model is the slow part of verify
-            one = [t[:1] for t in cond.values()] if cond else []
-            expected, _ = jacobian_logdet(fn, x[:1], *one)
-            out.expected = float(expected[0])
-            out.logdet_err = _rel(logdet[:1], expected)
-            if not out.logdet_err <= TOL:
-                out.error = (f"the model's log-det differs from slogdet of the autograd "
-                             f"Jacobian by {out.logdet_err:.2e} (relative)")
-        if out.error is None and not out.inverse_err <= INVERSE_TOL * 100:
-            out.error = f"inverse(forward(x)) differs from x by {out.inverse_err:.2e} (relative)"
+        with seeded(seed):
+            _check_model(out, small, seed)
     except Exception as e:  # noqa: BLE001
         out.error = f"raised {type(e).__name__}: {e}"
     out.seconds = time.perf_counter() - start
     return out
+
+
+def _check_model(out: Check, small: FlowSpec, seed: int) -> None:
+    from .build import compile as build
+
+    gen = torch.Generator().manual_seed(seed)
+    model = build(small, device="cpu", seed=seed).double()
+    model.train()
+    with torch.no_grad():  # data-dependent init on a batch large enough for its moments
+        model(_data(_INIT_BATCH, small, gen), random_cond(small, _INIT_BATCH, gen))
+    perturb_(model, 0.05, gen)
+    model.eval()
+    x = _data(_BATCH, small, gen)
+    cond = random_cond(small, _BATCH, gen)
+    with torch.no_grad():
+        zs, logdet = model(x, cond)
+        x_rec, inv_logdet = model.inverse(zs, cond, return_logdet=True)
+    out.measured = float(logdet[0])
+    out.inverse_err = _round_trip_err(x_rec, x)
+    out.inverse_logdet_err = _rel(inv_logdet, -logdet)
+    if math.prod(small.input) <= MAX_MODEL_DIMS:
+        names = list(cond) if cond else []
+
+        def fn(xb: Tensor, *cb: Tensor) -> Tensor:
+            z, _ = model(xb, dict(zip(names, cb)) if names else None)
+            return torch.cat([t.reshape(1, -1) for t in z], dim=1)
+
+        # one sample: the Jacobian of a deep model is the slow part of verify
+        one = [t[:1] for t in cond.values()] if cond else []
+        expected, _ = jacobian_logdet(fn, x[:1], *one)
+        out.expected = float(expected[0])
+        out.logdet_err = _rel(logdet[:1], expected)
+        if not out.logdet_err <= TOL:
+            out.error = _logdet_message(out, out.logdet_err)
+    if out.error is None and not out.inverse_err <= INVERSE_TOL * 100:
+        out.error = _inverse_message(x_rec, x, out.inverse_err, INVERSE_TOL * 100)
+    if out.error is None and not out.inverse_logdet_err <= TOL:
+        j = _worst(inv_logdet, -logdet)
+        out.error = (f"the inverse's log-det {float(inv_logdet[j]):.10g} is not minus the "
+                     f"forward one, {float(-logdet[j]):.10g} (relative error "
+                     f"{out.inverse_logdet_err:.1e}, tolerance {TOL:g})")
+
+
+def check_prior(spec: FlowSpec, *, full: bool = False, seed: int = 0) -> Check:
+    """The top prior: its bijection as a layer's (at ``C x 2 x 2``, or the latent's real size
+    with ``full``; a conditional prior with a random condition of its width), then its
+    density (:func:`.verify_prior.check_density`)."""
+    p = spec.prior
+    c, h, w = spec.latents[-1].shape
+    shape = (c, h, w) if full else (c, min(2, h), min(2, w))
+    args = prior_args(p)
+    width = spec.cond_width(p.on) if p.on else None
+    out = Check(path="prior", kind=f"prior.{p.kind}", shape=shape, args=args,
+                where=_where(p.span))
+    start = time.perf_counter()
+    try:
+        with seeded(seed):
+            module = _check_layer(out, PRIORS[p.kind], shape, args, width, seed)
+            with torch.no_grad():
+                density = check_density(module, shape, seed)
+        out.log_z, out.sample_stat, out.density = (density.log_z, density.sample_stat,
+                                                   density.note)
+        out.error = out.error or density.error
+    except Exception as e:  # noqa: BLE001 - a prior that raises fails its check
+        out.error = out.error or f"raised {type(e).__name__}: {e}"
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+def _where(span: Span | None) -> str | None:
+    return f"{span.file}:{span.line}:{span.column}" if span else None
 
 
 def builtin(entry: type) -> bool:
@@ -302,10 +308,12 @@ def plugin_defined(layer: Any) -> bool:
 
 
 def verify(spec: FlowSpec, *, full: bool = False, seed: int = 0, model: bool = True,
-           only: Callable[[Any], bool] | None = None) -> Report:
-    """Check every distinct layer of ``spec`` (a checked FlowSpec), then the whole model.
+           only: Callable[[Any], bool] | None = None, prior: bool = True) -> Report:
+    """Check every distinct layer of ``spec`` (a checked FlowSpec), its prior, then the whole
+    model.
 
-    ``only(layer)`` restricts the layer checks to the layers it accepts."""
+    ``only(layer)`` restricts the layer checks to the layers it accepts; ``prior=False`` and
+    ``model=False`` leave out the prior's and the whole model's rows."""
     groups: dict[str, Check] = {}
     order: list[tuple[str, Any]] = []
     for layer in spec.layers:
@@ -326,8 +334,10 @@ def verify(spec: FlowSpec, *, full: bool = False, seed: int = 0, model: bool = T
     checks = []
     for key, (layer, width, shape) in order:
         c = check_layer(layer.kind, shape, layer.args, width, seed=seed, path=layer.path)
-        c.count = groups[key].count
+        c.count, c.where = groups[key].count, _where(layer.span)
         checks.append(c)
+    if prior:
+        checks.append(check_prior(spec, full=full, seed=seed))
     if model:
         checks.append(check_model(spec, full=full, seed=seed))
     return Report(flow=spec.name, full=full, checks=checks)
@@ -335,6 +345,8 @@ def verify(spec: FlowSpec, *, full: bool = False, seed: int = 0, model: bool = T
 
 def verify_plugins(spec: FlowSpec, *, seed: int = 0) -> Report:
     """What ``train`` and ``eval`` check before step 1: every distinct layer whose kind or net
-    a plugin defines, at reduced size (built-in kinds are tested by the suite), no whole
-    model. An empty report (no checks) when the flow uses only built-in vocabulary."""
-    return verify(spec, seed=seed, model=False, only=plugin_defined)
+    a plugin defines, and the prior when a plugin defines it, at reduced size (built-in
+    vocabulary is tested by the suite), no whole model. An empty report (no checks) when
+    the flow uses only built-in vocabulary."""
+    return verify(spec, seed=seed, model=False, only=plugin_defined,
+                  prior=not builtin(PRIORS[spec.prior.kind]))

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from test_spec_models import FLOWS, small_spec
 
 from flowspec.kinds import KINDS
-from flowspec.verify import check_layer, reduced_shape, verify
+from flowspec.verify import Report, check_layer, reduced_shape, verify
 
 
 @pytest.mark.parametrize("path,name", FLOWS, ids=[f"{p.split('/')[-1]}:{n}" for p, n in FLOWS])
@@ -60,6 +61,8 @@ def test_a_wrong_logdet_fails_and_says_by_how_much(monkeypatch) -> None:
     c = check_layer("coupling.affine", (4, 2, 2), args, None, path="level1.step01.coupling")
     assert not c.ok and "autograd Jacobian" in c.error
     assert c.measured == pytest.approx(2 * c.expected, rel=1e-9)
+    # the headline names the quantity and its two numbers (here sample 0 is the worst)
+    assert f"measured log-det {c.measured:.10g}, expected log-det {c.expected:.10g}" in c.error
 
 
 def test_a_wrong_inverse_fails(monkeypatch) -> None:
@@ -68,8 +71,13 @@ def test_a_wrong_inverse_fails(monkeypatch) -> None:
     monkeypatch.setattr(module, "inverse",
                         lambda self, y, cond=None: (original(self, y, cond)[0] + 1e-3,
                                                     original(self, y, cond)[1]))
-    c = check_layer("actnorm", (3, 2, 2), {}, None)
-    assert not c.ok and "inverse(forward(x))" in c.error
+    c = check_layer("actnorm", (3, 2, 2), {}, None, path="level1.actnorm")
+    assert not c.ok
+    assert c.error.startswith("the inverse does not reproduce the input: max|x' - x| = 1.0e-03")
+    assert "(tolerance 1e-07)" in c.error
+    headline = Report(flow="f", full=False, checks=[c]).failure_message()
+    assert headline.startswith("flowspec verify: layer `level1.actnorm` (actnorm) is not exact: "
+                               "the inverse does not reproduce the input")
 
 
 def test_a_layer_that_raises_is_a_failed_check_not_a_traceback(monkeypatch) -> None:
@@ -81,3 +89,39 @@ def test_a_layer_that_raises_is_a_failed_check_not_a_traceback(monkeypatch) -> N
     monkeypatch.setattr(module, "forward", boom)
     c = check_layer("invconv", (3, 2, 2), {"lu": True}, None)
     assert not c.ok and "RuntimeError: shape mismatch" in c.error
+
+
+def test_a_wrong_inverse_logdet_has_its_column_and_its_numbers(monkeypatch) -> None:
+    module = KINDS["actnorm"].module_class()
+    original = module.inverse
+    monkeypatch.setattr(module, "inverse", lambda self, y, cond=None: (
+        original(self, y, cond)[0], 0.5 * original(self, y, cond)[1]))
+    c = check_layer("actnorm", (3, 2, 2), {}, None)
+    assert not c.ok and c.inverse_logdet_err > 1e-3
+    assert c.error.startswith(f"the inverse's log-det {-0.5 * c.measured:.10g} is not minus the "
+                              f"forward one, {-c.measured:.10g}")
+    table = Report(flow="f", full=False, checks=[c]).table().splitlines()
+    assert "inv. log-det err" in table[1]
+    assert table[3].endswith("FAIL") and f"{c.inverse_logdet_err:.1e}" in table[3]
+
+
+def test_seed_makes_the_logdets_reproducible_and_leaves_the_global_rng_alone(cli) -> None:
+    args = KINDS["coupling.affine"].Args(hidden=4).model_dump()
+    runs = []
+    for global_seed in (1, 2):  # the global stream differs: the result must not
+        torch.manual_seed(global_seed)
+        before = torch.random.get_rng_state()
+        runs.append(check_layer("coupling.affine", (4, 2, 2), args, None, seed=7))
+        assert torch.equal(torch.random.get_rng_state(), before)
+    assert runs[0].ok and runs[0].expected == runs[1].expected
+    assert runs[0].measured == runs[1].measured
+    other = check_layer("coupling.affine", (4, 2, 2), args, None, seed=8)
+    assert other.expected != runs[0].expected
+    outs = []
+    for _ in range(2):
+        rc, out, err = cli("verify", "specs/demo.flow", "--seed", "3", "--set", "K=1",
+                           "--format", "json")
+        assert rc == 0, err
+        outs.append([(c["path"], c["expected"], c["measured"])
+                     for c in json.loads(out)["checks"]])
+    assert outs[0] == outs[1]
