@@ -118,6 +118,39 @@ def test_gradient_checkpointing_gives_the_same_gradients(flow: str) -> None:
         assert close(g, h), float((g - h).abs().max())
 
 
+DROPOUT_SPEC = """flowspec 0.1
+flow f {
+  input 4 x 8 x 8
+  prior gaussian
+  coupling mixture hidden=16 components=4 scale=tanh net=flowpp(blocks=2, heads=2, dropout=0.3)
+}
+"""
+
+
+def test_gradient_checkpointing_replays_the_networks_dropout() -> None:
+    # Flow++'s network drops channels and attention weights while training: the backward
+    # recomputation must draw the same masks as the forward, or the gradients are another
+    # loss's (they differed by half their size when the RNG state was not kept).
+    def loss_and_grads(checkpoint: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model = flowspec.compile(flowspec.loads(DROPOUT_SPEC), device="cpu", seed=0,
+                                 checkpoint=checkpoint)
+        gen = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=gen))
+        model.train()
+        x = torch.rand((4, 4, 8, 8), generator=torch.Generator().manual_seed(2))
+        torch.manual_seed(5)
+        loss = -model.log_prob(x).mean()
+        loss.backward()
+        return loss.detach(), [p.grad for p in model.parameters()]
+
+    (loss, plain), (loss_ck, ckpt) = loss_and_grads(False), loss_and_grads(True)
+    assert torch.equal(loss, loss_ck)
+    for g, h in zip(ckpt, plain):
+        assert close(g, h), float((g - h).abs().max())
+
+
 def test_checkpointing_stores_fewer_activations() -> None:
     spec = flowspec.load("specs/glow_mnist.flow", overrides={"K": 2, "hidden": 64, "L": 2})
     x = torch.rand((8, 1, 32, 32), generator=torch.Generator().manual_seed(0))

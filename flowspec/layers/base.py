@@ -146,10 +146,13 @@ class FlowLayer(Module):
 
     def _net_call(self, net: nn.Module, inp: Tensor) -> Tensor:
         if self.checkpoint_net and torch.is_grad_enabled():
-            # The networks are deterministic: no RNG state to stash and restore.
             from torch.utils.checkpoint import checkpoint
 
-            return checkpoint(net, inp, use_reentrant=False, preserve_rng_state=False)
+            # A network with active dropout draws random numbers: the recomputation in
+            # backward must draw the same ones, or the gradients are those of another mask.
+            # Stashing the RNG state costs a copy per call, so only such networks pay it.
+            return checkpoint(net, inp, use_reentrant=False,
+                              preserve_rng_state=net.training and draws_random(net))
         return net(inp)
 
     def extra_repr(self) -> str:
@@ -168,6 +171,20 @@ class FlowLayer(Module):
                 f"{type(self).__name__} expects cond of shape {expected}, got {tuple(cond.shape)}"
             )
         return cond
+
+
+def draws_random(net: nn.Module) -> bool:
+    """Whether a network draws random numbers in training mode: it holds a dropout module
+    with ``p > 0``, or a module with a positive float ``dropout`` attribute (a rate that it
+    passes to a functional op, as attention's ``dropout_p`` does). Cached on the network."""
+    cached = net.__dict__.get("_draws_random")
+    if cached is None:
+        dropout = nn.modules.dropout._DropoutNd
+        cached = any((isinstance(m, dropout) and m.p > 0)
+                     or (isinstance(getattr(m, "dropout", None), float) and m.dropout > 0)
+                     for m in net.modules())
+        net.__dict__["_draws_random"] = cached
+    return cached
 
 
 def cat_cond(x: Tensor, cond: Tensor | None) -> Tensor:
