@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import flowspec
-from flowspec.build import FlowRuntimeError
+from flowspec.build import FlowModel, FlowRuntimeError
 
 TOL = 1e-6
 
@@ -215,6 +215,27 @@ def test_torch_compile_first_training_batch_initialises_actnorm_eagerly() -> Non
     x = batch(8)
     same_forward(plain, comp, x)  # the data-dependent init happens in this call
     assert all(torch.equal(p, q) for p, q in zip(plain.parameters(), comp.parameters()))
+
+
+def test_loaded_model_takes_the_compiled_path_at_once() -> None:
+    # A resumed run must compute as a continuing one: after load_state_dict, actnorm knows
+    # it is initialised, so the first training call runs the compiled loop, not the eager
+    # one (which rounds differently: parameters of a resumed `--compile` run drifted by
+    # ~1e-8). The full comparison, 4 steps against 2 + resume 2 under inductor, is
+    # bench/compiled_resume.py (a minute of compilation on a CPU).
+    trained = build()
+    model = flowspec.compile(flowspec.loads(SPEC, flow="small"), device="cpu", seed=5,
+                             compile="eager")
+    model.load_state_dict(trained.state_dict())
+    assert all(m._init_seen for m in model._actnorms)
+    calls = []
+    model._compiled["forward"] = lambda *a: calls.append(1) or FlowModel._forward_layers(*a)
+    model.train()
+    model(batch())
+    assert calls == [1]
+    fresh = flowspec.compile(flowspec.loads(SPEC, flow="small"), device="cpu", seed=5)
+    fresh.load_state_dict(fresh.state_dict())  # a never-initialised state stays so
+    assert not any(m._init_seen for m in fresh._actnorms)
 
 
 @pytest.mark.skipif(not _dynamo_available(), reason="torch.compile is not supported here")
