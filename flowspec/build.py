@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -30,6 +31,7 @@ from .flowgraph import graph as build_graph
 from .flowgraph import layer_sequence
 from .ir import FlowSpec
 from .kinds import ENCODERS, KINDS, PRIORS, prior_args
+from .layers.base import exact_products
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -150,9 +152,12 @@ class FlowModel(nn.Module):
             layer.checkpoint_net = bool(checkpoint)
             layer.net_dtype = net_dtype
         self._compiled = {}
+        self._compiled_sizes: dict[tuple[str, bool], int] = {}
+        self._compiled_dynamic = False
         if compile:
             kwargs = (dict(compile) if isinstance(compile, dict)
                       else {"backend": compile} if isinstance(compile, str) else {})
+            self._compiled_dynamic = bool(kwargs.get("dynamic"))
             check_compile_backend(kwargs.get("backend"))
             # Unbound functions: a deep copy of the model shares them and stays correct.
             self._compiled = {
@@ -164,23 +169,37 @@ class FlowModel(nn.Module):
         """Run the forward or inverse loop, compiled when asked for and possible."""
         amp = _active_autocast(device_type)
         if amp is None:
-            return self._call(name, eager, *args)
+            return self._call(name, eager, device_type, *args)
         # Under the caller's autocast only the parameter networks run in low precision; the
         # bijection (1x1 convolutions, attention, splits) and the log-determinants do not.
         with torch.autocast(device_type, enabled=False), self._nets_in(amp):
-            return self._call(name, eager, *args)
+            return self._call(name, eager, device_type, *args)
 
-    def _call(self, name: str, eager: Callable, *args: Any) -> Any:
+    def _call(self, name: str, eager: Callable, device_type: str, *args: Any) -> Any:
         compiled = self._compiled.get(name)
         # actnorm's data-dependent init runs once, eagerly, not inside a compiled graph
         if compiled is None or (self.training and
                                 not all(m._init_seen for m in self._actnorms)):
             return eager(self, *args)
+        # A compiled loop serves the batch size of its first call (per mode): another size
+        # (the last, short validation chunk; a sample grid) runs eagerly instead of
+        # recompiling, which costs far more than the one eager call.
+        first = args[0] if isinstance(args[0], Tensor) else args[0][0]
+        size = self._compiled_sizes.setdefault((name, self.training), first.shape[0])
+        if size != first.shape[0] and not self._compiled_dynamic:
+            return eager(self, *args)
         try:
-            return compiled(self, *args)
-        except Exception:
-            eager(self, *args)  # raises the error located at its layer, if it is one
-            raise
+            with exact_products(device_type):  # the layers cannot switch TF32 in a graph
+                return compiled(self, *args)
+        except Exception as e:
+            out = eager(self, *args)  # raises the error located at its layer, if it is one
+            # The compiler failed, not the model (no C compiler, missing headers, no
+            # Triton): go on eagerly, saying so once.
+            self._compiled = {}
+            reason = (str(e).strip().splitlines() or [""])[-1][:200]
+            print(f"flowspec: warning: torch.compile failed ({type(e).__name__}: {reason}); "
+                  "running eagerly", file=sys.stderr)
+            return out
 
     @contextmanager
     def _nets_in(self, dtype: torch.dtype) -> Iterator[None]:
@@ -459,6 +478,10 @@ def compile(spec: FlowSpec | str | os.PathLike, device: str | torch.device = "au
     """
     from .flowgraph import _as_spec
 
+    if dtype in (torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype={dtype} is not supported: the invertible maps' LU "
+                         "factorisations and solves have no half-precision kernels; keep "
+                         "float32 and pass autocast= to run the networks in half precision")
     spec = _as_spec(spec, flow, overrides)
     dev = resolve_device(device)
     devices = [dev] if dev.type == "cuda" else []
