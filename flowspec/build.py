@@ -130,6 +130,8 @@ class FlowModel(nn.Module):
         self._channels_last = False
         self._net_dtype: torch.dtype | None = None
         self._compiled: dict[str, Callable] = {}
+        self._compiled_sizes: dict[tuple[str, bool], int] = {}  # batch size per loop, mode
+        self._compiled_dynamic = False
 
     # ---- options
     def configure(self, *, channels_last: bool = False, compile: bool | str | dict = False,
@@ -152,7 +154,7 @@ class FlowModel(nn.Module):
             layer.checkpoint_net = bool(checkpoint)
             layer.net_dtype = net_dtype
         self._compiled = {}
-        self._compiled_sizes: dict[tuple[str, bool], int] = {}
+        self._compiled_sizes = {}
         self._compiled_dynamic = False
         if compile:
             kwargs = (dict(compile) if isinstance(compile, dict)
@@ -196,8 +198,8 @@ class FlowModel(nn.Module):
             # The compiler failed, not the model (no C compiler, missing headers, no
             # Triton): go on eagerly, saying so once.
             self._compiled = {}
-            reason = (str(e).strip().splitlines() or [""])[-1][:200]
-            print(f"flowspec: warning: torch.compile failed ({type(e).__name__}: {reason}); "
+            reason = _first_line(e)
+            print(f"flowspec: warning: torch.compile failed ({reason}); "
                   "running eagerly", file=sys.stderr)
             return out
 
@@ -399,6 +401,19 @@ class FlowModel(nn.Module):
         from .summary import summary
 
         return summary(self)
+
+
+def _first_line(e: BaseException) -> str:
+    """``Type: first line`` of the innermost error behind ``e`` (torch wraps the compiler's
+    own error, and appends hints to messages)."""
+    while True:
+        inner = getattr(e, "inner_exception", None) or e.__cause__
+        if inner is None or inner is e:
+            break
+        e = inner
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    said = [ln for ln in lines if not ln.startswith(("Set TORCHDYNAMO_VERBOSE", "You can "))]
+    return f"{type(e).__name__}: {(said or lines or [''])[0][:200]}"
 
 
 def _fmt(shape) -> str:

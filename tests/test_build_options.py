@@ -252,6 +252,38 @@ def test_torch_compile_keeps_errors_located_at_their_layer() -> None:
         model(batch())
 
 
+def test_a_failing_compiler_falls_back_to_eager_in_one_line(capsys) -> None:
+    # What a machine without a C compiler (or Triton) does to inductor, without the wait:
+    # the backend raises while compiling. The model says so in one line and runs eagerly.
+    def broken_backend(gm, example_inputs):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+
+    plain, comp = build(), build(compile={"backend": broken_backend})
+    plain.eval()
+    comp.eval()
+    capsys.readouterr()
+    same_forward(plain, comp, batch())
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("flowspec: warning:")]
+    assert len(lines) == 1 and "No working C++ compiler found" in lines[0], err
+    assert comp._compiled == {}  # no second attempt on the next call
+    same_forward(plain, comp, batch())
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_other_batch_sizes_run_eagerly_instead_of_recompiling() -> None:
+    model = build(compile="eager")
+    model.eval()
+    calls = []
+    model._compiled["forward"] = lambda *a: calls.append(a[1].shape[0]) or (
+        FlowModel._forward_layers(*a))
+    with torch.no_grad():
+        for n in (4, 4, 3, 4):  # 3: the last, short validation chunk
+            model(batch(n))
+    assert calls == [4, 4, 4]
+
+
 def test_options_keep_the_state_dict_interchangeable() -> None:
     plain = build()
     fast = flowspec.compile(flowspec.loads(SPEC, flow="small"), device="cpu", seed=1,
