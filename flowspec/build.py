@@ -26,6 +26,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import condflow
+from .build_options import (  # noqa: F401 - the backend check's names are used from here
+    CompileBackendError,
+    active_autocast,
+    autocast_option,
+    check_compile_backend,
+    compile_failure,
+)
 from .errors import Span
 from .flowgraph import graph as build_graph
 from .flowgraph import layer_sequence
@@ -34,27 +41,6 @@ from .kinds import ENCODERS, KINDS, PRIORS, prior_args
 from .layers.base import exact_products
 
 LOG_2PI = math.log(2 * math.pi)
-
-
-class CompileBackendError(ValueError):
-    """``compile=`` names a backend torch.compile does not have (``available``: those it
-    has, comma-separated)."""
-
-    def __init__(self, backend: str, available: str):
-        super().__init__(f"unknown torch.compile backend `{backend}`; available: {available}")
-        self.available = available
-
-
-def check_compile_backend(backend: Any) -> None:
-    """Raise :class:`CompileBackendError` for a backend name torch.compile does not know
-    (before compiling, which would otherwise fail deep inside torch)."""
-    if not isinstance(backend, str):
-        return
-    from torch._dynamo import list_backends
-
-    known = list_backends(exclude_tags=())
-    if backend not in known:
-        raise CompileBackendError(backend, ", ".join(sorted(known)))
 
 
 class FlowRuntimeError(RuntimeError):
@@ -142,7 +128,7 @@ class FlowModel(nn.Module):
         The function computed is unchanged (up to floating-point rounding, and up to the
         precision of ``autocast``), and so are the parameters and the ``state_dict``.
         """
-        net_dtype = _autocast_option(autocast)
+        net_dtype = autocast_option(autocast)
         self.options = {"channels_last": bool(channels_last), "compile": compile,
                         "checkpoint": bool(checkpoint), "autocast": net_dtype}
         if bool(channels_last) != self._channels_last:
@@ -169,7 +155,7 @@ class FlowModel(nn.Module):
 
     def _run(self, name: str, eager: Callable, device_type: str, *args: Any) -> Any:
         """Run the forward or inverse loop, compiled when asked for and possible."""
-        amp = _active_autocast(device_type)
+        amp = active_autocast(device_type)
         if amp is None:
             return self._call(name, eager, device_type, *args)
         # Under the caller's autocast only the parameter networks run in low precision; the
@@ -198,7 +184,7 @@ class FlowModel(nn.Module):
             # The compiler failed, not the model (no C compiler, missing headers, no
             # Triton): go on eagerly, saying so once.
             self._compiled = {}
-            reason = _first_line(e)
+            reason = compile_failure(e)
             print(f"flowspec: warning: torch.compile failed ({reason}); "
                   "running eagerly", file=sys.stderr)
             return out
@@ -403,19 +389,6 @@ class FlowModel(nn.Module):
         return summary(self)
 
 
-def _first_line(e: BaseException) -> str:
-    """``Type: first line`` of the innermost error behind ``e`` (torch wraps the compiler's
-    own error, and appends hints to messages)."""
-    while True:
-        inner = getattr(e, "inner_exception", None) or e.__cause__
-        if inner is None or inner is e:
-            break
-        e = inner
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    said = [ln for ln in lines if not ln.startswith(("Set TORCHDYNAMO_VERBOSE", "You can "))]
-    return f"{type(e).__name__}: {(said or lines or [''])[0][:200]}"
-
-
 def _fmt(shape) -> str:
     return "x".join(str(d) for d in shape)
 
@@ -441,31 +414,6 @@ def _class_one_hot(c: Any, labels: Any, batch: int) -> Tensor:
         bad = labels[(labels < 0) | (labels >= n)]
         raise ValueError(f"{where} takes class ids 0..{n - 1}, got {int(bad[0])}")
     return F.one_hot(labels.long(), n).view(batch, n, 1, 1)
-
-
-def _autocast_option(autocast: bool | torch.dtype) -> torch.dtype | None:
-    if autocast is True:
-        return torch.bfloat16
-    if autocast is False or autocast is None:
-        return None
-    if isinstance(autocast, torch.dtype) and autocast in (torch.bfloat16, torch.float16):
-        return autocast
-    raise ValueError(f"autocast must be True, False, torch.bfloat16 or torch.float16, "
-                     f"got {autocast!r}")
-
-
-def _active_autocast(device_type: str) -> torch.dtype | None:
-    """The dtype of the caller's ``torch.autocast`` on this device type, or ``None``."""
-    try:
-        if torch.is_autocast_enabled(device_type):
-            return torch.get_autocast_dtype(device_type)
-        return None
-    except (TypeError, AttributeError):  # torch < 2.4
-        if device_type == "cpu":
-            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
-        if device_type == "cuda" and torch.is_autocast_enabled():
-            return torch.get_autocast_gpu_dtype()
-        return None
 
 
 def compile(spec: FlowSpec | str | os.PathLike, device: str | torch.device = "auto",
