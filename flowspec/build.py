@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -25,34 +26,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import condflow
+from .build_options import (  # noqa: F401 - the backend check's names are used from here
+    CompileBackendError,
+    active_autocast,
+    autocast_option,
+    check_compile_backend,
+    compile_failure,
+)
 from .errors import Span
 from .flowgraph import graph as build_graph
 from .flowgraph import layer_sequence
 from .ir import FlowSpec
 from .kinds import ENCODERS, KINDS, PRIORS, prior_args
+from .layers.base import exact_products
 
 LOG_2PI = math.log(2 * math.pi)
-
-
-class CompileBackendError(ValueError):
-    """``compile=`` names a backend torch.compile does not have (``available``: those it
-    has, comma-separated)."""
-
-    def __init__(self, backend: str, available: str):
-        super().__init__(f"unknown torch.compile backend `{backend}`; available: {available}")
-        self.available = available
-
-
-def check_compile_backend(backend: Any) -> None:
-    """Raise :class:`CompileBackendError` for a backend name torch.compile does not know
-    (before compiling, which would otherwise fail deep inside torch)."""
-    if not isinstance(backend, str):
-        return
-    from torch._dynamo import list_backends
-
-    known = list_backends(exclude_tags=())
-    if backend not in known:
-        raise CompileBackendError(backend, ", ".join(sorted(known)))
 
 
 class FlowRuntimeError(RuntimeError):
@@ -128,6 +116,8 @@ class FlowModel(nn.Module):
         self._channels_last = False
         self._net_dtype: torch.dtype | None = None
         self._compiled: dict[str, Callable] = {}
+        self._compiled_sizes: dict[tuple[str, bool], int] = {}  # batch size per loop, mode
+        self._compiled_dynamic = False
 
     # ---- options
     def configure(self, *, channels_last: bool = False, compile: bool | str | dict = False,
@@ -138,7 +128,7 @@ class FlowModel(nn.Module):
         The function computed is unchanged (up to floating-point rounding, and up to the
         precision of ``autocast``), and so are the parameters and the ``state_dict``.
         """
-        net_dtype = _autocast_option(autocast)
+        net_dtype = autocast_option(autocast)
         self.options = {"channels_last": bool(channels_last), "compile": compile,
                         "checkpoint": bool(checkpoint), "autocast": net_dtype}
         if bool(channels_last) != self._channels_last:
@@ -150,9 +140,12 @@ class FlowModel(nn.Module):
             layer.checkpoint_net = bool(checkpoint)
             layer.net_dtype = net_dtype
         self._compiled = {}
+        self._compiled_sizes = {}
+        self._compiled_dynamic = False
         if compile:
             kwargs = (dict(compile) if isinstance(compile, dict)
                       else {"backend": compile} if isinstance(compile, str) else {})
+            self._compiled_dynamic = bool(kwargs.get("dynamic"))
             check_compile_backend(kwargs.get("backend"))
             # Unbound functions: a deep copy of the model shares them and stays correct.
             self._compiled = {
@@ -162,25 +155,39 @@ class FlowModel(nn.Module):
 
     def _run(self, name: str, eager: Callable, device_type: str, *args: Any) -> Any:
         """Run the forward or inverse loop, compiled when asked for and possible."""
-        amp = _active_autocast(device_type)
+        amp = active_autocast(device_type)
         if amp is None:
-            return self._call(name, eager, *args)
+            return self._call(name, eager, device_type, *args)
         # Under the caller's autocast only the parameter networks run in low precision; the
         # bijection (1x1 convolutions, attention, splits) and the log-determinants do not.
         with torch.autocast(device_type, enabled=False), self._nets_in(amp):
-            return self._call(name, eager, *args)
+            return self._call(name, eager, device_type, *args)
 
-    def _call(self, name: str, eager: Callable, *args: Any) -> Any:
+    def _call(self, name: str, eager: Callable, device_type: str, *args: Any) -> Any:
         compiled = self._compiled.get(name)
         # actnorm's data-dependent init runs once, eagerly, not inside a compiled graph
         if compiled is None or (self.training and
                                 not all(m._init_seen for m in self._actnorms)):
             return eager(self, *args)
+        # A compiled loop serves the batch size of its first call (per mode): another size
+        # (the last, short validation chunk; a sample grid) runs eagerly instead of
+        # recompiling, which costs far more than the one eager call.
+        first = args[0] if isinstance(args[0], Tensor) else args[0][0]
+        size = self._compiled_sizes.setdefault((name, self.training), first.shape[0])
+        if size != first.shape[0] and not self._compiled_dynamic:
+            return eager(self, *args)
         try:
-            return compiled(self, *args)
-        except Exception:
-            eager(self, *args)  # raises the error located at its layer, if it is one
-            raise
+            with exact_products(device_type):  # the layers cannot switch TF32 in a graph
+                return compiled(self, *args)
+        except Exception as e:
+            out = eager(self, *args)  # raises the error located at its layer, if it is one
+            # The compiler failed, not the model (no C compiler, missing headers, no
+            # Triton): go on eagerly, saying so once.
+            self._compiled = {}
+            reason = compile_failure(e)
+            print(f"flowspec: warning: torch.compile failed ({reason}); "
+                  "running eagerly", file=sys.stderr)
+            return out
 
     @contextmanager
     def _nets_in(self, dtype: torch.dtype) -> Iterator[None]:
@@ -420,31 +427,6 @@ def _class_one_hot(c: Any, labels: Any, batch: int) -> Tensor:
     return F.one_hot(labels.long(), n).view(batch, n, 1, 1)
 
 
-def _autocast_option(autocast: bool | torch.dtype) -> torch.dtype | None:
-    if autocast is True:
-        return torch.bfloat16
-    if autocast is False or autocast is None:
-        return None
-    if isinstance(autocast, torch.dtype) and autocast in (torch.bfloat16, torch.float16):
-        return autocast
-    raise ValueError(f"autocast must be True, False, torch.bfloat16 or torch.float16, "
-                     f"got {autocast!r}")
-
-
-def _active_autocast(device_type: str) -> torch.dtype | None:
-    """The dtype of the caller's ``torch.autocast`` on this device type, or ``None``."""
-    try:
-        if torch.is_autocast_enabled(device_type):
-            return torch.get_autocast_dtype(device_type)
-        return None
-    except (TypeError, AttributeError):  # torch < 2.4
-        if device_type == "cpu":
-            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
-        if device_type == "cuda" and torch.is_autocast_enabled():
-            return torch.get_autocast_gpu_dtype()
-        return None
-
-
 def compile(spec: FlowSpec | str | os.PathLike, device: str | torch.device = "auto",
             seed: int = 0, *, flow: str | None = None,
             overrides: dict[str, Any] | None = None, dtype: torch.dtype | None = None,
@@ -470,6 +452,10 @@ def compile(spec: FlowSpec | str | os.PathLike, device: str | torch.device = "au
     """
     from .flowgraph import _as_spec
 
+    if dtype in (torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype={dtype} is not supported: the invertible maps' LU "
+                         "factorisations and solves have no half-precision kernels; keep "
+                         "float32 and pass autocast= to run the networks in half precision")
     spec = _as_spec(spec, flow, overrides)
     dev = resolve_device(device)
     devices = [dev] if dev.type == "cuda" else []

@@ -74,7 +74,8 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--autocast", nargs="?", const="bf16", default=None,
                    choices=("bf16", "fp16"),
                    help="run the coupling networks under autocast (default bf16); "
-                        "log-determinants stay float32")
+                        "log-determinants stay float32; train refuses fp16 (no loss "
+                        "scaler)")
 
 
 def build_options(a: argparse.Namespace) -> dict[str, Any]:

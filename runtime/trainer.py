@@ -534,6 +534,10 @@ def _build(build: Any, spec: FlowSpec, dev: torch.device, seed: int,
     """The model; a torch.compile backend that does not exist is a RunError."""
     from flowspec.build import CompileBackendError
 
+    if options.get("autocast") == torch.float16:
+        # float16 gradients underflow without a gradient scaler, which training does not use
+        raise RunError("--autocast fp16 is not supported for training (float16 gradients "
+                       "need a loss scaler); use --autocast bf16")
     try:
         return build(spec, device=dev, seed=seed, **options)
     except CompileBackendError as e:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import flowspec
-from flowspec.build import FlowRuntimeError
+from flowspec.build import FlowModel, FlowRuntimeError
 
 TOL = 1e-6
 
@@ -118,6 +118,39 @@ def test_gradient_checkpointing_gives_the_same_gradients(flow: str) -> None:
         assert close(g, h), float((g - h).abs().max())
 
 
+DROPOUT_SPEC = """flowspec 0.1
+flow f {
+  input 4 x 8 x 8
+  prior gaussian
+  coupling mixture hidden=16 components=4 scale=tanh net=flowpp(blocks=2, heads=2, dropout=0.3)
+}
+"""
+
+
+def test_gradient_checkpointing_replays_the_networks_dropout() -> None:
+    # Flow++'s network drops channels and attention weights while training: the backward
+    # recomputation must draw the same masks as the forward, or the gradients are another
+    # loss's (they differed by half their size when the RNG state was not kept).
+    def loss_and_grads(checkpoint: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model = flowspec.compile(flowspec.loads(DROPOUT_SPEC), device="cpu", seed=0,
+                                 checkpoint=checkpoint)
+        gen = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=gen))
+        model.train()
+        x = torch.rand((4, 4, 8, 8), generator=torch.Generator().manual_seed(2))
+        torch.manual_seed(5)
+        loss = -model.log_prob(x).mean()
+        loss.backward()
+        return loss.detach(), [p.grad for p in model.parameters()]
+
+    (loss, plain), (loss_ck, ckpt) = loss_and_grads(False), loss_and_grads(True)
+    assert torch.equal(loss, loss_ck)
+    for g, h in zip(ckpt, plain):
+        assert close(g, h), float((g - h).abs().max())
+
+
 def test_checkpointing_stores_fewer_activations() -> None:
     spec = flowspec.load("specs/glow_mnist.flow", overrides={"K": 2, "hidden": 64, "L": 2})
     x = torch.rand((8, 1, 32, 32), generator=torch.Generator().manual_seed(0))
@@ -184,6 +217,27 @@ def test_torch_compile_first_training_batch_initialises_actnorm_eagerly() -> Non
     assert all(torch.equal(p, q) for p, q in zip(plain.parameters(), comp.parameters()))
 
 
+def test_loaded_model_takes_the_compiled_path_at_once() -> None:
+    # A resumed run must compute as a continuing one: after load_state_dict, actnorm knows
+    # it is initialised, so the first training call runs the compiled loop, not the eager
+    # one (which rounds differently: parameters of a resumed `--compile` run drifted by
+    # ~1e-8). The full comparison, 4 steps against 2 + resume 2 under inductor, is
+    # bench/compiled_resume.py (a minute of compilation on a CPU).
+    trained = build()
+    model = flowspec.compile(flowspec.loads(SPEC, flow="small"), device="cpu", seed=5,
+                             compile="eager")
+    model.load_state_dict(trained.state_dict())
+    assert all(m._init_seen for m in model._actnorms)
+    calls = []
+    model._compiled["forward"] = lambda *a: calls.append(1) or FlowModel._forward_layers(*a)
+    model.train()
+    model(batch())
+    assert calls == [1]
+    fresh = flowspec.compile(flowspec.loads(SPEC, flow="small"), device="cpu", seed=5)
+    fresh.load_state_dict(fresh.state_dict())  # a never-initialised state stays so
+    assert not any(m._init_seen for m in fresh._actnorms)
+
+
 @pytest.mark.skipif(not _dynamo_available(), reason="torch.compile is not supported here")
 def test_torch_compile_keeps_errors_located_at_their_layer() -> None:
     model = build(compile="eager")
@@ -196,6 +250,38 @@ def test_torch_compile_keeps_errors_located_at_their_layer() -> None:
     model.layers[coupling].forward = broken
     with pytest.raises(FlowRuntimeError, match=r"level1\.step01\.coupling.*boom"):
         model(batch())
+
+
+def test_a_failing_compiler_falls_back_to_eager_in_one_line(capsys) -> None:
+    # What a machine without a C compiler (or Triton) does to inductor, without the wait:
+    # the backend raises while compiling. The model says so in one line and runs eagerly.
+    def broken_backend(gm, example_inputs):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+
+    plain, comp = build(), build(compile={"backend": broken_backend})
+    plain.eval()
+    comp.eval()
+    capsys.readouterr()
+    same_forward(plain, comp, batch())
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("flowspec: warning:")]
+    assert len(lines) == 1 and "No working C++ compiler found" in lines[0], err
+    assert comp._compiled == {}  # no second attempt on the next call
+    same_forward(plain, comp, batch())
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_other_batch_sizes_run_eagerly_instead_of_recompiling() -> None:
+    model = build(compile="eager")
+    model.eval()
+    calls = []
+    model._compiled["forward"] = lambda *a: calls.append(a[1].shape[0]) or (
+        FlowModel._forward_layers(*a))
+    with torch.no_grad():
+        for n in (4, 4, 3, 4):  # 3: the last, short validation chunk
+            model(batch(n))
+    assert calls == [4, 4, 4]
 
 
 def test_options_keep_the_state_dict_interchangeable() -> None:

@@ -33,6 +33,7 @@ from torch.autograd.function import once_differentiable
 from ._attention import BETA_BOUND, RESIDUAL_BOUND
 from .isdp import _LOG_D_BOUND as LOG_D_BOUND
 from .isdp import _LOGIT_BOUND as LOGIT_BOUND
+from .base import exact_products
 from .isdp import DIAG_FLOOR
 
 _softmax_backward = torch.ops.aten._softmax_backward_data
@@ -127,6 +128,11 @@ def _scatter_free(layer: Any, t: Tensor, slots: Tensor) -> Tensor:
 def inverse(layer: Any, y: Tensor) -> tuple[Tensor, Tensor]:
     """``(x, -logdet)`` of ``y = layer(x)``: the masked entries were copied, so ``y`` gives
     the same blocks; one LU factorisation gives the log-det and the solve."""
+    with exact_products(y):
+        return _inverse(layer, y)
+
+
+def _inverse(layer: Any, y: Tensor) -> tuple[Tensor, Tensor]:
     inv_d, alpha, delta = _gained(layer, layer.coef)
     t = _transposed_mixing(layer, y, layer.qk, inv_d, alpha, delta)[-1]
     lu, pivots, _ = torch.linalg.lu_factor_ex(_blocks_t(layer, t))
@@ -146,7 +152,7 @@ class ISDPForward(torch.autograd.Function):
                 ) -> tuple[Tensor, Tensor]:
         # the bijection and its log-det stay in the input's precision under a caller's
         # autocast (as in a model, where the forward loop turns it off around the layers)
-        with torch.autocast(x.device.type, enabled=False):
+        with torch.autocast(x.device.type, enabled=False), exact_products(x):
             return ISDPForward._forward(ctx, x, qk, coef, layer)
 
     @staticmethod
@@ -168,7 +174,8 @@ class ISDPForward(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, gy: Tensor | None, glog: Tensor | None) -> tuple:
         # a backward called inside an autocast region would otherwise mix precisions
-        with torch.autocast(ctx.device_type, enabled=False):
+        like = ctx.saved_tensors[0]
+        with torch.autocast(ctx.device_type, enabled=False), exact_products(like):
             return ISDPForward._backward(ctx, gy, glog)
 
     @staticmethod

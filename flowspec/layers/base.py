@@ -27,6 +27,7 @@ import torch as usual.
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -146,10 +147,13 @@ class FlowLayer(Module):
 
     def _net_call(self, net: nn.Module, inp: Tensor) -> Tensor:
         if self.checkpoint_net and torch.is_grad_enabled():
-            # The networks are deterministic: no RNG state to stash and restore.
             from torch.utils.checkpoint import checkpoint
 
-            return checkpoint(net, inp, use_reentrant=False, preserve_rng_state=False)
+            # A network with active dropout draws random numbers: the recomputation in
+            # backward must draw the same ones, or the gradients are those of another mask.
+            # Stashing the RNG state costs a copy per call, so only such networks pay it.
+            return checkpoint(net, inp, use_reentrant=False,
+                              preserve_rng_state=net.training and draws_random(net))
         return net(inp)
 
     def extra_repr(self) -> str:
@@ -168,6 +172,60 @@ class FlowLayer(Module):
                 f"{type(self).__name__} expects cond of shape {expected}, got {tuple(cond.shape)}"
             )
         return cond
+
+
+#: Device types whose float32 matrix products may run in TF32 (tests add ``"cpu"``).
+TF32_DEVICES: tuple[str, ...] = ("cuda",)
+
+
+class _IeeeMatmul:
+    """Float32 matrix products in full precision (no TF32) inside the block, restored after."""
+
+    def __enter__(self) -> None:
+        matmul = torch.backends.cuda.matmul
+        if hasattr(matmul, "fp32_precision"):  # torch >= 2.9: only the new API, never mixed
+            self.saved = matmul.fp32_precision
+            matmul.fp32_precision = "ieee"
+        else:
+            self.saved = matmul.allow_tf32
+            matmul.allow_tf32 = False
+
+    def __exit__(self, *exc: Any) -> None:
+        matmul = torch.backends.cuda.matmul
+        if hasattr(matmul, "fp32_precision"):
+            matmul.fp32_precision = self.saved
+        else:
+            matmul.allow_tf32 = self.saved
+
+
+def exact_products(t: Tensor | str) -> Any:
+    """A context (for a tensor's device, or a device type) in which the invertible maps' own
+    products (1x1 convolution weights and mixing, iSDP's blocks, their LU factors and
+    log-determinants) run in full float32.
+
+    TF32 keeps 10 mantissa bits: a map and its inverse computed in it disagree by ~1e-3,
+    and so would the log-determinant and the map actually applied. The parameter networks
+    are left to torch's global flags (cuDNN convolutions TF32 by default, matmuls as
+    ``torch.set_float32_matmul_precision`` says). Inside a graph being compiled this is a
+    no-op: :class:`flowspec.build.FlowModel` runs a compiled loop under it as a whole."""
+    device_type = t if isinstance(t, str) else t.device.type
+    if device_type not in TF32_DEVICES or torch.compiler.is_compiling():
+        return nullcontext()
+    return _IeeeMatmul()
+
+
+def draws_random(net: nn.Module) -> bool:
+    """Whether a network draws random numbers in training mode: it holds a dropout module
+    with ``p > 0``, or a module with a positive float ``dropout`` attribute (a rate that it
+    passes to a functional op, as attention's ``dropout_p`` does). Cached on the network."""
+    cached = net.__dict__.get("_draws_random")
+    if cached is None:
+        dropout = nn.modules.dropout._DropoutNd
+        cached = any((isinstance(m, dropout) and m.p > 0)
+                     or (isinstance(getattr(m, "dropout", None), float) and m.dropout > 0)
+                     for m in net.modules())
+        net.__dict__["_draws_random"] = cached
+    return cached
 
 
 def cat_cond(x: Tensor, cond: Tensor | None) -> Tensor:

@@ -41,9 +41,11 @@ class CondActNorm(FlowLayer):
         self.register_buffer("initialized", torch.tensor(False), persistent=True)
         self._init_seen = False
 
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        self._init_seen = False
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        # Known from the loaded flag itself, so the first training call after a resume takes
+        # the path a continuing run takes (compiled, no host read of the buffer).
+        self._init_seen = bool(state_dict.get(prefix + "initialized", False))
 
     def _initialize(self, x: Tensor) -> None:
         with torch.no_grad():

@@ -9,7 +9,7 @@ from pydantic import Field
 from flowspec.kinds import CondArgs, LayerKind, arg, kind
 
 from ._fullglow import VectorCondNet, vector_net_params
-from .base import FlowLayer, Shape
+from .base import FlowLayer, Shape, exact_products
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -68,6 +68,10 @@ class CondInvConv1x1(FlowLayer):
     def _weight(self, x: Tensor, cond: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
         """Per-sample ``(W_b or W_b^-1, log|det W_b|)``."""
         out = self.start + self.step * self.run_net(self.net, self._cond(cond, x))
+        with exact_products(x):  # the network above may use TF32; the map below does not
+            return self._factors(out, inverse)
+
+    def _factors(self, out: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         b, c = out.shape[0], self.in_shape[0]
         if not self.lu:
             weight = out.view(b, c, c)
@@ -88,7 +92,8 @@ class CondInvConv1x1(FlowLayer):
     def _mix(self, x: Tensor, cond: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
         weight, logdet = self._weight(x, cond, inverse)
         b, c, h, w = x.shape
-        y = torch.bmm(weight.to(x.dtype), x.reshape(b, c, h * w)).view(b, c, h, w)
+        with exact_products(x):
+            y = torch.bmm(weight.to(x.dtype), x.reshape(b, c, h * w)).view(b, c, h, w)
         logdet = logdet.to(x.dtype) * (h * w)
         return y, -logdet if inverse else logdet
 

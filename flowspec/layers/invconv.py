@@ -8,7 +8,7 @@ from pydantic import Field
 
 from flowspec.kinds import Args, LayerKind, arg, kind
 
-from .base import FlowLayer, Shape, batch_logdet
+from .base import FlowLayer, Shape, batch_logdet, exact_products
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -88,8 +88,9 @@ class InvConv1x1(FlowLayer):
         return weight, torch.linalg.slogdet(self.weight)[1]
 
     def _conv(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        weight, logdet = self._weight_logdet(inverse)
-        y = mix_channels(x, weight.to(x.dtype))
+        with exact_products(x):  # no TF32: the inverse must undo exactly this map
+            weight, logdet = self._weight_logdet(inverse)
+            y = mix_channels(x, weight.to(x.dtype))
         logdet = logdet * (x.shape[2] * x.shape[3])
         return y, batch_logdet(-logdet if inverse else logdet, x)
 

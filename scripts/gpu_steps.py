@@ -1,0 +1,146 @@
+"""The checks of scripts/gpu_check.py, one per process (``gpu_check.py --step NAME``).
+
+Each prints what it measured and returns 0 when the check passed, 1 when it failed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+TOL = 1e-4  # relative, float32 with TF32 off: CUDA and CPU kernels reassociate sums
+DEMO_TOL = 0.05  # bits/dim after a short fp32 run on each device
+#: Reduced sizes of the shipped specs (tests/test_spec_models.py's, without importing pytest).
+SMALL = {"K": 1, "L": 2, "hidden": 6, "components": 3, "size": 8, "scale": 4, "height": 16,
+         "width": 16, "features": 6, "blocks": 1, "heads": 2}
+
+
+def _tf32_off() -> None:
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+    else:
+        matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1.0))
+
+
+def parity(root: Path) -> int:
+    import flowspec
+    from flowspec.api import analyze
+    from flowspec.numerics import perturb_, random_cond
+
+    _tf32_off()
+    worst, bad = 0.0, []
+    for path in sorted(glob.glob(str(root / "specs" / "*.flow"))):
+        specs, _ = analyze(path, all_flows=True)
+        for full in specs:
+            spec = flowspec.load(path, full.name, {k: v for k, v in SMALL.items()
+                                                   if k in full.params})
+            gen = torch.Generator().manual_seed(7)
+            cpu = flowspec.compile(spec, device="cpu", seed=0)
+            x = torch.rand((4, *spec.input), generator=gen) - 0.5
+            cond = random_cond(spec, 4, gen)
+            cpu.train()
+            with torch.no_grad():
+                cpu(x, cond)
+            perturb_(cpu, 0.05, gen)
+            gpu = flowspec.compile(spec, device="cuda", seed=0)
+            gpu.load_state_dict(cpu.state_dict())
+            on = {k: v.cuda() for k, v in cond.items()} if cond else None
+            diffs = {}
+            for model, c, xx, key in ((cpu, cond, x, "cpu"), (gpu, on, x.cuda(), "cuda")):
+                model.eval()
+                zs, logdet = model(xx, c)
+                logp = model.latent_logp(zs) + logdet
+                (-logp.mean()).backward()
+                with torch.no_grad():
+                    back = model.inverse([z.detach() for z in zs], c)
+                diffs[key] = (logp, logdet, back, [p.grad for p in model.parameters()])
+            (lp, ld, bk, gr), (lp2, ld2, bk2, gr2) = diffs["cpu"], diffs["cuda"]
+            err = max(_rel(lp2, lp), _rel(ld2, ld), _rel(bk2, bk),
+                      max((_rel(g2, g) for g, g2 in zip(gr, gr2) if g is not None),
+                          default=0.0))
+            worst = max(worst, err)
+            name = f"{Path(path).name}:{full.name}"
+            print(f"{name}: largest relative difference {err:.2e}")
+            if not err <= TOL:
+                bad.append(name)
+    print(f"parity: worst {worst:.2e} (tolerance {TOL:g}); "
+          f"{'failed: ' + ', '.join(bad) if bad else 'all flows agree'}")
+    return 1 if bad else 0
+
+
+def demo(root: Path) -> int:
+    import runtime
+
+    work = Path(os.environ.get("GPU_CHECK_WORK", "gpu_check_runs"))
+    bpd = {}
+    for device in ("cuda", "cpu"):
+        r = runtime.train(root / "specs" / "demo.flow", overrides={"K": 2, "hidden": 32},
+                          data="digits", steps=40, batch=32, device=device, progress=False,
+                          out=work / device, val_every=40, sample_every=1000,
+                          checkpoint_every=40, val_images=256)
+        bpd[device] = r.val_bpd
+    diff = abs(bpd["cuda"] - bpd["cpu"])
+    print(f"demo: held-out bits/dim cuda {bpd['cuda']:.4f}, cpu {bpd['cpu']:.4f}, "
+          f"difference {diff:.4f} (tolerance {DEMO_TOL})")
+    return 0 if diff <= DEMO_TOL else 1
+
+
+def sync(root: Path) -> int:
+    # The trainer's step (forward, backward, clipping, update) on the model alone: the
+    # trainer itself reads the loss on the host each step, for its log and its NaN check.
+    import flowspec
+
+    spec = flowspec.load(root / "specs" / "demo.flow", overrides={"K": 1, "hidden": 16})
+    model = flowspec.compile(spec, device="cuda", seed=0)
+    opt = torch.optim.Adamax(model.parameters(), lr=1e-4, foreach=True)
+    x = torch.rand((16, *spec.input), device="cuda") - 0.5
+    model.train()
+    with torch.no_grad():
+        model(x)  # actnorm's init: one sync by design
+    try:
+        torch.cuda.set_sync_debug_mode("error")
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            loss = -model.log_prob(x).mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()), 50.0)
+            opt.step()
+    except RuntimeError as e:
+        print(f"sync: a training step synchronises with the host: "
+              f"{(str(e).splitlines() or [''])[0]}")
+        return 1
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    print("sync: 3 training steps (forward, backward, clipping, update) without a host sync")
+    return 0
+
+
+def speed(root: Path) -> int:
+    script = root / "bench" / "speed.py"
+    if not script.exists():
+        print("speed: bench/speed.py is not here; skipped")
+        return 0
+    p = subprocess.run([sys.executable, str(script), "--device", "cuda", "--quick"],
+                       cwd=root)
+    return p.returncode
+
+
+def run_step(name: str, root: Path) -> int:
+    steps = {"parity": parity, "demo": demo, "sync": sync, "speed": speed}
+    if name not in steps:
+        print(f"unknown step {name}; steps: {', '.join(steps)}")
+        return 1
+    return steps[name](root)
