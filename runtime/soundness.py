@@ -44,9 +44,10 @@ def verify_command(spec: FlowSpec, spec_file: str | None = None,
 
 def _where(spec: FlowSpec, check: Any) -> str:
     """``file:line:col`` of the layer (or prior) a verify check is about."""
-    span = next((layer.span for layer in spec.layers if layer.path == check.path), None)
-    if span is None and ("prior" in check.path or check.kind.startswith("prior")):
+    if check.kind.startswith("prior."):  # the prior's row (flowspec.verify.check_prior)
         span = spec.prior.span
+    else:
+        span = next((layer.span for layer in spec.layers if layer.path == check.path), None)
     span = span or spec.span
     return f"{span.file}:{span.line}:{span.column}" if span is not None else spec.name
 
