@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPENDENCIES = {"lark": "lark", "pydantic": "pydantic", "graphviz": "graphviz",
                 "mlxtend": "mlxtend", "networkx": "networkx", "numpy": "numpy",
                 "PIL": "pillow", "matplotlib": "matplotlib", "sklearn": "scikit-learn",
-                "tqdm": "tqdm"}
+                "tqdm": "tqdm", "einops": "einops"}
 #: (name, the most seconds it may take); each also stops where the budget ends
 STEPS = [("parity", 120), ("demo", 90), ("sync", 45), ("speed", 90)]
 
@@ -76,11 +76,14 @@ def install(wheels: Path, site: Path, log: Log) -> list[str]:
     missing afterwards."""
     missing = _missing(site)
     if missing and wheels.is_dir():
-        names = [DEPENDENCIES[m] for m in missing]
-        log(f"installing {', '.join(names)} from {wheels}")
-        p = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--quiet",
-                            "--find-links", str(wheels), "--target", str(site), *names],
-                           capture_output=True, text=True, timeout=180)
+        # every wheel of the folder, without resolving dependencies: the folder holds
+        # exactly what the machine lacks (scripts/gpu_wheels.sh), and pip could not reach
+        # an index for anything else
+        files = sorted(str(w) for w in wheels.glob("*.whl"))
+        log(f"installing {len(files)} wheels from {wheels} (missing: {', '.join(missing)})")
+        p = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps",
+                            "--quiet", "--disable-pip-version-check", "--target", str(site),
+                            *files], capture_output=True, text=True, timeout=180)
         if p.returncode:
             log(f"pip install failed: {(p.stderr.strip().splitlines() or [''])[-1]}")
         missing = _missing(site)
@@ -127,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--budget", type=float, default=300.0, help="seconds in all (default 300)")
     a.add_argument("--wheels", type=Path, default=ROOT / "gpu_wheels",
                    help="the folder of wheels made by scripts/gpu_wheels.sh")
+    a.add_argument("--rehearse", action="store_true",
+                   help="on a machine without a GPU: install from the wheel folder and run "
+                   "every step with CPU standing in for CUDA (proves the script and its "
+                   "environment work, not that CUDA agrees)")
     a.add_argument("--step", help=argparse.SUPPRESS)
     args = a.parse_args(argv)
     if args.step:
@@ -137,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(tempfile.mkdtemp())
     out.mkdir(parents=True, exist_ok=True)
     log = Log(out / "gpu_check.log")
-    results: dict = {"steps": {}}
+    results: dict = {"steps": {}, "rehearsal": args.rehearse}
 
     work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
     site = work / "site"
@@ -157,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if "error" in info:
         log(f"gpu_check: torch does not work here: {info['error']}")
         return finish(2)
-    if not info["devices"]:
+    if not info["devices"] and not args.rehearse:
         if smi in ("gpu", "failed"):
             log("gpu_check: nvidia-smi " + ("lists a GPU" if smi == "gpu" else "fails") +
                 " but torch sees no CUDA device: the driver, the CUDA build of torch or "
@@ -183,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"== {name} (at most {timeout:.0f} s)")
         t0 = time.monotonic()
         cmd = [sys.executable, str(Path(__file__)), "--step", name]
-        env = {**_env(site), "GPU_CHECK_WORK": str(work / name)}
+        env = {**_env(site), "GPU_CHECK_WORK": str(work / name),
+               "GPU_CHECK_DEVICE": "cpu" if args.rehearse else "cuda"}
         env["PYTHONPATH"] += os.pathsep + str(ROOT / "scripts")
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,

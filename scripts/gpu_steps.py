@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+#: the device under test: cuda, or cpu when gpu_check.py --rehearse stands it in
+DEV = os.environ.get("GPU_CHECK_DEVICE", "cuda")
 TOL = 1e-4  # relative, float32 with TF32 off: CUDA and CPU kernels reassociate sums
 DEMO_TOL = 0.05  # bits/dim after a short fp32 run on each device
 #: Reduced sizes of the shipped specs (tests/test_spec_models.py's, without importing pytest).
@@ -55,11 +57,11 @@ def parity(root: Path) -> int:
             with torch.no_grad():
                 cpu(x, cond)
             perturb_(cpu, 0.05, gen)
-            gpu = flowspec.compile(spec, device="cuda", seed=0)
+            gpu = flowspec.compile(spec, device=DEV, seed=0)
             gpu.load_state_dict(cpu.state_dict())
-            on = {k: v.cuda() for k, v in cond.items()} if cond else None
+            on = {k: v.to(DEV) for k, v in cond.items()} if cond else None
             diffs = {}
-            for model, c, xx, key in ((cpu, cond, x, "cpu"), (gpu, on, x.cuda(), "cuda")):
+            for model, c, xx, key in ((cpu, cond, x, "cpu"), (gpu, on, x.to(DEV), "cuda")):
                 model.eval()
                 zs, logdet = model(xx, c)
                 logp = model.latent_logp(zs) + logdet
@@ -86,12 +88,12 @@ def demo(root: Path) -> int:
 
     work = Path(os.environ.get("GPU_CHECK_WORK", "gpu_check_runs"))
     bpd = {}
-    for device in ("cuda", "cpu"):
+    for device in (DEV, "cpu"):
         r = runtime.train(root / "specs" / "demo.flow", overrides={"K": 2, "hidden": 32},
                           data="digits", steps=40, batch=32, device=device, progress=False,
-                          out=work / device, val_every=40, sample_every=1000,
+                          out=work / f"{device}-{len(bpd)}", val_every=40, sample_every=1000,
                           checkpoint_every=40, val_images=256)
-        bpd[device] = r.val_bpd
+        bpd["cuda" if not bpd else "cpu"] = r.val_bpd
     diff = abs(bpd["cuda"] - bpd["cpu"])
     print(f"demo: held-out bits/dim cuda {bpd['cuda']:.4f}, cpu {bpd['cpu']:.4f}, "
           f"difference {diff:.4f} (tolerance {DEMO_TOL})")
@@ -104,14 +106,15 @@ def sync(root: Path) -> int:
     import flowspec
 
     spec = flowspec.load(root / "specs" / "demo.flow", overrides={"K": 1, "hidden": 16})
-    model = flowspec.compile(spec, device="cuda", seed=0)
+    model = flowspec.compile(spec, device=DEV, seed=0)
     opt = torch.optim.Adamax(model.parameters(), lr=1e-4, foreach=True)
-    x = torch.rand((16, *spec.input), device="cuda") - 0.5
+    x = torch.rand((16, *spec.input), device=DEV) - 0.5
     model.train()
     with torch.no_grad():
         model(x)  # actnorm's init: one sync by design
     try:
-        torch.cuda.set_sync_debug_mode("error")
+        if DEV == "cuda":
+            torch.cuda.set_sync_debug_mode("error")
         for _ in range(3):
             opt.zero_grad(set_to_none=True)
             loss = -model.log_prob(x).mean()
@@ -123,7 +126,8 @@ def sync(root: Path) -> int:
               f"{(str(e).splitlines() or [''])[0]}")
         return 1
     finally:
-        torch.cuda.set_sync_debug_mode("default")
+        if DEV == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
     print("sync: 3 training steps (forward, backward, clipping, update) without a host sync")
     return 0
 
@@ -133,7 +137,7 @@ def speed(root: Path) -> int:
     if not script.exists():
         print("speed: bench/speed.py is not here; skipped")
         return 0
-    p = subprocess.run([sys.executable, str(script), "--device", "cuda", "--quick"],
+    p = subprocess.run([sys.executable, str(script), "--device", DEV, "--quick"],
                        cwd=root)
     return p.returncode
 
