@@ -124,8 +124,13 @@ def cmd_verify(a: argparse.Namespace) -> int:
     from .api import load
     from .verify import verify
 
+    device = a.device  # a device this machine lacks was refused by main (check_device)
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     spec = load(a.spec, a.flow, overrides(a.set))
-    report = verify(spec, full=a.full, seed=a.seed)
+    report = verify(spec, full=a.full, seed=a.seed, device=device)
     if a.format == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -181,5 +186,8 @@ def _reg_verify(sub: Any) -> None:
                    help="check the layers at their real size (default: the smallest spatial "
                    "size their shape rules accept)")
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--device", default="cpu",
+                   help="where the layers and the model run: cpu (default), auto, cuda or "
+                   "cuda:N (float64 either way; the prior's density checks run on the CPU)")
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.set_defaults(func=cmd_verify)

@@ -99,13 +99,15 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 def check_layer(kind_key: str, shape: tuple[int, int, int], args: dict[str, Any],
-                cond_channels: int | None, *, seed: int = 0, path: str = "") -> Check:
-    """Build one layer in float64, perturb it, and compare it with autograd."""
+                cond_channels: int | None, *, seed: int = 0, path: str = "",
+                device: str | torch.device = "cpu") -> Check:
+    """Build one layer in float64 on ``device``, perturb it, and compare it with autograd.
+    Parameters and test points are drawn on the CPU, so every device checks the same."""
     out = Check(path=path or kind_key, kind=kind_key, shape=shape, args=dict(args))
     start = time.perf_counter()
     try:
         with seeded(seed):
-            _check_layer(out, KINDS[kind_key], shape, args, cond_channels, seed)
+            _check_layer(out, KINDS[kind_key], shape, args, cond_channels, seed, device)
     except Exception as e:  # noqa: BLE001 - a layer that raises fails its check
         out.error = f"raised {type(e).__name__}: {e}"
     out.seconds = time.perf_counter() - start
@@ -113,16 +115,17 @@ def check_layer(kind_key: str, shape: tuple[int, int, int], args: dict[str, Any]
 
 
 def _check_layer(out: Check, kind: Any, shape: tuple[int, int, int], args: dict[str, Any],
-                 cond_channels: int | None, seed: int) -> Any:
-    """Fill ``out``; returns the module (perturbed, in eval mode)."""
+                 cond_channels: int | None, seed: int, device: str | torch.device = "cpu"
+                 ) -> Any:
+    """Fill ``out``; returns the module (perturbed, in eval mode, on ``device``)."""
     gen = torch.Generator().manual_seed(seed)
-    module = kind.module_class()(shape, dict(args), cond_channels).double()
+    module = kind.module_class()(shape, dict(args), cond_channels).double().to(device)
     module.train()
     with torch.no_grad():  # data-dependent initialisations
-        module(_inputs(module, (_INIT_BATCH, *shape), gen),
-               _cond_tensor(_INIT_BATCH, cond_channels, shape[1:], gen))
-    x = _inputs(module, (_BATCH, *shape), gen)
-    cond = _cond_tensor(_BATCH, cond_channels, shape[1:], gen)
+        module(_on(_inputs(module, (_INIT_BATCH, *shape), gen), device),
+               _on(_cond_tensor(_INIT_BATCH, cond_channels, shape[1:], gen), device))
+    x = _on(_inputs(module, (_BATCH, *shape), gen), device)
+    cond = _on(_cond_tensor(_BATCH, cond_channels, shape[1:], gen), device)
     perturb_(module, _PERTURB, gen)
     module.eval()
     with torch.no_grad():
@@ -154,6 +157,13 @@ def _check_layer(out: Check, kind: Any, shape: tuple[int, int, int], args: dict[
                      f"forward one, {float(-logdet[j]):.10g} (relative error "
                      f"{out.inverse_logdet_err:.1e}, tolerance {TOL:g})")
     return module
+
+
+def _on(t: Any, device: str | torch.device) -> Any:
+    """A tensor, a dict of tensors or None, on ``device``."""
+    if isinstance(t, dict):
+        return {k: v.to(device) for k, v in t.items()}
+    return None if t is None else t.to(device)
 
 
 def _worst(a: Tensor, b: Tensor) -> int:
@@ -202,7 +212,8 @@ def _data(batch: int, spec: FlowSpec, gen: torch.Generator) -> Tensor:
     return torch.rand((batch, *spec.input), generator=gen, dtype=torch.float64) - 0.5
 
 
-def check_model(spec: FlowSpec, *, full: bool = False, seed: int = 0) -> Check:
+def check_model(spec: FlowSpec, *, full: bool = False, seed: int = 0,
+                device: str | torch.device = "cpu") -> Check:
     """The whole model: log-det against autograd (when small enough) and round trip."""
     small = spec if full else reduced_model_spec(spec)
     out = Check(path=spec.name, kind="model", shape=tuple(small.input), count=len(spec.layers),
@@ -210,25 +221,27 @@ def check_model(spec: FlowSpec, *, full: bool = False, seed: int = 0) -> Check:
     start = time.perf_counter()
     try:
         with seeded(seed):
-            _check_model(out, small, seed)
+            _check_model(out, small, seed, device)
     except Exception as e:  # noqa: BLE001
         out.error = f"raised {type(e).__name__}: {e}"
     out.seconds = time.perf_counter() - start
     return out
 
 
-def _check_model(out: Check, small: FlowSpec, seed: int) -> None:
+def _check_model(out: Check, small: FlowSpec, seed: int,
+                 device: str | torch.device = "cpu") -> None:
     from .build import compile as build
 
     gen = torch.Generator().manual_seed(seed)
-    model = build(small, device="cpu", seed=seed).double()
+    model = build(small, device="cpu", seed=seed).double().to(device)
     model.train()
     with torch.no_grad():  # data-dependent init on a batch large enough for its moments
-        model(_data(_INIT_BATCH, small, gen), random_cond(small, _INIT_BATCH, gen))
+        model(_on(_data(_INIT_BATCH, small, gen), device),
+              _on(random_cond(small, _INIT_BATCH, gen), device))
     perturb_(model, 0.05, gen)
     model.eval()
-    x = _data(_BATCH, small, gen)
-    cond = random_cond(small, _BATCH, gen)
+    x = _on(_data(_BATCH, small, gen), device)
+    cond = _on(random_cond(small, _BATCH, gen), device)
     with torch.no_grad():
         zs, logdet = model(x, cond)
         x_rec, inv_logdet = model.inverse(zs, cond, return_logdet=True)
@@ -258,10 +271,11 @@ def _check_model(out: Check, small: FlowSpec, seed: int) -> None:
                      f"{out.inverse_logdet_err:.1e}, tolerance {TOL:g})")
 
 
-def check_prior(spec: FlowSpec, *, full: bool = False, seed: int = 0) -> Check:
+def check_prior(spec: FlowSpec, *, full: bool = False, seed: int = 0,
+                device: str | torch.device = "cpu") -> Check:
     """The top prior: its bijection as a layer's (at ``C x 2 x 2``, or the latent's real size
-    with ``full``; a conditional prior with a random condition of its width), then its
-    density (:func:`.verify_prior.check_density`)."""
+    with ``full``; a conditional prior with a random condition of its width) on ``device``,
+    then its density (:func:`.verify_prior.check_density`, on the CPU)."""
     p = spec.prior
     c, h, w = spec.latents[-1].shape
     shape = (c, h, w) if full else (c, min(2, h), min(2, w))
@@ -272,9 +286,9 @@ def check_prior(spec: FlowSpec, *, full: bool = False, seed: int = 0) -> Check:
     start = time.perf_counter()
     try:
         with seeded(seed):
-            module = _check_layer(out, PRIORS[p.kind], shape, args, width, seed)
+            module = _check_layer(out, PRIORS[p.kind], shape, args, width, seed, device)
             with torch.no_grad():
-                density = check_density(module, shape, seed)
+                density = check_density(module.cpu(), shape, seed)
         out.log_z, out.sample_stat, out.density = (density.log_z, density.sample_stat,
                                                    density.note)
         out.error = out.error or density.error
@@ -308,9 +322,10 @@ def plugin_defined(layer: Any) -> bool:
 
 
 def verify(spec: FlowSpec, *, full: bool = False, seed: int = 0, model: bool = True,
-           only: Callable[[Any], bool] | None = None, prior: bool = True) -> Report:
+           only: Callable[[Any], bool] | None = None, prior: bool = True,
+           device: str | torch.device = "cpu") -> Report:
     """Check every distinct layer of ``spec`` (a checked FlowSpec), its prior, then the whole
-    model.
+    model, in float64 on ``device`` (the prior's density checks run on the CPU).
 
     ``only(layer)`` restricts the layer checks to the layers it accepts; ``prior=False`` and
     ``model=False`` leave out the prior's and the whole model's rows."""
@@ -333,14 +348,15 @@ def verify(spec: FlowSpec, *, full: bool = False, seed: int = 0, model: bool = T
         order.append((key, (layer, width, shape)))
     checks = []
     for key, (layer, width, shape) in order:
-        c = check_layer(layer.kind, shape, layer.args, width, seed=seed, path=layer.path)
+        c = check_layer(layer.kind, shape, layer.args, width, seed=seed, path=layer.path,
+                        device=device)
         c.count, c.where = groups[key].count, _where(layer.span)
         checks.append(c)
     if prior:
-        checks.append(check_prior(spec, full=full, seed=seed))
+        checks.append(check_prior(spec, full=full, seed=seed, device=device))
     if model:
-        checks.append(check_model(spec, full=full, seed=seed))
-    return Report(flow=spec.name, full=full, checks=checks)
+        checks.append(check_model(spec, full=full, seed=seed, device=device))
+    return Report(flow=spec.name, full=full, checks=checks, device=str(device))
 
 
 def verify_plugins(spec: FlowSpec, *, seed: int = 0) -> Report:

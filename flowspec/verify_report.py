@@ -40,6 +40,7 @@ class Report:
     flow: str
     full: bool
     checks: list[Check]
+    device: str = "cpu"
 
     @property
     def ok(self) -> bool:
@@ -75,7 +76,7 @@ class Report:
         size = "real size" if self.full else "reduced size"
         priors = [c for c in self.checks if c.kind.startswith("prior.")]
         lines = [f"flow {self.flow}: {n} distinct layers{' and the prior' if priors else ''}, "
-                 f"float64, {size}"]
+                 f"float64, {size}{'' if self.device == 'cpu' else f', on {self.device}'}"]
         for i, r in enumerate(rows):
             lines.append("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
             if i == 0:
@@ -88,7 +89,7 @@ class Report:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        return {"flow": self.flow, "full": self.full, "ok": self.ok,
+        return {"flow": self.flow, "full": self.full, "device": self.device, "ok": self.ok,
                 "checks": [{**asdict(c), "ok": c.ok} for c in self.checks]}
 
 

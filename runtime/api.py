@@ -202,7 +202,7 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     from .tasks import make_task
 
     wanted = _measures(measure)
-    lp = load_lpips(lpips)  # files are checked before any model is built
+    lp = load_lpips(lpips, resolve_device(device))  # files are checked before any model
     net = load_features(features or "inception", resolve_device(device)) \
         if any(m != "bpd" for m in wanted) else None
 

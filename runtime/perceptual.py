@@ -64,26 +64,29 @@ class LPIPS:
     """
 
     def __init__(self, net: Callable[[Tensor, Tensor], Tensor], name: str,
-                 resize_small: bool):
+                 resize_small: bool, device: torch.device | str = "cpu"):
         self.net, self.name, self.resize_small = net, name, resize_small
+        self.device = torch.device(device)
 
     def __call__(self, reference: Tensor, distorted: Tensor) -> Tensor:
         if reference.shape != distorted.shape:
             raise RunError(f"LPIPS compares images of one size, got {tuple(reference.shape)} "
                            f"and {tuple(distorted.shape)}")
-        a = reference.float() / 127.5 - 1.0
-        b = distorted.float() / 127.5 - 1.0
+        a = reference.to(self.device).float() / 127.5 - 1.0
+        b = distorted.to(self.device).float() / 127.5 - 1.0
         if a.shape[1] == 1:
             a, b = a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1)
         if self.resize_small and min(a.shape[-2:]) < MIN_SIDE:
             a, b = (nn.functional.interpolate(t, size=(RESIZE, RESIZE), mode="bilinear",
                                               align_corners=False) for t in (a, b))
         with torch.no_grad():
-            return self.net(a, b).reshape(a.shape[0])
+            return self.net(a, b).reshape(a.shape[0]).cpu()
 
 
-def load_lpips(path: str | os.PathLike | None) -> LPIPS | None:
-    """LPIPS from a local file (see the module docs), or ``None`` when none is given."""
+def load_lpips(path: str | os.PathLike | None, device: torch.device | str = "cpu"
+               ) -> LPIPS | None:
+    """LPIPS from a local file (see the module docs), or ``None`` when none is given; its
+    network runs on ``device`` (the run's), the distances come back on the CPU."""
     if path is None:
         return None
     p = Path(path).expanduser()
@@ -96,14 +99,15 @@ def load_lpips(path: str | os.PathLike | None) -> LPIPS | None:
     except (RuntimeError, ValueError):
         script = None
     if script is not None:
-        return LPIPS(script, f"torchscript:{p.name}", resize_small=False)
+        return LPIPS(script.to(device), f"torchscript:{p.name}", resize_small=False,
+                     device=device)
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # any failure means "not a usable file"
         raise RunError(f"--lpips {p} is neither a TorchScript module nor a state dict "
                        f"({type(e).__name__}: {e})") from e
-    return LPIPS(_torchmetrics_lpips(_backbone(state, p)), f"alex:{p.name} (lpips v0.1 heads)",
-                 resize_small=True)
+    return LPIPS(_torchmetrics_lpips(_backbone(state, p)).to(device),
+                 f"alex:{p.name} (lpips v0.1 heads)", resize_small=True, device=device)
 
 
 def _backbone(state: Any, p: Path) -> nn.Sequential:

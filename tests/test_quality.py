@@ -152,6 +152,21 @@ def test_lpips_with_a_random_backbone(random_alexnet: Path) -> None:
     assert bool((first(torch.full_like(a, 255), torch.zeros_like(a)) > 0).all())
 
 
+def test_lpips_network_runs_on_the_given_device(random_alexnet: Path) -> None:
+    """The network is moved to the run's device and fed there (``meta`` stands in for CUDA:
+    its tensors carry a device but no values)."""
+    lp = load_lpips(random_alexnet, "meta")
+    assert lp.device == torch.device("meta")
+    assert {p.device.type for p in lp.net.parameters()} == {"meta"}
+    seen = []
+    net = lp.net
+    lp.net = lambda a, b: seen.append((a.device.type, b.device.type)) or net(a, b)
+    a = torch.zeros((2, 1, 24, 24), dtype=torch.uint8)
+    with pytest.raises(NotImplementedError):  # .cpu() of a meta result: no data to copy
+        lp(a, a)
+    assert seen == [("meta", "meta")]
+
+
 class Signed(torch.nn.Module):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a - b).mean(dim=(1, 2, 3))

@@ -9,13 +9,17 @@ Real widths are verified for the small flows through the CLI.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from test_spec_models import FLOWS, small_spec
 
+import flowspec
 from flowspec.kinds import KINDS
 from flowspec.verify import Report, check_layer, reduced_shape, verify
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("path,name", FLOWS, ids=[f"{p.split('/')[-1]}:{n}" for p, n in FLOWS])
@@ -125,3 +129,24 @@ def test_seed_makes_the_logdets_reproducible_and_leaves_the_global_rng_alone(cli
         outs.append([(c["path"], c["expected"], c["measured"])
                      for c in json.loads(out)["checks"]])
     assert outs[0] == outs[1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_verify_device_reaches_every_check():
+    """``device`` is where every row runs: asked for CUDA on a machine without it, each row
+    (layers, prior, model) fails with torch's CUDA error instead of silently using the CPU."""
+    spec = flowspec.load(ROOT / "specs" / "demo.flow", overrides={"K": 1})
+    report = verify(spec, device="cuda")
+    assert report.checks and not any(c.ok for c in report.checks)
+    for c in report.checks:
+        assert "cuda" in c.error.lower() or "nvidia" in c.error.lower(), c.error
+    assert report.to_json()["device"] == "cuda"
+
+
+def test_verify_device_flag(cli):
+    rc, _, err = cli("verify", ROOT / "specs" / "demo.flow", "--set", "K=1", "--device", "tpu")
+    assert rc == 2 and "unknown device `tpu`" in err
+    if not torch.cuda.is_available():
+        rc, _, err = cli("verify", ROOT / "specs" / "demo.flow", "--set", "K=1",
+                         "--device", "cuda")
+        assert rc == 2 and "CUDA is not available" in err
