@@ -22,11 +22,25 @@ def check_compile_backend(backend: Any) -> None:
     (before compiling, which would otherwise fail deep inside torch)."""
     if not isinstance(backend, str):
         return
-    from torch._dynamo import list_backends
-
-    known = list_backends(exclude_tags=())
-    if backend not in known:
+    known = _compile_backends()
+    if known and backend not in known:
         raise CompileBackendError(backend, ", ".join(sorted(known)))
+
+
+def _compile_backends() -> list[str]:
+    """The backend names torch.compile takes: the public ``torch.compiler.list_backends``
+    (torch 2.2 on), else the older private function; an empty list when neither exists
+    (then every name is left for torch.compile to judge)."""
+    lister = getattr(getattr(torch, "compiler", None), "list_backends", None)
+    if lister is None:
+        try:
+            from torch._dynamo import list_backends as lister
+        except ImportError:
+            return []
+    try:
+        return list(lister(exclude_tags=()))
+    except TypeError:  # a version without the keyword
+        return list(lister())
 
 
 def compile_failure(e: BaseException) -> str:

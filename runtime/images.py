@@ -230,14 +230,16 @@ def read_label_map(path: str | os.PathLike) -> Tensor:
 
 def plot_curve(records: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
     """Training bits/dim (raw and smoothed) and validation bits/dim against the step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure with its own Agg canvas: no pyplot, so the caller's backend (a notebook's)
+    # is neither changed nor used, and no figure is left registered anywhere.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     train = [(r["step"], r["bpd"]) for r in records if r.get("kind") == "train"]
     val = [(r["step"], r["bpd"]) for r in records if r.get("kind") == "val"]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig = Figure(figsize=(7, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     if train:
         s, b = zip(*train)
         ax.plot(s, b, lw=0.6, alpha=0.35, color="C0", label="train (per step)")
@@ -262,6 +264,5 @@ def plot_curve(records: list[dict[str, Any]], path: str | os.PathLike, title: st
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, format="png")
-    plt.close(fig)
     os.replace(tmp, path)
     return path
