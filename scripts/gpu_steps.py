@@ -17,6 +17,7 @@ import torch
 DEV = os.environ.get("GPU_CHECK_DEVICE", "cuda")
 TOL = 1e-4  # relative, float32 with TF32 off: CUDA and CPU kernels reassociate sums
 DEMO_TOL = 0.05  # bits/dim after a short fp32 run on each device
+BF16_TOL = 0.15  # the same for bf16 autocast on the device against fp32 on the CPU
 #: Reduced sizes of the shipped specs (tests/test_spec_models.py's, without importing pytest).
 SMALL = {"K": 1, "L": 2, "hidden": 6, "components": 3, "size": 8, "scale": 4, "height": 16,
          "width": 16, "features": 6, "blocks": 1, "heads": 2}
@@ -39,65 +40,120 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def parity(root: Path) -> int:
     import flowspec
-    from flowspec.api import analyze
     from flowspec.numerics import perturb_, random_cond
 
     _tf32_off()
     worst, bad = 0.0, []
-    for path in sorted(glob.glob(str(root / "specs" / "*.flow"))):
-        specs, _ = analyze(path, all_flows=True)
-        for full in specs:
-            spec = flowspec.load(path, full.name, {k: v for k, v in SMALL.items()
-                                                   if k in full.params})
-            gen = torch.Generator().manual_seed(7)
-            cpu = flowspec.compile(spec, device="cpu", seed=0)
-            x = torch.rand((4, *spec.input), generator=gen) - 0.5
-            cond = random_cond(spec, 4, gen)
-            cpu.train()
+    for name, spec in _small_flows(root):
+        gen = torch.Generator().manual_seed(7)
+        cpu = flowspec.compile(spec, device="cpu", seed=0)
+        x = torch.rand((4, *spec.input), generator=gen) - 0.5
+        cond = random_cond(spec, 4, gen)
+        cpu.train()
+        with torch.no_grad():
+            cpu(x, cond)
+        perturb_(cpu, 0.05, gen)
+        gpu = flowspec.compile(spec, device=DEV, seed=0)
+        gpu.load_state_dict(cpu.state_dict())
+        on = {k: v.to(DEV) for k, v in cond.items()} if cond else None
+        diffs = {}
+        for model, c, xx, key in ((cpu, cond, x, "cpu"), (gpu, on, x.to(DEV), "cuda")):
+            model.eval()
+            zs, logdet = model(xx, c)
+            logp = model.latent_logp(zs) + logdet
+            (-logp.mean()).backward()
             with torch.no_grad():
-                cpu(x, cond)
-            perturb_(cpu, 0.05, gen)
-            gpu = flowspec.compile(spec, device=DEV, seed=0)
-            gpu.load_state_dict(cpu.state_dict())
-            on = {k: v.to(DEV) for k, v in cond.items()} if cond else None
-            diffs = {}
-            for model, c, xx, key in ((cpu, cond, x, "cpu"), (gpu, on, x.to(DEV), "cuda")):
-                model.eval()
-                zs, logdet = model(xx, c)
-                logp = model.latent_logp(zs) + logdet
-                (-logp.mean()).backward()
-                with torch.no_grad():
-                    back = model.inverse([z.detach() for z in zs], c)
-                diffs[key] = (logp, logdet, back, [p.grad for p in model.parameters()])
-            (lp, ld, bk, gr), (lp2, ld2, bk2, gr2) = diffs["cpu"], diffs["cuda"]
-            err = max(_rel(lp2, lp), _rel(ld2, ld), _rel(bk2, bk),
-                      max((_rel(g2, g) for g, g2 in zip(gr, gr2) if g is not None),
-                          default=0.0))
-            worst = max(worst, err)
-            name = f"{Path(path).name}:{full.name}"
-            print(f"{name}: largest relative difference {err:.2e}")
-            if not err <= TOL:
-                bad.append(name)
+                back = model.inverse([z.detach() for z in zs], c)
+            diffs[key] = (logp, logdet, back, [p.grad for p in model.parameters()])
+        (lp, ld, bk, gr), (lp2, ld2, bk2, gr2) = diffs["cpu"], diffs["cuda"]
+        err = max(_rel(lp2, lp), _rel(ld2, ld), _rel(bk2, bk),
+                  max((_rel(g2, g) for g, g2 in zip(gr, gr2) if g is not None),
+                      default=0.0))
+        worst = max(worst, err)
+        print(f"{name}: largest relative difference {err:.2e}")
+        if not err <= TOL:
+            bad.append(name)
     print(f"parity: worst {worst:.2e} (tolerance {TOL:g}); "
           f"{'failed: ' + ', '.join(bad) if bad else 'all flows agree'}")
     return 1 if bad else 0
 
 
+def _small_flows(root: Path) -> list[tuple[str, object]]:
+    """(``file:flow``, spec at reduced size) for every flow of every shipped spec."""
+    import flowspec
+    from flowspec.api import analyze
+
+    out = []
+    for path in sorted(glob.glob(str(root / "specs" / "*.flow"))):
+        specs, _ = analyze(path, all_flows=True)
+        for full in specs:
+            spec = flowspec.load(path, full.name, {k: v for k, v in SMALL.items()
+                                                   if k in full.params})
+            out.append((f"{Path(path).name}:{full.name}", spec))
+    return out
+
+
+def verify_kinds(root: Path) -> int:
+    """``flowspec verify`` in float64 on the device, for a set of shipped flows that together
+    use every layer kind and prior they use at all (the first flow that adds one)."""
+    from flowspec.verify import verify
+
+    seen: set[str] = set()
+    bad, n = [], 0
+    for name, spec in _small_flows(root):
+        kinds = {layer.kind for layer in spec.layers} | {f"prior.{spec.prior.kind}"}
+        if kinds <= seen:
+            continue
+        seen |= kinds
+        n += 1
+        report = verify(spec, device=DEV, model=False)
+        failed = [c for c in report.checks if not c.ok]
+        print(f"{name}: {len(report.checks)} rows on {DEV}, "
+              f"{'all exact' if not failed else f'{len(failed)} failed'}")
+        for c in failed:
+            print(f"   {c.path} ({c.kind}): {c.error}")
+        if failed:
+            bad.append(name)
+    print(f"verify_kinds: {n} flows covering {len(seen)} kinds and priors on {DEV}; "
+          f"{'failed: ' + ', '.join(bad) if bad else 'all exact'}")
+    return 1 if bad else 0
+
+
 def demo(root: Path) -> int:
+    """Short runs of specs/demo.flow (size 8) on ``digits``: fp32 and bf16 autocast on the
+    device against fp32 on the CPU; sample grids written; the inverse's error under the
+    trainer's warning threshold."""
     import runtime
+    from runtime.reconstruction import RECON_WARN
 
     work = Path(os.environ.get("GPU_CHECK_WORK", "gpu_check_runs"))
-    bpd = {}
-    for device in (DEV, "cpu"):
-        r = runtime.train(root / "specs" / "demo.flow", overrides={"K": 2, "hidden": 32},
-                          data="digits", steps=40, batch=32, device=device, progress=False,
-                          out=work / f"{device}-{len(bpd)}", val_every=40, sample_every=1000,
-                          checkpoint_every=40, val_images=256)
-        bpd["cuda" if not bpd else "cpu"] = r.val_bpd
-    diff = abs(bpd["cuda"] - bpd["cpu"])
-    print(f"demo: held-out bits/dim cuda {bpd['cuda']:.4f}, cpu {bpd['cpu']:.4f}, "
-          f"difference {diff:.4f} (tolerance {DEMO_TOL})")
-    return 0 if diff <= DEMO_TOL else 1
+    runs = {"cpu fp32": ("cpu", None), f"{DEV} fp32": (DEV, None),
+            f"{DEV} bf16": (DEV, torch.bfloat16)}
+    bpd, bad = {}, []
+    for label, (device, autocast) in runs.items():
+        out = work / label.replace(" ", "-")
+        r = runtime.train(root / "specs" / "demo.flow",
+                          overrides={"K": 2, "hidden": 32, "size": 8}, data="digits",
+                          steps=60, batch=32, device=device, progress=False, out=out,
+                          val_every=60, sample_every=60, checkpoint_every=60, val_images=256,
+                          build_options={"autocast": autocast} if autocast else None)
+        bpd[label] = r.val_bpd
+        final = r.summary.get("final_val", {})
+        grids = sorted(p.name for p in out.glob("samples_*.png"))
+        rel = final.get("recon_rel")
+        print(f"{label}: held-out bits/dim {r.val_bpd:.4f}, reconstruction error {rel}, "
+              f"{len(grids)} sample grids")
+        if not grids:
+            bad.append(f"{label}: no sample grid")
+        if rel is None or not rel <= RECON_WARN:
+            bad.append(f"{label}: reconstruction error {rel} (threshold {RECON_WARN})")
+    for label, tol in ((f"{DEV} fp32", DEMO_TOL), (f"{DEV} bf16", BF16_TOL)):
+        diff = abs(bpd[label] - bpd["cpu fp32"])
+        print(f"{label} vs cpu fp32: difference {diff:.4f} bits/dim (tolerance {tol})")
+        if not diff <= tol:
+            bad.append(f"{label}: {diff:.4f} bits/dim from the CPU run")
+    print(f"demo: {'failed: ' + '; '.join(bad) if bad else 'all runs agree'}")
+    return 1 if bad else 0
 
 
 def sync(root: Path) -> int:
@@ -133,17 +189,23 @@ def sync(root: Path) -> int:
 
 
 def speed(root: Path) -> int:
-    script = root / "bench" / "speed.py"
-    if not script.exists():
-        print("speed: bench/speed.py is not here; skipped")
-        return 0
-    p = subprocess.run([sys.executable, str(script), "--device", DEV, "--quick"],
-                       cwd=root)
+    """Training and sampling images/s at 3-2-48 and 3-4-96, eager, against the hand-written
+    reference in the same process (bench/speed.py; its table is printed, no file written)."""
+    p = subprocess.run([sys.executable, str(root / "bench" / "speed.py"), "--device", DEV,
+                        "--quick", "--out", "-"], cwd=root)
+    return p.returncode
+
+
+def compiled(root: Path) -> int:
+    """The same with torch.compile, at 3-2-48 only: last, under its own hard timeout."""
+    p = subprocess.run([sys.executable, str(root / "bench" / "speed.py"), "--device", DEV,
+                        "--quick", "--compile", "--sizes", "3-2-48", "--out", "-"], cwd=root)
     return p.returncode
 
 
 def run_step(name: str, root: Path) -> int:
-    steps = {"parity": parity, "demo": demo, "sync": sync, "speed": speed}
+    steps = {"parity": parity, "verify": verify_kinds, "demo": demo, "sync": sync,
+             "speed": speed, "compile": compiled}
     if name not in steps:
         print(f"unknown step {name}; steps: {', '.join(steps)}")
         return 1
