@@ -131,7 +131,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     recipe = {k: getattr(a, k) for k in ("lr", "warmup", "clip", "bits", "optimizer",
                                          "val_every", "sample_every", "checkpoint_every",
-                                         "val_images", "pretrain_steps")}
+                                         "val_images", "pretrain_steps", "deterministic")}
     train(a.spec, flow=a.flow, overrides=_overrides(a), data=a.data, out=a.out,
           steps=a.steps, batch=a.batch, device=a.device, resume=a.resume, seed=a.seed,
           progress=not a.no_progress, strict=a.strict, recon_warn=a.recon_warn,
@@ -174,6 +174,10 @@ def _reg_train(sub: Any) -> None:
                    help="size of the fixed validation subset (default 512)")
     g.add_argument("--pretrain-steps", type=_int(0), dest="pretrain_steps",
                    help="steps of `pretrain encoder` (the encoder's SR pretraining; 0: none)")
+    g.add_argument("--deterministic", action="store_true", default=None,
+                   help="deterministic algorithms only (cuDNN and cuBLAS included), so that a "
+                   "CUDA run resumes bit for bit, at some cost in speed (a CPU run does either "
+                   "way)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _verify_arg(p, "train")
     p.add_argument("--tensorboard", action="store_true",
