@@ -10,8 +10,6 @@ kernel. Both give the same values to rounding.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -30,15 +28,13 @@ def bilinear(f: Tensor, hw: tuple[int, int], antialias: bool = False) -> Tensor:
     return rows @ f @ cols.T
 
 
-@lru_cache(maxsize=64)
 def _matrix(n_in: int, n_out: int, antialias: bool, dtype: torch.dtype,
             device: torch.device) -> Tensor:
-    """The (n_out, n_in) matrix of 1-D bilinear resampling: column j resamples e_j (cached:
-    an ordinary tensor even when first asked for under inference mode)."""
-    with torch.inference_mode(False), torch.no_grad():
-        # two identical columns: torch's antialiased kernel mishandles an axis of size 1
-        eye = torch.eye(n_in, dtype=dtype, device=device).view(n_in, 1, n_in, 1).expand(
-            -1, -1, -1, 2)
-        out = F.interpolate(eye, size=(n_out, 2), mode="bilinear", align_corners=False,
-                            antialias=antialias)
-    return out[:, 0, :, 0].T.contiguous()
+    """The (n_out, n_in) matrix of 1-D bilinear resampling: column j resamples e_j (the
+    model resamples a condition once per call and size, so this is not cached)."""
+    # two identical columns: torch's antialiased kernel mishandles an axis of size 1
+    eye = torch.eye(n_in, dtype=dtype, device=device).view(n_in, 1, n_in, 1).expand(
+        -1, -1, -1, 2)
+    out = F.interpolate(eye, size=(n_out, 2), mode="bilinear", align_corners=False,
+                        antialias=antialias)
+    return out[:, 0, :, 0].T
