@@ -38,6 +38,7 @@ from .flowgraph import graph as build_graph
 from .flowgraph import layer_sequence
 from .ir import FlowSpec
 from .kinds import ENCODERS, KINDS, PRIORS, prior_args
+from .layers._resample import bilinear
 from .layers.base import exact_products
 
 LOG_2PI = math.log(2 * math.pi)
@@ -257,8 +258,7 @@ class FlowModel(nn.Module):
                 f = f.expand(-1, -1, *hw)
             elif tuple(f.shape[2:]) != tuple(hw):
                 down = f.shape[2] > hw[0]
-                f = F.interpolate(f, size=tuple(hw), mode="bilinear", align_corners=False,
-                                  antialias=down)
+                f = bilinear(f, hw, antialias=down)  # deterministic on CUDA when asked
             cache[key] = f
         return cache[key]
 

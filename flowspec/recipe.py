@@ -54,6 +54,10 @@ SETTINGS: dict[str, Rule] = {
     "sample_every": Rule(int, {}, "steps between sample grids"),
     "checkpoint_every": Rule(int, {}, "steps between checkpoints"),
     "seed": Rule(int, {}, "random seed of the run"),
+    "deterministic": Rule(bool, {}, "`true`: deterministic algorithms only (cuDNN and cuBLAS "
+                          "included), so that a CUDA run resumes bit for bit, at some cost "
+                          "in speed (`--deterministic`; a CPU run is deterministic either "
+                          "way)"),
     "dequantize": Rule(DEQUANTIZERS, {"steps": (int, 1), "hidden": (int, 1)},
                        "`uniform` noise (default), or `variational` (Flow++): a conditional "
                        "flow q(u|x) of `steps` couplings with `hidden` channels, trained "
@@ -75,6 +79,8 @@ _KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a na
 
 
 def _type_ok(value: Any, t: type) -> bool:
+    if t is bool:  # a setting's value is a word: `deterministic true`
+        return isinstance(value, bool) or value in ("true", "false")
     if t is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if t is int:

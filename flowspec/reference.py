@@ -273,8 +273,8 @@ def _settings_markdown() -> str:
              "| setting | value | options | meaning |", "|---|---|---|---|"]
     for name, rule in SETTINGS.items():
         value = ("|".join(rule.value) if isinstance(rule.value, tuple) else
-                 {int: "int", float: "float", str: "word or string", None: "-"}.get(
-                     rule.value, str(rule.value)))
+                 {int: "int", float: "float", bool: "true|false", str: "word or string",
+                  None: "-"}.get(rule.value, str(rule.value)))
         opts = ", ".join(f"`{k}`" for k in rule.options) or "-"
         lines.append(f"| `{name}` | {_md(value)} | {opts} | {_md(rule.doc)} |")
     return "\n".join(lines) + "\n"

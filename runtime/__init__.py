@@ -7,10 +7,10 @@
 
 Modules: ``data`` (data sets), ``recipe`` (the train block resolved with flags), ``tasks``
 (generation, super_resolution, translation), ``metrics``, ``images``, ``checkpoint``,
-``distributed``, ``batches`` (each step's images and noise), ``finite`` and
-``reconstruction`` (what a run checks), ``trainer`` (the loop), ``api`` (these entry
-points), ``cli``. Importing this package is cheap; torch loads with the first entry point
-used.
+``distributed``, ``determinism`` (``--deterministic``), ``batches`` (each step's images
+and noise), ``finite`` and ``reconstruction`` (what a run checks), ``trainer`` (the loop),
+``api`` (these entry points), ``cli``. Importing this package is cheap; torch loads with
+the first entry point used.
 """
 
 from __future__ import annotations

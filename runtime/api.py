@@ -27,7 +27,8 @@ import torch
 from flowspec.ir import FlowSpec
 
 from . import checkpoint as ckpt
-from . import dequantize, finite, soundness
+from . import dequantize, determinism, finite, soundness
+from .distributed import resolve_device
 from .errors import RunError
 from .recipe import Recipe, resolve_recipe, set_data
 from .reconstruction import RECON_WARN, recon_batch, reconstruction
@@ -95,7 +96,8 @@ def train(spec: SpecLike, *, flow: str | None = None,
             ``sample_every``, ``checkpoint_every``, ``val_images``, ``sr_images``,
             ``data_options`` (a dict merged into the data line's options), ``task``, ``scale``,
             ``pretrain_steps``, ``pretrain_lr``, ``freeze_fraction`` (``pretrain encoder`` and
-            ``freeze encoder``: :mod:`runtime.pretrain`).
+            ``freeze encoder``: :mod:`runtime.pretrain`), ``deterministic``
+            (:mod:`runtime.determinism`; before CUDA has started in this process).
 
     Returns:
         a :class:`runtime.trainer.RunResult` (run folder, final held-out bits/dim, the
@@ -107,13 +109,14 @@ def train(spec: SpecLike, *, flow: str | None = None,
         torch.set_num_threads(threads)
     loaded, source = _load_spec(spec, flow, overrides)
     r = resolve_recipe(loaded, data=data, steps=steps, batch=batch, seed=seed, **recipe)
-    verified = soundness.verify_vocabulary(loaded, verify=verify, command="train", warn=_warn,
-                                           spec_file=source["spec_file"],
-                                           overrides=source["overrides"])
-    return Trainer(loaded, r, out=out, device=device, resume=resume, progress=progress,
-                   source=source, recon_warn=recon_warn, strict=strict,
-                   build_options=build_options, tensorboard=tensorboard, verified=verified,
-                   threads=threads).run()
+    with determinism.configured(r.deterministic, resolve_device(device)):  # before CUDA work
+        verified = soundness.verify_vocabulary(loaded, verify=verify, command="train",
+                                               warn=_warn, spec_file=source["spec_file"],
+                                               overrides=source["overrides"])
+        return Trainer(loaded, r, out=out, device=device, resume=resume, progress=progress,
+                       source=source, recon_warn=recon_warn, strict=strict,
+                       build_options=build_options, tensorboard=tensorboard,
+                       verified=verified, threads=threads).run()
 
 
 def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | None,

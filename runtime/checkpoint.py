@@ -7,7 +7,9 @@ A checkpoint is a dict of tensors and plain Python values only (no pickled class
   holds each actnorm's ``initialized`` buffer, so a loaded model never re-initialises.
 * ``rng``: torch CPU (and every CUDA device's), Python ``random`` and NumPy states, and
   the data stream's ``(seed, step)``: the data order and the dequantisation noise are
-  pure functions of those two (:func:`runtime.tasks.stream_seed`).
+  pure functions of those two (:func:`runtime.tasks.stream_seed`). A CUDA run adds
+  ``cuda_ranks``: each process's generator on its own device, indexed by rank
+  (:func:`runtime.distributed.cuda_rng_states`).
 * ``step`` (optimisation steps done), ``digest`` (the IR digest of the model it belongs
   to), ``recipe``, ``flow``, ``spec_file``, ``overrides``, ``best_val_bpd``.
 * ``class_names`` (runs on class folders): the name of each class id, for ``sample
@@ -48,7 +50,8 @@ from .finite import path_of_key
 FORMAT = 1
 
 
-def rng_state(data_seed: int, step: int) -> dict[str, Any]:
+def rng_state(data_seed: int, step: int,
+              cuda_ranks: list[torch.Tensor] | None = None) -> dict[str, Any]:
     py = random.getstate()
     npy = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
@@ -61,6 +64,8 @@ def rng_state(data_seed: int, step: int) -> dict[str, Any]:
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if cuda_ranks is not None:
+        state["cuda_ranks"] = list(cuda_ranks)
     return state
 
 

@@ -131,7 +131,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     recipe = {k: getattr(a, k) for k in ("lr", "warmup", "clip", "bits", "optimizer",
                                          "val_every", "sample_every", "checkpoint_every",
-                                         "val_images", "pretrain_steps")}
+                                         "val_images", "pretrain_steps", "deterministic")}
     train(a.spec, flow=a.flow, overrides=_overrides(a), data=a.data, out=a.out,
           steps=a.steps, batch=a.batch, device=a.device, resume=a.resume, seed=a.seed,
           progress=not a.no_progress, strict=a.strict, recon_warn=a.recon_warn,
@@ -174,6 +174,10 @@ def _reg_train(sub: Any) -> None:
                    help="size of the fixed validation subset (default 512)")
     g.add_argument("--pretrain-steps", type=_int(0), dest="pretrain_steps",
                    help="steps of `pretrain encoder` (the encoder's SR pretraining; 0: none)")
+    g.add_argument("--deterministic", action="store_true", default=None,
+                   help="deterministic algorithms only (cuDNN and cuBLAS included), so that a "
+                   "CUDA run resumes bit for bit, at some cost in speed (a CPU run does either "
+                   "way)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _verify_arg(p, "train")
     p.add_argument("--tensorboard", action="store_true",
@@ -188,11 +192,12 @@ def _reg_train(sub: Any) -> None:
 def cmd_eval(a: argparse.Namespace) -> int:
     from .api import evaluate
 
-    metrics = evaluate(a.spec, a.checkpoint, flow=a.flow, overrides=_overrides(a),
-                       temperatures=a.temperatures, data=a.data, val_images=a.val_images,
-                       lpips=a.lpips, device=a.device, out=a.out, strict=a.strict,
-                       measure=a.metrics, features=a.features, samples=a.samples,
-                       temperature=a.temperature, verify=a.verify)
+    with _determinism(a):
+        metrics = evaluate(a.spec, a.checkpoint, flow=a.flow, overrides=_overrides(a),
+                           temperatures=a.temperatures, data=a.data, val_images=a.val_images,
+                           lpips=a.lpips, device=a.device, out=a.out, strict=a.strict,
+                           measure=a.metrics, features=a.features, samples=a.samples,
+                           temperature=a.temperature, verify=a.verify)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -226,6 +231,7 @@ def _reg_eval(sub: Any) -> None:
     p.add_argument("--out", metavar="DIR", help="where eval.json goes (default: beside the "
                    "checkpoint)")
     _verify_arg(p, "evaluate")
+    _deterministic_arg(p, "the same numbers on every CUDA run")
     p.set_defaults(func=_guard(cmd_eval))
 
 
@@ -234,9 +240,10 @@ def _reg_eval(sub: Any) -> None:
 def cmd_sample(a: argparse.Namespace) -> int:
     from .api import sample
 
-    path = sample(a.spec, a.checkpoint, n=a.n, temperature=a.temperature, cond=a.cond,
-                  output=a.output, flow=a.flow, overrides=_overrides(a), seed=a.seed,
-                  device=a.device, strict=a.strict, classes=a.classes)
+    with _determinism(a):
+        path = sample(a.spec, a.checkpoint, n=a.n, temperature=a.temperature, cond=a.cond,
+                      output=a.output, flow=a.flow, overrides=_overrides(a), seed=a.seed,
+                      device=a.device, strict=a.strict, classes=a.classes)
     print(path)
     return 0
 
@@ -260,7 +267,22 @@ def _reg_sample(sub: Any) -> None:
     p.add_argument("-o", "--output", default="grid.png", metavar="FILE", type=_image_path,
                    help="the grid image; its extension picks the format (.png, .jpg, "
                    ".webp, ...; default grid.png)")
+    _deterministic_arg(p, "the same samples on every CUDA run")
     p.set_defaults(func=_guard(cmd_sample))
+
+
+def _deterministic_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--deterministic", action="store_true",
+                   help=f"deterministic algorithms only (cuDNN and cuBLAS included): {what}, "
+                   "at some cost in speed (CPU runs are deterministic either way)")
+
+
+def _determinism(a: argparse.Namespace) -> Any:
+    """``--deterministic`` of eval and sample, set before the command touches CUDA."""
+    from .determinism import configured
+    from .distributed import resolve_device
+
+    return configured(a.deterministic, resolve_device(a.device))
 
 
 def _verify_arg(p: argparse.ArgumentParser, what: str) -> None:

@@ -2,19 +2,29 @@
 
 Under ``torchrun --nproc_per_node N`` (or any launcher that sets ``RANK``,
 ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``) :func:`setup` joins the process
-group: NCCL on CUDA with one GPU per local rank, gloo on CPU.
+group: NCCL on CUDA with one GPU per local rank, gloo on CPU. A process group the caller
+initialised itself is used as it is, even a world of one process (which then takes the DDP
+path: a test of it on one machine).
+
+Each rank's CUDA generator is its own: seeded from the run seed and the rank
+(:func:`seed_cuda`), saved per rank in checkpoints (:func:`cuda_rng_states`) and restored
+per rank on resume (:func:`restore_cuda_rng`).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from .errors import RunError
+from .tasks import stream_seed
 
 
 @dataclass
@@ -23,6 +33,7 @@ class Dist:
     world: int = 1
     local_rank: int = 0
     created: bool = False  # this run joined the group, so it also leaves it
+    group: bool = False  # a process group exists: the DDP path, even for a world of one
 
     @property
     def main(self) -> bool:
@@ -30,7 +41,7 @@ class Dist:
 
     @property
     def active(self) -> bool:
-        return self.world > 1
+        return self.world > 1 or self.group
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -52,12 +63,13 @@ def setup(device: str | torch.device) -> tuple[Dist, torch.device]:
     dev = resolve_device(device)
     if dist.is_available() and dist.is_initialized():
         d = Dist(dist.get_rank(), dist.get_world_size(),
-                 int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+                 int(os.environ.get("LOCAL_RANK", dist.get_rank())), group=True)
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
         if not dist.is_available():
             raise RunError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
         d = Dist(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
-                 int(os.environ.get("LOCAL_RANK", os.environ["RANK"])), created=True)
+                 int(os.environ.get("LOCAL_RANK", os.environ["RANK"])), created=True,
+                 group=True)
         backend = "nccl" if dev.type == "cuda" else "gloo"
         if dev.type == "cuda":
             torch.cuda.set_device(d.local_rank)
@@ -106,3 +118,58 @@ def same_everywhere(d: Dist, model: nn.Module) -> bool:
         dist.all_reduce(lo, op=dist.ReduceOp.MIN)
         dist.all_reduce(hi, op=dist.ReduceOp.MAX)
         return bool(torch.equal(lo, hi))
+
+
+
+def wrap(d: Dist, model: nn.Module, dev: torch.device) -> nn.Module:
+    """What the loop trains: ``model`` under DDP, every rank starting from rank 0's parameters
+    and buffers (``model`` itself when not distributed)."""
+    if not d.active:
+        return model
+    broadcast_module(model)
+    ddp = nn.parallel.DistributedDataParallel
+    # buffers never change after actnorm's init (just broadcast), so none is sent per step
+    # (torch 2.13 renamed broadcast_buffers, deprecating the old name)
+    no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in
+               inspect.signature(ddp).parameters else "broadcast_buffers")
+    return ddp(model, device_ids=[dev.index] if dev.type == "cuda" else None,
+               **{no_sync: False})
+
+
+def seed_cuda(d: Dist, dev: torch.device, seed: int, tag: str = "cuda") -> None:
+    """Seed this rank's CUDA generator on ``dev`` from the run seed and the rank (dropout
+    masks differ between ranks as their data does); nothing off CUDA."""
+    if dev.type == "cuda":
+        with torch.cuda.device(dev):
+            torch.cuda.manual_seed(stream_seed(seed, tag, d.rank))
+
+
+def cuda_rng_states(d: Dist, dev: torch.device) -> list[torch.Tensor] | None:
+    """Every rank's CUDA generator state (each on its own device), indexed by rank, on every
+    rank (rank 0 saves them); ``None`` off CUDA. Every rank must call it."""
+    if dev.type != "cuda":
+        return None
+    state = torch.cuda.get_rng_state(dev)
+    if not d.active:
+        return [state]
+    states: list[Any] = [None] * d.world
+    dist.all_gather_object(states, state)
+    return [s.cpu() for s in states]
+
+
+def restore_cuda_rng(d: Dist, dev: torch.device, rng: dict[str, Any], seed: int,
+                     warn: Callable[[str], None] | None) -> None:
+    """Give this rank the CUDA generator state saved in a checkpoint's ``rng``. Saved by
+    another number of processes, each rank's generator is reseeded from the run seed, the
+    step and the rank instead (``warn`` says so)."""
+    states = rng.get("cuda_ranks")
+    if dev.type != "cuda" or states is None:
+        return
+    if len(states) == d.world:
+        torch.cuda.set_rng_state(states[d.rank], dev)
+        return
+    if warn is not None:
+        warn(f"the checkpoint holds the CUDA random states of a run of world size "
+             f"{len(states)}, this one has {d.world}: each process's CUDA generator is "
+             "reseeded, so the run will not match an uninterrupted one")
+    seed_cuda(d, dev, seed, f"cuda@{rng['data']['step']}")

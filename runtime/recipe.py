@@ -53,6 +53,7 @@ class Recipe:
     pretrain_steps: int = 0  # `pretrain encoder steps=`: SR pretraining first (runtime.pretrain)
     pretrain_lr: float = 2e-4  # its Adam learning rate (SRFlow's RRDB_CelebA_8X.yml)
     freeze_fraction: float = 0.0  # `freeze encoder fraction=`: encoders fixed that long
+    deterministic: bool = False  # deterministic algorithms only (runtime.determinism)
 
     def to_json(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -183,6 +184,8 @@ def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
         r.pretrain_lr = float(o.get("lr", r.pretrain_lr))
     if "freeze" in t:
         r.freeze_fraction = float(t["freeze"].options.get("fraction", 0.0))
+    if "deterministic" in t:
+        r.deterministic = t["deterministic"].value in (True, "true")
     if data is not None:
         set_data(r, data)
     if data_options:
@@ -270,6 +273,8 @@ def resume_command(spec: FlowSpec, r: Recipe, source: dict[str, Any],
             base is None or getattr(base, field_name) != value)
         if differs and value is not None:
             words += [flag, _word(value)]
+    if r.deterministic and (base is None or not base.deterministic):
+        words.append("--deterministic")
     words += list(flags or []) + ["--out", str(out), "--resume"]
     return shlex.join(words)
 

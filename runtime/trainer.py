@@ -134,10 +134,11 @@ class Trainer:
                 stale.unlink(missing_ok=True)
         return out
 
-    def _state(self, model: nn.Module, opt: Any, sched: Any, step: int) -> dict[str, Any]:
+    def _state(self, model: nn.Module, opt: Any, sched: Any, step: int,
+               cuda: list[Tensor] | None = None) -> dict[str, Any]:
         state = {
             "format": ckpt.FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "rng": ckpt.rng_state(self.recipe.seed, step),
+            "scheduler": sched.state_dict(), "rng": ckpt.rng_state(self.recipe.seed, step, cuda),
             "step": step, "digest": self.spec.digest(), "recipe": self.recipe.to_json(),
             "flow": self.spec.name, "spec_file": self.source.get("spec_file"),
             "overrides": self.source.get("overrides") or {},
@@ -186,6 +187,7 @@ class Trainer:
         if r.batch % d.world:
             raise RunError(f"batch {r.batch} does not split evenly over {d.world} processes")
         model = _build(build, spec, dev, r.seed, self.build_options)  # before any folder
+        ddp.seed_cuda(d, dev, r.seed)  # each rank its own CUDA stream
         dq.attach(model, r, tuple(spec.input))  # q(u|x) under `dequantize variational`
         task.deq = dq.of(model)
         out = self._folder(d)
@@ -220,6 +222,7 @@ class Trainer:
             elif d.main:
                 _warn("the model's parameters changed shape, so the optimiser starts afresh")
             ckpt.set_rng_state(ck["rng"])
+            ddp.restore_cuda_rng(d, dev, ck["rng"], r.seed, _warn if d.main else None)
             if self.pre is not None:
                 self.pre.load(ck, out / "checkpoint.pt")
             start, self.best = int(ck["step"]), ck.get("best_val_bpd")
@@ -270,12 +273,7 @@ class Trainer:
                 model(*batch(start))
         idle = pt.head_parameters(model) if d.active else []  # no flow gradient reaches
         pt.set_trainable(idle, False)  # them, and DDP would wait for one
-        if d.active:
-            ddp.broadcast_module(model)
-            net: Any = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[dev.index] if dev.type == "cuda" else None)
-        else:
-            net = model
+        net: Any = ddp.wrap(d, model, dev)  # DDP (without per-step buffer broadcasts)
         if self.freeze_until is None:  # a new run (or one from before the count was kept)
             self.freeze_until = pt.frozen_steps(r)
         if d.main:
@@ -359,8 +357,9 @@ class Trainer:
                     self._samples(dev, task, data, model, done, out, files)
             if done % r.checkpoint_every == 0 or last:
                 sync = True
+                cuda = ddp.cuda_rng_states(d, dev)  # every rank's, for rank 0 to save
                 if d.main:
-                    self._checkpoint(model, opt, sched, done, log, out)
+                    self._checkpoint(model, opt, sched, done, log, out, cuda=cuda)
             if sync:
                 ddp.barrier(d)
         freeze.release()
@@ -392,8 +391,9 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix_str(f"L1 {value:.4f}", refresh=False)
             if done % r.checkpoint_every == 0 or pre.finished:
+                cuda = ddp.cuda_rng_states(d, pre.dev)
                 if d.main:
-                    self._checkpoint(model, opt, sched, 0, log, out, pretrain_step=done)
+                    self._checkpoint(model, opt, sched, 0, log, out, pretrain_step=done, cuda=cuda)
                 ddp.barrier(d)
         bar.close()
 
@@ -471,13 +471,13 @@ class Trainer:
             files["samples"].append(str(p))
 
     def _checkpoint(self, model: Any, opt: Any, sched: Any, done: int, log: MetricsLog,
-                    out: Path, pretrain_step: int | None = None) -> None:
+                    out: Path, pretrain_step: int | None = None, cuda: Any = None) -> None:
         bad = bad_parameter(model)
         if bad is not None:
             raise RunError(f"after step {done} a parameter of {bad} is not finite; the "
                            "checkpoint was not written (the last good one is kept). Lower "
                            "the learning rate or add clip=...")
-        ckpt.save_atomic(self._state(model, opt, sched, done), out / "checkpoint.pt")
+        ckpt.save_atomic(self._state(model, opt, sched, done, cuda), out / "checkpoint.pt")
         self.saved_step = done
         where = {} if pretrain_step is None else {"pretrain_step": pretrain_step}
         log.write({"kind": "checkpoint", "step": done, **where,

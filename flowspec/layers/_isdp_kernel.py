@@ -197,6 +197,10 @@ class ISDPForward(torch.autograd.Function):
         # blocks -> every head's T (the identity outside U x U carries no parameter)
         if layer.whole:
             g_t = g_blocks
+        elif torch.are_deterministic_algorithms_enabled():
+            # index_add_'s deterministic CUDA kernel is a slow sort: a one-hot product instead
+            g_t = torch.einsum("bgij,gh->bhij", torch.where(layer.block_rows, g_blocks, 0.0),
+                               layer.block_onehot)
         else:
             g_t = g_blocks.new_zeros(b, layer.heads, *g_blocks.shape[2:]).index_add_(
                 1, layer.block_head, torch.where(layer.block_rows, g_blocks, 0.0))

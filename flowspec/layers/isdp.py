@@ -191,6 +191,9 @@ class ISDP(FlowLayer):
         # every head one block over every row: the blocks are the heads' matrices themselves
         self.whole = block_head.tolist() == list(range(self.heads)) and bool(sizes.eq(n).all())
         self.register_buffer("block_head", block_head, persistent=False)
+        # the same map as a (blocks, heads) one-hot matrix, for deterministic mode
+        self.register_buffer("block_onehot", F.one_hot(block_head, self.heads).float(),
+                             persistent=False)
         self.register_buffer("block_rows", torch.stack(
             [pt.unsqueeze(1) & pt.unsqueeze(0) for pt in patterns]), persistent=False)
         # the log-det's weights: per block, and per entry of the blocks' LU diagonals

@@ -30,7 +30,13 @@ def _edges(raw: Tensor, tail: float) -> tuple[Tensor, Tensor]:
     from unnormalised sizes ``raw`` (``(..., K)``): a softmax with a floor per bin."""
     k = raw.shape[-1]
     frac = MIN_BIN + (1.0 - MIN_BIN * k) * torch.softmax(raw, dim=-1)
-    inner = 2.0 * tail * torch.cumsum(frac, dim=-1)[..., :-1] - tail
+    if torch.are_deterministic_algorithms_enabled():
+        # CUDA has no deterministic cumsum: a product with an upper-triangular ones matrix
+        upper = torch.ones(k, k - 1, dtype=frac.dtype, device=frac.device).triu()
+        partial = frac @ upper
+    else:
+        partial = torch.cumsum(frac, dim=-1)[..., :-1]
+    inner = 2.0 * tail * partial - tail
     end = torch.full_like(raw[..., :1], tail)
     edges = torch.cat([-end, inner, end], dim=-1)  # the ends are exactly -tail and tail
     return edges, edges[..., 1:] - edges[..., :-1]

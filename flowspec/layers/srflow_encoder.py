@@ -163,7 +163,9 @@ class SRFlowEncoder(Module):
             lr = self.act(self.up[k](F.interpolate(lr, scale_factor=2, mode="nearest")))
             k += 1
         if tuple(lr.shape[2:]) != tuple(hw):
-            lr = F.interpolate(lr, size=tuple(hw), mode="bilinear", align_corners=False)
+            from ._resample import bilinear
+
+            lr = bilinear(lr, hw)
         if tapped.shape[1]:
             tapped = F.interpolate(tapped, size=tuple(hw), mode="nearest")
         return torch.cat([lr, tapped], dim=1)

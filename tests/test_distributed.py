@@ -1,0 +1,122 @@
+"""runtime.distributed: the DDP path in one process, and each rank's CUDA generator.
+
+* A process group of one process (gloo, initialised by the caller) takes the DDP path:
+  DistributedDataParallel without per-step buffer broadcasts, and the parameters it
+  trains are bit-identical to a plain run's (its gradient all-reduce over one rank and the
+  division by a world size of 1 are exact; actnorm's moments likewise).
+* The checkpoint's RNG state round-trips; each rank's CUDA generator is seeded from the run
+  seed and its rank, saved per rank and restored per rank, or reseeded (with a warning)
+  when the number of processes changed. CUDA's calls are stubbed: the logic runs on CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from tinyruns import TINY_GEN, write_spec
+
+import runtime
+from runtime import checkpoint as ckpt
+from runtime import distributed as ddp
+from runtime.tasks import stream_seed
+
+KW = {"steps": 3, "batch": 8, "checkpoint_every": 3, "val_every": 100, "sample_every": 100,
+      "val_images": 8, "progress": False, "device": "cpu"}
+
+
+@contextmanager
+def one_process(folder: Path) -> Iterator[None]:
+    """A gloo process group of one process, as a caller (or a test) initialises it."""
+    dist.init_process_group("gloo", init_method=f"file://{folder / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture
+def world_of_one(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
+    with one_process(tmp_path):
+        yield
+
+
+def test_a_world_of_one_trains_as_a_plain_run(tmp_path: Path, monkeypatch) -> None:
+    spec = write_spec(tmp_path, TINY_GEN)
+    plain = runtime.train(spec, out=tmp_path / "plain", **KW)
+    wrapped = []
+    real_wrap = ddp.wrap
+    monkeypatch.setattr(ddp, "wrap", lambda *a: wrapped.append(real_wrap(*a)) or wrapped[-1])
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
+    with one_process(tmp_path):
+        one = runtime.train(spec, out=tmp_path / "ddp", **KW)
+    (net,) = wrapped
+    assert isinstance(net, torch.nn.parallel.DistributedDataParallel)
+    assert net.broadcast_buffers is False
+    assert one.summary["world_size"] == 1 and one.summary["ranks_identical"] is True
+    a, b = plain.model.state_dict(), one.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+    # the checkpoint's RNG state round-trips
+    saved = ckpt.load(tmp_path / "ddp" / "checkpoint.pt")["rng"]
+    ckpt.set_rng_state(saved)
+    again = ckpt.rng_state(saved["data"]["seed"], saved["data"]["step"])
+    assert torch.equal(again["torch"], saved["torch"])
+    assert again["python"]["version"] == saved["python"]["version"]
+    assert torch.equal(again["python"]["state"], saved["python"]["state"])
+    assert torch.equal(again["numpy"]["keys"], saved["numpy"]["keys"])
+    assert again["data"] == saved["data"]
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """CUDA's generator calls, on a dict: ``state[device index]`` holds a seed or a state."""
+    state: dict[int, object] = {}
+    monkeypatch.setattr(torch.cuda, "device", lambda dev: nullcontext())
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda s: state.__setitem__(0, s))
+    monkeypatch.setattr(torch.cuda, "get_rng_state",
+                        lambda dev: torch.tensor([int(state.get(dev.index, -1))]))
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda t, dev: state.__setitem__(dev.index, int(t)))
+    return state
+
+
+def test_each_rank_its_own_cuda_seed(fake_cuda) -> None:
+    dev = torch.device("cuda", 0)
+    seeds = []
+    for rank in range(3):
+        ddp.seed_cuda(ddp.Dist(rank=rank, world=3), dev, 5)
+        seeds.append(fake_cuda[0])
+    assert seeds == [stream_seed(5, "cuda", r) for r in range(3)]
+    assert len(set(seeds)) == 3
+    ddp.seed_cuda(ddp.Dist(), torch.device("cpu"), 5)  # nothing off CUDA
+    assert fake_cuda[0] == seeds[-1]
+
+
+def test_cuda_states_saved_and_restored_per_rank(fake_cuda, world_of_one) -> None:
+    dev = torch.device("cuda", 0)
+    fake_cuda[0] = 41
+    d = ddp.Dist(rank=0, world=1, group=True)
+    states = ddp.cuda_rng_states(d, dev)  # gathered over the (one-process) group
+    assert [int(s) for s in states] == [41]
+    rng = ckpt.rng_state(0, 6, states)
+    fake_cuda[0] = 0
+    ddp.restore_cuda_rng(d, dev, rng, seed=3, warn=pytest.fail)
+    assert fake_cuda[0] == 41
+    # the same checkpoint, rank 1 of 2: saved by one process, so a warning and a reseed
+    warnings = []
+    ddp.restore_cuda_rng(ddp.Dist(rank=1, world=2), dev, rng, seed=3, warn=warnings.append)
+    assert fake_cuda[0] == stream_seed(3, "cuda@6", 1)
+    assert len(warnings) == 1 and "world size 1, this one has 2" in warnings[0]
+    # a CPU run and a checkpoint without per-rank states leave the generator alone
+    assert ddp.cuda_rng_states(d, torch.device("cpu")) is None
+    ddp.restore_cuda_rng(d, dev, ckpt.rng_state(0, 6), seed=3, warn=pytest.fail)
+    assert fake_cuda[0] == stream_seed(3, "cuda@6", 1)
