@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from .api import analyze, load, loads
-from .errors import FlowNameError, FlowShapeError, FlowSpecError, FlowSyntaxError
+from .errors import FlowError, FlowNameError, FlowShapeError, FlowSpecError, FlowSyntaxError
 from .ir import FlowSpec
 from .kinds import (
     Args,
@@ -37,7 +37,7 @@ from .plugins import load_plugins
 __version__ = "0.1.0"
 
 __all__ = [
-    "Args", "CondArgs", "EncoderKind", "FlowLayer", "FlowModel", "FlowNameError",
+    "Args", "CondArgs", "EncoderKind", "FlowError", "FlowLayer", "FlowModel", "FlowNameError",
     "FlowRuntimeError", "FlowShapeError", "FlowSpec", "FlowSpecError", "FlowSyntaxError",
     "Issue", "LayerKind", "Module", "NetKind", "PluginError", "PriorKind", "analyze",
     "compile", "encoder", "graph", "kind", "load", "load_checkpoint", "load_plugins", "loads",

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from . import ast
+from . import ast, codes
 from .check import check
 from .errors import Collector, Diagnostic, FlowSpecError, raise_if_errors
 from .ir import FlowSpec
@@ -30,7 +30,7 @@ def _unused_blocks(env: ModuleEnv, diags: Collector) -> None:
     walk(env.module.items)
     for name, block in env.blocks.items():
         if name not in called:
-            diags.warning("W001", f"block `{name}` is never used", block.span,
+            diags.warning(codes.W_UNUSED_BLOCK, f"block `{name}` is never used", block.span,
                           help="remove it, or call it from a flow")
 
 
@@ -67,10 +67,10 @@ def analyze(source: str | os.PathLike, flow: str | None = None,
     except FlowSpecError as e:  # a syntax error in the file or in an import
         return [], e.diagnostics
     except OSError as e:
-        diags.error("E131", f"cannot read `{file}`: {e.strerror}", None)
+        diags.error(codes.E_READ, f"cannot read `{file}`: {e.strerror}", None)
         return [], diags.items
     except UnicodeDecodeError:
-        diags.error("E131", f"cannot read `{file}`: it is not UTF-8 text", None)
+        diags.error(codes.E_READ, f"cannot read `{file}`: it is not UTF-8 text", None)
         return [], diags.items
     if all_flows and flow is None and not env.flows:
         return [], diags.items  # a library of blocks and lets: parsing and imports checked

@@ -33,7 +33,7 @@ from .build_options import (  # noqa: F401 - the backend check's names are used 
     check_compile_backend,
     compile_failure,
 )
-from .errors import Span
+from .errors import FlowError, Span
 from .flowgraph import graph as build_graph
 from .flowgraph import layer_sequence
 from .ir import FlowSpec
@@ -44,7 +44,7 @@ from .layers.base import exact_products
 LOG_2PI = math.log(2 * math.pi)
 
 
-class FlowRuntimeError(RuntimeError):
+class FlowRuntimeError(FlowError, RuntimeError):
     """An error inside a layer, re-raised with the layer's path and its .flow span."""
 
     def __init__(self, path: str, span: Span | None, message: str):

@@ -7,10 +7,14 @@ from typing import Any
 
 import torch
 
+from .errors import EXIT_USAGE, FlowError
 
-class CompileBackendError(ValueError):
+
+class CompileBackendError(FlowError, ValueError):
     """``compile=`` names a backend torch.compile does not have (``available``: those it
-    has, comma-separated)."""
+    has, comma-separated); on the command line, ``--compile``'s value."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, backend: str, available: str):
         super().__init__(f"unknown torch.compile backend `{backend}`; available: {available}")

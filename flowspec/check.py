@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from . import codes
 from .errors import Collector, Span, did_you_mean
 from .ir import ConditionIR, FlowSpec, LatentIR, LayerIR
 from .kinds import ENCODERS, KINDS, Issue, LayerKind, split_latent
@@ -54,13 +55,14 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
         kind = KINDS[layer.kind]
         on = layer.args.get("on")
         if kind.conditional == "required" and on is None:
-            diags.error("E301", f"`{kind.head}` is conditional and needs `on=CONDITION`",
+            diags.error(codes.E_NEEDS_CONDITION,
+                        f"`{kind.head}` is conditional and needs `on=CONDITION`",
                         layer.span, notes=_notes(layer),
                         help=("add on=" + next(iter(conds))) if conds else
                         "declare one: condition NAME: image CxHxW encoder=rrdb(...)")
         if on is not None:
             if on not in conds:
-                diags.error("E302", f"`on={on}` names no declared condition",
+                diags.error(codes.E_UNKNOWN_CONDITION, f"`on={on}` names no declared condition",
                             layer.arg_spans.get("on", layer.span), notes=_notes(layer),
                             help=did_you_mean(on, conds) or (
                                 "declare it: condition " + on + ": image CxHxW encoder=rrdb()"))
@@ -84,7 +86,8 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
     if spec.prior.on is not None:
         used.add(spec.prior.on)
         if spec.prior.on not in conds:
-            diags.error("E302", f"the prior's `on={spec.prior.on}` names no declared condition",
+            diags.error(codes.E_UNKNOWN_CONDITION,
+                        f"the prior's `on={spec.prior.on}` names no declared condition",
                         spec.prior.span, help=did_you_mean(spec.prior.on, conds))
     if broken:
         return spec
@@ -92,17 +95,19 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
     spec.latents = latents
     total = sum(math.prod(z.shape) for z in latents)
     if total != math.prod(spec.input):
-        diags.error("E206", f"the latents hold {total} numbers but the input has "
+        diags.error(codes.E_LATENT_SIZE, f"the latents hold {total} numbers but the input has "
                     f"{math.prod(spec.input)}", spec.input_span,
                     help="a layer changed the dimension; this is a bug in a layer's shape rule")
     if spec.expect_latent is not None and tuple(spec.expect_latent) != tuple(shape):
-        diags.error("E205", f"the final latent is {_fmt(shape)}, but the flow expects "
+        diags.error(codes.E_LATENT_SHAPE,
+                    f"the final latent is {_fmt(shape)}, but the flow expects "
                     f"{_fmt(spec.expect_latent)}", spec.expect_span or spec.span,
                     help="the levels, squeezes and splits produce "
                     f"{', '.join(_fmt(z.shape) for z in latents)}")
     for name, cond in conds.items():
         if name not in used:
-            diags.warning("W002", f"condition `{name}` is declared but no layer uses it",
+            diags.warning(codes.W_UNUSED_CONDITION,
+                          f"condition `{name}` is declared but no layer uses it",
                           cond.span, help=f"add on={name} to the layers it should condition")
     if flows_ok:
         _line_up(spec, diags)
@@ -122,7 +127,8 @@ def _check_condition_flow(c: ConditionIR, diags: Collector) -> bool:
         return False
     name = c.flow.name
     if c.flow.conditions:
-        diags.error("E310", f"flow `{name}` models condition `{c.name}`, so it must be "
+        diags.error(codes.E_CONDITION_FLOW_CONDITIONAL,
+                    f"flow `{name}` models condition `{c.name}`, so it must be "
                     "unconditional, but it declares condition "
                     f"`{c.flow.conditions[0].name}`", c.span)
         return False
@@ -130,7 +136,8 @@ def _check_condition_flow(c: ConditionIR, diags: Collector) -> bool:
     fed = [tuple(c.shape)] if c.type == "image" else [tuple(c.shape), (3, h, w)]
     if tuple(c.flow.input) not in fed:
         want = " or ".join(_fmt(f) for f in fed)
-        diags.error("E311", f"condition `{c.name}` ({c.declared()}) is fed to flow `{name}` "
+        diags.error(codes.E_CONDITION_FLOW_SHAPE,
+                    f"condition `{c.name}` ({c.declared()}) is fed to flow `{name}` "
                     f"as {want}, but that flow's input is {_fmt(c.flow.input)}", c.span,
                     help="a label map reaches its flow one-hot (N channels) or drawn in colour "
                     "(3 channels); an image as it is")
@@ -153,7 +160,8 @@ def _line_up(spec: FlowSpec, diags: Collector) -> None:
         notes = [] if layer is None else _notes(layer)
         what = "the prior" if layer is None else f"`{layer.path}`"
         if layer is not None and layer.path not in positions:
-            diags.error("E312", f"{what} is added by an insert rule, so it has no place in "
+            diags.error(codes.E_CONDITION_TAP,
+                        f"{what} is added by an insert rule, so it has no place in "
                         f"flow `{c.flow.name}` to take its condition from", span, notes=notes,
                         help="write the layer in the flow's steps instead")
             continue
@@ -164,12 +172,13 @@ def _line_up(spec: FlowSpec, diags: Collector) -> None:
         hw = (spec.latents[-1].shape if layer is None else layer.in_shape)[1:]
         where = "its final latent" if layer is None else _where(position)
         if tap is None:
-            diags.error("E312", f"{what} takes condition `{c.name}` from flow "
+            diags.error(codes.E_CONDITION_TAP, f"{what} takes condition `{c.name}` from flow "
                         f"`{c.flow.name}`, which has no layer at {where}", span, notes=notes,
                         help="the two flows must have the same levels and steps; write the "
                         "conditioned layers in the same places of both")
         elif tuple(tap[1:]) != tuple(hw):
-            diags.error("E312", f"{what} is {_fmt(hw)} but flow `{c.flow.name}` hands on "
+            diags.error(codes.E_CONDITION_TAP,
+                        f"{what} is {_fmt(hw)} but flow `{c.flow.name}` hands on "
                         f"{_fmt(tap)} at {where}", span, notes=notes,
                         help="give both flows the same height, width, squeezes and levels")
 
@@ -203,7 +212,8 @@ def _deep_stacks(spec: FlowSpec, diags: Collector) -> None:
         last = layers[-1].path
         share = "" if len(layers) == len(plain) else f" ({len(layers)} from this line)"
         diags.warning(
-            "W003", f"{len(plain)} {what} layers without {remedy}{share}: their inverses "
+            codes.W_DEEP_STACK,
+            f"{len(plain)} {what} layers without {remedy}{share}: their inverses "
             f"lose float32 precision as the stack grows (more than {DEEP_STACK} is deep)",
             first.span,
             notes=[*_notes(first), f"{len(layers)} layers, `{first.path}` ... `{last}`"],
@@ -318,7 +328,7 @@ def _untouched_entries(spec: FlowSpec, diags: Collector) -> None:
                      "transforms the other half, or mix the channels in between with an "
                      "`invconv` or a `permute`")
         diags.warning(
-            "W004", f"{100 * left / total:.0f}% of the {_fmt((c, h, w))} entries{where} "
+            codes.W_UNMIXED, f"{100 * left / total:.0f}% of the {_fmt((c, h, w))} entries{where} "
             f"({left} of {total}) pass unchanged from `{run[0].path}` to {stop}: no coupling "
             "transforms them and no layer mixes them with the others",
             first.span, notes=[*_notes(first), f"untouched: {_describe(alone)}"], help=help_)

@@ -1,7 +1,8 @@
 """The `flowspec` command line: one table of commands, one direction of imports.
 
-Exit codes: 0 success, 1 the spec (or data, or a run) has an error, 2 usage error.
-Spec errors are printed as compiler diagnostics on stderr, never as a traceback.
+Exit codes: 0 success, 1 the spec (or data, or a run) has an error, 2 usage error, 3 internal
+error (:func:`flowspec.errors.exit_code` maps every exception to its status). Spec errors are
+printed as compiler diagnostics on stderr, never as a traceback.
 Commands live in :mod:`flowspec.cli_front` (check, fmt, schema, kinds, verify),
 :mod:`flowspec.cli_torch` (compile, render) and :mod:`runtime.cli` (train, eval, sample);
 each has ``register(commands)`` and imports only :mod:`flowspec.cli_args`.
@@ -15,8 +16,8 @@ import os
 import sys
 from typing import Any
 
-from .cli_args import UsageError, check_device, plugin_arg
-from .errors import FlowSpecError
+from .cli_args import check_device, plugin_arg
+from .errors import EXIT_INTERNAL, FlowError, FlowSpecError, exit_code
 
 #: the modules that register commands, in the order of the help text
 COMMAND_MODULES = ("flowspec.cli_front", "flowspec.cli_torch", "runtime.cli")
@@ -56,46 +57,41 @@ def _run(a: argparse.Namespace) -> int:
     return a.func(a)
 
 
+def _report(e: BaseException, a: argparse.Namespace) -> int:
+    """Say on stderr why the command stopped (one line, or the diagnostics); its status."""
+    code = exit_code(e)
+    if isinstance(e, FlowSpecError):
+        print(str(e), file=sys.stderr)
+    elif isinstance(e, FlowError) and code != EXIT_INTERNAL:  # usage, plugin, ...: one line
+        print(f"flowspec: error: {e}", file=sys.stderr)
+    elif isinstance(e, FileNotFoundError):
+        print(f"flowspec: error: no such file: {e.filename}", file=sys.stderr)
+    elif isinstance(e, UnicodeDecodeError):
+        print(f"flowspec: error: `{getattr(a, 'spec', '')}` is not UTF-8 text (a .flow file "
+              "is text)", file=sys.stderr)
+    elif isinstance(e, BrokenPipeError):
+        # the reader went away (`flowspec check x | head -1`): stop quietly, as `cat` does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    elif isinstance(e, OSError):
+        print(f"flowspec: error: cannot use `{e.filename}`: {e.strerror}", file=sys.stderr)
+    elif isinstance(e, KeyboardInterrupt):
+        print("flowspec: interrupted", file=sys.stderr)
+    else:  # an internal error: short message, traceback only on request
+        print(f"flowspec: internal error: {type(e).__name__}: {e}\n"
+              "(set FLOWSPEC_DEBUG=1 to see the traceback)", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     try:
         return _run(a)
-    except UsageError as e:
-        print(f"flowspec: error: {e}", file=sys.stderr)
-        return 2
-    except FlowSpecError as e:
-        print(str(e), file=sys.stderr)
-        return 1
-    except FileNotFoundError as e:
-        print(f"flowspec: error: no such file: {e.filename}", file=sys.stderr)
-        return 2
-    except UnicodeDecodeError:
-        print(f"flowspec: error: `{getattr(a, 'spec', '')}` is not UTF-8 text (a .flow file "
-              "is text)", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        # the reader went away (`flowspec check x | head -1`): stop quietly, as `cat` does
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
-    except OSError as e:
-        print(f"flowspec: error: cannot use `{e.filename}`: {e.strerror}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("flowspec: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # an internal error: short message, traceback only on request
-        from .kinds import PluginError
-
-        if isinstance(e, PluginError):
-            print(f"flowspec: error: {e}", file=sys.stderr)
-            return 1
-        if os.environ.get("FLOWSPEC_DEBUG"):
+    except (Exception, KeyboardInterrupt) as e:
+        if exit_code(e) == EXIT_INTERNAL and os.environ.get("FLOWSPEC_DEBUG"):
             raise
-        print(f"flowspec: internal error: {type(e).__name__}: {e}\n"
-              "(set FLOWSPEC_DEBUG=1 to see the traceback)", file=sys.stderr)
-        return 3
+        return _report(e, a)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .errors import EXIT_USAGE, FlowError
 
-class UsageError(Exception):
+
+class UsageError(FlowError):
     """A bad command line: printed as ``flowspec: error: ...``, exit status 2."""
+
+    exit_code = EXIT_USAGE
 
 
 def overrides(pairs: list[str] | None) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import graphviz
 import networkx as nx
 
 from .api import load
+from .errors import EXIT_USAGE, FlowError
 from .evaluate import display_value
 from .flowgraph import graph, layer_sequence
 from .ir import FlowSpec
@@ -56,8 +57,10 @@ COND_COLOR = "#2b6ca3"
 EDGE_FONT = {"fontname": FONT, "fontsize": "9", "fontcolor": "#555555"}
 
 
-class UnsupportedFormat(ValueError):
-    """The output path's suffix is not one of .svg, .png, .pdf, .dot."""
+class UnsupportedFormat(FlowError, ValueError):
+    """The output path's suffix is not one of .svg, .png, .pdf, .dot (the CLI's ``-o``)."""
+
+    exit_code = EXIT_USAGE
 
 
 # ---- small formatting helpers -------------------------------------------------------------

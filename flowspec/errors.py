@@ -1,15 +1,20 @@
-"""Diagnostics: one exception root with spans and error codes.
+"""Diagnostics and the one exception root, with spans, error codes and exit codes.
 
-Every problem a user can cause is reported as a :class:`Diagnostic` that points at the
-source (``file:line:col``), shows the line with a caret, and says what to do. All
+Every problem a user can cause in a spec is reported as a :class:`Diagnostic` that points
+at the source (``file:line:col``), shows the line with a caret, and says what to do. All
 diagnostics of a file are gathered and raised together as one :class:`FlowSpecError`.
+
+Every exception flowspec and its runtime raise on purpose derives from :class:`FlowError`
+and carries the command line's exit status as ``exit_code``; :func:`exit_code` maps any
+exception to that status, for both the compiler's and the runtime's commands. The codes of
+the diagnostics are named in :mod:`flowspec.codes`.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel
 
@@ -81,7 +86,42 @@ class Diagnostic:
         }
 
 
-class FlowSpecError(Exception):
+#: exit statuses of the `flowspec` command
+EXIT_OK = 0
+EXIT_ERROR = 1  # the spec, the data or a run has an error the user can fix
+EXIT_USAGE = 2  # a bad command line, or a file that cannot be opened
+EXIT_INTERNAL = 3  # a bug in flowspec (or a plugin): an exception nobody meant to raise
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away, as shells report SIGPIPE
+
+
+class FlowError(Exception):
+    """The root of every exception flowspec raises on purpose.
+
+    ``except flowspec.FlowError`` catches them all; :class:`FlowSpecError` is the one for an
+    invalid spec, others say which plugin, option, layer or run failed. ``exit_code`` is the
+    status the command line exits with when one reaches it.
+    """
+
+    exit_code: ClassVar[int] = EXIT_ERROR
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status of the `flowspec` command that stopped with ``exc``."""
+    if isinstance(exc, FlowError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, BrokenPipeError):
+        return EXIT_BROKEN_PIPE
+    if isinstance(exc, UnicodeDecodeError):  # a spec that is not text
+        return EXIT_ERROR
+    if isinstance(exc, OSError):  # no such file, or one that cannot be read or written
+        return EXIT_USAGE
+    return EXIT_INTERNAL
+
+
+class FlowSpecError(FlowError):
     """Raised for an invalid spec; carries every diagnostic found in the file.
 
     ``path``, ``line`` and ``column`` are those of the first error; ``str()`` is the
@@ -176,8 +216,11 @@ class Collector:
         return any(d.severity == "error" for d in self.items)
 
 
-class Abort(Exception):
-    """Internal: stop resolving a construct after its error was recorded."""
+class Abort(FlowError):
+    """Internal: stop resolving a construct after its error was recorded (one that escapes
+    is a bug)."""
+
+    exit_code = EXIT_INTERNAL
 
 
 def did_you_mean(name: str, options) -> str | None:

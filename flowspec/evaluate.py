@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ast
+from . import ast, codes
 from .errors import Abort, Collector, Span, did_you_mean
 from .parse import MAX_INT
 
@@ -135,7 +135,8 @@ def evaluate(e: ast.Expr, scope: Scope, diags: Collector, *, words: bool = False
             return w
         where = f"`{e.ns}.{e.name}`" if e.ns else f"`{e.name}`"
         options = scope.global_names(e.ns) if e.ns else scope.names()
-        diags.error("E101", f"unknown name {where}", e.span, help=did_you_mean(e.name, options))
+        diags.error(codes.E_UNKNOWN_NAME,
+                    f"unknown name {where}", e.span, help=did_you_mean(e.name, options))
         raise Abort
     if isinstance(e, ast.CallExpr):
         args, spans = {}, {}
@@ -155,11 +156,11 @@ def evaluate(e: ast.Expr, scope: Scope, diags: Collector, *, words: bool = False
         if e.op == "-":
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 return -v
-            diags.error("E121", f"cannot negate {type_name(v)}", e.span)
+            diags.error(codes.E_TYPE, f"cannot negate {type_name(v)}", e.span)
             raise Abort
         if isinstance(v, bool):
             return not v
-        diags.error("E121", f"`not` needs true or false, got {type_name(v)}", e.span)
+        diags.error(codes.E_TYPE, f"`not` needs true or false, got {type_name(v)}", e.span)
         raise Abort
     if isinstance(e, ast.BinOp):
         a = evaluate(e.left, scope, diags)
@@ -177,7 +178,8 @@ def _binop(e: ast.BinOp, a: Any, b: Any, diags: Collector) -> Any:
     if op in ("and", "or"):
         if isinstance(a, bool) and isinstance(b, bool):
             return (a and b) if op == "and" else (a or b)
-        diags.error("E121", f"`{op}` needs true or false on both sides, got {type_name(a)} and "
+        diags.error(codes.E_TYPE,
+                    f"`{op}` needs true or false on both sides, got {type_name(a)} and "
                     f"{type_name(b)}", e.span)
         raise Abort
     if op in _COMPARE:
@@ -186,7 +188,7 @@ def _binop(e: ast.BinOp, a: Any, b: Any, diags: Collector) -> Any:
                 same = (a == b) and (isinstance(a, bool) == isinstance(b, bool))
                 return same if op == "==" else not same
             return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-        diags.error("E121", f"cannot compare {type_name(a)} and {type_name(b)} with `{op}`",
+        diags.error(codes.E_TYPE, f"cannot compare {type_name(a)} and {type_name(b)} with `{op}`",
                     e.span)
         raise Abort
     if op in _ARITH:
@@ -194,22 +196,22 @@ def _binop(e: ast.BinOp, a: Any, b: Any, diags: Collector) -> Any:
                 isinstance(a, Word) or isinstance(b, Word)):
             return a + b
         if not (_is_num(a) and _is_num(b)):
-            diags.error("E121", f"cannot apply `{op}` to {type_name(a)} and {type_name(b)}",
+            diags.error(codes.E_TYPE, f"cannot apply `{op}` to {type_name(a)} and {type_name(b)}",
                         e.span, help="arithmetic works on numbers" if not (
                             isinstance(a, Word) or isinstance(b, Word)) else
                         "a bare name that is not a variable is a word; check its spelling")
             raise Abort
         if op in ("//", "%"):
             if not (isinstance(a, int) and isinstance(b, int)):
-                diags.error("E121", f"`{op}` works on integers", e.span)
+                diags.error(codes.E_TYPE, f"`{op}` works on integers", e.span)
                 raise Abort
             if b == 0:
-                diags.error("E140", "division by zero", e.right.span)
+                diags.error(codes.E_DIVISION, "division by zero", e.right.span)
                 raise Abort
             return a // b if op == "//" else a % b
         result = {"+": a + b, "-": a - b, "*": a * b}[op]
         if abs(result) > MAX_INT if isinstance(result, int) else not math.isfinite(result):
-            diags.error("E141", f"`{op}` overflows: the result is too large", e.span,
+            diags.error(codes.E_OVERFLOW, f"`{op}` overflows: the result is too large", e.span,
                         help=f"integers are at most {MAX_INT} (2**63 - 1), floats about 1.8e308")
             raise Abort
         return result
@@ -220,9 +222,9 @@ def expect_int(e: ast.Expr, scope: Scope, diags: Collector, what: str, *,
                minimum: int | None = None) -> int:
     v = evaluate(e, scope, diags)
     if not isinstance(v, int) or isinstance(v, bool):
-        diags.error("E121", f"{what} must be an integer, got {type_name(v)}", e.span)
+        diags.error(codes.E_TYPE, f"{what} must be an integer, got {type_name(v)}", e.span)
         raise Abort
     if minimum is not None and v < minimum:
-        diags.error("E122", f"{what} must be at least {minimum}, got {v}", e.span)
+        diags.error(codes.E_VALUE, f"{what} must be at least {minimum}, got {v}", e.span)
         raise Abort
     return v

@@ -23,11 +23,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import FlowError
+
 Shape = tuple[int, int, int]
 ArgsLike = Mapping[str, Any] | BaseModel
 
 
-class PluginError(Exception):
+class PluginError(FlowError):
     """A plugin that cannot be used: its import failed, a key clashes, or a declaration is
     malformed. ``str()`` names the plugin and says what to do."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from . import ast
+from . import ast, codes
 from .errors import Diagnostic, FlowSyntaxError, Span, remember_source
 
 
@@ -109,7 +109,7 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
                 return value
             limit = f"integers are at most {MAX_INT} (2**63 - 1)"
         shown = text if len(text) <= 24 else text[:20] + "..."
-        self.errors.append(Diagnostic("E008", f"the number {shown} is too large",
+        self.errors.append(Diagnostic(codes.E_NUMBER, f"the number {shown} is too large",
                                       self.tsp(tok), help=limit))
         return 0
 
@@ -379,19 +379,19 @@ _TOKEN_WORDS = {
 # Hand-written messages for common mistakes: (code, message, help, examples). Each example
 # fails at the same parser state as the mistake it stands for (lark's match_examples).
 COMMON_MISTAKES: list[tuple[str, str, str, list[str]]] = [
-    ("E002", "a block is not closed before the end of the file",
+    (codes.E_UNCLOSED, "a block is not closed before the end of the file",
      "add the missing `}`", ["flow f { input 1x8x8", "flow f { level { squeeze }"]),
-    ("E003", "arguments are written `name=value`, not `name: value`",
+    (codes.E_ARG_COLON, "arguments are written `name=value`, not `name: value`",
      "write for example `hidden=96`", ["flow f { coupling affine hidden: 96 }"]),
-    ("E004", "`x` needs a count after it",
+    (codes.E_REPEAT_COUNT, "`x` needs a count after it",
      "write `step x 4 { ... }` (the count may be a parameter: `step x K`)",
      ["flow f { step x { actnorm } }"]),
-    ("E005", "a repeat count is written `x N`",
+    (codes.E_REPEAT_FORM, "a repeat count is written `x N`",
      "write `level x 2 { ... }` or `step x K { ... }`", ["flow f { level 2 { squeeze } }"]),
-    ("E006", "a shape is written CxHxW",
+    (codes.E_SHAPE_FORM, "a shape is written CxHxW",
      "write for example `input 1x32x32` (or `input C x H x W` with spaces)",
      ["flow f { input 1,32,32 }", "flow f { input 32 }", "flow f {\n input 32\n}"]),
-    ("E007", "an `insert` needs a place: `before KIND` or `after KIND`",
+    (codes.E_INSERT_PLACE, "an `insert` needs a place: `before KIND` or `after KIND`",
      "write for example `insert attention imap after coupling`",
      ["flow f { insert attention imap }", "flow f {\n insert attention imap\n}",
       "flow f { insert attention isdp heads=2 }", "flow f {\n insert attention isdp heads=2\n}",
@@ -449,20 +449,20 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic
         return Diagnostic(code, message, span, help=help_)
     if isinstance(err, UnexpectedCharacters):
         ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else "?"
-        return Diagnostic("E001", f"unexpected character `{ch}`", span,
+        return Diagnostic(codes.E_UNEXPECTED, f"unexpected character `{ch}`", span,
                           help=f"expected {_expected_words(set(err.allowed or ()))}"
                           if err.allowed else None)
     if at_end:
         opened = text.count("{") - text.count("}")
         if opened > 0:
-            return Diagnostic("E002", COMMON_MISTAKES[0][1], span,
+            return Diagnostic(codes.E_UNCLOSED, COMMON_MISTAKES[0][1], span,
                               help=f"add the missing `}}` ({opened} block"
                               f"{'s are' if opened > 1 else ' is'} open)")
-        return Diagnostic("E002", "unexpected end of file", span,
+        return Diagnostic(codes.E_UNCLOSED, "unexpected end of file", span,
                           help=f"expected {_expected_words(set(err.expected))}")
     tok = err.token
     shown = "end of line" if tok.type == "_NL" else f"`{tok}`"
-    return Diagnostic("E001", f"unexpected {shown}", span,
+    return Diagnostic(codes.E_UNEXPECTED, f"unexpected {shown}", span,
                       help=f"expected {_expected_words(set(err.expected))}")
 
 
@@ -487,7 +487,8 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     diags += to_ast.errors
     deep = _too_deep(items)
     if deep is not None:
-        diags.append(Diagnostic("E009", f"the file nests more than {MAX_NESTING} levels deep",
+        diags.append(Diagnostic(codes.E_NESTING,
+                                f"the file nests more than {MAX_NESTING} levels deep",
                                 deep.span, help="blocks, statements and expressions nest; "
                                 "split a long expression with `let`, or flatten the nesting"))
     if diags:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import codes
 from .datasets import BUILTIN, OPTIONS, PATH_NAMES, accepted_options
 from .errors import Collector, did_you_mean
 from .evaluate import format_value, type_name
@@ -92,44 +93,45 @@ def validate_settings(settings: dict[str, Setting], diags: Collector) -> None:
     for name, s in settings.items():
         rule = SETTINGS.get(name)
         if rule is None:
-            diags.error("E105", f"unknown train setting `{name}`", s.span,
+            diags.error(codes.E_UNKNOWN_SETTING, f"unknown train setting `{name}`", s.span,
                         help=did_you_mean(name, SETTINGS) or "settings: " + ", ".join(SETTINGS))
             continue
         if isinstance(rule.value, tuple):
             if s.value not in rule.value:
-                diags.error("E122", f"invalid value {format_value(s.value)} for `{name}`",
+                diags.error(codes.E_VALUE, f"invalid value {format_value(s.value)} for `{name}`",
                             s.span, help=did_you_mean(str(s.value), rule.value) or
                             "expected one of: " + ", ".join(rule.value))
         elif isinstance(rule.value, type) and not _type_ok(s.value, rule.value):
-            diags.error("E121", f"`{name}` needs {_KIND[rule.value]}, got "
+            diags.error(codes.E_TYPE, f"`{name}` needs {_KIND[rule.value]}, got "
                         f"{type_name(s.value)}", s.span)
         elif rule.value is int and s.value is not None and s.value < 1 and name != "seed":
-            diags.error("E122", f"`{name}` must be at least 1, got {s.value}", s.span)
+            diags.error(codes.E_VALUE, f"`{name}` must be at least 1, got {s.value}", s.span)
         for key, val in s.options.items():
             if key not in rule.options:
-                diags.error("E105", f"unknown option `{key}` for `{name}`", s.span,
+                diags.error(codes.E_UNKNOWN_SETTING,
+                            f"unknown option `{key}` for `{name}`", s.span,
                             help=did_you_mean(key, rule.options) or (
                                 "options: " + ", ".join(rule.options) if rule.options else
                                 f"`{name}` takes no options"))
                 continue
             t, lo, hi = (*rule.options[key], None)[:3]
             if not _type_ok(val, t):
-                diags.error("E121", f"option `{key}` of `{name}` needs {_KIND[t]}, got "
+                diags.error(codes.E_TYPE, f"option `{key}` of `{name}` needs {_KIND[t]}, got "
                             f"{type_name(val)}", s.span)
             elif isinstance(lo, Above) and val <= lo.bound:
                 bound = "positive" if lo.bound == 0 else f"greater than {lo.bound}"
-                diags.error("E122", f"option `{key}` of `{name}` must be {bound}, got "
+                diags.error(codes.E_VALUE, f"option `{key}` of `{name}` must be {bound}, got "
                             f"{format_value(val)}", s.span)
             elif (lo is not None and not isinstance(lo, Above) and val < lo) or (
                     hi is not None and val > hi):
                 bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-                diags.error("E122", f"option `{key}` of `{name}` must be {bound}, got "
+                diags.error(codes.E_VALUE, f"option `{key}` of `{name}` must be {bound}, got "
                             f"{format_value(val)}", s.span)
         if name == "data" and isinstance(s.value, str):
             _check_data_line(s, diags)
         missing = [key for key in rule.required if key not in s.options]
         if missing:
-            diags.error("E109", f"`{name}` needs option `{missing[0]}`", s.span,
+            diags.error(codes.E_MISSING_VALUE, f"`{name}` needs option `{missing[0]}`", s.span,
                         help="write it as `" + " ".join(
                             [name, *([str(s.value)] if s.value is not None else []),
                              *(f"{k}=..." for k in rule.required)]) + "`")
@@ -141,11 +143,12 @@ def _check_data_line(s: Setting, diags: Collector) -> None:
     accepted = accepted_options(str(s.value), dict(s.options))
     for key, val in s.options.items():
         if key in OPTIONS and key not in accepted:
-            diags.error("E105", f"option `{key}` does not apply to data `{s.value}`", s.span,
+            diags.error(codes.E_UNKNOWN_SETTING,
+                        f"option `{key}` does not apply to data `{s.value}`", s.span,
                         help="its options: " + ", ".join(accepted))
         elif OPTIONS.get(key) and OPTIONS[key].choices and val not in OPTIONS[key].choices:
             words = [str(c) for c in OPTIONS[key].choices]
-            diags.error("E122", f"invalid value {format_value(val)} for option `{key}` of "
+            diags.error(codes.E_VALUE, f"invalid value {format_value(val)} for option `{key}` of "
                         "`data`", s.span, help=did_you_mean(str(val), words)
                         or "expected one of: " + ", ".join(words))
 
@@ -164,7 +167,8 @@ def check_recipe(spec: FlowSpec, diags: Collector) -> None:
             with_head = [k for k, e in ENCODERS.items() if e.head_arg]
             example = next((f"`{k}(..., {ENCODERS[k].head_arg}=true)`" for k in with_head),
                            None)
-            diags.error("E313", f"`pretrain encoder` trains a condition encoder's "
+            diags.error(codes.E_PRETRAIN_ENCODER,
+                        f"`pretrain encoder` trains a condition encoder's "
                         f"super-resolution head, but no condition of flow `{spec.name}` has "
                         "one", s.span,
                         help=(f"give the encoder its head (and whatever it needs to know of the "
@@ -173,20 +177,23 @@ def check_recipe(spec: FlowSpec, diags: Collector) -> None:
                               "no registered encoder has a super-resolution head")
                         + "; or remove the line")
         elif task is not None and task.value != "super_resolution":
-            diags.error("E313", f"`pretrain encoder` learns to super-resolve the condition "
+            diags.error(codes.E_PRETRAIN_ENCODER,
+                        f"`pretrain encoder` learns to super-resolve the condition "
                         f"into the input, which needs task super_resolution, not "
                         f"`{task.value}`", s.span, help="write `task super_resolution`, or "
                         "remove the pretrain line")
     else:
         for c in heads:
             kind = ENCODERS[c.encoder.kind]
-            diags.warning("W005", f"the super-resolution head of condition `{c.name}`'s "
+            diags.warning(codes.W_UNTRAINED_HEAD,
+                          f"the super-resolution head of condition `{c.name}`'s "
                           f"encoder ({kind.key} {kind.head_arg}=true) is never trained: the "
                           "flow does not read it and train { } has no `pretrain encoder`",
                           c.span, help="add `pretrain encoder steps=N` to train { }, or drop "
                           f"{kind.head_arg}=true (its parameters are dead weight)")
     if "freeze" in t and not encoded:
-        diags.error("E314", f"`freeze encoder` holds the condition encoders fixed, but flow "
+        diags.error(codes.E_FREEZE_ENCODER,
+                    f"`freeze encoder` holds the condition encoders fixed, but flow "
                     f"`{spec.name}` has none"
                     + (" (a condition modelled by a flow is not an encoder)"
                        if spec.conditions else ""), t["freeze"].span,

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic.fields import FieldInfo
 
 from . import datasets as ds
+from .codes import CODES
 from .kinds import ENCODERS, KINDS, NETS, PRIORS
 from .recipe import SETTINGS
 
@@ -322,6 +323,18 @@ def _data_markdown() -> str:
     return "\n".join(lines)
 
 
+def _codes_markdown() -> str:
+    """The table of :mod:`flowspec.codes`."""
+    lines = ["## Diagnostic codes", "",
+             "Every error and warning names its code (`error[E201]`, and `code` in "
+             "`flowspec check --format json`). E0xx: the text is not a .flow program; E1xx: "
+             "names, values and files; E2xx: shapes; E3xx: conditions and training; E4xx: "
+             "insert rules and `extends`; Wxxx: warnings.", "",
+             "| code | meaning |", "|---|---|"]
+    lines += [f"| {code} | {_md(meaning)} |" for code, meaning in CODES.items()]
+    return "\n".join(lines) + "\n"
+
+
 #: complete specs shown at the end of the reference, read from the repository
 EXAMPLES = ("specs/realnvp.flow", "specs/nice.flow", "specs/glow_class.flow", "specs/nsf.flow")
 
@@ -348,6 +361,7 @@ def language_reference() -> str:
     parts.append(vocabulary_markdown(builtin_only=True))
     parts.append(_settings_markdown())
     parts.append(_data_markdown())
+    parts.append(_codes_markdown())
     parts.append(_examples_markdown())
     return "\n".join(parts)
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from flowspec import codes
 from flowspec.ir import FlowSpec
 
 from . import checkpoint as ckpt
@@ -150,7 +151,7 @@ def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | N
         try:
             loaded, _ = _load_spec(spec, flow, overrides)
         except FlowNameError as e:
-            unknown = [d for d in e.diagnostics if d.code == "E103"]
+            unknown = [d for d in e.diagnostics if d.code == codes.E_UNKNOWN_FLOW]
             if not (named_by_checkpoint and flow and unknown):
                 raise
             flows = f" ({unknown[0].help})" if unknown[0].help else ""

@@ -87,10 +87,11 @@ def _strict_arg(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn the runtime's user errors into a message and exit status 1."""
+    """Turn the errors of a run into a message that names the command, and its exit status
+    (every other exception, compiler diagnostics included, :mod:`flowspec.cli` reports)."""
 
     def run(a: argparse.Namespace) -> int:
-        from flowspec.errors import FlowSpecError
+        from flowspec.errors import FlowError, exit_code
 
         from .data import DataError
 
@@ -100,18 +101,13 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 
                 torch.set_num_threads(a.threads)
             return fn(a)
-        except FlowSpecError:
-            raise  # flowspec.cli prints compiler diagnostics itself
-        except (RunError, DataError) as e:
-            print(f"flowspec {a.command}: error: {e}", file=sys.stderr)
-            return 1
-        except RuntimeError as e:
+        except FlowError as e:
             from flowspec.build import FlowRuntimeError
 
-            if isinstance(e, FlowRuntimeError):
-                print(f"flowspec {a.command}: error: {e}", file=sys.stderr)
-                return 1
-            raise
+            if not isinstance(e, (RunError, DataError, FlowRuntimeError)):
+                raise
+            print(f"flowspec {a.command}: error: {e}", file=sys.stderr)
+            return exit_code(e)
 
     return run
 

@@ -1,9 +1,12 @@
-"""The one exception of the runtime: a run that cannot start or cannot go on."""
+"""The runtime's exception for a run that cannot start or cannot go on (like every exception
+flowspec raises on purpose, a :class:`flowspec.errors.FlowError`)."""
 
 from __future__ import annotations
 
+from flowspec.errors import FlowError
 
-class RunError(Exception):
+
+class RunError(FlowError):
     """A training, evaluation or sampling run failed for a reason the user can fix.
 
     Raised before any training step for a bad recipe, data that does not fit the spec, or a

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
+from flowspec import codes
 from flowspec.kinds import (
     CondArgs,
     Issue,
@@ -169,7 +170,7 @@ class AffineCouplingArgs(CouplingArgs):
 def channel_split_issue(shape, what: str) -> Issue | None:
     """E202 for a channel-mask layer on fewer than 2 channels."""
     if shape[0] < 2:
-        return Issue("E202", f"{what} needs at least 2 channels to split, but gets "
+        return Issue(codes.E_FEW_CHANNELS, f"{what} needs at least 2 channels to split, but gets "
                      f"{fmt_shape(shape)}", "squeeze first (it multiplies the channels by 4), "
                      "or use mask=checkerboard")
     return None

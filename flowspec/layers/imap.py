@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
+from flowspec import codes
 from flowspec.kinds import Args, Issue, fmt_shape, kind
 
 from ._attention import (
@@ -187,7 +188,8 @@ class IMapKind(AttentionKind):
     @classmethod
     def issues(cls, shape, args):
         if shape[0] < 2:
-            return [Issue("E202", f"attention imap needs at least 2 channels, but gets "
+            return [Issue(codes.E_FEW_CHANNELS,
+                          f"attention imap needs at least 2 channels, but gets "
                           f"{fmt_shape(shape)}", "insert it after a squeeze")]
         return []
 

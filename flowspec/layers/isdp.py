@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from einops import rearrange
 from pydantic import Field, field_validator
 
+from flowspec import codes
 from flowspec.kinds import Args, Issue, arg, kind
 
 from ._attention import (
@@ -313,15 +314,17 @@ class ISDPKind(AttentionKind):
         c, h, w = shape
         g = math.isqrt(args.patches)
         if g * g != args.patches:
-            return [Issue("E203", f"iSDP patches={args.patches} is not a square number, so the "
+            return [Issue(codes.E_PATCHES,
+                          f"iSDP patches={args.patches} is not a square number, so the "
                           "patches cannot tile the image", "use patches=1, 4, 16, ...", "patches")]
         if h % g or w % g:
-            return [Issue("E203", f"iSDP patches={args.patches} cut the image into a {g}x{g} "
+            return [Issue(codes.E_PATCHES,
+                          f"iSDP patches={args.patches} cut the image into a {g}x{g} "
                           f"grid, but {h}x{w} is not divisible by {g}",
                           f"use a patch count whose square root divides {h} and {w}", "patches")]
         p = c * (h // g) * (w // g)
         if args.heads > p // 2:
-            return [Issue("E204", f"iSDP heads={args.heads} is too many: a patch holds {p} "
+            return [Issue(codes.E_HEADS, f"iSDP heads={args.heads} is too many: a patch holds {p} "
                           f"features and each head needs at least 2",
                           f"use heads <= {max(1, p // 2)}", "heads")]
         return []

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from flowspec import codes
 from flowspec.kinds import Args, Issue, LayerKind, fmt_shape, kind
 
 from .base import FlowLayer, Shape
@@ -60,7 +61,8 @@ class SqueezeKind(LayerKind):
             pad = "pad the input (e.g. `data mnist5k pad=2` for 28->32) or use one level fewer"
             if f != 2:
                 pad = f"pad the input to a multiple of {f}, or use factor=2"
-            return Issue("E201", f"squeeze needs H and W divisible by {f}, but enters with "
+            return Issue(codes.E_SQUEEZE,
+                         f"squeeze needs H and W divisible by {f}, but enters with "
                          f"{fmt_shape(shape)}", pad)
         return (c * f * f, h // f, w // f)
 

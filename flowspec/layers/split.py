@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
+from flowspec import codes
 from flowspec.kinds import CondArgs, Issue, LayerKind, arg, conv_params, fmt_shape, kind
 
 from .base import FlowLayer, Shape, cat_cond, sum_except_batch
@@ -136,6 +137,7 @@ class SplitKind(LayerKind):
     def out_shape(cls, shape, args):
         c, h, w = shape
         if c < 2:
-            return Issue("E202", f"split needs at least 2 channels, but gets {fmt_shape(shape)}",
+            return Issue(codes.E_FEW_CHANNELS,
+                         f"split needs at least 2 channels, but gets {fmt_shape(shape)}",
                          "squeeze first (it multiplies the channels by 4), or remove the split")
         return (c - c // 2, h, w)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from flowspec import codes
 from flowspec.kinds import Args, EncoderKind, Issue, arg, conv_params, encoder, fmt_shape
 
 from .base import Module, Shape
@@ -221,18 +222,21 @@ class SRFlowEncoderKind(EncoderKind):
         if scale is None:
             h = image_shape[1]
             ratio = h // in_shape[1] if in_shape[1] and h % in_shape[1] == 0 else None
-            return [Issue("E208", "encoder `srflow` with head=true needs scale=S, the "
+            return [Issue(codes.E_ENCODER_SCALE,
+                          "encoder `srflow` with head=true needs scale=S, the "
                           "super-resolution factor of its head",
                           help=f"add scale={ratio} (the flow's input {fmt_shape(image_shape)} "
                           f"over the condition's {fmt_shape(in_shape)})" if ratio else
                           "add scale=S: the flow's input size over the condition's")]
         if scale & (scale - 1):
-            return [Issue("E208", f"encoder `srflow` scale={scale} is not a power of 2: its "
+            return [Issue(codes.E_ENCODER_SCALE,
+                          f"encoder `srflow` scale={scale} is not a power of 2: its "
                           "head doubles the resolution once per learned upsampling step",
                           help="use scale=2, 4, 8, 16, ...")]
         want = (in_shape[0], in_shape[1] * scale, in_shape[2] * scale)
         if tuple(image_shape) != want:
-            return [Issue("E208", f"encoder `srflow` head=true scale={scale} super-resolves "
+            return [Issue(codes.E_ENCODER_SCALE,
+                          f"encoder `srflow` head=true scale={scale} super-resolves "
                           f"the {fmt_shape(in_shape)} condition to {fmt_shape(want)}, but the "
                           f"flow's input is {fmt_shape(image_shape)}",
                           help="the head's output is an image of the flow's input shape: set "

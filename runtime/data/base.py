@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from flowspec.errors import FlowError
+
 SPLITS = ("train", "val", "all")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 
-class DataError(Exception):
+class DataError(FlowError):
     """A data set could not be found, read or shaped as asked.
 
     The message always says what was expected, what was found and what to do, because
