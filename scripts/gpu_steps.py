@@ -188,6 +188,54 @@ def sync(root: Path) -> int:
     return 0
 
 
+def _demo_run(root: Path, out: Path, **kw: object) -> object:
+    import runtime
+
+    base = {"overrides": {"K": 2, "hidden": 16, "size": 8}, "data": "digits", "batch": 32,
+            "device": DEV, "progress": False, "val_every": 1000, "sample_every": 1000,
+            "checkpoint_every": 2, "val_images": 64, "deterministic": True}
+    return runtime.train(root / "specs" / "demo.flow", out=out, **{**base, **kw})
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    """The state_dict entries that are not bitwise equal, with their largest difference."""
+    return [f"{k} ({float((a[k].double() - b[k].double()).abs().max()):.1e})"
+            for k in a if not torch.equal(a[k], b[k])]
+
+
+def ddp_resume(root: Path) -> int:
+    """Under --deterministic: a DDP run in a process group of one (NCCL on CUDA, gloo on the
+    CPU) trains the same parameters as a plain run, bit for bit; and 4 steps straight equal
+    2 steps, a resume and 2 more, bit for bit."""
+    import torch.distributed as dist
+
+    work = Path(os.environ.get("GPU_CHECK_WORK", "gpu_check_runs"))
+    work.mkdir(parents=True, exist_ok=True)
+    bad = []
+    plain = _demo_run(root, work / "plain", steps=4)
+    backend = "nccl" if DEV.startswith("cuda") else "gloo"
+    dist.init_process_group(backend, init_method=f"file://{work / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        one = _demo_run(root, work / "ddp", steps=4)
+    finally:
+        dist.destroy_process_group()
+    diff = _differences(plain.model.state_dict(), one.model.state_dict())
+    print(f"ddp ({backend}, one process) vs plain, 4 steps: "
+          f"{'bitwise equal' if not diff else f'{len(diff)} tensors differ: ' + ', '.join(diff[:5])}")
+    if diff or one.summary.get("world_size") != 1:
+        bad.append("ddp")
+    _demo_run(root, work / "cut", steps=2)
+    cut = _demo_run(root, work / "cut", steps=4, resume=True)
+    diff = _differences(plain.model.state_dict(), cut.model.state_dict())
+    print(f"resume (2 + 2 steps) vs 4 straight: "
+          f"{'bitwise equal' if not diff else f'{len(diff)} tensors differ: ' + ', '.join(diff[:5])}")
+    if diff:
+        bad.append("resume")
+    print(f"ddp_resume: {'failed: ' + ', '.join(bad) if bad else 'bit for bit'}")
+    return 1 if bad else 0
+
+
 def speed(root: Path) -> int:
     """Training and sampling images/s at 3-2-48 and 3-4-96, eager, against the hand-written
     reference in the same process (bench/speed.py; its table is printed, no file written)."""
@@ -205,7 +253,7 @@ def compiled(root: Path) -> int:
 
 def run_step(name: str, root: Path) -> int:
     steps = {"parity": parity, "verify": verify_kinds, "demo": demo, "sync": sync,
-             "speed": speed, "compile": compiled}
+             "ddp_resume": ddp_resume, "speed": speed, "compile": compiled}
     if name not in steps:
         print(f"unknown step {name}; steps: {', '.join(steps)}")
         return 1
