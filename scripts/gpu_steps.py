@@ -251,10 +251,13 @@ def compiled(root: Path) -> int:
     return p.returncode
 
 
+STEPS = {"parity": parity, "verify": verify_kinds, "demo": demo, "sync": sync,
+         "ddp_resume": ddp_resume, "speed": speed, "compile": compiled}
+STEP_NAMES = tuple(STEPS)
+
+
 def run_step(name: str, root: Path) -> int:
-    steps = {"parity": parity, "verify": verify_kinds, "demo": demo, "sync": sync,
-             "ddp_resume": ddp_resume, "speed": speed, "compile": compiled}
-    if name not in steps:
-        print(f"unknown step {name}; steps: {', '.join(steps)}")
+    if name not in STEPS:
+        print(f"unknown step {name}; steps: {', '.join(STEPS)}")
         return 1
-    return steps[name](root)
+    return STEPS[name](root)

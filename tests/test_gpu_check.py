@@ -51,3 +51,31 @@ def test_no_gpu_at_all_is_nothing_to_check(tmp_path: Path) -> None:
     rc, text, results = run_check(tmp_path, None)
     assert rc == 0, text
     assert "no GPU here" in text and results["preflight"]["nvidia_smi"] == "none"
+
+
+def test_a_python_without_torch_is_a_wrong_environment(tmp_path: Path) -> None:
+    """Not "nothing to check": a check that cannot import torch has not looked for a GPU."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "torch.py").write_text("raise ImportError('no torch in this environment')\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHONPATH": os.pathsep.join([str(shadow),
+                                                                         str(ROOT)])}
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py")], env=env,
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "torch does not work here" in p.stdout
+
+
+def test_every_step_of_the_check_exists():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import gpu_check
+        import gpu_steps
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    names = [name for name, _ in gpu_check.STEPS]
+    assert len(set(names)) == len(names)
+    assert sum(limit for _, limit in gpu_check.STEPS) <= 360  # about the default budget
+    for name in names:
+        assert name in gpu_steps.STEP_NAMES, name
