@@ -1,7 +1,7 @@
-"""Build a FlowModel (torch) from the FlowGraph of a checked spec.
+"""Build a FlowModel (torch) from the layer list of a checked spec (its IR).
 
-The graph is flattened into one straight sequence of layer modules, so a forward pass is
-a plain loop with no per-call graph walking. Condition encoders run once per call and
+The model holds one module and one :class:`LayerRecord` per layer of the IR, in order, so a
+forward pass is a plain loop over them. Condition encoders run once per call and
 their features are resampled once per resolution that a layer needs.
 
 Speed and memory options (``compile(..., channels_last=, compile=, checkpoint=,
@@ -33,25 +33,14 @@ from .build_options import (  # noqa: F401 - the backend check's names are used 
     check_compile_backend,
     compile_failure,
 )
-from .errors import FlowError, Span
-from .flowgraph import graph as build_graph
-from .flowgraph import layer_sequence
+from .errors import Span
 from .ir import FlowSpec
-from .kinds import ENCODERS, KINDS, PRIORS, prior_args
+from .kinds import ENCODERS, PRIORS, prior_args
 from .layers._resample import bilinear
 from .layers.base import exact_products
+from .records import FlowRuntimeError, LayerRecord, cond_width, layer_modules, layer_records
 
 LOG_2PI = math.log(2 * math.pi)
-
-
-class FlowRuntimeError(FlowError, RuntimeError):
-    """An error inside a layer, re-raised with the layer's path and its .flow span."""
-
-    def __init__(self, path: str, span: Span | None, message: str):
-        where = f" ({span.file}:{span.line}:{span.column})" if span else ""
-        super().__init__(f"in layer `{path}`{where}: {message}")
-        self.path = path
-        self.span = span
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -77,30 +66,9 @@ class FlowModel(nn.Module):
     def __init__(self, spec: FlowSpec):
         super().__init__()
         self.spec = spec
-        g = build_graph(spec)
-        self.graph = g
-        self.paths: list[str] = []
-        self.spans: list[Span] = []
-        self.on: list[str | None] = []
-        self.is_split: list[bool] = []
-        positions = spec.positions()
-        flow_conds = {c.name for c in spec.conditions if c.flow is not None}
-        #: per layer, where it stands (for the flows that condition another flow), and the
-        #: position of the condition's flow it takes its features from (None: not a flow's)
-        self.positions: list = [positions.get(path) for path, _ in layer_sequence(g)]
-        self.taps: list = []
-        layers = []
-        for path, node in layer_sequence(g):
-            on = node["on"]
-            cond_ch = g.edges[f"encoder:{on}", path]["shape"][0] if on else None
-            self.taps.append(positions.get(path) if on in flow_conds else None)
-            module = KINDS[node["kind"]].module_class()
-            layers.append(module(tuple(node["in_shape"]), node["args"], cond_ch))
-            self.paths.append(path)
-            self.spans.append(Span(**node["span"]))
-            self.on.append(on)
-            self.is_split.append(node["kind"] == "split")
-        self.layers = nn.ModuleList(layers)
+        #: one record per layer of the IR, in order; ``layers[i]`` is its module
+        self.records: list[LayerRecord] = layer_records(spec)
+        self.layers = layer_modules(spec)
         self.encoders = nn.ModuleDict({  # a condition modelled by a flow: that flow's model
             c.name: FlowModel(c.flow) if c.flow is not None else
             ENCODERS[c.encoder.kind].module_class()(tuple(c.shape), dict(c.encoder.args))
@@ -108,9 +76,9 @@ class FlowModel(nn.Module):
         #: log p(y) per sample of each condition modelled by a flow, from the last call
         self.cond_log_probs: dict[str, Tensor] = {}
         prior = spec.prior
-        prior_ch = g.edges[f"encoder:{prior.on}", "prior"]["shape"][0] if prior.on else None
         self.prior = PRIORS[prior.kind].module_class()(tuple(spec.latents[-1].shape),
-                                                      prior_args(prior), prior_ch)
+                                                      prior_args(prior),
+                                                      cond_width(spec, prior.on))
         self.latent_shapes = [tuple(z.shape) for z in spec.latents]
         self._actnorms = [m for m in self.layers if hasattr(m, "_init_seen")]
         self.options: dict[str, Any] = {}
@@ -119,6 +87,16 @@ class FlowModel(nn.Module):
         self._compiled: dict[str, Callable] = {}
         self._compiled_sizes: dict[tuple[str, bool], int] = {}  # batch size per loop, mode
         self._compiled_dynamic = False
+
+    @property
+    def paths(self) -> list[str]:
+        """The layers' paths, in order (``paths[i]`` is the path of ``layers[i]``)."""
+        return [r.path for r in self.records]
+
+    @property
+    def spans(self) -> list[Span]:
+        """The layers' spans in the .flow source, in order."""
+        return [r.span for r in self.records]
 
     # ---- options
     def configure(self, *, channels_last: bool = False, compile: bool | str | dict = False,
@@ -262,16 +240,12 @@ class FlowModel(nn.Module):
             cache[key] = f
         return cache[key]
 
-    def _fail(self, i: int, e: Exception) -> FlowRuntimeError:
-        return FlowRuntimeError(self.paths[i], self.spans[i], f"{type(e).__name__}: {e}")
-
-    def _checked(self, i: int | None, ld: Tensor, x: Tensor) -> Tensor:
-        """``ld`` when it is one log-det per sample, ``(B,)``; else an error naming layer ``i``
+    def _checked(self, r: LayerRecord | None, ld: Tensor, x: Tensor) -> Tensor:
+        """``ld`` when it is one log-det per sample, ``(B,)``; else an error naming layer ``r``
         (``None``: the prior), which summing would broadcast or fail far from the cause."""
         if ld.shape == (x.shape[0],):
             return ld
-        path, span = ("prior", self.spec.prior.span) if i is None else (self.paths[i],
-                                                                         self.spans[i])
+        path, span = ("prior", self.spec.prior.span) if r is None else (r.path, r.span)
         raise FlowRuntimeError(path, span, f"its log-det has shape {tuple(ld.shape)}; a layer "
                                f"returns one log-det per sample, shape ({x.shape[0]},)")
 
@@ -303,19 +277,19 @@ class FlowModel(nn.Module):
         cache: dict = {}
         logdet = x.new_zeros(x.shape[0])
         zs: list[Tensor] = []
-        for i, layer in enumerate(self.layers):
-            c = self._at(feats, cache, self.on[i], x.shape[2:], self.taps[i])
+        for r, layer in zip(self.records, self.layers):
+            c = self._at(feats, cache, r.on, x.shape[2:], r.tap)
             try:
-                if self.is_split[i]:
+                if r.emits_latent:
                     x, z, ld = layer(x, c)
                     zs.append(z)
                 else:
                     x, ld = layer(x, c)
             except (RuntimeError, ValueError) as e:
-                raise self._fail(i, e) from e
-            logdet = logdet + self._checked(i, ld, x)
-            if taps is not None and self.positions[i] is not None:
-                taps[self.positions[i]] = x
+                raise r.error(e) from e
+            logdet = logdet + self._checked(r, ld, x)
+            if taps is not None and r.position is not None:
+                taps[r.position] = x
         if taps is not None:
             taps[None] = x
         z, ld = self.prior(x, self._at(feats, cache, self.spec.prior.on, x.shape[2:]))
@@ -345,18 +319,17 @@ class FlowModel(nn.Module):
         logdet = self._checked(None, logdet, top)
         k = len(zs) - 2
         for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
-            in_hw = layer.in_shape[1:]
-            c = self._at(feats, cache, self.on[i], in_hw, self.taps[i])
+            r, layer = self.records[i], self.layers[i]
+            c = self._at(feats, cache, r.on, layer.in_shape[1:], r.tap)
             try:
-                if self.is_split[i]:
+                if r.emits_latent:
                     x, ld = layer.inverse(x, zs[k], c)
                     k -= 1
                 else:
                     x, ld = layer.inverse(x, c)
             except (RuntimeError, ValueError) as e:
-                raise self._fail(i, e) from e
-            logdet = logdet + self._checked(i, ld, x)
+                raise r.error(e) from e
+            logdet = logdet + self._checked(r, ld, x)
         return x, logdet
 
     def log_prob(self, x: Tensor, cond: dict[str, Tensor] | None = None) -> Tensor:

@@ -14,7 +14,7 @@ import math
 from . import codes
 from .errors import Collector, Span, did_you_mean
 from .ir import ConditionIR, FlowSpec, LatentIR, LayerIR
-from .kinds import ENCODERS, KINDS, Issue, LayerKind, split_latent
+from .kinds import ENCODERS, KINDS, Issue, LayerKind
 from .recipe import check_recipe
 
 #: More layers than this of a kind with a ``stack_remedy`` (iMap, iSDP), all with the remedy
@@ -79,9 +79,9 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
             broken = True
             continue
         layer.in_shape, layer.out_shape = shape, out
-        if layer.kind == "split":
-            latents.append(LatentIR(name=f"z{len(latents) + 1}", shape=split_latent(shape),
-                                    source=layer.path))
+        if kind.emits_latent:
+            latents.append(LatentIR(name=f"z{len(latents) + 1}",
+                                    shape=kind.latent_shape(shape, args), source=layer.path))
         shape = out
     if spec.prior.on is not None:
         used.add(spec.prior.on)
@@ -269,7 +269,8 @@ def _pieces(spec: FlowSpec) -> list[tuple[list[LayerIR], LayerIR | None]]:
     out: list[tuple[list[LayerIR], LayerIR | None]] = []
     run: list[LayerIR] = []
     for layer in spec.layers:
-        if layer.kind == "split" or tuple(layer.in_shape) != tuple(layer.out_shape):
+        if (KINDS[layer.kind].emits_latent
+                or tuple(layer.in_shape) != tuple(layer.out_shape)):
             out.append((run, layer))
             run = []
         else:

@@ -1,9 +1,10 @@
-"""The FlowGraph: the one structure that the builder and the renderer both read.
+"""The FlowGraph: the graph API (``flowspec.graph``) and what the renderer reads.
 
-A networkx DiGraph built from checked IR. Nodes are the input, every layer (by its
-stable path), the latents ``z1..zL``, the prior, and each condition with its encoder;
-every node carries its shapes and every edge the C×H×W of the tensor on it. Data edges
-have ``role="data"`` (or ``"latent"`` into a latent), conditioning edges ``role="cond"``.
+A networkx DiGraph built from checked IR (the FlowModel is built from the IR's layer list,
+not from this graph). Nodes are the input, every layer (by its stable path), the latents
+``z1..zL``, the prior, and each condition with its encoder; every node carries its shapes
+and every edge the C×H×W of the tensor on it. Data edges have ``role="data"`` (or
+``"latent"`` into a latent), conditioning edges ``role="cond"``.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def graph(spec: FlowSpec | str | os.PathLike, flow: str | None = None,
                    flow=c.flow.name if c.flow is not None else None)
         g.add_edge(f"cond:{c.name}", f"encoder:{c.name}", role="cond", shape=tuple(c.shape))
     prev = "input"
-    latents = iter(spec.latents)
+    emitted = {z.source: z for z in spec.latents[:-1]}  # the latents layers emit, by layer
     for index, layer in enumerate(spec.layers):
         g.add_node(layer.path, type="layer", index=index, kind=layer.kind, args=dict(layer.args),
                    in_shape=tuple(layer.in_shape), out_shape=tuple(layer.out_shape),
@@ -61,8 +62,8 @@ def graph(spec: FlowSpec | str | os.PathLike, flow: str | None = None,
             h, w = layer.in_shape[1], layer.in_shape[2]
             g.add_edge(f"encoder:{on}", layer.path, role="cond",
                        shape=(spec.cond_width(on, layer), h, w))
-        if layer.kind == "split":
-            z = next(latents)
+        z = emitted.get(layer.path)
+        if z is not None:
             g.add_node(z.name, type="latent", shape=tuple(z.shape), source=layer.path)
             g.add_edge(layer.path, z.name, role="latent", shape=tuple(z.shape))
         prev = layer.path

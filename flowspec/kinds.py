@@ -135,6 +135,10 @@ class LayerKind(_Declared):
     checker's W004 analysis: given, per channel and pixel parity, whether the entries still
     depend on themselves alone, return that after the layer (None or absent: the layer makes
     every entry depend on others, so an unknown kind never causes a false warning).
+
+    A kind with ``emits_latent`` (``split``) factors a latent of :meth:`latent_shape` out of
+    the flow: its module's ``forward(x, cond)`` returns ``(y, z, logdet)`` and its
+    ``inverse(y, z, cond)`` takes that latent back.
     """
 
     head: ClassVar[str]
@@ -150,11 +154,20 @@ class LayerKind(_Declared):
     #: defaults.
     legacy_defaults: ClassVar[dict[str, Any]] = {}
     declares_params: ClassVar[bool] = False  # set by @kind when params() is overridden
+    #: The layer factors a latent out of the flow (it ends a level: the checker counts it
+    #: among the latents and cuts W004's pieces there, the graph gives it a latent node).
+    emits_latent: ClassVar[bool] = False
 
     @classmethod
     def out_shape(cls, shape: Shape, args: Args) -> Shape | Issue:
         """Output shape for one sample, or the Issue that makes the layer impossible."""
         return shape
+
+    @classmethod
+    def latent_shape(cls, shape: Shape, args: Args) -> Shape:
+        """Shape of the latent that a kind with ``emits_latent`` factors out of ``shape``
+        (default: half the channels, :func:`split_latent`)."""
+        return split_latent(shape)
 
     @classmethod
     def shown_args(cls, args: Mapping[str, Any]) -> dict[str, Any]:

@@ -225,7 +225,7 @@ def test_official_count_mirrors_the_modules_at_small_size() -> None:
     official = param_counts.fullglow_official(2, 1, size=(32, 32), hidden=16)["total"]
 
     def priors(m) -> int:  # ours: the split convolutions and the per-entry top prior
-        mods = [layer for layer, split in zip(m.layers, m.is_split) if split] + [m.prior]
+        mods = [layer for layer, r in zip(m.layers, m.records) if r.emits_latent] + [m.prior]
         return sum(p.numel() for mod in mods for p in mod.parameters())
 
     # the official code's priors: ZeroInitConv2d (3x3 conv + per-channel scale) per level,

@@ -116,6 +116,7 @@ class SplitKind(LayerKind):
     conditional = "optional"
     doc = "factor out half of the channels as a latent (Glow multi-scale)"
     module = Split
+    emits_latent = True
 
     #: the ConvLSTM's arguments, absent from an IR from before prior=convlstm
     legacy_defaults = CONVLSTM_DEFAULTS
