@@ -49,12 +49,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from flowspec import parse_override
 from flowspec.api import analyze
 from flowspec.errors import Diagnostic, FlowSpecError, raise_if_errors
 from flowspec.fmt import format_text
 from flowspec.kinds import KINDS
 from flowspec.parse import parse
-from flowspec.resolve import parse_override
 
 SPECS = ROOT / "specs"
 

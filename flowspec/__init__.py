@@ -33,6 +33,7 @@ from .kinds import (
 )
 from .layers.base import FlowLayer, Module
 from .plugins import load_plugins
+from .values import parse_override
 
 __version__ = "0.1.0"
 
@@ -41,8 +42,7 @@ __all__ = [
     "FlowRuntimeError", "FlowShapeError", "FlowSpec", "FlowSpecError", "FlowSyntaxError",
     "Issue", "LayerKind", "Module", "NetKind", "PluginError", "PriorKind", "analyze",
     "compile", "encoder", "graph", "kind", "load", "load_checkpoint", "load_plugins", "loads",
-    "net", "prior",
-    "render", "verify",
+    "net", "parse_override", "prior", "render", "verify",
 ]
 
 _LAZY = {

@@ -11,7 +11,8 @@ from .check import check
 from .errors import Collector, Diagnostic, FlowSpecError, raise_if_errors
 from .ir import FlowSpec
 from .plugins import load_plugins
-from .resolve import Loader, ModuleEnv, resolve
+from .loader import Loader, ModuleEnv
+from .resolve import resolve
 
 
 def _unused_blocks(env: ModuleEnv, diags: Collector) -> None:

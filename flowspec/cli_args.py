@@ -20,7 +20,7 @@ class UsageError(FlowError):
 
 def overrides(pairs: list[str] | None) -> dict[str, Any]:
     """``--set NAME=VALUE`` pairs as a dict of flow-parameter overrides."""
-    from .resolve import parse_override
+    from .values import parse_override
 
     out: dict[str, Any] = {}
     for pair in pairs or []:

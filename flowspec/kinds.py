@@ -16,6 +16,7 @@ Public names (DESIGN §8.1): :class:`Args`, :class:`LayerKind`, :func:`kind`,
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -102,10 +103,11 @@ class _Declared:
         """The torch class that builds this entry (imports it on first use)."""
         target = cls.module
         if isinstance(target, str):  # "package.module:Name", named by the declaration's code
-            from .plugins import import_object
-
+            # with load_plugin, the only place where flowspec imports code by name: both
+            # take names from Python code or the user's command line, never from a spec
+            module, _, name = target.partition(":")
             try:
-                target = import_object(target)
+                target = getattr(importlib.import_module(module), name)
             except (ImportError, AttributeError) as e:
                 raise PluginError(f"{_what(cls)} names module `{cls.module}`, which cannot be "
                                   f"imported: {type(e).__name__}: {e}") from None

@@ -1,7 +1,9 @@
 """Parse .flow text into the syntax tree of :mod:`flowspec.ast`.
 
-One cached LALR parser over ``grammar/flow.lark``; positions are kept on every node and
-comments are collected through a lexer callback so that ``fmt`` can put them back.
+One cached LALR parser over ``grammar/flow.lark``; positions are kept on every node. The
+parser ignores comments; each parse collects its own afterwards, with the grammar's own
+STRING and COMMENT terminals, so that ``fmt`` can put them back (no state is shared between
+parses: parsing is re-entrant and thread-safe).
 """
 
 from __future__ import annotations
@@ -22,9 +24,6 @@ from .errors import Diagnostic, FlowSyntaxError, Span, remember_source
 @lru_cache(maxsize=1)
 def _grammar_text() -> str:
     return (Path(__file__).parent / "grammar" / "flow.lark").read_text()
-
-
-_COMMENTS: list[Token] = []
 
 
 def _cache_file() -> str | bool:
@@ -56,9 +55,31 @@ def parser() -> Lark:
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=False,
-        lexer_callbacks={"COMMENT": _COMMENTS.append},
         cache=_cache_file(),
     )
+
+
+@lru_cache(maxsize=1)
+def _strings_or_comments() -> re.Pattern[str]:
+    """Matches a string or a comment (group ``comment``), as the grammar writes them."""
+    string = parser().get_terminal("STRING").pattern.to_regexp()
+    comment = parser().get_terminal("COMMENT").pattern.to_regexp()
+    return re.compile(f"(?:{string})|(?P<comment>{comment})")
+
+
+def _comments(text: str) -> list[ast.Comment]:
+    """The comments of ``text``, which parsed: outside a string, ``#`` only starts one."""
+    out: list[ast.Comment] = []
+    line, counted = 1, 0
+    for m in _strings_or_comments().finditer(text):
+        comment = m.group("comment")
+        if comment is None:
+            continue
+        start = m.start()
+        line += text.count("\n", counted, start)
+        counted = start
+        out.append(ast.Comment(line, start - text.rfind("\n", 0, start), comment))
+    return out
 
 
 def _span(file: str, meta) -> Span:
@@ -469,7 +490,6 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic
 def parse(text: str, file: str = "<string>") -> ast.Module:
     """Parse one .flow file; raises :class:`FlowSyntaxError` (with every syntax error)."""
     remember_source(file, text)
-    _COMMENTS.clear()
     diags: list[Diagnostic] = []
 
     def on_error(e: UnexpectedInput) -> bool:
@@ -481,7 +501,7 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     except UnexpectedInput as e:
         on_error(e)
         raise FlowSyntaxError(diags) from None
-    comments = [ast.Comment(t.line, t.column, str(t)) for t in _COMMENTS]
+    comments = _comments(text)
     to_ast = _ToAst(file)
     version, items, line = to_ast.transform(tree)
     diags += to_ast.errors

@@ -55,16 +55,6 @@ def _restore(saved: dict[str, dict]) -> None:
         table.update(saved[name])
 
 
-def import_object(target: str) -> object:
-    """``"package.module:Name"`` of a declaration's ``module``, imported on first build.
-
-    The only other place (with :func:`load_plugin`) where flowspec imports code by name:
-    both take names from Python code or the user's command line, never from a spec.
-    """
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def is_file_plugin(name: str) -> bool:
     """Whether ``--plugin NAME`` names a Python file rather than a module."""
     return name.endswith(".py") or "/" in name or os.sep in name

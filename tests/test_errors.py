@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from flowspec import parse_override
 from flowspec.api import analyze, load, loads
 from flowspec.errors import FlowSpecError
 from flowspec.parse import COMMON_MISTAKES, parse
-from flowspec.resolve import parse_override
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,8 +32,9 @@ import flowspec
 from flowspec.api import analyze
 from flowspec.errors import FlowSpecError
 from flowspec.fmt import format_text
+from flowspec.interpret import MAX_CALL_DEPTH, MAX_LAYERS
+from flowspec.loader import MAX_IMPORT_DEPTH
 from flowspec.parse import MAX_NESTING
-from flowspec.resolve import MAX_CALL_DEPTH, MAX_IMPORT_DEPTH, MAX_LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -309,7 +310,7 @@ def test_cli_check_on_regression_rows(tmp_path: Path, cli):
     ("9" * 5000, "9" * 5000), ("9223372036854775808", "9223372036854775808"),
 ])
 def test_set_values_are_numbers_only_as_the_language_writes_them(text, value):
-    from flowspec.resolve import parse_override
+    from flowspec import parse_override
 
     got = parse_override(text)
     assert got == value and isinstance(got, type(value))

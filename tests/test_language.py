@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from irdata import strip_spans
 
+from flowspec import parse_override
 from flowspec.api import analyze, load, loads
 from flowspec.ir import FlowSpec
 from flowspec.kinds import KINDS, PRIORS
@@ -22,7 +23,6 @@ from flowspec.kinds import KINDS, PRIORS
 #: layer kinds and priors (as ``prior.KEY``): the vocabulary a flow statement can name
 ALL = {**KINDS, **{f"prior.{key}": p for key, p in PRIORS.items()}}
 from flowspec.parse import parse
-from flowspec.resolve import parse_override
 
 
 def t(*lines: str) -> str:
