@@ -379,7 +379,7 @@ def test_pair_size_mismatch_and_memory_guard(tmp_path: Path, monkeypatch) -> Non
     Image.fromarray(np.zeros((14, 28), np.uint8)).save(label)
     with pytest.raises(DataError, match="is 28x28 but its label map .* is 14x28"):
         load_dataset(str(tmp_path), size=10)
-    monkeypatch.setattr("runtime.data.MAX_BYTES", 1000)
+    monkeypatch.setattr("runtime.data.base.MAX_BYTES", 1000)
     with pytest.raises(DataError, match="GiB.*pass size=N.*or limit=N"):
         load_dataset(str(tmp_path / "leftImg8bit"), "all")
 

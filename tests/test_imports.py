@@ -26,8 +26,6 @@ FACADE = "flowspec"
 KNOWN = {
     frozenset({"flowspec.kinds", "flowspec.layers"}),
     frozenset({"flowspec.layers.isdp", "flowspec.layers._isdp_kernel"}),
-    frozenset({"runtime.data", "runtime.data.folders", "runtime.data.formats",
-               "runtime.data.imagefolder"}),
     frozenset({"runtime.recipe", "runtime.reconstruction", "runtime.tasks"}),
 }
 
@@ -117,7 +115,6 @@ def test_the_import_cycles_are_the_known_ones() -> None:
 
 @pytest.mark.xfail(strict=True, reason="today's cycles (KNOWN): flowspec.kinds <-> "
                    "flowspec.layers; flowspec.layers.isdp <-> flowspec.layers._isdp_kernel; "
-                   "runtime.data -> .formats -> .folders/.imagefolder -> runtime.data; "
                    "runtime.recipe -> .reconstruction -> .tasks -> runtime.recipe")
 def test_no_import_cycles() -> None:
     graph = import_graph()

@@ -72,16 +72,12 @@ __all__ = [
     "BUILTIN",
     "DataError",
     "ImageSet",
-    "MAX_BYTES",
     "clear_cache",
     "load_dataset",
     "prepare",
     "split_indices",
 ]
 
-#: On-disk sets larger than this in memory need size= or limit= (read at call time, so
-#: ``runtime.data.MAX_BYTES = ...`` raises it).
-MAX_BYTES = 16 * 2**30
 
 
 def _freeze(value: Any) -> Any:

@@ -13,6 +13,10 @@ import torch
 
 from flowspec.errors import FlowError
 
+#: On-disk sets larger than this in memory need size= or limit= (read at each load, so
+#: ``runtime.data.base.MAX_BYTES = ...`` raises it).
+MAX_BYTES = 16 * 2**30
+
 SPLITS = ("train", "val", "all")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from . import base
 from .base import DataError, ImageSet, _choose, _finish, _is_image, _num_classes
 from .base import _rule_split, _scan
 
@@ -88,13 +89,12 @@ def _guard(item_bytes: int, n: int, where: Path) -> None:
     Full-size CelebA (23 GB as uint8) or Cityscapes (58 GB of int64 label maps) would
     otherwise end in the kernel's OOM killer, which gives no message at all.
     """
-    from . import MAX_BYTES  # the package's setting, read now so that it can be changed
-
+    limit = base.MAX_BYTES  # read now, so that it can be changed
     need = item_bytes * n
-    if need > MAX_BYTES:
+    if need > limit:
         raise DataError(
             f"reading {n} items from {where} at their stored size needs about "
-            f"{need / 2**30:.0f} GiB (limit {MAX_BYTES / 2**30:.0f} GiB); pass size=N (e.g. "
+            f"{need / 2**30:.0f} GiB (limit {limit / 2**30:.0f} GiB); pass size=N (e.g. "
             "size=64) to shrink them while reading, or limit=N"
         )
 
