@@ -20,7 +20,7 @@ RECON_WARN = 1e-3  # runtime.reconstruction.RECON_WARN, without importing torch 
 
 
 def _spec_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
-    from flowspec.cli_args import spec_args
+    from flowspec.commands import spec_args
 
     if optional:  # eval and sample: a checkpoint holds its model's IR and recipe
         p.add_argument("spec", nargs="?", help="a .flow file (default: the model description "
@@ -102,7 +102,7 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
                 torch.set_num_threads(a.threads)
             return fn(a)
         except FlowError as e:
-            from flowspec.build import FlowRuntimeError
+            from flowspec import FlowRuntimeError
 
             if not isinstance(e, (RunError, DataError, FlowRuntimeError)):
                 raise
@@ -113,7 +113,7 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 
 
 def _overrides(a: argparse.Namespace) -> dict[str, Any] | None:
-    from flowspec.cli_args import overrides as parse
+    from flowspec.commands import overrides as parse
 
     return parse(a.set) if a.set else None
 
@@ -121,7 +121,7 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- train
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from flowspec.cli_args import build_options
+    from flowspec.commands import build_options
 
     from .api import train
 
@@ -137,7 +137,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def _reg_train(sub: Any) -> None:
-    from flowspec.cli_args import add_build_options
+    from flowspec.commands import add_build_options
 
     p = sub.add_parser("train", help="train a flow on its task (the spec's train block, "
                        "overridden by these flags)")

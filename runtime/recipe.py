@@ -89,7 +89,7 @@ def _plain(value: Any) -> Any:
 
 def parse_data_arg(text: str) -> tuple[str, dict[str, Any]]:
     """``--data "faces resize=true"`` -> ``("faces", {"resize": True})``."""
-    from flowspec.resolve import parse_override
+    from flowspec import parse_override
 
     parts = shlex.split(text)
     if not parts:

@@ -157,7 +157,7 @@ class Trainer:
         (out / "config.json").write_text(self.spec.model_dump_json(indent=2) + "\n")
         (out / "recipe.json").write_text(json.dumps(self.recipe.to_json(), indent=2) + "\n")
         try:
-            from flowspec.diagram import render
+            from flowspec import render
 
             render(self.spec, out / "model.svg")
         except (ImportError, AttributeError) as e:
@@ -175,7 +175,7 @@ class Trainer:
             ddp.teardown(d)
 
     def _run(self, d: ddp.Dist, dev: torch.device) -> RunResult:
-        from flowspec.build import compile as build
+        from flowspec import compile as build
 
         r, spec = self.recipe, self.spec
         task = make_task(spec, r)
@@ -532,7 +532,7 @@ class Trainer:
 def _build(build: Any, spec: FlowSpec, dev: torch.device, seed: int,
            options: dict[str, Any]) -> Any:
     """The model; a torch.compile backend that does not exist is a RunError."""
-    from flowspec.build import CompileBackendError
+    from flowspec import CompileBackendError
 
     if options.get("autocast") == torch.float16:
         # float16 gradients underflow without a gradient scaler, which training does not use

@@ -1,7 +1,13 @@
-"""Arguments shared by the commands of the `flowspec` CLI (a leaf: imports no command).
+"""How a command joins the `flowspec` CLI, and the arguments commands share (public API).
 
-The command modules (:mod:`flowspec.cli_front`, :mod:`flowspec.cli_torch`,
-:mod:`runtime.cli`) import from here and :mod:`flowspec.cli` imports them: one direction.
+A command module has ``register(commands)``, which adds ``commands[NAME] = (add_parser,
+handler)``: ``add_parser(subparsers)`` defines the command's parser and sets its handler as
+``func`` (``handler(namespace) -> exit status``). :mod:`flowspec.cli` calls the compiler's
+own modules (:mod:`flowspec.cli_front`, :mod:`flowspec.cli_torch`) and then every
+``register`` that an installed distribution declares in the entry-point group
+:data:`ENTRY_POINT_GROUP` (``[project.entry-points."flowspec.commands"]``), as plugins declare
+theirs in ``flowspec.plugins``. Command modules import from here and :mod:`flowspec.cli`
+imports them: one direction (a leaf: this module imports no command).
 """
 
 from __future__ import annotations
@@ -10,6 +16,14 @@ import argparse
 from typing import Any
 
 from .errors import EXIT_USAGE, FlowError
+
+__all__ = [
+    "ENTRY_POINT_GROUP", "UsageError", "add_build_options", "build_options", "check_device",
+    "overrides", "plugin_arg", "spec_args",
+]
+
+#: the entry-point group whose entries are ``register(commands)`` functions
+ENTRY_POINT_GROUP = "flowspec.commands"
 
 
 class UsageError(FlowError):
