@@ -25,7 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.ir import FlowSpec
-from flowspec.plugins import used_plugins
+from flowspec.plugins import import_object, used_plugins
+from flowspec.recipe import OPTIMIZERS
 
 from . import checkpoint as ckpt
 from . import dequantize as dq
@@ -45,8 +46,7 @@ from .tracking import Tracker, open_tracker
 
 def make_optimizer(model: nn.Module, r: Recipe) -> tuple[torch.optim.Optimizer, Any]:
     """The recipe's optimiser and a linear warm-up from ``lr / warmup`` to ``lr``."""
-    cls = {"adamax": torch.optim.Adamax, "adam": torch.optim.Adam,
-           "adamw": torch.optim.AdamW}[r.optimizer]
+    cls = import_object(OPTIMIZERS[r.optimizer].implementation)
     # foreach: one multi-tensor kernel per update step instead of a loop over the parameter
     # tensors (on CPU, where torch does not pick it itself, 0.6-0.7x of the update's time)
     opt = cls(model.parameters(), lr=r.lr, weight_decay=r.weight_decay, foreach=True)
