@@ -8,6 +8,17 @@ The front end (``load``, ``loads``, ``graph``) never imports torch; ``compile`` 
 runtime do, on first use. The vocabulary is open: ``flowspec.kind``, ``net``, ``encoder`` and
 ``prior`` register users' declarations (``Args``, ``LayerKind``, ``FlowLayer``, ...), loaded
 as plugins (``flowspec.plugins``).
+
+The public API is the names of ``__all__`` and the modules of :data:`PUBLIC_MODULES`:
+``flowspec.errors`` (the exception root, exit statuses, ``raise_if_errors``),
+``flowspec.codes`` (diagnostic codes), ``flowspec.ir`` (the checked model description),
+``flowspec.kinds`` (the registries of layer kinds, nets, encoders and priors),
+``flowspec.plugins`` (loading plugins and what a spec uses of them), ``flowspec.condflow``
+(how a flow-modelled condition sees its labels), ``flowspec.datasets`` and
+``flowspec.recipe`` (the declarations of data sets and of the ``train { }`` recipe), and
+``flowspec.commands`` (how a command joins the CLI, the arguments commands share). The
+runtime (``runtime``, a separate package) uses nothing else; the rest is importable but
+internal. ``load_checkpoint`` is the runtime's, exposed here lazily.
 """
 
 from __future__ import annotations
@@ -38,20 +49,30 @@ from .values import parse_override
 __version__ = "0.1.0"
 
 __all__ = [
-    "Args", "CondArgs", "EncoderKind", "FlowError", "FlowLayer", "FlowModel", "FlowNameError",
-    "FlowRuntimeError", "FlowShapeError", "FlowSpec", "FlowSpecError", "FlowSyntaxError",
-    "Issue", "LayerKind", "Module", "NetKind", "PluginError", "PriorKind", "analyze",
-    "compile", "encoder", "graph", "kind", "load", "load_checkpoint", "load_plugins", "loads",
-    "net", "parse_override", "prior", "render", "verify",
+    "Args", "CompileBackendError", "CondArgs", "EncoderKind", "FlowError", "FlowLayer",
+    "FlowModel", "FlowNameError", "FlowRuntimeError", "FlowShapeError", "FlowSpec",
+    "FlowSpecError", "FlowSyntaxError", "Issue", "LayerKind", "Module", "NetKind",
+    "PluginError", "PriorKind", "analyze", "compile", "encoder", "graph", "kind", "load",
+    "load_checkpoint", "load_plugins", "loads", "net", "parse_override", "prior", "render",
+    "to_dot", "verify", "verify_plugins",
 ]
+
+#: the submodules that are public API besides the names of ``__all__``
+PUBLIC_MODULES = (
+    "flowspec.codes", "flowspec.commands", "flowspec.condflow", "flowspec.datasets",
+    "flowspec.errors", "flowspec.ir", "flowspec.kinds", "flowspec.plugins", "flowspec.recipe",
+)
 
 _LAZY = {
     "compile": ("flowspec.build", "compile"),
     "FlowModel": ("flowspec.build", "FlowModel"),
     "FlowRuntimeError": ("flowspec.build", "FlowRuntimeError"),
+    "CompileBackendError": ("flowspec.build", "CompileBackendError"),
     "graph": ("flowspec.flowgraph", "graph"),
     "render": ("flowspec.diagram", "render"),
+    "to_dot": ("flowspec.diagram", "to_dot"),
     "verify": ("flowspec.verify", "verify"),
+    "verify_plugins": ("flowspec.verify", "verify_plugins"),
     "load_checkpoint": ("runtime.api", "load_checkpoint"),
 }
 

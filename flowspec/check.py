@@ -207,7 +207,7 @@ def _deep_stacks(spec: FlowSpec, diags: Collector) -> None:
     for layers in by_statement.values():
         first = layers[0]
         kind = KINDS[first.kind]
-        remedy = remedy_hint(kind)
+        remedy = kind.remedy_hint()
         words = " ".join(w for w in (kind.head, kind.variant) if w)
         last = layers[-1].path
         share = "" if len(layers) == len(plain) else f" ({len(layers)} from this line)"
@@ -219,11 +219,6 @@ def _deep_stacks(spec: FlowSpec, diags: Collector) -> None:
             notes=[*_notes(first), f"{len(layers)} layers, `{first.path}` ... `{last}`"],
             help=f"write `{words} {remedy}`: a bounded, identity-plus-branch form whose "
             "log-det is still exact")
-
-
-def remedy_hint(kind: type[LayerKind]) -> str:
-    """How to write a kind's deep-stack remedy: ``form=residual``, ``residual=true``, ..."""
-    return kind.stack_remedy_hint or f"{kind.stack_remedy}=true"
 
 
 # ---- W004: entries that no coupling reaches ----------------------------------------------

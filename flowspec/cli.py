@@ -4,8 +4,9 @@ Exit codes: 0 success, 1 the spec (or data, or a run) has an error, 2 usage erro
 error (:func:`flowspec.errors.exit_code` maps every exception to its status). Spec errors are
 printed as compiler diagnostics on stderr, never as a traceback.
 Commands live in :mod:`flowspec.cli_front` (check, fmt, schema, kinds, verify),
-:mod:`flowspec.cli_torch` (compile, render) and :mod:`runtime.cli` (train, eval, sample);
-each has ``register(commands)`` and imports only :mod:`flowspec.cli_args`.
+:mod:`flowspec.cli_torch` (compile, render) and the modules that installed distributions
+declare in the entry-point group ``flowspec.commands`` (train, eval, sample come that way);
+each has ``register(commands)`` and imports only :mod:`flowspec.commands`.
 """
 
 from __future__ import annotations
@@ -14,23 +15,35 @@ import argparse
 import importlib
 import os
 import sys
+from importlib import metadata
 from typing import Any
 
-from .cli_args import check_device, plugin_arg
+from .commands import ENTRY_POINT_GROUP, check_device, plugin_arg
 from .errors import EXIT_INTERNAL, FlowError, FlowSpecError, exit_code
 
-#: the modules that register commands, in the order of the help text
-COMMAND_MODULES = ("flowspec.cli_front", "flowspec.cli_torch", "runtime.cli")
+#: the compiler's own command modules, in the order of the help text (installed ones follow)
+COMMAND_MODULES = ("flowspec.cli_front", "flowspec.cli_torch")
+
+
+def _registrars() -> list[Any]:
+    """The ``register`` functions: the compiler's, then the entry points' (one per value)."""
+    found = [importlib.import_module(name).register for name in COMMAND_MODULES]
+    seen: set[str] = set()
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.value in seen:
+            continue
+        seen.add(ep.value)
+        try:
+            found.append(ep.load())
+        except ImportError:  # a distribution installed without its optional dependencies
+            continue
+    return found
 
 
 def _commands() -> dict[str, Any]:
     commands: dict[str, Any] = {}
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:  # the runtime is optional (e.g. installed without it)
-            continue
-        module.register(commands)
+    for register in _registrars():
+        register(commands)
     return commands
 
 

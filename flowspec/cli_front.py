@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from .cli_args import overrides, spec_args
+from .commands import overrides, spec_args
 
 
 def _fmt_args(args: dict[str, Any], kind: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .cli_args import (
+from .commands import (
     UsageError,
     add_build_options,
     build_options,

@@ -151,6 +151,11 @@ class LayerKind(_Declared):
     stack_remedy: ClassVar[str | None] = None
     #: How to write the remedy in a help line (default ``{stack_remedy}=true``).
     stack_remedy_hint: ClassVar[str | None] = None
+
+    @classmethod
+    def remedy_hint(cls) -> str:
+        """How to write the deep-stack remedy: ``form=residual``, ``residual=true``, ..."""
+        return cls.stack_remedy_hint or f"{cls.stack_remedy}=true"
     #: Arguments added after the kind was first released, with the values that keep the old
     #: behaviour: an IR from before (a checkpoint's) lacks them and gets these, not today's
     #: defaults.

@@ -20,7 +20,7 @@ from pydantic.fields import FieldInfo
 from . import datasets as ds
 from .codes import CODES
 from .kinds import ENCODERS, KINDS, NETS, PRIORS
-from .recipe import SETTINGS
+from .recipe import SETTINGS, field_info, flag_fields
 
 
 def _s(rule: str, form: str, meaning: str, example: str) -> tuple[str, str, str, str]:
@@ -271,13 +271,21 @@ def vocabulary_markdown(builtin_only: bool = False) -> str:
 
 def _settings_markdown() -> str:
     lines = ["## Recipe settings (`train { }`)", "",
-             "| setting | value | options | meaning |", "|---|---|---|---|"]
+             "| setting | value | options | flags of `flowspec train` | meaning |",
+             "|---|---|---|---|---|"]
     for name, rule in SETTINGS.items():
         value = ("|".join(rule.value) if isinstance(rule.value, tuple) else
                  {int: "int", float: "float", bool: "true|false", str: "word or string",
                   None: "-"}.get(rule.value, str(rule.value)))
         opts = ", ".join(f"`{k}`" for k in rule.options) or "-"
-        lines.append(f"| `{name}` | {_md(value)} | {opts} | {_md(rule.doc)} |")
+        flags = ", ".join(f"`--{f.replace('_', '-')}`" for f in flag_fields()
+                          if field_info(f)["line"] == name) or ("`--data`" if name == "data"
+                                                                else "-")
+        lines.append(f"| `{name}` | {_md(value)} | {opts} | {flags} | {_md(rule.doc)} |")
+    only = [f"`--{f.replace('_', '-')}` ({field_info(f)['doc']})" for f in flag_fields()
+            if not field_info(f)["line"]]
+    if only:
+        lines += ["", "Set by a flag only: " + "; ".join(only) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -40,7 +40,7 @@ SpecLike = str | os.PathLike | FlowSpec
 
 def _load_spec(spec: SpecLike, flow: str | None, overrides: dict[str, Any] | None
                ) -> tuple[FlowSpec, dict[str, Any]]:
-    from flowspec.api import analyze
+    from flowspec import analyze
     from flowspec.errors import raise_if_errors
 
     if isinstance(spec, FlowSpec):
@@ -130,7 +130,7 @@ def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | N
     describe the same model (IR digest; ``strict=False``: a warning, and the parameters
     that still fit are loaded).
     """
-    from flowspec.build import compile as build
+    from flowspec import compile as build
     from flowspec.errors import FlowNameError
 
     from .distributed import resolve_device

@@ -20,7 +20,7 @@ RECON_WARN = 1e-3  # runtime.reconstruction.RECON_WARN, without importing torch 
 
 
 def _spec_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
-    from flowspec.cli_args import spec_args
+    from flowspec.commands import spec_args
 
     if optional:  # eval and sample: a checkpoint holds its model's IR and recipe
         p.add_argument("spec", nargs="?", help="a .flow file (default: the model description "
@@ -102,7 +102,7 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
                 torch.set_num_threads(a.threads)
             return fn(a)
         except FlowError as e:
-            from flowspec.build import FlowRuntimeError
+            from flowspec import FlowRuntimeError
 
             if not isinstance(e, (RunError, DataError, FlowRuntimeError)):
                 raise
@@ -113,7 +113,7 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 
 
 def _overrides(a: argparse.Namespace) -> dict[str, Any] | None:
-    from flowspec.cli_args import overrides as parse
+    from flowspec.commands import overrides as parse
 
     return parse(a.set) if a.set else None
 
@@ -121,23 +121,19 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- train
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from flowspec.cli_args import build_options
+    from flowspec.commands import build_options, recipe_flags
 
     from .api import train
 
-    recipe = {k: getattr(a, k) for k in ("lr", "warmup", "clip", "bits", "optimizer",
-                                         "val_every", "sample_every", "checkpoint_every",
-                                         "val_images", "pretrain_steps", "deterministic")}
     train(a.spec, flow=a.flow, overrides=_overrides(a), data=a.data, out=a.out,
-          steps=a.steps, batch=a.batch, device=a.device, resume=a.resume, seed=a.seed,
-          progress=not a.no_progress, strict=a.strict, recon_warn=a.recon_warn,
-          tensorboard=a.tensorboard, verify=a.verify, threads=a.threads,
-          build_options=build_options(a), **recipe)
+          device=a.device, resume=a.resume, progress=not a.no_progress, strict=a.strict,
+          recon_warn=a.recon_warn, tensorboard=a.tensorboard, verify=a.verify,
+          threads=a.threads, build_options=build_options(a), **recipe_flags(a))
     return 0
 
 
 def _reg_train(sub: Any) -> None:
-    from flowspec.cli_args import add_build_options
+    from flowspec.commands import add_build_options, add_recipe_flags
 
     p = sub.add_parser("train", help="train a flow on its task (the spec's train block, "
                        "overridden by these flags)")
@@ -145,35 +141,13 @@ def _reg_train(sub: Any) -> None:
     p.add_argument("--data", metavar="NAME|PATH",
                    help='data set, optionally with options: --data "faces resize=true"')
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/FLOW-TIMESTAMP)")
-    p.add_argument("--steps", type=_int(1))
-    p.add_argument("--batch", type=_int(1), help="global batch (split over DDP processes)")
-    p.add_argument("--seed", type=_int(0))
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint, bit for bit")
     _strict_arg(p, "to --resume from")
     p.add_argument("--recon-warn", type=_number(0), dest="recon_warn", default=RECON_WARN,
                    metavar="R", help="warn when a validation finds max|x - inverse(forward(x))| "
                    f"/ max|x| above R (default {RECON_WARN:g}; 0: never)")
-    g = p.add_argument_group("more recipe overrides")
-    g.add_argument("--lr", type=_number(0, above=True))
-    g.add_argument("--warmup", type=_int(0), help="linear warm-up steps")
-    g.add_argument("--clip", type=_number(0, above=True), help="gradient-norm bound")
-    g.add_argument("--optimizer", choices=("adamax", "adam", "adamw"))
-    g.add_argument("--bits", type=_int(1, 8), help="bits per colour channel kept")
-    g.add_argument("--val-every", type=_int(0), dest="val_every",
-                   help="steps between validations (0: the default, min(steps, 500))")
-    g.add_argument("--sample-every", type=_int(0), dest="sample_every",
-                   help="steps between sample grids (0: the default, twice --val-every)")
-    g.add_argument("--checkpoint-every", type=_int(0), dest="checkpoint_every",
-                   help="steps between checkpoints (0: the default, --val-every)")
-    g.add_argument("--val-images", type=_int(1), dest="val_images",
-                   help="size of the fixed validation subset (default 512)")
-    g.add_argument("--pretrain-steps", type=_int(0), dest="pretrain_steps",
-                   help="steps of `pretrain encoder` (the encoder's SR pretraining; 0: none)")
-    g.add_argument("--deterministic", action="store_true", default=None,
-                   help="deterministic algorithms only (cuDNN and cuBLAS included), so that a "
-                   "CUDA run resumes bit for bit, at some cost in speed (a CPU run does either "
-                   "way)")
+    add_recipe_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _verify_arg(p, "train")
     p.add_argument("--tensorboard", action="store_true",

@@ -33,7 +33,6 @@ feature file's SHA-256).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -301,7 +300,7 @@ def sample_quality(model: Any, spec: Any, recipe: Any, which: tuple[str, ...], *
                        f"{' with a condition' if spec.conditions else ''}")
     if samples < 2:
         raise RunError(f"--samples must be at least 2 for FID/KID/IS, got {samples}")
-    r = dataclasses.replace(recipe, val_images=samples)
+    r = recipe.model_copy(update={"val_images": samples})
     real_images: Tensor | None = None
 
     def load_real() -> Tensor:

@@ -7,61 +7,43 @@ changed something that breaks bit-for-bit continuation.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from flowspec import parse_override
 from flowspec.datasets import BUILTIN, PATH_NAMES, option_error
 from flowspec.ir import FlowSpec
+from flowspec.recipe import (
+    REGISTRY_FIELDS,
+    RecipeSpec,
+    field_info,
+    flag_fields,
+    range_error,
+    registry_error,
+)
 
 from .errors import RunError
 
-TASKS = ("generation", "super_resolution", "translation")
-OPTIMIZERS = ("adamax", "adam", "adamw")
-DEQUANTIZERS = ("uniform", "variational")
 #: ``data NAME root=PATH`` names that read a local path in a given format.
 PATH_FORMATS = PATH_NAMES
 
 
-@dataclass
-class Recipe:
-    """Everything that decides what a run computes, besides the spec itself."""
-
-    task: str = "generation"
-    scale: int | None = None
-    data: str | None = None
-    data_options: dict[str, Any] = field(default_factory=dict)
-    bits: int = 8
-    batch: int = 32
-    optimizer: str = "adamax"
-    lr: float = 1e-3
-    warmup: int = 0
-    clip: float | None = None
-    weight_decay: float = 0.0
-    steps: int = 1000
-    val_every: int = 0  # 0: filled in by resolve_recipe
-    sample_every: int = 0
-    checkpoint_every: int = 0
-    seed: int = 0
-    val_images: int = 512  # the fixed validation subset: the first N of the val split
-    sr_images: int = 16  # val images whose samples are scored (PSNR/SSIM) during training
-    dequantize: str = "uniform"  # or "variational" (runtime.dequantize)
-    dequantize_options: dict[str, Any] = field(default_factory=dict)  # steps=, hidden=
-    pretrain_steps: int = 0  # `pretrain encoder steps=`: SR pretraining first (runtime.pretrain)
-    pretrain_lr: float = 2e-4  # its Adam learning rate (SRFlow's RRDB_CelebA_8X.yml)
-    freeze_fraction: float = 0.0  # `freeze encoder fraction=`: encoders fixed that long
-    deterministic: bool = False  # deterministic algorithms only (runtime.determinism)
+class Recipe(RecipeSpec):
+    """Everything that decides what a run computes, besides the spec itself: the
+    compiler's recipe schema (:class:`flowspec.recipe.RecipeSpec`), set field by field from
+    the train block and the flags, then checked by :func:`resolve_recipe`."""
 
     def to_json(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return _plain(self.model_dump())
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Recipe:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls.model_construct(**{**cls().model_dump(), **{
+            k: v for k, v in data.items() if k in cls.model_fields}})
 
     def differences(self, other: Recipe) -> list[str]:
         """Fields that differ and change what training computes (for the resume warning);
@@ -89,8 +71,6 @@ def _plain(value: Any) -> Any:
 
 def parse_data_arg(text: str) -> tuple[str, dict[str, Any]]:
     """``--data "faces resize=true"`` -> ``("faces", {"resize": True})``."""
-    from flowspec import parse_override
-
     parts = shlex.split(text)
     if not parts:
         raise RunError("--data needs a data set name or a path")
@@ -190,7 +170,7 @@ def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
         set_data(r, data)
     if data_options:
         r.data_options = {**r.data_options, **_plain(data_options)}
-    known = {f.name for f in dataclasses.fields(Recipe)}
+    known = set(Recipe.model_fields)
     for k, v in flags.items():
         if k not in known:
             raise RunError(f"unknown recipe setting `{k}`; settings: {', '.join(sorted(known))}")
@@ -207,47 +187,28 @@ def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
 
 
 def _validate(r: Recipe) -> None:
-    if r.task not in TASKS:
-        raise RunError(f"unknown task `{r.task}`; tasks: {', '.join(TASKS)}")
-    if r.optimizer not in OPTIMIZERS:
-        raise RunError(f"unknown optimizer `{r.optimizer}`; optimizers: {', '.join(OPTIMIZERS)}")
+    """The recipe schema's names and ranges (one message per problem, as the flags and the
+    train block word them), then its types."""
+    for name in REGISTRY_FIELDS:
+        problem = registry_error(name, getattr(r, name))
+        if problem:
+            raise RunError(problem)
     if r.data is None:
         raise RunError("no data: the spec's train block has no `data` line; pass "
                        f"--data NAME|PATH (built-ins: {', '.join(BUILTIN)})")
-    if not 1 <= r.bits <= 8:
-        raise RunError(f"bits must be between 1 and 8, got {r.bits}")
-    for name in ("batch", "steps", "val_images", "sr_images"):
-        if getattr(r, name) < 1:
-            raise RunError(f"{name} must be at least 1, got {getattr(r, name)}")
-    for name in ("val_every", "sample_every", "checkpoint_every", "warmup"):
-        if getattr(r, name) < 0:
-            raise RunError(f"{name} must not be negative, got {getattr(r, name)}")
-    if not r.lr > 0:
-        raise RunError(f"the learning rate must be positive, got {r.lr}")
-    if r.clip is not None and not r.clip > 0:
-        raise RunError(f"clip (the gradient-norm bound) must be positive, got {r.clip}")
-    if r.dequantize not in DEQUANTIZERS:
-        raise RunError(f"unknown dequantisation `{r.dequantize}`; choices: "
-                       f"{', '.join(DEQUANTIZERS)}")
+    for name in Recipe.model_fields:
+        problem = range_error(name, getattr(r, name))
+        if problem:
+            raise RunError(f"{field_info(name)['label'] or name} {problem}")
     if r.dequantize == "uniform" and r.dequantize_options:
         raise RunError("`dequantize uniform` takes no options (steps= and hidden= are "
                        "those of `dequantize variational`)")
-    if r.pretrain_steps < 0:
-        raise RunError(f"pretrain_steps must not be negative, got {r.pretrain_steps}")
-    if not r.pretrain_lr > 0:
-        raise RunError(f"the pretraining learning rate must be positive, got {r.pretrain_lr}")
-    if not 0.0 <= r.freeze_fraction <= 1.0:
-        raise RunError(f"freeze_fraction must be between 0 and 1, got {r.freeze_fraction}")
-    if r.scale is not None and r.scale < 2:
-        raise RunError(f"super-resolution scale must be at least 2, got {r.scale}")
-
-
-#: Recipe fields that ``flowspec train`` sets with a flag of the same meaning.
-_FLAGS = {"steps": "--steps", "batch": "--batch", "seed": "--seed", "lr": "--lr",
-          "warmup": "--warmup", "clip": "--clip", "optimizer": "--optimizer",
-          "bits": "--bits", "val_every": "--val-every", "sample_every": "--sample-every",
-          "checkpoint_every": "--checkpoint-every", "val_images": "--val-images",
-          "pretrain_steps": "--pretrain-steps"}
+    try:
+        RecipeSpec.model_validate(r.model_dump())
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise RunError(f"recipe setting `{'.'.join(map(str, first['loc']))}`: "
+                       f"{first['msg']}") from None
 
 
 def resume_command(spec: FlowSpec, r: Recipe, source: dict[str, Any],
@@ -267,8 +228,10 @@ def resume_command(spec: FlowSpec, r: Recipe, source: dict[str, Any],
     if base is None or (base.data, base.data_options) != (r.data, r.data_options):
         words += ["--data", " ".join([str(r.data)] + [f"{k}={_word(v)}" for k, v in
                                                        r.data_options.items()])]
-    for field_name, flag in _FLAGS.items():
-        value = getattr(r, field_name)
+    for field_name in flag_fields():
+        if field_name == "deterministic":
+            continue  # a switch: below
+        flag, value = "--" + field_name.replace("_", "-"), getattr(r, field_name)
         differs = spec_steps != value if field_name == "steps" else (
             base is None or getattr(base, field_name) != value)
         if differs and value is not None:

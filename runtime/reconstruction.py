@@ -169,10 +169,9 @@ def recon_message(model: Any, rec: Reconstruction, threshold: float, step: int) 
         text += (f"; the error grows most in {locate(model, rec.worst)}, "
                  f"x{rec.worst_gain:.3g} (products by kind: {growth})")
     try:
-        from flowspec.check import remedy_hint
         from flowspec.kinds import KINDS
 
-        remedies = sorted({f"`{layer.kind.replace('.', ' ')} {remedy_hint(KINDS[layer.kind])}`"
+        remedies = sorted({f"`{layer.kind.replace('.', ' ')} {KINDS[layer.kind].remedy_hint()}`"
                            for layer in model.spec.layers if KINDS[layer.kind].stack_remedy
                            and not layer.args.get(KINDS[layer.kind].stack_remedy)})
     except (AttributeError, KeyError):

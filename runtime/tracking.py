@@ -84,7 +84,7 @@ class TensorBoard(Tracker):
 
     def diagram(self, spec: Any) -> None:
         try:
-            from flowspec.diagram import to_dot
+            from flowspec import to_dot
 
             dot = to_dot(spec)
             self.writer.add_text("model/dot", "```\n" + dot.source + "\n```", 0)

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.ir import FlowSpec
-from flowspec.plugins import used_plugins
+from flowspec.plugins import import_object, used_plugins
+from flowspec.recipe import OPTIMIZERS
 
 from . import checkpoint as ckpt
 from . import dequantize as dq
@@ -45,8 +46,7 @@ from .tracking import Tracker, open_tracker
 
 def make_optimizer(model: nn.Module, r: Recipe) -> tuple[torch.optim.Optimizer, Any]:
     """The recipe's optimiser and a linear warm-up from ``lr / warmup`` to ``lr``."""
-    cls = {"adamax": torch.optim.Adamax, "adam": torch.optim.Adam,
-           "adamw": torch.optim.AdamW}[r.optimizer]
+    cls = import_object(OPTIMIZERS[r.optimizer].implementation)
     # foreach: one multi-tensor kernel per update step instead of a loop over the parameter
     # tensors (on CPU, where torch does not pick it itself, 0.6-0.7x of the update's time)
     opt = cls(model.parameters(), lr=r.lr, weight_decay=r.weight_decay, foreach=True)
@@ -157,7 +157,7 @@ class Trainer:
         (out / "config.json").write_text(self.spec.model_dump_json(indent=2) + "\n")
         (out / "recipe.json").write_text(json.dumps(self.recipe.to_json(), indent=2) + "\n")
         try:
-            from flowspec.diagram import render
+            from flowspec import render
 
             render(self.spec, out / "model.svg")
         except (ImportError, AttributeError) as e:
@@ -175,7 +175,7 @@ class Trainer:
             ddp.teardown(d)
 
     def _run(self, d: ddp.Dist, dev: torch.device) -> RunResult:
-        from flowspec.build import compile as build
+        from flowspec import compile as build
 
         r, spec = self.recipe, self.spec
         task = make_task(spec, r)
@@ -532,7 +532,7 @@ class Trainer:
 def _build(build: Any, spec: FlowSpec, dev: torch.device, seed: int,
            options: dict[str, Any]) -> Any:
     """The model; a torch.compile backend that does not exist is a RunError."""
-    from flowspec.build import CompileBackendError
+    from flowspec import CompileBackendError
 
     if options.get("autocast") == torch.float16:
         # float16 gradients underflow without a gradient scaler, which training does not use

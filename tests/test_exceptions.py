@@ -15,7 +15,7 @@ import runtime
 from flowspec import cli
 from flowspec.build import FlowRuntimeError
 from flowspec.build_options import CompileBackendError
-from flowspec.cli_args import UsageError
+from flowspec.commands import UsageError
 from flowspec.diagram import UnsupportedFormat
 from flowspec.errors import Abort, Diagnostic, FlowError, FlowSpecError, FlowSyntaxError, exit_code
 from flowspec.kinds import PluginError

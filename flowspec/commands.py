@@ -1,7 +1,13 @@
-"""Arguments shared by the commands of the `flowspec` CLI (a leaf: imports no command).
+"""How a command joins the `flowspec` CLI, and the arguments commands share (public API).
 
-The command modules (:mod:`flowspec.cli_front`, :mod:`flowspec.cli_torch`,
-:mod:`runtime.cli`) import from here and :mod:`flowspec.cli` imports them: one direction.
+A command module has ``register(commands)``, which adds ``commands[NAME] = (add_parser,
+handler)``: ``add_parser(subparsers)`` defines the command's parser and sets its handler as
+``func`` (``handler(namespace) -> exit status``). :mod:`flowspec.cli` calls the compiler's
+own modules (:mod:`flowspec.cli_front`, :mod:`flowspec.cli_torch`) and then every
+``register`` that an installed distribution declares in the entry-point group
+:data:`ENTRY_POINT_GROUP` (``[project.entry-points."flowspec.commands"]``), as plugins declare
+theirs in ``flowspec.plugins``. Command modules import from here and :mod:`flowspec.cli`
+imports them: one direction (a leaf: this module imports no command).
 """
 
 from __future__ import annotations
@@ -10,6 +16,14 @@ import argparse
 from typing import Any
 
 from .errors import EXIT_USAGE, FlowError
+
+__all__ = [
+    "ENTRY_POINT_GROUP", "UsageError", "add_build_options", "add_recipe_flags",
+    "build_options", "check_device", "overrides", "plugin_arg", "recipe_flags", "spec_args",
+]
+
+#: the entry-point group whose entries are ``register(commands)`` functions
+ENTRY_POINT_GROUP = "flowspec.commands"
 
 
 class UsageError(FlowError):
@@ -63,6 +77,52 @@ def check_device(name: str) -> None:
                              f"{torch.cuda.device_count()} CUDA device(s)")
     elif device.type != "cpu":
         raise UsageError(f"--device {name}: flowspec runs on cpu or cuda")
+
+
+def _recipe_type(name: str, t: type) -> Any:
+    """An argparse type for recipe field ``name``: its type, then its range
+    (:func:`flowspec.recipe.range_error`, the check runs and the train block use)."""
+    from .recipe import range_error
+
+    def parse(text: str) -> Any:
+        try:
+            value = t(text)
+        except ValueError:
+            what = "an integer" if t is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got `{text}`") from None
+        problem = range_error(name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = t.__name__  # argparse names the type in its own messages
+    return parse
+
+
+def add_recipe_flags(p: argparse.ArgumentParser) -> None:
+    """``--NAME`` for each recipe field the schema gives a flag
+    (:func:`flowspec.recipe.flag_fields`), typed and bounded by it."""
+    from .recipe import REGISTRY_FIELDS, RecipeSpec, field_info, flag_fields
+
+    g = p.add_argument_group("recipe overrides (of the spec's train block)")
+    for name in flag_fields():
+        flag, doc = "--" + name.replace("_", "-"), field_info(name)["doc"]
+        annotation = RecipeSpec.model_fields[name].annotation
+        if name in REGISTRY_FIELDS:
+            g.add_argument(flag, dest=name, choices=tuple(REGISTRY_FIELDS[name]), help=doc)
+        elif annotation is bool:
+            g.add_argument(flag, dest=name, action="store_true", default=None, help=doc)
+        else:
+            t = int if annotation in (int, int | None) else float
+            g.add_argument(flag, dest=name, type=_recipe_type(name, t),
+                           metavar="N" if t is int else "X", help=doc)
+
+
+def recipe_flags(a: argparse.Namespace) -> dict[str, Any]:
+    """The recipe fields the flags of :func:`add_recipe_flags` set (None: not given)."""
+    from .recipe import flag_fields
+
+    return {name: getattr(a, name) for name in flag_fields()}
 
 
 def add_build_options(p: argparse.ArgumentParser) -> None:
