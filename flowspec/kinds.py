@@ -92,6 +92,15 @@ def fmt_shape(shape: Shape) -> str:
 
 
 # ---- the base declarations ----------------------------------------------------------------
+def import_object(target: str) -> Any:
+    """The object named ``"package.module:Name"`` (a declaration's ``module``, a registry
+    entry's implementation), imported on first use. With :func:`flowspec.plugins.load_plugin`
+    the only place where flowspec imports code by name: both take names from Python code or
+    the user's command line, never from a spec."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 class _Declared:
     key: ClassVar[str]
     doc: ClassVar[str] = ""
@@ -103,11 +112,8 @@ class _Declared:
         """The torch class that builds this entry (imports it on first use)."""
         target = cls.module
         if isinstance(target, str):  # "package.module:Name", named by the declaration's code
-            # with load_plugin, the only place where flowspec imports code by name: both
-            # take names from Python code or the user's command line, never from a spec
-            module, _, name = target.partition(":")
             try:
-                target = getattr(importlib.import_module(module), name)
+                target = import_object(target)
             except (ImportError, AttributeError) as e:
                 raise PluginError(f"{_what(cls)} names module `{cls.module}`, which cannot be "
                                   f"imported: {type(e).__name__}: {e}") from None

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.ir import FlowSpec
-from flowspec.plugins import import_object, used_plugins
+from flowspec.kinds import import_object
+from flowspec.plugins import used_plugins
 from flowspec.recipe import OPTIMIZERS
 
 from . import checkpoint as ckpt

@@ -2,36 +2,7 @@
 
 from __future__ import annotations
 
-import tomllib
-from importlib import metadata
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _declare_entry_points() -> None:
-    """An install made before pyproject.toml declared an entry point (an editable install
-    of an older checkout: one is read at install time) lacks it, and the CLI would have no
-    train, eval or sample. Declare the missing ones in a dist-info folder beside the sources
-    (ignored by git), which in-process and subprocess runs find as they find an installed
-    distribution's. A fresh ``pip install -e .`` makes it unnecessary."""
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    missing = {group: table for group, table in declared.get("entry-points", {}).items()
-               if not metadata.entry_points(group=group)}
-    folder = ROOT / "flowspec_test_entry_points-0.dist-info"
-    if not missing:
-        return
-    folder.mkdir(exist_ok=True)
-    (folder / "METADATA").write_text("Metadata-Version: 2.1\nName: flowspec-test-entry-points"
-                                     "\nVersion: 0\n")
-    (folder / "entry_points.txt").write_text("".join(
-        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in table.items())
-        for group, table in missing.items()))
-
-
-_declare_entry_points()
 
 
 @pytest.fixture(scope="session", autouse=True)
