@@ -15,8 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import RunError
-
-RECON_WARN = 1e-3  # runtime.reconstruction.RECON_WARN, without importing torch here
+from .recipe import RECON_WARN
 
 
 def _spec_args(p: argparse.ArgumentParser, optional: bool = False) -> None:

@@ -28,6 +28,11 @@ from flowspec.recipe import (
 
 from .errors import RunError
 
+#: Default warning threshold on the relative reconstruction error ``max|x - x^| / max|x|``
+#: (``--recon-warn``; :mod:`runtime.reconstruction` measures it). float32 rounding alone gives
+#: ~1e-7 per layer; a healthy deep flow stays below 1e-5.
+RECON_WARN = 1e-3
+
 #: ``data NAME root=PATH`` names that read a local path in a given format.
 PATH_FORMATS = PATH_NAMES
 
@@ -247,8 +252,6 @@ def run_flags(*, device: str, threads: int | None, plugins: list[dict[str, Any]]
               strict: bool, progress: bool, verified: bool) -> list[str]:
     """The flags of ``flowspec train`` that are not recipe fields, as a run was given them
     (defaults left out), for its resume command."""
-    from .reconstruction import RECON_WARN
-
     words: list[str] = []
     for p in plugins:
         words += ["--plugin", str(p["plugin"])]

@@ -27,11 +27,9 @@ import torch
 from torch import Tensor
 
 from .finite import check_finite, locate
+from .recipe import RECON_WARN
 from .tasks import Task, generator, stream_seed
 
-#: Default warning threshold on the relative reconstruction error ``max|x - x^| / max|x|``.
-#: float32 rounding alone gives ~1e-7 per layer; a healthy deep flow stays below 1e-5.
-RECON_WARN = 1e-3
 #: Validation images whose round trip ``inverse(forward(x))`` is checked at each validation.
 RECON_IMAGES = 32
 #: Relative errors below this are rounding noise: gains are measured from this level up.

@@ -296,7 +296,7 @@ def test_trainer_logs_reconstruction_and_warns(deep_file: Path, tmp_path: Path, 
 def test_cli_default_threshold_matches() -> None:
     from runtime import cli as runtime_cli
 
-    assert RECON_WARN == runtime_cli.RECON_WARN  # the CLI keeps a copy so as not to import torch
+    assert RECON_WARN is runtime_cli.RECON_WARN  # one definition (runtime.recipe, torch-free)
 
 
 # --------------------------------------------------------------------------- deep training
