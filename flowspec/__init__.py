@@ -4,8 +4,8 @@
     model = flowspec.compile(spec, device="auto", seed=0)
     zs, logdet = model(x)
 
-The front end (``load``, ``loads``, ``graph``) never imports torch; ``compile`` and the
-runtime do, on first use. The vocabulary is open: ``flowspec.kind``, ``net``, ``encoder`` and
+The front end (``load``, ``loads``, ``graph``) never imports torch; ``compile``, the
+runtime and ``FlowLayer`` (the base of a kind's torch module) do, on first use. The vocabulary is open: ``flowspec.kind``, ``net``, ``encoder`` and
 ``prior`` register users' declarations (``Args``, ``LayerKind``, ``FlowLayer``, ...), loaded
 as plugins (``flowspec.plugins``).
 """
@@ -31,7 +31,6 @@ from .kinds import (
     net,
     prior,
 )
-from .layers.base import FlowLayer, Module
 from .plugins import load_plugins
 
 __version__ = "0.1.0"
@@ -48,6 +47,8 @@ __all__ = [
 _LAZY = {
     "compile": ("flowspec.build", "compile"),
     "FlowModel": ("flowspec.build", "FlowModel"),
+    "FlowLayer": ("flowspec.nn.base", "FlowLayer"),
+    "Module": ("flowspec.nn.base", "Module"),
     "FlowRuntimeError": ("flowspec.build", "FlowRuntimeError"),
     "graph": ("flowspec.flowgraph", "graph"),
     "render": ("flowspec.diagram", "render"),

@@ -38,8 +38,8 @@ from .flowgraph import graph as build_graph
 from .flowgraph import layer_sequence
 from .ir import FlowSpec
 from .kinds import ENCODERS, KINDS, PRIORS, prior_args
-from .layers._resample import bilinear
-from .layers.base import exact_products
+from .nn._resample import bilinear
+from .nn.base import exact_products
 
 LOG_2PI = math.log(2 * math.pi)
 
