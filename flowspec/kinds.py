@@ -52,7 +52,7 @@ class Args(BaseModel):
     types become choices. Every field needs a default (a spec may omit any argument).
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class CondArgs(Args):
