@@ -129,8 +129,8 @@ def _start_from_the_backbone(overrides: dict[str, Any]) -> None:
     difference paired by seed measures what training does with the attention."""
     import flowspec
     import flowspec.build as fb
-    from flowspec.layers.imap import IMap
-    from flowspec.layers.isdp import ISDP
+    from flowspec.nn.imap import IMap
+    from flowspec.nn.isdp import ISDP
 
     build = fb.compile
     base_overrides = {k: v for k, v in overrides.items() if k not in ("pos", "heads", "form")}

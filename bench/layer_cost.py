@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import speed
 
-from flowspec.layers.imap import IMap
-from flowspec.layers.isdp import ISDP
+from flowspec.nn.imap import IMap
+from flowspec.nn.isdp import ISDP
 
 
 def main(argv: list[str] | None = None) -> int:

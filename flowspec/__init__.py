@@ -4,8 +4,8 @@
     model = flowspec.compile(spec, device="auto", seed=0)
     zs, logdet = model(x)
 
-The front end (``load``, ``loads``, ``graph``) never imports torch; ``compile`` and the
-runtime do, on first use. The vocabulary is open: ``flowspec.kind``, ``net``, ``encoder`` and
+The front end (``load``, ``loads``, ``graph``) never imports torch; ``compile``, the
+runtime and ``FlowLayer`` (the base of a kind's torch module) do, on first use. The vocabulary is open: ``flowspec.kind``, ``net``, ``encoder`` and
 ``prior`` register users' declarations (``Args``, ``LayerKind``, ``FlowLayer``, ...), loaded
 as plugins (``flowspec.plugins``).
 
@@ -42,7 +42,6 @@ from .kinds import (
     net,
     prior,
 )
-from .layers.base import FlowLayer, Module
 from .plugins import load_plugins
 from .values import parse_override
 
@@ -66,6 +65,8 @@ PUBLIC_MODULES = (
 _LAZY = {
     "compile": ("flowspec.build", "compile"),
     "FlowModel": ("flowspec.build", "FlowModel"),
+    "FlowLayer": ("flowspec.nn.base", "FlowLayer"),
+    "Module": ("flowspec.nn.base", "Module"),
     "FlowRuntimeError": ("flowspec.build", "FlowRuntimeError"),
     "CompileBackendError": ("flowspec.build", "CompileBackendError"),
     "graph": ("flowspec.flowgraph", "graph"),

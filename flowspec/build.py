@@ -36,8 +36,8 @@ from .build_options import (  # noqa: F401 - the backend check's names are used 
 from .errors import Span
 from .ir import FlowSpec
 from .kinds import ENCODERS, PRIORS, prior_args
-from .layers._resample import bilinear
-from .layers.base import exact_products
+from .nn._resample import bilinear
+from .nn.base import exact_products
 from .records import FlowRuntimeError, LayerRecord, cond_width, layer_modules, layer_records
 
 LOG_2PI = math.log(2 * math.pi)

@@ -6,8 +6,9 @@ a decorator. The grammar knows no layer names and the checker knows no layer kin
 ask these registries. Built-in kinds live one per file in ``flowspec/layers/`` and register
 themselves exactly as a user's plugin does (see :mod:`flowspec.plugins`); this module and
 those declarations never import torch, so checking a spec stays fast. The torch module of a
-kind is named by ``module`` (a :class:`flowspec.FlowLayer` subclass, or ``"pkg.mod:Name"``)
-and resolved only when a model is built.
+kind is named by ``module`` (``"pkg.mod:Name"``, or a :class:`flowspec.FlowLayer` subclass)
+and imported only when a model is built; built-in modules live in ``flowspec/nn/``, in the
+file of the same name as their declaration's.
 
 Public names (DESIGN §8.1): :class:`Args`, :class:`LayerKind`, :func:`kind`,
 :class:`NetKind`/:func:`net`, :class:`EncoderKind`/:func:`encoder`,
@@ -52,7 +53,7 @@ class Args(BaseModel):
     types become choices. Every field needs a default (a spec may omit any argument).
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class CondArgs(Args):

@@ -13,8 +13,10 @@ from numerics import layer_modules
 
 MODULES = layer_modules()
 from flowspec.layers._attention import BETA_BOUND
-from flowspec.layers.imap import IMap, IMapArgs
-from flowspec.layers.isdp import DIAG_FLOOR, ISDP, ISDPArgs, ISDPKind
+from flowspec.layers.imap import IMapArgs
+from flowspec.layers.isdp import DIAG_FLOOR, ISDPArgs, ISDPKind
+from flowspec.nn.imap import IMap
+from flowspec.nn.isdp import ISDP
 
 try:
     from numerics import jacobian_logdet, max_abs_diff, perturb_
@@ -253,7 +255,7 @@ def test_isdp_hand_written_backward_matches_finite_differences(
 ) -> None:
     """The forward is one autograd node with a hand-written backward (``_isdp_kernel``):
     every input's gradient, the parameters' included, against ``gradcheck`` in float64."""
-    from flowspec.layers._isdp_kernel import ISDPForward
+    from flowspec.nn._isdp_kernel import ISDPForward
 
     layer, x = _isdp(shape, form=form, **args), _x(shape)
     perturb_(layer, 0.5, torch.Generator().manual_seed(4))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +27,7 @@ def qrconv(monkeypatch):
     KINDS.pop("qrconv", None)
     flowspec.plugins.LOADED.pop("qrconv", None)
     sys.modules.pop("qrconv", None)
+    sys.modules.pop("qrconv_nn", None)
 
 
 def test_qrconv_is_exact_and_counts_its_parameters(qrconv) -> None:
@@ -55,7 +58,17 @@ def test_the_example_spec_checks_verifies_and_trains(qrconv, cli, tmp_path) -> N
     assert (tmp_path / "run" / "checkpoint.pt").exists()
 
 
-def test_the_readme_shows_the_whole_example_file() -> None:
+def test_the_readme_shows_the_whole_example_files() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    source = (FOLDER / "qrconv.py").read_text(encoding="utf-8").rstrip()
-    assert "```python\n" + source + "\n```" in readme
+    for name in ("qrconv.py", "qrconv_nn.py"):
+        source = (FOLDER / name).read_text(encoding="utf-8").rstrip()
+        assert "```python\n" + source + "\n```" in readme, name
+
+
+def test_checking_with_the_example_plugin_imports_no_torch() -> None:
+    code = ("import sys, flowspec; flowspec.load(sys.argv[1], plugins=['qrconv']); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(SPEC)], capture_output=True,
+                         text=True, check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                             [str(ROOT), str(FOLDER)])})
+    assert out.stdout.strip() == "False", out.stderr

@@ -352,3 +352,39 @@ def test_a_plugin_net_with_arguments_written_as_a_call(tmp_path, monkeypatch,
     assert rc == 0 and "net=deepnet(depth=3)" in out
     rc, out, _ = cli("fmt", path)
     assert "net=deepnet(depth=3)" in out
+
+
+def test_a_module_written_the_old_way_still_works_and_warns(tmp_path, monkeypatch) -> None:
+    """A plugin's module file from before flowspec/nn (``torch = nn = F = None`` at the top,
+    flowspec binding torch into it) still builds and runs, with a warning naming the fix."""
+    import importlib
+    import warnings
+
+    import torch
+
+    (tmp_path / "old_style_nn.py").write_text(textwrap.dedent('''
+        from flowspec.layers.base import FlowLayer
+
+        torch = nn = F = None
+
+        class Shift(FlowLayer):
+            def __init__(self, shape, args, cond_channels=None):
+                super().__init__(shape, args, cond_channels)
+                self.b = nn.Parameter(torch.zeros(shape))
+
+            def forward(self, x, cond=None):
+                return F.relu(x) * 0 + x + self.b, torch.zeros(x.shape[0])
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module("old_style_nn")
+    try:
+        assert any(issubclass(w.category, DeprecationWarning) and "import torch" in str(w.message)
+                   for w in caught)
+        layer = module.Shift((1, 2, 2), {})
+        assert isinstance(layer, torch.nn.Module) and isinstance(layer, flowspec.FlowLayer)
+        y, _ = layer(torch.ones(3, 1, 2, 2))
+        assert torch.equal(y, torch.ones(3, 1, 2, 2))
+    finally:
+        sys.modules.pop("old_style_nn", None)

@@ -10,7 +10,7 @@ import torch
 from test_build_options import SPEC, batch, build
 
 import flowspec
-import flowspec.layers.base as base
+import flowspec.nn.base as base
 import runtime
 from runtime.errors import RunError
 

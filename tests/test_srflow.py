@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 import flowspec
 from flowspec.kinds import ENCODERS, KINDS, count_params
-from flowspec.layers.srflow_encoder import tapped_blocks
+from flowspec.nn.srflow_encoder import tapped_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "specs" / "srflow_celeba.flow"

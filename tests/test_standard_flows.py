@@ -270,7 +270,7 @@ def _spline_raw(shape, bins, scale, seed=0):
 
 
 def test_spline_is_monotone_identity_outside_and_inverts_in_closed_form() -> None:
-    from flowspec.layers.spline import rq_spline
+    from flowspec.nn.spline import rq_spline
 
     x = torch.linspace(-5.0, 5.0, 2001, dtype=torch.float64)
     raw = [r.expand(2001, -1) for r in _spline_raw((1,), 6, 3.0)]  # one strongly bent spline
@@ -299,7 +299,7 @@ def test_spline_is_monotone_identity_outside_and_inverts_in_closed_form() -> Non
 
 
 def test_spline_of_a_zero_network_is_the_identity() -> None:
-    from flowspec.layers.spline import rq_spline
+    from flowspec.nn.spline import rq_spline
 
     x = torch.linspace(-4.0, 4.0, 101, dtype=torch.float64)
     raw = [torch.zeros(101, n, dtype=torch.float64) for n in (8, 8, 7)]

@@ -47,6 +47,7 @@ from pydantic_core import PydanticCustomError
 
 from flowspec.kinds import LayerKind
 
+
 FORMS = ("identity", "paper", "residual")
 Form = Literal["identity", "paper", "residual"]
 #: The stored three-state ``residual`` of each form, and back.
@@ -156,4 +157,3 @@ class AttentionKind(LayerKind):
         free = 0 if args.mask == "checkerboard" else 1
         return [[a and (ch + p) % 2 != free for p, a in enumerate(row)]
                 for ch, row in enumerate(alone)]
-

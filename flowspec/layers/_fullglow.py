@@ -16,16 +16,9 @@ at 256x256 are there. Full-Glow's code fails on maps under 5x5; here they are ze
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import TYPE_CHECKING
 
 from flowspec.kinds import conv_params
 
-from .base import Module
-
-if TYPE_CHECKING:
-    from torch import Tensor
-
-torch = nn = F = None  # bound when the first module of this file is built (see base.py)
 
 #: widths of Full-Glow's ``ConvNet`` (1x1 conv, then two unpadded 3x3 convs) and ``LinearNet``
 CONV_WIDTHS = (8, 4, 2)
@@ -44,50 +37,6 @@ def vector_net_params(cond_channels: int, h: int, w: int, out: int) -> int:
     convs = conv_params(cond_channels, a, 1) + conv_params(a, b, 3) + conv_params(b, c, 3)
     widths = (flat_size(h, w), *MLP_WIDTHS, out)
     return convs + sum(i * o + o for i, o in pairwise(widths))
-
-
-class VectorCondNet(Module):
-    """Full-Glow's ``ConvNet`` + ``LinearNet``: a ``(B, Cc, H, W)`` condition map to ``(B, out)``.
-
-    The last layer's weight starts at zero, so at initialisation the output is the bias
-    (``bias`` argument, or zero) for every condition.
-    """
-
-    def __init__(self, cond_channels: int, h: int, w: int, out: int) -> None:
-        super().__init__()
-        a, b, c = CONV_WIDTHS
-        self.conv = nn.Sequential(
-            nn.Conv2d(cond_channels, a, 1), nn.ReLU(),
-            nn.Conv2d(a, b, 3), nn.ReLU(),
-            nn.Conv2d(b, c, 3), nn.ReLU())
-        widths = (flat_size(h, w), *MLP_WIDTHS)
-        layers: list = []
-        for i, o in pairwise(widths):
-            layers += [nn.Linear(i, o), nn.ReLU()]
-        self.mlp = nn.Sequential(*layers)
-        self.last = nn.Linear(MLP_WIDTHS[-1], out)
-        nn.init.zeros_(self.last.weight)
-        nn.init.zeros_(self.last.bias)
-
-    def forward(self, cond: Tensor) -> Tensor:
-        h, w = cond.shape[2], cond.shape[3]
-        if h < 5 or w < 5:
-            cond = F.pad(cond, (0, max(0, 5 - w), 0, max(0, 5 - h)))
-        return self.last(self.mlp(self.conv(cond).flatten(1)))
-
-
-class MapCondNet(Module):
-    """Full-Glow's ``CouplingCondNet``: conv3x3 to ``hidden``, ReLU, conv3x3 to ``out``, ReLU
-    (padded: the map keeps its size)."""
-
-    def __init__(self, cond_channels: int, hidden: int, out: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(cond_channels, hidden, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(hidden, out, 3, padding=1), nn.ReLU())
-
-    def forward(self, cond: Tensor) -> Tensor:
-        return self.net(cond)
 
 
 def map_net_params(cond_channels: int, hidden: int, out: int) -> int:

@@ -2,56 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from pydantic import Field
 
 from flowspec.kinds import CondArgs, LayerKind, kind, registry_args_field, registry_field
 
-from .base import FlowLayer, Shape, make_scale, sum_except_batch
 from .coupling import SCALE_DOC, ScaleForm
-from .nets import make_net, net_params
-
-if TYPE_CHECKING:
-    from torch import Tensor
-
-torch = nn = F = None  # bound when the first module of this file is built (see base.py)
-
-
-class AffineInjector(FlowLayer):
-    r"""``y = x * s(cond) + t(cond)`` with ``s = sigmoid(h + 2) + eps``.
-
-    Scale and shift depend on the condition only, so the Jacobian w.r.t. ``x`` is diagonal:
-    ``logdet = sum log s`` over all ``C H W`` entries; ``s > 0`` makes it invertible,
-    ``x = (y - t) / s``. The network is Glow's (conv3x3-ReLU-conv1x1-ReLU-zero conv3x3, of
-    width ``hidden``), so the layer starts as a fixed rescaling by ``sigmoid(2)``.
-    ``scale=bounded``: ``s = exp(b tanh(h))``, ``log s = b tanh(h)`` exactly (``b =
-    BOUNDED_SCALE_B``), starting as the identity; the inverse divides by at most ``e^b``.
-    """
-
-    def __init__(
-        self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
-    ) -> None:
-        super().__init__(shape, args, cond_channels)
-        if self.cond_channels is None:
-            raise ValueError("injector is always conditional: it needs on=COND")
-        c = self.in_shape[0]
-        self.net = make_net(args, self.cond_channels, 2 * c)
-        self.scale_fn = make_scale(args.get("scale", "sigmoid"))
-
-    def _shift_scale(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        h = self.run_net(self.net, self._cond(cond, x).to(x.dtype))
-        c = self.in_shape[0]
-        scale, log_scale = self.scale_fn(h[:, c:])
-        return h[:, :c], scale, log_scale
-
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        shift, scale, log_scale = self._shift_scale(x, cond)
-        return x * scale + shift, sum_except_batch(log_scale)
-
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        shift, scale, log_scale = self._shift_scale(y, cond)
-        return (y - shift) / scale, -sum_except_batch(log_scale)
+from .nets import net_params
 
 
 class InjectorArgs(CondArgs):
@@ -67,7 +23,7 @@ class InjectorKind(LayerKind):
     Args = InjectorArgs
     conditional = "required"
     doc = "conditional affine injector (SRFlow): scale and shift from the condition only"
-    module = AffineInjector
+    module = "flowspec.nn.injector:AffineInjector"
 
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:

@@ -10,74 +10,15 @@ last convolution starts at zero, so the enclosing bijection starts at its neutra
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from flowspec.kinds import ArgsLike, NetKind, arg, conv_params, net
-
-from .base import Module
-
-if TYPE_CHECKING:
-    from torch import Tensor
-
-torch = nn = F = None  # bound when the first module of this file is built (see base.py)
-
-
-def zero_conv(in_channels: int, out_channels: int, kernel_size: int = 3):
-    """A convolution whose weight and bias start at zero (the last layer of a network)."""
-    from torch import nn as tnn
-
-    conv = tnn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-    tnn.init.zeros_(conv.weight)
-    tnn.init.zeros_(conv.bias)
-    return conv
-
-
-class ResidualBlock(Module):
-    """Pre-activation residual block ``x + conv3x3(relu(conv3x3(relu(x))))``."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
-
-
-def glow_net(in_channels: int, out_channels: int, hidden: int):
-    """Glow's coupling network: conv3x3 - ReLU - conv1x1 - ReLU - zero-initialised conv3x3."""
-    from torch import nn as tnn
-
-    return tnn.Sequential(
-        tnn.Conv2d(in_channels, hidden, 3, padding=1),
-        tnn.ReLU(),
-        tnn.Conv2d(hidden, hidden, 1),
-        tnn.ReLU(),
-        zero_conv(hidden, out_channels),
-    )
-
-
-def resnet_net(in_channels: int, out_channels: int, hidden: int, blocks: int = 2):
-    """conv3x3 stem, ``blocks`` residual blocks, ReLU, zero-initialised conv3x3 head."""
-    from torch import nn as tnn
-
-    return tnn.Sequential(
-        tnn.Conv2d(in_channels, hidden, 3, padding=1),
-        *(ResidualBlock(hidden) for _ in range(blocks)),
-        tnn.ReLU(),
-        zero_conv(hidden, out_channels),
-    )
 
 
 @net
 class GlowNet(NetKind):
     key = "glow"
     doc = "Glow's network: conv3x3, ReLU, conv1x1, ReLU, zero-initialised conv3x3"
-    module = glow_net
+    module = "flowspec.nn.nets:glow_net"
 
     @classmethod
     def params(cls, cin: int, cout: int, hidden: int) -> int:
@@ -89,7 +30,7 @@ class GlowNet(NetKind):
 class ResNet(NetKind):
     key = "resnet"
     doc = "conv3x3 stem, 2 pre-activation residual blocks, zero-initialised conv3x3 head"
-    module = resnet_net
+    module = "flowspec.nn.nets:resnet_net"
 
     @classmethod
     def params(cls, cin: int, cout: int, hidden: int) -> int:
@@ -107,18 +48,6 @@ def _net(args: ArgsLike) -> tuple[str, int, dict]:
 
 def _has(args: ArgsLike, name: str) -> bool:
     return name in args if isinstance(args, Mapping) else hasattr(args, name)
-
-
-def make_net(args: ArgsLike, in_channels: int, out_channels: int):
-    """Build the network a layer's arguments name (``net``, ``hidden``, ``net_args``)."""
-    from flowspec.kinds import NETS
-
-    key, hidden, extra = _net(args)
-    if hidden < 1:
-        raise ValueError(f"hidden must be >= 1, got {hidden}")
-    if key not in NETS:
-        raise ValueError(f"unknown net {key!r}; registered: {', '.join(sorted(NETS))}")
-    return NETS[key].module_class()(in_channels, out_channels, hidden, **extra)
 
 
 def net_params(args: ArgsLike, in_channels: int, out_channels: int) -> int:

@@ -17,82 +17,13 @@ builds it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from flowspec.kinds import CondArgs, kind, registry_args_field, registry_field
 
-from .base import FlowLayer, Shape, make_scale, sum_except_batch
-from .coupling import SCALE_DOC, CouplingKind, ScaleForm
-from .nets import make_net, net_params
-
-if TYPE_CHECKING:
-    from torch import Tensor
-
-torch = nn = F = None  # bound when the first module of this file is built (see base.py)
-
-
-class SRFlowCoupling(FlowLayer):
-    r"""``y = g(f(x))``: ``f`` the injector ``(x + t(c)) * s(c)``, ``g`` the coupling
-    ``y_b = (u_b + t(u_a, c)) * s(u_a, c)``, ``y_a = u_a`` on ``u = f(x)``.
-
-    ``f`` is elementwise with a diagonal Jacobian ``s(c)``; ``g`` is triangular in the
-    ordering ``(a, b)`` with diagonal ``1`` on ``a`` and ``s(u_a, c)`` on ``b``. Hence
-    ``logdet = sum log s(c) + sum log s(u_a, c)``. Inverse: ``u_a = y_a``,
-    ``u_b = y_b / s(u_a, c) - t(u_a, c)``, ``x = u / s(c) - t(c)``; both scales are positive,
-    so the map is invertible for any network output. With ``inject=false`` only ``g``.
-    """
-
-    def __init__(
-        self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
-    ) -> None:
-        super().__init__(shape, args, cond_channels)
-        if self.cond_channels is None:
-            raise ValueError("coupling srflow is always conditional: it needs on=COND")
-        c = self.in_shape[0]
-        if c < 2:
-            raise ValueError(f"coupling srflow needs C >= 2, got C={c}")
-        self.a = c // 2  # SRFlow's channels_for_nn: the first C//2 channels drive the rest
-        self.inject = bool(args.get("inject", True))
-        if self.inject:
-            self.features_net = make_net(args, self.cond_channels, 2 * c)
-        self.coupling_net = make_net(args, self.a + self.cond_channels, 2 * (c - self.a))
-        self.scale_fn = make_scale(args.get("scale", "sigmoid"))
-
-    @property
-    def _init_seen(self) -> bool:
-        """Whether the networks' data-dependent inits (if any) have run."""
-        return all(getattr(m, "_init_seen", True) for m in self.modules() if m is not self)
-
-    def _affine(self, net: Any, inp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        h = self.run_net(net, inp)
-        scale, log_scale = self.scale_fn(h[:, 1::2])  # SRFlow's split_feature(h, "cross")
-        return h[:, 0::2], scale, log_scale
-
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        cond = self._cond(cond, x).to(x.dtype)
-        logdet = x.new_zeros(x.shape[0])
-        if self.inject:
-            shift, scale, log_scale = self._affine(self.features_net, cond)
-            x = (x + shift) * scale
-            logdet = logdet + sum_except_batch(log_scale)
-        xa, xb = x[:, : self.a], x[:, self.a :]
-        shift, scale, log_scale = self._affine(self.coupling_net, torch.cat([xa, cond], 1))
-        y = torch.cat([xa, (xb + shift) * scale], dim=1)
-        return y, logdet + sum_except_batch(log_scale)
-
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        cond = self._cond(cond, y).to(y.dtype)
-        ya, yb = y[:, : self.a], y[:, self.a :]
-        shift, scale, log_scale = self._affine(self.coupling_net, torch.cat([ya, cond], 1))
-        x = torch.cat([ya, yb / scale - shift], dim=1)
-        logdet = -sum_except_batch(log_scale)
-        if self.inject:
-            shift, scale, log_scale = self._affine(self.features_net, cond)
-            x = x / scale - shift
-            logdet = logdet - sum_except_batch(log_scale)
-        return x, logdet
+from .coupling import CouplingKind, SCALE_DOC, ScaleForm
+from .nets import net_params
 
 
 class SRFlowCouplingArgs(CondArgs):
@@ -112,7 +43,7 @@ class SRFlowCouplingKind(CouplingKind):
     doc = ("SRFlow's conditional affine coupling (CondAffineSeparatedAndCond): an affine "
            "injector from the condition, then the first C//2 channels and the condition "
            "drive an affine map of the rest")
-    module = SRFlowCoupling
+    module = "flowspec.nn.srflow_coupling:SRFlowCoupling"
 
     @classmethod
     def coupled(cls, shape, args) -> set[tuple[int, int]]:
@@ -129,4 +60,3 @@ class SRFlowCouplingKind(CouplingKind):
     @staticmethod
     def widths(shape, args) -> tuple[int, int]:
         return shape[0] // 2, shape[0] - shape[0] // 2
-

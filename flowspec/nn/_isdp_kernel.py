@@ -1,11 +1,10 @@
 r"""iSDP's forward as one autograd node with a hand-written backward (imports torch).
 
-Imported only from inside :class:`flowspec.layers.isdp.ISDP`'s methods, so that checking a
-spec stays torch-free. At the sizes flowspec's models use (N = 4 or 16 patches, a few
-hundred features per patch) every op of the layer costs more in dispatch and autograd
-bookkeeping than in arithmetic: composed from torch ops, autograd recorded about 40 nodes
-for one call. Here the forward runs without recording and the backward is the chain rule
-written out once, reusing what the forward computed.
+Used by :class:`flowspec.nn.isdp.ISDP`. At the sizes flowspec's models use (N = 4 or 16
+patches, a few hundred features per patch) every op of the layer costs more in dispatch and
+autograd bookkeeping than in arithmetic: composed from torch ops, autograd recorded about
+40 nodes for one call. Here the forward runs without recording and the backward is the
+chain rule written out once, reusing what the forward computed.
 
 The kernel works with transposed matrices: it computes ``L^T = K Q^T`` and normalises its
 columns (``S^T``), because a softmax over a short last axis is several times slower on CPU
@@ -17,7 +16,7 @@ the gain's share, and the free entries of group ``g`` map as ``y_g = T_g^T x_g``
 factorisation per call gives the log-det and, in the backward, ``T_g^{-T}`` (the
 derivative of ``log det``); the inverse solves with the same factors.
 
-Notation as in :class:`~flowspec.layers.isdp.ISDP`; ``coef`` holds the rows ``log d``,
+Notation as in :class:`~flowspec.nn.isdp.ISDP`; ``coef`` holds the rows ``log d``,
 ``theta`` and, in the identity form, ``gamma``.
 """
 
@@ -30,11 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ._attention import BETA_BOUND, RESIDUAL_BOUND
-from .isdp import _LOG_D_BOUND as LOG_D_BOUND
-from .isdp import _LOGIT_BOUND as LOGIT_BOUND
+from flowspec.layers._attention import BETA_BOUND, RESIDUAL_BOUND
+from flowspec.layers.isdp import _LOG_D_BOUND as LOG_D_BOUND
+from flowspec.layers.isdp import _LOGIT_BOUND as LOGIT_BOUND
+from flowspec.layers.isdp import DIAG_FLOOR
+
 from .base import exact_products
-from .isdp import DIAG_FLOOR
 
 _softmax_backward = torch.ops.aten._softmax_backward_data
 
