@@ -25,6 +25,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# The built-in vocabulary registers itself as a plugin does (torch-free imports). Here, in
+# the package's own start-up, it runs before any submodule is used, and the registries
+# (flowspec.kinds) import none of the declarations that fill them: no import cycle.
+from . import layers  # noqa: F401  (isort: first, so that every registry is full)
 from .api import analyze, load, loads
 from .errors import FlowError, FlowNameError, FlowShapeError, FlowSpecError, FlowSyntaxError
 from .ir import FlowSpec

@@ -456,7 +456,3 @@ def prior_args(prior_ir: Any) -> dict[str, Any]:
     """Every argument of a spec's prior (its IR keeps ``learned`` and ``on`` apart)."""
     fields = PRIORS[prior_ir.kind].Args.model_fields
     return {k: v for k, v in prior_ir.all_args().items() if k in fields}
-
-
-# the built-in vocabulary registers itself like a plugin does (torch-free imports)
-from . import layers  # noqa: F401
