@@ -1,4 +1,4 @@
-"""The front-end commands: check, fmt, schema, kinds, verify (torch only inside verify)."""
+"""The front-end commands: check, fmt, schema, kinds, verify (torch only inside verify), lsp."""
 
 from __future__ import annotations
 
@@ -142,12 +142,25 @@ def cmd_verify(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lsp(a: argparse.Namespace) -> int:
+    import importlib.util
+
+    from .errors import FlowError
+
+    if importlib.util.find_spec("pygls") is None:  # an optional extra: exit 1, one line
+        raise FlowError("`flowspec lsp` needs pygls: pip install 'flowspec[lsp]'")
+    from .lsp.server import serve
+
+    return serve()
+
+
 def register(commands: dict[str, Any]) -> None:
     commands["check"] = (_reg_check, cmd_check)
     commands["fmt"] = (_reg_fmt, cmd_fmt)
     commands["schema"] = (_reg_schema, cmd_schema)
     commands["kinds"] = (_reg_kinds, cmd_kinds)
     commands["verify"] = (_reg_verify, cmd_verify)
+    commands["lsp"] = (_reg_lsp, cmd_lsp)
 
 
 def _reg_check(sub: Any) -> None:
@@ -191,3 +204,9 @@ def _reg_verify(sub: Any) -> None:
                    "cuda:N (float64 either way; the prior's density checks run on the CPU)")
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.set_defaults(func=cmd_verify)
+
+
+def _reg_lsp(sub: Any) -> None:
+    s = sub.add_parser("lsp", help="run the language server for editors (LSP over stdio; "
+                       "needs flowspec[lsp])")
+    s.set_defaults(func=cmd_lsp)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up flowspec from nothing: Debian packages (graphviz's `dot`, Fashion-MNIST),
-# a virtual environment in .venv, the CPU build of torch and the project itself.
+# a virtual environment in .venv, the CPU build of torch and the project itself with its
+# dev extra (which includes flowspec[lsp], pygls for `flowspec lsp`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
