@@ -37,7 +37,7 @@ from .images import plot_curve, save_png
 from .metrics import MetricsLog
 from .recipe import Recipe
 from .reconstruction import RECON_WARN, recon_batch, recon_message, reconstruction
-from .steps import Steps, flush_due
+from .steps import FLUSH_EVERY, Steps, flush_due, write_records
 from .soundness import check_bpd, summary_warnings, verify_command
 from .tasks import Task, TaskData, make_task
 from .tracking import Tracker, open_tracker
@@ -334,7 +334,8 @@ class Trainer:
                 ddp.barrier(d)
                 steps.restart_clock()
         except KeyboardInterrupt:  # the steps done so far still reach metrics.jsonl
-            self._write(d, steps.flush(), log, bar)
+            if d.main:
+                write_records(steps.flush().records, log, self.tracker, bar)
             raise
         freeze.release()
         bar.close()
@@ -345,26 +346,14 @@ class Trainer:
         """Log the buffered steps; stop at the first that was not finite, naming it."""
         flushed = steps.flush()
         self.t_train = steps.t_train
-        self._write(d, flushed, log, bar)
+        if d.main:
+            write_records(flushed.records, log, self.tracker, bar)
         bad = flushed.bad
         if bad is not None:
             # the parameters are those the bad step saw (later updates were skipped), and
             # its batch is a function of the step: the diagnosis re-runs exactly that step
             x, cond = batch(bad.step, check=True)
             self._nonfinite(bad.step, model, x, cond, bad.what())
-
-    def _write(self, d: ddp.Dist, flushed: Any, log: MetricsLog, bar: Any) -> None:
-        if not d.main or not flushed.records:
-            return
-        for record in flushed.records:
-            log.write(record)
-            self.tracker.train(record["step"], record)
-        recent = [rec["loss"] for rec in flushed.records[-20:]]
-        rate = flushed.records[-1]["images_per_s"]
-        bar.update(len(flushed.records))
-        bar.set_postfix_str(f"bpd: last step {recent[-1]:.3f}, mean of last {len(recent)} "
-                            f"{sum(recent) / len(recent):.3f} | {rate or 0:.0f} img/s",
-                            refresh=False)
 
     def _pretrain(self, d: ddp.Dist, task: Task, train: Any, model: Any, opt: Any,
                   sched: Any, log: MetricsLog, out: Path, shard: slice) -> None:
@@ -380,20 +369,31 @@ class Trainer:
                    disable=not (d.main and self.progress), dynamic_ncols=True, unit="step",
                    desc=f"{self.spec.name} (pretrain)", file=sys.stderr)
         model.train()
+        losses: list[Tensor] = []  # on the device, read at flushes (as the flow's steps)
+        t0 = time.perf_counter()
         while not pre.finished:
-            t0 = time.perf_counter()
             cond, hr = pre.batch(train.images, pre.done, stream, shard)
-            value = pre.step(cond, hr, d)
+            losses.append(pre.step(cond, hr, d))
             done = pre.done
+            save = done % r.checkpoint_every == 0 or pre.finished
+            if not (save or done % FLUSH_EVERY == 0):
+                continue
+            first, n = done - len(losses) + 1, len(losses)
+            (values, stop), losses = pre.read(losses), []
+            per = (time.perf_counter() - t0) / n  # the window's mean step
             if d.main:
-                log.write({"kind": "pretrain", "pretrain_step": done, "l1": value,
-                           "lr": r.pretrain_lr, "seconds": round(time.perf_counter() - t0, 4)})
-                bar.update(1)
-                bar.set_postfix_str(f"L1 {value:.4f}", refresh=False)
-            if done % r.checkpoint_every == 0 or pre.finished:
+                for step, value in enumerate(values, first):
+                    log.write({"kind": "pretrain", "pretrain_step": step, "l1": value,
+                               "lr": r.pretrain_lr, "seconds": round(per, 4)})
+                bar.update(len(values))
+                bar.set_postfix_str(f"L1 {values[-1]:.4f}" if values else "", refresh=False)
+            if stop is not None:
+                raise stop
+            if save:
                 if d.main:
                     self._checkpoint(model, opt, sched, 0, log, out, pretrain_step=done)
                 ddp.barrier(d)
+            t0 = time.perf_counter()
         bar.close()
 
     def _nonfinite(self, step: int, model: Any, x: Tensor, cond: Any, what: str) -> None:

@@ -23,6 +23,7 @@ from torch.overrides import TorchFunctionMode
 import runtime
 from runtime import checkpoint as ckpt
 from runtime.errors import RunError
+from runtime.pretrain import Pretraining
 from runtime.steps import FLUSH_EVERY, Steps, flush_due
 from runtime.tasks import Task
 from runtime.trainer import Trainer
@@ -38,6 +39,24 @@ HOST_SIDE = ("torch/optim/",)
 
 QUICK = {"steps": 4, "batch": 4, "val_every": 100, "sample_every": 100,
          "checkpoint_every": 100, "val_images": 8, "progress": False}
+SR_PRETRAIN = """flowspec 0.2
+flow f(scale = 4) {
+  input 1 x 16 x 16
+  condition lr: image 1 x 4 x 4 encoder=ENCODER
+  squeeze
+  actnorm
+  invconv
+  coupling srflow on=lr hidden=4
+  train {
+    task super_resolution scale=4
+    data faces resize=true
+    bits 8
+    optimizer adam lr=1e-3
+    pretrain encoder steps=3 lr=3e-3
+    freeze encoder fraction=0.5
+  }
+}
+""".replace("ENCODER", "srflow(blocks=1, features=4, taps=1, ups=1, head=true, scale=scale)")
 FLOWS = {
     "demo": lambda tmp: (ROOT / "specs" / "demo.flow", {"L": 2, "K": 1, "hidden": 8}, {}),
     "logit": lambda tmp: (ROOT / "specs" / "realnvp.flow", {"L": 2, "hidden": 8, "size": 8},
@@ -45,6 +64,8 @@ FLOWS = {
     "class": lambda tmp: (ROOT / "specs" / "glow_class.flow", {"L": 2, "K": 1, "hidden": 8},
                           {}),
     "sr": lambda tmp: (write_spec(tmp, TINY_SR), {}, {}),
+    # the encoder's pretraining steps, then flow steps with the encoder frozen for two
+    "sr-pretrain": lambda tmp: (write_spec(tmp, SR_PRETRAIN), {}, {}),
 }
 
 
@@ -66,8 +87,8 @@ class Reads(TorchFunctionMode):
 
 def _watch(monkeypatch) -> dict:
     """Run every step under the detector; keep the loss and lr each step computed."""
-    seen: dict = {"reads": [], "steps": 0, "loss": [], "lr": []}
-    real_step, real_loss = Steps.step, Task.loss
+    seen: dict = {"reads": [], "steps": 0, "loss": [], "lr": [], "pretrain": 0}
+    real_step, real_loss, real_pretrain = Steps.step, Task.loss, Pretraining.step
 
     def step(self, s):
         mode = Reads()
@@ -82,8 +103,17 @@ def _watch(monkeypatch) -> dict:
         seen["loss"].append(out.detach())
         return out
 
+    def pretrain(self, cond, hr, d):
+        mode = Reads()
+        with mode:
+            out = real_pretrain(self, cond, hr, d)
+        seen["reads"] += [f"pretraining step {self.done}: {r}" for r in mode.found]
+        seen["pretrain"] += 1
+        return out
+
     monkeypatch.setattr(Steps, "step", step)
     monkeypatch.setattr(Task, "loss", loss)
+    monkeypatch.setattr(Pretraining, "step", pretrain)
     return seen
 
 
@@ -99,6 +129,7 @@ def test_training_steps_never_read_the_device(name, tmp_path, monkeypatch) -> No
     out = tmp_path / "run"
     runtime.train(spec, overrides=overrides, out=out, device="cpu", **QUICK, **extra)
     assert seen["steps"] == QUICK["steps"]
+    assert seen["pretrain"] == (3 if name == "sr-pretrain" else 0)
     assert seen["reads"] == []
     records = _train_records(out)
     assert [r["step"] for r in records] == list(range(1, QUICK["steps"] + 1))
@@ -193,3 +224,19 @@ def test_the_detector_sees_reads() -> None:
         float(x.sum()), bool(x.any()), x.tolist(), x.nonzero()
     assert [r.split(" at ")[0] for r in mode.found] == ["__float__", "__bool__", "tolist",
                                                        "nonzero"]
+
+
+def test_a_non_finite_pretraining_step_is_named_at_the_flush(tmp_path, monkeypatch) -> None:
+    real_batch = Pretraining.batch
+
+    def batch(self, images, step, stream, shard):
+        cond, hr = real_batch(self, images, step, stream, shard)
+        return cond, hr * float("nan") if step == 1 else hr  # the second step's target
+
+    monkeypatch.setattr(Pretraining, "batch", batch)
+    out = tmp_path / "run"
+    with pytest.raises(RunError, match=r"^pretraining stopped at step 2: the L1 loss is nan"):
+        runtime.train(write_spec(tmp_path, SR_PRETRAIN), out=out, device="cpu", **QUICK)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [r.get("pretrain_step") for r in map(json.loads, lines)] == [1]
+    assert not (out / "checkpoint.pt").exists()
