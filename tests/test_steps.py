@@ -27,6 +27,7 @@ from runtime.pretrain import Pretraining
 from runtime.steps import FLUSH_EVERY, Steps, flush_due
 from runtime.tasks import Task
 from runtime.trainer import Trainer
+from test_dequantization import spec_file as dequantization_spec
 from tinyruns import TINY_SR, write_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +67,7 @@ FLOWS = {
     "sr": lambda tmp: (write_spec(tmp, TINY_SR), {}, {}),
     # the encoder's pretraining steps, then flow steps with the encoder frozen for two
     "sr-pretrain": lambda tmp: (write_spec(tmp, SR_PRETRAIN), {}, {}),
+    "variational": lambda tmp: (dequantization_spec(tmp), {}, {}),  # q(u|x) in the step
 }
 
 
