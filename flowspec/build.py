@@ -180,7 +180,8 @@ class FlowModel(nn.Module):
                 layer.net_dtype = d
 
     # ---- conditions
-    def _features(self, cond: dict[str, Tensor] | None, batch: int) -> dict[str, Tensor]:
+    def _features(self, cond: dict[str, Tensor] | None, batch: int,
+                  check_labels: bool = True) -> dict[str, Tensor]:
         if not self.spec.conditions:
             return {}
         if cond is None:
@@ -204,7 +205,7 @@ class FlowModel(nn.Module):
                     self.encoders[c.name], y)
                 continue
             if c.type == "class":
-                t = _class_one_hot(c, t, batch)
+                t = _class_one_hot(c, t, batch, check_labels)
             elif c.type == "labels" and t.dim() == 3:
                 t = F.one_hot(t.long(), c.shape[0]).permute(0, 3, 1, 2)
             param = next(self.parameters())
@@ -262,10 +263,13 @@ class FlowModel(nn.Module):
                              f"{', '.join(map(str, want))}), i.e. C×H×W = {_fmt(want)}"
                              f"{where}; got a batch of shape {got}")
 
-    def forward(self, x: Tensor, cond: dict[str, Tensor] | None = None
-                ) -> tuple[list[Tensor], Tensor]:
+    def forward(self, x: Tensor, cond: dict[str, Tensor] | None = None, *,
+                check_labels: bool = True) -> tuple[list[Tensor], Tensor]:
+        """``(zs, logdet)``. ``check_labels=False`` skips the range check of class ids (it
+        reads them on the host, a device synchronisation): for labels already checked, as
+        the trainer's, checked when the data were loaded."""
         self._check_input(x)
-        feats = self._features(cond, x.shape[0])
+        feats = self._features(cond, x.shape[0], check_labels)
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self._run("forward", FlowModel._forward_layers, x.device.type, x, feats)
@@ -377,9 +381,10 @@ def _fmt(shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def _class_one_hot(c: Any, labels: Any, batch: int) -> Tensor:
+def _class_one_hot(c: Any, labels: Any, batch: int, check_range: bool = True) -> Tensor:
     """``(B, N, 1, 1)`` one-hot of a class condition's integer labels, checked: a ``(B,)``
-    integer tensor (or list) with values in ``0..N-1``, or one int for the whole batch."""
+    integer tensor (or list) with values in ``0..N-1`` (unless ``check_range`` is false), or
+    one int for the whole batch."""
     n = c.shape[0]
     where = f"condition `{c.name}` (class {n}, declared at {c.span.file}:{c.span.line})"
     try:  # a tensor, or an int / list / array of ints
@@ -394,7 +399,7 @@ def _class_one_hot(c: Any, labels: Any, batch: int) -> Tensor:
     if tuple(labels.shape) != (batch,):
         raise ValueError(f"{where} takes one class id per sample, a tensor of shape ({batch},), "
                          f"got {tuple(labels.shape)}")
-    if batch and (int(labels.min()) < 0 or int(labels.max()) >= n):
+    if check_range and batch and (int(labels.min()) < 0 or int(labels.max()) >= n):
         bad = labels[(labels < 0) | (labels >= n)]
         raise ValueError(f"{where} takes class ids 0..{n - 1}, got {int(bad[0])}")
     return F.one_hot(labels.long(), n).view(batch, n, 1, 1)

@@ -37,7 +37,8 @@ class BatchStream:
         pos = step * self.batch + torch.arange(self.batch)
         epoch, within = pos // self.n, pos % self.n
         out = torch.empty(self.batch, dtype=torch.int64)
-        for e in epoch.unique().tolist():
+        first, last = step * self.batch // self.n, ((step + 1) * self.batch - 1) // self.n
+        for e in range(first, last + 1):  # the epochs the batch spans, without reading `epoch`
             sel = epoch == e
             out[sel] = self._perm(e)[within[sel]]
         return out

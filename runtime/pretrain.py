@@ -135,15 +135,13 @@ class Pretraining:
         cond = self.task.condition(hr, None, self.dev)
         return cond, im.to_condition(hr).to(self.dev)
 
-    def step(self, cond: dict[str, Tensor], hr: Tensor, d: Any) -> float:
-        """One Adam step on the mean L1 distance (summed over the encoders with a head)."""
+    def step(self, cond: dict[str, Tensor], hr: Tensor, d: Any) -> Tensor:
+        """One Adam step on the mean L1 distance (summed over the encoders with a head).
+        Returns the loss averaged over the ranks, left on the device: :meth:`read` takes a
+        run of them at once, so a step never waits for the device."""
         loss = sum((e.sr(cond[name].to(hr.dtype)) - hr).abs().mean()
                    for name, e in self.encoders.items())
-        value = float(ddp.mean(d, loss.detach()))
-        if not math.isfinite(value):
-            raise RunError(f"pretraining stopped at step {self.done + 1}: the L1 loss is "
-                           f"{value}; nothing of this step was saved. Try a lower learning "
-                           f"rate (pretrain encoder lr={self.recipe.pretrain_lr:g})")
+        value = ddp.mean(d, loss.detach())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if d.active:  # the mean gradient over the ranks' shards
@@ -154,6 +152,20 @@ class Pretraining:
         self.opt.step()
         self.done += 1
         return value
+
+    def read(self, losses: list[Tensor]) -> tuple[list[float], RunError | None]:
+        """The losses of the last ``len(losses)`` steps (one synchronisation) up to the first
+        non-finite one, and the error that stops the run there (None: all finite), to raise
+        once the finite ones are logged and before anything after them is checkpointed."""
+        values = torch.stack(losses).tolist()
+        for i, value in enumerate(values):
+            if not math.isfinite(value):
+                step = self.done - len(values) + 1 + i
+                return values[:i], RunError(
+                    f"pretraining stopped at step {step}: the L1 loss is {value}; nothing of "
+                    "this step was saved. Try a lower learning rate (pretrain encoder "
+                    f"lr={self.recipe.pretrain_lr:g})")
+        return values, None
 
 
 def announce(pre: Pretraining, batch: int, train_images: int) -> None:

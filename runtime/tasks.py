@@ -55,6 +55,14 @@ def stream_seed(seed: int, tag: str, index: float) -> int:
     return int.from_bytes(h[:8], "little") & (2**63 - 1)
 
 
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A batch tensor made on the host, on ``device`` without the host waiting for the copy
+    (pinned, then copied asynchronously, on CUDA; a training step issues no synchronisation)."""
+    if torch.device(device).type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(seed)
@@ -185,9 +193,9 @@ class Task(ABC):
     def _dequantize(self, images: Tensor, noise: Tensor, device: torch.device) -> Tensor:
         if self.deq is None or self._uniform:
             self._logq = None
-            return im.dequantize(images, self.bits, noise).to(device)
-        lv = im.levels(images, self.bits).to(device)
-        u, self._logq = self.deq(lv, noise.to(device))
+            return to_device(im.dequantize(images, self.bits, noise), device)
+        lv = to_device(im.levels(images, self.bits), device)
+        u, self._logq = self.deq(lv, to_device(noise, device))
         return (lv.to(u.dtype) + u) / 2**self.bits - 0.5
 
     @contextmanager
@@ -310,7 +318,7 @@ class Generation(Task):
 
     def condition(self, images: Tensor, maps: Tensor | None,
                   device: torch.device) -> dict[str, Tensor] | None:
-        return None if self.cond is None else {self.cond.name: maps.long().to(device)}
+        return None if self.cond is None else {self.cond.name: to_device(maps.long(), device)}
 
     def grids(self, model: Any, data: TaskData, device: torch.device,
               temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = 8,
@@ -356,7 +364,8 @@ class SuperResolution(Task):
 
     def condition(self, images: Tensor, maps: Tensor | None,
                   device: torch.device) -> dict[str, Tensor]:
-        return {self.cond.name: im.to_condition(im.downscale(images, self.scale)).to(device)}
+        return {self.cond.name: to_device(im.to_condition(im.downscale(images, self.scale)),
+                                         device)}
 
     @torch.no_grad()
     def validate(self, model: Any, data: TaskData, device: torch.device, *,
@@ -441,7 +450,7 @@ class Translation(Task):
 
     def condition(self, images: Tensor, maps: Tensor | None,
                   device: torch.device) -> dict[str, Tensor]:
-        return {self.cond.name: maps.long().to(device)}
+        return {self.cond.name: to_device(maps.long(), device)}
 
     # ---- a label map with its own flow (encoder=flow(...), Full-Glow): joint likelihood
     def inputs(self, images: Tensor, maps: Tensor | None, noise: Tensor,
@@ -453,7 +462,7 @@ class Translation(Task):
         if c.flow is not None:
             g = generator(stream_seed(self.recipe.seed, "labels", float(noise.double().sum())))
             u = torch.rand((maps.shape[0], *c.flow.input), generator=g, dtype=noise.dtype)
-            cond[c.name] = condflow.label_input(c, maps.long(), u).to(device)
+            cond[c.name] = to_device(condflow.label_input(c, maps.long(), u), device)
         return x, cond
 
     def label_bpd(self, net: Any) -> Tensor:

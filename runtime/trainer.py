@@ -15,7 +15,6 @@ import math
 import os
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +39,7 @@ from .images import plot_curve, save_png
 from .metrics import MetricsLog
 from .recipe import Recipe
 from .reconstruction import RECON_WARN, recon_batch, recon_message, reconstruction
+from .steps import FLUSH_EVERY, Steps, flush_due, write_records
 from .soundness import check_bpd, summary_warnings, verify_command
 from .tasks import Task, TaskData, make_task
 from .tracking import Tracker, open_tracker
@@ -249,13 +249,16 @@ class Trainer:
         local = r.batch // d.world
         shard = slice(d.rank * local, (d.rank + 1) * local)
 
-        def batch(step: int) -> tuple[Tensor, dict[str, Tensor] | None]:
+        def batch(step: int, check: bool = False) -> tuple[Tensor, dict[str, Tensor] | None]:
+            """The inputs of step ``step``; ``check``: refuse them, naming the samples, when
+            not finite (a host synchronisation: training steps check on the device)."""
             idx = stream.indices(step)[shard]
             maps = None if train.maps is None else train.maps[idx]
             noise = stream.noise(step, tuple(spec.input))[shard]
             x, cond = task.inputs(train.images[idx], maps, noise, dev)
-            check_finite(x, cond, f"the training batch of step {step + 1}", idx,
-                         f"train split of `{r.data}`")
+            if check:
+                check_finite(x, cond, f"the training batch of step {step + 1}", idx,
+                             f"train split of `{r.data}`")
             return x, cond
 
         if self.pre is not None and not self.pre.finished:
@@ -271,7 +274,7 @@ class Trainer:
             # ranks inside the layer); then rank 0's copy is made everyone's, bit for bit.
             model.train()
             with torch.no_grad():
-                model(*batch(start))
+                model(*batch(start, check=True))
         idle = pt.head_parameters(model) if d.active else []  # no flow gradient reaches
         pt.set_trainable(idle, False)  # them, and DDP would wait for one
         net: Any = ddp.wrap(d, model, dev)  # DDP (without per-step buffer broadcasts)
@@ -301,71 +304,57 @@ class Trainer:
     def _loop(self, d: ddp.Dist, dev: torch.device, task: Task, data: TaskData, model: Any,
               net: Any, opt: Any, sched: Any, batch: Any, start: int, log: MetricsLog,
               out: Path) -> dict[str, Any]:
+        """The flow's steps (:class:`runtime.steps.Steps`: no host synchronisation), read at
+        the flushes of :func:`runtime.steps.flush_due`, then validation, samples and
+        checkpoints."""
         r = self.recipe
         from tqdm import tqdm
 
         bar = tqdm(total=r.steps, initial=start, disable=not (d.main and self.progress),
                    dynamic_ncols=True, unit="step", desc=self.spec.name, file=sys.stderr)
-        recent: deque[float] = deque(maxlen=20)
-        rate = None
         files: dict[str, Any] = {"samples": []}
-        self.t_train = 0.0
-        params = [p for p in model.parameters()]
         freeze = pt.Freeze(model, self.freeze_until, start, skip_backward=not d.active)
-        for step in range(start, r.steps):
-            t0 = time.perf_counter()
-            model.train()
-            freeze.before(step)
-            x, cond = batch(step)
-            loss = task.loss(net, x, cond).mean()
-            value = float(ddp.mean(d, loss.detach()))
-            if not math.isfinite(value):
-                self._nonfinite(step, model, x, cond, f"the loss is {value}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            freeze.drop_grads(step)
-            norm = torch.nn.utils.clip_grad_norm_(params, r.clip or math.inf)
-            if not torch.isfinite(norm):
-                self._nonfinite(step, model, x, cond, f"the gradient norm is {float(norm)}")
-            opt.step()
-            sched.step()
-            done = step + 1
-            dt = time.perf_counter() - t0
-            self.t_train += dt
-            rate = r.batch / dt if rate is None else 0.9 * rate + 0.1 * r.batch / dt
-            recent.append(value)
-            if d.main:
-                record = {"kind": "train", "step": done, "loss": value, "bpd": value,
-                          "lr": opt.param_groups[0]["lr"], "grad_norm": float(norm),
-                          "images_per_s": r.batch / dt, "time": round(self.t_train, 4)}
-                if freeze.until:
-                    record["encoders_frozen"] = step < freeze.until
-                log.write(record)
-                self.tracker.train(done, record)
-                bar.update(1)
-                bar.set_postfix_str(f"bpd: last step {value:.3f}, mean of last "
-                                    f"{len(recent)} {sum(recent) / len(recent):.3f} | "
-                                    f"{rate:.0f} img/s", refresh=False)
-            last = done == r.steps
-            sync = False
-            if done % r.val_every == 0 or last:
-                sync = True
-                if d.main:
+        steps = Steps(model, net, task, opt, sched, batch, freeze, r.clip, d, r.batch)
+        self.t_train = 0.0
+        try:
+            for step in range(start, r.steps):
+                steps.step(step)
+                done = step + 1
+                if not flush_due(done, r):
+                    continue
+                self._flush(d, steps, log, bar, model, batch)
+                last = done == r.steps
+                if d.main and (done % r.val_every == 0 or last):
                     self._validate(dev, task, data, model, opt, sched, done, log, out, files)
-            if done % r.sample_every == 0 or last:
-                sync = True
-                if d.main:
+                if d.main and (done % r.sample_every == 0 or last):
                     self._samples(dev, task, data, model, done, out, files)
-            if done % r.checkpoint_every == 0 or last:
-                sync = True
-                cuda = ddp.cuda_rng_states(d, dev)  # every rank's, for rank 0 to save
-                if d.main:
-                    self._checkpoint(model, opt, sched, done, log, out, cuda=cuda)
-            if sync:
+                if done % r.checkpoint_every == 0 or last:
+                    cuda = ddp.cuda_rng_states(d, dev)  # every rank's, for rank 0 to save
+                    if d.main:
+                        self._checkpoint(model, opt, sched, done, log, out, cuda=cuda)
                 ddp.barrier(d)
+                steps.restart_clock()
+        except KeyboardInterrupt:  # the steps done so far still reach metrics.jsonl
+            if d.main:
+                write_records(steps.flush().records, log, self.tracker, bar)
+            raise
         freeze.release()
         bar.close()
         return files
+
+    def _flush(self, d: ddp.Dist, steps: Steps, log: MetricsLog, bar: Any, model: Any,
+               batch: Any) -> None:
+        """Log the buffered steps; stop at the first that was not finite, naming it."""
+        flushed = steps.flush()
+        self.t_train = steps.t_train
+        if d.main:
+            write_records(flushed.records, log, self.tracker, bar)
+        bad = flushed.bad
+        if bad is not None:
+            # the parameters are those the bad step saw (later updates were skipped), and
+            # its batch is a function of the step: the diagnosis re-runs exactly that step
+            x, cond = batch(bad.step, check=True)
+            self._nonfinite(bad.step, model, x, cond, bad.what())
 
     def _pretrain(self, d: ddp.Dist, task: Task, train: Any, model: Any, opt: Any,
                   sched: Any, log: MetricsLog, out: Path, shard: slice) -> None:
@@ -381,21 +370,32 @@ class Trainer:
                    disable=not (d.main and self.progress), dynamic_ncols=True, unit="step",
                    desc=f"{self.spec.name} (pretrain)", file=sys.stderr)
         model.train()
+        losses: list[Tensor] = []  # on the device, read at flushes (as the flow's steps)
+        t0 = time.perf_counter()
         while not pre.finished:
-            t0 = time.perf_counter()
             cond, hr = pre.batch(train.images, pre.done, stream, shard)
-            value = pre.step(cond, hr, d)
+            losses.append(pre.step(cond, hr, d))
             done = pre.done
+            save = done % r.checkpoint_every == 0 or pre.finished
+            if not (save or done % FLUSH_EVERY == 0):
+                continue
+            first, n = done - len(losses) + 1, len(losses)
+            (values, stop), losses = pre.read(losses), []
+            per = (time.perf_counter() - t0) / n  # the window's mean step
             if d.main:
-                log.write({"kind": "pretrain", "pretrain_step": done, "l1": value,
-                           "lr": r.pretrain_lr, "seconds": round(time.perf_counter() - t0, 4)})
-                bar.update(1)
-                bar.set_postfix_str(f"L1 {value:.4f}", refresh=False)
-            if done % r.checkpoint_every == 0 or pre.finished:
+                for step, value in enumerate(values, first):
+                    log.write({"kind": "pretrain", "pretrain_step": step, "l1": value,
+                               "lr": r.pretrain_lr, "seconds": round(per, 4)})
+                bar.update(len(values))
+                bar.set_postfix_str(f"L1 {values[-1]:.4f}" if values else "", refresh=False)
+            if stop is not None:
+                raise stop
+            if save:
                 cuda = ddp.cuda_rng_states(d, pre.dev)
                 if d.main:
                     self._checkpoint(model, opt, sched, 0, log, out, pretrain_step=done, cuda=cuda)
                 ddp.barrier(d)
+            t0 = time.perf_counter()
         bar.close()
 
     def _nonfinite(self, step: int, model: Any, x: Tensor, cond: Any, what: str) -> None:

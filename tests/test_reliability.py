@@ -365,11 +365,12 @@ def test_condition_of_the_wrong_shape_names_its_declaration(spec_file: Path) -> 
 
 
 def _poison(monkeypatch, at_call: int, value: float) -> None:
-    """Make the `at_call`-th training batch (1 = the actnorm init batch) hold `value`."""
+    """Make the `at_call`-th training batch (1 = the actnorm init batch) hold `value`, and
+    that batch whenever it is made again (a step's batch is a function of the step)."""
     from runtime.tasks import Generation
 
     real = Generation.inputs
-    calls = {"n": 0}
+    calls: dict = {"n": 0, "noise": None}
 
     def inputs(self, images, maps, noise, device):
         x, cond = real(self, images, maps, noise, device)
@@ -377,6 +378,8 @@ def _poison(monkeypatch, at_call: int, value: float) -> None:
             return x, cond
         calls["n"] += 1
         if calls["n"] == at_call:
+            calls["noise"] = noise
+        if calls["noise"] is not None and torch.equal(noise, calls["noise"]):
             x = x.clone()
             x[1, 0, 3, 4] = value
         return x, cond

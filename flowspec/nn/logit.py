@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import FlowLayer, Shape, batch_logdet, sum_except_batch
+from .base import FlowLayer, Shape, sum_except_batch
 
 
 class Logit(FlowLayer):
@@ -42,19 +42,16 @@ class Logit(FlowLayer):
         self.alpha = float(args["alpha"])
         if not 0.0 < self.alpha < 0.5:
             raise ValueError(f"logit alpha must lie in (0, 0.5), got {self.alpha}")
-
-    def _const(self, x: Tensor) -> Tensor:
-        """``D log(1 - 2 alpha)``: the part of the log-det that is the same for every input."""
-        d = math.prod(self.in_shape)
-        value = torch.tensor(d * math.log1p(-2.0 * self.alpha), dtype=x.dtype, device=x.device)
-        return batch_logdet(value, x)
+        # ``D log(1 - 2 alpha)``: the part of the log-det that is the same for every input (a
+        # Python number, so no tensor is made, or copied to the device, per call)
+        self.const = math.prod(self.in_shape) * math.log1p(-2.0 * self.alpha)
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         p = self.alpha + (1.0 - 2.0 * self.alpha) * (x + 0.5)
         log_p, log_1mp = torch.log(p), torch.log1p(-p)
-        return log_p - log_1mp, self._const(x) - sum_except_batch(log_p + log_1mp)
+        return log_p - log_1mp, self.const - sum_except_batch(log_p + log_1mp)
 
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x = (torch.sigmoid(y) - self.alpha) / (1.0 - 2.0 * self.alpha) - 0.5
         log_p, log_1mp = F.logsigmoid(y), F.logsigmoid(-y)
-        return x, sum_except_batch(log_p + log_1mp) - self._const(y)
+        return x, sum_except_batch(log_p + log_1mp) - self.const
