@@ -13,7 +13,8 @@ The public API is the names of ``__all__`` and the modules of :data:`PUBLIC_MODU
 ``flowspec.errors`` (the exception root, exit statuses, ``raise_if_errors``),
 ``flowspec.codes`` (diagnostic codes), ``flowspec.ir`` (the checked model description),
 ``flowspec.kinds`` (the registries of layer kinds, nets, encoders and priors),
-``flowspec.plugins`` (loading plugins and what a spec uses of them), ``flowspec.condflow``
+``flowspec.plugins`` (loading plugins and what a spec uses of them), ``flowspec.importing``
+(``import_object`` of a ``"package.module:Name"``), ``flowspec.condflow``
 (how a flow-modelled condition sees its labels), ``flowspec.datasets`` and
 ``flowspec.recipe`` (the declarations of data sets and of the ``train { }`` recipe), and
 ``flowspec.commands`` (how a command joins the CLI, the arguments commands share). The
@@ -63,7 +64,8 @@ __all__ = [
 #: the submodules that are public API besides the names of ``__all__``
 PUBLIC_MODULES = (
     "flowspec.codes", "flowspec.commands", "flowspec.condflow", "flowspec.datasets",
-    "flowspec.errors", "flowspec.ir", "flowspec.kinds", "flowspec.plugins", "flowspec.recipe",
+    "flowspec.errors", "flowspec.importing", "flowspec.ir", "flowspec.kinds", "flowspec.plugins",
+    "flowspec.recipe",
 )
 
 _LAZY = {

@@ -17,7 +17,6 @@ Public names (DESIGN §8.1): :class:`Args`, :class:`LayerKind`, :func:`kind`,
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import FlowError
+from .importing import import_object
 
 Shape = tuple[int, int, int]
 ArgsLike = Mapping[str, Any] | BaseModel
@@ -93,15 +93,6 @@ def fmt_shape(shape: Shape) -> str:
 
 
 # ---- the base declarations ----------------------------------------------------------------
-def import_object(target: str) -> Any:
-    """The object named ``"package.module:Name"`` (a declaration's ``module``, a registry
-    entry's implementation), imported on first use. With :func:`flowspec.plugins.load_plugin`
-    the only place where flowspec imports code by name: both take names from Python code or
-    the user's command line, never from a spec."""
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 class _Declared:
     key: ClassVar[str]
     doc: ClassVar[str] = ""

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.ir import FlowSpec
-from flowspec.kinds import import_object
+from flowspec.importing import import_object
 from flowspec.plugins import used_plugins
 from flowspec.recipe import OPTIMIZERS
 

@@ -69,7 +69,7 @@ def test_implementations_cover_the_registries() -> None:
 
     assert set(TASK_CLASSES) == set(TASKS)
     assert set(_BUILDERS) == set(BUILTIN)
-    from flowspec.kinds import import_object
+    from flowspec.importing import import_object
 
     for entry in OPTIMIZERS.values():
         assert callable(import_object(entry.implementation))
