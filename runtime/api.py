@@ -174,12 +174,13 @@ def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | N
 def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
              flow: str | None = None, overrides: dict[str, Any] | None = None,
              temperatures: list[float] | tuple[float, ...] | None = None,
-             data: str | None = None, val_images: int | None = None,
+             data: str | None = None, val_images: int | str | None = None,
              lpips: str | os.PathLike | None = None, device: str = "auto",
              out: str | os.PathLike | None = None, strict: bool = True,
              measure: str | list[str] | tuple[str, ...] = "bpd",
              features: str | os.PathLike | None = None, samples: int = 1000,
-             temperature: float = 1.0, verify: bool = True) -> dict[str, Any]:
+             temperature: float = 1.0, verify: bool = True, iw_samples: int | None = None,
+             y_channel: bool = False, crop_border: int = 0) -> dict[str, Any]:
     """Held-out metrics of a checkpoint, written to ``eval.json`` beside it (or ``out``).
 
     The validation subset and its dequantisation noise are those of training (same
@@ -197,6 +198,14 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     ``lpips`` is torchvision's AlexNet checkpoint or a TorchScript LPIPS module
     (:mod:`runtime.perceptual`).
 
+    ``val_images``: how many validation images (default: the run's ``val_images``), or
+    ``"all"`` for the whole validation split. ``iw_samples`` K adds ``bpd_iw``, the
+    importance-weighted bound over K dequantisation draws per image (under the run's learned
+    ``q(u|x)`` with ``dequantize variational``; K = 1 is ``bpd``), as Flow++ and others report
+    test likelihoods (:meth:`runtime.tasks.Task.val_bpd_iw`). ``y_channel`` and
+    ``crop_border`` score super-resolution as BasicSR does (:mod:`runtime.srprotocol`); the
+    bicubic baseline (``psnr_bicubic`` ...) is scored the same way.
+
     ``verify``: first verify the flow's plugin vocabulary as :func:`train` does; a held-out
     bits/dim below 0 is refused either way (:mod:`runtime.soundness`).
     """
@@ -205,7 +214,16 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     from .quality import load_features, sample_quality
     from .tasks import make_task
 
+    from .srprotocol import Protocol
+
     wanted = _measures(measure)
+    protocol = Protocol(y_channel=y_channel, crop_border=int(crop_border))
+    whole = val_images == "all"
+    if not (val_images is None or whole or (isinstance(val_images, int) and val_images >= 1)):
+        raise RunError(f"val_images must be a count of at least 1 or \"all\", got "
+                       f"{val_images!r}")
+    if iw_samples is not None and (not isinstance(iw_samples, int) or iw_samples < 1):
+        raise RunError(f"iw_samples must be a whole number of at least 1, got {iw_samples!r}")
     lp = load_lpips(lpips, resolve_device(device))  # files are checked before any model
     net = load_features(features or "inception", resolve_device(device)) \
         if any(m != "bpd" for m in wanted) else None
@@ -216,11 +234,11 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
                                            spec_file=spec_file, overrides=ck.get("overrides"))
     if data is not None:
         set_data(r, data)
-    if val_images is not None:
+    if val_images is not None and not whole:
         r.val_images = val_images
     task = make_task(loaded, r)
     task.deq = dequantize.of(model)
-    data_ = task.load(train=False)
+    data_ = task.load(train=False, whole_val=whole)
     dev = resolve_device(device)
     extra: dict[str, Any] = {} if lp is None else {"lpips_net": lp.name}
     if net is not None:
@@ -229,7 +247,10 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
                                     device=dev))
     metrics = task.validate(model, data_, dev, full=True,
                             temperatures=tuple(temperatures) if temperatures else None,
-                            lpips=lp)
+                            lpips=lp, protocol=protocol)
+    if iw_samples is not None:
+        metrics["bpd_iw"], _ = task.val_bpd_iw(model, data_.val, dev, iw_samples)
+        metrics["iw_samples"] = iw_samples
     metrics.update(task.dequantization_metrics(model, data_, dev))
     batch = recon_batch(task, data_.val, r.seed, dev)
     finite.check_metrics(metrics, model, batch, checkpoint)

@@ -432,7 +432,7 @@ class Trainer:
                   sched: Any, done: int, log: MetricsLog, out: Path,
                   files: dict[str, Any]) -> None:
         model.eval()
-        metrics = task.validate(model, data, dev)
+        metrics = task.validate(model, data, dev, final=done == self.recipe.steps)
         metrics.update(task.dequantization_metrics(model, data, dev))
         rec = reconstruction(model, *self.recon_batch)
         model.train()
