@@ -125,6 +125,9 @@ class Task(ABC):
         """Read and shape the train split (unless ``train=False``) and the fixed validation
         subset (``whole_val``: the whole validation split)."""
         r = self.recipe
+        if r.data.startswith("python:"):
+            raise RunError(f"the run trained on Python data ({r.data}), which no name reads "
+                           "again: pass data=... (a Dataset or a tensor, or --data NAME)")
         check_data(r.data, r.data_options)
         opts = dict(r.data_options)
         pad = int(opts.pop("pad", 0))
