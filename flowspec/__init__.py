@@ -19,7 +19,8 @@ The public API is the names of ``__all__`` and the modules of :data:`PUBLIC_MODU
 ``flowspec.recipe`` (the declarations of data sets and of the ``train { }`` recipe), and
 ``flowspec.commands`` (how a command joins the CLI, the arguments commands share). The
 runtime (``runtime``, a separate package) uses nothing else; the rest is importable but
-internal. ``load_checkpoint`` is the runtime's, exposed here lazily.
+internal. ``load_checkpoint``, ``train`` and ``bits_per_dim`` are the runtime's, exposed here
+lazily.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ __all__ = [
     "Args", "CompileBackendError", "CondArgs", "EncoderKind", "FlowError", "FlowLayer",
     "FlowModel", "FlowNameError", "FlowRuntimeError", "FlowShapeError", "FlowSpec",
     "FlowSpecError", "FlowSyntaxError", "Issue", "LayerKind", "Module", "NetKind",
-    "PluginError", "PriorKind", "analyze", "compile", "encoder", "graph", "kind", "load",
-    "load_checkpoint", "load_plugins", "loads", "net", "parse_override", "prior", "render",
-    "to_dot", "verify", "verify_plugins",
+    "PluginError", "PriorKind", "analyze", "bits_per_dim", "compile", "encoder", "graph",
+    "kind", "load", "load_checkpoint", "load_plugins", "loads", "net", "parse_override",
+    "prior", "render", "to_dot", "train", "verify", "verify_plugins",
 ]
 
 #: the submodules that are public API besides the names of ``__all__``
@@ -81,6 +82,8 @@ _LAZY = {
     "verify": ("flowspec.verify", "verify"),
     "verify_plugins": ("flowspec.verify", "verify_plugins"),
     "load_checkpoint": ("runtime.api", "load_checkpoint"),
+    "train": ("runtime.api", "train"),
+    "bits_per_dim": ("runtime.metrics", "bits_per_dim"),
 }
 
 

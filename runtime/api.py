@@ -59,7 +59,7 @@ def _load_spec(spec: SpecLike, flow: str | None, overrides: dict[str, Any] | Non
 
 
 def train(spec: SpecLike, *, flow: str | None = None,
-          overrides: dict[str, Any] | None = None, data: str | None = None,
+          overrides: dict[str, Any] | None = None, data: Any = None, val_data: Any = None,
           out: str | os.PathLike | None = None, steps: int | None = None,
           batch: int | None = None, device: str = "auto", resume: bool = False,
           seed: int | None = None, progress: bool = True, strict: bool = True,
@@ -71,7 +71,10 @@ def train(spec: SpecLike, *, flow: str | None = None,
     Args:
         spec: a ``.flow`` path (with ``flow`` and ``overrides`` as for
             :func:`flowspec.load`) or a loaded :class:`flowspec.FlowSpec`.
-        data: a built-in name or a path, optionally with options: ``"faces resize=true"``.
+        data: a built-in name or a path, optionally with options: ``"faces resize=true"``;
+            or a map-style torch ``Dataset`` or a tensor of images, which replaces the spec's
+            data line (:mod:`runtime.userdata` says what its items may be).
+        val_data: with a Dataset ``data``, the held-out one (default: every tenth item).
         out: the run folder (default ``runs/FLOW-YYYYmmdd-HHMMSS``).
         steps, batch, seed: override the recipe.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
@@ -108,8 +111,19 @@ def train(spec: SpecLike, *, flow: str | None = None,
         if threads < 1:
             raise RunError(f"threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
+    from . import userdata
+
+    own = userdata.is_dataset(data)
+    if val_data is not None and not own:
+        raise RunError("val_data goes with data=Dataset (or a tensor); a named data set "
+                       "brings its own validation split")
     loaded, source = _load_spec(spec, flow, overrides)
-    r = resolve_recipe(loaded, data=data, steps=steps, batch=batch, seed=seed, **recipe)
+    r = resolve_recipe(loaded, data=None if own else data, steps=steps, batch=batch,
+                       seed=seed, **recipe)
+    supplied = None
+    if own:
+        r.data, r.data_options = userdata.describe(data), {}
+        supplied = lambda task: userdata.task_data(task, data, val_data)  # noqa: E731
     with determinism.configured(r.deterministic, resolve_device(device)):  # before CUDA work
         verified = soundness.verify_vocabulary(loaded, verify=verify, command="train",
                                                warn=_warn, spec_file=source["spec_file"],
@@ -117,7 +131,7 @@ def train(spec: SpecLike, *, flow: str | None = None,
         return Trainer(loaded, r, out=out, device=device, resume=resume, progress=progress,
                        source=source, recon_warn=recon_warn, strict=strict,
                        build_options=build_options, tensorboard=tensorboard,
-                       verified=verified, threads=threads).run()
+                       verified=verified, threads=threads, supplied=supplied).run()
 
 
 def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | None,
@@ -174,12 +188,13 @@ def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | N
 def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
              flow: str | None = None, overrides: dict[str, Any] | None = None,
              temperatures: list[float] | tuple[float, ...] | None = None,
-             data: str | None = None, val_images: int | None = None,
+             data: str | None = None, val_images: int | str | None = None,
              lpips: str | os.PathLike | None = None, device: str = "auto",
              out: str | os.PathLike | None = None, strict: bool = True,
              measure: str | list[str] | tuple[str, ...] = "bpd",
              features: str | os.PathLike | None = None, samples: int = 1000,
-             temperature: float = 1.0, verify: bool = True) -> dict[str, Any]:
+             temperature: float = 1.0, verify: bool = True, iw_samples: int | None = None,
+             y_channel: bool = False, crop_border: int = 0) -> dict[str, Any]:
     """Held-out metrics of a checkpoint, written to ``eval.json`` beside it (or ``out``).
 
     The validation subset and its dequantisation noise are those of training (same
@@ -197,6 +212,14 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     ``lpips`` is torchvision's AlexNet checkpoint or a TorchScript LPIPS module
     (:mod:`runtime.perceptual`).
 
+    ``val_images``: how many validation images (default: the run's ``val_images``), or
+    ``"all"`` for the whole validation split. ``iw_samples`` K adds ``bpd_iw``, the
+    importance-weighted bound over K dequantisation draws per image (under the run's learned
+    ``q(u|x)`` with ``dequantize variational``; K = 1 is ``bpd``), as Flow++ and others report
+    test likelihoods (:meth:`runtime.tasks.Task.val_bpd_iw`). ``y_channel`` and
+    ``crop_border`` score super-resolution as BasicSR does (:mod:`runtime.srprotocol`); the
+    bicubic baseline (``psnr_bicubic`` ...) is scored the same way.
+
     ``verify``: first verify the flow's plugin vocabulary as :func:`train` does; a held-out
     bits/dim below 0 is refused either way (:mod:`runtime.soundness`).
     """
@@ -205,7 +228,16 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     from .quality import load_features, sample_quality
     from .tasks import make_task
 
+    from .srprotocol import Protocol
+
     wanted = _measures(measure)
+    protocol = Protocol(y_channel=y_channel, crop_border=int(crop_border))
+    whole = val_images == "all"
+    if not (val_images is None or whole or (isinstance(val_images, int) and val_images >= 1)):
+        raise RunError(f"val_images must be a count of at least 1 or \"all\", got "
+                       f"{val_images!r}")
+    if iw_samples is not None and (not isinstance(iw_samples, int) or iw_samples < 1):
+        raise RunError(f"iw_samples must be a whole number of at least 1, got {iw_samples!r}")
     lp = load_lpips(lpips, resolve_device(device))  # files are checked before any model
     net = load_features(features or "inception", resolve_device(device)) \
         if any(m != "bpd" for m in wanted) else None
@@ -214,13 +246,22 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     spec_file = ck.get("spec_file") if spec is None or isinstance(spec, FlowSpec) else str(spec)
     verified = soundness.verify_vocabulary(loaded, verify=verify, command="eval", warn=_warn,
                                            spec_file=spec_file, overrides=ck.get("overrides"))
-    if data is not None:
+    from . import userdata
+
+    own = userdata.is_dataset(data)
+    if data is not None and not own:
         set_data(r, data)
-    if val_images is not None:
+    if val_images is not None and not whole:
         r.val_images = val_images
+    elif whole and own:
+        r.val_images = len(data)
     task = make_task(loaded, r)
     task.deq = dequantize.of(model)
-    data_ = task.load(train=False)
+    if own:  # all of it is held out: it is the data to evaluate
+        r.data = userdata.describe(data)
+        data_ = userdata.held_out(task, data)
+    else:
+        data_ = task.load(train=False, whole_val=whole)
     dev = resolve_device(device)
     extra: dict[str, Any] = {} if lp is None else {"lpips_net": lp.name}
     if net is not None:
@@ -229,7 +270,10 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
                                     device=dev))
     metrics = task.validate(model, data_, dev, full=True,
                             temperatures=tuple(temperatures) if temperatures else None,
-                            lpips=lp)
+                            lpips=lp, protocol=protocol)
+    if iw_samples is not None:
+        metrics["bpd_iw"], _ = task.val_bpd_iw(model, data_.val, dev, iw_samples)
+        metrics["iw_samples"] = iw_samples
     metrics.update(task.dequantization_metrics(model, data_, dev))
     batch = recon_batch(task, data_.val, r.seed, dev)
     finite.check_metrics(metrics, model, batch, checkpoint)

@@ -166,7 +166,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
                            temperatures=a.temperatures, data=a.data, val_images=a.val_images,
                            lpips=a.lpips, device=a.device, out=a.out, strict=a.strict,
                            measure=a.metrics, features=a.features, samples=a.samples,
-                           temperature=a.temperature, verify=a.verify)
+                           temperature=a.temperature, verify=a.verify,
+                           iw_samples=a.iw_samples, y_channel=a.y_channel,
+                           crop_border=a.crop_border)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -192,7 +194,19 @@ def _reg_eval(sub: Any) -> None:
     p.add_argument("--temperatures", type=_number(0), nargs="+", metavar="T",
                    help="super-resolution sampling temperatures (default 0.1 ... 0.9)")
     p.add_argument("--data", metavar="NAME|PATH", help="evaluate on other data")
-    p.add_argument("--val-images", type=_int(1), dest="val_images")
+    p.add_argument("--val-images", type=_count_or_all, dest="val_images", metavar="N|all",
+                   help="validation images to evaluate (default: the run's val_images); "
+                   "`all`: the whole validation split")
+    p.add_argument("--iw-samples", type=_int(1), dest="iw_samples", metavar="K",
+                   help="also report bpd_iw: the importance-weighted bound over K "
+                   "dequantisation samples per image (under the learned q(u|x) with "
+                   "variational dequantisation); K=1 is bpd")
+    p.add_argument("--y-channel", action="store_true", dest="y_channel",
+                   help="super-resolution: PSNR/SSIM on the BT.601 Y channel, SSIM with an "
+                   "11x11 Gaussian window (BasicSR)")
+    p.add_argument("--crop-border", type=_int(0), default=0, dest="crop_border", metavar="N",
+                   help="super-resolution: drop N border pixels before PSNR/SSIM, SSIM with "
+                   "an 11x11 Gaussian window (BasicSR; default 0)")
     p.add_argument("--lpips", metavar="FILE",
                    help="torchvision's AlexNet checkpoint alexnet-owt-7be5be79.pth (the LPIPS "
                    "backbone; the lpips v0.1 heads come with torchmetrics) or a TorchScript "
@@ -259,6 +273,16 @@ def _verify_arg(p: argparse.ArgumentParser, what: str) -> None:
                    help=f"{what} even if a layer whose kind or net a plugin defines fails "
                    "verification (checked before step 1 as `flowspec verify` does; the run "
                    "records \"verified\": false)")
+
+
+def _count_or_all(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        return _int(1)(text)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"expected a count of at least 1 or `all`, got "
+                                         f"`{text}`") from e
 
 
 def _image_path(text: str) -> str:

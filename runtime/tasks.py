@@ -31,7 +31,8 @@ from . import classcond as cc
 from . import images as im
 from .data import DataError, load_dataset, prepare
 from .errors import RunError
-from .metrics import bits_per_dim, finite_mean, log_prob, sr_scores
+from . import srprotocol as sr
+from .metrics import bits_per_dim, log_prob
 from .recipe import PATH_FORMATS, Recipe, check_data
 
 #: Validation runs in fixed chunks, each with its own noise seed, so that the dequantisation
@@ -128,10 +129,13 @@ class Task(ABC):
                            f"({declared})")
         return conds[0]
 
-    def load(self, train: bool = True) -> TaskData:
+    def load(self, train: bool = True, whole_val: bool = False) -> TaskData:
         """Read and shape the train split (unless ``train=False``) and the fixed validation
-        subset."""
+        subset (``whole_val``: the whole validation split)."""
         r = self.recipe
+        if r.data.startswith("python:"):
+            raise RunError(f"the run trained on Python data ({r.data}), which no name reads "
+                           "again: pass data=... (a Dataset or a tensor, or --data NAME)")
         check_data(r.data, r.data_options)
         opts = dict(r.data_options)
         pad = int(opts.pop("pad", 0))
@@ -155,7 +159,8 @@ class Task(ABC):
             load_opts.setdefault("size", (h - 2 * pad, w - 2 * pad))
         splits: dict[str, Split | None] = {"train": None}
         for split in ("train", "val") if train else ("val",):
-            n = limit if split == "train" else min(r.val_images, limit or r.val_images)
+            n = limit if split == "train" or whole_val else \
+                min(r.val_images, limit or r.val_images)
             try:
                 s = load_dataset(source, split, **load_opts, **({"limit": n} if n else {}))
             except DataError as e:
@@ -211,14 +216,16 @@ class Task(ABC):
                   device: torch.device) -> dict[str, Tensor] | None:
         return None
 
-    def bpd(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
-        """Per-sample bits/dim; under variational dequantisation the bound, with the
-        ``log q(u|x)`` of the ``inputs()`` that made ``x``."""
+    def log_weight(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
+        """Per-sample ``log p(x) - log q(u|x)`` (nats): the log-density, less the
+        ``log q(u|x)`` of the ``inputs()`` that made ``x`` under variational dequantisation."""
         logp = log_prob(net, x, cond)
         logq, self._logq = self._logq, None
-        if logq is not None:
-            logp = logp - logq.to(logp.dtype)
-        return bits_per_dim(logp, self.dims, self.bits)
+        return logp if logq is None else logp - logq.to(logp.dtype)
+
+    def bpd(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
+        """Per-sample bits/dim; under variational dequantisation the bound."""
+        return bits_per_dim(self.log_weight(net, x, cond), self.dims, self.bits)
 
     def loss(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
         """Per-sample training loss (its mean is minimised): bits/dim unless a task says."""
@@ -239,9 +246,43 @@ class Task(ABC):
             n += imgs.shape[0]
         return total / n
 
+    @torch.no_grad()
+    def val_bpd_iw(self, model: Any, split: Split, device: torch.device,
+                   samples: int) -> tuple[float, float]:
+        r"""The importance-weighted bound over ``samples`` dequantisation draws per image,
+        and the mean of their single-draw bounds, both in bits/dim (means over images).
+
+        .. math:: -\log P(x) \le -\log \frac1K \sum_k \frac{p(x + u_k)}{q(u_k \mid x)}
+                  \le \frac1K \sum_k -\log \frac{p(x + u_k)}{q(u_k \mid x)}
+
+        (Jensen; Burda et al. 2016, as Flow++ reports test likelihoods), with ``q`` the
+        run's learned dequantiser or the uniform one. Draw 0 is :meth:`val_bpd`'s noise, so
+        ``samples=1`` gives back ``bpd``; draw ``j`` has its own stream ``val/iw{j}``.
+        """
+        if samples < 1:
+            raise RunError(f"iw_samples must be at least 1, got {samples}")
+        sums, seed = [0.0, 0.0], self.recipe.seed
+        for k, start in enumerate(range(0, len(split), VAL_CHUNK)):
+            imgs = split.images[start:start + VAL_CHUNK]
+            maps = None if split.maps is None else split.maps[start:start + VAL_CHUNK]
+            logw = []
+            for j in range(samples):
+                tag = "val" if j == 0 else f"val/iw{j}"
+                noise = torch.rand(imgs.shape, generator=generator(stream_seed(seed, tag, k)))
+                x, cond = self.inputs(imgs, maps, noise, device)
+                logw.append(self.log_weight(model, x, cond).double())
+            lw = torch.stack(logw)  # (K, B)
+            iw = torch.logsumexp(lw, 0) - math.log(samples)
+            sums[0] += float(bits_per_dim(iw, self.dims, self.bits).sum())
+            sums[1] += float(bits_per_dim(lw, self.dims, self.bits).mean(0).sum())
+        return sums[0] / len(split), sums[1] / len(split)
+
     def validate(self, model: Any, data: TaskData, device: torch.device, *,
-                 full: bool = False, temperatures: tuple[float, ...] | None = None,
-                 lpips: Any = None) -> dict[str, Any]:
+                 full: bool = False, final: bool = False,
+                 temperatures: tuple[float, ...] | None = None, lpips: Any = None,
+                 protocol: sr.Protocol | None = None) -> dict[str, Any]:
+        """Held-out metrics: ``full`` for ``eval`` (every validation image), ``final`` for
+        training's last validation (the paper's protocol where a task has one)."""
         return {"bpd": self.val_bpd(model, data.val, device)}
 
     def dequantization_metrics(self, model: Any, data: TaskData,
@@ -369,10 +410,17 @@ class SuperResolution(Task):
 
     @torch.no_grad()
     def validate(self, model: Any, data: TaskData, device: torch.device, *,
-                 full: bool = False, temperatures: tuple[float, ...] | None = None,
-                 lpips: Any = None) -> dict[str, Any]:
+                 full: bool = False, final: bool = False,
+                 temperatures: tuple[float, ...] | None = None, lpips: Any = None,
+                 protocol: sr.Protocol | None = None) -> dict[str, Any]:
+        """bits/dim, and PSNR, SSIM, LR-PSNR (LPIPS) of samples averaged over temperatures
+        (0.1 ... 0.9 in ``eval`` and training's final validation, as the paper's Table 4;
+        0.1, 0.5, 0.9 in the others), each temperature under ``per_temperature``, with the
+        bicubic baseline on the same images (:mod:`runtime.srprotocol`)."""
+        protocol = protocol or sr.Protocol()
         out: dict[str, Any] = {"bpd": self.val_bpd(model, data.val, device)}
-        temps = temperatures or (SR_TEMPERATURES_EVAL if full else SR_TEMPERATURES_TRAIN)
+        temps = temperatures or (SR_TEMPERATURES_EVAL if full or final else
+                                 SR_TEMPERATURES_TRAIN)
         n = len(data.val) if full else min(len(data.val), self.recipe.sr_images)
         hr = data.val.images[:n]
         gt = im.quantized(hr, self.bits)
@@ -386,18 +434,12 @@ class SuperResolution(Task):
                 x = model.sample(part.shape[0], t, self.condition(part, None, device),
                                  generator=g)
                 preds.append(im.to_uint8(x, self.bits))
-            pred = torch.cat(preds)
-            s = sr_scores(pred, gt, lr, self.scale)
-            row = {k: finite_mean(v) for k, v in s.items()}
-            if lpips is not None:
-                row["lpips"] = float(lpips(gt, pred).mean())  # reference first
-            per[f"{t:g}"] = row
-        for key in ("psnr", "ssim", "lr_psnr"):
-            out[key] = sum(r[key] for r in per.values()) / len(per)
-        out["lpips"] = (sum(r["lpips"] for r in per.values()) / len(per)) if lpips else \
-            "unavailable"
+            per[f"{t:g}"] = sr.row(torch.cat(preds), gt, lr, self.scale, protocol, lpips)
+        out.update(sr.table4(per, lpips is not None))
+        out.update(sr.bicubic_baseline(gt, lr, self.scale, protocol, lpips))
         out["temperatures"] = [float(t) for t in temps]
         out["sr_images"] = n
+        out["sr_protocol"] = protocol.describe()
         out["per_temperature"] = per
         return out
 
@@ -481,8 +523,9 @@ class Translation(Task):
 
     @torch.no_grad()
     def validate(self, model: Any, data: TaskData, device: torch.device, *,
-                 full: bool = False, temperatures: tuple[float, ...] | None = None,
-                 lpips: Any = None) -> dict[str, Any]:
+                 full: bool = False, final: bool = False,
+                 temperatures: tuple[float, ...] | None = None, lpips: Any = None,
+                 protocol: sr.Protocol | None = None) -> dict[str, Any]:
         if self.cond.flow is None:
             return {"bpd": self.val_bpd(model, data.val, device)}
         split, seed, sums = data.val, self.recipe.seed, [0.0, 0.0]

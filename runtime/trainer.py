@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -93,8 +94,10 @@ class Trainer:
                  device: str, resume: bool, progress: bool, source: dict[str, Any],
                  recon_warn: float | None = RECON_WARN, strict: bool = True,
                  build_options: dict[str, Any] | None = None, tensorboard: bool = False,
-                 verified: bool = True, threads: int | None = None):
+                 verified: bool = True, threads: int | None = None,
+                 supplied: Callable[[Task], TaskData] | None = None):
         self.spec, self.recipe = spec, recipe
+        self.supplied = supplied  # the data from Python (runtime.userdata), else the recipe's
         self.verified, self.threads = verified, threads
         self.plugins = used_plugins(spec)  # recorded in checkpoints and the summary
         self.tensorboard = tensorboard
@@ -180,7 +183,7 @@ class Trainer:
 
         r, spec = self.recipe, self.spec
         task = make_task(spec, r)
-        data = task.load()
+        data = task.load() if self.supplied is None else self.supplied(task)
         self.class_names = data.class_names
         train = data.train
         if train is None or len(train) == 0:
@@ -432,7 +435,7 @@ class Trainer:
                   sched: Any, done: int, log: MetricsLog, out: Path,
                   files: dict[str, Any]) -> None:
         model.eval()
-        metrics = task.validate(model, data, dev)
+        metrics = task.validate(model, data, dev, final=done == self.recipe.steps)
         metrics.update(task.dequantization_metrics(model, data, dev))
         rec = reconstruction(model, *self.recon_batch)
         model.train()
