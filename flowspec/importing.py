@@ -3,7 +3,7 @@
 With :func:`flowspec.plugins.load_plugin`, the only place where flowspec imports code by
 name. Both take names from Python code (a declaration's ``module``, a registry entry's
 implementation) or from the user's command line, never from a spec: reading a spec runs no
-code (tests/test_reliability.py).
+code (tests/test_untrusted_input.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The flows researchers write (issue 12): RealNVP, NICE, NSF and what they need.
+"""The flows researchers write: RealNVP, NICE, NSF and what they need.
 
 * ``flip=`` swaps a coupling's halves; ``flip=false`` is the old partition and old
   checkpoints load unchanged.

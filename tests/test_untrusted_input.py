@@ -1,5 +1,6 @@
-"""Reliability at the edges: loading checkpoints safely, refusing a checkpoint of another
-model, and clear errors for bad inputs at run time, through the Python API and the CLI.
+"""Untrusted input: loading checkpoints safely, refusing a checkpoint of another model,
+specs that stay data, and clear errors for bad inputs at run time, through the Python API
+and the CLI.
 
 * Checkpoints are plain data read with ``weights_only=True``: a pickle that would run code
   is refused without running it; empty, truncated and corrupted files say so.

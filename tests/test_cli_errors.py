@@ -1,6 +1,6 @@
-"""A new user's trial of the command line (issue 16): each defect as the user met it, and
-every command driven through bad arguments, bad files, a closed pipe and a missing device
-without ever showing a traceback or an "internal error"."""
+"""The command line on bad input: each defect as a new user met it, and every command
+driven through bad arguments, bad files, a closed pipe and a missing device without ever
+showing a traceback or an "internal error"."""
 
 from __future__ import annotations
 

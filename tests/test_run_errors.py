@@ -1,4 +1,5 @@
-"""Issue 16, the runtime half: what a new user met, driven through the CLI as they met it.
+"""train, eval and sample on bad input and broken runs, driven through the CLI as a new user
+meets them.
 
 One tiny Glow (1x8x8, 560 parameters) on scikit-learn's real 8x8 digits keeps every run to
 a second or two; a second copy of its checkpoint is broken on purpose (a NaN parameter, an
