@@ -202,13 +202,9 @@ def _split(shape: Shape) -> Shape:
     return (c - c // 2, h, w)
 
 
-def random_spec(ch: Chooser) -> GenSpec:
-    """A random valid .flow text (its shapes computed here), tiny enough for Jacobians."""
-    feats: set[str] = set()
-    c0 = ch.integer(1, 3)
-    h0, w0 = ch.choice([(8, 8), (8, 16), (4, 8), (8, 8)])
-    n_levels = ch.integer(1, 3)
-    # -- conditions
+def _conditions(ch: Chooser, h0: int, w0: int, feats: set[str]
+                ) -> tuple[dict[str, tuple[str, Shape]], list[str]]:
+    """Maybe an image condition, a label-map one or both: the conditions and their lines."""
     conds: dict[str, tuple[str, Shape]] = {}
     cond_lines = []
     if ch.boolean(0.4):
@@ -224,9 +220,12 @@ def random_spec(ch: Chooser) -> GenSpec:
             conds["seg"] = ("labels", (n, h0, w0))
             cond_lines.append(f"condition seg: labels {n} x {h0} x {w0} "
                               "encoder=convnet(blocks=1, features=4)")
-    names = list(conds)
-    # -- the levels: squeeze?, K steps of one template, split?
-    shape = (c0, h0, w0)
+    return conds, cond_lines
+
+
+def _plan_levels(ch: Chooser, shape: Shape, n_levels: int, names: list[str]
+                 ) -> tuple[list[dict], Shape]:
+    """The levels (squeeze?, K steps, split?) from the input ``shape``, and the final latent."""
     levels: list[dict] = []
     for li in range(1, n_levels + 1):
         squeeze = shape[1] % 2 == 0 and shape[2] % 2 == 0 and (
@@ -238,20 +237,13 @@ def random_spec(ch: Chooser) -> GenSpec:
                        "split_on": ch.choice(names) if names and split and ch.boolean() else None,
                        "split_fixed": ch.boolean(0.3)})
         shape = _split(inner) if split else inner
-    latent = shape
-    # a step template shared by all levels (rendered with `for`) or one per level
-    shared = n_levels > 1 and ch.boolean(0.5) and len({lv["squeeze"] for lv in levels}) == 1 and (
-        len({lv["split"] for lv in levels[:-1]}) <= 1) and not levels[-1]["split"]
-    hid = "hidden"
-    templates: list[list[tuple[str, str]]] = []
-    if shared:
-        feats.add("for")
-        shapes = [lv["shape"] for lv in levels]
-        templates = [_template(ch, shapes, names, hid)] * n_levels
-    else:
-        templates = [_template(ch, [lv["shape"]], names, hid) for lv in levels]
-    hidden = ch.integer(2, 5)
-    # -- blocks: a step template may become a block with parameters
+    return levels, shape
+
+
+def _blocks(ch: Chooser, templates: list[list[tuple[str, str]]], shared: bool, feats: set[str]
+            ) -> tuple[list[str], list[list[str]]]:
+    """Maybe turn the step templates into blocks with parameters: the blocks' lines and each
+    level's step body."""
     block_lines: list[str] = []
     use_block = ch.boolean(0.5)
     step_body: list[list[str]] = []
@@ -280,12 +272,97 @@ def random_spec(ch: Chooser) -> GenSpec:
     # unused blocks are only warnings: sometimes add one
     if ch.boolean(0.1):
         block_lines += ["block unused(n = 1) {", "  actnorm", "}", ""]
-    # -- prior
+    return block_lines, step_body
+
+
+def _prior(ch: Chooser, names: list[str]) -> str:
     prior = "prior gaussian"
     if ch.boolean(0.6):
         prior += " learned"
         if names and ch.boolean(0.6):
             prior += f" on={ch.choice(names)}"
+    return prior
+
+
+def _level_lines(ch: Chooser, lv: dict, steps: list[str], split_cond: str | None) -> list[str]:
+    """The body of one level: squeeze?, ``step x K { ... }``, split? (under ``split_cond``)."""
+    out = []
+    if lv["squeeze"]:
+        out.append("squeeze" + ("" if ch.boolean(0.8) else " factor=2"))
+    k = "K" if ch.boolean(0.5) else str(lv["K"])
+    if k == "K":
+        out.append(f"let K = {lv['K']}")
+    out.append(f"step x {k} {{")
+    out += ["  " + s for s in steps]
+    out.append("}")
+    if lv["split"]:
+        s = "split"
+        if lv["split_fixed"]:
+            s += " prior=fixed"
+        elif ch.boolean(0.5):
+            s += " prior=learned"
+        if lv["split_on"]:
+            s += f" on={lv['split_on']}"
+        out.append(s if split_cond is None else f"if {split_cond} {{ {s} }}")
+    return out
+
+
+def _level_groups(ch: Chooser, levels: list[dict], step_body: list[list[str]], shared: bool,
+                  feats: set[str]) -> list[str]:
+    """The flow's levels: one ``for`` loop over a shared body, or one group per level."""
+    body: list[str] = []
+    if shared:  # one loop body for every level: the same squeeze, template, K and split
+        for lv in levels:
+            lv["K"] = levels[0]["K"]
+        inner = _level_lines(ch, levels[0], step_body[0], "l < L")
+        body.append("for l in 1..L {")
+        body += ["  level {", *["    " + s for s in inner], "  }"]
+        body.append("}")
+    else:
+        for lv, steps in zip(levels, step_body):
+            if len(levels) == 1 and ch.boolean(0.3):
+                body += _level_lines(ch, lv, steps, None)  # no level group at all
+                feats.add("no-level")
+                continue
+            body += ["level {", *["  " + s for s in _level_lines(ch, lv, steps, None)], "}"]
+    return body
+
+
+def _insert_rules(ch: Chooser, levels: list[dict], templates: list[list[tuple[str, str]]],
+                  n_levels: int) -> list[str]:
+    """Zero to two insert rules (for this flow, or for a child that extends it)."""
+    flat = _flatten(levels, templates)
+    rules: list[str] = []
+    for _ in range(ch.choice([0, 0, 1, 1, 2])):
+        rule = _insert_rule(ch, flat, n_levels, MAX_ATTENTION)
+        if rule is not None:
+            rules.append(rule)
+    return rules
+
+
+def random_spec(ch: Chooser) -> GenSpec:
+    """A random valid .flow text (its shapes computed here), tiny enough for Jacobians."""
+    feats: set[str] = set()
+    c0 = ch.integer(1, 3)
+    h0, w0 = ch.choice([(8, 8), (8, 16), (4, 8), (8, 8)])
+    n_levels = ch.integer(1, 3)
+    conds, cond_lines = _conditions(ch, h0, w0, feats)
+    names = list(conds)
+    levels, latent = _plan_levels(ch, (c0, h0, w0), n_levels, names)
+    # a step template shared by all levels (rendered with `for`) or one per level
+    shared = n_levels > 1 and ch.boolean(0.5) and len({lv["squeeze"] for lv in levels}) == 1 and (
+        len({lv["split"] for lv in levels[:-1]}) <= 1) and not levels[-1]["split"]
+    hid = "hidden"
+    templates: list[list[tuple[str, str]]] = []
+    if shared:
+        feats.add("for")
+        shapes = [lv["shape"] for lv in levels]
+        templates = [_template(ch, shapes, names, hid)] * n_levels
+    else:
+        templates = [_template(ch, [lv["shape"]], names, hid) for lv in levels]
+    hidden = ch.integer(2, 5)
+    block_lines, step_body = _blocks(ch, templates, shared, feats)
+    prior = _prior(ch, names)
     # -- the flow body
     body: list[str] = []
     input_txt = ch.choice([f"{c0}x{h0}x{w0}", f"{c0} x {h0} x {w0}"])
@@ -297,49 +374,8 @@ def random_spec(ch: Chooser) -> GenSpec:
     body += cond_lines
     if ch.boolean(0.8) or prior != "prior gaussian":
         body.append(prior)
-
-    def level_lines(lv: dict, steps: list[str], split_cond: str | None) -> list[str]:
-        out = []
-        if lv["squeeze"]:
-            out.append("squeeze" + ("" if ch.boolean(0.8) else " factor=2"))
-        k = "K" if ch.boolean(0.5) else str(lv["K"])
-        if k == "K":
-            out.append(f"let K = {lv['K']}")
-        out.append(f"step x {k} {{")
-        out += ["  " + s for s in steps]
-        out.append("}")
-        if lv["split"]:
-            s = "split"
-            if lv["split_fixed"]:
-                s += " prior=fixed"
-            elif ch.boolean(0.5):
-                s += " prior=learned"
-            if lv["split_on"]:
-                s += f" on={lv['split_on']}"
-            out.append(s if split_cond is None else f"if {split_cond} {{ {s} }}")
-        return out
-
-    if shared:  # one loop body for every level: the same squeeze, template, K and split
-        for lv in levels:
-            lv["K"] = levels[0]["K"]
-        inner = level_lines(levels[0], step_body[0], "l < L")
-        body.append("for l in 1..L {")
-        body += ["  level {", *["    " + s for s in inner], "  }"]
-        body.append("}")
-    else:
-        for lv, steps in zip(levels, step_body):
-            if len(levels) == 1 and ch.boolean(0.3):
-                body += level_lines(lv, steps, None)  # no level group at all
-                feats.add("no-level")
-                continue
-            body += ["level {", *["  " + s for s in level_lines(lv, steps, None)], "}"]
-    # -- insert rules (in this flow, or in a child that extends it)
-    flat = _flatten(levels, templates)
-    rules: list[str] = []
-    for _ in range(ch.choice([0, 0, 1, 1, 2])):
-        rule = _insert_rule(ch, flat, n_levels, MAX_ATTENTION)
-        if rule is not None:
-            rules.append(rule)
+    body += _level_groups(ch, levels, step_body, shared, feats)
+    rules = _insert_rules(ch, levels, templates, n_levels)
     if ch.boolean(0.2):
         body.append(f"expect latent {latent[0]}x{latent[1]}x{latent[2]}")
     if ch.boolean(0.15):
@@ -489,6 +525,36 @@ def _misspell(rng: random.Random, word: str) -> str:
     return word + word
 
 
+def _rename(rng: random.Random, toks: list[str], sig: list[int], i: int) -> None:
+    """Change a name token (in place): misspell it, or put another name of the file, a
+    keyword or a layer word there."""
+    names = [k for k in sig if toks[k][:1].isalpha() or toks[k][:1] == "_"]
+    k = rng.choice(names) if names else i
+    r = rng.random()
+    if r < 0.35:
+        toks[k] = _misspell(rng, toks[k])
+    elif r < 0.6:
+        toks[k] = toks[rng.choice(names)] if names else "x"
+    elif r < 0.8:
+        toks[k] = rng.choice(KEYWORDS)
+    else:
+        toks[k] = rng.choice(LAYER_WORDS)
+
+
+def _edit_line(rng: random.Random, toks: list[str]) -> list[str]:
+    """Delete, duplicate or swap whole lines; the tokens of the result."""
+    lines = "".join(toks).split("\n")
+    a, b = rng.randrange(len(lines)), rng.randrange(len(lines))
+    how = rng.randrange(3)
+    if how == 0:
+        del lines[a]
+    elif how == 1:
+        lines.insert(a, lines[b])
+    else:
+        lines[a], lines[b] = lines[b], lines[a]
+    return tokens("\n".join(lines))
+
+
 def mutate(rng: random.Random, text: str, edits: int | None = None) -> tuple[str, list[str]]:
     """``text`` with 1-3 random edits (mostly one; or exactly ``edits``); also returns
     their names."""
@@ -519,32 +585,13 @@ def mutate(rng: random.Random, text: str, edits: int | None = None) -> tuple[str
             k = rng.choice(nums) if nums else i
             toks[k] = rng.choice(NUMBERS)
         elif op == "name":
-            names = [k for k in sig if toks[k][:1].isalpha() or toks[k][:1] == "_"]
-            k = rng.choice(names) if names else i
-            r = rng.random()
-            if r < 0.35:
-                toks[k] = _misspell(rng, toks[k])
-            elif r < 0.6:
-                toks[k] = toks[rng.choice(names)] if names else "x"
-            elif r < 0.8:
-                toks[k] = rng.choice(KEYWORDS)
-            else:
-                toks[k] = rng.choice(LAYER_WORDS)
+            _rename(rng, toks, sig, i)
         elif op == "char":
             toks.insert(rng.randrange(len(toks) + 1), rng.choice(CHARS))
         elif op == "glue":
             toks.insert(rng.randrange(len(toks) + 1), " " + rng.choice(GLUE) + " ")
         elif op == "line":
-            lines = "".join(toks).split("\n")
-            a, b = rng.randrange(len(lines)), rng.randrange(len(lines))
-            how = rng.randrange(3)
-            if how == 0:
-                del lines[a]
-            elif how == 1:
-                lines.insert(a, lines[b])
-            else:
-                lines[a], lines[b] = lines[b], lines[a]
-            toks = tokens("\n".join(lines))
+            toks = _edit_line(rng, toks)
         elif op == "cut":
             toks = toks[: rng.randrange(len(toks) + 1)]
         elif op == "string":

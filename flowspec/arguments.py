@@ -105,29 +105,7 @@ def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span
     try:
         valid = model(**clean).model_dump()
     except ValidationError as err:
-        for e in err.errors():
-            name = str(e["loc"][0]) if e["loc"] else ""
-            given = raw.get(name)
-            where = spans.get(name, span)
-            if e["type"] in ("literal_error", "enum"):
-                choices = e.get("ctx", {}).get("expected", "")
-                diags.error("E122", f"invalid value {format_value(given)} for `{name}` of "
-                            f"{what}", where, help=f"expected {choices}".replace("'", "")
-                            if not getattr(given, "hint", None) else given.hint)
-            elif e["type"] == "value_error":  # an Args validator said why (plugins too)
-                why = str(e.get("ctx", {}).get("error", e["msg"]))
-                diags.error("E122", f"invalid value {format_value(given)} for `{name}` of "
-                            f"{what}: {why}", where)
-            elif e["type"] in ("greater_than_equal", "less_than_equal", "greater_than",
-                               "less_than"):
-                diags.error("E122", f"`{name}` of {what} is out of range: {e['msg'].lower()}, "
-                            f"got {format_value(given)}", where)
-            else:
-                want = fields[name].annotation if name in fields else None
-                want_s = {int: "an integer", float: "a number", bool: "true or false",
-                          str: "a name or string"}.get(want, str(want).replace("typing.", ""))
-                diags.error("E121", f"`{name}` of {what} must be {want_s}, got "
-                            f"{type_name(given)}", where, help=getattr(given, "hint", None))
+        _report_invalid(err, raw, spans, span, fields, diags, what)
         raise Abort from None
     for name, info in fields.items():
         registry = _registry_of(info)
@@ -146,3 +124,31 @@ def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span
             _VALID_ARGS.clear()
         _VALID_ARGS[key] = valid
     return dict(valid)
+
+
+def _report_invalid(err: ValidationError, raw: dict[str, Any], spans: dict[str, Span],
+                    span: Span, fields: dict, diags: Collector, what: str) -> None:
+    """Each of pydantic's errors about the arguments ``raw`` as a diagnostic at its argument."""
+    for e in err.errors():
+        name = str(e["loc"][0]) if e["loc"] else ""
+        given = raw.get(name)
+        where = spans.get(name, span)
+        if e["type"] in ("literal_error", "enum"):
+            choices = e.get("ctx", {}).get("expected", "")
+            diags.error("E122", f"invalid value {format_value(given)} for `{name}` of "
+                        f"{what}", where, help=f"expected {choices}".replace("'", "")
+                        if not getattr(given, "hint", None) else given.hint)
+        elif e["type"] == "value_error":  # an Args validator said why (plugins too)
+            why = str(e.get("ctx", {}).get("error", e["msg"]))
+            diags.error("E122", f"invalid value {format_value(given)} for `{name}` of "
+                        f"{what}: {why}", where)
+        elif e["type"] in ("greater_than_equal", "less_than_equal", "greater_than",
+                           "less_than"):
+            diags.error("E122", f"`{name}` of {what} is out of range: {e['msg'].lower()}, "
+                        f"got {format_value(given)}", where)
+        else:
+            want = fields[name].annotation if name in fields else None
+            want_s = {int: "an integer", float: "a number", bool: "true or false",
+                      str: "a name or string"}.get(want, str(want).replace("typing.", ""))
+            diags.error("E121", f"`{name}` of {what} must be {want_s}, got "
+                        f"{type_name(given)}", where, help=getattr(given, "hint", None))

@@ -41,11 +41,7 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
     """Fill in shapes and latents; report every violation into ``diags``."""
     conds = {c.name: c for c in spec.conditions}
     flows_ok = all(_check_condition_flow(c, diags) for c in spec.conditions if c.flow)
-    for c in spec.conditions:
-        if c.flow is None:
-            for issue in ENCODERS[c.encoder.kind].issues(tuple(c.shape), c.encoder.args,
-                                                         tuple(spec.input)):
-                diags.error(issue.code, issue.message, c.span, help=issue.help)
+    _check_encoders(spec, diags)
     check_recipe(spec, diags)
     used: set[str] = set()
     shape = spec.input
@@ -53,20 +49,7 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
     broken = False
     for layer in spec.layers:
         kind = KINDS[layer.kind]
-        on = layer.args.get("on")
-        if kind.conditional == "required" and on is None:
-            diags.error(codes.E_NEEDS_CONDITION,
-                        f"`{kind.head}` is conditional and needs `on=CONDITION`",
-                        layer.span, notes=_notes(layer),
-                        help=("add on=" + next(iter(conds))) if conds else
-                        "declare one: condition NAME: image CxHxW encoder=rrdb(...)")
-        if on is not None:
-            if on not in conds:
-                diags.error(codes.E_UNKNOWN_CONDITION, f"`on={on}` names no declared condition",
-                            layer.arg_spans.get("on", layer.span), notes=_notes(layer),
-                            help=did_you_mean(on, conds) or (
-                                "declare it: condition " + on + ": image CxHxW encoder=rrdb()"))
-            used.add(on)
+        _check_on(layer, kind, conds, used, diags)
         if broken:
             continue
         args = kind.Args(**layer.args)
@@ -93,6 +76,49 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
         return spec
     latents.append(LatentIR(name=f"z{len(latents) + 1}", shape=shape, source="prior"))
     spec.latents = latents
+    _check_latents(spec, latents, shape, diags)
+    _unused_conditions(conds, used, diags)
+    if flows_ok:
+        _line_up(spec, diags)
+    _deep_stacks(spec, diags)
+    if not diags.has_errors:  # about a model that could be built, not a broken spec
+        _untouched_entries(spec, diags)
+    return spec
+
+
+def _check_encoders(spec: FlowSpec, diags: Collector) -> None:
+    """The conditions' encoders (not flows: :func:`_check_condition_flow`) on their inputs."""
+    for c in spec.conditions:
+        if c.flow is None:
+            for issue in ENCODERS[c.encoder.kind].issues(tuple(c.shape), c.encoder.args,
+                                                         tuple(spec.input)):
+                diags.error(issue.code, issue.message, c.span, help=issue.help)
+
+
+def _check_on(layer: LayerIR, kind: LayerKind, conds: dict[str, ConditionIR], used: set[str],
+              diags: Collector) -> None:
+    """A layer's ``on=``: given where the kind needs it, naming a declared condition (added
+    to ``used``)."""
+    on = layer.args.get("on")
+    if kind.conditional == "required" and on is None:
+        diags.error(codes.E_NEEDS_CONDITION,
+                    f"`{kind.head}` is conditional and needs `on=CONDITION`",
+                    layer.span, notes=_notes(layer),
+                    help=("add on=" + next(iter(conds))) if conds else
+                    "declare one: condition NAME: image CxHxW encoder=rrdb(...)")
+    if on is not None:
+        if on not in conds:
+            diags.error(codes.E_UNKNOWN_CONDITION, f"`on={on}` names no declared condition",
+                        layer.arg_spans.get("on", layer.span), notes=_notes(layer),
+                        help=did_you_mean(on, conds) or (
+                            "declare it: condition " + on + ": image CxHxW encoder=rrdb()"))
+        used.add(on)
+
+
+def _check_latents(spec: FlowSpec, latents: list[LatentIR], shape: tuple[int, ...],
+                   diags: Collector) -> None:
+    """The latents hold as many numbers as the input, and the final one (``shape``, the
+    prior's) has the shape of ``expect latent``."""
     total = sum(math.prod(z.shape) for z in latents)
     if total != math.prod(spec.input):
         diags.error(codes.E_LATENT_SIZE, f"the latents hold {total} numbers but the input has "
@@ -104,18 +130,14 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
                     f"{_fmt(spec.expect_latent)}", spec.expect_span or spec.span,
                     help="the levels, squeezes and splits produce "
                     f"{', '.join(_fmt(z.shape) for z in latents)}")
+
+
+def _unused_conditions(conds: dict[str, ConditionIR], used: set[str], diags: Collector) -> None:
     for name, cond in conds.items():
         if name not in used:
             diags.warning(codes.W_UNUSED_CONDITION,
                           f"condition `{name}` is declared but no layer uses it",
                           cond.span, help=f"add on={name} to the layers it should condition")
-    if flows_ok:
-        _line_up(spec, diags)
-    _deep_stacks(spec, diags)
-    if not diags.has_errors:  # about a model that could be built, not a broken spec
-        _untouched_entries(spec, diags)
-    return spec
-
 
 def _check_condition_flow(c: ConditionIR, diags: Collector) -> bool:
     """Check the flow of a condition written ``encoder=flow(NAME)``: it must be valid,

@@ -132,9 +132,8 @@ class FlowBuilder:
                 self._stop(f"the flow has more than {MAX_LAYERS} layers", stmt.span)
 
     def stmt(self, s: ast.Stmt, ctx: _Ctx) -> None:
-        d = self.diags
         if isinstance(s, ast.Let):
-            ctx.scope.local[s.name] = evaluate(s.value, ctx.scope, d, words=True)
+            ctx.scope.local[s.name] = evaluate(s.value, ctx.scope, self.diags, words=True)
         elif isinstance(s, ast.Layer):
             self._only_in_body(s, ctx, "layers")
             self.layers.append(self.layer(s, ctx))
@@ -142,25 +141,9 @@ class FlowBuilder:
             self._only_in_body(s, ctx, "block calls")
             self.call(s, ctx)
         elif isinstance(s, ast.For):
-            lo = expect_int(s.lo, ctx.scope, d, "a range bound")
-            hi = expect_int(s.hi, ctx.scope, d, "a range bound")
-            if hi - lo + 1 > MAX_REPEAT:
-                d.error("E170", f"the loop runs {hi - lo + 1} times; at most {MAX_REPEAT}",
-                        s.span)
-                raise Abort
-            for i in range(lo, hi + 1):
-                self.run(s.body, ctx.with_(scope=ctx.scope.child(**{s.var: i})))
+            self._loop(s, ctx)
         elif isinstance(s, ast.If):
-            cond = evaluate(s.cond, ctx.scope, d)
-            if not isinstance(cond, bool):
-                d.error("E121", f"`if` needs true or false, got {type_name(cond)}", s.cond.span,
-                        help="compare with ==, <, ... to get true or false")
-                raise Abort
-            branch = s.then if cond else s.orelse
-            if isinstance(branch, ast.If):
-                self.stmt(branch, ctx)
-            elif branch is not None:
-                self.run(branch, ctx)
+            self._branch(s, ctx)
         elif isinstance(s, ast.Group):
             self._only_in_body(s, ctx, f"`{s.kind}` groups")
             self.group(s, ctx)
@@ -168,21 +151,10 @@ class FlowBuilder:
             self.insert(s, ctx)
         elif isinstance(s, ast.Input):
             self._only_in_flow(s, ctx, "input")
-            if self.input is not None and ctx.mode == "flow":
-                d.error("E151", "the flow declares its input twice", s.span)
-                raise Abort
-            self.input_span = s.span
-            self.input = self.shape(s.shape, ctx)
+            self._input(s, ctx)
         elif isinstance(s, ast.Prior):
             self._only_in_flow(s, ctx, "prior")
-            if self.prior.span is not None and ctx.mode == "flow" \
-                    and self.prior.span.file == s.span.file:
-                self.diags.error("E152", "the flow declares its prior twice", s.span,
-                                 notes=[f"the first is at {self.prior.span.short()}"],
-                                 help="keep one `prior` line (a flow that extends this one "
-                                 "may replace it)")
-                raise Abort
-            self.prior = self.prior_stmt(s, ctx)
+            self._prior(s, ctx)
         elif isinstance(s, ast.Condition):
             self._only_in_flow(s, ctx, "condition")
             self.condition(s, ctx)
@@ -196,6 +168,46 @@ class FlowBuilder:
                 self.train[setting.name] = self.setting(setting, ctx)
         else:
             raise TypeError(s)
+
+    def _loop(self, s: ast.For, ctx: _Ctx) -> None:
+        d = self.diags
+        lo = expect_int(s.lo, ctx.scope, d, "a range bound")
+        hi = expect_int(s.hi, ctx.scope, d, "a range bound")
+        if hi - lo + 1 > MAX_REPEAT:
+            d.error("E170", f"the loop runs {hi - lo + 1} times; at most {MAX_REPEAT}", s.span)
+            raise Abort
+        for i in range(lo, hi + 1):
+            self.run(s.body, ctx.with_(scope=ctx.scope.child(**{s.var: i})))
+
+    def _branch(self, s: ast.If, ctx: _Ctx) -> None:
+        cond = evaluate(s.cond, ctx.scope, self.diags)
+        if not isinstance(cond, bool):
+            self.diags.error("E121", f"`if` needs true or false, got {type_name(cond)}",
+                             s.cond.span, help="compare with ==, <, ... to get true or false")
+            raise Abort
+        branch = s.then if cond else s.orelse
+        if isinstance(branch, ast.If):
+            self.stmt(branch, ctx)
+        elif branch is not None:
+            self.run(branch, ctx)
+
+    def _input(self, s: ast.Input, ctx: _Ctx) -> None:
+        if self.input is not None and ctx.mode == "flow":
+            self.diags.error("E151", "the flow declares its input twice", s.span)
+            raise Abort
+        self.input_span = s.span
+        self.input = self.shape(s.shape, ctx)
+
+    def _prior(self, s: ast.Prior, ctx: _Ctx) -> None:
+        """The prior line; a flow declares one, though a flow that extends it may replace it."""
+        if self.prior.span is not None and ctx.mode == "flow" \
+                and self.prior.span.file == s.span.file:
+            self.diags.error("E152", "the flow declares its prior twice", s.span,
+                             notes=[f"the first is at {self.prior.span.short()}"],
+                             help="keep one `prior` line (a flow that extends this one "
+                             "may replace it)")
+            raise Abort
+        self.prior = self.prior_stmt(s, ctx)
 
     def _only_in_body(self, s: ast.Node, ctx: _Ctx, what: str) -> None:
         if ctx.mode == "extend":

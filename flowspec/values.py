@@ -166,18 +166,7 @@ def flow_parameters(chain: list[tuple[ModuleEnv, ast.FlowDef]], overrides: dict[
     """
     head = chain[-1][1]
     flow_name = head.name
-    declared = {p.name: p for _, f in chain for p in f.params}
-    for name in overrides:
-        if name not in declared:
-            diags.error("E108", f"--set {name}: flow `{flow_name}` has no parameter `{name}`",
-                        head.span, help=did_you_mean(name, declared) or (
-                            "parameters: " + ", ".join(declared) if declared else
-                            "the flow declares no parameters"))
-    for _, f in chain:
-        for p in f.params:
-            if p.default is None:
-                diags.error("E112", f"flow parameter `{p.name}` needs a default value", p.span,
-                            help=f"write `{p.name} = VALUE`")
+    _check_declared(chain, overrides, diags)
     if diags.has_errors:
         return None
     try:
@@ -197,19 +186,7 @@ def flow_parameters(chain: list[tuple[ModuleEnv, ast.FlowDef]], overrides: dict[
             fenv, f = chain[i]
             values[i] = {n: preset.get(n, v) for n, v in all_defaults[i].items()}
             if f.extends is not None and f.extends.args:
-                inherited = [p.name for _, g in chain[:i] for p in g.params]
-                scope = fenv.scope(**values[i])
-                for kw in f.extends.args:
-                    if kw.name not in inherited:
-                        diags.error("E105", f"unknown argument `{kw.name}` for flow "
-                                    f"`{chain[i - 1][1].name}`", kw.name_span,
-                                    help=did_you_mean(kw.name, inherited) or (
-                                        "parameters: " + ", ".join(inherited) if inherited
-                                        else "it takes no parameters"))
-                        raise Abort
-                    value = evaluate(kw.value, scope, diags, words=True)
-                    no_encoder_call(value, kw.value.span, diags)
-                    preset.setdefault(kw.name, value)
+                _extends_args(chain, i, fenv.scope(**values[i]), preset, diags)
         final = {k: v for vals in values for k, v in vals.items()}
         for fenv, f in chain:
             for p in f.params:
@@ -219,3 +196,40 @@ def flow_parameters(chain: list[tuple[ModuleEnv, ast.FlowDef]], overrides: dict[
     except Abort:
         return None
     return values
+
+
+def _check_declared(chain: list[tuple[ModuleEnv, ast.FlowDef]], overrides: dict[str, Any],
+                    diags: Collector) -> None:
+    """Every ``--set`` override names a parameter of the chain, and every parameter has a
+    default."""
+    head = chain[-1][1]
+    declared = {p.name: p for _, f in chain for p in f.params}
+    for name in overrides:
+        if name not in declared:
+            diags.error("E108", f"--set {name}: flow `{head.name}` has no parameter `{name}`",
+                        head.span, help=did_you_mean(name, declared) or (
+                            "parameters: " + ", ".join(declared) if declared else
+                            "the flow declares no parameters"))
+    for _, f in chain:
+        for p in f.params:
+            if p.default is None:
+                diags.error("E112", f"flow parameter `{p.name}` needs a default value", p.span,
+                            help=f"write `{p.name} = VALUE`")
+
+
+def _extends_args(chain: list[tuple[ModuleEnv, ast.FlowDef]], i: int, scope: Scope,
+                  preset: dict[str, Any], diags: Collector) -> None:
+    """The ``extends(...)`` arguments of flow ``i`` (evaluated in its ``scope``) into
+    ``preset``, where a more derived flow's value or an override is not already."""
+    inherited = [p.name for _, g in chain[:i] for p in g.params]
+    for kw in chain[i][1].extends.args:
+        if kw.name not in inherited:
+            diags.error("E105", f"unknown argument `{kw.name}` for flow "
+                        f"`{chain[i - 1][1].name}`", kw.name_span,
+                        help=did_you_mean(kw.name, inherited) or (
+                            "parameters: " + ", ".join(inherited) if inherited
+                            else "it takes no parameters"))
+            raise Abort
+        value = evaluate(kw.value, scope, diags, words=True)
+        no_encoder_call(value, kw.value.span, diags)
+        preset.setdefault(kw.name, value)

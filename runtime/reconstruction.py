@@ -70,8 +70,23 @@ def reconstruction(model: Any, x: Tensor, cond: dict[str, Tensor] | None = None
     When the model's layers cannot be hooked (a model that does not call its layers one by
     one), only the total error is reported.
     """
-    layers = list(getattr(model, "layers", []))
     paths = list(getattr(model, "paths", []))
+    x_rec, inputs, rebuilt = _round_trip(model, x, cond, paths)
+    scale = _max_abs(x)
+    error = _max_abs(x - x_rec)
+    result = Reconstruction(error, error / scale if scale > 0 else error)
+    if len(inputs) != len(paths) or len(rebuilt) != len(paths) or not paths:
+        return result
+    _attribute(result, model, paths, inputs, rebuilt)
+    return result
+
+
+def _round_trip(model: Any, x: Tensor, cond: dict[str, Tensor] | None, paths: list[str]
+                ) -> tuple[Tensor, dict[int, Tensor], dict[int, Tensor]]:
+    """``inverse(forward(x))`` in eval mode on the eager layers, with every layer's input
+    ``x_i`` and reconstructed input ``x^_i`` (by index; none when the layers do not match
+    ``paths``). The model is left as it was found."""
+    layers = list(getattr(model, "layers", []))
     inputs: dict[int, Tensor] = {}
     rebuilt: dict[int, Tensor] = {}
     handles = []
@@ -115,11 +130,13 @@ def reconstruction(model: Any, x: Tensor, cond: dict[str, Tensor] | None = None
         if compiled:
             model._compiled = compiled
         model.train(was_training)
-    scale = _max_abs(x)
-    error = _max_abs(x - x_rec)
-    result = Reconstruction(error, error / scale if scale > 0 else error)
-    if len(inputs) != len(paths) or len(rebuilt) != len(paths) or not paths:
-        return result
+    return x_rec, inputs, rebuilt
+
+
+def _attribute(result: Reconstruction, model: Any, paths: list[str], inputs: dict[int, Tensor],
+               rebuilt: dict[int, Tensor]) -> None:
+    """Fill in ``result``'s per-layer relative errors, its worst layer and the gains by kind
+    (the module docstring has the definitions)."""
     rel = []
     for i in range(len(paths)):
         s = _max_abs(inputs[i])
@@ -140,7 +157,6 @@ def reconstruction(model: Any, x: Tensor, cond: dict[str, Tensor] | None = None
     for path, g in zip(paths, gains):
         kind = kinds.get(path, "layer")
         result.by_kind[kind] = result.by_kind.get(kind, 1.0) * g
-    return result
 
 
 def recon_batch(task: Task, val: Any, seed: int, dev: torch.device

@@ -182,6 +182,16 @@ def build() -> FlowServer:
     """The server with its features (plugins of ``--plugin`` and ``FLOWSPEC_PLUGINS`` are
     loaded before; those of ``initializationOptions.plugins`` on ``initialize``)."""
     server = FlowServer()
+    _lifecycle(server)
+    _assistance(server)
+    _navigation(server)
+    _editing(server)
+    return server
+
+
+def _lifecycle(server: FlowServer) -> None:
+    """``initialize`` (plugins of the client's options) and the documents' open, change and
+    close."""
 
     @server.feature(t.INITIALIZE)
     @_safe
@@ -216,6 +226,10 @@ def build() -> FlowServer:
             table.pop(uri, None)
         ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
+
+def _assistance(server: FlowServer) -> None:
+    """Hover and completion."""
+
     @server.feature(t.TEXT_DOCUMENT_HOVER)
     @_safe
     def on_hover(ls: FlowServer, params: t.HoverParams) -> t.Hover | None:
@@ -240,6 +254,10 @@ def build() -> FlowServer:
                                   documentation=i.doc or None, insert_text=i.insert)
                  for i in complete(doc, pos, ls.good(uri))]
         return t.CompletionList(is_incomplete=False, items=items)
+
+
+def _navigation(server: FlowServer) -> None:
+    """Go to definition, references and the document's outline."""
 
     @server.feature(t.TEXT_DOCUMENT_DEFINITION)
     @_safe
@@ -288,6 +306,10 @@ def build() -> FlowServer:
 
         return [convert(s) for s in document_symbols(analysis.module, doc.lines)]
 
+
+def _editing(server: FlowServer) -> None:
+    """Formatting and the quick fixes of diagnostics."""
+
     @server.feature(t.TEXT_DOCUMENT_FORMATTING)
     @_safe
     def on_format(ls: FlowServer, params: t.DocumentFormattingParams) -> list[t.TextEdit]:
@@ -323,8 +345,6 @@ def build() -> FlowServer:
                                         diagnostics=[diag],
                                         edit=t.WorkspaceEdit(changes={uri: change})))
         return out
-
-    return server
 
 
 def serve() -> int:
