@@ -31,8 +31,8 @@ from . import checkpoint as ckpt
 from . import dequantize, determinism, finite, soundness
 from .distributed import resolve_device
 from .errors import RunError
-from .recipe import Recipe, resolve_recipe, set_data
-from .reconstruction import RECON_WARN, recon_batch, reconstruction
+from .recipe import RECON_WARN, Recipe, resolve_recipe, set_data
+from .reconstruction import recon_batch, reconstruction
 from .trainer import RunResult, Trainer, _warn
 
 SpecLike = str | os.PathLike | FlowSpec

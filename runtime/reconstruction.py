@@ -27,7 +27,6 @@ import torch
 from torch import Tensor
 
 from .finite import check_finite, locate
-from .recipe import RECON_WARN
 from .tasks import Task, generator, stream_seed
 
 #: Validation images whose round trip ``inverse(forward(x))`` is checked at each validation.

@@ -38,8 +38,8 @@ from .errors import RunError
 from .finite import bad_parameter, check_finite, first_nonfinite, locate
 from .images import plot_curve, save_png
 from .metrics import MetricsLog
-from .recipe import Recipe
-from .reconstruction import RECON_WARN, recon_batch, recon_message, reconstruction
+from .recipe import RECON_WARN, Recipe
+from .reconstruction import recon_batch, recon_message, reconstruction
 from .steps import FLUSH_EVERY, Steps, flush_due, write_records
 from .soundness import check_bpd, summary_warnings, verify_command
 from .tasks import Task, TaskData, make_task

@@ -124,7 +124,7 @@ def demo(root: Path) -> int:
     device against fp32 on the CPU; sample grids written; the inverse's error under the
     trainer's warning threshold."""
     import runtime
-    from runtime.reconstruction import RECON_WARN
+    from runtime.recipe import RECON_WARN
 
     work = Path(os.environ.get("GPU_CHECK_WORK", "gpu_check_runs"))
     runs = {"cpu fp32": ("cpu", None), f"{DEV} fp32": (DEV, None),

@@ -33,7 +33,8 @@ from numerics import layer_modules
 
 MODULES = layer_modules()
 from flowspec.layers._attention import RESIDUAL_BOUND
-from runtime.reconstruction import RECON_WARN, reconstruction
+from runtime.recipe import RECON_WARN
+from runtime.reconstruction import reconstruction
 
 try:
     from numerics import jacobian_logdet, max_abs_diff, perturb_
