@@ -14,13 +14,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import fuzzing as fuzz
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -39,16 +38,6 @@ from flowspec.parse import MAX_NESTING
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("flowspec_bench_fuzz",
-                                                  ROOT / "bench" / "fuzz.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load_bench()
 
 
 # ---- 1. generated valid specs ---------------------------------------------------------------
