@@ -219,7 +219,6 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     if val_images is not None:
         r.val_images = val_images
     task = make_task(loaded, r)
-    task.deq = dequantize.of(model)
     data_ = task.load(train=False)
     dev = resolve_device(device)
     extra: dict[str, Any] = {} if lp is None else {"lpips_net": lp.name}
