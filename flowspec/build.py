@@ -73,8 +73,6 @@ class FlowModel(nn.Module):
             c.name: FlowModel(c.flow) if c.flow is not None else
             ENCODERS[c.encoder.kind].module_class()(tuple(c.shape), dict(c.encoder.args))
             for c in spec.conditions})
-        #: log p(y) per sample of each condition modelled by a flow, from the last call
-        self.cond_log_probs: dict[str, Tensor] = {}
         prior = spec.prior
         self.prior = PRIORS[prior.kind].module_class()(tuple(spec.latents[-1].shape),
                                                       prior_args(prior),
@@ -181,7 +179,10 @@ class FlowModel(nn.Module):
 
     # ---- conditions
     def _features(self, cond: dict[str, Tensor] | None, batch: int,
-                  check_labels: bool = True) -> dict[str, Tensor]:
+                  check_labels: bool = True, cond_logp: dict[str, Tensor] | None = None
+                  ) -> dict[str, Tensor]:
+        """The encoders' features of the conditions; ``cond_logp``, when given, receives
+        ``log p(y)`` per sample of each condition modelled by a flow."""
         if not self.spec.conditions:
             return {}
         if cond is None:
@@ -190,7 +191,7 @@ class FlowModel(nn.Module):
             raise ValueError(f"flow `{self.spec.name}` is conditional: pass cond={{...}} with "
                              f"{names}")
         feats: dict[str, Any] = {}
-        self.cond_log_probs = {}
+        logps = {} if cond_logp is None else cond_logp
         for c in self.spec.conditions:
             if c.name not in cond:
                 what = (f"class {c.shape[0]}: a ({batch},) tensor of class ids" if
@@ -201,7 +202,7 @@ class FlowModel(nn.Module):
             if c.flow is not None:  # its own flow: log p(y) and the outputs of its layers
                 param = next(self.parameters())
                 y = condflow.label_input(c, t.to(param.device)).to(param.dtype)
-                self.cond_log_probs[c.name], feats[c.name] = condflow.run_with_taps(
+                logps[c.name], feats[c.name] = condflow.run_with_taps(
                     self.encoders[c.name], y)
                 continue
             if c.type == "class":
@@ -264,15 +265,20 @@ class FlowModel(nn.Module):
                              f"{where}; got a batch of shape {got}")
 
     def forward(self, x: Tensor, cond: dict[str, Tensor] | None = None, *,
-                check_labels: bool = True) -> tuple[list[Tensor], Tensor]:
-        """``(zs, logdet)``. ``check_labels=False`` skips the range check of class ids (it
+                check_labels: bool = True, with_cond_logp: bool = False
+                ) -> tuple[list[Tensor], Tensor] | tuple[list[Tensor], Tensor, dict[str, Tensor]]:
+        """``(zs, logdet)``; with ``with_cond_logp``, ``(zs, logdet, cond_logp)``: ``log p(y)``
+        per sample of each condition modelled by a flow (``encoder=flow(...)``), by name
+        (empty when none is). ``check_labels=False`` skips the range check of class ids (it
         reads them on the host, a device synchronisation): for labels already checked, as
         the trainer's, checked when the data were loaded."""
         self._check_input(x)
-        feats = self._features(cond, x.shape[0], check_labels)
+        cond_logp: dict[str, Tensor] = {}
+        feats = self._features(cond, x.shape[0], check_labels, cond_logp)
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self._run("forward", FlowModel._forward_layers, x.device.type, x, feats)
+        zs, logdet = self._run("forward", FlowModel._forward_layers, x.device.type, x, feats)
+        return (zs, logdet, cond_logp) if with_cond_logp else (zs, logdet)
 
     def _forward_layers(self, x: Tensor, feats: dict[str, Tensor],
                         taps: dict | None = None) -> tuple[list[Tensor], Tensor]:
@@ -345,8 +351,9 @@ class FlowModel(nn.Module):
         """``log p(x | y) + sum log p(y_k)`` over the conditions modelled by a flow
         (``encoder=flow(...)``): Full-Glow's joint likelihood. Equals ``log_prob`` when no
         condition has a flow."""
-        logp = self.log_prob(x, cond)
-        return logp + sum(self.cond_log_probs.values()) if self.cond_log_probs else logp
+        zs, logdet, cond_logp = self(x, cond, with_cond_logp=True)
+        logp = self.latent_logp(zs) + logdet
+        return logp + sum(cond_logp.values()) if cond_logp else logp
 
     def latent_logp(self, zs: list[Tensor]) -> Tensor:
         """``sum_i log p(zs_i)`` of standardised latents: N(0, I) for the split latents and,

@@ -8,8 +8,10 @@
 Modules: ``data`` (data sets), ``recipe`` (the train block resolved with flags), ``tasks``
 (generation, super_resolution, translation), ``metrics``, ``images``, ``checkpoint``,
 ``distributed``, ``determinism`` (``--deterministic``), ``batches`` (each step's images
-and noise), ``finite`` and ``reconstruction`` (what a run checks), ``trainer`` (the loop),
-``api`` (these entry points), ``cli``. Importing this package is cheap; torch loads with
+and noise), ``objective`` (a batch to its per-sample loss), ``finite`` and
+``reconstruction`` (what a run checks), ``trainer`` (the loop), ``run_state`` (a run's
+state, its checkpoint, resuming it), ``validation`` (validation, samples, summary), ``api``
+(these entry points), ``cli``. Importing this package is cheap; torch loads with
 the first entry point used.
 """
 

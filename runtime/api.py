@@ -256,7 +256,6 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     elif whole and own:
         r.val_images = len(data)
     task = make_task(loaded, r)
-    task.deq = dequantize.of(model)
     if own:  # all of it is held out: it is the data to evaluate
         r.data = userdata.describe(data)
         data_ = userdata.held_out(task, data)

@@ -20,9 +20,10 @@ output convolution), so an untrained ``q`` is exactly uniform and the bound star
 uniform bits/dim. ``log q(u | x) = log p_logistic(e) - sum log|det coupling| - sum log
 sigmoid'(z)``, exact.
 
-``q`` lives on the model as the submodule ``dequantizer`` (:func:`attach`): the optimiser,
-checkpoints (``dequantizer.*`` entries), resume and DDP treat it as part of the model; a recipe
-without ``dequantize variational`` attaches nothing, so such runs are unchanged.
+``q``'s parameters live on the model as the submodule ``dequantizer`` (:func:`attach`): the
+optimiser, checkpoints (``dequantizer.*`` entries), resume and DDP treat them as part of the
+model; :class:`runtime.objective.Objective` runs ``q``. A recipe without ``dequantize
+variational`` attaches nothing, so such runs are unchanged.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def attach(model: nn.Module, recipe: Any, shape: tuple[int, ...]) -> None:
     model.dequantizer = q
 
 
-def of(model: Any) -> VariationalDequantizer | None:
-    """The model's ``q`` (through a DDP wrapper), or ``None`` under uniform dequantisation."""
-    return getattr(getattr(model, "module", model), "dequantizer", None)
+def of(model: nn.Module) -> VariationalDequantizer | None:
+    """The model's ``q``, or ``None`` under uniform dequantisation."""
+    return getattr(model, "dequantizer", None)
 

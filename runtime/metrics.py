@@ -33,14 +33,6 @@ from .errors import RunError
 LN2 = math.log(2.0)
 
 
-def log_prob(net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
-    """``log p(x)`` in nats per sample through ``net.__call__`` (so DDP hooks run). Class
-    ids are not read again: the data's were checked when they were loaded."""
-    zs, logdet = net(x, cond, check_labels=False)
-    model = getattr(net, "module", net)  # DDP wraps the FlowModel
-    return model.latent_logp(zs) + logdet
-
-
 def bits_per_dim(logp: Tensor, dims: int, bits: int) -> Tensor:
     """Per-sample bits/dim of the ``bits``-bit data from the continuous log-density."""
     return bits - logp / (dims * LN2)

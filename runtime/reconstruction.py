@@ -166,8 +166,8 @@ def recon_batch(task: Task, val: Any, seed: int, dev: torch.device
     imgs = val.images[:n]
     maps = None if val.maps is None else val.maps[:n]
     noise = torch.rand(imgs.shape, generator=generator(stream_seed(seed, "recon", 0)))
-    with task.uniform_noise():  # never q's: the batch must not depend on its parameters
-        x, cond = task.inputs(imgs, maps, noise, dev)
+    # uniform noise, never q's: the batch must not depend on its parameters
+    x, cond = task.inputs(imgs, maps, noise, dev)
     check_finite(x, cond, "the validation batch", torch.arange(n), "validation subset")
     return x, cond
 

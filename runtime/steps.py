@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from . import distributed as ddp
+from .objective import Batch
 
 #: A training step's numbers reach ``metrics.jsonl`` (and the progress bar) at least this
 #: often, in steps; validation, sample and checkpoint steps flush too.
@@ -48,13 +49,6 @@ def flush_due(done: int, recipe: Any) -> bool:
     """Whether the trainer reads the buffered steps after step ``done`` (1-based)."""
     return (done % FLUSH_EVERY == 0 or done == recipe.steps or done % recipe.val_every == 0
             or done % recipe.sample_every == 0 or done % recipe.checkpoint_every == 0)
-
-
-def batch_finite(x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
-    """A device-side bool: every value of the images and float conditions is finite."""
-    flags = [torch.isfinite(x).all()]
-    flags += [torch.isfinite(v).all() for v in (cond or {}).values() if v.is_floating_point()]
-    return torch.stack(flags).all() if len(flags) > 1 else flags[0]
 
 
 @dataclass
@@ -86,14 +80,16 @@ class Flushed:
 class Steps:
     """The optimisation steps of a run between two flushes.
 
-    ``batch(step)`` gives the inputs of a step (a pure function of the step); ``freeze`` is a
-    :class:`runtime.pretrain.Freeze`; ``clip`` the gradient-norm bound (None: none).
+    ``net`` is the :class:`runtime.objective.Objective` (under DDP when distributed) and
+    ``model`` its flow; ``batch(step)`` gives the :class:`runtime.objective.Batch` of a step
+    (a pure function of the step); ``freeze`` is a :class:`runtime.pretrain.Freeze`;
+    ``clip`` the gradient-norm bound (None: none).
     """
 
-    def __init__(self, model: Any, net: Any, task: Any, opt: Any, sched: Any,
-                 batch: Callable[[int], tuple[Tensor, Any]], freeze: Any, clip: float | None,
+    def __init__(self, model: Any, net: Any, opt: Any, sched: Any,
+                 batch: Callable[[int], Batch], freeze: Any, clip: float | None,
                  d: ddp.Dist, batch_size: int):
-        self.net, self.task, self.opt, self.sched = net, task, opt, sched
+        self.net, self.opt, self.sched = net, opt, sched
         self.batch, self.freeze, self.clip, self.d = batch, freeze, clip, d
         self.model, self.batch_size = model, batch_size
         self.params = [p for p in model.parameters()]
@@ -109,9 +105,8 @@ class Steps:
         """Step ``step`` (0-based), with no host synchronisation."""
         self.model.train()
         self.freeze.before(step)
-        x, cond = self.batch(step)
-        finite = batch_finite(x, cond)
-        loss = self.task.loss(self.net, x, cond).mean()
+        per_sample, extras = self.net(self.batch(step))
+        loss, finite = per_sample.mean(), extras["finite"]
         # one all-reduce for both: the mean loss, and how many ranks had a non-finite batch
         both = ddp.mean(self.d, torch.stack([loss.detach(), (~finite).to(loss.dtype)]))
         mean, finite = both[0], both[1] == 0

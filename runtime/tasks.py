@@ -16,8 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +29,11 @@ from flowspec.ir import ConditionIR, FlowSpec
 from . import classcond as cc
 from . import images as im
 from .data import DataError, load_dataset, prepare
+from .dequantize import of as dequantizer_of
 from .errors import RunError
 from . import srprotocol as sr
-from .metrics import bits_per_dim, log_prob
+from .metrics import bits_per_dim
+from .objective import Objective
 from .recipe import PATH_FORMATS, Recipe, check_data
 
 #: Validation runs in fixed chunks, each with its own noise seed, so that the dequantisation
@@ -187,64 +188,56 @@ class Task(ABC):
     # ---- batches
     def inputs(self, images: Tensor, maps: Tensor | None, noise: Tensor,
                device: torch.device) -> tuple[Tensor, dict[str, Tensor] | None]:
-        """Model inputs of a batch: dequantised ``x`` and the condition dict."""
-        return self._dequantize(images, noise, device), self.condition(images, maps, device)
+        """Model inputs of a batch: ``x`` dequantised by the uniform ``noise`` itself, and
+        the condition dict (:class:`runtime.objective.Objective` dequantises with a learnt
+        ``q`` instead)."""
+        x = to_device(im.dequantize(images, self.bits, noise), device)
+        return x, self.conditions(images, maps, noise, device)
 
-    #: ``q(u|x)`` under ``dequantize variational`` (:mod:`runtime.dequantize`), else None
-    deq: Any = None
-    _uniform = False  # inside uniform_noise()
-    _logq: Tensor | None = None  # log q(u|x) of the last inputs(), taken by the next bpd()
+    def levels(self, images: Tensor, noise: Tensor, device: torch.device
+               ) -> tuple[Tensor, Tensor]:
+        """The integer levels of the images and the uniform noise, on ``device``: what a
+        learnt ``q(u | x)`` dequantises."""
+        return to_device(im.levels(images, self.bits), device), to_device(noise, device)
 
-    def _dequantize(self, images: Tensor, noise: Tensor, device: torch.device) -> Tensor:
-        if self.deq is None or self._uniform:
-            self._logq = None
-            return to_device(im.dequantize(images, self.bits, noise), device)
-        lv = to_device(im.levels(images, self.bits), device)
-        u, self._logq = self.deq(lv, to_device(noise, device))
-        return (lv.to(u.dtype) + u) / 2**self.bits - 0.5
-
-    @contextmanager
-    def uniform_noise(self) -> Iterator[None]:
-        """Dequantise with the uniform noise itself, even when the run learns ``q``."""
-        before, self._uniform = self._uniform, True
-        try:
-            yield
-        finally:
-            self._uniform = before
+    def conditions(self, images: Tensor, maps: Tensor | None, noise: Tensor,
+                   device: torch.device) -> dict[str, Tensor] | None:
+        """The flow's conditions of a batch (``noise``: the images' dequantisation noise)."""
+        return self.condition(images, maps, device)
 
     def condition(self, images: Tensor, maps: Tensor | None,
                   device: torch.device) -> dict[str, Tensor] | None:
         return None
 
-    def log_weight(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
-        """Per-sample ``log p(x) - log q(u|x)`` (nats): the log-density, less the
-        ``log q(u|x)`` of the ``inputs()`` that made ``x`` under variational dequantisation."""
-        logp = log_prob(net, x, cond)
-        logq, self._logq = self._logq, None
-        return logp if logq is None else logp - logq.to(logp.dtype)
-
-    def bpd(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
-        """Per-sample bits/dim; under variational dequantisation the bound."""
-        return bits_per_dim(self.log_weight(net, x, cond), self.dims, self.bits)
-
-    def loss(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
-        """Per-sample training loss (its mean is minimised): bits/dim unless a task says."""
-        return self.bpd(net, x, cond)
+    def loss(self, bpd: Tensor, cond_logp: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Per-sample training loss (its mean is minimised) from the per-sample bits/dim and
+        the log-densities of the conditions modelled by a flow, with what else the task
+        reports of it: bits/dim unless a task says."""
+        return bpd, {}
 
     # ---- validation
     @torch.no_grad()
-    def val_bpd(self, model: Any, split: Split, device: torch.device) -> float:
-        """Mean bits/dim of the fixed validation subset, with fixed dequantisation noise."""
-        total, n = 0.0, 0
+    def val_sums(self, model: Any, split: Split, device: torch.device, *,
+                 uniform: bool = False) -> dict[str, float]:
+        """Sums over the fixed validation subset of the objective's per-sample ``bpd`` (and
+        what the task adds), with fixed dequantisation noise; ``uniform``: with the uniform
+        noise itself even when the run learns ``q``."""
+        objective, sums = Objective(model, self, uniform=uniform), {}
         seed = self.recipe.seed
         for k, start in enumerate(range(0, len(split), VAL_CHUNK)):
             imgs = split.images[start:start + VAL_CHUNK]
             maps = None if split.maps is None else split.maps[start:start + VAL_CHUNK]
             noise = torch.rand(imgs.shape, generator=generator(stream_seed(seed, "val", k)))
-            x, cond = self.inputs(imgs, maps, noise, device)
-            total += float(self.bpd(model, x, cond).double().sum())
-            n += imgs.shape[0]
-        return total / n
+            _, extras = objective(objective.batch(imgs, maps, noise, device))
+            for key, value in extras.items():
+                if key != "finite":
+                    sums[key] = sums.get(key, 0.0) + float(value.double().sum())
+        return sums
+
+    def val_bpd(self, model: Any, split: Split, device: torch.device, *,
+                uniform: bool = False) -> float:
+        """Mean bits/dim of the fixed validation subset, with fixed dequantisation noise."""
+        return self.val_sums(model, split, device, uniform=uniform)["bpd"] / len(split)
 
     @torch.no_grad()
     def val_bpd_iw(self, model: Any, split: Split, device: torch.device,
@@ -261,7 +254,8 @@ class Task(ABC):
         """
         if samples < 1:
             raise RunError(f"iw_samples must be at least 1, got {samples}")
-        sums, seed = [0.0, 0.0], self.recipe.seed
+        objective, sums, seed = Objective(model, self), [0.0, 0.0], self.recipe.seed
+        nats = self.dims * math.log(2.0)  # bits/dim -> nats of the whole image
         for k, start in enumerate(range(0, len(split), VAL_CHUNK)):
             imgs = split.images[start:start + VAL_CHUNK]
             maps = None if split.maps is None else split.maps[start:start + VAL_CHUNK]
@@ -269,8 +263,9 @@ class Task(ABC):
             for j in range(samples):
                 tag = "val" if j == 0 else f"val/iw{j}"
                 noise = torch.rand(imgs.shape, generator=generator(stream_seed(seed, tag, k)))
-                x, cond = self.inputs(imgs, maps, noise, device)
-                logw.append(self.log_weight(model, x, cond).double())
+                _, extras = objective(objective.batch(imgs, maps, noise, device))
+                # the objective's bpd is b - (log p - log q) / (D log 2): log p - log q back
+                logw.append((self.bits - extras["bpd"].double()) * nats)
             lw = torch.stack(logw)  # (K, B)
             iw = torch.logsumexp(lw, 0) - math.log(samples)
             sums[0] += float(bits_per_dim(iw, self.dims, self.bits).sum())
@@ -289,10 +284,9 @@ class Task(ABC):
                                device: torch.device) -> dict[str, Any]:
         """Under variational dequantisation (``bpd`` is then the bound): bits/dim of the
         same images under uniform noise, for comparison; nothing otherwise."""
-        if self.deq is None:
+        if dequantizer_of(model) is None:
             return {}
-        with self.uniform_noise():
-            return {"bpd_uniform": self.val_bpd(model, data.val, device)}
+        return {"bpd_uniform": self.val_bpd(model, data.val, device, uniform=True)}
 
     # ---- pictures
     def _checked(self, x: Tensor) -> Tensor:
@@ -495,31 +489,28 @@ class Translation(Task):
         return {self.cond.name: to_device(maps.long(), device)}
 
     # ---- a label map with its own flow (encoder=flow(...), Full-Glow): joint likelihood
-    def inputs(self, images: Tensor, maps: Tensor | None, noise: Tensor,
-               device: torch.device) -> tuple[Tensor, dict[str, Tensor] | None]:
-        """As every task; a label map modelled by a flow goes to it dequantised, with noise
+    def conditions(self, images: Tensor, maps: Tensor | None, noise: Tensor,
+                   device: torch.device) -> dict[str, Tensor] | None:
+        """As every task's; a label map modelled by a flow goes to it dequantised, with noise
         that is a pure function of the batch's image noise (so of seed and step)."""
-        x, cond = super().inputs(images, maps, noise, device)
+        cond = super().conditions(images, maps, noise, device)
         c = self.cond
         if c.flow is not None:
             g = generator(stream_seed(self.recipe.seed, "labels", float(noise.double().sum())))
             u = torch.rand((maps.shape[0], *c.flow.input), generator=g, dtype=noise.dtype)
             cond[c.name] = to_device(condflow.label_input(c, maps.long(), u), device)
-        return x, cond
+        return cond
 
-    def label_bpd(self, net: Any) -> Tensor:
-        """Bits/dim of the label maps under their flow, from the model's last call."""
-        c = self.cond
-        logp = getattr(net, "module", net).cond_log_probs[c.name]
-        return bits_per_dim(logp, math.prod(c.flow.input), condflow.label_bits(c) or self.bits)
-
-    def loss(self, net: Any, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
+    def loss(self, bpd: Tensor, cond_logp: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """``-log2 p(x | y) - log2 p(y)`` per image dimension: the joint likelihood, when the
-        label map has its own flow; else the conditional bits/dim."""
-        bpd = self.bpd(net, x, cond)
-        if self.cond.flow is None:
-            return bpd
-        return bpd + self.label_bpd(net) * (math.prod(self.cond.flow.input) / self.dims)
+        label map has its own flow (``label_bpd``: the label maps' bits/dim under it); else
+        the conditional bits/dim."""
+        c = self.cond
+        if c.flow is None:
+            return bpd, {}
+        label = bits_per_dim(cond_logp[c.name], math.prod(c.flow.input),
+                             condflow.label_bits(c) or self.bits)
+        return bpd + label * (math.prod(c.flow.input) / self.dims), {"label_bpd": label}
 
     @torch.no_grad()
     def validate(self, model: Any, data: TaskData, device: torch.device, *,
@@ -528,14 +519,8 @@ class Translation(Task):
                  protocol: sr.Protocol | None = None) -> dict[str, Any]:
         if self.cond.flow is None:
             return {"bpd": self.val_bpd(model, data.val, device)}
-        split, seed, sums = data.val, self.recipe.seed, [0.0, 0.0]
-        for k, start in enumerate(range(0, len(split), VAL_CHUNK)):
-            imgs, maps = split.images[start:start + VAL_CHUNK], split.maps[start:start + VAL_CHUNK]
-            noise = torch.rand(imgs.shape, generator=generator(stream_seed(seed, "val", k)))
-            x, cond = self.inputs(imgs, maps, noise, device)
-            sums[0] += float(self.bpd(model, x, cond).double().sum())
-            sums[1] += float(self.label_bpd(model).double().sum())
-        return {"bpd": sums[0] / len(split), "label_bpd": sums[1] / len(split)}
+        sums = self.val_sums(model, data.val, device)
+        return {"bpd": sums["bpd"] / len(data.val), "label_bpd": sums["label_bpd"] / len(data.val)}
 
     def grids(self, model: Any, data: TaskData, device: torch.device,
               temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = GRID_EXAMPLES,

@@ -24,6 +24,7 @@ from flowspec.api import analyze, loads
 from flowspec.errors import FlowSpecError
 from flowspec.fmt import format_text
 from flowspec.kinds import count_params
+from runtime.objective import Objective
 from runtime.recipe import resolve_recipe
 from runtime.tasks import make_task
 
@@ -188,12 +189,12 @@ def test_fashion_seg_flows_train_on_the_joint_likelihood(flow: str, tmp_path: Pa
     task = make_task(spec, resolve_recipe(spec, val_images=8))
     data = task.load(train=False)
     imgs, maps = data.val.images[:4], data.val.maps[:4]
-    x, cond = task.inputs(imgs, maps, torch.rand(imgs.shape), torch.device("cpu"))
-    model = result.model.eval()
+    objective = Objective(result.model.eval(), task)
+    batch = objective.batch(imgs, maps, torch.rand(imgs.shape), torch.device("cpu"))
     with torch.no_grad():
-        loss, bpd, label = task.loss(model, x, cond), task.bpd(model, x, cond), \
-            task.label_bpd(model)
-        joint = model.joint_log_prob(x, cond)
+        loss, extras = objective(batch)
+        bpd, label = extras["bpd"], extras["label_bpd"]
+        joint = objective.flow.joint_log_prob(batch.x, batch.cond)
     dims, ldims = math.prod(spec.input), math.prod(spec.condition("seg").flow.input)
     assert torch.allclose(loss, bpd + label * ldims / dims)
     bits = task.bits + ldims / dims * condflow.label_bits(spec.condition("seg"))

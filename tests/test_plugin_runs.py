@@ -222,19 +222,19 @@ def test_a_negative_held_out_bpd_stops_the_run_and_keeps_its_checkpoint(tmp_path
 
 def test_the_ctrl_c_resume_command_keeps_threads_and_plugins(tmp_path, fresh, cli,
                                                              monkeypatch):
-    from runtime.tasks import Task
+    from runtime.objective import Objective
 
     file, spec = plugin(tmp_path, "exact")
     out = tmp_path / "run"
-    real, calls = Task.bpd, {"n": 0}
+    real, calls = Objective.forward, {"n": 0}
 
-    def bpd(self, net, x, cond):
-        calls["n"] += net.training
-        if net.training and calls["n"] == 2:
+    def forward(self, batch):
+        calls["n"] += self.flow.training
+        if self.flow.training and calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(self, net, x, cond)
+        return real(self, batch)
 
-    monkeypatch.setattr(Task, "bpd", bpd)
+    monkeypatch.setattr(Objective, "forward", forward)
     rc, _, err = cli(*train_args(spec, file, out, "--checkpoint-every", "1",
                                  "--device", "cpu"))
     assert rc != 0 and "interrupted" in err
@@ -243,7 +243,7 @@ def test_the_ctrl_c_resume_command_keeps_threads_and_plugins(tmp_path, fresh, cl
     for flag in (["--threads", "1"], ["--plugin", str(file)], ["--device", "cpu"],
                  ["--no-progress"]):
         assert " ".join(flag) in " ".join(words), command
-    monkeypatch.setattr(Task, "bpd", real)
+    monkeypatch.setattr(Objective, "forward", real)
     forget("exact_kind", "exact")  # the command alone brings the plugin back
     rc, _, err = cli(*words[1:])
     assert rc == 0, err

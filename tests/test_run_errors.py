@@ -166,28 +166,28 @@ def test_sample_format_follows_the_extension(cli, run, tmp_path) -> None:
 
 def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(cli, monkeypatch,
                                                                   tmp_path) -> None:
-    from runtime.tasks import Task
+    from runtime.objective import Objective
 
     spec = write_spec(tmp_path)
     out = tmp_path / "r"
-    real = Task.bpd
+    real = Objective.forward
     calls = {"train": 0}
 
-    def bpd(self, net, x, cond):
-        if net.training:
+    def forward(self, batch):
+        if self.flow.training:
             calls["train"] += 1
             if calls["train"] == 4:  # Ctrl-C during step 4; step 2 was checkpointed
                 raise KeyboardInterrupt
-        return real(self, net, x, cond)
+        return real(self, batch)
 
-    monkeypatch.setattr(Task, "bpd", bpd)
+    monkeypatch.setattr(Objective, "forward", forward)
     rc, _, err = cli("train", spec, "--out", out, "--no-progress", "--steps", "6",
                      "--checkpoint-every", "2", "--lr", "2e-3")
     assert rc != 0 and "interrupted" in err
     assert f"the last checkpoint is step 2 ({out / 'checkpoint.pt'})" in err
     command = err.split("continue with:\n")[1].strip().splitlines()[0]
     assert command.endswith("--resume") and "--steps 6" in command and "--lr 0.002" in command
-    monkeypatch.setattr(Task, "bpd", real)
+    monkeypatch.setattr(Objective, "forward", real)
     words = shlex.split(command)
     assert words[:2] == ["flowspec", "train"]
     rc, _, err = cli(*words[1:], "--no-progress")

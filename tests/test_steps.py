@@ -18,17 +18,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_dequantization import spec_file as dequantization_spec
+from tinyruns import TINY_SR, write_spec
 from torch.overrides import TorchFunctionMode
 
 import runtime
 from runtime import checkpoint as ckpt
 from runtime.errors import RunError
+from runtime.objective import Objective
 from runtime.pretrain import Pretraining
 from runtime.steps import FLUSH_EVERY, Steps, flush_due
-from runtime.tasks import Task
 from runtime.trainer import Trainer
-from test_dequantization import spec_file as dequantization_spec
-from tinyruns import TINY_SR, write_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 T = torch.Tensor
@@ -90,7 +90,7 @@ class Reads(TorchFunctionMode):
 def _watch(monkeypatch) -> dict:
     """Run every step under the detector; keep the loss and lr each step computed."""
     seen: dict = {"reads": [], "steps": 0, "loss": [], "lr": [], "pretrain": 0}
-    real_step, real_loss, real_pretrain = Steps.step, Task.loss, Pretraining.step
+    real_step, real_loss, real_pretrain = Steps.step, Objective.forward, Pretraining.step
 
     def step(self, s):
         mode = Reads()
@@ -100,9 +100,10 @@ def _watch(monkeypatch) -> dict:
         seen["steps"] += 1
         seen["lr"].append(self.opt.param_groups[0]["lr"])
 
-    def loss(self, net, x, cond):
-        out = real_loss(self, net, x, cond)
-        seen["loss"].append(out.detach())
+    def loss(self, batch):
+        out = real_loss(self, batch)
+        if torch.is_grad_enabled():  # a training step's (validation runs without grad)
+            seen["loss"].append(out[0].detach())
         return out
 
     def pretrain(self, cond, hr, d):
@@ -114,7 +115,7 @@ def _watch(monkeypatch) -> dict:
         return out
 
     monkeypatch.setattr(Steps, "step", step)
-    monkeypatch.setattr(Task, "loss", loss)
+    monkeypatch.setattr(Objective, "forward", loss)
     monkeypatch.setattr(Pretraining, "step", pretrain)
     return seen
 
