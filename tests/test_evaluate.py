@@ -30,7 +30,6 @@ def variational_run(tmp_path_factory) -> Path:
 def test_iw_bound_is_below_the_single_sample_bound_on_the_same_noise(variational_run) -> None:
     model, spec, r, _ = _restore(None, variational_run / "checkpoint.pt", None, None, "cpu")
     task = make_task(spec, r)
-    task.deq = model.dequantizer  # the learned q(u|x)
     data = task.load(train=False)
     iw, single = task.val_bpd_iw(model, data.val, torch.device("cpu"), 4)
     assert iw <= single  # log-mean-exp >= mean of logs, image by image
