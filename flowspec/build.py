@@ -299,7 +299,7 @@ class FlowModel(nn.Module):
                 raise r.error(e) from e
             logdet = logdet + self._checked(r, ld, x)
             if taps is not None and r.position is not None:
-                taps[r.position] = x
+                taps[r.position] = zs[-1] if r.emits_latent else x  # a split: its latent
         if taps is not None:
             taps[None] = x
         z, ld = self.prior(x, self._at(feats, cache, self.spec.prior.on, x.shape[2:]))

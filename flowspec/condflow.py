@@ -6,8 +6,9 @@ ordinary flow of the file (checked IR inside the condition, built as a nested
 :class:`~flowspec.build.FlowModel`). It runs forward on the condition; the output of its
 layer at each *position* (level, step, k-th layer written in the step; see
 :meth:`flowspec.ir.FlowSpec.positions`) is what the image flow's layer at the same position
-receives when it is conditioned ``on=`` that condition, and its final latent is what the
-image flow's prior receives. Its log-likelihood is kept for the joint loss
+receives when it is conditioned ``on=`` that condition (a split hands on the latent it
+factors out: Dual-Glow's ``split prior=dual``), and its final latent is what the image
+flow's prior receives. Its log-likelihood is kept for the joint loss
 ``log p(x | y) + log p(y)``.
 
 What the label-map flow sees: an ``image`` condition as it is; a ``labels`` map one-hot

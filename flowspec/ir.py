@@ -140,12 +140,16 @@ class FlowSpec(_Model):
 
     def tap_shape(self, position: Position | None) -> ShapeT | None:
         """C×H×W of the output of the layer at ``position`` (``None``: the final latent, what
-        the prior sees), or None when no layer stands there."""
+        the prior sees; a split: the latent it factors out), or None when no layer stands
+        there."""
         if position is None:
             return tuple(self.latents[-1].shape) if self.latents else None
         positions = self.positions()
         for layer in self.layers:
             if positions.get(layer.path) == position:
+                latent = next((z for z in self.latents if z.source == layer.path), None)
+                if latent is not None:  # a split hands on the latent it factors out
+                    return tuple(latent.shape)
                 return None if layer.out_shape is None else tuple(layer.out_shape)
         return None
 

@@ -192,19 +192,67 @@ def _rel(a: Tensor, b: Tensor) -> float:
 
 
 def reduced_model_spec(spec: FlowSpec) -> FlowSpec:
-    """``spec`` with the smallest square input its levels accept (channels unchanged)."""
-    c, h, w = spec.input
+    """``spec`` with the smallest square input its levels accept (channels unchanged), its
+    image and label-map conditions shrunk by the same factor, and a condition's own flow
+    run at its condition's new size: a condition left at its real size would fail the
+    check (or, for a flow that models it, run at full size). The networks inside layers
+    are narrowed to ``_NARROW`` (``hidden``, ``cond_hidden``, ``features``, in the flow, its
+    encoders and a condition's flow) where the check still passes: the whole-model check
+    tests how layers compose, and each distinct layer is checked at its real width."""
+    _, h, w = spec.input
     for s in _SIZES:
         if s >= min(h, w):
             break
-        small = spec.model_copy(deep=True)
-        small.input = (c, min(s, h), min(s, w))
-        small.expect_latent = None
-        diags = Collector()
-        check(small, diags)
-        if not diags.has_errors:
-            return small
+        for narrow in (True, False):
+            small = _shrunk(spec, min(s, h), min(s, w), narrow)
+            if small is None:
+                break
+            diags = Collector()
+            check(small, diags)
+            if not diags.has_errors:
+                return small
     return spec
+
+
+#: the width the whole-model check gives every network inside a layer (see _narrowed)
+_NARROW = 8
+_WIDTH_ARGS = ("hidden", "cond_hidden", "features")
+
+
+def _narrowed(args: dict[str, Any]) -> None:
+    """Cap the width arguments of a layer or encoder (and of a net written as a call)."""
+    for name, value in args.items():
+        if isinstance(value, dict):
+            _narrowed(value)
+        elif name in _WIDTH_ARGS and isinstance(value, int) and value > _NARROW:
+            args[name] = _NARROW
+
+
+def _shrunk(spec: FlowSpec, h: int, w: int, narrow: bool = False) -> FlowSpec | None:
+    """A copy at input ``h x w`` (networks narrowed with ``narrow``); None when a
+    condition's size cannot keep its ratio to the input in whole pixels."""
+    small = spec.model_copy(deep=True)
+    if narrow:
+        for layer in small.layers:
+            _narrowed(layer.args)
+        for cond in small.conditions:
+            _narrowed(cond.encoder.args)
+            for layer in cond.flow.layers if cond.flow is not None else []:
+                _narrowed(layer.args)
+    _, big_h, big_w = spec.input
+    small.input = (spec.input[0], h, w)
+    small.expect_latent = None
+    for cond in small.conditions:
+        if cond.type == "class":
+            continue
+        ch, ch_h, ch_w = cond.shape
+        if (ch_h * h) % big_h or (ch_w * w) % big_w:
+            return None
+        cond.shape = (ch, ch_h * h // big_h, ch_w * w // big_w)
+        if cond.flow is not None:
+            cond.flow.input = (cond.flow.input[0], *cond.shape[1:])
+            cond.flow.expect_latent = None
+    return small
 
 
 def _data(batch: int, spec: FlowSpec, gen: torch.Generator) -> Tensor:

@@ -18,10 +18,12 @@ CONVLSTM_DEFAULTS = {"hidden": 32, "layers": 3, "kernel": 5, "dilation": 1}
 
 
 class SplitArgs(CondArgs):
-    prior: Literal["learned", "fixed", "convlstm"] = Field(
+    prior: Literal["learned", "fixed", "convlstm", "dual"] = Field(
         "learned", description="the factored-out half's prior: a learned Gaussian from the "
-        "kept half (and the condition), N(0, I), or mAR-SCF's channel-autoregressive "
-        "ConvLSTM prior given the kept half (and the condition)")
+        "kept half (and the condition), N(0, I), mAR-SCF's channel-autoregressive "
+        "ConvLSTM prior given the kept half (and the condition), or Dual-Glow's N(m(c), I) "
+        "from the condition alone (on= required; a condition's flow hands on its latent "
+        "factored out at the same place)")
     hidden: int = Field(32, ge=1, le=1024, description="prior=convlstm: channels of the "
                         "ConvLSTM and of its context network")
     layers: int = Field(3, ge=1, le=16, description="prior=convlstm: stacked ConvLSTM cells")
@@ -52,10 +54,20 @@ class SplitKind(LayerKind):
                                          else args.model_dump())}
             return channel_ar_params(c - c // 2 + (cond_channels or 0), a["hidden"],
                                      a["layers"], a["kernel"])
+        if arg(args, "prior") == "dual":  # conv5x5 without bias: condition -> mean
+            return 25 * (cond_channels or 0) * (c // 2)
         if arg(args, "prior") != "learned":
             return 0
   # zero-initialised conv3x3: kept half (+ condition) -> mean, log-scale
         return conv_params(c - c // 2 + (cond_channels or 0), 2 * (c // 2), 3)
+
+    @classmethod
+    def issues(cls, shape, args):
+        if arg(args, "prior") == "dual" and arg(args, "on") is None:
+            return [Issue(codes.E_NEEDS_CONDITION, "split prior=dual takes its mean from a "
+                          "condition, but has no on=CONDITION", "add on=NAME, or choose "
+                          "prior=learned")]
+        return []
 
     @classmethod
     def out_shape(cls, shape, args):

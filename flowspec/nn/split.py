@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from flowspec.layers.split import CONVLSTM_DEFAULTS
 
@@ -25,6 +26,11 @@ class Split(FlowLayer):
     decodes to the prior mean ``mu``.
 
     ``prior=fixed``: ``z = x2``, ``logdet = 0``.
+
+    ``prior=dual`` (Dual-Glow, Sun et al. 2019, as MoeinSorkhei/glow2 runs it with one
+    condition layer, ``n_l = 1``): ``z = x2 - m(c)`` with ``m(c) = leaky_relu(conv5x5(c))``
+    (no bias, slope 0.2) from the condition alone, unit scale: ``logdet = 0``. Conditioned on
+    a flow, ``c`` is that flow's latent factored out at the same place.
 
     ``prior=convlstm``: mAR-SCF's channel-autoregressive prior (:mod:`.convlstm_prior`):
     ``z_t = (x2_t - mu_t) e^{-l_t}`` with ``(mu_t, l_t)`` from a ConvLSTM that has read
@@ -46,11 +52,17 @@ class Split(FlowLayer):
         self.out_shape = (self.keep, h, w)
         self.z_shape: Shape = (c // 2, h, w)
         prior = args["prior"]
-        if prior not in ("learned", "fixed", "convlstm"):
-            raise ValueError(f"unknown split prior {prior!r}; expected 'learned', 'fixed' or "
-                             "'convlstm'")
+        if prior not in ("learned", "fixed", "convlstm", "dual"):
+            raise ValueError(f"unknown split prior {prior!r}; expected 'learned', 'fixed', "
+                             "'convlstm' or 'dual'")
         self.learned = prior == "learned"
         self.ar = None
+        self.dual = None
+        if prior == "dual":
+            if self.cond_channels is None:
+                raise ValueError("split prior=dual needs a condition (on=COND)")
+            self.dual = nn.Conv2d(self.cond_channels, c // 2, 5, padding=2, bias=False)
+            nn.init.uniform_(self.dual.weight, -0.05, 0.05)
         if self.learned:
             self.conv = zero_conv(self.keep + (self.cond_channels or 0), 2 * (c // 2))
         elif prior == "convlstm":
@@ -63,8 +75,13 @@ class Split(FlowLayer):
         n = self.z_shape[0]
         return h[:, :n], h[:, n:]
 
+    def _dual_mean(self, y: Tensor, cond: Tensor | None) -> Tensor:
+        return F.leaky_relu(self.dual(self._cond(cond, y)), 0.2)
+
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         y, x2 = x[:, : self.keep], x[:, self.keep :]
+        if self.dual is not None:
+            return y, x2 - self._dual_mean(y, cond), x.new_zeros(x.shape[0])
         if self.ar is not None:
             z, logdet = self.ar.standardise(x2, cat_cond(y, self._cond(cond, y)))
             return y, z, logdet
@@ -78,6 +95,8 @@ class Split(FlowLayer):
         if self.ar is not None:
             x2, logdet = self.ar.unstandardise(z, cat_cond(y, self._cond(cond, y)))
             return torch.cat([y, x2], dim=1), logdet
+        if self.dual is not None:
+            return torch.cat([y, z + self._dual_mean(y, cond)], dim=1), y.new_zeros(y.shape[0])
         if not self.learned:
             return torch.cat([y, z], dim=1), y.new_zeros(y.shape[0])
         mu, log_scale = self._mean_logscale(y, cond)
