@@ -99,7 +99,7 @@ class Setting(_Model):
 
     value: Value = None
     # a list of numbers only here: `schedule step milestones=[0.5, 0.75]`
-    options: dict[str, Value | list[int | float]] = Field(default_factory=dict)
+    options: dict[str, Value | list[Scalar]] = Field(default_factory=dict)
     span: Span
 
 

@@ -15,6 +15,7 @@ runtime validates a run's recipe and generates its flags from the same schema
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import codes
 from .datasets import BUILTIN, OPTIONS, PATH_NAMES, accepted_options
-from .errors import Collector, did_you_mean
+from .errors import Collector, Span, did_you_mean
 from .evaluate import format_value, type_name
 from .ir import FlowSpec, Setting
+from .values import parse_override
 from .kinds import ENCODERS
 
 
@@ -353,6 +355,40 @@ def validate_settings(settings: dict[str, Setting], diags: Collector) -> None:
                         help="write it as `" + " ".join(
                             [name, *([str(s.value)] if s.value is not None else []),
                              *(f"{k}=..." for k in rule.required)]) + "`")
+
+
+def parse_line(name: str, text: str) -> tuple[Any, dict[str, Any]]:
+    """A train-block line written as a flag's text, checked as the train block checks it:
+    ``parse_line("schedule", "step milestones=[0.5,0.75] gamma=0.5")`` is ``("step",
+    {"milestones": [0.5, 0.75], "gamma": 0.5})``. A problem raises ValueError with the
+    train block's message."""
+    words = re.findall(r"[^\s=]+=\[[^\]]*\]?|\S+", text.strip())
+    value: Any = None
+    options: dict[str, Any] = {}
+    for i, word in enumerate(words):
+        key, eq, raw = word.partition("=")
+        if not eq:
+            if i:
+                raise ValueError(f"`{word}`: options are written key=value")
+            value = str(parse_override(word))
+        elif raw.startswith("["):
+            if not raw.endswith("]"):
+                raise ValueError(f"`{word}`: a list is written [a, b, ...]")
+            options[key] = [_plain_value(parse_override(v)) for v in raw[1:-1].split(",")
+                            if v.strip()]
+        else:
+            options[key] = _plain_value(parse_override(raw))
+    diags = Collector()
+    validate_settings({name: Setting(value=value, options=options, span=Span(
+        file=f"--{name}", line=1, column=1, end_line=1, end_column=1))}, diags)
+    errors = [d for d in diags.items if d.severity == "error"]
+    if errors:
+        raise ValueError(errors[0].message + (f" ({errors[0].help})" if errors[0].help else ""))
+    return value, options
+
+
+def _plain_value(v: Any) -> Any:
+    return str(v) if isinstance(v, str) else v
 
 
 def _check_schedule_line(s: Setting, diags: Collector) -> None:

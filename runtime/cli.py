@@ -166,7 +166,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
                            temperatures=a.temperatures, data=a.data, val_images=a.val_images,
                            lpips=a.lpips, device=a.device, out=a.out, strict=a.strict,
                            measure=a.metrics, features=a.features, samples=a.samples,
-                           temperature=a.temperature, verify=a.verify)
+                           temperature=a.temperature, verify=a.verify, ema=not a.no_ema)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -200,6 +200,7 @@ def _reg_eval(sub: Any) -> None:
     p.add_argument("--out", metavar="DIR", help="where eval.json goes (default: beside the "
                    "checkpoint)")
     _verify_arg(p, "evaluate")
+    _ema_arg(p, "evaluate")
     _deterministic_arg(p, "the same numbers on every CUDA run")
     p.set_defaults(func=_guard(cmd_eval))
 
@@ -212,7 +213,8 @@ def cmd_sample(a: argparse.Namespace) -> int:
     with _determinism(a):
         path = sample(a.spec, a.checkpoint, n=a.n, temperature=a.temperature, cond=a.cond,
                       output=a.output, flow=a.flow, overrides=_overrides(a), seed=a.seed,
-                      device=a.device, strict=a.strict, classes=a.classes)
+                      device=a.device, strict=a.strict, classes=a.classes,
+                      ema=not a.no_ema)
     print(path)
     return 0
 
@@ -236,8 +238,15 @@ def _reg_sample(sub: Any) -> None:
     p.add_argument("-o", "--output", default="grid.png", metavar="FILE", type=_image_path,
                    help="the grid image; its extension picks the format (.png, .jpg, "
                    ".webp, ...; default grid.png)")
+    _ema_arg(p, "sample")
     _deterministic_arg(p, "the same samples on every CUDA run")
     p.set_defaults(func=_guard(cmd_sample))
+
+
+def _ema_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--no-ema", action="store_true", dest="no_ema",
+                   help=f"{what} the raw weights of a run trained with `ema` (default: its "
+                   "averaged weights, as its validation used)")
 
 
 def _deterministic_arg(p: argparse.ArgumentParser, what: str) -> None:

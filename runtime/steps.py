@@ -90,6 +90,8 @@ class Steps:
     :class:`runtime.pretrain.Freeze`; ``clip`` the gradient-norm bound (None: none).
     """
 
+    ema: Any = None  # a runtime.ema.EMA, updated after each step (set by the trainer)
+
     def __init__(self, model: Any, net: Any, task: Any, opt: Any, sched: Any,
                  batch: Callable[[int], tuple[Tensor, Any]], freeze: Any, clip: float | None,
                  d: ddp.Dist, batch_size: int):
@@ -122,6 +124,8 @@ class Steps:
         ok = torch.isfinite(mean) & torch.isfinite(norm) & finite
         self.halted = self.halted | ~ok
         self._guarded_update()
+        if self.ema is not None:  # [ema hook] runtime.ema: fold in the new parameters
+            self.ema.update(step)
         self.sched.step()
         self.rows.append(torch.stack([mean, norm.detach().to(mean.dtype), finite.to(mean.dtype)]))
         self.host.append((step, self.opt.param_groups[0]["lr"]))

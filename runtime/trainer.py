@@ -28,8 +28,10 @@ from flowspec.importing import import_object
 from flowspec.plugins import used_plugins
 from flowspec.recipe import OPTIMIZERS
 
+from . import augment, schedule
 from . import checkpoint as ckpt
 from . import dequantize as dq
+from . import ema as ema_
 from . import distributed as ddp
 from . import pretrain as pt
 from .batches import BatchStream
@@ -46,17 +48,13 @@ from .tracking import Tracker, open_tracker
 
 
 def make_optimizer(model: nn.Module, r: Recipe) -> tuple[torch.optim.Optimizer, Any]:
-    """The recipe's optimiser and a linear warm-up from ``lr / warmup`` to ``lr``."""
+    """The recipe's optimiser; the learning rate a linear warm-up from ``lr / warmup`` to
+    ``lr``, then the recipe's schedule (:mod:`runtime.schedule`)."""
     cls = import_object(OPTIMIZERS[r.optimizer].implementation)
     # foreach: one multi-tensor kernel per update step instead of a loop over the parameter
     # tensors (on CPU, where torch does not pick it itself, 0.6-0.7x of the update's time)
     opt = cls(model.parameters(), lr=r.lr, weight_decay=r.weight_decay, foreach=True)
-    warm = r.warmup
-
-    def factor(step: int) -> float:
-        return min(1.0, (step + 1) / warm) if warm else 1.0
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule.factor(r))
 
 
 def needs_init(model: nn.Module) -> bool:
@@ -152,6 +150,8 @@ class Trainer:
             state["pretrain"] = self.pre.state()
         if self.freeze_until is not None:
             state["freeze_until"] = self.freeze_until
+        if getattr(self, "ema", None) is not None:  # [ema hook] the average, `ema`
+            state.update(self.ema.state(model))
         return state
 
     def _write_static(self, out: Path) -> None:
@@ -255,7 +255,9 @@ class Trainer:
             idx = stream.indices(step)[shard]
             maps = None if train.maps is None else train.maps[idx]
             noise = stream.noise(step, tuple(spec.input))[shard]
-            x, cond = task.inputs(train.images[idx], maps, noise, dev)
+            images, maps = augment.apply(r.augment, r.seed, step, r.batch, shard,  # [augment
+                                         train.images[idx], maps)                 #  hook]
+            x, cond = task.inputs(images, maps, noise, dev)
             if check:
                 check_finite(x, cond, f"the training batch of step {step + 1}", idx,
                              f"train split of `{r.data}`")
@@ -275,6 +277,8 @@ class Trainer:
             model.train()
             with torch.no_grad():
                 model(*batch(start, check=True))
+        # [ema hook] the average starts after actnorm's init (or comes from the checkpoint)
+        self.ema = ema_.start(model, r.ema, start, ck if self.resume else None)
         idle = pt.head_parameters(model) if d.active else []  # no flow gradient reaches
         pt.set_trainable(idle, False)  # them, and DDP would wait for one
         net: Any = ddp.wrap(d, model, dev)  # DDP (without per-step buffer broadcasts)
@@ -315,6 +319,7 @@ class Trainer:
         files: dict[str, Any] = {"samples": []}
         freeze = pt.Freeze(model, self.freeze_until, start, skip_backward=not d.active)
         steps = Steps(model, net, task, opt, sched, batch, freeze, r.clip, d, r.batch)
+        steps.ema = self.ema  # [ema hook]
         self.t_train = 0.0
         try:
             for step in range(start, r.steps):
@@ -432,9 +437,10 @@ class Trainer:
                   sched: Any, done: int, log: MetricsLog, out: Path,
                   files: dict[str, Any]) -> None:
         model.eval()
-        metrics = task.validate(model, data, dev)
-        metrics.update(task.dequantization_metrics(model, data, dev))
-        rec = reconstruction(model, *self.recon_batch)
+        with ema_.averaged(self.ema, model):  # [ema hook] validation sees the average
+            metrics = task.validate(model, data, dev)
+            metrics.update(task.dequantization_metrics(model, data, dev))
+            rec = reconstruction(model, *self.recon_batch)
         model.train()
         metrics.update(rec.metrics())
         if self.recon_warn and not rec.relative <= self.recon_warn:
@@ -459,7 +465,8 @@ class Trainer:
                  out: Path, files: dict[str, Any]) -> None:
         model.eval()
         try:
-            grids = task.grids(model, data, dev)
+            with ema_.averaged(self.ema, model):  # [ema hook] samples of the average
+                grids = task.grids(model, data, dev)
         except Exception as e:  # noqa: BLE001 - a sample grid never stops a run
             _warn(f"no sample grids at step {done} ({type(e).__name__}: {e}); training "
                   "goes on")
