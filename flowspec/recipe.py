@@ -26,8 +26,8 @@ from .datasets import BUILTIN, OPTIONS, PATH_NAMES, accepted_options
 from .errors import Collector, Span, did_you_mean
 from .evaluate import format_value, type_name
 from .ir import FlowSpec, Setting
-from .values import parse_override
 from .kinds import ENCODERS
+from .values import parse_override
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ SCHEDULES = _registry(
                                          "gamma": (float, Above(0), 1.0)}),
 )
 AUGMENTATIONS = _registry(
+    Choice("none", "the training batches as they are (the default)"),
     Choice("hflip", "mirror each training image left-right with probability 1/2 (with its "
            "condition: the label map of translation, the low-resolution input of super-"
            "resolution); the flips are a function of the seed and the step"),
@@ -157,8 +158,8 @@ class RecipeSpec(BaseModel):
                            "constant, cosine, linear, or \"step milestones=[0.5,0.75] "
                            "gamma=0.5\"", line="schedule", flag=True)
     schedule_options: dict[str, Any] = _field({}, "its options", line="schedule")
-    augment: str | None = _field(None, "augmentation of the training batches (hflip)",
-                                 line="augment", flag=True)
+    augment: str = _field("none", "augmentation of the training batches: none or hflip",
+                          line="augment", flag=True)
     deterministic: bool = _field(False, "deterministic algorithms only (cuDNN and cuBLAS "
                                  "included), so that a CUDA run resumes bit for bit, at some "
                                  "cost in speed (a CPU run does either way)",
@@ -222,7 +223,7 @@ def registry_error(name: str, value: Any) -> str | None:
     """``unknown optimizer `sgd`; optimizers: adamax, adam, adamw`` for a name that is not
     in the setting's registry; None when it is."""
     table = REGISTRY_FIELDS.get(name)
-    if table is None or value in table or (value is None and name == "augment"):
+    if table is None or value in table:
         return None
     what = {"task": ("task", "tasks"), "optimizer": ("optimizer", "optimizers"),
             "dequantize": ("dequantisation", "choices"), "schedule": ("schedule", "schedules"),
@@ -418,15 +419,18 @@ def milestones_error(milestones: list[float], steps: int | None) -> str | None:
         if not ((isinstance(m, int) and m >= 1) or (isinstance(m, float) and 0 < m < 1)):
             return (f"milestone {format_value(m)} is neither a fraction of the run in (0, 1) "
                     "nor a whole number of steps")
-    if steps is None:  # only milestones of one kind compare without the run's length
-        kinds = {type(m) for m in milestones}
-        at = list(milestones) if len(kinds) == 1 else None
-    else:
-        at = milestone_steps(milestones, steps)
-        for m, step in zip(milestones, at):
+    # milestones of one kind must increase; as steps, they may meet (fractions of a short
+    # run: the rate then changes by gamma once for each, as MultiStepLR does)
+    at: list[float] | None = list(milestones) if len({type(m) for m in milestones}) == 1 \
+        else None
+    if steps is not None:
+        for m, step in zip(milestones, milestone_steps(milestones, steps)):
             if step >= steps:
                 return (f"milestone {format_value(m)} is past the last step (steps {steps}): "
                         "its rate would never be used")
+        if at is None:
+            at = [step + 0.5 * isinstance(m, int)  # a fraction then a step on it: in order
+                  for m, step in zip(milestones, milestone_steps(milestones, steps))]
     if at is not None:
         for i in range(1, len(at)):
             if at[i] <= at[i - 1]:

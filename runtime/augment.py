@@ -44,7 +44,7 @@ AUGMENTERS = {"hflip": hflip}
 def apply(name: str | None, seed: int, step: int, batch: int, shard: slice, images: Tensor,
           maps: Tensor | None) -> tuple[Tensor, Tensor | None]:
     """A training batch's (this rank's ``shard`` of the global ``batch``) images and maps
-    under augmentation ``name`` (None: as they are)."""
-    if name is None:
+    under augmentation ``name`` (``none``: as they are)."""
+    if name in (None, "none"):
         return images, maps
     return AUGMENTERS[name](images, maps, flips(seed, step, batch)[shard])

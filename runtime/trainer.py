@@ -23,16 +23,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowspec.ir import FlowSpec
 from flowspec.importing import import_object
+from flowspec.ir import FlowSpec
 from flowspec.plugins import used_plugins
 from flowspec.recipe import OPTIMIZERS
 
 from . import augment, schedule
 from . import checkpoint as ckpt
 from . import dequantize as dq
-from . import ema as ema_
 from . import distributed as ddp
+from . import ema as ema_
 from . import pretrain as pt
 from .batches import BatchStream
 from .errors import RunError
@@ -41,8 +41,8 @@ from .images import plot_curve, save_png
 from .metrics import MetricsLog
 from .recipe import Recipe
 from .reconstruction import RECON_WARN, recon_batch, recon_message, reconstruction
-from .steps import FLUSH_EVERY, Steps, flush_due, write_records
 from .soundness import check_bpd, summary_warnings, verify_command
+from .steps import FLUSH_EVERY, Steps, flush_due, write_records
 from .tasks import Task, TaskData, make_task
 from .tracking import Tracker, open_tracker
 
