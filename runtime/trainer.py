@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowspec.importing import import_object
 from flowspec.ir import FlowSpec
+from flowspec.importing import import_object
 from flowspec.plugins import used_plugins
 from flowspec.recipe import OPTIMIZERS
 
