@@ -24,6 +24,13 @@ class Lit(Node):
 
 
 @dataclass
+class ListLit(Node):
+    """``[0.5, 0.75]``: a list value (only a train-block option takes one)."""
+
+    items: list[Expr]
+
+
+@dataclass
 class Var(Node):
     name: str
     ns: str | None = None  # `lib.hidden`
@@ -65,7 +72,7 @@ class UnOp(Node):
     operand: Expr
 
 
-Expr = Lit | Var | CallExpr | FlowRef | BinOp | UnOp
+Expr = Lit | Var | CallExpr | FlowRef | BinOp | UnOp | ListLit
 
 
 @dataclass

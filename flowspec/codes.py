@@ -83,6 +83,8 @@ E_CONDITION_TAP = _code("E312", "a layer that cannot take its condition from the
 E_PRETRAIN_ENCODER = _code("E313", "`pretrain encoder` without an encoder head to train, or "
                            "outside task super_resolution")
 E_FREEZE_ENCODER = _code("E314", "`freeze encoder` in a flow without condition encoders")
+E_SCHEDULE_MILESTONES = _code("E315", "a `schedule step` whose milestones are out of order or "
+                              "past the last step")
 
 # ---- E4xx: insert rules and extends ------------------------------------------------------
 E_INSERT_NO_MATCH = _code("E401", "an insert rule that matches no layer")

@@ -99,6 +99,23 @@ def _recipe_type(name: str, t: type) -> Any:
     return parse
 
 
+def _line_type(name: str) -> Any:
+    """An argparse type for a flag that is a whole train-block line (``--schedule "step
+    milestones=[0.5,0.75]"``), checked as the line is (:func:`flowspec.recipe.parse_line`);
+    the text itself is the value."""
+    from .recipe import parse_line
+
+    def parse(text: str) -> str:
+        try:
+            parse_line(name, text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+
+    parse.__name__ = name
+    return parse
+
+
 def add_recipe_flags(p: argparse.ArgumentParser) -> None:
     """``--NAME`` for each recipe field the schema gives a flag
     (:func:`flowspec.recipe.flag_fields`), typed and bounded by it."""
@@ -108,7 +125,10 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
     for name in flag_fields():
         flag, doc = "--" + name.replace("_", "-"), field_info(name)["doc"]
         annotation = RecipeSpec.model_fields[name].annotation
-        if name in REGISTRY_FIELDS:
+        if f"{name}_options" in RecipeSpec.model_fields:  # a name with options: one text
+            g.add_argument(flag, dest=name, type=_line_type(name), metavar='"NAME [K=V ...]"',
+                           help=doc)
+        elif name in REGISTRY_FIELDS:
             g.add_argument(flag, dest=name, choices=tuple(REGISTRY_FIELDS[name]), help=doc)
         elif annotation is bool:
             g.add_argument(flag, dest=name, action="store_true", default=None, help=doc)

@@ -162,6 +162,8 @@ def evaluate(e: ast.Expr, scope: Scope, diags: Collector, *, words: bool = False
             return not v
         diags.error(codes.E_TYPE, f"`not` needs true or false, got {type_name(v)}", e.span)
         raise Abort
+    if isinstance(e, ast.ListLit):
+        return [evaluate(item, scope, diags) for item in e.items]
     if isinstance(e, ast.BinOp):
         a = evaluate(e.left, scope, diags)
         b = evaluate(e.right, scope, diags)

@@ -39,6 +39,8 @@ def expr(e: ast.Expr, parent: int = 0) -> str:
         inner = expr(e.operand, 7 if e.op == "-" else 3)
         s = f"-{inner}" if e.op == "-" else f"not {inner}"
         return f"({s})" if parent > (7 if e.op == "-" else 3) else s
+    if isinstance(e, ast.ListLit):
+        return "[" + ", ".join(expr(item) for item in e.items) + "]"
     if isinstance(e, ast.BinOp):
         p = _PREC[e.op]
         # left-associative: the right operand needs brackets at equal precedence

@@ -98,7 +98,8 @@ class Setting(_Model):
     """One line of `train { }`: `optimizer adamax lr=8e-4`."""
 
     value: Value = None
-    options: dict[str, Value] = Field(default_factory=dict)
+    # a list of numbers only here: `schedule step milestones=[0.5, 0.75]`
+    options: dict[str, Value | list[Scalar]] = Field(default_factory=dict)
     span: Span
 
 

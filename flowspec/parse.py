@@ -191,6 +191,12 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
     def kwarg(self, meta, c):
         return ast.KwArg(self.sp(meta), str(c[0]), c[1], self.tsp(c[0]))
 
+    setting_kwarg = kwarg
+
+    @v_args(meta=True)
+    def list_value(self, meta, c):
+        return ast.ListLit(self.sp(meta), list(c))
+
     def _chain(self, meta, c):
         node = c[0]
         i = 1
@@ -241,6 +247,8 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
         words = [x for x in c[1:] if not isinstance(x, ast.KwArg)]
         kwargs = [x for x in c[1:] if isinstance(x, ast.KwArg)]
         return ast.Layer(self.sp(meta), str(name), words, kwargs, self.tsp(name))
+
+    setting = layer  # a train-block line: a layer's form
 
     @v_args(meta=True)
     def call(self, meta, c):

@@ -4,7 +4,8 @@ Each line is ``NAME [VALUE] [key=value ...]``. The recipe is the default for
 ``flowspec train``; command-line flags override it. One schema says it all:
 :class:`RecipeSpec` (every setting of a run, its type, default and range, the train-block
 line or option and the flag that set it), and the registries of the names a setting takes
-(:data:`TASKS`, :data:`OPTIMIZERS`, :data:`DEQUANTIZERS`; data sets in
+(:data:`TASKS`, :data:`OPTIMIZERS`, :data:`SCHEDULES`, :data:`AUGMENTATIONS`,
+:data:`DEQUANTIZERS`; data sets in
 :mod:`flowspec.datasets`). :func:`validate_settings` checks each line alone and
 :func:`check_recipe` what a line asks of the model (an encoder to pretrain or freeze); the
 runtime validates a run's recipe and generates its flags from the same schema
@@ -14,6 +15,7 @@ runtime validates a run's recipe and generates its flags from the same schema
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import codes
 from .datasets import BUILTIN, OPTIONS, PATH_NAMES, accepted_options
-from .errors import Collector, did_you_mean
+from .errors import Collector, Span, did_you_mean
 from .evaluate import format_value, type_name
 from .ir import FlowSpec, Setting
 from .kinds import ENCODERS
+from .values import parse_override
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class Choice:
     name: str
     doc: str
     implementation: str = ""
+    #: the options this entry takes: option -> (type, minimum[, maximum]), as :class:`Rule`
+    options: dict[str, tuple] = field(default_factory=dict)
 
 
 def _registry(*entries: Choice) -> dict[str, Choice]:
@@ -68,6 +73,24 @@ OPTIMIZERS = _registry(
     Choice("adamax", "Adamax (Glow's optimiser)", "torch.optim:Adamax"),
     Choice("adam", "Adam", "torch.optim:Adam"),
     Choice("adamw", "Adam with decoupled weight decay", "torch.optim:AdamW"),
+)
+SCHEDULES = _registry(
+    Choice("constant", "`lr` from the end of the warm-up to the last step"),
+    Choice("cosine", "half a cosine from `lr` at the end of the warm-up down to 0 after the "
+           "last step"),
+    Choice("linear", "a straight line from `lr` at the end of the warm-up down to 0 after the "
+           "last step"),
+    Choice("step", "`lr` times `gamma` (default 0.5) at each of the `milestones`: a number in "
+           "(0, 1) is that fraction of the run's steps (rounded down, as SRFlow's "
+           "`lr_steps_rel`), a whole number that many steps; the rate changes after the "
+           "milestone's step", options={"milestones": (list, None),
+                                         "gamma": (float, Above(0), 1.0)}),
+)
+AUGMENTATIONS = _registry(
+    Choice("none", "the training batches as they are (the default)"),
+    Choice("hflip", "mirror each training image left-right with probability 1/2 (with its "
+           "condition: the label map of translation, the low-resolution input of super-"
+           "resolution); the flips are a function of the seed and the step"),
 )
 DEQUANTIZERS = _registry(
     Choice("uniform", "uniform noise in each bin"),
@@ -127,6 +150,16 @@ class RecipeSpec(BaseModel):
                                 label="the pretraining learning rate", gt=0)
     freeze_fraction: float = _field(0.0, "encoders fixed for that fraction of the steps",
                                     line="freeze", option="fraction", ge=0, le=1)
+    ema: float | None = _field(None, "decay of an exponential moving average of the "
+                               "parameters (bias-corrected, from the first step on), which "
+                               "validation, best.pt, eval and sample use (default: none)",
+                               line="ema", flag=True, label="the EMA decay", gt=0, lt=1)
+    schedule: str = _field("constant", "learning-rate schedule after the warm-up: "
+                           "constant, cosine, linear, or \"step milestones=[0.5,0.75] "
+                           "gamma=0.5\"", line="schedule", flag=True)
+    schedule_options: dict[str, Any] = _field({}, "its options", line="schedule")
+    augment: str = _field("none", "augmentation of the training batches: none or hflip",
+                          line="augment", flag=True)
     deterministic: bool = _field(False, "deterministic algorithms only (cuDNN and cuBLAS "
                                  "included), so that a CUDA run resumes bit for bit, at some "
                                  "cost in speed (a CPU run does either way)",
@@ -135,16 +168,17 @@ class RecipeSpec(BaseModel):
 
 #: the registry of each setting that names an entry of one
 REGISTRY_FIELDS: dict[str, dict[str, Choice]] = {
-    "task": TASKS, "optimizer": OPTIMIZERS, "dequantize": DEQUANTIZERS}
+    "task": TASKS, "optimizer": OPTIMIZERS, "dequantize": DEQUANTIZERS,
+    "schedule": SCHEDULES, "augment": AUGMENTATIONS}
 
 
 def field_info(name: str) -> dict[str, Any]:
     """A field's schema facts: ``line``, ``option``, ``flag``, ``label``, ``doc`` and its
-    bounds ``ge``, ``gt``, ``le`` (absent: unbounded)."""
+    bounds ``ge``, ``gt``, ``le``, ``lt`` (absent: unbounded)."""
     f = RecipeSpec.model_fields[name]
     out = {**(f.json_schema_extra or {}), "doc": f.description or ""}  # type: ignore[dict-item]
     for m in f.metadata:
-        for bound in ("ge", "gt", "le"):
+        for bound in ("ge", "gt", "le", "lt"):
             if getattr(m, bound, None) is not None:
                 out[bound] = getattr(m, bound)
     return out
@@ -159,6 +193,8 @@ def bound_phrase(name: str) -> str:
     """What a field's range asks: ``at least 1``, ``between 1 and 8``, ``positive``, ..."""
     info = field_info(name)
     lo, hi = info.get("ge"), info.get("le")
+    if "gt" in info and "lt" in info:
+        return f"between {info['gt']:g} and {info['lt']:g}, exclusive"
     if "gt" in info:
         return "positive" if info["gt"] == 0 else f"greater than {info['gt']:g}"
     if hi is not None:
@@ -175,7 +211,7 @@ def range_error(name: str, value: Any) -> str | None:
         return None
     ok = math.isfinite(value) and not (
         ("ge" in info and value < info["ge"]) or ("gt" in info and value <= info["gt"])
-        or ("le" in info and value > info["le"]))
+        or ("le" in info and value > info["le"]) or ("lt" in info and value >= info["lt"]))
     if ok:
         return None
     phrase = bound_phrase(name)
@@ -190,7 +226,8 @@ def registry_error(name: str, value: Any) -> str | None:
     if table is None or value in table:
         return None
     what = {"task": ("task", "tasks"), "optimizer": ("optimizer", "optimizers"),
-            "dequantize": ("dequantisation", "choices")}[name]
+            "dequantize": ("dequantisation", "choices"), "schedule": ("schedule", "schedules"),
+            "augment": ("augmentation", "augmentations")}[name]
     return f"unknown {what[0]} `{value}`; {what[1]}: {', '.join(table)}"
 
 
@@ -220,6 +257,17 @@ SETTINGS: dict[str, Rule] = {
     "sample_every": Rule(int, {}, "steps between sample grids"),
     "checkpoint_every": Rule(int, {}, "steps between checkpoints"),
     "seed": Rule(int, {}, "random seed of the run"),
+    "ema": Rule(float, {}, "keep an exponential moving average of the parameters with this "
+                "decay, in (0, 1) (`--ema`; 0.999 in Glow's and Flow++'s code), bias-corrected "
+                "so that it holds no weight on the parameters before the first step; "
+                "validation, `best_val_bpd`, `eval`, `sample` and `load_checkpoint` use it "
+                "(`--no-ema`: the raw weights); the checkpoint keeps it under `ema`"),
+    "schedule": Rule(tuple(SCHEDULES), {k: v for c in SCHEDULES.values()
+                                        for k, v in c.options.items()},
+                     "the learning rate after the warm-up (`--schedule`): "
+                     + "; ".join(f"`{c.name}`: {c.doc}" for c in SCHEDULES.values())),
+    "augment": Rule(tuple(AUGMENTATIONS), {}, "augment the training batches (`--augment`): "
+                    + "; ".join(f"`{c.name}`: {c.doc}" for c in AUGMENTATIONS.values())),
     "deterministic": Rule(bool, {}, "`true`: deterministic algorithms only (cuDNN and cuBLAS "
                           "included), so that a CUDA run resumes bit for bit, at some cost "
                           "in speed (`--deterministic`; a CPU run is deterministic either "
@@ -241,7 +289,8 @@ SETTINGS: dict[str, Rule] = {
 }
 
 
-_KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a name or string"}
+_KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a name or string",
+         list: "a list of numbers, e.g. [0.5, 0.75]"}
 
 
 def _type_ok(value: Any, t: type) -> bool:
@@ -251,6 +300,9 @@ def _type_ok(value: Any, t: type) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if t is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if t is list:
+        return isinstance(value, list) and bool(value) and all(
+            _type_ok(v, float) for v in value)
     return isinstance(value, t)
 
 
@@ -269,7 +321,7 @@ def validate_settings(settings: dict[str, Setting], diags: Collector) -> None:
         elif isinstance(rule.value, type) and not _type_ok(s.value, rule.value):
             diags.error(codes.E_TYPE, f"`{name}` needs {_KIND[rule.value]}, got "
                         f"{type_name(s.value)}", s.span)
-        elif rule.value is int and name in RecipeSpec.model_fields and (
+        elif rule.value in (int, float) and name in RecipeSpec.model_fields and (
                 problem := range_error(name, s.value)):
             diags.error(codes.E_VALUE, f"`{name}` {problem}", s.span)
         for key, val in s.options.items():
@@ -290,17 +342,107 @@ def validate_settings(settings: dict[str, Setting], diags: Collector) -> None:
                             f"{format_value(val)}", s.span)
             elif (lo is not None and not isinstance(lo, Above) and val < lo) or (
                     hi is not None and val > hi):
-                bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+                low = f"{lo.bound:g} (exclusive)" if isinstance(lo, Above) else lo
+                bound = f"between {low} and {hi}" if hi is not None else f"at least {lo}"
                 diags.error(codes.E_VALUE, f"option `{key}` of `{name}` must be {bound}, got "
                             f"{format_value(val)}", s.span)
         if name == "data" and isinstance(s.value, str):
             _check_data_line(s, diags)
+        if name == "schedule" and s.value in SCHEDULES:
+            _check_schedule_line(s, diags)
         missing = [key for key in rule.required if key not in s.options]
         if missing:
             diags.error(codes.E_MISSING_VALUE, f"`{name}` needs option `{missing[0]}`", s.span,
                         help="write it as `" + " ".join(
                             [name, *([str(s.value)] if s.value is not None else []),
                              *(f"{k}=..." for k in rule.required)]) + "`")
+
+
+def parse_line(name: str, text: str) -> tuple[Any, dict[str, Any]]:
+    """A train-block line written as a flag's text, checked as the train block checks it:
+    ``parse_line("schedule", "step milestones=[0.5,0.75] gamma=0.5")`` is ``("step",
+    {"milestones": [0.5, 0.75], "gamma": 0.5})``. A problem raises ValueError with the
+    train block's message."""
+    words = re.findall(r"[^\s=]+=\[[^\]]*\]?|\S+", text.strip())
+    value: Any = None
+    options: dict[str, Any] = {}
+    for i, word in enumerate(words):
+        key, eq, raw = word.partition("=")
+        if not eq:
+            if i:
+                raise ValueError(f"`{word}`: options are written key=value")
+            value = str(parse_override(word))
+        elif raw.startswith("["):
+            if not raw.endswith("]"):
+                raise ValueError(f"`{word}`: a list is written [a, b, ...]")
+            options[key] = [_plain_value(parse_override(v)) for v in raw[1:-1].split(",")
+                            if v.strip()]
+        else:
+            options[key] = _plain_value(parse_override(raw))
+    diags = Collector()
+    validate_settings({name: Setting(value=value, options=options, span=Span(
+        file=f"--{name}", line=1, column=1, end_line=1, end_column=1))}, diags)
+    errors = [d for d in diags.items if d.severity == "error"]
+    if errors:
+        raise ValueError(errors[0].message + (f" ({errors[0].help})" if errors[0].help else ""))
+    return value, options
+
+
+def _plain_value(v: Any) -> Any:
+    return str(v) if isinstance(v, str) else v
+
+
+def _check_schedule_line(s: Setting, diags: Collector) -> None:
+    """Options of another schedule (`gamma` is `step`'s), `step` without milestones, and
+    milestones that are neither fractions nor steps or out of order (E315)."""
+    choice = SCHEDULES[str(s.value)]
+    for key in s.options:
+        if key in SETTINGS["schedule"].options and key not in choice.options:
+            diags.error(codes.E_UNKNOWN_SETTING,
+                        f"option `{key}` does not apply to schedule `{s.value}`", s.span,
+                        help=f"it is an option of `schedule step`; `{s.value}` takes none")
+    if s.value == "step" and "milestones" not in s.options:
+        diags.error(codes.E_MISSING_VALUE, "`schedule step` needs option `milestones`", s.span,
+                    help="write it as `schedule step milestones=[0.5, 0.75] gamma=0.5`")
+    milestones = s.options.get("milestones")
+    if _type_ok(milestones, list):
+        problem = milestones_error(milestones, None)
+        if problem:
+            diags.error(codes.E_SCHEDULE_MILESTONES, problem, s.span)
+
+
+def milestones_error(milestones: list[float], steps: int | None) -> str | None:
+    """What is wrong with `schedule step`'s milestones (None: nothing): each a fraction in
+    (0, 1) or a whole number of steps, increasing, and (``steps`` known) each before the last
+    step. The one check of the train block, the flags and the runtime."""
+    for m in milestones:
+        if not ((isinstance(m, int) and m >= 1) or (isinstance(m, float) and 0 < m < 1)):
+            return (f"milestone {format_value(m)} is neither a fraction of the run in (0, 1) "
+                    "nor a whole number of steps")
+    # milestones of one kind must increase; as steps, they may meet (fractions of a short
+    # run: the rate then changes by gamma once for each, as MultiStepLR does)
+    at: list[float] | None = list(milestones) if len({type(m) for m in milestones}) == 1 \
+        else None
+    if steps is not None:
+        for m, step in zip(milestones, milestone_steps(milestones, steps)):
+            if step >= steps:
+                return (f"milestone {format_value(m)} is past the last step (steps {steps}): "
+                        "its rate would never be used")
+        if at is None:
+            at = [step + 0.5 * isinstance(m, int)  # a fraction then a step on it: in order
+                  for m, step in zip(milestones, milestone_steps(milestones, steps))]
+    if at is not None:
+        for i in range(1, len(at)):
+            if at[i] <= at[i - 1]:
+                return (f"milestones must increase: {format_value(milestones[i])} comes after "
+                        f"{format_value(milestones[i - 1])}")
+    return None
+
+
+def milestone_steps(milestones: list[float], steps: int) -> list[int]:
+    """Milestones as step counts: a fraction ``f`` is ``floor(f * steps)`` (SRFlow's
+    ``lr_steps_rel``), a whole number itself."""
+    return [int(m * steps) if isinstance(m, float) else int(m) for m in milestones]
 
 
 def _check_data_line(s: Setting, diags: Collector) -> None:
@@ -322,7 +464,8 @@ def _check_data_line(s: Setting, diags: Collector) -> None:
 def check_recipe(spec: FlowSpec, diags: Collector) -> None:
     """What the train block asks of the model: ``pretrain encoder`` needs a condition
     encoder with a super-resolution head (E313) and the super-resolution task; ``freeze
-    encoder`` a condition encoder (E314). A head that no pretraining trains is W005."""
+    encoder`` a condition encoder (E314); ``schedule step`` milestones before the last of
+    ``steps`` (E315). A head that no pretraining trains is W005."""
     t = spec.train
     encoded = [c for c in spec.conditions if c.flow is None]
     heads = [c for c in encoded if ENCODERS[c.encoder.kind].has_head(c.encoder.args)]
@@ -357,6 +500,13 @@ def check_recipe(spec: FlowSpec, diags: Collector) -> None:
                           "flow does not read it and train { } has no `pretrain encoder`",
                           c.span, help="add `pretrain encoder steps=N` to train { }, or drop "
                           f"{kind.head_arg}=true (its parameters are dead weight)")
+    s = t.get("schedule")
+    steps = t.get("steps")
+    if (s is not None and _type_ok(s.options.get("milestones"), list) and steps is not None
+            and _type_ok(steps.value, int) and milestones_error(s.options["milestones"], None)
+            is None and (problem := milestones_error(s.options["milestones"], steps.value))):
+        diags.error(codes.E_SCHEDULE_MILESTONES, problem, s.span,
+                    help="a milestone in (0, 1) is a fraction of the run's steps")
     if "freeze" in t and not encoded:
         diags.error(codes.E_FREEZE_ENCODER,
                     f"`freeze encoder` holds the condition encoders fixed, but flow "

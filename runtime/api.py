@@ -29,6 +29,7 @@ from flowspec.ir import FlowSpec
 
 from . import checkpoint as ckpt
 from . import dequantize, determinism, finite, soundness
+from . import ema as ema_
 from .distributed import resolve_device
 from .errors import RunError
 from .recipe import RECON_WARN, Recipe, resolve_recipe, set_data
@@ -135,9 +136,10 @@ def train(spec: SpecLike, *, flow: str | None = None,
 
 
 def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | None,
-             overrides: dict[str, Any] | None, device: str, strict: bool = True
-             ) -> tuple[Any, FlowSpec, Recipe, dict[str, Any]]:
-    """The trained model of a checkpoint (eval mode), its spec and its recipe.
+             overrides: dict[str, Any] | None, device: str, strict: bool = True,
+             ema: bool = True) -> tuple[Any, FlowSpec, Recipe, dict[str, Any]]:
+    """The trained model of a checkpoint (eval mode), its spec and its recipe; ``ema``: its
+    averaged weights when the run kept them (:mod:`runtime.ema`), else the raw ones.
 
     Without ``spec`` the model is rebuilt from the IR stored in the checkpoint; with one,
     ``flow`` and ``overrides`` default to those the run was trained with, and the spec must
@@ -149,7 +151,7 @@ def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | N
 
     from .distributed import resolve_device
 
-    ck = ckpt.load(checkpoint)
+    ck = ema_.weights(ckpt.load(checkpoint), ema)  # [ema hook] `ema` as the model
     soundness.check_checkpoint_plugins(ck, checkpoint, ckpt.stored_spec(ck))
     if spec is None:
         stored = ckpt.stored_spec(ck)
@@ -194,7 +196,8 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
              measure: str | list[str] | tuple[str, ...] = "bpd",
              features: str | os.PathLike | None = None, samples: int = 1000,
              temperature: float = 1.0, verify: bool = True, iw_samples: int | None = None,
-             y_channel: bool = False, crop_border: int = 0) -> dict[str, Any]:
+             y_channel: bool = False, crop_border: int = 0, ema: bool = True
+             ) -> dict[str, Any]:
     """Held-out metrics of a checkpoint, written to ``eval.json`` beside it (or ``out``).
 
     The validation subset and its dequantisation noise are those of training (same
@@ -221,7 +224,9 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     bicubic baseline (``psnr_bicubic`` ...) is scored the same way.
 
     ``verify``: first verify the flow's plugin vocabulary as :func:`train` does; a held-out
-    bits/dim below 0 is refused either way (:mod:`runtime.soundness`).
+    bits/dim below 0 is refused either way (:mod:`runtime.soundness`). ``ema``: evaluate
+    the averaged weights of a run with ``ema`` (``False``: the raw ones); ``weights`` in
+    the result says which.
     """
     from .distributed import resolve_device
     from .perceptual import load_lpips
@@ -242,7 +247,7 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     net = load_features(features or "inception", resolve_device(device)) \
         if any(m != "bpd" for m in wanted) else None
 
-    model, loaded, r, ck = _restore(spec, checkpoint, flow, overrides, device, strict)
+    model, loaded, r, ck = _restore(spec, checkpoint, flow, overrides, device, strict, ema)
     spec_file = ck.get("spec_file") if spec is None or isinstance(spec, FlowSpec) else str(spec)
     verified = soundness.verify_vocabulary(loaded, verify=verify, command="eval", warn=_warn,
                                            spec_file=spec_file, overrides=ck.get("overrides"))
@@ -283,6 +288,7 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     metrics.update(reconstruction(model, *batch).metrics())
     result = finite.json_safe({"flow": loaded.name, "task": r.task,
                                "checkpoint": str(checkpoint), "step": int(ck["step"]),
+                               "weights": ck["weights"],
                                "data": r.data, "val_images": len(data_.val), **extra,
                                **metrics, "verified": verified})
     folder = Path(out) if out is not None else Path(checkpoint).parent
@@ -296,7 +302,7 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
            output: str | os.PathLike = "grid.png", flow: str | None = None,
            overrides: dict[str, Any] | None = None, seed: int = 0, device: str = "auto",
            ncol: int | None = None, strict: bool = True,
-           classes: str | int | Sequence[int] | None = None) -> Path:
+           classes: str | int | Sequence[int] | None = None, ema: bool = True) -> Path:
     """Draw ``n`` samples at ``temperature`` and save them as an image grid (PNG, JPEG,
     WebP, ... from the extension of ``output``).
 
@@ -309,7 +315,8 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
     validation examples of the run's data and lays out rows of (condition, samples,
     ground truth), ``n`` samples spread over 8 rows; a path to an image file is used as
     the low-res input (super-resolution, the condition's exact size) or as a label map
-    (translation: one channel of class ids), repeated for all ``n`` samples.
+    (translation: one channel of class ids), repeated for all ``n`` samples. ``ema``: the
+    averaged weights of a run with ``ema`` (``False``: the raw ones).
     """
     from . import classcond as cc
     from . import images as im
@@ -322,7 +329,7 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
         fmt = im.image_format(output)
     except ValueError as e:
         raise RunError(str(e)) from e
-    model, loaded, r, ck = _restore(spec, checkpoint, flow, overrides, device, strict)
+    model, loaded, r, ck = _restore(spec, checkpoint, flow, overrides, device, strict, ema)
     dev = resolve_device(device)
     task = make_task(loaded, r)
     names = ck.get("class_names")  # a run on class folders: --class NAME, named grid rows
@@ -416,7 +423,8 @@ class RunInfo:
     class_names: list[str] | None = None  # a run on class folders: the name of each class id
 
 
-def load_checkpoint(path: str | os.PathLike, *, device: str = "auto") -> tuple[Any, RunInfo]:
+def load_checkpoint(path: str | os.PathLike, *, device: str = "auto",
+                    ema: bool = True) -> tuple[Any, RunInfo]:
     """The trained model of a checkpoint (eval mode) and its run, without the spec file.
 
         model, run = flowspec.load_checkpoint("runs/demo/checkpoint.pt")
@@ -424,9 +432,10 @@ def load_checkpoint(path: str | os.PathLike, *, device: str = "auto") -> tuple[A
         run.spec.name, run.recipe.data, run.step
 
     The model is rebuilt from the IR the checkpoint stores; a checkpoint without one raises
-    :class:`RunError`, as does any file that is not a flowspec checkpoint.
+    :class:`RunError`, as does any file that is not a flowspec checkpoint. A run with
+    ``ema`` gives its averaged weights (``ema=False``: the raw ones).
     """
-    model, spec, recipe, ck = _restore(None, path, None, None, device)
+    model, spec, recipe, ck = _restore(None, path, None, None, device, ema=ema)
     return model, RunInfo(Path(path), spec, recipe, int(ck["step"]), ck.get("flow"),
                           ck.get("spec_file"), dict(ck.get("overrides") or {}),
                           ck.get("best_val_bpd"), ck.get("class_names"))

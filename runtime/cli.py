@@ -168,7 +168,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
                            measure=a.metrics, features=a.features, samples=a.samples,
                            temperature=a.temperature, verify=a.verify,
                            iw_samples=a.iw_samples, y_channel=a.y_channel,
-                           crop_border=a.crop_border)
+                           crop_border=a.crop_border, ema=not a.no_ema)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -214,6 +214,7 @@ def _reg_eval(sub: Any) -> None:
     p.add_argument("--out", metavar="DIR", help="where eval.json goes (default: beside the "
                    "checkpoint)")
     _verify_arg(p, "evaluate")
+    _ema_arg(p, "evaluate")
     _deterministic_arg(p, "the same numbers on every CUDA run")
     p.set_defaults(func=_guard(cmd_eval))
 
@@ -226,7 +227,8 @@ def cmd_sample(a: argparse.Namespace) -> int:
     with _determinism(a):
         path = sample(a.spec, a.checkpoint, n=a.n, temperature=a.temperature, cond=a.cond,
                       output=a.output, flow=a.flow, overrides=_overrides(a), seed=a.seed,
-                      device=a.device, strict=a.strict, classes=a.classes)
+                      device=a.device, strict=a.strict, classes=a.classes,
+                      ema=not a.no_ema)
     print(path)
     return 0
 
@@ -250,8 +252,15 @@ def _reg_sample(sub: Any) -> None:
     p.add_argument("-o", "--output", default="grid.png", metavar="FILE", type=_image_path,
                    help="the grid image; its extension picks the format (.png, .jpg, "
                    ".webp, ...; default grid.png)")
+    _ema_arg(p, "sample")
     _deterministic_arg(p, "the same samples on every CUDA run")
     p.set_defaults(func=_guard(cmd_sample))
+
+
+def _ema_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--no-ema", action="store_true", dest="no_ema",
+                   help=f"{what} the raw weights of a run trained with `ema` (default: its "
+                   "averaged weights, as its validation used)")
 
 
 def _deterministic_arg(p: argparse.ArgumentParser, what: str) -> None:

@@ -19,9 +19,12 @@ from flowspec.datasets import BUILTIN, PATH_NAMES, option_error
 from flowspec.ir import FlowSpec
 from flowspec.recipe import (
     REGISTRY_FIELDS,
+    SCHEDULES,
     RecipeSpec,
     field_info,
     flag_fields,
+    milestones_error,
+    parse_line,
     range_error,
     registry_error,
 )
@@ -52,9 +55,12 @@ class Recipe(RecipeSpec):
 
     def differences(self, other: Recipe) -> list[str]:
         """Fields that differ and change what training computes (for the resume warning);
-        the schedule of steps, validations, samples and checkpoints does not."""
+        the schedule of steps, validations, samples and checkpoints does not (the number of
+        steps does under a learning-rate schedule other than constant)."""
         ignore = ("steps", "val_every", "sample_every", "checkpoint_every", "val_images",
                   "sr_images")
+        if self.schedule != "constant" or other.schedule != "constant":
+            ignore = ignore[1:]  # the schedule's curve and fractions depend on the steps
         a, b = self.to_json(), other.to_json()
         return [k for k in a if k not in ignore and a[k] != b.get(k)]
 
@@ -132,6 +138,15 @@ def spec_folder(spec: FlowSpec) -> Path:
     return folder.resolve() if Path(file).is_file() else Path.cwd()
 
 
+def set_schedule(r: Recipe, text: str) -> None:
+    """``--schedule "step milestones=[0.5,0.75] gamma=0.5"`` into the recipe's
+    ``schedule`` and ``schedule_options``, checked as the train block checks the line."""
+    try:
+        r.schedule, r.schedule_options = parse_line("schedule", text)
+    except ValueError as e:
+        raise RunError(f"--schedule: {e}") from None
+
+
 def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
                    data_options: dict[str, Any] | None = None,
                    **flags: Any) -> Recipe:
@@ -171,6 +186,13 @@ def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
         r.freeze_fraction = float(t["freeze"].options.get("fraction", 0.0))
     if "deterministic" in t:
         r.deterministic = t["deterministic"].value in (True, "true")
+    if "ema" in t:
+        r.ema = float(t["ema"].value)
+    if "schedule" in t:
+        r.schedule = str(t["schedule"].value)
+        r.schedule_options = _plain(dict(t["schedule"].options))
+    if "augment" in t:
+        r.augment = str(t["augment"].value)
     if data is not None:
         set_data(r, data)
     if data_options:
@@ -179,7 +201,9 @@ def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
     for k, v in flags.items():
         if k not in known:
             raise RunError(f"unknown recipe setting `{k}`; settings: {', '.join(sorted(known))}")
-        if v is not None:
+        if k == "schedule" and isinstance(v, str):
+            set_schedule(r, v)  # "step milestones=[0.5,0.75] gamma=0.5": name and options
+        elif v is not None:
             setattr(r, k, v)
     _validate(r)
     if not r.val_every:
@@ -205,6 +229,14 @@ def _validate(r: Recipe) -> None:
         problem = range_error(name, getattr(r, name))
         if problem:
             raise RunError(f"{field_info(name)['label'] or name} {problem}")
+    if r.schedule in SCHEDULES:  # its options as the train block checks them
+        try:
+            parse_line("schedule", schedule_text(r.schedule, r.schedule_options))
+        except ValueError as e:
+            raise RunError(f"schedule: {e}") from None
+        problem = milestones_error(list(r.schedule_options.get("milestones") or []), r.steps)
+        if problem:
+            raise RunError(f"schedule: {problem}")
     if r.dequantize == "uniform" and r.dequantize_options:
         raise RunError("`dequantize uniform` takes no options (steps= and hidden= are "
                        "those of `dequantize variational`)")
@@ -239,6 +271,10 @@ def resume_command(spec: FlowSpec, r: Recipe, source: dict[str, Any],
         flag, value = "--" + field_name.replace("_", "-"), getattr(r, field_name)
         differs = spec_steps != value if field_name == "steps" else (
             base is None or getattr(base, field_name) != value)
+        if field_name == "schedule":  # a name with options: the whole line
+            differs = base is None or (base.schedule, base.schedule_options) != (
+                r.schedule, r.schedule_options)
+            value = schedule_text(r.schedule, r.schedule_options)
         if differs and value is not None:
             words += [flag, _word(value)]
     if r.deterministic and (base is None or not base.deterministic):
@@ -281,6 +317,16 @@ def run_flags(*, device: str, threads: int | None, plugins: list[dict[str, Any]]
     if not verified and plugins:
         words.append("--no-verify")
     return words
+
+
+def schedule_text(name: str, options: dict[str, Any]) -> str:
+    """``--schedule``'s text for a schedule and its options: ``step milestones=[0.5,0.75]
+    gamma=0.5``."""
+    words = [name]
+    for k, v in options.items():
+        words.append(f"{k}=[{','.join(_word(x) for x in v)}]" if isinstance(v, list)
+                     else f"{k}={_word(v)}")
+    return " ".join(words)
 
 
 def _word(value: Any) -> str:

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from flowspec.ir import FlowSpec
 
+from . import augment
 from . import checkpoint as ckpt
 from . import distributed as ddp
 from .batches import BatchStream
@@ -62,6 +63,9 @@ class RunState:
     files: dict[str, Any] = field(default_factory=lambda: {"samples": []})
     #: the fixed validation batch of the reconstruction check
     recon: tuple[Tensor, dict[str, Tensor] | None] | None = None
+    ema: Any = None  # `ema DECAY`: the parameters' average (runtime.ema.EMA)
+    #: what a resumed run's checkpoint held of the average (`ema`, `ema_from`)
+    ema_saved: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         local = self.recipe.batch // self.d.world
@@ -73,10 +77,14 @@ class RunState:
         """This process's share of the training batch of ``step`` (a pure function of the
         step): the sample indices, the uint8 images, their maps (or None) and the noise."""
         train, shard = self.data.train, self.shard
+        r = self.recipe
         idx = self.stream.indices(step)[shard]
         maps = None if train.maps is None else train.maps[idx]
         noise = self.stream.noise(step, tuple(self.spec.input))[shard]
-        return idx, train.images[idx], maps, noise
+        # `augment hflip`: the flips are a function of the seed and the step too
+        images, maps = augment.apply(r.augment, r.seed, step, r.batch, shard, train.images[idx],
+                                     maps)
+        return idx, images, maps, noise
 
     def batch(self, step: int) -> Batch:
         """The objective's batch of ``step``, on the device."""
@@ -112,6 +120,8 @@ def checkpoint_state(s: RunState, step: int, source: dict[str, Any], plugins: An
         state["pretrain"] = s.pre.state()
     if s.freeze_until is not None:
         state["freeze_until"] = s.freeze_until
+    if s.ema is not None:  # `ema DECAY`: the average, a full state_dict under `ema`
+        state.update(s.ema.state(s.model))
     return state
 
 
@@ -134,6 +144,8 @@ def resume(s: RunState, *, strict: bool, warn: Callable[[str], None]) -> None:
         raise RunError(f"the checkpoint is at step {s.start}, past --steps {s.recipe.steps}; "
                        "pass a larger --steps to train on")
     s.freeze_until = ck.get("freeze_until")  # the first run's boundary, if any
+    if isinstance(ck.get("ema"), dict):
+        s.ema_saved = {"ema": ck["ema"], "ema_from": ck.get("ema_from", 0)}
     changed = Recipe.from_json(ck["recipe"]).differences(s.recipe)
     if changed and say is not None:
         say(f"resuming with a changed recipe ({', '.join(changed)}): the run will not match "

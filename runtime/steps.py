@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from . import distributed as ddp
+from . import foreach
 from .objective import Batch
 
 #: A training step's numbers reach ``metrics.jsonl`` (and the progress bar) at least this
@@ -86,6 +87,8 @@ class Steps:
     ``clip`` the gradient-norm bound (None: none).
     """
 
+    ema: Any = None  # a runtime.ema.EMA, updated after each step (set by the trainer)
+
     def __init__(self, model: Any, net: Any, opt: Any, sched: Any,
                  batch: Callable[[int], Batch], freeze: Any, clip: float | None,
                  d: ddp.Dist, batch_size: int):
@@ -117,6 +120,8 @@ class Steps:
         ok = torch.isfinite(mean) & torch.isfinite(norm) & finite
         self.halted = self.halted | ~ok
         self._guarded_update()
+        if self.ema is not None:  # [ema hook] runtime.ema: fold in the new parameters
+            self.ema.update(step)
         self.sched.step()
         self.rows.append(torch.stack([mean, norm.detach().to(mean.dtype), finite.to(mean.dtype)]))
         self.host.append((step, self.opt.param_groups[0]["lr"]))
@@ -124,7 +129,7 @@ class Steps:
     @torch.no_grad()
     def _guarded_update(self) -> None:
         """``opt.step()``, undone on the device once a step was not finite."""
-        torch._foreach_copy_(self.backup, self.params)
+        foreach.copy_(self.backup, self.params)
         self.opt.step()
         for p, b in zip(self.params, self.backup):
             torch.where(self.halted, b, p, out=p)

@@ -29,9 +29,11 @@ from flowspec.ir import FlowSpec
 from flowspec.plugins import used_plugins
 from flowspec.recipe import OPTIMIZERS
 
+from . import schedule
 from . import checkpoint as ckpt
 from . import dequantize as dq
 from . import distributed as ddp
+from . import ema as ema_
 from . import pretrain as pt
 from .batches import BatchStream
 from .errors import RunError
@@ -50,17 +52,13 @@ from .validation import run_files, samples, summary, validate
 
 
 def make_optimizer(model: nn.Module, r: Recipe) -> tuple[torch.optim.Optimizer, Any]:
-    """The recipe's optimiser and a linear warm-up from ``lr / warmup`` to ``lr``."""
+    """The recipe's optimiser; the learning rate a linear warm-up from ``lr / warmup`` to
+    ``lr``, then the recipe's schedule (:mod:`runtime.schedule`)."""
     cls = import_object(OPTIMIZERS[r.optimizer].implementation)
     # foreach: one multi-tensor kernel per update step instead of a loop over the parameter
     # tensors (on CPU, where torch does not pick it itself, 0.6-0.7x of the update's time)
     opt = cls(model.parameters(), lr=r.lr, weight_decay=r.weight_decay, foreach=True)
-    warm = r.warmup
-
-    def factor(step: int) -> float:
-        return min(1.0, (step + 1) / warm) if warm else 1.0
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule.factor(r))
 
 
 def needs_init(model: nn.Module) -> bool:
@@ -232,6 +230,9 @@ class Trainer:
             model.train()
             with torch.no_grad():
                 model(*s.checked_inputs(s.start))
+        # `ema DECAY`: the average starts after actnorm's init (or comes from the checkpoint)
+        s.ema = ema_.start(model, r.ema, s.start, s.ema_saved)
+        s.ema_saved = None
         idle = pt.head_parameters(model) if d.active else []  # no flow gradient reaches
         pt.set_trainable(idle, False)  # them, and DDP would wait for one
         s.net = ddp.wrap(d, s.objective, s.dev)  # DDP (without per-step buffer broadcasts)
@@ -260,6 +261,7 @@ class Trainer:
                    dynamic_ncols=True, unit="step", desc=self.spec.name, file=sys.stderr)
         freeze = pt.Freeze(s.model, s.freeze_until, s.start, skip_backward=not d.active)
         steps = Steps(s.model, s.net, s.opt, s.sched, s.batch, freeze, r.clip, d, r.batch)
+        steps.ema = s.ema  # folded in after every update
         s.t_train = 0.0
         try:
             for step in range(s.start, r.steps):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint as ckpt
+from . import ema as ema_
 from .finite import bad_parameter
 from .images import plot_curve, save_png
 from .reconstruction import recon_message, reconstruction
@@ -30,9 +31,10 @@ def validate(s: RunState, done: int, *, recon_warn: float | None, tracker: Any,
     ``after()``: what to do when the numbers cannot be right."""
     model = s.model
     model.eval()
-    metrics = s.task.validate(model, s.data, s.dev, final=done == s.recipe.steps)
-    metrics.update(s.task.dequantization_metrics(model, s.data, s.dev))
-    rec = reconstruction(model, *s.recon)
+    with ema_.averaged(s.ema, model):  # `ema DECAY`: the average is what is validated
+        metrics = s.task.validate(model, s.data, s.dev, final=done == s.recipe.steps)
+        metrics.update(s.task.dequantization_metrics(model, s.data, s.dev))
+        rec = reconstruction(model, *s.recon)
     model.train()
     metrics.update(rec.metrics())
     if recon_warn and not rec.relative <= recon_warn:
@@ -57,7 +59,8 @@ def samples(s: RunState, done: int, *, tracker: Any, warn: Callable[[str], None]
     model = s.model
     model.eval()
     try:
-        grids = s.task.grids(model, s.data, s.dev)
+        with ema_.averaged(s.ema, model):  # samples of the average
+            grids = s.task.grids(model, s.data, s.dev)
     except Exception as e:  # noqa: BLE001 - a sample grid never stops a run
         warn(f"no sample grids at step {done} ({type(e).__name__}: {e}); training goes on")
         return

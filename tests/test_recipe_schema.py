@@ -4,6 +4,8 @@ of :mod:`flowspec.recipe` and :mod:`flowspec.datasets`."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -43,7 +45,13 @@ def test_the_flags_are_the_schemas() -> None:
     options = {a.dest: a for a in _train_parser()._actions}
     for name in flag_fields():
         assert "--" + name.replace("_", "-") in options[name].option_strings
-        if name in REGISTRY_FIELDS:
+        if f"{name}_options" in RecipeSpec.model_fields:  # a whole line, checked as one
+            for entry in REGISTRY_FIELDS[name]:
+                with contextlib.suppress(argparse.ArgumentTypeError):  # `step` needs options
+                    assert options[name].type(entry) == entry
+            with pytest.raises(argparse.ArgumentTypeError):
+                options[name].type("nonesuch")
+        elif name in REGISTRY_FIELDS:
             assert tuple(options[name].choices) == tuple(REGISTRY_FIELDS[name])
 
 
