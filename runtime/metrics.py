@@ -19,16 +19,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import Tensor
 
-from .errors import RunError
 
 LN2 = math.log(2.0)
 

@@ -46,7 +46,7 @@ from .reconstruction import recon_batch
 from .run_state import RunState, checkpoint_state, resume
 from .soundness import verify_command
 from .steps import FLUSH_EVERY, Steps, flush_due, write_records
-from .tasks import make_task
+from .tasks import Task, TaskData, make_task
 from .tracking import Tracker, open_tracker
 from .validation import run_files, samples, summary, validate
 
