@@ -46,4 +46,4 @@ class IMapKind(AttentionKind):
         return []
 
 
-__all__ = ["IMapArgs", "IMapKind", "form_of"]
+__all__ = ["IMapArgs", "IMapKind"]
