@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import math
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,7 +40,9 @@ from flowspec.kinds import ENCODERS
 
 from . import distributed as ddp
 from . import images as im
+from .batches import BatchStream
 from .errors import RunError
+from .steps import FLUSH_EVERY
 
 #: Adam's betas of SRFlow's RRDB pretraining (``beta1: 0.9``, ``beta2: 0.99``).
 BETAS = (0.9, 0.99)
@@ -202,3 +206,47 @@ class Freeze:
     def release(self) -> None:
         set_trainable(self.params, True)
 
+
+def run(s: Any, *, progress: bool, name: str,
+        checkpoint: Callable[[int, list[Tensor] | None], None]) -> None:
+    """The encoders' SR pretraining of run ``s`` (a :class:`runtime.run_state.RunState`) up
+    to ``pretrain_steps``: its L1 losses stay on the device and are read at the flush points
+    of the flow's steps; ``checkpoint(done, cuda)`` every ``checkpoint_every`` steps and at
+    the end (flow step 0), on the main process, with every rank's CUDA RNG state."""
+    from tqdm import tqdm
+
+    r, pre, d = s.recipe, s.pre, s.d
+    train = s.data.train
+    stream = BatchStream(len(train), r.batch, r.seed, tag=TAG)
+    if d.main:
+        announce(pre, r.batch, len(train))
+    bar = tqdm(total=r.pretrain_steps, initial=pre.done, disable=not (d.main and progress),
+               dynamic_ncols=True, unit="step", desc=f"{name} (pretrain)", file=sys.stderr)
+    s.model.train()
+    losses: list[Tensor] = []
+    t0 = time.perf_counter()
+    while not pre.finished:
+        cond, hr = pre.batch(train.images, pre.done, stream, s.shard)
+        losses.append(pre.step(cond, hr, d))
+        done = pre.done
+        save = done % r.checkpoint_every == 0 or pre.finished
+        if not (save or done % FLUSH_EVERY == 0):
+            continue
+        first, n = done - len(losses) + 1, len(losses)
+        (values, stop), losses = pre.read(losses), []
+        per = (time.perf_counter() - t0) / n  # the window's mean step
+        if d.main:
+            for step, value in enumerate(values, first):
+                s.log.write({"kind": "pretrain", "pretrain_step": step, "l1": value,
+                             "lr": r.pretrain_lr, "seconds": round(per, 4)})
+            bar.update(len(values))
+            bar.set_postfix_str(f"L1 {values[-1]:.4f}" if values else "", refresh=False)
+        if stop is not None:
+            raise stop
+        if save:
+            cuda = ddp.cuda_rng_states(d, pre.dev)
+            if d.main:
+                checkpoint(done, cuda)
+            ddp.barrier(d)
+        t0 = time.perf_counter()
+    bar.close()

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,7 +34,6 @@ from . import dequantize as dq
 from . import distributed as ddp
 from . import ema as ema_
 from . import pretrain as pt
-from .batches import BatchStream
 from .errors import RunError
 from .finite import bad_parameter, first_nonfinite, locate
 from .images import plot_curve
@@ -45,7 +43,7 @@ from .recipe import RECON_WARN, Recipe
 from .reconstruction import recon_batch
 from .run_state import RunState, checkpoint_state, resume
 from .soundness import verify_command
-from .steps import FLUSH_EVERY, Steps, flush_due, write_records
+from .steps import Steps, flush_due, write_records
 from .tasks import Task, TaskData, make_task
 from .tracking import Tracker, open_tracker
 from .validation import run_files, samples, summary, validate
@@ -305,46 +303,10 @@ class Trainer:
             self._nonfinite(bad.step, s.model, x, cond, bad.what())
 
     def _pretrain(self, s: RunState) -> None:
-        """``pretrain encoder``: the encoders' SR pretraining up to ``pretrain_steps``,
-        checkpointed every ``checkpoint_every`` steps and at its end (flow step 0)."""
-        r, pre, d = self.recipe, s.pre, s.d
-        from tqdm import tqdm
-
-        train = s.data.train
-        stream = BatchStream(len(train), r.batch, r.seed, tag=pt.TAG)
-        if d.main:
-            pt.announce(pre, r.batch, len(train))
-        bar = tqdm(total=r.pretrain_steps, initial=pre.done,
-                   disable=not (d.main and self.progress), dynamic_ncols=True, unit="step",
-                   desc=f"{self.spec.name} (pretrain)", file=sys.stderr)
-        s.model.train()
-        losses: list[Tensor] = []  # on the device, read at flushes (as the flow's steps)
-        t0 = time.perf_counter()
-        while not pre.finished:
-            cond, hr = pre.batch(train.images, pre.done, stream, s.shard)
-            losses.append(pre.step(cond, hr, d))
-            done = pre.done
-            save = done % r.checkpoint_every == 0 or pre.finished
-            if not (save or done % FLUSH_EVERY == 0):
-                continue
-            first, n = done - len(losses) + 1, len(losses)
-            (values, stop), losses = pre.read(losses), []
-            per = (time.perf_counter() - t0) / n  # the window's mean step
-            if d.main:
-                for step, value in enumerate(values, first):
-                    s.log.write({"kind": "pretrain", "pretrain_step": step, "l1": value,
-                                 "lr": r.pretrain_lr, "seconds": round(per, 4)})
-                bar.update(len(values))
-                bar.set_postfix_str(f"L1 {values[-1]:.4f}" if values else "", refresh=False)
-            if stop is not None:
-                raise stop
-            if save:
-                cuda = ddp.cuda_rng_states(d, pre.dev)
-                if d.main:
-                    self._checkpoint(s, 0, pretrain_step=done, cuda=cuda)
-                ddp.barrier(d)
-            t0 = time.perf_counter()
-        bar.close()
+        """``pretrain encoder`` (:func:`runtime.pretrain.run`), checkpointed as the flow is."""
+        pt.run(s, progress=self.progress, name=self.spec.name,
+               checkpoint=lambda done, cuda: self._checkpoint(s, 0, pretrain_step=done,
+                                                              cuda=cuda))
 
     def _nonfinite(self, step: int, model: Any, x: Tensor, cond: Any, what: str) -> None:
         name = first_nonfinite(model, x, cond)
