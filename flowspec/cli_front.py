@@ -23,11 +23,14 @@ def _shape(s) -> str:
 
 
 def _table(spec) -> str:
-    from .kinds import count_params
+    from .kinds import count_params, estimated_layers
 
+    estimated = set(estimated_layers(spec))
     rows = [("path", "kind", "arguments", "shape")]
     for layer in spec.layers:
-        rows.append((layer.path, layer.kind.replace(".", " "), _fmt_args(layer.args, layer.kind),
+        mark = " ~" if layer.path in estimated else ""  # footnoted below the table
+        rows.append((layer.path, layer.kind.replace(".", " ") + mark,
+                     _fmt_args(layer.args, layer.kind),
                      f"{_shape(layer.in_shape)} -> {_shape(layer.out_shape)}"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"flow {spec.name}  (input {_shape(spec.input)}, {len(spec.layers)} layers)"]
@@ -53,6 +56,9 @@ def _table(spec) -> str:
     lines.append("latents " + ", ".join(f"{z.name} {_shape(z.shape)}" for z in spec.latents))
     n = sum(count_params(spec).values())
     lines.append(f"parameters {n:,} ({n / 1e6:.3f} M; {4 * n / 1e6:.2f} MB as float32)")
+    if estimated:
+        lines.append(f"~ log-det estimated, unbiased but stochastic, in {len(estimated)} layers: "
+                     "log-likelihoods and bits/dim are estimates")
     return "\n".join(lines)
 
 

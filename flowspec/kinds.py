@@ -162,6 +162,16 @@ class LayerKind(_Declared):
     #: The layer factors a latent out of the flow (it ends a level: the checker counts it
     #: among the latents and cuts W004's pieces there, the graph gives it a latent node).
     emits_latent: ClassVar[bool] = False
+    #: The module's log-det may be a stochastic (unbiased) estimate rather than exact, for
+    #: the arguments :meth:`estimates_logdet_for` accepts; :attr:`exact_args` then override
+    #: them into an exact mode of the same map (what ``verify`` compares with ``slogdet``).
+    estimates_logdet: ClassVar[bool] = False
+    exact_args: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def estimates_logdet_for(cls, args: ArgsLike) -> bool:
+        """Whether a layer of these arguments returns an estimated log-det."""
+        return cls.estimates_logdet
 
     @classmethod
     def out_shape(cls, shape: Shape, args: Args) -> Shape | Issue:
@@ -436,6 +446,13 @@ def count_params(spec: Any) -> dict[str, int]:
     out["prior"] = PRIORS[p.kind].params(tuple(spec.latents[-1].shape), prior_args(p),
                                          width(p.on))
     return out
+
+
+def estimated_layers(spec: Any) -> list[str]:
+    """Paths of a checked spec's (IR's) layers whose log-det is an unbiased estimate, not
+    exact: its bits/dim is then an estimate too, and no importance-weighted bound."""
+    return [layer.path for layer in spec.layers
+            if KINDS[layer.kind].estimates_logdet_for(layer.args)]
 
 
 def encoder_channels(encoder_ir: Any) -> int:

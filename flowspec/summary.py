@@ -43,6 +43,12 @@ def summary(model: FlowModel) -> str:
     except Exception as e:  # noqa: BLE001 - a summary never fails for its estimate
         lines.append(f"training memory for activations: not measured "
                      f"({type(e).__name__}: {e})")
+    from .kinds import estimated_layers
+
+    estimated = estimated_layers(model.spec)
+    if estimated:
+        lines.append(f"log-det: an unbiased stochastic estimate in {len(estimated)} layers "
+                     f"({estimated[0]}, ...): log_prob and bits/dim are estimates")
     shown = {k: v for k, v in model.options.items() if v}
     if shown:
         lines.append("options: " + ", ".join(

@@ -255,6 +255,19 @@ def _shrunk(spec: FlowSpec, h: int, w: int, narrow: bool = False) -> FlowSpec | 
     return small
 
 
+def _exact_mode(spec: FlowSpec) -> FlowSpec:
+    """``spec`` with every layer that estimates its log-det in its kind's exact mode (the
+    estimators are checked layer by layer, :func:`check_estimator`)."""
+    if not any(KINDS[layer.kind].estimates_logdet_for(layer.args) for layer in spec.layers):
+        return spec
+    spec = spec.model_copy(deep=True)
+    for layer in spec.layers:
+        kind = KINDS[layer.kind]
+        if kind.estimates_logdet_for(layer.args):
+            layer.args = {**layer.args, **kind.exact_args}
+    return spec
+
+
 def _data(batch: int, spec: FlowSpec, gen: torch.Generator) -> Tensor:
     """Images as the tasks feed them: dequantised, in [-1/2, 1/2)."""
     return torch.rand((batch, *spec.input), generator=gen, dtype=torch.float64) - 0.5
@@ -263,7 +276,7 @@ def _data(batch: int, spec: FlowSpec, gen: torch.Generator) -> Tensor:
 def check_model(spec: FlowSpec, *, full: bool = False, seed: int = 0,
                 device: str | torch.device = "cpu") -> Check:
     """The whole model: log-det against autograd (when small enough) and round trip."""
-    small = spec if full else reduced_model_spec(spec)
+    small = _exact_mode(spec if full else reduced_model_spec(spec))
     out = Check(path=spec.name, kind="model", shape=tuple(small.input), count=len(spec.layers),
                 where=_where(spec.span))
     start = time.perf_counter()
@@ -396,15 +409,73 @@ def verify(spec: FlowSpec, *, full: bool = False, seed: int = 0, model: bool = T
         order.append((key, (layer, width, shape)))
     checks = []
     for key, (layer, width, shape) in order:
-        c = check_layer(layer.kind, shape, layer.args, width, seed=seed, path=layer.path,
+        kind = KINDS[layer.kind]
+        estimated = kind.estimates_logdet_for(layer.args)
+        args = {**layer.args, **kind.exact_args} if estimated else layer.args
+        c = check_layer(layer.kind, shape, args, width, seed=seed, path=layer.path,
                         device=device)
         c.count, c.where = groups[key].count, _where(layer.span)
         checks.append(c)
+        if estimated:
+            e = check_estimator(layer.kind, shape, layer.args, width, seed=seed,
+                                path=layer.path)
+            e.count, e.where = c.count, c.where
+            checks.append(e)
     if prior:
         checks.append(check_prior(spec, full=full, seed=seed, device=device))
     if model:
         checks.append(check_model(spec, full=full, seed=seed, device=device))
     return Report(flow=spec.name, full=full, checks=checks, device=str(device))
+
+
+#: The estimator check: ``ESTIMATOR_CALLS`` calls (each one Russian-roulette draw) on
+#: ``ESTIMATOR_REPEATS`` copies of each test point; the mean of the estimates must lie within
+#: ``ESTIMATOR_Z`` standard errors (of the per-call means) of the exact log-det.
+ESTIMATOR_CALLS = 200
+ESTIMATOR_REPEATS = 32
+ESTIMATOR_Z = 5.0
+
+
+def check_estimator(kind_key: str, shape: tuple[int, int, int], args: dict[str, Any],
+                    cond_channels: int | None, *, seed: int = 0, path: str = "") -> Check:
+    """A layer whose log-det is an estimate: built as :func:`check_layer` builds it (float64,
+    perturbed), its exact mode (the kind's ``exact_args``) gives the expected log-det and
+    the estimator's mean over many draws must match it within a statistical tolerance. The
+    module must offer ``estimate_logdet(x)`` (one draw per call, of the training estimator).
+    """
+    kind = KINDS[kind_key]
+    out = Check(path=f"{path or kind_key} (estimator)", kind=kind_key, shape=shape,
+                args=dict(args))
+    start = time.perf_counter()
+    try:
+        with seeded(seed):
+            exact = _check_layer(Check(path="", kind=kind_key, shape=shape), kind, shape,
+                                 {**args, **kind.exact_args}, cond_channels, seed)
+        with seeded(seed):
+            module = kind.module_class()(shape, dict(args), cond_channels).double()
+            module.load_state_dict(exact.state_dict())
+            module.eval()
+            gen = torch.Generator().manual_seed(seed)
+            x = _inputs(module, (_BATCH, *shape), gen)
+            with torch.no_grad():
+                want = exact(x)[-1]
+                reps = x.repeat(ESTIMATOR_REPEATS, *([1] * (x.dim() - 1)))
+                draws = torch.stack([module.estimate_logdet(reps).view(-1, _BATCH).mean(0)
+                                     for _ in range(ESTIMATOR_CALLS)])  # (calls, B)
+        mean, se = draws.mean(0), draws.std(0) / ESTIMATOR_CALLS ** 0.5
+        j = int(((mean - want).abs() / se.clamp_min(1e-300)).argmax())
+        out.expected, out.measured = float(want[j]), float(mean[j])
+        out.logdet_err = _rel(mean, want)
+        z = abs(out.measured - out.expected) / max(float(se[j]), 1e-300)
+        if z > ESTIMATOR_Z and out.logdet_err > TOL:
+            out.error = (f"the log-det estimator's mean {out.measured:.6g} over "
+                         f"{ESTIMATOR_CALLS * ESTIMATOR_REPEATS} draws is {z:.1f} standard "
+                         f"errors ({float(se[j]):.2g}) from the exact {out.expected:.6g} "
+                         f"(tolerance {ESTIMATOR_Z:g}): the estimator is biased")
+    except Exception as e:  # noqa: BLE001 - a layer that raises fails its check
+        out.error = f"raised {type(e).__name__}: {e}"
+    out.seconds = time.perf_counter() - start
+    return out
 
 
 def verify_plugins(spec: FlowSpec, *, seed: int = 0) -> Report:

@@ -65,6 +65,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "cond_actnorm": {"on": COND},
     "cond_invconv": {"lu": True, "on": COND},
     "coupling.cond_affine": {"hidden": 512, "cond_hidden": 128, "on": COND},
+    "residual": {"hidden": 512, "net": "conv", "kernels": "3-1-3", "coeff": 0.98,
+                 "power_iters": 5, "preact": True, "logdet": "exact", "dist": "poisson",
+                 "terms": 2, "eval_terms": 20},
 }
 
 
@@ -199,6 +202,11 @@ CASES: dict[str, list[Case]] = {
         Case((3, 4, 4), {"hidden": 8, "cond_hidden": 4}, cond=2),
         Case((4, 5, 5), {"hidden": 8, "cond_hidden": 4}, cond=3),
         Case((2, 4, 4), cond=2),  # the real defaults: hidden=512, cond_hidden=128
+    ],
+    "residual": [  # exact mode (the estimator's mean is tested in tests/test_residual.py)
+        Case((3, 4, 4), {"hidden": 8}),
+        Case((2, 3, 5), {"hidden": 6, "kernels": "3-3", "preact": False}),
+        Case((3, 2, 2), {"hidden": 8, "net": "fc"}),
     ],
 }
 

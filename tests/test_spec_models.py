@@ -20,7 +20,7 @@ from flowspec.api import analyze
 
 # Reduced sizes: the same architecture, small enough for a brute-force Jacobian.
 SMALL = {"K": 1, "L": 2, "hidden": 6, "components": 3, "size": 8, "scale": 4, "height": 16,
-         "width": 16, "features": 6, "blocks": 1, "heads": 2}
+         "width": 16, "features": 6, "blocks": 1, "heads": 2, "logdet": "exact"}
 
 
 def _flows():
