@@ -10,12 +10,12 @@ the joint loss of the translation task, and the count against Full-Glow's offici
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from numerics import jacobian_logdet, perturb_
+from official_counts import fullglow_official
 
 import flowspec
 import runtime
@@ -30,8 +30,6 @@ from runtime.tasks import make_task
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "specs" / "fullglow_cityscapes.flow"
-sys.path.insert(0, str(ROOT / "bench"))
-import param_counts
 
 LABEL_FLOW = """
 flow seg(size = 8, ch = 3, K = 2) {
@@ -203,12 +201,12 @@ def test_fashion_seg_flows_train_on_the_joint_likelihood(flow: str, tmp_path: Pa
 
 # ---- parameters: the paper's 155.33 M is the official code's count ------------------------
 def test_fullglow_4_16_counts_as_the_official_code() -> None:
-    official = param_counts.fullglow_official(4, 16)
+    official = fullglow_official(4, 16)
     assert official["total"] == 155_335_008  # the paper's column: 155.33
     ours = sum(count_params(flowspec.load(SPEC, "fullglow")).values())
     assert abs(ours / official["total"] - 1) < 0.02
     assert abs(ours / 155.33e6 - 1) < 0.05
-    small = param_counts.fullglow_official(2, 8)["total"]
+    small = fullglow_official(2, 8)["total"]
     ours = flowspec.load(SPEC, "cattnflow_imap_cityscapes")
     per = count_params(ours)
     backbone = sum(n for k, n in per.items() if "attention" not in k)
@@ -223,7 +221,7 @@ def test_official_count_mirrors_the_modules_at_small_size() -> None:
     model = flowspec.compile(spec, device="cpu")
     built = sum(p.numel() for p in model.parameters())
     assert built == sum(count_params(spec).values())
-    official = param_counts.fullglow_official(2, 1, size=(32, 32), hidden=16)["total"]
+    official = fullglow_official(2, 1, size=(32, 32), hidden=16)["total"]
 
     def priors(m) -> int:  # ours: the split convolutions and the per-entry top prior
         mods = [layer for layer, r in zip(m.layers, m.records) if r.emits_latent] + [m.prior]

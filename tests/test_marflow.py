@@ -10,28 +10,16 @@ modules get the same weights and must compute the same function with the same pa
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from official_counts import marflow_official, marflow_prior_official
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
 from flowspec.kinds import KINDS, NETS, PRIORS
-
-
-def _bench_counts():
-    """bench/param_counts.py's counts of the official code (bench/ is not a package)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    import param_counts
-
-    return param_counts.marflow_official, param_counts.marflow_prior_official
-
-
-marflow_official, marflow_prior_official = _bench_counts()
-
 
 
 # ---- the official coupling network, re-implemented --------------------------------------

@@ -9,12 +9,12 @@ parameter counts against ``bench/param_counts.srflow_official``.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from official_counts import srflow_official
 
 import flowspec
 from flowspec.kinds import ENCODERS, KINDS, count_params
@@ -22,9 +22,6 @@ from flowspec.nn.srflow_encoder import tapped_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "specs" / "srflow_celeba.flow"
-sys.path.insert(0, str(ROOT / "bench"))
-
-from param_counts import srflow_official
 
 
 def test_taps_are_srflows_stacked_blocks() -> None:

@@ -11,12 +11,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from official_counts import srflow_official
 
 import flowspec
 import runtime
@@ -27,9 +27,6 @@ from runtime import pretrain as pt
 from runtime.data import load_dataset, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-from param_counts import srflow_official
 
 KIND = ENCODERS["srflow"]
 
