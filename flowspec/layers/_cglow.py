@@ -56,8 +56,8 @@ class CGlowKind(LayerKind):
     def issues(cls, shape: Shape, args) -> list[Issue]:
         h, w = cond_size(shape, args)
         if h % 8 or w % 8:
-            return [Issue(codes.E_COND_SIZE, f"`{cls.key}` reads its condition at 2^down x {shape[1]}x"
-                          f"{shape[2]} = {h}x{w}, which its stride-2 convolutions need "
+            return [Issue(codes.E_COND_SIZE, f"`{cls.key}` reads its condition at 2^down x "
+                          f"{shape[1]}x{shape[2]} = {h}x{w}, which its stride-2 convolutions need "
                           "divisible by 8", help="use a larger input or a larger `down`",
                           arg="down")]
         return []
