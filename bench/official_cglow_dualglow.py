@@ -1,5 +1,6 @@
 """Parameter counts of glow2's C-Glow and Dual-Glow (MoeinSorkhei/glow2), reconstructed from
-their module definitions, against flowspec's `dualglow` (specs/fullglow_cityscapes.flow).
+their module definitions, against flowspec's `cglow_v1`, `cglow_v2` and `dualglow`
+(specs/fullglow_cityscapes.flow).
 
     python bench/official_cglow_dualglow.py
 
@@ -102,9 +103,12 @@ def dualglow_official(levels: int = 4, steps: int = 16, width: int = 512,
 def main() -> None:
     from param_counts import count
 
-    for name, cfg in CGLOW.items():
+    for (name, cfg), flow in zip(CGLOW.items(), ("cglow_v1", "cglow_v2")):
         parts = cglow_official(*cfg)
-        print(f"{name} {cfg[0]}-{cfg[1]}: {sum(parts.values()):,} {parts}")
+        total = sum(parts.values())
+        ours = count("fullglow_cityscapes.flow", flow)[0]
+        print(f"{name} {cfg[0]}-{cfg[1]}: {total:,} {parts}; ours ({flow}) {ours:,} "
+              f"({ours / total:.4f})")
     parts = dualglow_official()
     total = sum(v for k, v in parts.items() if not k.endswith("_dead"))
     dead = sum(v for k, v in parts.items() if k.endswith("_dead"))

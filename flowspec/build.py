@@ -2,7 +2,8 @@
 
 The model holds one module and one :class:`LayerRecord` per layer of the IR, in order, so a
 forward pass is a plain loop over them. Condition encoders run once per call and
-their features are resampled once per resolution that a layer needs.
+their features are resampled once per resolution that a layer needs (its kind's
+``cond_hw``: the layer's own H×W, or the condition's full size for C-Glow's kinds).
 
 Speed and memory options (``compile(..., channels_last=, compile=, checkpoint=,
 autocast=)``, also :meth:`FlowModel.configure`) change how the same function is computed,
@@ -288,7 +289,7 @@ class FlowModel(nn.Module):
         logdet = x.new_zeros(x.shape[0])
         zs: list[Tensor] = []
         for r, layer in zip(self.records, self.layers):
-            c = self._at(feats, cache, r.on, x.shape[2:], r.tap)
+            c = self._at(feats, cache, r.on, r.cond_hw, r.tap)
             try:
                 if r.emits_latent:
                     x, z, ld = layer(x, c)
@@ -330,7 +331,7 @@ class FlowModel(nn.Module):
         k = len(zs) - 2
         for i in range(len(self.layers) - 1, -1, -1):
             r, layer = self.records[i], self.layers[i]
-            c = self._at(feats, cache, r.on, layer.in_shape[1:], r.tap)
+            c = self._at(feats, cache, r.on, r.cond_hw, r.tap)
             try:
                 if r.emits_latent:
                     x, ld = layer.inverse(x, zs[k], c)

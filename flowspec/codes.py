@@ -73,6 +73,8 @@ E_LATENT_SHAPE = _code("E205", "the final latent is not the shape the flow expec
 E_LATENT_SIZE = _code("E206", "the latents do not hold as many numbers as the input")
 E_NO_INPUT = _code("E207", "a flow without an `input` statement")
 E_ENCODER_SCALE = _code("E208", "an srflow encoder head whose scale does not fit the shapes")
+E_COND_SIZE = _code("E209", "a layer whose condition, at the size it reads it, its "
+                    "convolutions cannot stride over")
 
 # ---- E3xx: conditions and training -------------------------------------------------------
 E_NEEDS_CONDITION = _code("E301", "a conditional layer without `on=CONDITION`")

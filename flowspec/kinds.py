@@ -130,7 +130,8 @@ class LayerKind(_Declared):
     (``flowspec verify`` then tests it there).
 
     Optional classmethods: ``out_shape`` and ``issues`` (shape and invertibility rules),
-    ``params`` (analytic count; else the module is built and counted), ``shown_args`` (how
+    ``params`` (analytic count; else the module is built and counted), ``cond_hw`` (the
+    size at which a conditional layer receives its condition), ``shown_args`` (how
     tables and diagrams spell the arguments) and ``alone_after(shape, args, alone)`` for the
     checker's W004 analysis: given, per channel and pixel parity, whether the entries still
     depend on themselves alone, return that after the layer (None or absent: the layer makes
@@ -194,6 +195,13 @@ class LayerKind(_Declared):
     def issues(cls, shape: Shape, args: Args) -> list[Issue]:
         """Invertibility conditions that do not change the shape rule."""
         return []
+
+    @classmethod
+    def cond_hw(cls, shape: Shape, args: ArgsLike) -> tuple[int, int]:
+        """H×W at which the layer receives its condition's features (the compiler resamples
+        them to it): the layer's own by default. A kind that reads its condition at a
+        higher resolution (C-Glow's, at the label map's full size) returns that."""
+        return (shape[1], shape[2])
 
     @classmethod
     def params(cls, shape: Shape, args: ArgsLike, cond_channels: int | None) -> int:

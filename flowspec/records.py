@@ -45,6 +45,8 @@ class LayerRecord:
     tap: Position | None
     #: its kind's ``emits_latent``: forward returns ``(y, z, logdet)``, inverse takes ``z``
     emits_latent: bool
+    #: H×W at which it receives its condition's features (its kind's ``cond_hw``)
+    cond_hw: tuple[int, int]
 
     def error(self, e: Exception) -> FlowRuntimeError:
         """``e``, raised inside the layer, as an error that names the layer."""
@@ -59,9 +61,10 @@ def layer_records(spec: FlowSpec) -> list[LayerRecord]:
     for layer in spec.layers:
         on = layer.args.get("on")
         position = positions.get(layer.path)
+        kind = KINDS[layer.kind]
         out.append(LayerRecord(layer.path, layer.span, layer.kind, on, position,
-                               position if on in flows else None,
-                               KINDS[layer.kind].emits_latent))
+                               position if on in flows else None, kind.emits_latent,
+                               kind.cond_hw(tuple(layer.in_shape), layer.args)))
     return out
 
 

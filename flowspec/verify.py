@@ -121,11 +121,12 @@ def _check_layer(out: Check, kind: Any, shape: tuple[int, int, int], args: dict[
     gen = torch.Generator().manual_seed(seed)
     module = kind.module_class()(shape, dict(args), cond_channels).double().to(device)
     module.train()
+    hw = kind.cond_hw(shape, args) if hasattr(kind, "cond_hw") else shape[1:]  # not priors
     with torch.no_grad():  # data-dependent initialisations
         module(_on(_inputs(module, (_INIT_BATCH, *shape), gen), device),
-               _on(_cond_tensor(_INIT_BATCH, cond_channels, shape[1:], gen), device))
+               _on(_cond_tensor(_INIT_BATCH, cond_channels, hw, gen), device))
     x = _on(_inputs(module, (_BATCH, *shape), gen), device)
-    cond = _on(_cond_tensor(_BATCH, cond_channels, shape[1:], gen), device)
+    cond = _on(_cond_tensor(_BATCH, cond_channels, hw, gen), device)
     perturb_(module, _PERTURB, gen)
     module.eval()
     with torch.no_grad():

@@ -24,6 +24,8 @@ from torch import Tensor
 
 from numerics import encoder_modules, layer_modules
 
+from flowspec.kinds import KINDS
+
 ENCODERS = encoder_modules()
 MODULES = layer_modules()
 
@@ -68,6 +70,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "residual": {"hidden": 512, "net": "conv", "kernels": "3-1-3", "coeff": 0.98,
                  "power_iters": 5, "preact": True, "logdet": "exact", "dist": "poisson",
                  "terms": 2, "eval_terms": 20},
+    "cglow_actnorm": {"down": 1, "cond_hidden": 128, "cond_units": 64, "on": COND},
+    "cglow_invconv": {"down": 1, "cond_hidden": 128, "cond_units": 64, "on": COND},
+    "coupling.cglow": {"hidden": 256, "down": 1, "on": COND},
 }
 
 
@@ -208,6 +213,17 @@ CASES: dict[str, list[Case]] = {
         Case((2, 3, 5), {"hidden": 6, "kernels": "3-3", "preact": False}),
         Case((3, 2, 2), {"hidden": 8, "net": "fc"}),
     ],
+    # C-Glow's kinds read the condition at 2^down x the layer's size
+    "cglow_actnorm": [Case((3, 4, 4), {"cond_hidden": 4, "cond_units": 5}, cond=3),
+                      Case((2, 2, 4), {"down": 2, "cond_hidden": 3, "cond_units": 4}, cond=2),
+                      Case((4, 8, 8), {"down": 0}, cond=3)],  # real widths 128 / 64
+    "cglow_invconv": [Case((3, 4, 4), {"cond_hidden": 4, "cond_units": 5}, cond=3),
+                      Case((5, 2, 4), {"down": 2, "cond_hidden": 3, "cond_units": 4}, cond=2),
+                      Case((1, 4, 4), {"cond_hidden": 2, "cond_units": 3}, cond=3),
+                      Case((12, 4, 4), cond=3)],  # real widths 128 / 64
+    "coupling.cglow": [Case((3, 4, 4), {"hidden": 8}, cond=3),
+                       Case((4, 2, 3), {"hidden": 6, "down": 2}, cond=2),
+                       Case((2, 4, 4), {"down": 0}, cond=3)],  # the real width: hidden=256
 }
 
 
@@ -244,8 +260,10 @@ def build(kind: str, case: Case | None, dtype: torch.dtype, seed: int = 0) -> Se
         lo, hi = domain
         x = (lo + (hi - lo) * torch.sigmoid(x.double())).to(dtype)
     cond = None
-    if case.cond:
-        cshape = (BATCH, case.cond, *case.shape[1:])
+    if case.cond:  # at the size the kind reads its condition (C-Glow's: full size)
+        declared = KINDS.get(kind)
+        hw = declared.cond_hw(case.shape, args) if declared else case.shape[1:]
+        cshape = (BATCH, case.cond, *hw)
         cond = torch.randn(cshape, generator=gen, dtype=torch.float64).to(dtype)
     module.train()
     with torch.no_grad():
@@ -466,6 +484,7 @@ def test_conditional_layer_without_cond_raises() -> None:
         ("rrdb", (1, 3, 3), {"blocks": 1, "features": 8}),
         ("convnet", (7, 6, 6), {"blocks": 2, "features": 8}),
         ("convnet", (2, 4, 5), {"blocks": 0, "features": 5}),
+        ("palette", (11, 4, 5), {"features": 3}),
     ],
 )
 def test_encoder_output_shape(

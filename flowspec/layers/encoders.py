@@ -63,3 +63,21 @@ class EmbeddingKind(EncoderKind):
     @classmethod
     def params(cls, in_shape, args) -> int:
         return in_shape[0] * arg(args, "features")
+
+
+class PaletteArgs(Args):
+    features: int = Field(3, ge=3, le=3, description="output channels: the colour map's 3")
+
+
+@encoder
+class PaletteKind(EncoderKind):
+    key = "palette"
+    Args = PaletteArgs
+    doc = ("a label map drawn in colour, as *_gtFine_color.png (Cityscapes' colours for 34 "
+           "classes, a fixed palette otherwise), in the model's [-1/2, 1/2) units; no "
+           "parameters (C-Glow's condition)")
+    module = "flowspec.nn.encoders:PaletteEncoder"
+
+    @classmethod
+    def params(cls, in_shape, args) -> int:
+        return 0

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from flowspec.condflow import palette
 from flowspec.layers.encoders import _RESIDUAL_SCALE
 
 from .base import Shape
@@ -109,3 +110,18 @@ class EmbeddingEncoder(nn.Module):
 
     def forward(self, c: Tensor) -> Tensor:
         return torch.einsum("fc,bchw->bfhw", self.weight.to(c.dtype), c)
+
+
+class PaletteEncoder(nn.Module):
+    """A one-hot label map ``(B, N, H, W)`` drawn in the colours of :func:`palette`, at the
+    centre of each 8-bit colour's bin in the model's units, ``(colour + 1/2) / 256 - 1/2``:
+    the colour image C-Glow conditions on (glow2 reads ``*_gtFine_color.png``)."""
+
+    def __init__(self, in_shape: Shape, args: dict[str, Any]) -> None:
+        super().__init__()
+        self.in_shape, self.out_channels = tuple(in_shape), 3
+        colours = (palette(in_shape[0]).double() + 0.5) / 256 - 0.5
+        self.register_buffer("colours", colours.float(), persistent=False)
+
+    def forward(self, c: Tensor) -> Tensor:
+        return torch.einsum("nk,bnhw->bkhw", self.colours.to(c.dtype), c)
