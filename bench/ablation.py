@@ -54,8 +54,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = "specs/ablations.flow"
-MODEL = {"L": 3, "K": 2, "hidden": 32, "components": 4, "blocks": 1, "features": 8,
-         "dropout": 0.0}
+MODEL = {"L": 3, "K": 2, "hidden": 32, "components": 4, "blocks": 1, "features": 8, "dropout": 0.0}
 DATA = {
     "mnist5k": {"data": "mnist5k pad=2", "channels": 1},
     "photos": {"data": "photos pad=0", "channels": 3},  # pad=0: the spec's line pads MNIST
@@ -69,8 +68,7 @@ VARIANTS = {  # name -> (flow, extra overrides); imap / isdp with the default fo
     "isdp": ("heads_isdp", {"heads": 5, "form": "identity"}),
 }
 POSITIONS = (1, 2, 3, 4)
-RECIPE = {"batch": 32, "bits": 8, "lr": 1e-3, "warmup": 50, "clip": 50.0,
-          "optimizer": "adamax"}
+RECIPE = {"batch": 32, "bits": 8, "lr": 1e-3, "warmup": 50, "clip": 50.0, "optimizer": "adamax"}
 TIMING_STEPS, TIMING_REPEATS = 8, 5
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 
@@ -102,23 +100,47 @@ def train_job(job: dict[str, Any]) -> dict[str, Any]:
     recipe = {k: v for k, v in RECIPE.items() if k != "batch"}
     t0 = time.perf_counter()
     try:
-        res = runtime.train(_spec_of(job["flow"]), flow=job["flow"], overrides=job["overrides"],
-                            data=job["data"], out=job["out"], steps=steps,
-                            batch=RECIPE["batch"], seed=job["seed"], device="cpu",
-                            resume=job.get("resume", False), progress=False,
-                            val_every=job.get("val_every") or steps, sample_every=steps,
-                            checkpoint_every=steps,
-                            **recipe)
+        res = runtime.train(
+            _spec_of(job["flow"]),
+            flow=job["flow"],
+            overrides=job["overrides"],
+            data=job["data"],
+            out=job["out"],
+            steps=steps,
+            batch=RECIPE["batch"],
+            seed=job["seed"],
+            device="cpu",
+            resume=job.get("resume", False),
+            progress=False,
+            val_every=job.get("val_every") or steps,
+            sample_every=steps,
+            checkpoint_every=steps,
+            **recipe,
+        )
     except Exception as e:  # noqa: BLE001 - a failed run is a result, reported as such
         return {**job, "ok": False, "error": f"{type(e).__name__}: {e}"}
     s = res.summary
     metrics = Path(job["out"]) / "metrics.jsonl"
-    curve = {str(r["step"]): r["bpd"] for r in map(json.loads, metrics.read_text().splitlines())
-             if r.get("kind") == "val"} if metrics.exists() else {}
-    return {**job, "ok": True, "step": res.step, "val_bpd": res.val_bpd, "val_curve": curve,
-            "parameters": s["parameters"], "train_seconds": s["train_seconds"],
-            "seconds_per_step": s["seconds_per_step"],
-            "wall_seconds": round(time.perf_counter() - t0, 2)}
+    curve = (
+        {
+            str(r["step"]): r["bpd"]
+            for r in map(json.loads, metrics.read_text().splitlines())
+            if r.get("kind") == "val"
+        }
+        if metrics.exists()
+        else {}
+    )
+    return {
+        **job,
+        "ok": True,
+        "step": res.step,
+        "val_bpd": res.val_bpd,
+        "val_curve": curve,
+        "parameters": s["parameters"],
+        "train_seconds": s["train_seconds"],
+        "seconds_per_step": s["seconds_per_step"],
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
 def _start_from_the_backbone(overrides: dict[str, Any]) -> None:
@@ -137,8 +159,11 @@ def _start_from_the_backbone(overrides: dict[str, Any]) -> None:
 
     def compile_same_start(spec: Any, device: Any = "cpu", seed: int = 0, **options: Any):
         model = build(spec, device=device, seed=seed, **options)
-        base = build(flowspec.load(ROOT / BACKBONE[0], BACKBONE[1], base_overrides),
-                     device=device, seed=seed)
+        base = build(
+            flowspec.load(ROOT / BACKBONE[0], BACKBONE[1], base_overrides),
+            device=device,
+            seed=seed,
+        )
         mine = [m for m in model.layers if not isinstance(m, IMap | ISDP)]
         assert [type(m) for m in mine] == [type(m) for m in base.layers], "layers differ"
         for a, b in zip(mine, base.layers, strict=True):
@@ -179,7 +204,7 @@ def timing_pass(dataset: str) -> dict[str, Any]:
         opt.step()
 
     reps: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    for name, (model, opt, x) in models.items():  # warm-up (and actnorm's init)
+    for model, opt, x in models.values():  # warm-up (and actnorm's init)
         for _ in range(2):
             step(model, opt, x)
     for _ in range(TIMING_REPEATS):
@@ -188,8 +213,10 @@ def timing_pass(dataset: str) -> dict[str, Any]:
             for _ in range(TIMING_STEPS):
                 step(model, opt, x)
             reps[name].append((time.process_time() - t0) / TIMING_STEPS)
-    return {name: {"seconds_per_step": min(r), "repeats": [round(v, 5) for v in r]}
-            for name, r in reps.items()}
+    return {
+        name: {"seconds_per_step": min(r), "repeats": [round(v, 5) for v in r]}
+        for name, r in reps.items()
+    }
 
 
 def _run_all(jobs: list[dict[str, Any]], workers: int) -> list[dict[str, Any]]:
@@ -210,8 +237,10 @@ def _run_all(jobs: list[dict[str, Any]], workers: int) -> list[dict[str, Any]]:
 def _report(r: dict[str, Any]) -> None:
     what = f"{r['dataset']:8s} {r['name']:12s} seed {r['seed']} -> {r['steps']} steps"
     if r["ok"]:
-        print(f"  {what}: {r['val_bpd']:.4f} bits/dim, {r['seconds_per_step']:.3f} s/step",
-              flush=True)
+        print(
+            f"  {what}: {r['val_bpd']:.4f} bits/dim, {r['seconds_per_step']:.3f} s/step",
+            flush=True,
+        )
     else:
         print(f"  {what}: FAILED {r['error']}", flush=True)
 
@@ -227,8 +256,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print("timing pass (CPU seconds per step, one thread)", flush=True)
     timing = {d: timing_pass(d) for d in args.datasets}
     for d, t in timing.items():
-        print(f"  {d}: " + ", ".join(f"{v} {t[v]['seconds_per_step']:.3f} s/step"
-                                     for v in VARIANTS), flush=True)
+        print(
+            f"  {d}: " + ", ".join(f"{v} {t[v]['seconds_per_step']:.3f} s/step" for v in VARIANTS),
+            flush=True,
+        )
 
     jobs = []
     for d in ("photos", "mnist5k"):  # the slow data set first: better load balance
@@ -236,19 +267,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             continue
         for name, (flow, extra) in VARIANTS.items():
             for seed in seeds:
-                jobs.append({"dataset": d, "name": name, "seed": seed, "flow": flow,
-                             "overrides": _overrides(d, extra), "data": DATA[d]["data"],
-                             "steps": steps[d], "out": str(out / d / f"{name}-s{seed}"),
-                             "val_every": args.mid_step or None})
+                jobs.append(
+                    {
+                        "dataset": d,
+                        "name": name,
+                        "seed": seed,
+                        "flow": flow,
+                        "overrides": _overrides(d, extra),
+                        "data": DATA[d]["data"],
+                        "steps": steps[d],
+                        "out": str(out / d / f"{name}-s{seed}"),
+                        "val_every": args.mid_step or None,
+                    }
+                )
     for pos in POSITIONS if args.positions else ():
         if pos == 4:
             continue  # the same flow, overrides and seeds as `imap` on mnist5k
         for seed in seeds:
             d = "mnist5k"
-            jobs.append({"dataset": d, "name": f"pos{pos}", "seed": seed,
-                         "flow": "position_imap", "overrides": _overrides(d, {"pos": pos}),
-                         "data": DATA[d]["data"], "steps": steps[d],
-                         "out": str(out / d / f"pos{pos}-s{seed}")})
+            jobs.append(
+                {
+                    "dataset": d,
+                    "name": f"pos{pos}",
+                    "seed": seed,
+                    "flow": "position_imap",
+                    "overrides": _overrides(d, {"pos": pos}),
+                    "data": DATA[d]["data"],
+                    "steps": steps[d],
+                    "out": str(out / d / f"pos{pos}-s{seed}"),
+                }
+            )
     print(f"equal steps: {len(jobs)} runs on {args.jobs} processes", flush=True)
     first = _run_all(jobs, args.jobs)
 
@@ -260,11 +308,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         n = {v: max(steps[d], math.floor(seconds / per_step[v] + 1e-9)) for v in VARIANTS}
         budget[d] = {"seconds": round(seconds, 2), "steps": n}
         for r in first:
-            if r["dataset"] == d and r["name"] in VARIANTS and r["ok"] and \
-                    n[r["name"]] > steps[d]:
-                more.append({**{k: r[k] for k in ("dataset", "name", "seed", "flow",
-                                                  "overrides", "data", "out")},
-                             "steps": n[r["name"]], "resume": True})
+            if r["dataset"] == d and r["name"] in VARIANTS and r["ok"] and n[r["name"]] > steps[d]:
+                more.append(
+                    {
+                        **{
+                            k: r[k]
+                            for k in (
+                                "dataset",
+                                "name",
+                                "seed",
+                                "flow",
+                                "overrides",
+                                "data",
+                                "out",
+                            )
+                        },
+                        "steps": n[r["name"]],
+                        "resume": True,
+                    }
+                )
     print(f"equal wall-clock: {len(more)} runs continue", flush=True)
     second = _run_all(more, args.jobs)
 
@@ -273,13 +335,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "command": "python bench/ablation.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "threads_per_process": 1, "processes": args.jobs},
-        "spec": SPEC, "model": MODEL, "recipe": RECIPE, "seeds": seeds, "steps": steps,
-        "data": {d: DATA[d]["data"] for d in args.datasets}, "mid_step": args.mid_step,
-        "timing": timing, "budget": budget,
-        "equal_steps": first, "equal_time": second,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads_per_process": 1,
+            "processes": args.jobs,
+        },
+        "spec": SPEC,
+        "model": MODEL,
+        "recipe": RECIPE,
+        "seeds": seeds,
+        "steps": steps,
+        "data": {d: DATA[d]["data"] for d in args.datasets},
+        "mid_step": args.mid_step,
+        "timing": timing,
+        "budget": budget,
+        "equal_steps": first,
+        "equal_time": second,
         "total_minutes": round((time.perf_counter() - t_start) / 60, 1),
     }
 
@@ -321,18 +395,30 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
             ok2 = [at_time(k) for k in keys if at_time(k) and at_time(k)["ok"]]
             base1 = {s: first.get((d, "backbone", s)) for s in res["seeds"]}
             base2 = {s: at_time((d, "backbone", s)) for s in res["seeds"]}
-            d1 = [r["val_bpd"] - base1[r["seed"]]["val_bpd"] for r in ok1
-                  if base1[r["seed"]] and base1[r["seed"]]["ok"]]
-            d2 = [r["val_bpd"] - base2[r["seed"]]["val_bpd"] for r in ok2
-                  if base2[r["seed"]] and base2[r["seed"]]["ok"]]
+            d1 = [
+                r["val_bpd"] - base1[r["seed"]]["val_bpd"]
+                for r in ok1
+                if base1[r["seed"]] and base1[r["seed"]]["ok"]
+            ]
+            d2 = [
+                r["val_bpd"] - base2[r["seed"]]["val_bpd"]
+                for r in ok2
+                if base2[r["seed"]] and base2[r["seed"]]["ok"]
+            ]
             mid = str(res.get("mid_step") or "")
             m1 = {r["seed"]: r.get("val_curve", {}).get(mid) for r in ok1}
-            d_mid = [m1[s] - base1[s]["val_curve"][mid] for s in m1
-                     if m1[s] is not None and base1.get(s) and base1[s]["ok"]
-                     and mid in base1[s].get("val_curve", {})]
+            d_mid = [
+                m1[s] - base1[s]["val_curve"][mid]
+                for s in m1
+                if m1[s] is not None
+                and base1.get(s)
+                and base1[s]["ok"]
+                and mid in base1[s].get("val_curve", {})
+            ]
             rows[v] = {
                 "parameters": ok1[0]["parameters"] if ok1 else None,
-                "bpd_mid": [b for b in m1.values() if b is not None], "delta_mid": d_mid,
+                "bpd_mid": [b for b in m1.values() if b is not None],
+                "delta_mid": d_mid,
                 "timing_s_per_step": res["timing"][d][v]["seconds_per_step"],
                 "run_s_per_step": [r["seconds_per_step"] for r in ok1],
                 "bpd_equal_steps": [r["val_bpd"] for r in ok1],
@@ -346,71 +432,106 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
     d = "mnist5k"
     for pos in POSITIONS:
         name = "imap" if pos == 4 else f"pos{pos}"
-        ok = [first[(d, name, s)] for s in res["seeds"]
-              if (d, name, s) in first and first[(d, name, s)]["ok"]]
+        ok = [
+            first[(d, name, s)]
+            for s in res["seeds"]
+            if (d, name, s) in first and first[(d, name, s)]["ok"]
+        ]
         ref = {s: first.get((d, "imap", s)) for s in res["seeds"]}
         out["positions"][pos] = {
             "bpd": [r["val_bpd"] for r in ok],
-            "delta_vs_pos4": [r["val_bpd"] - ref[r["seed"]]["val_bpd"] for r in ok
-                              if ref[r["seed"]] and ref[r["seed"]]["ok"]],
+            "delta_vs_pos4": [
+                r["val_bpd"] - ref[r["seed"]]["val_bpd"]
+                for r in ok
+                if ref[r["seed"]] and ref[r["seed"]]["ok"]
+            ],
             "run_s_per_step": [r["seconds_per_step"] for r in ok],
         }
     base = {s: first.get((d, "backbone", s)) for s in res["seeds"]}
-    out["positions"]["backbone"] = {
-        "bpd": [r["val_bpd"] for r in base.values() if r and r["ok"]]}
+    out["positions"]["backbone"] = {"bpd": [r["val_bpd"] for r in base.values() if r and r["ok"]]}
     return out
 
 
 def tables(res: dict[str, Any], summ: dict[str, Any]) -> str:
     n = len(res["seeds"])
-    lines = [(f"Generated by `{res['command']}` on {res['date']} "
-              f"({res['total_minutes']} min, {res['machine']['processes']} processes x 1 "
-              f"thread, {res['machine']['cpus']} CPUs, torch {res['machine']['torch']}). "
-              f"Mean ± standard deviation over {n} seeds; Δ is paired by seed "
-              "(the same initial backbone weights, the attention starting as the identity, and the same "
-              "data order) against the backbone."), ""]
+    lines = [
+        (
+            f"Generated by `{res['command']}` on {res['date']} "
+            f"({res['total_minutes']} min, {res['machine']['processes']} processes x 1 "
+            f"thread, {res['machine']['cpus']} CPUs, torch {res['machine']['torch']}). "
+            f"Mean ± standard deviation over {n} seeds; Δ is paired by seed "
+            "(the same initial backbone weights, the attention starting as the identity, and "
+            "the same data order) against the backbone."
+        ),
+        "",
+    ]
     for d, rows in summ["variants"].items():
         b = res["budget"][d]
-        lines += [(f"**{d}** — equal steps: {res['steps'][d]} steps of batch 32; equal "
-                   f"wall-clock: {b['seconds']:.1f} s of training per run (the slowest "
-                   "variant's time for the equal-steps run, from the timing pass)."), "",
-                  ("| variant | parameters | s/step (timing pass) | s/step (in the runs) "
-                   + (f"| bits/dim @ {res['mid_step']} steps | Δ vs backbone "
-                      if res.get("mid_step") else "")
-                   + f"| bits/dim @ {res['steps'][d]} steps | Δ vs backbone | steps in "
-                   f"{b['seconds']:.0f} s | bits/dim @ equal time | Δ vs backbone |"),
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-                  + ("---:|---:|" if res.get("mid_step") else "")]
+        lines += [
+            (
+                f"**{d}** — equal steps: {res['steps'][d]} steps of batch 32; equal "
+                f"wall-clock: {b['seconds']:.1f} s of training per run (the slowest "
+                "variant's time for the equal-steps run, from the timing pass)."
+            ),
+            "",
+            (
+                "| variant | parameters | s/step (timing pass) | s/step (in the runs) "
+                + (
+                    f"| bits/dim @ {res['mid_step']} steps | Δ vs backbone "
+                    if res.get("mid_step")
+                    else ""
+                )
+                + f"| bits/dim @ {res['steps'][d]} steps | Δ vs backbone | steps in "
+                f"{b['seconds']:.0f} s | bits/dim @ equal time | Δ vs backbone |"
+            ),
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+            + ("---:|---:|" if res.get("mid_step") else ""),
+        ]
         for v, r in rows.items():
             runs = r["run_s_per_step"]
             params = f"{r['parameters']:,}" if r["parameters"] else "—"
             lines.append(
                 f"| {v} | {params} | {r['timing_s_per_step']:.3f} | "
                 f"{statistics.median(runs) if runs else float('nan'):.3f} | "
-                + (f"{_fmt_ms(r['bpd_mid'])} | "
-                   f"{'—' if v == 'backbone' else _signed_ms(r['delta_mid'])} | "
-                   if res.get("mid_step") else "")
+                + (
+                    f"{_fmt_ms(r['bpd_mid'])} | "
+                    f"{'—' if v == 'backbone' else _signed_ms(r['delta_mid'])} | "
+                    if res.get("mid_step")
+                    else ""
+                )
                 + f"{_fmt_ms(r['bpd_equal_steps'])} | "
                 f"{'—' if v == 'backbone' else _signed_ms(r['delta_equal_steps'])} | "
                 f"{r['steps_equal_time']} | {_fmt_ms(r['bpd_equal_time'])} | "
-                f"{'—' if v == 'backbone' else _signed_ms(r['delta_equal_time'])} |")
+                f"{'—' if v == 'backbone' else _signed_ms(r['delta_equal_time'])} |"
+            )
             if r["failed"]:
                 lines.append(f"| ↳ failed seeds: {r['failed']} | | | | | | | | |")
         lines.append("")
     if not any(summ["positions"][pos]["bpd"] for pos in POSITIONS if pos != 4):
         return "\n".join(lines)
-    lines += [(f"**Position of iMap** (mnist5k, {res['steps']['mnist5k']} steps; pos-4 is "
-               "the `imap` row above):"), "",
-              "| position | bits/dim | Δ vs pos-4 | s/step (in the runs) |",
-              "|---|---:|---:|---:|"]
-    names = {1: "pos-1 before actnorm", 2: "pos-2 after actnorm",
-             3: "pos-3 after invconv", 4: "pos-4 after coupling"}
+    lines += [
+        (
+            f"**Position of iMap** (mnist5k, {res['steps']['mnist5k']} steps; pos-4 is "
+            "the `imap` row above):"
+        ),
+        "",
+        "| position | bits/dim | Δ vs pos-4 | s/step (in the runs) |",
+        "|---|---:|---:|---:|",
+    ]
+    names = {
+        1: "pos-1 before actnorm",
+        2: "pos-2 after actnorm",
+        3: "pos-3 after invconv",
+        4: "pos-4 after coupling",
+    }
     for pos in POSITIONS:
         r = summ["positions"][pos]
         runs = r["run_s_per_step"]
-        lines.append(f"| {names[pos]} | {_fmt_ms(r['bpd'])} | "
-                     f"{'—' if pos == 4 else _signed_ms(r['delta_vs_pos4'])} | "
-                     f"{statistics.median(runs) if runs else float('nan'):.3f} |")
+        lines.append(
+            f"| {names[pos]} | {_fmt_ms(r['bpd'])} | "
+            f"{'—' if pos == 4 else _signed_ms(r['delta_vs_pos4'])} | "
+            f"{statistics.median(runs) if runs else float('nan'):.3f} |"
+        )
     lines.append(f"| (no attention) | {_fmt_ms(summ['positions']['backbone']['bpd'])} | | |")
     return "\n".join(lines)
 
@@ -428,8 +549,9 @@ def plots(res: dict[str, Any], summ: dict[str, Any], folder: Path) -> list[Path]
     fig, axes = plt.subplots(1, len(summ["variants"]), figsize=(10, 3.6), squeeze=False)
     axes = axes[0]
     for ax, (d, rows) in zip(axes, summ["variants"].items()):
-        for i, (label, key) in enumerate((("equal steps", "bpd_equal_steps"),
-                                          ("equal wall-clock", "bpd_equal_time"))):
+        for i, (_label, key) in enumerate(
+            (("equal steps", "bpd_equal_steps"), ("equal wall-clock", "bpd_equal_time"))
+        ):
             for j, (v, r) in enumerate(rows.items()):
                 x = i * (len(rows) + 1) + j
                 vals = r[key]
@@ -437,15 +559,26 @@ def plots(res: dict[str, Any], summ: dict[str, Any], folder: Path) -> list[Path]
                     continue
                 ax.scatter([x] * len(vals), vals, color=colours[v], s=14, alpha=0.6)
                 m, s = _ms(vals)
-                ax.errorbar([x], [m], yerr=[s], color=colours[v], fmt="o", ms=7, capsize=4,
-                            label=v if i == 0 else None)
+                ax.errorbar(
+                    [x],
+                    [m],
+                    yerr=[s],
+                    color=colours[v],
+                    fmt="o",
+                    ms=7,
+                    capsize=4,
+                    label=v if i == 0 else None,
+                )
         ax.set_xticks([1, len(rows) + 2], ["equal steps", "equal wall-clock"])
         ax.set_title(f"{d} (held-out)")
         ax.set_ylabel("bits/dim (lower is better)")
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Backbone vs +iMap vs +iSDP, 3-2-32, CPU budget "
-                 f"({len(res['seeds'])} seeds: dots; mean ± std: bars)", fontsize=10)
+    fig.suptitle(
+        "Backbone vs +iMap vs +iSDP, 3-2-32, CPU budget "
+        f"({len(res['seeds'])} seeds: dots; mean ± std: bars)",
+        fontsize=10,
+    )
     fig.tight_layout()
     paths.append(folder / "ablation_variants.png")
     fig.savefig(paths[-1], dpi=110)
@@ -465,8 +598,15 @@ def plots(res: dict[str, Any], summ: dict[str, Any], folder: Path) -> list[Path]
         m, _ = _ms(base)
         ax.axhline(m, color="tab:gray", ls="--", label="no attention (mean)")
         ax.legend(fontsize=8)
-    ax.set_xticks(list(POSITIONS), ["pos-1\nbefore actnorm", "pos-2\nafter actnorm",
-                                    "pos-3\nafter invconv", "pos-4\nafter coupling"])
+    ax.set_xticks(
+        list(POSITIONS),
+        [
+            "pos-1\nbefore actnorm",
+            "pos-2\nafter actnorm",
+            "pos-3\nafter invconv",
+            "pos-4\nafter coupling",
+        ],
+    )
     ax.set_ylabel("held-out bits/dim")
     ax.set_title(f"iMap position, mnist5k, {res['steps']['mnist5k']} steps", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
@@ -491,10 +631,10 @@ def plots(res: dict[str, Any], summ: dict[str, Any], folder: Path) -> list[Path]
                 t = [r["step"] * per_step for r in recs]
                 loss = [r["loss"] for r in recs]
                 k = 25  # running mean over 25 steps
-                smooth = [statistics.mean(loss[max(0, i - k + 1):i + 1])
-                          for i in range(len(loss))]
-                ax.plot(t, smooth, color=colours[v], lw=1, alpha=0.8,
-                        label=v if s == 0 else None)
+                smooth = [
+                    statistics.mean(loss[max(0, i - k + 1) : i + 1]) for i in range(len(loss))
+                ]
+                ax.plot(t, smooth, color=colours[v], lw=1, alpha=0.8, label=v if s == 0 else None)
         ax.axvline(res["budget"][d]["seconds"], color="k", ls=":", lw=1)
         ax.set_xlabel("CPU seconds of training (steps x step time)")
         ax.set_ylabel("train bits/dim (running mean)")
@@ -515,7 +655,7 @@ def write_tables(md: Path, text: str) -> None:
     if md.exists():
         doc = md.read_text()
         if BEGIN in doc and END in doc:
-            doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
+            doc = doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END) :]
         else:
             doc = doc.rstrip("\n") + "\n\n" + block + "\n"
     else:
@@ -534,12 +674,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--doc", default="docs/results.md")
     p.add_argument("--img", default="docs/img")
     p.add_argument("--datasets", nargs="+", default=list(DATA), choices=list(DATA))
-    p.add_argument("--mid-step", type=int, default=0, dest="mid_step",
-                   help="also validate every this many steps and report bits/dim there")
-    p.add_argument("--no-positions", action="store_false", dest="positions",
-                   help="skip the iMap position runs")
-    p.add_argument("--render-only", action="store_true",
-                   help="no training: tables and plots from --results")
+    p.add_argument(
+        "--mid-step",
+        type=int,
+        default=0,
+        dest="mid_step",
+        help="also validate every this many steps and report bits/dim there",
+    )
+    p.add_argument(
+        "--no-positions",
+        action="store_false",
+        dest="positions",
+        help="skip the iMap position runs",
+    )
+    p.add_argument(
+        "--render-only", action="store_true", help="no training: tables and plots from --results"
+    )
     a = p.parse_args(argv)
     results = ROOT / a.results
     if a.render_only:

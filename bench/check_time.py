@@ -37,16 +37,21 @@ def child_cpu() -> float:
 
 def run_once(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     cpu, start = child_cpu(), time.perf_counter()
-    p = subprocess.run(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=False)
+    p = subprocess.run(
+        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+    )
     return time.perf_counter() - start, child_cpu() - cpu, p.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=9)
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md",
-                   help="markdown file whose `check` section is rewritten ('-' for none)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs" / "performance.md",
+        help="markdown file whose `check` section is rewritten ('-' for none)",
+    )
     a = p.parse_args(argv)
     sys.path.insert(0, str(ROOT / "bench"))
     from speed import write_section
@@ -63,28 +68,47 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "flowspec.cli", "check", str(spec.relative_to(ROOT))]
         run_once(cmd, env)  # caches
         runs = [run_once(cmd, env) for _ in range(a.runs)]
-        rows.append((spec.relative_to(ROOT), spec.stat().st_size,
-                     statistics.median(r[0] for r in runs),
-                     statistics.median(r[1] for r in runs), runs[0][2]))
-    lines = [(f"Command: `python bench/check_time.py --runs {a.runs}` (median of {a.runs} "
-              "runs per spec, after one warm-up run)."),
-             (f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; load average before "
-              f"the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores."),
-             "",
-             "| spec | bytes | exit | wall s | CPU s |",
-             "|---|---:|---:|---:|---:|"]
+        rows.append(
+            (
+                spec.relative_to(ROOT),
+                spec.stat().st_size,
+                statistics.median(r[0] for r in runs),
+                statistics.median(r[1] for r in runs),
+                runs[0][2],
+            )
+        )
+    lines = [
+        (
+            f"Command: `python bench/check_time.py --runs {a.runs}` (median of {a.runs} "
+            "runs per spec, after one warm-up run)."
+        ),
+        (
+            f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; load average before "
+            f"the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores."
+        ),
+        "",
+        "| spec | bytes | exit | wall s | CPU s |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for path, size, wall, cpu, rc in rows:
         lines.append(f"| {path} | {size:,} | {rc} | {wall:.3f} | {cpu:.3f} |")
-    lines.append(f"| (`python -c pass`, for scale) | | | "
-                 f"{statistics.median(r[0] for r in interpreter):.3f} | "
-                 f"{statistics.median(r[1] for r in interpreter):.3f} |")
+    lines.append(
+        f"| (`python -c pass`, for scale) | | | "
+        f"{statistics.median(r[0] for r in interpreter):.3f} | "
+        f"{statistics.median(r[1] for r in interpreter):.3f} |"
+    )
     largest = max(rows, key=lambda r: r[1])
     slowest = max(rows, key=lambda r: r[2])
     verdict = "meets" if largest[2] <= TARGET else "is ABOVE"
-    lines += ["", (f"The largest spec, {largest[0]}, takes {largest[2]:.3f} s wall "
-                   f"({largest[3]:.3f} s CPU): it {verdict} the {TARGET} s target; the "
-                   f"slowest is {slowest[0]} at {slowest[2]:.3f} s wall ({slowest[3]:.3f} s "
-                   "CPU).")]
+    lines += [
+        "",
+        (
+            f"The largest spec, {largest[0]}, takes {largest[2]:.3f} s wall "
+            f"({largest[3]:.3f} s CPU): it {verdict} the {TARGET} s target; the "
+            f"slowest is {slowest[0]} at {slowest[2]:.3f} s wall ({slowest[3]:.3f} s "
+            "CPU)."
+        ),
+    ]
     body = "\n".join(lines)
     print(body)
     if str(a.out) != "-":

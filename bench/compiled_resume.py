@@ -27,19 +27,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="inductor")
     p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
-    kw = {"overrides": {"K": 1, "hidden": 8}, "batch": 4, "checkpoint_every": 2,
-          "val_every": 100, "sample_every": 100, "val_images": 8, "progress": False,
-          "device": a.device, "build_options": {"compile": a.backend}}
+    kw = {
+        "overrides": {"K": 1, "hidden": 8},
+        "batch": 4,
+        "checkpoint_every": 2,
+        "val_every": 100,
+        "sample_every": 100,
+        "val_images": 8,
+        "progress": False,
+        "device": a.device,
+        "build_options": {"compile": a.backend},
+    }
     demo = ROOT / "specs" / "demo.flow"
     with tempfile.TemporaryDirectory() as tmp:
         straight = runtime.train(demo, steps=4, out=Path(tmp) / "straight", **kw).model
         runtime.train(demo, steps=2, out=Path(tmp) / "resumed", **kw)
-        resumed = runtime.train(demo, steps=4, out=Path(tmp) / "resumed", resume=True,
-                                **kw).model
-        diff = max(float((p - q).detach().abs().max())
-                   for p, q in zip(straight.parameters(), resumed.parameters()))
-    print(f"compiled ({a.backend}, {a.device}) 4 steps vs 2 + resume 2: largest parameter "
-          f"difference {diff:.3g} ({'bitwise equal' if diff == 0 else 'NOT equal'})")
+        resumed = runtime.train(demo, steps=4, out=Path(tmp) / "resumed", resume=True, **kw).model
+        diff = max(
+            float((p - q).detach().abs().max())
+            for p, q in zip(straight.parameters(), resumed.parameters())
+        )
+    print(
+        f"compiled ({a.backend}, {a.device}) 4 steps vs 2 + resume 2: largest parameter "
+        f"difference {diff:.3g} ({'bitwise equal' if diff == 0 else 'NOT equal'})"
+    )
     return 0 if diff == 0 else 1
 
 

@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     for flow in ("glow_imap", "glow_isdp"):
         model = speed.attention_model(flow, args.size, torch.device("cpu"), x0)
         layer = next(m for m in model.modules() if isinstance(m, (IMap, ISDP)))
-        x = torch.randn(speed.BATCH, *layer.in_shape,
-                        generator=torch.Generator().manual_seed(1))
+        x = torch.randn(speed.BATCH, *layer.in_shape, generator=torch.Generator().manual_seed(1))
 
         def whole_model(model: torch.nn.Module = model) -> None:
             model.log_prob(x0)
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             layer(x)
             for r in range(args.rounds):
                 names = list(settings)
-                for name in names[r % 3:] + names[:r % 3]:
+                for name in names[r % 3 :] + names[: r % 3]:
                     before, times = settings[name], []
                     for _ in range(args.calls):
                         if before is not None:
@@ -68,9 +67,13 @@ def main(argv: list[str] | None = None) -> int:
                         layer(x)
                         times.append(time.process_time() - start)
                     rounds[name].append(statistics.median(times))
-        print(f"{args.size} {type(layer).__name__} {tuple(layer.in_shape)} forward: " + ", ".join(
-            f"{name} {statistics.median(t) * 1e3:.3f} ms" for name, t in rounds.items()),
-            flush=True)
+        print(
+            f"{args.size} {type(layer).__name__} {tuple(layer.in_shape)} forward: "
+            + ", ".join(
+                f"{name} {statistics.median(t) * 1e3:.3f} ms" for name, t in rounds.items()
+            ),
+            flush=True,
+        )
     return 0
 
 

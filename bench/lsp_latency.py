@@ -19,8 +19,7 @@ from lsp_client import Client  # noqa: E402
 
 
 def _ms(samples: list[float]) -> str:
-    return (f"median {1000 * statistics.median(samples):.1f} ms, "
-            f"max {1000 * max(samples):.1f} ms")
+    return f"median {1000 * statistics.median(samples):.1f} ms, max {1000 * max(samples):.1f} ms"
 
 
 def main(argv: list[str] | None = None) -> int:

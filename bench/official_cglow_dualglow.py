@@ -27,8 +27,9 @@ def _conv(cin: int, cout: int, k: int, bias: bool = True) -> int:
     return cin * cout * k * k + (cout if bias else 0)
 
 
-def cglow_official(levels: int, steps: int, xc: int, xs: int, yh: int,
-                   size: int = 256) -> dict[str, int]:
+def cglow_official(
+    levels: int, steps: int, xc: int, xs: int, yh: int, size: int = 256
+) -> dict[str, int]:
     """Parameters of glow2's ``CondGlowModel`` by module (3-channel condition and target at
     ``size`` x ``size``).
 
@@ -54,11 +55,17 @@ def cglow_official(levels: int, steps: int, xc: int, xs: int, yh: int,
             out["cond_actnorm"] += resize + mlp + xs * 2 * c + 2 * c
             out["cond_invconv"] += resize + mlp + xs * c * c + c * c
             half = c // 2
-            out["coupling"] += (_conv(3, 16, 3) + _conv(16, half, 2 ** level)
-                                + _conv(half, half, 3)
-                                + _conv(c, yh, 3, bias=False) + 2 * yh
-                                + _conv(yh, yh, 1, bias=False) + 2 * yh
-                                + _conv(yh, c, 3) + 2 * c)
+            out["coupling"] += (
+                _conv(3, 16, 3)
+                + _conv(16, half, 2**level)
+                + _conv(half, half, 3)
+                + _conv(c, yh, 3, bias=False)
+                + 2 * yh
+                + _conv(yh, yh, 1, bias=False)
+                + 2 * yh
+                + _conv(yh, c, 3)
+                + 2 * c
+            )
         if level < levels:
             out["split"] += _conv(c // 2, c, 3)
             c //= 2
@@ -66,8 +73,9 @@ def cglow_official(levels: int, steps: int, xc: int, xs: int, yh: int,
     return out
 
 
-def dualglow_official(levels: int = 4, steps: int = 16, width: int = 512,
-                      size: int = 256) -> dict[str, int]:
+def dualglow_official(
+    levels: int = 4, steps: int = 16, width: int = 512, size: int = 256
+) -> dict[str, int]:
     """Parameters of glow2's Dual-Glow (``hps``: ``n_l = 1``, invconv, affine coupling,
     ``learntop``) by part; ``*_dead`` are the weights that only ever multiply zeros.
 
@@ -77,15 +85,27 @@ def dualglow_official(levels: int = 4, steps: int = 16, width: int = 512,
     the pad channel's 27 m all see ones. ``condFun``'s 5x5x5 convolution (zero padding) has
     100 of every 125 weights off-centre.
     """
-    out = {"steps": 0, "steps_dead": 0, "split_priors": 0, "split_priors_dead": 0,
-           "top_priors": 0, "top_priors_dead": 0}
+    out = {
+        "steps": 0,
+        "steps_dead": 0,
+        "split_priors": 0,
+        "split_priors_dead": 0,
+        "top_priors": 0,
+        "top_priors_dead": 0,
+    }
     c = 3 * 4
     for level in range(levels):
         for _ in range(steps):
             half = c // 2
             out["steps"] += 2 * (2 * c + c * c)  # actnorm + invconv, both flows
-            net = (27 * (half + 1) * width + 2 * width + width * width + 2 * width
-                   + 27 * (width + 1) * c + 2 * c)
+            net = (
+                27 * (half + 1) * width
+                + 2 * width
+                + width * width
+                + 2 * width
+                + 27 * (width + 1) * c
+                + 2 * c
+            )
             out["steps"] += 2 * net
             out["steps_dead"] += 2 * (18 * half * width + 18 * width * c)
         if level < levels - 1:  # the target's split prior; the source's is N(0, I)
@@ -107,14 +127,18 @@ def main() -> None:
         parts = cglow_official(*cfg)
         total = sum(parts.values())
         ours = count("fullglow_cityscapes.flow", flow)[0]
-        print(f"{name} {cfg[0]}-{cfg[1]}: {total:,} {parts}; ours ({flow}) {ours:,} "
-              f"({ours / total:.4f})")
+        print(
+            f"{name} {cfg[0]}-{cfg[1]}: {total:,} {parts}; ours ({flow}) {ours:,} "
+            f"({ours / total:.4f})"
+        )
     parts = dualglow_official()
     total = sum(v for k, v in parts.items() if not k.endswith("_dead"))
     dead = sum(v for k, v in parts.items() if k.endswith("_dead"))
     ours = count("fullglow_cityscapes.flow", "dualglow")[0]
-    print(f"dualglow 4-16: official {total:,}, of which never touch data {dead:,}; "
-          f"live {total - dead:,}; ours {ours:,} ({ours / (total - dead):.4f} of live)")
+    print(
+        f"dualglow 4-16: official {total:,}, of which never touch data {dead:,}; "
+        f"live {total - dead:,}; ours {ours:,} ({ours / (total - dead):.4f} of live)"
+    )
 
 
 if __name__ == "__main__":

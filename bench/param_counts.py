@@ -36,23 +36,31 @@ ROWS: list[tuple[str, str, str, str, str, str | None]] = [
     ("2", "mARFlow", "3-4-96", "attnflow_mnist.flow", "marflow_mnist", "46.01"),
     ("2", "AttnFlow-iMap", "3-4-96", "attnflow_mnist.flow", "attnflow_imap_mnist", "46.03"),
     ("2", "AttnFlow-iSDP", "3-4-96", "attnflow_mnist.flow", "attnflow_isdp_mnist", "46.25"),
-    ("2", "AttnFlow-iMap", "3-2-96", "attnflow_mnist.flow", "attnflow_imap_mnist_3_2_96",
-     "23.78"),
-    ("2", "AttnFlow-iSDP", "3-2-96", "attnflow_mnist.flow", "attnflow_isdp_mnist_3_2_96",
-     "23.89"),
-    ("2", "AttnFlow-iMap", "3-2-48", "attnflow_mnist.flow", "attnflow_imap_mnist_3_2_48",
-     "8.94"),
-    ("2", "AttnFlow-iSDP", "3-2-48", "attnflow_mnist.flow", "attnflow_isdp_mnist_3_2_48",
-     "9.05"),
+    ("2", "AttnFlow-iMap", "3-2-96", "attnflow_mnist.flow", "attnflow_imap_mnist_3_2_96", "23.78"),
+    ("2", "AttnFlow-iSDP", "3-2-96", "attnflow_mnist.flow", "attnflow_isdp_mnist_3_2_96", "23.89"),
+    ("2", "AttnFlow-iMap", "3-2-48", "attnflow_mnist.flow", "attnflow_imap_mnist_3_2_48", "8.94"),
+    ("2", "AttnFlow-iSDP", "3-2-48", "attnflow_mnist.flow", "attnflow_isdp_mnist_3_2_48", "9.05"),
     ("3", "Glow", "3-32-512", "attnflow_cifar10.flow", "glow_cifar10", None),
     ("3", "mARFlow", "3-4-96", "attnflow_cifar10.flow", "marflow_cifar10", "46.01"),
     ("3", "mARFlow", "3-4-256", "attnflow_cifar10.flow", "marflow_cifar10_3_4_256", "252.77"),
     ("3", "AttnFlow-iMap", "3-4-96", "attnflow_cifar10.flow", "attnflow_imap_cifar10", "46.03"),
     ("3", "AttnFlow-iSDP", "3-4-96", "attnflow_cifar10.flow", "attnflow_isdp_cifar10", "46.25"),
-    ("3", "AttnFlow-iMap", "3-4-256", "attnflow_cifar10.flow", "attnflow_imap_cifar10_3_4_256",
-     "252.79"),
-    ("3", "AttnFlow-iSDP", "3-4-256", "attnflow_cifar10.flow", "attnflow_isdp_cifar10_3_4_256",
-     "253.01"),
+    (
+        "3",
+        "AttnFlow-iMap",
+        "3-4-256",
+        "attnflow_cifar10.flow",
+        "attnflow_imap_cifar10_3_4_256",
+        "252.79",
+    ),
+    (
+        "3",
+        "AttnFlow-iSDP",
+        "3-4-256",
+        "attnflow_cifar10.flow",
+        "attnflow_isdp_cifar10_3_4_256",
+        "253.01",
+    ),
     ("4", "SRFlow", "1-1", "srflow_celeba.flow", "srflow_1_1", "6.622"),
     ("4", "SRFlow", "2-8", "srflow_celeba.flow", "srflow_2_8", "13.25"),
     ("4", "cAttnFlow-iMap", "1-1", "srflow_celeba.flow", "cattnflow_imap_sr_1_1", "6.623"),
@@ -60,10 +68,22 @@ ROWS: list[tuple[str, str, str, str, str, str | None]] = [
     ("4", "cAttnFlow-iMap", "2-8", "srflow_celeba.flow", "cattnflow_imap_sr", "13.30"),
     ("4", "cAttnFlow-iSDP", "2-8", "srflow_celeba.flow", "cattnflow_isdp_sr", "13.93"),
     ("5", "Full-Glow", "4-16", "fullglow_cityscapes.flow", "fullglow", "155.33"),
-    ("5", "cAttnFlow-iMap", "2-8", "fullglow_cityscapes.flow", "cattnflow_imap_cityscapes",
-     "34.68"),
-    ("5", "cAttnFlow-iSDP", "2-8", "fullglow_cityscapes.flow", "cattnflow_isdp_cityscapes",
-     "34.70"),
+    (
+        "5",
+        "cAttnFlow-iMap",
+        "2-8",
+        "fullglow_cityscapes.flow",
+        "cattnflow_imap_cityscapes",
+        "34.68",
+    ),
+    (
+        "5",
+        "cAttnFlow-iSDP",
+        "2-8",
+        "fullglow_cityscapes.flow",
+        "cattnflow_isdp_cityscapes",
+        "34.70",
+    ),
 ]
 BEGIN, END = "<!-- params:begin -->", "<!-- params:end -->"
 
@@ -78,83 +98,116 @@ def count(file: str, flow: str) -> tuple[int, int, int]:
 
 
 def table() -> str:
-    lines = [("| table | paper's model | L-K[-C] | flow (`specs/`) | paper \"MB\" "
-              "| ours: M params | ours: MB (float32) | ours / paper | of which encoder "
-              "| of which attention |"),
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        (
+            '| table | paper\'s model | L-K[-C] | flow (`specs/`) | paper "MB" '
+            "| ours: M params | ours: MB (float32) | ours / paper | of which encoder "
+            "| of which attention |"
+        ),
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for tab, method, size, file, flow, paper in ROWS:
         n, enc, attn = count(file, flow)
         ratio = f"{n / 1e6 / float(paper):.2f}" if paper else "—"
         lines.append(
             f"| {tab} | {method} | {size} | `{file}` `{flow}` | "
             f"{paper if paper is not None else '–'} | {n / 1e6:.3f} | {4 * n / 1e6:.2f} | "
-            f"{ratio} | {enc / 1e6:.3f} | {attn / 1e6:.4f} |")
+            f"{ratio} | {enc / 1e6:.3f} | {attn / 1e6:.4f} |"
+        )
     return "\n".join(lines)
 
 
 def official() -> str:
-    lines = [("| mARFlow L-K-C | official code: flow | + ConvLSTM prior | = total, M "
-              "| paper's column | paper / official | ours (`marflow_cifar10`) "
-              "| ours / official |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for (k, h, paper) in ((4, 96, 46.01), (4, 256, 252.77), (2, 96, 23.78), (2, 48, 8.94)):
+    lines = [
+        (
+            "| mARFlow L-K-C | official code: flow | + ConvLSTM prior | = total, M "
+            "| paper's column | paper / official | ours (`marflow_cifar10`) "
+            "| ours / official |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k, h, paper in ((4, 96, 46.01), (4, 256, 252.77), (2, 96, 23.78), (2, 48, 8.94)):
         flow, prior = marflow_official(3, h, steps=k), marflow_prior_official(3)
         n = flow + prior
-        spec = load(ROOT / "specs" / "attnflow_cifar10.flow", "marflow_cifar10",
-                    {"K": k, "hidden": h})
+        spec = load(
+            ROOT / "specs" / "attnflow_cifar10.flow", "marflow_cifar10", {"K": k, "hidden": h}
+        )
         ours = sum(count_params(spec).values())
-        lines.append(f"| 3-{k}-{h} | {flow:,} | {prior:,} | {n / 1e6:.3f} | {paper} | "
-                     f"{paper * 1e6 / n:.4f} | {ours:,} | {ours / n:.5f} |")
+        lines.append(
+            f"| 3-{k}-{h} | {flow:,} | {prior:,} | {n / 1e6:.3f} | {paper} | "
+            f"{paper * 1e6 / n:.4f} | {ours:,} | {ours / n:.5f} |"
+        )
     return "\n".join(lines)
 
 
 def srflow_rows() -> str:
-    lines = [("| SRFlow L-K | official code, all modules | paper's column | of which the RRDB's "
-              "SR head (pretraining) | of which never used (`f`) | official code, used "
-              "| ours (`srflow_celeba.flow`) | ours / used | ours / paper |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for (levels, steps, paper, flow) in ((1, 1, "6.622", "srflow_1_1"),
-                                         (2, 8, "13.25", "srflow_2_8")):
+    lines = [
+        (
+            "| SRFlow L-K | official code, all modules | paper's column | of which the RRDB's "
+            "SR head (pretraining) | of which never used (`f`) | official code, used "
+            "| ours (`srflow_celeba.flow`) | ours / used | ours / paper |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for levels, steps, paper, flow in (
+        (1, 1, "6.622", "srflow_1_1"),
+        (2, 8, "13.25", "srflow_2_8"),
+    ):
         n = srflow_official(levels, steps)
         used = n["total"] - n["unused"]
         ours = count("srflow_celeba.flow", flow)[0]
-        lines.append(f"| {levels}-{steps} | {n['total']:,} | {paper} | {n['sr_head']:,} | "
-                     f"{n['unused']:,} | {used:,} | {ours:,} | {ours / used:.4f} | "
-                     f"{ours / 1e6 / float(paper):.4f} |")
+        lines.append(
+            f"| {levels}-{steps} | {n['total']:,} | {paper} | {n['sr_head']:,} | "
+            f"{n['unused']:,} | {used:,} | {ours:,} | {ours / used:.4f} | "
+            f"{ours / 1e6 / float(paper):.4f} |"
+        )
     return "\n".join(lines)
 
 
 def fullglow_rows() -> str:
-    lines = [("| Full-Glow L-K | official code: label-map flow | image flow | total "
-              "| paper's column | ours (`fullglow_cityscapes.flow`) | ours / official "
-              "| ours / paper |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for levels, steps, paper, flow in ((4, 16, "155.33", "fullglow"),
-                                       (2, 8, "34.68", "cattnflow_imap_cityscapes")):
+    lines = [
+        (
+            "| Full-Glow L-K | official code: label-map flow | image flow | total "
+            "| paper's column | ours (`fullglow_cityscapes.flow`) | ours / official "
+            "| ours / paper |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for levels, steps, paper, flow in (
+        (4, 16, "155.33", "fullglow"),
+        (2, 8, "34.68", "cattnflow_imap_cityscapes"),
+    ):
         n = fullglow_official(levels, steps)
         ours, _, attn = count("fullglow_cityscapes.flow", flow)
         ours -= attn  # the backbone alone
-        lines.append(f"| {levels}-{steps} | {n['label_flow']:,} | {n['image_flow']:,} | "
-                     f"{n['total']:,} | {paper} | {ours:,} | {ours / n['total']:.4f} | "
-                     f"{ours / 1e6 / float(paper):.4f} |")
+        lines.append(
+            f"| {levels}-{steps} | {n['label_flow']:,} | {n['image_flow']:,} | "
+            f"{n['total']:,} | {paper} | {ours:,} | {ours / n['total']:.4f} | "
+            f"{ours / 1e6 / float(paper):.4f} |"
+        )
     return "\n".join(lines)
 
 
 def render() -> str:
-    return (f"{BEGIN}\nGenerated by `python bench/param_counts.py`.\n\n{table()}\n\n"
-            f"{official()}\n\n{srflow_rows()}\n\n{fullglow_rows()}\n{END}")
+    return (
+        f"{BEGIN}\nGenerated by `python bench/param_counts.py`.\n\n{table()}\n\n"
+        f"{official()}\n\n{srflow_rows()}\n\n{fullglow_rows()}\n{END}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--doc", default="docs/paper-models.md")
-    p.add_argument("--check", action="store_true",
-                   help="exit 1 when the doc's generated block is out of date")
+    p.add_argument(
+        "--check", action="store_true", help="exit 1 when the doc's generated block is out of date"
+    )
     a = p.parse_args(argv)
     block = render()
     print(block)
     doc = ROOT / a.doc
     text = doc.read_text() if doc.exists() else ""
     if BEGIN in text and END in text:
-        new = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+        new = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
     else:
         new = (text.rstrip("\n") + "\n\n" if text else "") + block + "\n"
     if a.check:

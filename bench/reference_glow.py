@@ -48,8 +48,9 @@ class ActNorm(nn.Module):
         flat = x.transpose(0, 1).reshape(x.shape[1], -1)
         std = flat.std(dim=1, unbiased=False)
         self.bias.copy_(-flat.mean(dim=1).view_as(self.bias))
-        self.logs.copy_(torch.where(std > 1e-6, -torch.log(std.clamp_min(1e-6)), 0.0)
-                        .view_as(self.logs))
+        self.logs.copy_(
+            torch.where(std > 1e-6, -torch.log(std.clamp_min(1e-6)), 0.0).view_as(self.logs)
+        )
         self.initialized = True
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,7 +90,8 @@ class InvConvLU(nn.Module):
     def reverse(self, y: Tensor) -> Tensor:
         lower, upper = self._lu()
         inv = torch.linalg.solve_triangular(
-            upper, torch.linalg.solve_triangular(lower, self.eye, upper=False), upper=True)
+            upper, torch.linalg.solve_triangular(lower, self.eye, upper=False), upper=True
+        )
         weight = inv @ self.perm.T
         c = weight.shape[0]
         return F.conv2d(y, weight.view(c, c, 1, 1))
@@ -107,9 +109,12 @@ class AffineCoupling(nn.Module):
         super().__init__()
         self.keep, self.n = channels - channels // 2, channels // 2
         self.net = nn.Sequential(
-            nn.Conv2d(self.keep, hidden, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
-            zero_conv(hidden, 2 * self.n))
+            nn.Conv2d(self.keep, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.ReLU(),
+            zero_conv(hidden, 2 * self.n),
+        )
 
     def _shift_scale(self, xa: Tensor) -> tuple[Tensor, Tensor]:
         h = self.net(xa)
@@ -176,8 +181,14 @@ class Level(nn.Module):
 class Glow(nn.Module):
     """``x -> (zs, logdet)`` with standardised latents, like ``flowspec``'s FlowModel."""
 
-    def __init__(self, in_shape: tuple[int, int, int], levels: int, steps: int, hidden: int,
-                 learned_top: bool) -> None:
+    def __init__(
+        self,
+        in_shape: tuple[int, int, int],
+        levels: int,
+        steps: int,
+        hidden: int,
+        learned_top: bool,
+    ) -> None:
         super().__init__()
         c, h, w = in_shape
         self.levels = nn.ModuleList()
@@ -224,12 +235,21 @@ class Glow(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 0.7) -> Tensor:
         p = next(self.parameters())
-        return self.reverse([temperature * torch.randn((n, *s), device=p.device, dtype=p.dtype)
-                             for s in self.z_shapes])
+        return self.reverse(
+            [
+                temperature * torch.randn((n, *s), device=p.device, dtype=p.dtype)
+                for s in self.z_shapes
+            ]
+        )
 
 
 def from_spec(spec) -> Glow:
     """The reference Glow of a checked flowspec Glow spec (its input, L, K, hidden, prior)."""
     params = spec.params
-    return Glow(tuple(spec.input), int(params["L"]), int(params["K"]), int(params["hidden"]),
-                bool(spec.prior.learned))
+    return Glow(
+        tuple(spec.input),
+        int(params["L"]),
+        int(params["K"]),
+        int(params["hidden"]),
+        bool(spec.prior.learned),
+    )

@@ -96,8 +96,14 @@ CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 #: towards its maximum, 32 MiB on 64-bit systems, and the trim threshold with it.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 TRAIN_ALLOCATOR = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 64 << 20}
-TARGETS = {"step": 1.0, "step_options": 0.9, "imap": 1.05, "isdp": 1.15, "memory": 1.0,
-           "check": 0.3}
+TARGETS = {
+    "step": 1.0,
+    "step_options": 0.9,
+    "imap": 1.05,
+    "isdp": 1.15,
+    "memory": 1.0,
+    "check": 0.3,
+}
 
 
 def set_allocator(mode: str) -> str:
@@ -112,8 +118,9 @@ def set_allocator(mode: str) -> str:
     refused = [k for k, v in TRAIN_ALLOCATOR.items() if libc.mallopt(k, v) != 1]
     if refused:
         return f"partly set (mallopt refused parameter(s) {refused})"
-    return ("glibc mallopt as a training process has it (mmap threshold 32 MiB, trim "
-            "threshold 64 MiB)")
+    return (
+        "glibc mallopt as a training process has it (mmap threshold 32 MiB, trim threshold 64 MiB)"
+    )
 
 
 def page_faults(step: Callable[[], None], n: int = 5) -> tuple[float, float]:
@@ -124,8 +131,7 @@ def page_faults(step: Callable[[], None], n: int = 5) -> tuple[float, float]:
     for _ in range(n):
         step()
     after = resource.getrusage(resource.RUSAGE_SELF)
-    return ((after.ru_minflt - before.ru_minflt) / n,
-            (after.ru_stime - before.ru_stime) * 1e3 / n)
+    return ((after.ru_minflt - before.ru_minflt) / n, (after.ru_stime - before.ru_stime) * 1e3 / n)
 
 
 # ------------------------------------------------------------------ models and equivalence
@@ -176,8 +182,12 @@ def variant(spec, base: torch.nn.Module, device: torch.device, **options) -> tor
 
 
 def attention_model(name: str, size: str, device: torch.device, x: torch.Tensor):
-    spec = flowspec.loads(ATTENTION, flow=name, overrides=SIZES[size],
-                          filename=str(ROOT / "specs" / "_bench_attention.flow"))
+    spec = flowspec.loads(
+        ATTENTION,
+        flow=name,
+        overrides=SIZES[size],
+        filename=str(ROOT / "specs" / "_bench_attention.flow"),
+    )
     model = flowspec.compile(spec, device=device, seed=0)
     model.train()
     with torch.no_grad():
@@ -203,8 +213,9 @@ def train_step(model: torch.nn.Module) -> Callable[[torch.Tensor], None]:
     return step
 
 
-def peak_memory(step: Callable[[torch.Tensor], None], x: torch.Tensor,
-                device: torch.device) -> int:
+def peak_memory(
+    step: Callable[[torch.Tensor], None], x: torch.Tensor, device: torch.device
+) -> int:
     """Peak bytes allocated during one ``step(x)`` above the bytes allocated before it."""
     step(x)  # steady state: optimiser state exists
     if device.type == "cuda":
@@ -218,8 +229,11 @@ def peak_memory(step: Callable[[torch.Tensor], None], x: torch.Tensor,
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step(x)
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]" and e.device_type().name == "CPU")
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]" and e.device_type().name == "CPU"
+    )
     held = peak = 0
     for _, nbytes in events:
         held += nbytes
@@ -227,16 +241,20 @@ def peak_memory(step: Callable[[torch.Tensor], None], x: torch.Tensor,
     return peak
 
 
-def interleaved(fns: dict[str, Callable[[], None]], repeats: int, steps: int,
-                device: torch.device, clock: Callable[[], float] = time.perf_counter
-                ) -> dict[str, list[float]]:
+def interleaved(
+    fns: dict[str, Callable[[], None]],
+    repeats: int,
+    steps: int,
+    device: torch.device,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
     """Per round, each function's fastest of ``steps`` calls, in a rotating order."""
     names = list(fns)
     for name in names:  # warm-up
         fns[name]()
     rounds: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             times = []
             for _ in range(steps):
@@ -275,8 +293,9 @@ def run_size(size: str, device: torch.device, args: argparse.Namespace) -> dict:
         "flowspec checkpoint": variant(spec, base, device, checkpoint=True),
     }
     if args.compile:
-        models["flowspec compile, channels_last"] = variant(spec, base, device,
-                                                            channels_last=True, compile=True)
+        models["flowspec compile, channels_last"] = variant(
+            spec, base, device, channels_last=True, compile=True
+        )
     models["flowspec +iMap"] = attention_model("glow_imap", size, device, x)
     models["flowspec +iSDP"] = attention_model("glow_isdp", size, device, x)
     for name, flow in CALIBRATION.items():
@@ -284,11 +303,14 @@ def run_size(size: str, device: torch.device, args: argparse.Namespace) -> dict:
     for m in models.values():
         m.train()
     steps = {name: train_step(m) for name, m in models.items()}
-    print(f"[{size}] {n_params:,} parameters (reference and flowspec); timing training "
-          f"steps ...", flush=True)
+    print(
+        f"[{size}] {n_params:,} parameters (reference and flowspec); timing training steps ...",
+        flush=True,
+    )
     clock = CLOCKS[args.clock]
-    train = interleaved({n: (lambda s=s: s(x)) for n, s in steps.items()}, args.repeats,
-                        args.steps, device, clock)
+    train = interleaved(
+        {n: (lambda s=s: s(x)) for n, s in steps.items()}, args.repeats, args.steps, device, clock
+    )
     faults = {name: page_faults(lambda s=s: s(x)) for name, s in steps.items()}
     memory = {}
     for name, s in steps.items():
@@ -298,13 +320,20 @@ def run_size(size: str, device: torch.device, args: argparse.Namespace) -> dict:
     print(f"[{size}] timing sampling ...", flush=True)
     sample_fns = {}
     for name, m in models.items():
+
         def fn(m: torch.nn.Module = m) -> None:
             with torch.no_grad():
                 m.sample(BATCH, 0.7)
+
         sample_fns[name] = fn
     sample = interleaved(sample_fns, args.repeats, max(1, args.steps - 1), device, clock)
-    return {"params": n_params, "train": train, "sample": sample, "memory": memory,
-            "faults": faults}
+    return {
+        "params": n_params,
+        "train": train,
+        "sample": sample,
+        "memory": memory,
+        "faults": faults,
+    }
 
 
 def machine(device: torch.device) -> str:
@@ -318,8 +347,10 @@ def machine(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s), "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s), "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
 
 
 def _mark(value: float, target: float, iqr: str = "") -> str:
@@ -328,9 +359,13 @@ def _mark(value: float, target: float, iqr: str = "") -> str:
 
 
 def tables(results: dict[str, dict]) -> tuple[str, list[str]]:
-    lines = [("| backbone | variant | train step ms | train img/s | step time / ref (IQR) | "
-              "sample img/s | sample time / ref | peak train MiB | memory / ref |"),
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        (
+            "| backbone | variant | train step ms | train img/s | step time / ref (IQR) | "
+            "sample img/s | sample time / ref | peak train MiB | memory / ref |"
+        ),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     status = []
     for size, r in results.items():
         tr, sa, mem = r["train"], r["sample"], r["memory"]
@@ -342,34 +377,54 @@ def tables(results: dict[str, dict]) -> tuple[str, list[str]]:
                 f"{ratio(tr, name, 'reference'):.2f}x ({spread(tr, name, 'reference')}) | "
                 f"{BATCH / s:.0f} | "
                 f"{ratio(sa, name, 'reference'):.2f}x | {mem[name] / 2**20:.1f} | "
-                f"{mem[name] / mem['reference']:.2f}x |")
-        best = min((n for n in tr if n.startswith("flowspec") and " +" not in n),
-                   key=lambda n: ratio(tr, n, "reference"))
+                f"{mem[name] / mem['reference']:.2f}x |"
+            )
+        best = min(
+            (n for n in tr if n.startswith("flowspec") and " +" not in n),
+            key=lambda n: ratio(tr, n, "reference"),
+        )
         plain, opts = ratio(tr, "flowspec", "reference"), ratio(tr, best, "reference")
-        imap, isdp = ratio(tr, "flowspec +iMap", "flowspec"), ratio(tr, "flowspec +iSDP",
-                                                                     "flowspec")
+        imap, isdp = (
+            ratio(tr, "flowspec +iMap", "flowspec"),
+            ratio(tr, "flowspec +iSDP", "flowspec"),
+        )
         mem_plain = mem["flowspec"] / mem["reference"]
         mem_ckpt = mem["flowspec checkpoint"] / mem["reference"]
         status += [
-            (f"- {size}: training step time, compiled backbone (no options) / reference: "
-             f"{_mark(plain, TARGETS['step'], spread(tr, 'flowspec', 'reference'))} "
-             f"(target <= {TARGETS['step']}x)"),
-            (f"- {size}: training step time, best options (`{best}`) / reference: "
-             f"{_mark(opts, TARGETS['step_options'], spread(tr, best, 'reference'))} "
-             f"(aim <= {TARGETS['step_options']}x)"),
-            (f"- {size}: iMap after every coupling, step time / backbone's: "
-             f"{_mark(imap, TARGETS['imap'], spread(tr, 'flowspec +iMap', 'flowspec'))} "
-             f"(target <= {TARGETS['imap']}x)"),
-            (f"- {size}: iSDP after every coupling, step time / backbone's: "
-             f"{_mark(isdp, TARGETS['isdp'], spread(tr, 'flowspec +iSDP', 'flowspec'))} "
-             f"(target <= {TARGETS['isdp']}x)"),
-            (f"- {size}: for scale, one more plain layer after every coupling, step time / "
-             "backbone's: " + ", ".join(
-                 f"{name.split('+')[1]} {ratio(tr, name, 'flowspec'):.3f}x "
-                 f"[rounds' IQR {spread(tr, name, 'flowspec')}]" for name in CALIBRATION)),
-            (f"- {size}: peak training memory / reference: {_mark(mem_plain, 1.0)} without "
-             f"options, {mem_ckpt:.3f}x with checkpoint=True (target <= "
-             f"{TARGETS['memory']}x)"),
+            (
+                f"- {size}: training step time, compiled backbone (no options) / reference: "
+                f"{_mark(plain, TARGETS['step'], spread(tr, 'flowspec', 'reference'))} "
+                f"(target <= {TARGETS['step']}x)"
+            ),
+            (
+                f"- {size}: training step time, best options (`{best}`) / reference: "
+                f"{_mark(opts, TARGETS['step_options'], spread(tr, best, 'reference'))} "
+                f"(aim <= {TARGETS['step_options']}x)"
+            ),
+            (
+                f"- {size}: iMap after every coupling, step time / backbone's: "
+                f"{_mark(imap, TARGETS['imap'], spread(tr, 'flowspec +iMap', 'flowspec'))} "
+                f"(target <= {TARGETS['imap']}x)"
+            ),
+            (
+                f"- {size}: iSDP after every coupling, step time / backbone's: "
+                f"{_mark(isdp, TARGETS['isdp'], spread(tr, 'flowspec +iSDP', 'flowspec'))} "
+                f"(target <= {TARGETS['isdp']}x)"
+            ),
+            (
+                f"- {size}: for scale, one more plain layer after every coupling, step time / "
+                "backbone's: "
+                + ", ".join(
+                    f"{name.split('+')[1]} {ratio(tr, name, 'flowspec'):.3f}x "
+                    f"[rounds' IQR {spread(tr, name, 'flowspec')}]"
+                    for name in CALIBRATION
+                )
+            ),
+            (
+                f"- {size}: peak training memory / reference: {_mark(mem_plain, 1.0)} without "
+                f"options, {mem_ckpt:.3f}x with checkpoint=True (target <= "
+                f"{TARGETS['memory']}x)"
+            ),
         ]
     return "\n".join(lines), status
 
@@ -390,23 +445,43 @@ def write_section(path: Path, name: str, body: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads on CPU (default 1: stable on a shared box)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads on CPU (default 1: stable on a shared box)",
+    )
     p.add_argument("--repeats", type=int, default=15, help="interleaved rounds (default 15)")
     p.add_argument("--steps", type=int, default=3, help="timed calls per round (default 3)")
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    p.add_argument("--compile", action="store_true",
-                   help="also time torch.compile (inductor; minutes of compilation on CPU)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile (inductor; minutes of compilation on CPU)",
+    )
     p.add_argument("--quick", action="store_true", help="3 rounds of 2 steps")
-    p.add_argument("--clock", choices=list(CLOCKS), default=None,
-                   help="cpu (process CPU time; default on CPU) or wall (default on CUDA)")
-    p.add_argument("--allocator", choices=["train", "default"], default="train",
-                   help="train: glibc's malloc as a flowspec train process has it (no page "
-                        "faults per step; default); default: glibc's defaults")
-    p.add_argument("--section", default="speed",
-                   help="name of the docs section to rewrite (default speed)")
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md",
-                   help="markdown file whose `speed` section is rewritten ('-' for none)")
+    p.add_argument(
+        "--clock",
+        choices=list(CLOCKS),
+        default=None,
+        help="cpu (process CPU time; default on CPU) or wall (default on CUDA)",
+    )
+    p.add_argument(
+        "--allocator",
+        choices=["train", "default"],
+        default="train",
+        help="train: glibc's malloc as a flowspec train process has it (no page "
+        "faults per step; default); default: glibc's defaults",
+    )
+    p.add_argument(
+        "--section", default="speed", help="name of the docs section to rewrite (default speed)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs" / "performance.md",
+        help="markdown file whose `speed` section is rewritten ('-' for none)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.steps = 3, 2
@@ -421,25 +496,31 @@ def main(argv: list[str] | None = None) -> int:
     table, status = tables(results)
     took = time.perf_counter() - start
     command = "python bench/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    body = "\n".join([
-        f"Command: `{command.strip()}` ({args.repeats} interleaved rounds of {args.steps} "
-        f"timed training steps per variant, the fastest of each round kept; sampling "
-        f"{max(1, args.steps - 1)} per round), {took / 60:.1f} min in all. Clock: "
-        f"{args.clock} time" + (" (process CPU time, one torch thread)"
-                                if args.clock == "cpu" else "") + ".",
-        f"Machine: {machine(device)}, device `{device}`. Allocator: {allocator}; minor page "
-        "faults (kernel ms) per training step: " + "; ".join(
-            f"{size}: " + ", ".join(f"{n} {f:.0f} ({ms:.1f})" for n, (f, ms) in
-                                    r["faults"].items())
-            for size, r in results.items()) + ".",
-        f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.",
-        "",
-        table,
-        "",
-        "Where the targets stand (measured in this run):",
-        "",
-        *status,
-    ])
+    body = "\n".join(
+        [
+            f"Command: `{command.strip()}` ({args.repeats} interleaved rounds of {args.steps} "
+            f"timed training steps per variant, the fastest of each round kept; sampling "
+            f"{max(1, args.steps - 1)} per round), {took / 60:.1f} min in all. Clock: "
+            f"{args.clock} time"
+            + (" (process CPU time, one torch thread)" if args.clock == "cpu" else "")
+            + ".",
+            f"Machine: {machine(device)}, device `{device}`. Allocator: {allocator}; minor page "
+            "faults (kernel ms) per training step: "
+            + "; ".join(
+                f"{size}: "
+                + ", ".join(f"{n} {f:.0f} ({ms:.1f})" for n, (f, ms) in r["faults"].items())
+                for size, r in results.items()
+            )
+            + ".",
+            f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.",
+            "",
+            table,
+            "",
+            "Where the targets stand (measured in this run):",
+            "",
+            *status,
+        ]
+    )
     print(body)
     if str(args.out) != "-":
         write_section(args.out, args.section, body)

@@ -5,9 +5,10 @@
     zs, logdet = model(x)
 
 The front end (``load``, ``loads``, ``graph``) never imports torch; ``compile``, the
-runtime and ``FlowLayer`` (the base of a kind's torch module) do, on first use. The vocabulary is open: ``flowspec.kind``, ``net``, ``encoder`` and
-``prior`` register users' declarations (``Args``, ``LayerKind``, ``FlowLayer``, ...), loaded
-as plugins (``flowspec.plugins``).
+runtime and ``FlowLayer`` (the base of a kind's torch module) do, on first use. The
+vocabulary is open: ``flowspec.kind``, ``net``, ``encoder`` and ``prior`` register users'
+declarations (``Args``, ``LayerKind``, ``FlowLayer``, ...), loaded as plugins
+(``flowspec.plugins``).
 
 The public API is the names of ``__all__`` and the modules of :data:`PUBLIC_MODULES`:
 ``flowspec.errors`` (the exception root, exit statuses, ``raise_if_errors``),
@@ -54,18 +55,56 @@ from .values import parse_override
 __version__ = "0.1.0"
 
 __all__ = [
-    "Args", "CompileBackendError", "CondArgs", "EncoderKind", "FlowError", "FlowLayer",
-    "FlowModel", "FlowNameError", "FlowRuntimeError", "FlowShapeError", "FlowSpec",
-    "FlowSpecError", "FlowSyntaxError", "Issue", "LayerKind", "Module", "NetKind",
-    "PluginError", "PriorKind", "analyze", "bits_per_dim", "compile", "encoder", "graph",
-    "kind", "load", "load_checkpoint", "load_plugins", "loads", "net", "parse_override",
-    "prior", "render", "to_dot", "train", "verify", "verify_plugins",
+    "Args",
+    "CompileBackendError",
+    "CondArgs",
+    "EncoderKind",
+    "FlowError",
+    "FlowLayer",
+    "FlowModel",
+    "FlowNameError",
+    "FlowRuntimeError",
+    "FlowShapeError",
+    "FlowSpec",
+    "FlowSpecError",
+    "FlowSyntaxError",
+    "Issue",
+    "LayerKind",
+    "Module",
+    "NetKind",
+    "PluginError",
+    "PriorKind",
+    "analyze",
+    "bits_per_dim",
+    "compile",
+    "encoder",
+    "graph",
+    "kind",
+    "load",
+    "load_checkpoint",
+    "load_plugins",
+    "loads",
+    "net",
+    "parse_override",
+    "prior",
+    "render",
+    "to_dot",
+    "train",
+    "verify",
+    "verify_plugins",
 ]
 
 #: the submodules that are public API besides the names of ``__all__``
 PUBLIC_MODULES = (
-    "flowspec.codes", "flowspec.commands", "flowspec.condflow", "flowspec.datasets",
-    "flowspec.errors", "flowspec.importing", "flowspec.ir", "flowspec.kinds", "flowspec.plugins",
+    "flowspec.codes",
+    "flowspec.commands",
+    "flowspec.condflow",
+    "flowspec.datasets",
+    "flowspec.errors",
+    "flowspec.importing",
+    "flowspec.ir",
+    "flowspec.kinds",
+    "flowspec.plugins",
     "flowspec.recipe",
 )
 

@@ -10,8 +10,8 @@ from . import ast, codes
 from .check import check
 from .errors import Collector, Diagnostic, FlowSpecError, raise_if_errors
 from .ir import FlowSpec
-from .plugins import load_plugins
 from .loader import Loader, ModuleEnv
+from .plugins import load_plugins
 from .resolve import resolve
 
 
@@ -31,8 +31,12 @@ def _unused_blocks(env: ModuleEnv, diags: Collector) -> None:
     walk(env.module.items)
     for name, block in env.blocks.items():
         if name not in called:
-            diags.warning(codes.W_UNUSED_BLOCK, f"block `{name}` is never used", block.span,
-                          help="remove it, or call it from a flow")
+            diags.warning(
+                codes.W_UNUSED_BLOCK,
+                f"block `{name}` is never used",
+                block.span,
+                help="remove it, or call it from a flow",
+            )
 
 
 def _note_overrides(new: list[Diagnostic], overrides: dict[str, Any] | None) -> None:
@@ -48,10 +52,15 @@ def _note_overrides(new: list[Diagnostic], overrides: dict[str, Any] | None) -> 
             d.notes.append(note)
 
 
-def analyze(source: str | os.PathLike, flow: str | None = None,
-            overrides: dict[str, Any] | None = None, *, text: str | None = None,
-            all_flows: bool = False, plugins: Iterable[str] | None = None
-            ) -> tuple[list[FlowSpec], list[Diagnostic]]:
+def analyze(
+    source: str | os.PathLike,
+    flow: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    text: str | None = None,
+    all_flows: bool = False,
+    plugins: Iterable[str] | None = None,
+) -> tuple[list[FlowSpec], list[Diagnostic]]:
     """Parse, resolve and check; never raises for spec errors, returns diagnostics.
 
     With ``all_flows`` and no ``flow``, every flow of the file is checked. ``plugins`` are
@@ -86,9 +95,13 @@ def analyze(source: str | os.PathLike, flow: str | None = None,
     return specs, diags.items
 
 
-def load(path: str | os.PathLike, flow: str | None = None,
-         overrides: dict[str, Any] | None = None, *,
-         plugins: Iterable[str] | None = None) -> FlowSpec:
+def load(
+    path: str | os.PathLike,
+    flow: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    plugins: Iterable[str] | None = None,
+) -> FlowSpec:
     """Load one flow of a .flow file as validated IR; raises :class:`FlowSpecError`.
 
     ``plugins``: modules that register layer kinds, nets, encoders or priors, imported first.
@@ -98,8 +111,14 @@ def load(path: str | os.PathLike, flow: str | None = None,
     return specs[0]
 
 
-def loads(text: str, flow: str | None = None, overrides: dict[str, Any] | None = None,
-          *, filename: str = "<string>", plugins: Iterable[str] | None = None) -> FlowSpec:
+def loads(
+    text: str,
+    flow: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    filename: str = "<string>",
+    plugins: Iterable[str] | None = None,
+) -> FlowSpec:
     """Like :func:`load`, from a string; imports resolve relative to the working folder."""
     specs, diags = analyze(filename, flow, overrides, text=text, plugins=plugins)
     raise_if_errors(diags)

@@ -42,8 +42,14 @@ def _registry_of(info: Any) -> str | None:
     return extra.get("registry") if isinstance(extra, dict) else None
 
 
-def _registry_calls(raw: dict[str, Any], spans: dict[str, Span], span: Span, fields: dict,
-                    diags: Collector, what: str) -> dict[str, Any]:
+def _registry_calls(
+    raw: dict[str, Any],
+    spans: dict[str, Span],
+    span: Span,
+    fields: dict,
+    diags: Collector,
+    what: str,
+) -> dict[str, Any]:
     """``net=flowpp(blocks=4)``: a registry argument written as a call becomes ``net`` and
     ``net_args``, the call's arguments checked against the entry's Args."""
     out = dict(raw)
@@ -55,22 +61,40 @@ def _registry_calls(raw: dict[str, Any], spans: dict[str, Span], span: Span, fie
             continue  # pydantic reports the type error
         table = REGISTRIES[registry]
         if value.name not in table:
-            diags.error("E122", f"unknown {registry} `{value.name}` for `{name}` of {what}",
-                        value.span, help=did_you_mean(value.name, table) or (
-                            f"{registry}s: {', '.join(sorted(table))}; a plugin's {registry} "
-                            "is loaded with --plugin MODULE"))
+            diags.error(
+                "E122",
+                f"unknown {registry} `{value.name}` for `{name}` of {what}",
+                value.span,
+                help=did_you_mean(value.name, table)
+                or (
+                    f"{registry}s: {', '.join(sorted(table))}; a plugin's {registry} "
+                    "is loaded with --plugin MODULE"
+                ),
+            )
             raise Abort
         out[name] = Word(value.name)
-        out[f"{name}_args"] = validate_args(table[value.name].Args, value.args,
-                                            value.arg_spans, value.span, diags,
-                                            what=f"{registry} `{value.name}`")
+        out[f"{name}_args"] = validate_args(
+            table[value.name].Args,
+            value.args,
+            value.arg_spans,
+            value.span,
+            diags,
+            what=f"{registry} `{value.name}`",
+        )
         spans.setdefault(f"{name}_args", value.span)
     return out
 
 
-def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span,
-                  diags: Collector, *, what: str, notes: list[str] | None = None
-                  ) -> dict[str, Any]:
+def validate_args(
+    model,
+    raw: dict[str, Any],
+    spans: dict[str, Span],
+    span: Span,
+    diags: Collector,
+    *,
+    what: str,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
     """Check ``raw`` against a kind's pydantic Args; every problem becomes a diagnostic
     (with ``notes``: where the statement was instantiated)."""
     diags = _Noted(diags, notes) if notes else diags
@@ -90,10 +114,13 @@ def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span
     ok = True
     for name, value in raw.items():
         if name not in fields:
-            diags.error("E105", f"unknown argument `{name}` for {what}", spans.get(name, span),
-                        help=did_you_mean(name, fields) or (
-                            "arguments: " + ", ".join(fields) if fields else
-                            f"{what} takes no arguments"))
+            diags.error(
+                "E105",
+                f"unknown argument `{name}` for {what}",
+                spans.get(name, span),
+                help=did_you_mean(name, fields)
+                or ("arguments: " + ", ".join(fields) if fields else f"{what} takes no arguments"),
+            )
             ok = False
             continue
         ann = fields[name].annotation
@@ -111,10 +138,16 @@ def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span
         registry = _registry_of(info)
         if registry and valid[name] not in REGISTRIES[registry]:
             table = REGISTRIES[registry]
-            diags.error("E122", f"unknown {registry} `{valid[name]}` for `{name}` of {what}",
-                        spans.get(name, span), help=did_you_mean(str(valid[name]), table) or (
-                            f"{registry}s: {', '.join(sorted(table))}; a plugin's {registry} "
-                            "is loaded with --plugin MODULE"))
+            diags.error(
+                "E122",
+                f"unknown {registry} `{valid[name]}` for `{name}` of {what}",
+                spans.get(name, span),
+                help=did_you_mean(str(valid[name]), table)
+                or (
+                    f"{registry}s: {', '.join(sorted(table))}; a plugin's {registry} "
+                    "is loaded with --plugin MODULE"
+                ),
+            )
             raise Abort
         if registry and f"{name}_args" in fields and not valid[f"{name}_args"]:
             # a bare `net=NAME`: the entry's defaults, so the IR holds every argument
@@ -126,8 +159,15 @@ def validate_args(model, raw: dict[str, Any], spans: dict[str, Span], span: Span
     return dict(valid)
 
 
-def _report_invalid(err: ValidationError, raw: dict[str, Any], spans: dict[str, Span],
-                    span: Span, fields: dict, diags: Collector, what: str) -> None:
+def _report_invalid(
+    err: ValidationError,
+    raw: dict[str, Any],
+    spans: dict[str, Span],
+    span: Span,
+    fields: dict,
+    diags: Collector,
+    what: str,
+) -> None:
     """Each of pydantic's errors about the arguments ``raw`` as a diagnostic at its argument."""
     for e in err.errors():
         name = str(e["loc"][0]) if e["loc"] else ""
@@ -135,20 +175,37 @@ def _report_invalid(err: ValidationError, raw: dict[str, Any], spans: dict[str, 
         where = spans.get(name, span)
         if e["type"] in ("literal_error", "enum"):
             choices = e.get("ctx", {}).get("expected", "")
-            diags.error("E122", f"invalid value {format_value(given)} for `{name}` of "
-                        f"{what}", where, help=f"expected {choices}".replace("'", "")
-                        if not getattr(given, "hint", None) else given.hint)
+            diags.error(
+                "E122",
+                f"invalid value {format_value(given)} for `{name}` of {what}",
+                where,
+                help=f"expected {choices}".replace("'", "")
+                if not getattr(given, "hint", None)
+                else given.hint,
+            )
         elif e["type"] == "value_error":  # an Args validator said why (plugins too)
             why = str(e.get("ctx", {}).get("error", e["msg"]))
-            diags.error("E122", f"invalid value {format_value(given)} for `{name}` of "
-                        f"{what}: {why}", where)
-        elif e["type"] in ("greater_than_equal", "less_than_equal", "greater_than",
-                           "less_than"):
-            diags.error("E122", f"`{name}` of {what} is out of range: {e['msg'].lower()}, "
-                        f"got {format_value(given)}", where)
+            diags.error(
+                "E122", f"invalid value {format_value(given)} for `{name}` of {what}: {why}", where
+            )
+        elif e["type"] in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+            diags.error(
+                "E122",
+                f"`{name}` of {what} is out of range: {e['msg'].lower()}, "
+                f"got {format_value(given)}",
+                where,
+            )
         else:
             want = fields[name].annotation if name in fields else None
-            want_s = {int: "an integer", float: "a number", bool: "true or false",
-                      str: "a name or string"}.get(want, str(want).replace("typing.", ""))
-            diags.error("E121", f"`{name}` of {what} must be {want_s}, got "
-                        f"{type_name(given)}", where, help=getattr(given, "hint", None))
+            want_s = {
+                int: "an integer",
+                float: "a number",
+                bool: "true or false",
+                str: "a name or string",
+            }.get(want, str(want).replace("typing.", ""))
+            diags.error(
+                "E121",
+                f"`{name}` of {what} must be {want_s}, got {type_name(given)}",
+                where,
+                help=getattr(given, "hint", None),
+            )

@@ -70,14 +70,18 @@ class FlowModel(nn.Module):
         #: one record per layer of the IR, in order; ``layers[i]`` is its module
         self.records: list[LayerRecord] = layer_records(spec)
         self.layers = layer_modules(spec)
-        self.encoders = nn.ModuleDict({  # a condition modelled by a flow: that flow's model
-            c.name: FlowModel(c.flow) if c.flow is not None else
-            ENCODERS[c.encoder.kind].module_class()(tuple(c.shape), dict(c.encoder.args))
-            for c in spec.conditions})
+        self.encoders = nn.ModuleDict(
+            {  # a condition modelled by a flow: that flow's model
+                c.name: FlowModel(c.flow)
+                if c.flow is not None
+                else ENCODERS[c.encoder.kind].module_class()(tuple(c.shape), dict(c.encoder.args))
+                for c in spec.conditions
+            }
+        )
         prior = spec.prior
-        self.prior = PRIORS[prior.kind].module_class()(tuple(spec.latents[-1].shape),
-                                                      prior_args(prior),
-                                                      cond_width(spec, prior.on))
+        self.prior = PRIORS[prior.kind].module_class()(
+            tuple(spec.latents[-1].shape), prior_args(prior), cond_width(spec, prior.on)
+        )
         self.latent_shapes = [tuple(z.shape) for z in spec.latents]
         self._actnorms = [m for m in self.layers if hasattr(m, "_init_seen")]
         self.options: dict[str, Any] = {}
@@ -98,20 +102,30 @@ class FlowModel(nn.Module):
         return [r.span for r in self.records]
 
     # ---- options
-    def configure(self, *, channels_last: bool = False, compile: bool | str | dict = False,
-                  checkpoint: bool = False, autocast: bool | torch.dtype = False
-                  ) -> FlowModel:
+    def configure(
+        self,
+        *,
+        channels_last: bool = False,
+        compile: bool | str | dict = False,
+        checkpoint: bool = False,
+        autocast: bool | torch.dtype = False,
+    ) -> FlowModel:
         """Set how the model computes (see :func:`compile`); returns ``self``.
 
         The function computed is unchanged (up to floating-point rounding, and up to the
         precision of ``autocast``), and so are the parameters and the ``state_dict``.
         """
         net_dtype = autocast_option(autocast)
-        self.options = {"channels_last": bool(channels_last), "compile": compile,
-                        "checkpoint": bool(checkpoint), "autocast": net_dtype}
+        self.options = {
+            "channels_last": bool(channels_last),
+            "compile": compile,
+            "checkpoint": bool(checkpoint),
+            "autocast": net_dtype,
+        }
         if bool(channels_last) != self._channels_last:
-            self.to(memory_format=torch.channels_last if channels_last
-                    else torch.contiguous_format)
+            self.to(
+                memory_format=torch.channels_last if channels_last else torch.contiguous_format
+            )
             self._channels_last = bool(channels_last)
         self._net_dtype = net_dtype
         for layer in self.layers:
@@ -121,14 +135,20 @@ class FlowModel(nn.Module):
         self._compiled_sizes = {}
         self._compiled_dynamic = False
         if compile:
-            kwargs = (dict(compile) if isinstance(compile, dict)
-                      else {"backend": compile} if isinstance(compile, str) else {})
+            kwargs = (
+                dict(compile)
+                if isinstance(compile, dict)
+                else {"backend": compile}
+                if isinstance(compile, str)
+                else {}
+            )
             self._compiled_dynamic = bool(kwargs.get("dynamic"))
             check_compile_backend(kwargs.get("backend"))
             # Unbound functions: a deep copy of the model shares them and stays correct.
             self._compiled = {
                 "forward": torch.compile(FlowModel._forward_layers, **kwargs),
-                "inverse": torch.compile(FlowModel._inverse_layers, **kwargs)}
+                "inverse": torch.compile(FlowModel._inverse_layers, **kwargs),
+            }
         return self
 
     def _run(self, name: str, eager: Callable, device_type: str, *args: Any) -> Any:
@@ -144,8 +164,7 @@ class FlowModel(nn.Module):
     def _call(self, name: str, eager: Callable, device_type: str, *args: Any) -> Any:
         compiled = self._compiled.get(name)
         # actnorm's data-dependent init runs once, eagerly, not inside a compiled graph
-        if compiled is None or (self.training and
-                                not all(m._init_seen for m in self._actnorms)):
+        if compiled is None or (self.training and not all(m._init_seen for m in self._actnorms)):
             return eager(self, *args)
         # A compiled loop serves the batch size of its first call (per mode): another size
         # (the last, short validation chunk; a sample grid) runs eagerly instead of
@@ -163,8 +182,10 @@ class FlowModel(nn.Module):
             # Triton): go on eagerly, saying so once.
             self._compiled = {}
             reason = compile_failure(e)
-            print(f"flowspec: warning: torch.compile failed ({reason}); "
-                  "running eagerly", file=sys.stderr)
+            print(
+                f"flowspec: warning: torch.compile failed ({reason}); running eagerly",
+                file=sys.stderr,
+            )
             return out
 
     @contextmanager
@@ -179,32 +200,45 @@ class FlowModel(nn.Module):
                 layer.net_dtype = d
 
     # ---- conditions
-    def _features(self, cond: dict[str, Tensor] | None, batch: int,
-                  check_labels: bool = True, cond_logp: dict[str, Tensor] | None = None
-                  ) -> dict[str, Tensor]:
+    def _features(
+        self,
+        cond: dict[str, Tensor] | None,
+        batch: int,
+        check_labels: bool = True,
+        cond_logp: dict[str, Tensor] | None = None,
+    ) -> dict[str, Tensor]:
         """The encoders' features of the conditions; ``cond_logp``, when given, receives
         ``log p(y)`` per sample of each condition modelled by a flow."""
         if not self.spec.conditions:
             return {}
         if cond is None:
-            names = ", ".join(f"{c.name} ({c.type} {c.shape[0]}: ({batch},) class ids)"
-                              if c.type == "class" else c.name for c in self.spec.conditions)
-            raise ValueError(f"flow `{self.spec.name}` is conditional: pass cond={{...}} with "
-                             f"{names}")
+            names = ", ".join(
+                f"{c.name} ({c.type} {c.shape[0]}: ({batch},) class ids)"
+                if c.type == "class"
+                else c.name
+                for c in self.spec.conditions
+            )
+            raise ValueError(
+                f"flow `{self.spec.name}` is conditional: pass cond={{...}} with {names}"
+            )
         feats: dict[str, Any] = {}
         logps = {} if cond_logp is None else cond_logp
         for c in self.spec.conditions:
             if c.name not in cond:
-                what = (f"class {c.shape[0]}: a ({batch},) tensor of class ids" if
-                        c.type == "class" else f"{c.type} {_fmt(c.shape)}")
-                raise ValueError(f"missing condition `{c.name}` ({what}, "
-                                 f"declared at {c.span.file}:{c.span.line})")
+                what = (
+                    f"class {c.shape[0]}: a ({batch},) tensor of class ids"
+                    if c.type == "class"
+                    else f"{c.type} {_fmt(c.shape)}"
+                )
+                raise ValueError(
+                    f"missing condition `{c.name}` ({what}, "
+                    f"declared at {c.span.file}:{c.span.line})"
+                )
             t = cond[c.name]
             if c.flow is not None:  # its own flow: log p(y) and the outputs of its layers
                 param = next(self.parameters())
                 y = condflow.label_input(c, t.to(param.device)).to(param.dtype)
-                logps[c.name], feats[c.name] = condflow.run_with_taps(
-                    self.encoders[c.name], y)
+                logps[c.name], feats[c.name] = condflow.run_with_taps(self.encoders[c.name], y)
                 continue
             if c.type == "class":
                 t = _class_one_hot(c, t, batch, check_labels)
@@ -213,9 +247,11 @@ class FlowModel(nn.Module):
             param = next(self.parameters())
             t = t.to(device=param.device, dtype=param.dtype)
             if tuple(t.shape[1:]) != tuple(c.shape) or t.shape[0] != batch:
-                raise ValueError(f"condition `{c.name}` must have shape ({batch}, "
-                                 f"{', '.join(map(str, c.shape))}) as declared at "
-                                 f"{c.span.file}:{c.span.line}, got {tuple(t.shape)}")
+                raise ValueError(
+                    f"condition `{c.name}` must have shape ({batch}, "
+                    f"{', '.join(map(str, c.shape))}) as declared at "
+                    f"{c.span.file}:{c.span.line}, got {tuple(t.shape)}"
+                )
             if self._channels_last:
                 t = t.contiguous(memory_format=torch.channels_last)
             amp = self._net_dtype
@@ -223,8 +259,9 @@ class FlowModel(nn.Module):
                 feats[c.name] = self.encoders[c.name](t).to(t.dtype)
         return feats
 
-    def _at(self, feats: dict[str, Tensor], cache: dict, name: str | None, hw,
-            position: Any = None) -> Tensor | None:
+    def _at(
+        self, feats: dict[str, Tensor], cache: dict, name: str | None, hw, position: Any = None
+    ) -> Tensor | None:
         if name is None:
             return None
         if isinstance(feats[name], dict):  # a flow's layer outputs: the one at the position
@@ -249,8 +286,12 @@ class FlowModel(nn.Module):
         if ld.shape == (x.shape[0],):
             return ld
         path, span = ("prior", self.spec.prior.span) if r is None else (r.path, r.span)
-        raise FlowRuntimeError(path, span, f"its log-det has shape {tuple(ld.shape)}; a layer "
-                               f"returns one log-det per sample, shape ({x.shape[0]},)")
+        raise FlowRuntimeError(
+            path,
+            span,
+            f"its log-det has shape {tuple(ld.shape)}; a layer "
+            f"returns one log-det per sample, shape ({x.shape[0]},)",
+        )
 
     # ---- the bijection
     def _check_input(self, x: Tensor) -> None:
@@ -261,13 +302,20 @@ class FlowModel(nn.Module):
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             s = self.spec.input_span
             where = f", declared by `input` at {s.file}:{s.line}" if s else ""
-            raise ValueError(f"flow `{self.spec.name}` takes images of shape (B, "
-                             f"{', '.join(map(str, want))}), i.e. C×H×W = {_fmt(want)}"
-                             f"{where}; got a batch of shape {got}")
+            raise ValueError(
+                f"flow `{self.spec.name}` takes images of shape (B, "
+                f"{', '.join(map(str, want))}), i.e. C×H×W = {_fmt(want)}"
+                f"{where}; got a batch of shape {got}"
+            )
 
-    def forward(self, x: Tensor, cond: dict[str, Tensor] | None = None, *,
-                check_labels: bool = True, with_cond_logp: bool = False
-                ) -> tuple[list[Tensor], Tensor] | tuple[list[Tensor], Tensor, dict[str, Tensor]]:
+    def forward(
+        self,
+        x: Tensor,
+        cond: dict[str, Tensor] | None = None,
+        *,
+        check_labels: bool = True,
+        with_cond_logp: bool = False,
+    ) -> tuple[list[Tensor], Tensor] | tuple[list[Tensor], Tensor, dict[str, Tensor]]:
         """``(zs, logdet)``; with ``with_cond_logp``, ``(zs, logdet, cond_logp)``: ``log p(y)``
         per sample of each condition modelled by a flow (``encoder=flow(...)``), by name
         (empty when none is). ``check_labels=False`` skips the range check of class ids (it
@@ -281,8 +329,9 @@ class FlowModel(nn.Module):
         zs, logdet = self._run("forward", FlowModel._forward_layers, x.device.type, x, feats)
         return (zs, logdet, cond_logp) if with_cond_logp else (zs, logdet)
 
-    def _forward_layers(self, x: Tensor, feats: dict[str, Tensor],
-                        taps: dict | None = None) -> tuple[list[Tensor], Tensor]:
+    def _forward_layers(
+        self, x: Tensor, feats: dict[str, Tensor], taps: dict | None = None
+    ) -> tuple[list[Tensor], Tensor]:
         """The forward loop; ``taps`` (a condition's own flow) collects every layer's output
         by position, and the final latent before the prior under ``None``."""
         cache: dict = {}
@@ -307,26 +356,32 @@ class FlowModel(nn.Module):
         zs.append(z)
         return zs, logdet + self._checked(None, ld, z)
 
-    def inverse(self, zs: list[Tensor], cond: dict[str, Tensor] | None = None, *,
-                return_logdet: bool = False):
+    def inverse(
+        self,
+        zs: list[Tensor],
+        cond: dict[str, Tensor] | None = None,
+        *,
+        return_logdet: bool = False,
+    ):
         """``x`` from latents (as returned by ``forward``); optionally with the inverse's
         log-determinant."""
         if len(zs) != len(self.latent_shapes):
-            raise ValueError(f"expected {len(self.latent_shapes)} latents "
-                             f"({', '.join(_fmt(s) for s in self.latent_shapes)}), got {len(zs)}")
+            raise ValueError(
+                f"expected {len(self.latent_shapes)} latents "
+                f"({', '.join(_fmt(s) for s in self.latent_shapes)}), got {len(zs)}"
+            )
         feats = self._features(cond, zs[0].shape[0])
         if self._channels_last:
             zs = [z.contiguous(memory_format=torch.channels_last) for z in zs]
-        x, logdet = self._run("inverse", FlowModel._inverse_layers, zs[0].device.type, zs,
-                              feats)
+        x, logdet = self._run("inverse", FlowModel._inverse_layers, zs[0].device.type, zs, feats)
         return (x, logdet) if return_logdet else x
 
-    def _inverse_layers(self, zs: list[Tensor], feats: dict[str, Tensor]
-                        ) -> tuple[Tensor, Tensor]:
+    def _inverse_layers(self, zs: list[Tensor], feats: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         cache: dict = {}
         top = zs[-1]
-        x, logdet = self.prior.inverse(top, self._at(feats, cache, self.spec.prior.on,
-                                                     top.shape[2:]))
+        x, logdet = self.prior.inverse(
+            top, self._at(feats, cache, self.spec.prior.on, top.shape[2:])
+        )
         logdet = self._checked(None, logdet, top)
         k = len(zs) - 2
         for i in range(len(self.layers) - 1, -1, -1):
@@ -363,18 +418,30 @@ class FlowModel(nn.Module):
         return sum(standard_normal_logp(z) for z in zs[:-1]) + top(zs[-1])
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 0.7, cond: dict[str, Tensor] | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        temperature: float = 0.7,
+        cond: dict[str, Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         param = next(self.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
         dtype = param.dtype if param is not None else torch.float32
-        zs = [temperature * torch.randn((n, *s), device=device, dtype=dtype,
-                                        generator=generator) for s in self.latent_shapes[:-1]]
+        zs = [
+            temperature * torch.randn((n, *s), device=device, dtype=dtype, generator=generator)
+            for s in self.latent_shapes[:-1]
+        ]
         noise = getattr(self.prior, "sample_noise", None)
         top = (n, *self.latent_shapes[-1])
-        zs.append(temperature * (noise(top, device=device, dtype=dtype, generator=generator)
-                                 if noise else torch.randn(top, device=device, dtype=dtype,
-                                                           generator=generator)))
+        zs.append(
+            temperature
+            * (
+                noise(top, device=device, dtype=dtype, generator=generator)
+                if noise
+                else torch.randn(top, device=device, dtype=dtype, generator=generator)
+            )
+        )
         return self.inverse(zs, cond)
 
     # ---- reporting
@@ -398,26 +465,37 @@ def _class_one_hot(c: Any, labels: Any, batch: int, check_range: bool = True) ->
     try:  # a tensor, or an int / list / array of ints
         labels = torch.as_tensor(labels)
     except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"{where} takes a ({batch},) tensor of class ids, got "
-                         f"{type(labels).__name__}") from None
+        raise ValueError(
+            f"{where} takes a ({batch},) tensor of class ids, got {type(labels).__name__}"
+        ) from None
     if labels.dim() == 0:
         labels = labels.expand(batch)
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"{where} takes integer class ids (e.g. torch.long), got {labels.dtype}")
     if tuple(labels.shape) != (batch,):
-        raise ValueError(f"{where} takes one class id per sample, a tensor of shape ({batch},), "
-                         f"got {tuple(labels.shape)}")
+        raise ValueError(
+            f"{where} takes one class id per sample, a tensor of shape ({batch},), "
+            f"got {tuple(labels.shape)}"
+        )
     if check_range and batch and (int(labels.min()) < 0 or int(labels.max()) >= n):
         bad = labels[(labels < 0) | (labels >= n)]
         raise ValueError(f"{where} takes class ids 0..{n - 1}, got {int(bad[0])}")
     return F.one_hot(labels.long(), n).view(batch, n, 1, 1)
 
 
-def compile(spec: FlowSpec | str | os.PathLike, device: str | torch.device = "auto",
-            seed: int = 0, *, flow: str | None = None,
-            overrides: dict[str, Any] | None = None, dtype: torch.dtype | None = None,
-            channels_last: bool = False, compile: bool | str | dict = False,
-            checkpoint: bool = False, autocast: bool | torch.dtype = False) -> FlowModel:
+def compile(
+    spec: FlowSpec | str | os.PathLike,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    *,
+    flow: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    compile: bool | str | dict = False,
+    checkpoint: bool = False,
+    autocast: bool | torch.dtype = False,
+) -> FlowModel:
     """Build the FlowModel of a spec; parameters are a deterministic function of ``seed``.
 
     The options change how the model computes, not what (nor its parameters or its
@@ -439,9 +517,11 @@ def compile(spec: FlowSpec | str | os.PathLike, device: str | torch.device = "au
     from .flowgraph import _as_spec
 
     if dtype in (torch.float16, torch.bfloat16):
-        raise ValueError(f"dtype={dtype} is not supported: the invertible maps' LU "
-                         "factorisations and solves have no half-precision kernels; keep "
-                         "float32 and pass autocast= to run the networks in half precision")
+        raise ValueError(
+            f"dtype={dtype} is not supported: the invertible maps' LU "
+            "factorisations and solves have no half-precision kernels; keep "
+            "float32 and pass autocast= to run the networks in half precision"
+        )
     spec = _as_spec(spec, flow, overrides)
     dev = resolve_device(device)
     devices = [dev] if dev.type == "cuda" else []
@@ -455,5 +535,6 @@ def compile(spec: FlowSpec | str | os.PathLike, device: str | torch.device = "au
     model = model.to(dev)
     if dtype is not None:
         model = model.to(dtype)
-    return model.configure(channels_last=channels_last, compile=compile,
-                           checkpoint=checkpoint, autocast=autocast)
+    return model.configure(
+        channels_last=channels_last, compile=compile, checkpoint=checkpoint, autocast=autocast
+    )

@@ -67,8 +67,9 @@ def autocast_option(autocast: bool | torch.dtype) -> torch.dtype | None:
         return None
     if isinstance(autocast, torch.dtype) and autocast in (torch.bfloat16, torch.float16):
         return autocast
-    raise ValueError(f"autocast must be True, False, torch.bfloat16 or torch.float16, "
-                     f"got {autocast!r}")
+    raise ValueError(
+        f"autocast must be True, False, torch.bfloat16 or torch.float16, got {autocast!r}"
+    )
 
 
 def active_autocast(device_type: str) -> torch.dtype | None:

@@ -50,8 +50,10 @@ def _commands() -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(prog="flowspec", description="Compile .flow model specs of "
-                                "normalizing flows: check, build, render, train.")
+    p = argparse.ArgumentParser(
+        prog="flowspec",
+        description="Compile .flow model specs of normalizing flows: check, build, render, train.",
+    )
     p.add_argument("--version", action="version", version=f"flowspec {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     for register, _ in _commands().values():
@@ -80,8 +82,11 @@ def _report(e: BaseException, a: argparse.Namespace) -> int:
     elif isinstance(e, FileNotFoundError):
         print(f"flowspec: error: no such file: {e.filename}", file=sys.stderr)
     elif isinstance(e, UnicodeDecodeError):
-        print(f"flowspec: error: `{getattr(a, 'spec', '')}` is not UTF-8 text (a .flow file "
-              "is text)", file=sys.stderr)
+        print(
+            f"flowspec: error: `{getattr(a, 'spec', '')}` is not UTF-8 text (a .flow file "
+            "is text)",
+            file=sys.stderr,
+        )
     elif isinstance(e, BrokenPipeError):
         # the reader went away (`flowspec check x | head -1`): stop quietly, as `cat` does
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -91,8 +96,11 @@ def _report(e: BaseException, a: argparse.Namespace) -> int:
     elif isinstance(e, KeyboardInterrupt):
         print("flowspec: interrupted", file=sys.stderr)
     else:  # an internal error: short message, traceback only on request
-        print(f"flowspec: internal error: {type(e).__name__}: {e}\n"
-              "(set FLOWSPEC_DEBUG=1 to see the traceback)", file=sys.stderr)
+        print(
+            f"flowspec: internal error: {type(e).__name__}: {e}\n"
+            "(set FLOWSPEC_DEBUG=1 to see the traceback)",
+            file=sys.stderr,
+        )
     return code
 
 

@@ -29,9 +29,14 @@ def _table(spec) -> str:
     rows = [("path", "kind", "arguments", "shape")]
     for layer in spec.layers:
         mark = " ~" if layer.path in estimated else ""  # footnoted below the table
-        rows.append((layer.path, layer.kind.replace(".", " ") + mark,
-                     _fmt_args(layer.args, layer.kind),
-                     f"{_shape(layer.in_shape)} -> {_shape(layer.out_shape)}"))
+        rows.append(
+            (
+                layer.path,
+                layer.kind.replace(".", " ") + mark,
+                _fmt_args(layer.args, layer.kind),
+                f"{_shape(layer.in_shape)} -> {_shape(layer.out_shape)}",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"flow {spec.name}  (input {_shape(spec.input)}, {len(spec.layers)} layers)"]
     for i, r in enumerate(rows):
@@ -43,22 +48,32 @@ def _table(spec) -> str:
     for c in spec.conditions:
         args = dict(c.encoder.args)
         name = f"{args.pop('flow')}(" if c.flow is not None else ""  # encoder=flow(NAME(...))
-        enc = ", ".join(f"{k}={v if c.flow is not None else format_value(v)}"
-                        for k, v in args.items() if v is not None)  # None: left unset
+        enc = ", ".join(
+            f"{k}={v if c.flow is not None else format_value(v)}"
+            for k, v in args.items()
+            if v is not None
+        )  # None: left unset
         close = ")" if c.flow is not None else ""
-        lines.append(f"condition {c.name}: {c.declared()} encoder={c.encoder.kind}"
-                     f"({name}{enc}{close})")
+        lines.append(
+            f"condition {c.name}: {c.declared()} encoder={c.encoder.kind}({name}{enc}{close})"
+        )
 
     p = spec.prior
-    prior = p.kind + (" learned" if p.learned else "") + (f" on={p.on}" if p.on else "") + "".join(
-        f" {k}={format_value(v)}" for k, v in p.args.items())
+    prior = (
+        p.kind
+        + (" learned" if p.learned else "")
+        + (f" on={p.on}" if p.on else "")
+        + "".join(f" {k}={format_value(v)}" for k, v in p.args.items())
+    )
     lines.append(f"prior {prior}")
     lines.append("latents " + ", ".join(f"{z.name} {_shape(z.shape)}" for z in spec.latents))
     n = sum(count_params(spec).values())
     lines.append(f"parameters {n:,} ({n / 1e6:.3f} M; {4 * n / 1e6:.2f} MB as float32)")
     if estimated:
-        lines.append(f"~ log-det estimated, unbiased but stochastic, in {len(estimated)} layers: "
-                     "log-likelihoods and bits/dim are estimates")
+        lines.append(
+            f"~ log-det estimated, unbiased but stochastic, in {len(estimated)} layers: "
+            "log-likelihoods and bits/dim are estimates"
+        )
     return "\n".join(lines)
 
 
@@ -68,8 +83,11 @@ def cmd_check(a: argparse.Namespace) -> int:
     specs, diags = analyze(a.spec, a.flow, overrides(a.set), all_flows=a.flow is None)
     errors = [d for d in diags if d.severity == "error"]
     if a.format == "json":
-        payload = {"ok": not errors, "diagnostics": [d.to_json() for d in diags],
-                   "flows": [] if errors else [s.model_dump(mode="json") for s in specs]}
+        payload = {
+            "ok": not errors,
+            "diagnostics": [d.to_json() for d in diags],
+            "flows": [] if errors else [s.model_dump(mode="json") for s in specs],
+        }
         print(json.dumps(payload, indent=2))
         return 1 if errors else 0
     for d in diags:
@@ -93,8 +111,9 @@ def cmd_fmt(a: argparse.Namespace) -> int:
     out = format_text(text, a.spec)
     if a.check:
         if out != text:
-            print(f"{a.spec} is not formatted (run `flowspec fmt --write {a.spec}`)",
-                  file=sys.stderr)
+            print(
+                f"{a.spec} is not formatted (run `flowspec fmt --write {a.spec}`)", file=sys.stderr
+            )
             return 1
         return 0
     if a.write:
@@ -191,28 +210,41 @@ def _reg_schema(sub: Any) -> None:
 
 
 def _reg_kinds(sub: Any) -> None:
-    k = sub.add_parser("kinds", help="list every layer kind, net, encoder and prior (built-in "
-                       "and plugin) with its arguments")
+    k = sub.add_parser(
+        "kinds",
+        help="list every layer kind, net, encoder and prior (built-in "
+        "and plugin) with its arguments",
+    )
     k.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     k.set_defaults(func=cmd_kinds)
 
 
 def _reg_verify(sub: Any) -> None:
-    v = sub.add_parser("verify", help="check every distinct layer's log-det against the "
-                       "autograd Jacobian (float64) and its inverse, then the whole model")
+    v = sub.add_parser(
+        "verify",
+        help="check every distinct layer's log-det against the "
+        "autograd Jacobian (float64) and its inverse, then the whole model",
+    )
     spec_args(v)
-    v.add_argument("--full", action="store_true",
-                   help="check the layers at their real size (default: the smallest spatial "
-                   "size their shape rules accept)")
+    v.add_argument(
+        "--full",
+        action="store_true",
+        help="check the layers at their real size (default: the smallest spatial "
+        "size their shape rules accept)",
+    )
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--device", default="cpu",
-                   help="where the layers and the model run: cpu (default), auto, cuda or "
-                   "cuda:N (float64 either way; the prior's density checks run on the CPU)")
+    v.add_argument(
+        "--device",
+        default="cpu",
+        help="where the layers and the model run: cpu (default), auto, cuda or "
+        "cuda:N (float64 either way; the prior's density checks run on the CPU)",
+    )
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.set_defaults(func=cmd_verify)
 
 
 def _reg_lsp(sub: Any) -> None:
-    s = sub.add_parser("lsp", help="run the language server for editors (LSP over stdio; "
-                       "needs flowspec[lsp])")
+    s = sub.add_parser(
+        "lsp", help="run the language server for editors (LSP over stdio; needs flowspec[lsp])"
+    )
     s.set_defaults(func=cmd_lsp)

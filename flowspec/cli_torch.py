@@ -21,8 +21,14 @@ from .commands import (
 def cmd_compile(a: argparse.Namespace) -> int:
     from .build import compile as build
 
-    model = build(a.spec, device=a.device, seed=a.seed, flow=a.flow, overrides=overrides(a.set),
-                  **build_options(a))
+    model = build(
+        a.spec,
+        device=a.device,
+        seed=a.seed,
+        flow=a.flow,
+        overrides=overrides(a.set),
+        **build_options(a),
+    )
     print(model.summary())
     return 0
 
@@ -42,8 +48,14 @@ def cmd_render(a: argparse.Namespace) -> int:
     from .diagram import UnsupportedFormat, render
 
     try:
-        out = render(a.spec, a.output, flow=a.flow, overrides=overrides(a.set),
-                     detail=a.detail, rankdir=a.rankdir)
+        out = render(
+            a.spec,
+            a.output,
+            flow=a.flow,
+            overrides=overrides(a.set),
+            detail=a.detail,
+            rankdir=a.rankdir,
+        )
     except UnsupportedFormat as e:
         raise UsageError(str(e)) from None
     except graphviz.ExecutableNotFound:
@@ -57,8 +69,12 @@ def _reg_render(sub: Any) -> None:
     spec_args(p)
     p.add_argument("-o", "--output", required=True, help="FILE.svg|png|pdf|dot")
     p.add_argument("--detail", choices=("level", "step", "layer"), default="step")
-    p.add_argument("--rankdir", choices=("TB", "LR"), default="TB",
-                   help="top-to-bottom (default) or left-to-right")
+    p.add_argument(
+        "--rankdir",
+        choices=("TB", "LR"),
+        default="TB",
+        help="top-to-bottom (default) or left-to-right",
+    )
     p.set_defaults(func=cmd_render)
 
 

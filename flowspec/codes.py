@@ -73,8 +73,9 @@ E_LATENT_SHAPE = _code("E205", "the final latent is not the shape the flow expec
 E_LATENT_SIZE = _code("E206", "the latents do not hold as many numbers as the input")
 E_NO_INPUT = _code("E207", "a flow without an `input` statement")
 E_ENCODER_SCALE = _code("E208", "an srflow encoder head whose scale does not fit the shapes")
-E_COND_SIZE = _code("E209", "a layer whose condition, at the size it reads it, its "
-                    "convolutions cannot stride over")
+E_COND_SIZE = _code(
+    "E209", "a layer whose condition, at the size it reads it, its convolutions cannot stride over"
+)
 
 # ---- E3xx: conditions and training -------------------------------------------------------
 E_NEEDS_CONDITION = _code("E301", "a conditional layer without `on=CONDITION`")
@@ -82,11 +83,13 @@ E_UNKNOWN_CONDITION = _code("E302", "`on=` names no declared condition")
 E_CONDITION_FLOW_CONDITIONAL = _code("E310", "a flow that models a condition is conditional")
 E_CONDITION_FLOW_SHAPE = _code("E311", "a condition whose shape is not its flow's input")
 E_CONDITION_TAP = _code("E312", "a layer that cannot take its condition from the condition's flow")
-E_PRETRAIN_ENCODER = _code("E313", "`pretrain encoder` without an encoder head to train, or "
-                           "outside task super_resolution")
+E_PRETRAIN_ENCODER = _code(
+    "E313", "`pretrain encoder` without an encoder head to train, or outside task super_resolution"
+)
 E_FREEZE_ENCODER = _code("E314", "`freeze encoder` in a flow without condition encoders")
-E_SCHEDULE_MILESTONES = _code("E315", "a `schedule step` whose milestones are out of order or "
-                              "past the last step")
+E_SCHEDULE_MILESTONES = _code(
+    "E315", "a `schedule step` whose milestones are out of order or past the last step"
+)
 
 # ---- E4xx: insert rules and extends ------------------------------------------------------
 E_INSERT_NO_MATCH = _code("E401", "an insert rule that matches no layer")

@@ -18,8 +18,16 @@ from typing import Any
 from .errors import EXIT_USAGE, FlowError
 
 __all__ = [
-    "ENTRY_POINT_GROUP", "UsageError", "add_build_options", "add_recipe_flags",
-    "build_options", "check_device", "overrides", "plugin_arg", "recipe_flags", "spec_args",
+    "ENTRY_POINT_GROUP",
+    "UsageError",
+    "add_build_options",
+    "add_recipe_flags",
+    "build_options",
+    "check_device",
+    "overrides",
+    "plugin_arg",
+    "recipe_flags",
+    "spec_args",
 ]
 
 #: the entry-point group whose entries are ``register(commands)`` functions
@@ -48,14 +56,23 @@ def overrides(pairs: list[str] | None) -> dict[str, Any]:
 def spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="a .flow file")
     p.add_argument("--flow", help="which flow of the file (when it defines several)")
-    p.add_argument("--set", action="append", metavar="NAME=VALUE",
-                   help="override a flow parameter (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="override a flow parameter (repeatable)",
+    )
 
 
 def plugin_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--plugin", action="append", metavar="MODULE", default=None,
-                   help="import MODULE first: its layer kinds, nets, encoders and priors join "
-                   "the language (repeatable; also FLOWSPEC_PLUGINS=a,b)")
+    p.add_argument(
+        "--plugin",
+        action="append",
+        metavar="MODULE",
+        default=None,
+        help="import MODULE first: its layer kinds, nets, encoders and priors join "
+        "the language (repeatable; also FLOWSPEC_PLUGINS=a,b)",
+    )
 
 
 def check_device(name: str) -> None:
@@ -70,11 +87,14 @@ def check_device(name: str) -> None:
         raise UsageError(f"unknown device `{name}`: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: CUDA is not available on this machine "
-                             "(use --device cpu, or auto)")
+            raise UsageError(
+                f"--device {name}: CUDA is not available on this machine "
+                "(use --device cpu, or auto)"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: this machine has "
-                             f"{torch.cuda.device_count()} CUDA device(s)")
+            raise UsageError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
     elif device.type != "cpu":
         raise UsageError(f"--device {name}: flowspec runs on cpu or cuda")
 
@@ -126,16 +146,22 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
         flag, doc = "--" + name.replace("_", "-"), field_info(name)["doc"]
         annotation = RecipeSpec.model_fields[name].annotation
         if f"{name}_options" in RecipeSpec.model_fields:  # a name with options: one text
-            g.add_argument(flag, dest=name, type=_line_type(name), metavar='"NAME [K=V ...]"',
-                           help=doc)
+            g.add_argument(
+                flag, dest=name, type=_line_type(name), metavar='"NAME [K=V ...]"', help=doc
+            )
         elif name in REGISTRY_FIELDS:
             g.add_argument(flag, dest=name, choices=tuple(REGISTRY_FIELDS[name]), help=doc)
         elif annotation is bool:
             g.add_argument(flag, dest=name, action="store_true", default=None, help=doc)
         else:
             t = int if annotation in (int, int | None) else float
-            g.add_argument(flag, dest=name, type=_recipe_type(name, t),
-                           metavar="N" if t is int else "X", help=doc)
+            g.add_argument(
+                flag,
+                dest=name,
+                type=_recipe_type(name, t),
+                metavar="N" if t is int else "X",
+                help=doc,
+            )
 
 
 def recipe_flags(a: argparse.Namespace) -> dict[str, Any]:
@@ -148,18 +174,37 @@ def recipe_flags(a: argparse.Namespace) -> dict[str, Any]:
 def add_build_options(p: argparse.ArgumentParser) -> None:
     """The speed / memory options of ``flowspec.compile`` as flags (shared with the runtime)."""
     g = p.add_argument_group("build options (same function, different speed and memory)")
-    g.add_argument("--channels-last", action="store_true", dest="channels_last",
-                   help="channels-last memory format for parameters and activations")
-    g.add_argument("--compile", nargs="?", const=True, default=False, metavar="BACKEND",
-                   help="torch.compile the forward and inverse (default backend inductor)")
+    g.add_argument(
+        "--channels-last",
+        action="store_true",
+        dest="channels_last",
+        help="channels-last memory format for parameters and activations",
+    )
+    g.add_argument(
+        "--compile",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="BACKEND",
+        help="torch.compile the forward and inverse (default backend inductor)",
+    )
     # not --checkpoint: eval and sample take --checkpoint FILE
-    g.add_argument("--grad-checkpoint", action="store_true", dest="checkpoint",
-                   help="recompute coupling networks in backward (less activation memory)")
-    g.add_argument("--autocast", nargs="?", const="bf16", default=None,
-                   choices=("bf16", "fp16"),
-                   help="run the coupling networks under autocast (default bf16); "
-                        "log-determinants stay float32; train refuses fp16 (no loss "
-                        "scaler)")
+    g.add_argument(
+        "--grad-checkpoint",
+        action="store_true",
+        dest="checkpoint",
+        help="recompute coupling networks in backward (less activation memory)",
+    )
+    g.add_argument(
+        "--autocast",
+        nargs="?",
+        const="bf16",
+        default=None,
+        choices=("bf16", "fp16"),
+        help="run the coupling networks under autocast (default bf16); "
+        "log-determinants stay float32; train refuses fp16 (no loss "
+        "scaler)",
+    )
 
 
 def build_options(a: argparse.Namespace) -> dict[str, Any]:
@@ -171,8 +216,13 @@ def build_options(a: argparse.Namespace) -> dict[str, Any]:
     try:
         check_compile_backend(a.compile)
     except CompileBackendError as e:
-        raise UsageError(f"--compile {a.compile}: unknown torch.compile backend; available: "
-                         f"{e.available}") from None
+        raise UsageError(
+            f"--compile {a.compile}: unknown torch.compile backend; available: {e.available}"
+        ) from None
     amp = {None: False, "bf16": torch.bfloat16, "fp16": torch.float16}[a.autocast]
-    return {"channels_last": a.channels_last, "compile": a.compile,
-            "checkpoint": a.checkpoint, "autocast": amp}
+    return {
+        "channels_last": a.channels_last,
+        "compile": a.compile,
+        "checkpoint": a.checkpoint,
+        "autocast": amp,
+    }

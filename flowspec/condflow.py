@@ -36,12 +36,41 @@ if TYPE_CHECKING:
 #: Cityscapes' colours of label ids 0..33 (cityscapesScripts ``labels.py``), as in
 #: ``*_gtFine_color.png``, which Full-Glow's code feeds to its label-map flow.
 CITYSCAPES_COLOURS = [
-    (0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0), (111, 74, 0), (81, 0, 81),
-    (128, 64, 128), (244, 35, 232), (250, 170, 160), (230, 150, 140), (70, 70, 70),
-    (102, 102, 156), (190, 153, 153), (180, 165, 180), (150, 100, 100), (150, 120, 90),
-    (153, 153, 153), (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35),
-    (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70),
-    (0, 60, 100), (0, 0, 90), (0, 0, 110), (0, 80, 100), (0, 0, 230), (119, 11, 32)]
+    (0, 0, 0),
+    (0, 0, 0),
+    (0, 0, 0),
+    (0, 0, 0),
+    (0, 0, 0),
+    (111, 74, 0),
+    (81, 0, 81),
+    (128, 64, 128),
+    (244, 35, 232),
+    (250, 170, 160),
+    (230, 150, 140),
+    (70, 70, 70),
+    (102, 102, 156),
+    (190, 153, 153),
+    (180, 165, 180),
+    (150, 100, 100),
+    (150, 120, 90),
+    (153, 153, 153),
+    (153, 153, 153),
+    (250, 170, 30),
+    (220, 220, 0),
+    (107, 142, 35),
+    (152, 251, 152),
+    (70, 130, 180),
+    (220, 20, 60),
+    (255, 0, 0),
+    (0, 0, 142),
+    (0, 0, 70),
+    (0, 60, 100),
+    (0, 0, 90),
+    (0, 0, 110),
+    (0, 80, 100),
+    (0, 0, 230),
+    (119, 11, 32),
+]
 
 
 def palette(n: int) -> Tensor:
@@ -84,10 +113,12 @@ def label_input(c: ConditionIR, value: Tensor, noise: Tensor | None = None) -> T
     if c.type == "image" or (value.is_floating_point() and tuple(value.shape[1:]) == want):
         return value
     if value.dim() != 3 or value.is_floating_point():
-        raise ValueError(f"condition `{c.name}` takes ({value.shape[0]}, {c.shape[1]}, "
-                         f"{c.shape[2]}) integer label ids, or its flow's input "
-                         f"({value.shape[0]}, {', '.join(map(str, want))}) as floats; got "
-                         f"{tuple(value.shape)} {value.dtype}")
+        raise ValueError(
+            f"condition `{c.name}` takes ({value.shape[0]}, {c.shape[1]}, "
+            f"{c.shape[2]}) integer label ids, or its flow's input "
+            f"({value.shape[0]}, {', '.join(map(str, want))}) as floats; got "
+            f"{tuple(value.shape)} {value.dtype}"
+        )
     levels = label_levels(c, value).to(noise.dtype if noise is not None else torch.float32)
     u = 0.5 if noise is None else noise.to(levels.device)
     return (levels + u) / 2 ** label_bits(c) - 0.5

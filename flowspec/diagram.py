@@ -68,8 +68,6 @@ def fmt_shape(shape: Sequence[int] | None) -> str:
     return "×".join(str(d) for d in shape) if shape else "?"
 
 
-
-
 def nondefault_args(kind: str, args: dict[str, Any]) -> str:
     """``k=v`` for every argument that differs from the kind's default, in spec order."""
     return " ".join(f"{k}={display_value(v)}" for k, v in shown_nondefault(kind, args).items())
@@ -103,8 +101,12 @@ def _category(data: dict[str, Any]) -> str:
 def _node_style(category: str, conditional: bool = False) -> dict[str, str]:
     """Shape and fill per category; conditional layers get a double border on top."""
     if category == "attention":
-        style = {"shape": "hexagon", "style": "filled", "fillcolor": FILL["attention"],
-                 "margin": "0.02,0.02"}
+        style = {
+            "shape": "hexagon",
+            "style": "filled",
+            "fillcolor": FILL["attention"],
+            "margin": "0.02,0.02",
+        }
     elif category == "conditional":
         style = {"shape": "box", "style": "filled", "fillcolor": FILL["conditional"]}
     else:
@@ -124,8 +126,9 @@ def _range_path(first: str, last: str) -> str:
     a, b = _step_of(first), _step_of(last)
     if a is None or b is None or a == b:
         return first
-    return re.sub(r"((?:^|\.)step)" + a + r"(?=\.|$)", lambda m: f"{m.group(1)}{a}-{b}", first,
-                  count=1)
+    return re.sub(
+        r"((?:^|\.)step)" + a + r"(?=\.|$)", lambda m: f"{m.group(1)}{a}-{b}", first, count=1
+    )
 
 
 # ---- grouping the layer sequence ----------------------------------------------------------
@@ -133,7 +136,7 @@ def _range_path(first: str, last: str) -> str:
 class Step:
     """A run of ``count`` identical consecutive steps, represented by its first one."""
 
-    first: str                              # step number text of the first step, e.g. "01"
+    first: str  # step number text of the first step, e.g. "01"
     last: str
     layers: list[tuple[str, dict[str, Any]]]  # the representative step's layers
     count: int = 1
@@ -148,13 +151,20 @@ class Step:
 
 @dataclass
 class Level:
-    number: int | None                      # None: layers outside any level
+    number: int | None  # None: layers outside any level
     items: list[tuple[str, dict[str, Any]] | Step]
 
 
 def _signature(layers: list[tuple[str, dict[str, Any]]]) -> tuple:
-    return tuple((d["kind"], tuple(sorted((k, repr(v)) for k, v in d["args"].items())),
-                  tuple(d["in_shape"]), tuple(d["out_shape"])) for _, d in layers)
+    return tuple(
+        (
+            d["kind"],
+            tuple(sorted((k, repr(v)) for k, v in d["args"].items())),
+            tuple(d["in_shape"]),
+            tuple(d["out_shape"]),
+        )
+        for _, d in layers
+    )
 
 
 def group_layers(g: nx.DiGraph, collapse: bool) -> list[Level]:
@@ -180,8 +190,11 @@ def group_layers(g: nx.DiGraph, collapse: bool) -> list[Level]:
             merged: list[tuple[str, dict[str, Any]] | Step] = []
             for item in level.items:
                 prev = merged[-1] if merged else None
-                if (isinstance(item, Step) and isinstance(prev, Step)
-                        and _signature(prev.layers) == _signature(item.layers)):
+                if (
+                    isinstance(item, Step)
+                    and isinstance(prev, Step)
+                    and _signature(prev.layers) == _signature(item.layers)
+                ):
                     prev.count += 1
                     prev.last = item.last
                     prev.members.extend(item.members)
@@ -193,8 +206,10 @@ def group_layers(g: nx.DiGraph, collapse: bool) -> list[Level]:
 
 # ---- the DOT graph ------------------------------------------------------------------------
 def _layer_label(path: str, data: dict[str, Any]) -> str:
-    lines = [f"<b>{_e(_kind_title(data['kind']))}</b>",
-             f'<font face="{MONO}" point-size="9">{_e(path)}</font>']
+    lines = [
+        f"<b>{_e(_kind_title(data['kind']))}</b>",
+        f'<font face="{MONO}" point-size="9">{_e(path)}</font>',
+    ]
     args = nondefault_args(data["kind"], data["args"])
     if args:
         lines.append(f'<font point-size="9"><i>{_e(args)}</i></font>')
@@ -208,17 +223,25 @@ class _Builder:
         self.rankdir = rankdir
         name = g.graph.get("name") or "flow"
         self.dot = graphviz.Digraph(name=str(name))
-        self.dot.attr(rankdir=rankdir, fontname=FONT, fontsize="11", nodesep="0.25",
-                      ranksep="0.3", labelloc="t", label=_html([f"<b>{_e(name)}</b>"]),
-                      newrank="true")
+        self.dot.attr(
+            rankdir=rankdir,
+            fontname=FONT,
+            fontsize="11",
+            nodesep="0.25",
+            ranksep="0.3",
+            labelloc="t",
+            label=_html([f"<b>{_e(name)}</b>"]),
+            newrank="true",
+        )
         self.dot.attr("node", fontname=FONT, fontsize="10", color="#333333", margin="0.1,0.04")
         self.dot.attr("edge", color="#444444", arrowsize="0.7", **EDGE_FONT)
-        self.node_of: dict[str, str] = {}      # layer path -> the node that shows it
-        self.used: set[str] = set()             # categories drawn, for the legend
+        self.node_of: dict[str, str] = {}  # layer path -> the node that shows it
+        self.used: set[str] = set()  # categories drawn, for the legend
 
     # nodes --------------------------------------------------------------------------------
-    def layer_node(self, sub: graphviz.Digraph, path: str, data: dict[str, Any],
-                   shown: str | None = None) -> None:
+    def layer_node(
+        self, sub: graphviz.Digraph, path: str, data: dict[str, Any], shown: str | None = None
+    ) -> None:
         category = _category(data)
         self.used.add(category)
         style = _node_style(category, conditional=bool(data.get("on")))
@@ -227,23 +250,48 @@ class _Builder:
     def io_nodes(self) -> None:
         g = self.g
         inp = g.nodes["input"]
-        self.dot.node("input", _html(["<b>input</b>", _e(fmt_shape(inp["shape"]))]),
-                      shape="parallelogram", style="filled", fillcolor=FILL["input"])
+        self.dot.node(
+            "input",
+            _html(["<b>input</b>", _e(fmt_shape(inp["shape"]))]),
+            shape="parallelogram",
+            style="filled",
+            fillcolor=FILL["input"],
+        )
         for n, d in g.nodes(data=True):
             if d["type"] == "condition":
                 self.used.add("condition")
                 size = d["shape"][0] if d["ctype"] == "class" else fmt_shape(d["shape"])
-                self.dot.node(_id(n), _html([f"<b>condition {_e(d['name'])}</b>",
-                                        _e(f"{d['ctype']} {size}" + (
-                                            " one-hot" if d["ctype"] != "image" else ""))]),
-                              shape="parallelogram", style="filled", fillcolor=FILL["condition"])
+                self.dot.node(
+                    _id(n),
+                    _html(
+                        [
+                            f"<b>condition {_e(d['name'])}</b>",
+                            _e(
+                                f"{d['ctype']} {size}"
+                                + (" one-hot" if d["ctype"] != "image" else "")
+                            ),
+                        ]
+                    ),
+                    shape="parallelogram",
+                    style="filled",
+                    fillcolor=FILL["condition"],
+                )
             elif d["type"] == "encoder":
                 args = " ".join(f"{k}={display_value(v)}" for k, v in d["args"].items())
-                self.dot.node(_id(n), _html([f"<b>{_e(d['kind'])} encoder</b>",
-                                        f'<font face="{MONO}" point-size="9">{_e(n)}</font>',
-                                        f'<font point-size="9"><i>{_e(args)}</i></font>',
-                                        _e(f"→ {fmt_shape(d['out_shape'])}")]),
-                              shape="component", style="filled", fillcolor=FILL["condition"])
+                self.dot.node(
+                    _id(n),
+                    _html(
+                        [
+                            f"<b>{_e(d['kind'])} encoder</b>",
+                            f'<font face="{MONO}" point-size="9">{_e(n)}</font>',
+                            f'<font point-size="9"><i>{_e(args)}</i></font>',
+                            _e(f"→ {fmt_shape(d['out_shape'])}"),
+                        ]
+                    ),
+                    shape="component",
+                    style="filled",
+                    fillcolor=FILL["condition"],
+                )
 
     def tail_nodes(self) -> None:
         g = self.g
@@ -258,9 +306,13 @@ class _Builder:
 
     def latent_node(self, name: str) -> None:
         self.used.add("latent")
-        self.dot.node(_id(name), _html([f"<b>{_e(name)}</b>",
-                                   _e(fmt_shape(self.g.nodes[name]["shape"]))]),
-                      shape="ellipse", style="filled", fillcolor=FILL["latent"])
+        self.dot.node(
+            _id(name),
+            _html([f"<b>{_e(name)}</b>", _e(fmt_shape(self.g.nodes[name]["shape"]))]),
+            shape="ellipse",
+            style="filled",
+            fillcolor=FILL["latent"],
+        )
 
     def latents_of(self, path: str) -> list[str]:
         return [v for v in self.g.successors(path) if self.g.edges[path, v]["role"] == "latent"]
@@ -281,9 +333,15 @@ class _Builder:
                 prev = self.draw_items(self.dot, level, prev, chain)
             else:
                 with self.dot.subgraph(name=f"cluster_level{level.number}") as c:
-                    c.attr(label=f"level {level.number}", style="rounded,filled",
-                           fillcolor=FILL["level"], color="#888888", fontname=FONT,
-                           fontsize="11", labeljust="l")
+                    c.attr(
+                        label=f"level {level.number}",
+                        style="rounded,filled",
+                        fillcolor=FILL["level"],
+                        color="#888888",
+                        fontname=FONT,
+                        fontsize="11",
+                        labeljust="l",
+                    )
                     prev = self.draw_items(c, level, prev, chain)
         chain.append((prev, "prior", tuple(self.g.nodes["prior"]["shape"])))
         return chain
@@ -293,14 +351,21 @@ class _Builder:
         data = item.layers[0][1] if isinstance(item, Step) else item[1]
         return tuple(data["in_shape"])
 
-    def draw_items(self, sub: graphviz.Digraph, level: Level, prev: str,
-                   chain: list[tuple[str, str, tuple]]) -> str:
+    def draw_items(
+        self, sub: graphviz.Digraph, level: Level, prev: str, chain: list[tuple[str, str, tuple]]
+    ) -> str:
         for item in level.items:
             if isinstance(item, Step):
                 tag = f"level{level.number}_" if level.number is not None else ""
                 with sub.subgraph(name=f"cluster_{tag}step{item.first}") as s:
-                    s.attr(label=item.label, style="rounded,dashed", color="#999999",
-                           fontname=FONT, fontsize="10", labeljust="l")
+                    s.attr(
+                        label=item.label,
+                        style="rounded,dashed",
+                        color="#999999",
+                        fontname=FONT,
+                        fontsize="10",
+                        labeljust="l",
+                    )
                     for i, (path, data) in enumerate(item.layers):
                         shown = path
                         if item.count > 1:
@@ -328,8 +393,10 @@ class _Builder:
             bg = "" if category == "layer" else f' bgcolor="{FILL[category]}"'
             mark = {"attention": "◆ ", "conditional": "◇ "}.get(category, "")
             pad = "&#160;&#160;&#160;" if indent else ""
-            return (f'<tr><td align="left"{bg}>{pad}{mark}{_e(text)}</td>'
-                    f'<td align="right"><font point-size="9">{_e(shape)}</font></td></tr>')
+            return (
+                f'<tr><td align="left"{bg}>{pad}{mark}{_e(text)}</td>'
+                f'<td align="right"><font point-size="9">{_e(shape)}</font></td></tr>'
+            )
 
         def describe(data: dict[str, Any]) -> str:
             args = nondefault_args(data["kind"], data["args"])
@@ -339,11 +406,18 @@ class _Builder:
             if isinstance(item, Step):
                 times = f" ×{item.count}" if item.count > 1 else ""
                 span = item.first if item.count == 1 else f"{item.first}-{item.last}"
-                rows.append(f'<tr><td align="left" colspan="2"><i>step {span}{times}</i>'
-                            "</td></tr>")
+                rows.append(
+                    f'<tr><td align="left" colspan="2"><i>step {span}{times}</i></td></tr>'
+                )
                 for _, data in item.layers:
-                    rows.append(row(describe(data), fmt_shape(data["out_shape"]),
-                                    _category(data), indent=True))
+                    rows.append(
+                        row(
+                            describe(data),
+                            fmt_shape(data["out_shape"]),
+                            _category(data),
+                            indent=True,
+                        )
+                    )
                 for member in item.members:
                     self.node_of[member] = node
             else:
@@ -351,10 +425,14 @@ class _Builder:
                 shape = f"{fmt_shape(data['in_shape'])} → {fmt_shape(data['out_shape'])}"
                 rows.append(row(describe(data), shape, _category(data)))
                 self.node_of[path] = node
-        table = ('<table border="0" cellborder="0" cellspacing="1" cellpadding="2">'
-                 + "".join(rows) + "</table>")
-        self.dot.node(_id(node), f"<{table}>", shape="box", style="rounded,filled",
-                      fillcolor=FILL["level"])
+        table = (
+            '<table border="0" cellborder="0" cellspacing="1" cellpadding="2">'
+            + "".join(rows)
+            + "</table>"
+        )
+        self.dot.node(
+            _id(node), f"<{table}>", shape="box", style="rounded,filled", fillcolor=FILL["level"]
+        )
         return node
 
     # edges --------------------------------------------------------------------------------
@@ -378,16 +456,27 @@ class _Builder:
             if d["role"] != "cond":
                 continue
             if g.nodes[u]["type"] == "condition":
-                self.dot.edge(_id(u), _id(v), label=" " + fmt_shape(d["shape"]), style="dashed",
-                              color=COND_COLOR)
+                self.dot.edge(
+                    _id(u),
+                    _id(v),
+                    label=" " + fmt_shape(d["shape"]),
+                    style="dashed",
+                    color=COND_COLOR,
+                )
                 continue
             target = self.node_of.get(v, v)
             if (u, target) in seen:
                 continue
             seen.add((u, target))
-            self.dot.edge(_id(u), _id(target), style="dashed", color=COND_COLOR,
-                          constraint="false", headport="e" if self.rankdir == "TB" else "s",
-                          tooltip=f"{g.nodes[u]['name']} features {fmt_shape(d['shape'])}")
+            self.dot.edge(
+                _id(u),
+                _id(target),
+                style="dashed",
+                color=COND_COLOR,
+                constraint="false",
+                headport="e" if self.rankdir == "TB" else "s",
+                tooltip=f"{g.nodes[u]['name']} features {fmt_shape(d['shape'])}",
+            )
 
     def legend(self) -> None:
         """A one-row key (a column in LR) of the categories this diagram uses."""
@@ -401,8 +490,14 @@ class _Builder:
         lr = self.rankdir == "LR"
         names: list[str] = []
         with self.dot.subgraph(name="cluster_legend") as c:
-            c.attr(label="legend", style="rounded", color="#bbbbbb", fontname=FONT,
-                   fontsize="9", labeljust="l")
+            c.attr(
+                label="legend",
+                style="rounded",
+                color="#bbbbbb",
+                fontname=FONT,
+                fontsize="9",
+                labeljust="l",
+            )
             c.attr("node", fontsize="9", height="0.3", margin="0.06,0.02")
             for key, style in entries:
                 if key in self.used or key == "layer":
@@ -410,13 +505,20 @@ class _Builder:
                     c.node(names[-1], mark.get(key, "") + key, **style)
             if "condition" in self.used:
                 c.node("legend__cond_from", "", shape="point", width="0.05", color=COND_COLOR)
-                c.node("legend__cond_to", "conditioning", shape="plaintext",
-                       fontcolor=COND_COLOR)
+                c.node("legend__cond_to", "conditioning", shape="plaintext", fontcolor=COND_COLOR)
                 # within a rank, LR stacks an edge's tail below its head: flip it there
-                pair = ("legend__cond_to", "legend__cond_from") if lr else (
-                    "legend__cond_from", "legend__cond_to")
-                c.edge(*pair, style="dashed", color=COND_COLOR, minlen="2",
-                       dir="back" if lr else "forward")
+                pair = (
+                    ("legend__cond_to", "legend__cond_from")
+                    if lr
+                    else ("legend__cond_from", "legend__cond_to")
+                )
+                c.edge(
+                    *pair,
+                    style="dashed",
+                    color=COND_COLOR,
+                    minlen="2",
+                    dir="back" if lr else "forward",
+                )
                 names += ["legend__cond_from", "legend__cond_to"]
             chain = [n for n in names if n != "legend__cond_to"]
             for a, b in itertools.pairwise(chain):
@@ -439,8 +541,12 @@ class _Builder:
         return self.dot
 
 
-def to_dot(spec_or_graph: FlowSpec | nx.DiGraph | str | os.PathLike, *, detail: str = "step",
-           rankdir: str = "TB") -> graphviz.Digraph:
+def to_dot(
+    spec_or_graph: FlowSpec | nx.DiGraph | str | os.PathLike,
+    *,
+    detail: str = "step",
+    rankdir: str = "TB",
+) -> graphviz.Digraph:
     """The architecture as a :class:`graphviz.Digraph` (deterministic DOT source).
 
     Args:
@@ -475,9 +581,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def render(spec: FlowSpec | nx.DiGraph | str | os.PathLike, path: str | os.PathLike, *,
-           flow: str | None = None, overrides: dict[str, Any] | None = None,
-           detail: str = "step", rankdir: str = "TB") -> str:
+def render(
+    spec: FlowSpec | nx.DiGraph | str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    flow: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    detail: str = "step",
+    rankdir: str = "TB",
+) -> str:
     """Draw ``spec`` to ``path``; the suffix picks the format (.svg .png .pdf .dot).
 
     ``spec`` is a checked :class:`FlowSpec` (or its graph), or a path to a .flow file,
@@ -489,8 +601,9 @@ def render(spec: FlowSpec | nx.DiGraph | str | os.PathLike, path: str | os.PathL
     out = Path(path)
     fmt = out.suffix.lower()
     if fmt not in FORMATS:
-        raise UnsupportedFormat(f"cannot render to `{out.name}`: the output must end in "
-                                f"{', '.join(FORMATS)}")
+        raise UnsupportedFormat(
+            f"cannot render to `{out.name}`: the output must end in {', '.join(FORMATS)}"
+        )
     if isinstance(spec, (FlowSpec, nx.DiGraph)):
         if flow is not None or overrides:
             raise ValueError("flow and overrides apply only when spec is a path to a .flow file")

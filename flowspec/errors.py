@@ -186,8 +186,13 @@ class Collector:
 
     def _add(self, d: Diagnostic) -> Diagnostic:
         span = d.span
-        key = (d.severity, d.code, d.message, d.help,
-               None if span is None else (span.file, span.line, span.column))
+        key = (
+            d.severity,
+            d.code,
+            d.message,
+            d.help,
+            None if span is None else (span.file, span.line, span.column),
+        )
         seen = self._seen.get(key)
         if seen is None:
             self._seen[key] = (d, 1)
@@ -203,12 +208,26 @@ class Collector:
             first.notes.append(note)
         return first
 
-    def error(self, code: str, message: str, span: Span | None, *, notes: list[str] | None = None,
-              help: str | None = None) -> Diagnostic:
+    def error(
+        self,
+        code: str,
+        message: str,
+        span: Span | None,
+        *,
+        notes: list[str] | None = None,
+        help: str | None = None,
+    ) -> Diagnostic:
         return self._add(Diagnostic(code, message, span, "error", list(notes or []), help))
 
-    def warning(self, code: str, message: str, span: Span | None, *,
-                notes: list[str] | None = None, help: str | None = None) -> Diagnostic:
+    def warning(
+        self,
+        code: str,
+        message: str,
+        span: Span | None,
+        *,
+        notes: list[str] | None = None,
+        help: str | None = None,
+    ) -> Diagnostic:
         return self._add(Diagnostic(code, message, span, "warning", list(notes or []), help))
 
     @property

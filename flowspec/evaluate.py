@@ -123,21 +123,7 @@ def evaluate(e: ast.Expr, scope: Scope, diags: Collector, *, words: bool = False
     if isinstance(e, ast.Lit):
         return e.value
     if isinstance(e, ast.Var):
-        if e.ns is None and e.name in scope.local:
-            return scope.local[e.name]
-        try:
-            return scope.lookup_global(e.ns, e.name)
-        except KeyError:
-            pass
-        if e.ns is None and words:
-            w = Word(e.name)
-            w._names = scope.names
-            return w
-        where = f"`{e.ns}.{e.name}`" if e.ns else f"`{e.name}`"
-        options = scope.global_names(e.ns) if e.ns else scope.names()
-        diags.error(codes.E_UNKNOWN_NAME,
-                    f"unknown name {where}", e.span, help=did_you_mean(e.name, options))
-        raise Abort
+        return _variable(e, scope, diags, words)
     if isinstance(e, ast.CallExpr):
         args, spans = {}, {}
         for kw in e.args:
@@ -152,16 +138,7 @@ def evaluate(e: ast.Expr, scope: Scope, diags: Collector, *, words: bool = False
             spans[kw.name] = kw.value.span
         return FlowCall(e.name, e.ns, args, spans, e.span)
     if isinstance(e, ast.UnOp):
-        v = evaluate(e.operand, scope, diags)
-        if e.op == "-":
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return -v
-            diags.error(codes.E_TYPE, f"cannot negate {type_name(v)}", e.span)
-            raise Abort
-        if isinstance(v, bool):
-            return not v
-        diags.error(codes.E_TYPE, f"`not` needs true or false, got {type_name(v)}", e.span)
-        raise Abort
+        return _unop(e, evaluate(e.operand, scope, diags), diags)
     if isinstance(e, ast.ListLit):
         return [evaluate(item, scope, diags) for item in e.items]
     if isinstance(e, ast.BinOp):
@@ -169,6 +146,43 @@ def evaluate(e: ast.Expr, scope: Scope, diags: Collector, *, words: bool = False
         b = evaluate(e.right, scope, diags)
         return _binop(e, a, b, diags)
     raise TypeError(f"not an expression: {e!r}")
+
+
+def _variable(e: ast.Var, scope: Scope, diags: Collector, words: bool) -> Any:
+    """A name's value: a local, a global of its namespace, or (with ``words``) the bare word
+    itself; anything else is E-unknown-name with a did-you-mean."""
+    if e.ns is None and e.name in scope.local:
+        return scope.local[e.name]
+    try:
+        return scope.lookup_global(e.ns, e.name)
+    except KeyError:
+        pass
+    if e.ns is None and words:
+        w = Word(e.name)
+        w._names = scope.names
+        return w
+    where = f"`{e.ns}.{e.name}`" if e.ns else f"`{e.name}`"
+    options = scope.global_names(e.ns) if e.ns else scope.names()
+    diags.error(
+        codes.E_UNKNOWN_NAME,
+        f"unknown name {where}",
+        e.span,
+        help=did_you_mean(e.name, options),
+    )
+    raise Abort
+
+
+def _unop(e: ast.UnOp, v: Any, diags: Collector) -> Any:
+    """``-v`` of a number, ``not v`` of a boolean."""
+    if e.op == "-":
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return -v
+        diags.error(codes.E_TYPE, f"cannot negate {type_name(v)}", e.span)
+        raise Abort
+    if isinstance(v, bool):
+        return not v
+    diags.error(codes.E_TYPE, f"`not` needs true or false, got {type_name(v)}", e.span)
+    raise Abort
 
 
 def _is_num(v: Any) -> bool:
@@ -180,9 +194,11 @@ def _binop(e: ast.BinOp, a: Any, b: Any, diags: Collector) -> Any:
     if op in ("and", "or"):
         if isinstance(a, bool) and isinstance(b, bool):
             return (a and b) if op == "and" else (a or b)
-        diags.error(codes.E_TYPE,
-                    f"`{op}` needs true or false on both sides, got {type_name(a)} and "
-                    f"{type_name(b)}", e.span)
+        diags.error(
+            codes.E_TYPE,
+            f"`{op}` needs true or false on both sides, got {type_name(a)} and {type_name(b)}",
+            e.span,
+        )
         raise Abort
     if op in _COMPARE:
         if op in ("==", "!=") or (_is_num(a) and _is_num(b)):
@@ -190,18 +206,27 @@ def _binop(e: ast.BinOp, a: Any, b: Any, diags: Collector) -> Any:
                 same = (a == b) and (isinstance(a, bool) == isinstance(b, bool))
                 return same if op == "==" else not same
             return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-        diags.error(codes.E_TYPE, f"cannot compare {type_name(a)} and {type_name(b)} with `{op}`",
-                    e.span)
+        diags.error(
+            codes.E_TYPE, f"cannot compare {type_name(a)} and {type_name(b)} with `{op}`", e.span
+        )
         raise Abort
     if op in _ARITH:
-        if op == "+" and isinstance(a, str) and isinstance(b, str) and not (
-                isinstance(a, Word) or isinstance(b, Word)):
+        if (
+            op == "+"
+            and isinstance(a, str)
+            and isinstance(b, str)
+            and not (isinstance(a, Word) or isinstance(b, Word))
+        ):
             return a + b
         if not (_is_num(a) and _is_num(b)):
-            diags.error(codes.E_TYPE, f"cannot apply `{op}` to {type_name(a)} and {type_name(b)}",
-                        e.span, help="arithmetic works on numbers" if not (
-                            isinstance(a, Word) or isinstance(b, Word)) else
-                        "a bare name that is not a variable is a word; check its spelling")
+            diags.error(
+                codes.E_TYPE,
+                f"cannot apply `{op}` to {type_name(a)} and {type_name(b)}",
+                e.span,
+                help="arithmetic works on numbers"
+                if not (isinstance(a, Word) or isinstance(b, Word))
+                else "a bare name that is not a variable is a word; check its spelling",
+            )
             raise Abort
         if op in ("//", "%"):
             if not (isinstance(a, int) and isinstance(b, int)):
@@ -213,15 +238,20 @@ def _binop(e: ast.BinOp, a: Any, b: Any, diags: Collector) -> Any:
             return a // b if op == "//" else a % b
         result = {"+": a + b, "-": a - b, "*": a * b}[op]
         if abs(result) > MAX_INT if isinstance(result, int) else not math.isfinite(result):
-            diags.error(codes.E_OVERFLOW, f"`{op}` overflows: the result is too large", e.span,
-                        help=f"integers are at most {MAX_INT} (2**63 - 1), floats about 1.8e308")
+            diags.error(
+                codes.E_OVERFLOW,
+                f"`{op}` overflows: the result is too large",
+                e.span,
+                help=f"integers are at most {MAX_INT} (2**63 - 1), floats about 1.8e308",
+            )
             raise Abort
         return result
     raise TypeError(op)
 
 
-def expect_int(e: ast.Expr, scope: Scope, diags: Collector, what: str, *,
-               minimum: int | None = None) -> int:
+def expect_int(
+    e: ast.Expr, scope: Scope, diags: Collector, what: str, *, minimum: int | None = None
+) -> int:
     v = evaluate(e, scope, diags)
     if not isinstance(v, int) or isinstance(v, bool):
         diags.error(codes.E_TYPE, f"{what} must be an integer, got {type_name(v)}", e.span)

@@ -19,8 +19,21 @@ from . import ast
 from .fmt_layout import Doc, Group, render
 from .parse import parse
 
-_PREC = {"or": 1, "and": 2, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4,
-         "+": 5, "-": 5, "*": 6, "//": 6, "%": 6}
+_PREC = {
+    "or": 1,
+    "and": 2,
+    "==": 4,
+    "!=": 4,
+    "<": 4,
+    "<=": 4,
+    ">": 4,
+    ">=": 4,
+    "+": 5,
+    "-": 5,
+    "*": 6,
+    "//": 6,
+    "%": 6,
+}
 
 
 def expr(e: ast.Expr, parent: int = 0) -> str:
@@ -51,14 +64,20 @@ def expr(e: ast.Expr, parent: int = 0) -> str:
 
 def _quote(text: str) -> str:
     """A string literal that parses back to ``text``."""
-    escaped = (text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-               .replace("\t", "\\t").replace("\r", "\\r"))
+    escaped = (
+        text.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\t", "\\t")
+        .replace("\r", "\\r")
+    )
     return f'"{escaped}"'
 
 
 def _shape(s: ast.Shape) -> str:
-    return " x ".join(expr(d) if isinstance(d, (ast.Lit, ast.Var)) else f"({expr(d)})"
-                      for d in s.dims)
+    return " x ".join(
+        expr(d) if isinstance(d, (ast.Lit, ast.Var)) else f"({expr(d)})" for d in s.dims
+    )
 
 
 # ---- documents: text with the bracketed lists a long line may break in ---------------------
@@ -137,8 +156,13 @@ class _Printer:
 
     def _blank_if_gap(self, line: int) -> None:
         """Keep one blank line where the author left at least one."""
-        if (self.last_line and line > self.last_line + 1 and not self.opened
-                and self.out and self.out[-1] != ""):
+        if (
+            self.last_line
+            and line > self.last_line + 1
+            and not self.opened
+            and self.out
+            and self.out[-1] != ""
+        ):
             self.out.append("")
 
     def leading(self, line: int, indent: str) -> None:
@@ -157,11 +181,11 @@ class _Printer:
         self.out += [f"{indent}{notes[n].lstrip()}" for n in rest[:-1]]
         self.out.append(f"{indent}{text}{notes[rest[-1]] if rest else ''}")
 
-    def line(self, doc: Doc | str, indent: str, src_line: int, end_line: int | None = None
-             ) -> None:
+    def line(
+        self, doc: Doc | str, indent: str, src_line: int, end_line: int | None = None
+    ) -> None:
         self.leading(src_line, indent)
-        self._emit([doc] if isinstance(doc, str) else doc, indent, src_line,
-                   end_line or src_line)
+        self._emit([doc] if isinstance(doc, str) else doc, indent, src_line, end_line or src_line)
         self.last_line = end_line or src_line
         self.opened = False
 
@@ -235,14 +259,17 @@ class _Printer:
             self.body("else", s.orelse, indent, s.orelse.span.line)
         head, _, head_comment = self.out[mark].lstrip().partition("  #")
         comments = "".join(f"  #{c}" for c in (comment, head_comment) if c)
-        self.out[mark] = f"{code} else {head}{comments}" if isinstance(s.orelse, ast.If) \
+        self.out[mark] = (
+            f"{code} else {head}{comments}"
+            if isinstance(s.orelse, ast.If)
             else f"{code} {head}{comments}"
+        )
 
-    def item(self, item: ast.Import | ast.Let | ast.BlockDef | ast.FlowDef, first: bool
-             ) -> None:
+    def item(self, item: ast.Import | ast.Let | ast.BlockDef | ast.FlowDef, first: bool) -> None:
         if not first and self.out and self.out[-1] != "":
             if isinstance(item, (ast.BlockDef, ast.FlowDef)) or not isinstance(
-                    self.last_item, type(item)):
+                self.last_item, type(item)
+            ):
                 self.out.append("")
         self.last_item = item
         ln = item.span.line

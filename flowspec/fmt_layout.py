@@ -39,8 +39,10 @@ Doc = list  # of str | Group
 
 
 def flat(doc: Doc) -> str:
-    return "".join(p if isinstance(p, str) else
-                   p.open + ", ".join(flat(i) for i in p.items) + p.close for p in doc)
+    return "".join(
+        p if isinstance(p, str) else p.open + ", ".join(flat(i) for i in p.items) + p.close
+        for p in doc
+    )
 
 
 def _breaks(g: Group) -> list[bool]:
@@ -49,8 +51,9 @@ def _breaks(g: Group) -> list[bool]:
 
 
 def _broken(doc: Doc) -> bool:
-    return any(isinstance(p, Group) and (any(_breaks(p)) or any(_broken(i) for i in p.items))
-               for p in doc)
+    return any(
+        isinstance(p, Group) and (any(_breaks(p)) or any(_broken(i) for i in p.items)) for p in doc
+    )
 
 
 def _end_col(text: str, col: int) -> int:
@@ -77,15 +80,16 @@ def render(doc: Doc, col: int, indent: int, notes: dict[int, str]) -> tuple[str,
     for k, part in enumerate(doc):
         text = part
         if isinstance(part, Group):
-            text, placed = _group(part, col, indent, _rest(doc[k + 1:]), notes)
+            text, placed = _group(part, col, indent, _rest(doc[k + 1 :]), notes)
             used |= placed
         out.append(text)
         col = _end_col(text, col)
     return "".join(out), used
 
 
-def _group(g: Group, col: int, indent: int, rest: int, notes: dict[int, str]
-           ) -> tuple[str, set[int]]:
+def _group(
+    g: Group, col: int, indent: int, rest: int, notes: dict[int, str]
+) -> tuple[str, set[int]]:
     text = flat([g])
     if not g.items or (not _broken([g]) and col + len(text) + rest <= LINE_LENGTH):
         return text, set()
@@ -102,8 +106,9 @@ def _group(g: Group, col: int, indent: int, rest: int, notes: dict[int, str]
     return _fill(g, col, best, indent, rest, notes)
 
 
-def _fill(g: Group, col: int, hanging: bool, indent: int, rest: int, notes: dict[int, str]
-          ) -> tuple[str, set[int]]:
+def _fill(
+    g: Group, col: int, hanging: bool, indent: int, rest: int, notes: dict[int, str]
+) -> tuple[str, set[int]]:
     cont = indent + 4 if hanging else col + len(g.open)
     parts, used = [g.open], set()
     if hanging:

@@ -60,13 +60,16 @@ class ConditionIR(_Model):
 
     name: str
     type: Literal["image", "labels", "class"]
-    shape: ShapeT = Field(description="CxHxW; for labels and class C is the number of classes "
-                          "(class: Nx1x1)")
+    shape: ShapeT = Field(
+        description="CxHxW; for labels and class C is the number of classes (class: Nx1x1)"
+    )
     encoder: EncoderIR
     span: Span
     flow: FlowSpec | None = Field(
-        None, description="encoder=flow(NAME): the condition's own flow (checked IR), whose "
-        "layer outputs condition the layers of the same path; its likelihood joins the loss")
+        None,
+        description="encoder=flow(NAME): the condition's own flow (checked IR), whose "
+        "layer outputs condition the layers of the same path; its likelihood joins the loss",
+    )
 
     def declared(self) -> str:
         """The type and size as written: ``image 3x20x20``, ``labels 8x64x64``, ``class 10``."""
@@ -74,13 +77,13 @@ class ConditionIR(_Model):
         return f"{self.type} {size}"
 
 
-
 class PriorIR(_Model):
     kind: str = Field("gaussian", description="registry key of the prior, e.g. gaussian")
     learned: bool = False
     on: str | None = None
-    args: dict[str, Value] = Field(default_factory=dict,
-                                   description="the prior's other arguments, defaults filled in")
+    args: dict[str, Value] = Field(
+        default_factory=dict, description="the prior's other arguments, defaults filled in"
+    )
     span: Span | None = None
 
     def all_args(self) -> dict[str, Value]:

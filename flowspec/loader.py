@@ -46,9 +46,13 @@ class ModuleEnv:
     def find(self, ns: str | None, name: str, what: str, span: Span, diags: Collector):
         """Look up a block or flow (``what``), with did-you-mean on failure."""
         if ns is not None and ns not in self.imports:
-            diags.error("E107", f"unknown import namespace `{ns}`", span,
-                        help=did_you_mean(ns, self.imports) or
-                        f'add `import "FILE.flow" as {ns}` at the top of the file')
+            diags.error(
+                "E107",
+                f"unknown import namespace `{ns}`",
+                span,
+                help=did_you_mean(ns, self.imports)
+                or f'add `import "FILE.flow" as {ns}` at the top of the file',
+            )
             raise Abort
         env = self if ns is None else self.imports[ns]
         table = env.blocks if what == "block" else env.flows
@@ -58,8 +62,9 @@ class ModuleEnv:
         if what == "block" and name in env.flows:
             hint = f"`{name}` is a flow; flows are reused with `extends`, blocks are called"
         shown = f"{ns}.{name}" if ns else name
-        diags.error("E102" if what == "block" else "E103", f"unknown {what} `{shown}`", span,
-                    help=hint)
+        diags.error(
+            "E102" if what == "block" else "E103", f"unknown {what} `{shown}`", span, help=hint
+        )
         raise Abort
 
 
@@ -91,12 +96,16 @@ class Loader:
         version = env.module.version
         if version is not None and version not in LANGUAGE_VERSIONS:
             line = env.module.version_line
-            self.diags.error("E011", f"the file is written for flowspec {version}, but this "
-                             f"flowspec reads versions {', '.join(LANGUAGE_VERSIONS)}",
-                             Span(file=env.file, line=line, column=1, end_line=line,
-                                  end_column=10 + len(version)),
-                             help=f"write `flowspec {LANGUAGE_VERSIONS[-1]}` (or upgrade "
-                             "flowspec if the file needs a newer language)")
+            self.diags.error(
+                "E011",
+                f"the file is written for flowspec {version}, but this "
+                f"flowspec reads versions {', '.join(LANGUAGE_VERSIONS)}",
+                Span(
+                    file=env.file, line=line, column=1, end_line=line, end_column=10 + len(version)
+                ),
+                help=f"write `flowspec {LANGUAGE_VERSIONS[-1]}` (or upgrade "
+                "flowspec if the file needs a newer language)",
+            )
         base = os.path.dirname(env.file)
         for item in env.module.items:
             if isinstance(item, ast.Import):
@@ -125,26 +134,38 @@ class Loader:
             self.diags.error("E110", f"namespace `{item.alias}` is imported twice", item.span)
             return
         if len(self.loading) >= MAX_IMPORT_DEPTH:
-            self.diags.error("E133", f"imports nest more than {MAX_IMPORT_DEPTH} files deep",
-                             item.path_span)
+            self.diags.error(
+                "E133", f"imports nest more than {MAX_IMPORT_DEPTH} files deep", item.path_span
+            )
             return
         if key in self.loading:
-            chain = [os.path.relpath(k) for k in self.loading[self.loading.index(key):]]
-            self.diags.error("E132", "import cycle: " + " -> ".join(chain + [chain[0]]),
-                             item.path_span, help="move what both files need into a third file")
+            chain = [os.path.relpath(k) for k in self.loading[self.loading.index(key) :]]
+            self.diags.error(
+                "E132",
+                "import cycle: " + " -> ".join(chain + [chain[0]]),
+                item.path_span,
+                help="move what both files need into a third file",
+            )
             return
         if key in self.envs:
             env.imports[item.alias] = self.envs[key]
             return
         if not os.path.isfile(path):
-            self.diags.error("E131", f"cannot import `{item.path}`: no such file ({path})",
-                             item.path_span, help="import paths are relative to the importing "
-                             "file")
+            self.diags.error(
+                "E131",
+                f"cannot import `{item.path}`: no such file ({path})",
+                item.path_span,
+                help="import paths are relative to the importing file",
+            )
             return
         try:
             env.imports[item.alias] = self.load_file(path)
         except OSError as e:
             self.diags.error("E131", f"cannot read `{item.path}`: {e.strerror}", item.path_span)
         except UnicodeDecodeError:
-            self.diags.error("E131", f"cannot read `{item.path}`: it is not UTF-8 text",
-                             item.path_span, help="import .flow files only")
+            self.diags.error(
+                "E131",
+                f"cannot read `{item.path}`: it is not UTF-8 text",
+                item.path_span,
+                help="import .flow files only",
+            )

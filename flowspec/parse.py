@@ -36,8 +36,7 @@ def _cache_file() -> str | bool:
 
     folder = os.environ.get("FLOWSPEC_CACHE_DIR")
     if folder is None:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
-                                                                 ".cache")
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         folder = os.path.join(base, "flowspec")
     if not folder:
         return False
@@ -83,8 +82,13 @@ def _comments(text: str) -> list[ast.Comment]:
 
 
 def _span(file: str, meta) -> Span:
-    return Span(file=file, line=meta.line, column=meta.column,
-                end_line=meta.end_line, end_column=meta.end_column)
+    return Span(
+        file=file,
+        line=meta.line,
+        column=meta.column,
+        end_line=meta.end_line,
+        end_column=meta.end_column,
+    )
 
 
 #: Integers are at most this (torch's int64): a longer literal is an error, not a bignum.
@@ -100,6 +104,7 @@ _ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|.)", re.DOTALL)
 def _unescape(tok: str) -> str:
     r"""The value of a STRING token: ``\n \t \r \" \\ \xHH \uHHHH`` are escapes, any
     other backslash stays as written (``"C:\data"``), non-ASCII text is kept as is."""
+
     def one(m: re.Match) -> str:
         e = m.group(1)
         if len(e) > 1:
@@ -130,16 +135,24 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
                 return value
             limit = f"integers are at most {MAX_INT} (2**63 - 1)"
         shown = text if len(text) <= 24 else text[:20] + "..."
-        self.errors.append(Diagnostic(codes.E_NUMBER, f"the number {shown} is too large",
-                                      self.tsp(tok), help=limit))
+        self.errors.append(
+            Diagnostic(
+                codes.E_NUMBER, f"the number {shown} is too large", self.tsp(tok), help=limit
+            )
+        )
         return 0
 
     def sp(self, meta) -> Span:
         return _span(self.file, meta)
 
     def tsp(self, tok: Token) -> Span:
-        return Span(file=self.file, line=tok.line, column=tok.column,
-                    end_line=tok.end_line, end_column=tok.end_column)
+        return Span(
+            file=self.file,
+            line=tok.line,
+            column=tok.column,
+            end_line=tok.end_line,
+            end_column=tok.end_column,
+        )
 
     # ---- expressions
     @v_args(meta=True)
@@ -286,11 +299,26 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
     def shape(self, meta, c):
         if len(c) == 1 and isinstance(c[0], Token) and c[0].type == "SHAPE":
             sp = self.tsp(c[0])
-            return ast.Shape(sp, [ast.Lit(sp, self._num(Token("INT", d, line=sp.line,
-                                                                column=sp.column,
-                                                                end_line=sp.end_line,
-                                                                end_column=sp.end_column)), d)
-                                  for d in str(c[0]).split("x")])
+            return ast.Shape(
+                sp,
+                [
+                    ast.Lit(
+                        sp,
+                        self._num(
+                            Token(
+                                "INT",
+                                d,
+                                line=sp.line,
+                                column=sp.column,
+                                end_line=sp.end_line,
+                                end_column=sp.end_column,
+                            )
+                        ),
+                        d,
+                    )
+                    for d in str(c[0]).split("x")
+                ],
+            )
         dims = []
         for d in c:
             if isinstance(d, Token):
@@ -311,8 +339,9 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
 
     @v_args(meta=True)
     def condition_stmt(self, meta, c):
-        return ast.Condition(self.sp(meta), str(c[0]), str(c[1]), c[2], list(c[3:]),
-                             self.tsp(c[1]))
+        return ast.Condition(
+            self.sp(meta), str(c[0]), str(c[1]), c[2], list(c[3:]), self.tsp(c[1])
+        )
 
     @v_args(meta=True)
     def expect_stmt(self, meta, c):
@@ -396,42 +425,88 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
 
 # ---- syntax errors ------------------------------------------------------------------------
 _TOKEN_WORDS = {
-    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
-    "SHAPE": "a shape like 1x32x32", "LBRACE": "`{`", "RBRACE": "`}`", "LPAR": "`(`",
-    "RPAR": "`)`", "EQUAL": "`=`", "COMMA": "`,`", "_NL": "a new line", "SEMICOLON": "`;`",
-    "COLON": "`:`", "DOT": "`.`", "VERSION": "a version number", "X": "`x`",
-    "$END": "the end of the file", "BEFORE": "`before`", "AFTER": "`after`",
-    "MINUS": "`-`", "__ANON_0": "`..`", "LEVEL": "`level`", "STEP": "`step`",
-    "COMP_OP": "a comparison", "ADD_OP": "`+` or `-`", "MUL_OP": "`*`, `//` or `%`",
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": "a string",
+    "SHAPE": "a shape like 1x32x32",
+    "LBRACE": "`{`",
+    "RBRACE": "`}`",
+    "LPAR": "`(`",
+    "RPAR": "`)`",
+    "EQUAL": "`=`",
+    "COMMA": "`,`",
+    "_NL": "a new line",
+    "SEMICOLON": "`;`",
+    "COLON": "`:`",
+    "DOT": "`.`",
+    "VERSION": "a version number",
+    "X": "`x`",
+    "$END": "the end of the file",
+    "BEFORE": "`before`",
+    "AFTER": "`after`",
+    "MINUS": "`-`",
+    "__ANON_0": "`..`",
+    "LEVEL": "`level`",
+    "STEP": "`step`",
+    "COMP_OP": "a comparison",
+    "ADD_OP": "`+` or `-`",
+    "MUL_OP": "`*`, `//` or `%`",
 }
 
 # Hand-written messages for common mistakes: (code, message, help, examples). Each example
 # fails at the same parser state as the mistake it stands for (lark's match_examples).
 COMMON_MISTAKES: list[tuple[str, str, str, list[str]]] = [
-    (codes.E_UNCLOSED, "a block is not closed before the end of the file",
-     "add the missing `}`", ["flow f { input 1x8x8", "flow f { level { squeeze }"]),
-    (codes.E_ARG_COLON, "arguments are written `name=value`, not `name: value`",
-     "write for example `hidden=96`", ["flow f { coupling affine hidden: 96 }"]),
-    (codes.E_REPEAT_COUNT, "`x` needs a count after it",
-     "write `step x 4 { ... }` (the count may be a parameter: `step x K`)",
-     ["flow f { step x { actnorm } }"]),
-    (codes.E_REPEAT_FORM, "a repeat count is written `x N`",
-     "write `level x 2 { ... }` or `step x K { ... }`", ["flow f { level 2 { squeeze } }"]),
-    (codes.E_SHAPE_FORM, "a shape is written CxHxW",
-     "write for example `input 1x32x32` (or `input C x H x W` with spaces)",
-     ["flow f { input 1,32,32 }", "flow f { input 32 }", "flow f {\n input 32\n}"]),
-    (codes.E_INSERT_PLACE, "an `insert` needs a place: `before KIND` or `after KIND`",
-     "write for example `insert attention imap after coupling`",
-     ["flow f { insert attention imap }", "flow f {\n insert attention imap\n}",
-      "flow f { insert attention isdp heads=2 }", "flow f {\n insert attention isdp heads=2\n}",
-      "flow f { insert actnorm; }"]),
+    (
+        codes.E_UNCLOSED,
+        "a block is not closed before the end of the file",
+        "add the missing `}`",
+        ["flow f { input 1x8x8", "flow f { level { squeeze }"],
+    ),
+    (
+        codes.E_ARG_COLON,
+        "arguments are written `name=value`, not `name: value`",
+        "write for example `hidden=96`",
+        ["flow f { coupling affine hidden: 96 }"],
+    ),
+    (
+        codes.E_REPEAT_COUNT,
+        "`x` needs a count after it",
+        "write `step x 4 { ... }` (the count may be a parameter: `step x K`)",
+        ["flow f { step x { actnorm } }"],
+    ),
+    (
+        codes.E_REPEAT_FORM,
+        "a repeat count is written `x N`",
+        "write `level x 2 { ... }` or `step x K { ... }`",
+        ["flow f { level 2 { squeeze } }"],
+    ),
+    (
+        codes.E_SHAPE_FORM,
+        "a shape is written CxHxW",
+        "write for example `input 1x32x32` (or `input C x H x W` with spaces)",
+        ["flow f { input 1,32,32 }", "flow f { input 32 }", "flow f {\n input 32\n}"],
+    ),
+    (
+        codes.E_INSERT_PLACE,
+        "an `insert` needs a place: `before KIND` or `after KIND`",
+        "write for example `insert attention imap after coupling`",
+        [
+            "flow f { insert attention imap }",
+            "flow f {\n insert attention imap\n}",
+            "flow f { insert attention isdp heads=2 }",
+            "flow f {\n insert attention isdp heads=2\n}",
+            "flow f { insert actnorm; }",
+        ],
+    ),
 ]
 
 
 def _expected_words(expected: set[str]) -> str:
-    words = sorted({_TOKEN_WORDS.get(t, f"`{t.lower()}`") for t in expected
-                    if not t.startswith("__")} | ({"`..`"} if any(
-                        t.startswith("__ANON") for t in expected) else set()))
+    words = sorted(
+        {_TOKEN_WORDS.get(t, f"`{t.lower()}`") for t in expected if not t.startswith("__")}
+        | ({"`..`"} if any(t.startswith("__ANON") for t in expected) else set())
+    )
     if len(words) > 8:
         words = words[:8] + ["..."]
     return ", ".join(words)
@@ -461,7 +536,8 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic
     line, col = max(1, err.line), max(1, err.column)
     width = 1
     at_end = isinstance(err, UnexpectedEOF) or (
-        isinstance(err, UnexpectedToken) and err.token.type == "$END")
+        isinstance(err, UnexpectedToken) and err.token.type == "$END"
+    )
     if at_end:  # point just past the last character, not at the last token
         # lines as the lexer counts them: only \n ends one (splitlines() would also split
         # at \u2028, \x0c, ... inside comments and strings)
@@ -478,21 +554,36 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic
         return Diagnostic(code, message, span, help=help_)
     if isinstance(err, UnexpectedCharacters):
         ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else "?"
-        return Diagnostic(codes.E_UNEXPECTED, f"unexpected character `{ch}`", span,
-                          help=f"expected {_expected_words(set(err.allowed or ()))}"
-                          if err.allowed else None)
+        return Diagnostic(
+            codes.E_UNEXPECTED,
+            f"unexpected character `{ch}`",
+            span,
+            help=f"expected {_expected_words(set(err.allowed or ()))}" if err.allowed else None,
+        )
     if at_end:
         opened = text.count("{") - text.count("}")
         if opened > 0:
-            return Diagnostic(codes.E_UNCLOSED, COMMON_MISTAKES[0][1], span,
-                              help=f"add the missing `}}` ({opened} block"
-                              f"{'s are' if opened > 1 else ' is'} open)")
-        return Diagnostic(codes.E_UNCLOSED, "unexpected end of file", span,
-                          help=f"expected {_expected_words(set(err.expected))}")
+            return Diagnostic(
+                codes.E_UNCLOSED,
+                COMMON_MISTAKES[0][1],
+                span,
+                help=f"add the missing `}}` ({opened} block"
+                f"{'s are' if opened > 1 else ' is'} open)",
+            )
+        return Diagnostic(
+            codes.E_UNCLOSED,
+            "unexpected end of file",
+            span,
+            help=f"expected {_expected_words(set(err.expected))}",
+        )
     tok = err.token
     shown = "end of line" if tok.type == "_NL" else f"`{tok}`"
-    return Diagnostic(codes.E_UNEXPECTED, f"unexpected {shown}", span,
-                      help=f"expected {_expected_words(set(err.expected))}")
+    return Diagnostic(
+        codes.E_UNEXPECTED,
+        f"unexpected {shown}",
+        span,
+        help=f"expected {_expected_words(set(err.expected))}",
+    )
 
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
@@ -515,14 +606,20 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     diags += to_ast.errors
     deep = _too_deep(items)
     if deep is not None:
-        diags.append(Diagnostic(codes.E_NESTING,
-                                f"the file nests more than {MAX_NESTING} levels deep",
-                                deep.span, help="blocks, statements and expressions nest; "
-                                "split a long expression with `let`, or flatten the nesting"))
+        diags.append(
+            Diagnostic(
+                codes.E_NESTING,
+                f"the file nests more than {MAX_NESTING} levels deep",
+                deep.span,
+                help="blocks, statements and expressions nest; "
+                "split a long expression with `let`, or flatten the nesting",
+            )
+        )
     if diags:
         raise FlowSyntaxError(diags)
-    return ast.Module(file=file, version=version, items=items, comments=comments,
-                      version_line=line)
+    return ast.Module(
+        file=file, version=version, items=items, comments=comments, version_line=line
+    )
 
 
 def _too_deep(items: list) -> ast.Node | None:

@@ -16,8 +16,9 @@ from .kinds import KINDS
 __all__ = ["apply_inserts", "assign_paths"]
 
 
-def apply_inserts(layers: list[LayerIR], rules: list[InsertRule],
-                  diags: Collector) -> list[LayerIR]:
+def apply_inserts(
+    layers: list[LayerIR], rules: list[InsertRule], diags: Collector
+) -> list[LayerIR]:
     """``layers`` with the layers of ``rules`` inserted, the rules applied in order."""
     after_of: dict[int, int] = {}  # id(inserted layer) -> id(anchor) for `after` rules
     for rule in rules:
@@ -25,15 +26,22 @@ def apply_inserts(layers: list[LayerIR], rules: list[InsertRule],
         out: list[LayerIR] = []
         matched = 0
         i = 0
-        hits = [(cur.kind == key or cur.kind.split(".")[0] == key) and (
-            rule.levels is None or (cur.level is not None and
-                                    rule.levels[0] <= cur.level <= rule.levels[1]))
-            for cur in layers]
+        hits = [
+            (cur.kind == key or cur.kind.split(".")[0] == key)
+            and (
+                rule.levels is None
+                or (cur.level is not None and rule.levels[0] <= cur.level <= rule.levels[1])
+            )
+            for cur in layers
+        ]
         if len(layers) + sum(hits) > MAX_LAYERS:
-            diags.error("E170", f"with the insert rule at {rule.span.short()} the flow "
-                        f"would have more than {MAX_LAYERS} layers", rule.kind_span,
-                        help="restrict the rule with `in level A..B`, or check the "
-                        "repeat counts")
+            diags.error(
+                "E170",
+                f"with the insert rule at {rule.span.short()} the flow "
+                f"would have more than {MAX_LAYERS} layers",
+                rule.kind_span,
+                help="restrict the rule with `in level A..B`, or check the repeat counts",
+            )
             return layers
         while i < len(layers):
             cur = layers[i]
@@ -44,8 +52,13 @@ def apply_inserts(layers: list[LayerIR], rules: list[InsertRule],
                 continue
             matched += 1
             src = rule.layer  # a copy whose containers are its own (spans are shared)
-            new = src.model_copy(update={"args": dict(src.args), "trace": list(src.trace),
-                                         "arg_spans": dict(src.arg_spans)})
+            new = src.model_copy(
+                update={
+                    "args": dict(src.args),
+                    "trace": list(src.trace),
+                    "arg_spans": dict(src.arg_spans),
+                }
+            )
             new.level, new.step = cur.level, cur.step
             if rule.place == "before":
                 out.extend([new, cur])
@@ -66,16 +79,26 @@ def apply_inserts(layers: list[LayerIR], rules: list[InsertRule],
 def _no_match(layers: list[LayerIR], rule: InsertRule, key: str, diags: Collector) -> None:
     shown = key.replace(".", " ")
     where = "" if rule.levels is None else f" in levels {rule.levels[0]}..{rule.levels[1]}"
-    levels = sorted({x.level for x in layers if x.level is not None and (
-        x.kind == key or x.kind.split(".")[0] == key)})
+    levels = sorted(
+        {
+            x.level
+            for x in layers
+            if x.level is not None and (x.kind == key or x.kind.split(".")[0] == key)
+        }
+    )
     present = sorted({x.kind.split(".")[0] for x in layers})
     if levels:
         help_ = f"`{shown}` layers are in levels {', '.join(map(str, levels))}"
     else:
         help_ = did_you_mean(rule.kind, present) or (
-            "the flow has: " + ", ".join(present) if present else None)
-    diags.error("E401", f"insert rule matches nothing: no `{shown}` layer{where}",
-                rule.kind_span, help=help_)
+            "the flow has: " + ", ".join(present) if present else None
+        )
+    diags.error(
+        "E401",
+        f"insert rule matches nothing: no `{shown}` layer{where}",
+        rule.kind_span,
+        help=help_,
+    )
 
 
 def assign_paths(layers: list[LayerIR], n_steps: dict[int | None, int]) -> None:

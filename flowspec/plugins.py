@@ -81,8 +81,9 @@ def load_plugin(module: str, route: str = "import") -> None:
         hint = ""
         if isinstance(e, ModuleNotFoundError) and e.name == module.split(".")[0]:
             hint = " (is it installed, or on PYTHONPATH / in the working folder?)"
-        raise PluginError(f"plugin `{module}` ({route}) cannot be imported{hint}: "
-                          f"{type(e).__name__}: {e}") from None
+        raise PluginError(
+            f"plugin `{module}` ({route}) cannot be imported{hint}: {type(e).__name__}: {e}"
+        ) from None
     _remember(saved, module)
     LOADED[module] = route
     LOADED.setdefault(name, route)
@@ -97,15 +98,19 @@ def _import_file(path: str) -> str:
         raise PluginError(f"no such file {file.absolute()}")
     name = file.stem
     if not name.isidentifier():
-        raise PluginError(f"`{file.name}` cannot be imported as a module (its name is not a "
-                          "Python identifier); rename the file")
+        raise PluginError(
+            f"`{file.name}` cannot be imported as a module (its name is not a "
+            "Python identifier); rename the file"
+        )
     there = sys.modules.get(name)
     if there is not None:
         if Path(getattr(there, "__file__", None) or "").resolve() == file.resolve():
             return name
-        raise PluginError(f"a module named `{name}` is already imported (from "
-                          f"{getattr(there, '__file__', None) or 'elsewhere'}); rename the "
-                          "file")
+        raise PluginError(
+            f"a module named `{name}` is already imported (from "
+            f"{getattr(there, '__file__', None) or 'elsewhere'}); rename the "
+            "file"
+        )
     folder = str(file.resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
@@ -152,20 +157,24 @@ def load_auto() -> None:
             ep.load()
         except PluginError as e:
             _restore(saved)
-            raise PluginError(f"plugin `{ep.value}` (entry point `{ep.name}` of group "
-                              f"{ENTRY_POINT_GROUP}): {e}") from None
+            raise PluginError(
+                f"plugin `{ep.value}` (entry point `{ep.name}` of group {ENTRY_POINT_GROUP}): {e}"
+            ) from None
         except Exception as e:  # noqa: BLE001
             _restore(saved)
-            raise PluginError(f"plugin `{ep.value}` (entry point `{ep.name}` of group "
-                              f"{ENTRY_POINT_GROUP}) cannot be imported: "
-                              f"{type(e).__name__}: {e}") from None
+            raise PluginError(
+                f"plugin `{ep.value}` (entry point `{ep.name}` of group "
+                f"{ENTRY_POINT_GROUP}) cannot be imported: "
+                f"{type(e).__name__}: {e}"
+            ) from None
         _remember(saved, ep.module)
         LOADED[key] = "entry point"
         LOADED.setdefault(ep.module, "entry point")
 
 
-def load_plugins(modules: Iterable[str] | None = None,
-                 route: str = "plugins=[...] of load()") -> None:
+def load_plugins(
+    modules: Iterable[str] | None = None, route: str = "plugins=[...] of load()"
+) -> None:
     """The automatic routes (once), then ``modules`` in order."""
     load_auto()
     for m in modules or ():

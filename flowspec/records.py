@@ -62,9 +62,18 @@ def layer_records(spec: FlowSpec) -> list[LayerRecord]:
         on = layer.args.get("on")
         position = positions.get(layer.path)
         kind = KINDS[layer.kind]
-        out.append(LayerRecord(layer.path, layer.span, layer.kind, on, position,
-                               position if on in flows else None, kind.emits_latent,
-                               kind.cond_hw(tuple(layer.in_shape), layer.args)))
+        out.append(
+            LayerRecord(
+                layer.path,
+                layer.span,
+                layer.kind,
+                on,
+                position,
+                position if on in flows else None,
+                kind.emits_latent,
+                kind.cond_hw(tuple(layer.in_shape), layer.args),
+            )
+        )
     return out
 
 
@@ -72,9 +81,11 @@ def layer_modules(spec: FlowSpec) -> nn.ModuleList:
     """The module of every layer of a checked spec, in order (built in that order, so that
     their initial parameters are a function of the RNG's state alone)."""
     return nn.ModuleList(
-        KINDS[layer.kind].module_class()(tuple(layer.in_shape), dict(layer.args),
-                                         cond_width(spec, layer.args.get("on"), layer))
-        for layer in spec.layers)
+        KINDS[layer.kind].module_class()(
+            tuple(layer.in_shape), dict(layer.args), cond_width(spec, layer.args.get("on"), layer)
+        )
+        for layer in spec.layers
+    )
 
 
 def cond_width(spec: FlowSpec, on: str | None, layer: LayerIR | None = None) -> int | None:

@@ -29,30 +29,48 @@ from .values import flow_parameters, plain
 __all__ = ["resolve"]
 
 
-def resolve(env: ModuleEnv, flow_name: str | None, overrides: dict[str, Any],
-            diags: Collector) -> FlowSpec | None:
+def resolve(
+    env: ModuleEnv, flow_name: str | None, overrides: dict[str, Any], diags: Collector
+) -> FlowSpec | None:
     """The IR of flow ``flow_name`` of ``env`` (its only flow when None) with its
     parameters ``overrides`` set, or None after reporting its errors to ``diags``."""
     return _resolve(env, flow_name, overrides, diags, ())
 
 
-def _resolve(env: ModuleEnv, flow_name: str | None, overrides: dict[str, Any],
-             diags: Collector, encoders: tuple[tuple[str, str], ...]) -> FlowSpec | None:
+def _resolve(
+    env: ModuleEnv,
+    flow_name: str | None,
+    overrides: dict[str, Any],
+    diags: Collector,
+    encoders: tuple[tuple[str, str], ...],
+) -> FlowSpec | None:
     """:func:`resolve`, within the flows being resolved as conditions' encoders."""
     flows = env.flows
     if not flows:
-        diags.error("E103", f"`{env.file}` defines no flow", None,
-                    help="add `flow NAME { input CxHxW ... }`")
+        diags.error(
+            "E103",
+            f"`{env.file}` defines no flow",
+            None,
+            help="add `flow NAME { input CxHxW ... }`",
+        )
         return None
     if flow_name is None:
         if len(flows) > 1:
-            diags.error("E113", f"`{env.file}` defines several flows ({', '.join(flows)}); "
-                        "choose one", None, help="pass --flow NAME (or flow=NAME)")
+            diags.error(
+                "E113",
+                f"`{env.file}` defines several flows ({', '.join(flows)}); choose one",
+                None,
+                help="pass --flow NAME (or flow=NAME)",
+            )
             return None
         flow_name = next(iter(flows))
     if flow_name not in flows:
-        diags.error("E103", f"no flow `{flow_name}` in `{env.file}`", None,
-                    help=did_you_mean(flow_name, flows) or f"flows: {', '.join(flows)}")
+        diags.error(
+            "E103",
+            f"no flow `{flow_name}` in `{env.file}`",
+            None,
+            help=did_you_mean(flow_name, flows) or f"flows: {', '.join(flows)}",
+        )
         return None
     chain = _extends_chain(env, flows[flow_name], diags)
     if chain is None:
@@ -73,20 +91,34 @@ def _resolve(env: ModuleEnv, flow_name: str | None, overrides: dict[str, Any],
     assign_paths(layers, builder.n_steps)
     if builder.input is None:
         if builder.input_span is None:  # else the input statement reported its own error
-            diags.error("E207", f"flow `{flow_name}` has no `input` statement", head.span,
-                        help="add `input CxHxW`, e.g. `input 1x32x32`")
+            diags.error(
+                "E207",
+                f"flow `{flow_name}` has no `input` statement",
+                head.span,
+                help="add `input CxHxW`, e.g. `input 1x32x32`",
+            )
         return None
     validate_settings(builder.train, diags)
     params = {k: plain(v) for vals in values for k, v in vals.items()}
-    return FlowSpec(name=flow_name, file=env.file, params=params, input=builder.input,
-                    input_span=builder.input_span, prior=builder.prior,
-                    conditions=list(builder.conditions.values()), layers=layers,
-                    expect_latent=builder.expect, expect_span=builder.expect_span,
-                    train=builder.train, span=head.span)
+    return FlowSpec(
+        name=flow_name,
+        file=env.file,
+        params=params,
+        input=builder.input,
+        input_span=builder.input_span,
+        prior=builder.prior,
+        conditions=list(builder.conditions.values()),
+        layers=layers,
+        expect_latent=builder.expect,
+        expect_span=builder.expect_span,
+        train=builder.train,
+        span=head.span,
+    )
 
 
-def _extends_chain(env: ModuleEnv, flow: ast.FlowDef,
-                   diags: Collector) -> list[tuple[ModuleEnv, ast.FlowDef]] | None:
+def _extends_chain(
+    env: ModuleEnv, flow: ast.FlowDef, diags: Collector
+) -> list[tuple[ModuleEnv, ast.FlowDef]] | None:
     """``flow`` and the flows it extends, parent first, or None after an error."""
     chain: list[tuple[ModuleEnv, ast.FlowDef]] = [(env, flow)]
     seen = {(env.file, flow.name)}

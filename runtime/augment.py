@@ -27,8 +27,7 @@ def flips(seed: int, step: int, batch: int) -> Tensor:
     return torch.randint(0, 2, (batch,), generator=g).bool()
 
 
-def hflip(images: Tensor, maps: Tensor | None, which: Tensor
-          ) -> tuple[Tensor, Tensor | None]:
+def hflip(images: Tensor, maps: Tensor | None, which: Tensor) -> tuple[Tensor, Tensor | None]:
     """``images`` (N, C, H, W) and per-pixel ``maps`` (N, H, W) mirrored left-right where
     ``which`` is true; per-image labels (N,) unchanged."""
     images = torch.where(which[:, None, None, None], images.flip(-1), images)
@@ -41,8 +40,15 @@ def hflip(images: Tensor, maps: Tensor | None, which: Tensor
 AUGMENTERS = {"hflip": hflip}
 
 
-def apply(name: str | None, seed: int, step: int, batch: int, shard: slice, images: Tensor,
-          maps: Tensor | None) -> tuple[Tensor, Tensor | None]:
+def apply(
+    name: str | None,
+    seed: int,
+    step: int,
+    batch: int,
+    shard: slice,
+    images: Tensor,
+    maps: Tensor | None,
+) -> tuple[Tensor, Tensor | None]:
     """A training batch's (this rank's ``shard`` of the global ``batch``) images and maps
     under augmentation ``name`` (``none``: as they are)."""
     if name in (None, "none"):

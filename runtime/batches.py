@@ -44,5 +44,6 @@ class BatchStream:
         return out
 
     def noise(self, step: int, shape: tuple[int, ...]) -> Tensor:
-        return torch.rand((self.batch, *shape), generator=generator(
-            stream_seed(self.seed, "noise", step)))
+        return torch.rand(
+            (self.batch, *shape), generator=generator(stream_seed(self.seed, "noise", step))
+        )

@@ -50,16 +50,25 @@ from .finite import path_of_key
 FORMAT = 1
 
 
-def rng_state(data_seed: int, step: int,
-              cuda_ranks: list[torch.Tensor] | None = None) -> dict[str, Any]:
+def rng_state(
+    data_seed: int, step: int, cuda_ranks: list[torch.Tensor] | None = None
+) -> dict[str, Any]:
     py = random.getstate()
     npy = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "python": {"version": int(py[0]), "state": torch.tensor(py[1], dtype=torch.int64),
-                   "gauss": py[2]},
-        "numpy": {"kind": str(npy[0]), "keys": torch.from_numpy(npy[1].astype(np.int64)),
-                  "pos": int(npy[2]), "has_gauss": int(npy[3]), "cached": float(npy[4])},
+        "python": {
+            "version": int(py[0]),
+            "state": torch.tensor(py[1], dtype=torch.int64),
+            "gauss": py[2],
+        },
+        "numpy": {
+            "kind": str(npy[0]),
+            "keys": torch.from_numpy(npy[1].astype(np.int64)),
+            "pos": int(npy[2]),
+            "has_gauss": int(npy[3]),
+            "cached": float(npy[4]),
+        },
         "data": {"seed": int(data_seed), "step": int(step)},
     }
     if torch.cuda.is_available():
@@ -74,8 +83,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
     if "cuda" in state and torch.cuda.is_available():
         cuda = state["cuda"]
         if len(cuda) == torch.cuda.device_count():
@@ -103,8 +113,10 @@ def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
             pass
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
-        raise RunError(f"could not write the checkpoint {path}: {e}; the previous "
-                       "checkpoint (if any) is intact") from e
+        raise RunError(
+            f"could not write the checkpoint {path}: {e}; the previous "
+            "checkpoint (if any) is intact"
+        ) from e
     _fsync_dir(path.parent)
     return path
 
@@ -138,11 +150,21 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise RunError(_refused(path, e)) from e
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError,
-            UnicodeDecodeError, zipfile.BadZipFile) as e:
-        raise RunError(f"the checkpoint {path} is truncated or corrupted and cannot be read "
-                       f"({_first_line(e)}); use another checkpoint of the run (best.pt), or "
-                       "train again") from e
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        UnicodeDecodeError,
+        zipfile.BadZipFile,
+    ) as e:
+        raise RunError(
+            f"the checkpoint {path} is truncated or corrupted and cannot be read "
+            f"({_first_line(e)}); use another checkpoint of the run (best.pt), or "
+            "train again"
+        ) from e
     if not isinstance(ck, dict) or ck.get("format") != FORMAT or "model" not in ck:
         raise RunError(f"{path} is not a flowspec checkpoint (format {FORMAT})")
     if not isinstance(ck["model"], dict):
@@ -157,14 +179,18 @@ def _first_line(e: BaseException) -> str:
 
 def _refused(path: Path, e: BaseException) -> str:
     if not zipfile.is_zipfile(path):
-        return (f"{path} is not a PyTorch checkpoint (neither a complete zip archive nor "
-                "tensors): the file is corrupted, or another kind of file")
+        return (
+            f"{path} is not a PyTorch checkpoint (neither a complete zip archive nor "
+            "tensors): the file is corrupted, or another kind of file"
+        )
     found = re.search(r"GLOBAL ([\w.]+)", str(e))
     what = f" (it asks for `{found.group(1)}`)" if found else ""
-    return (f"{path} holds Python objects other than tensors and plain values{what}; "
-            "flowspec reads checkpoints with weights_only=True and will not unpickle it, "
-            "since that could run code. A flowspec checkpoint never needs it: was the file "
-            "written by something else?")
+    return (
+        f"{path} holds Python objects other than tensors and plain values{what}; "
+        "flowspec reads checkpoints with weights_only=True and will not unpickle it, "
+        "since that could run code. A flowspec checkpoint never needs it: was the file "
+        "written by something else?"
+    )
 
 
 Warn = Callable[[str], None] | None
@@ -183,8 +209,9 @@ def spec_differences(old: FlowSpec, new: FlowSpec, limit: int = 6) -> list[str]:
     out: list[str] = []
     if tuple(old.input) != tuple(new.input):
         out.append(f"input {_fmt(old.input)} -> {_fmt(new.input)}")
-    if [c.model_dump(exclude={"span"}) for c in old.conditions] != \
-            [c.model_dump(exclude={"span"}) for c in new.conditions]:
+    if [c.model_dump(exclude={"span"}) for c in old.conditions] != [
+        c.model_dump(exclude={"span"}) for c in new.conditions
+    ]:
         out.append(f"conditions [{_conds(old)}] -> [{_conds(new)}]")
     if (old.prior.learned, old.prior.on) != (new.prior.learned, new.prior.on):
         out.append(f"prior {_prior(old)} -> {_prior(new)}")
@@ -199,25 +226,35 @@ def spec_differences(old: FlowSpec, new: FlowSpec, limit: int = 6) -> list[str]:
         elif la.kind != lb.kind:
             out.append(f"`{path}` is {la.kind.replace('.', ' ')} -> {lb.kind.replace('.', ' ')}")
         else:
-            args = [f"{k}={la.args.get(k)!r}->{lb.args.get(k)!r}"
-                    for k in sorted(set(la.args) | set(lb.args))
-                    if la.args.get(k) != lb.args.get(k)]
+            args = [
+                f"{k}={la.args.get(k)!r}->{lb.args.get(k)!r}"
+                for k in sorted(set(la.args) | set(lb.args))
+                if la.args.get(k) != lb.args.get(k)
+            ]
             if args:
                 out.append(f"`{path}` {' '.join(args)}")
             elif la.in_shape != lb.in_shape:
                 out.append(f"`{path}` input {_fmt(la.in_shape)} -> {_fmt(lb.in_shape)}")
-    out += [f"`{path}` ({lb.kind.replace('.', ' ')}) is new" for path, lb in b.items()
-            if path not in a]
-    if [layer.path for layer in old.layers if layer.path in b] != \
-            [layer.path for layer in new.layers if layer.path in a]:
+    out += [
+        f"`{path}` ({lb.kind.replace('.', ' ')}) is new" for path, lb in b.items() if path not in a
+    ]
+    if [layer.path for layer in old.layers if layer.path in b] != [
+        layer.path for layer in new.layers if layer.path in a
+    ]:
         out.append("the layers are in another order")
     if len(out) > limit:
         out = out[:limit] + [f"and {len(out) - limit} more"]
     return out
 
 
-def check_spec(ck: dict[str, Any], spec: FlowSpec, path: str | os.PathLike, *,
-               strict: bool = True, warn: Warn = None) -> bool:
+def check_spec(
+    ck: dict[str, Any],
+    spec: FlowSpec,
+    path: str | os.PathLike,
+    *,
+    strict: bool = True,
+    warn: Warn = None,
+) -> bool:
     """Whether the checkpoint was trained with ``spec``'s model (same IR digest).
 
     A different model raises :class:`RunError` naming what differs, unless ``strict`` is
@@ -230,19 +267,28 @@ def check_spec(ck: dict[str, Any], spec: FlowSpec, path: str | os.PathLike, *,
     if old is not None and _with_defaults(old).digest() == digest:
         return True  # written before a layer kind gained an argument; its default is the same
     diffs = spec_differences(_with_defaults(old), spec) if old is not None else []
-    what = "; ".join(diffs) if diffs else (
-        f"digest {ck.get('digest')} -> {digest}" if old is not None else
-        f"digest {ck.get('digest')} -> {digest}; the checkpoint holds no readable IR")
-    trained = (f"flow `{ck.get('flow')}` with "
-               f"{_overrides(ck.get('overrides')) or 'no overrides'}")
+    what = (
+        "; ".join(diffs)
+        if diffs
+        else (
+            f"digest {ck.get('digest')} -> {digest}"
+            if old is not None
+            else f"digest {ck.get('digest')} -> {digest}; the checkpoint holds no readable IR"
+        )
+    )
+    trained = f"flow `{ck.get('flow')}` with {_overrides(ck.get('overrides')) or 'no overrides'}"
     if strict:
-        raise RunError(f"the checkpoint {path} belongs to another model than flow "
-                       f"`{spec.name}`: {what}. It was trained with {trained}; pass the same "
-                       "spec, --flow and --set as for training, or --strict false to load the "
-                       "parameters that still fit")
+        raise RunError(
+            f"the checkpoint {path} belongs to another model than flow "
+            f"`{spec.name}`: {what}. It was trained with {trained}; pass the same "
+            "spec, --flow and --set as for training, or --strict false to load the "
+            "parameters that still fit"
+        )
     if warn is not None:
-        warn(f"the checkpoint {path} belongs to another model ({what}); --strict false: "
-             "loading it by layer path where the parameters keep their shapes")
+        warn(
+            f"the checkpoint {path} belongs to another model ({what}); --strict false: "
+            "loading it by layer path where the parameters keep their shapes"
+        )
     return False
 
 
@@ -264,8 +310,14 @@ def _with_defaults(spec: FlowSpec) -> FlowSpec:
     return out
 
 
-def load_model(model: torch.nn.Module, ck: dict[str, Any], path: str | os.PathLike, *,
-               strict: bool = True, warn: Warn = None) -> None:
+def load_model(
+    model: torch.nn.Module,
+    ck: dict[str, Any],
+    path: str | os.PathLike,
+    *,
+    strict: bool = True,
+    warn: Warn = None,
+) -> None:
     """Load the checkpoint's parameters; a mismatch is a :class:`RunError`, not a traceback.
 
     With ``strict=False`` the checkpoint's entries are matched to the model by layer path
@@ -282,54 +334,77 @@ def load_model(model: torch.nn.Module, ck: dict[str, Any], path: str | os.PathLi
         old_paths = [layer.path for layer in old.layers] if old is not None else None
         new_paths = list(getattr(model, "paths", []) or [])
         state = _by_path(state, old_paths, new_paths)
-        wrong = [k for k, v in state.items() if k in own and isinstance(v, torch.Tensor)
-                 and v.shape != own[k].shape]
+        wrong = [
+            k
+            for k, v in state.items()
+            if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape
+        ]
         if wrong:
             changes = [_shape_change(new_paths, k, state, own) for k in wrong]
-            raise RunError(f"the checkpoint {path} does not fit this model even with --strict "
-                           f"false, which loads it only when every parameter the two share "
-                           f"keeps its shape: {len(wrong)} changed shape ({_listed(changes)})")
+            raise RunError(
+                f"the checkpoint {path} does not fit this model even with --strict "
+                f"false, which loads it only when every parameter the two share "
+                f"keeps its shape: {len(wrong)} changed shape ({_listed(changes)})"
+            )
         fitting = state
         if not any(k in own for k in fitting):
-            raise RunError(f"the checkpoint {path} shares no parameter with this model, so "
-                           "--strict false has nothing to load")
+            raise RunError(
+                f"the checkpoint {path} shares no parameter with this model, so "
+                "--strict false has nothing to load"
+            )
     try:
         result = model.load_state_dict(state if strict else fitting, strict=strict)
     except (RuntimeError, TypeError, ValueError) as e:
-        raise RunError(f"the checkpoint {path} does not fit this model: "
-                       f"{_strict_mismatch(model, state) or _first_line(e)}") from e
+        raise RunError(
+            f"the checkpoint {path} does not fit this model: "
+            f"{_strict_mismatch(model, state) or _first_line(e)}"
+        ) from e
     if strict or warn is None:
         return
     missing = result.missing_keys
     parts = []
     if missing:
-        parts.append(f"{len(missing)} are new and keep their initial values "
-                     f"({_listed([path_of_key(new_paths, k) for k in missing])})")
+        parts.append(
+            f"{len(missing)} are new and keep their initial values "
+            f"({_listed([path_of_key(new_paths, k) for k in missing])})"
+        )
     gone = result.unexpected_keys
     if gone:
-        parts.append(f"{len(gone)} checkpoint entries are no longer in the model and were "
-                     f"ignored ({_listed([_old_name(old_paths, k) for k in gone])})")
+        parts.append(
+            f"{len(gone)} checkpoint entries are no longer in the model and were "
+            f"ignored ({_listed([_old_name(old_paths, k) for k in gone])})"
+        )
     loaded = len(fitting) - len(gone)
-    warn(f"--strict false: loaded {loaded} of the model's {len(own)} parameters and buffers "
-         f"from {path}" + (f"; {'; '.join(parts)}" if parts else ""))
+    warn(
+        f"--strict false: loaded {loaded} of the model's {len(own)} parameters and buffers "
+        f"from {path}" + (f"; {'; '.join(parts)}" if parts else "")
+    )
 
 
 def _strict_mismatch(model: torch.nn.Module, state: dict[str, Any]) -> str:
     """What keeps ``state`` from loading strictly, by layer path."""
     own = model.state_dict()
     paths = list(getattr(model, "paths", []) or [])
-    shape = [_shape_change(paths, k, state, own) for k, v in state.items()
-             if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape]
+    shape = [
+        _shape_change(paths, k, state, own)
+        for k, v in state.items()
+        if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape
+    ]
     missing = [path_of_key(paths, k) for k in own if k not in state]
     extra = [k for k in state if k not in own]
-    parts = [f"{what}: {_listed(items)}" for what, items in
-             (("changed shape", shape), ("not in the checkpoint", missing),
-              ("not in the model", extra)) if items]
+    parts = [
+        f"{what}: {_listed(items)}"
+        for what, items in (
+            ("changed shape", shape),
+            ("not in the checkpoint", missing),
+            ("not in the model", extra),
+        )
+        if items
+    ]
     return "; ".join(parts)
 
 
-def _by_path(state: dict[str, Any], old: list[str] | None,
-             new: list[str]) -> dict[str, Any]:
+def _by_path(state: dict[str, Any], old: list[str] | None, new: list[str]) -> dict[str, Any]:
     """The checkpoint's entries renamed to this model's layer indices by layer path, so that
     a layer inserted or removed before another never shifts parameters onto the wrong layer.
     Entries of a layer that is gone get the prefix ``gone.`` plus their old key."""
@@ -339,8 +414,12 @@ def _by_path(state: dict[str, Any], old: list[str] | None,
     out = {}
     for key, value in state.items():
         parts = key.split(".")
-        if parts[0] == "layers" and len(parts) > 1 and parts[1].isdigit() \
-                and int(parts[1]) < len(old):
+        if (
+            parts[0] == "layers"
+            and len(parts) > 1
+            and parts[1].isdigit()
+            and int(parts[1]) < len(old)
+        ):
             i = index.get(old[int(parts[1])])
             key = f"layers.{i}.{'.'.join(parts[2:])}" if i is not None else f"gone.{key}"
         out[key] = value
@@ -351,15 +430,17 @@ def _old_name(old_paths: list[str] | None, key: str) -> str:
     return path_of_key(old_paths, key.removeprefix("gone."))
 
 
-def _shape_change(paths: list[str], key: str, state: dict[str, Any],
-                  own: dict[str, Any]) -> str:
-    return (f"{path_of_key(paths, key)} {_fmt(tuple(state[key].shape))} -> "
-            f"{_fmt(tuple(own[key].shape))}")
+def _shape_change(paths: list[str], key: str, state: dict[str, Any], own: dict[str, Any]) -> str:
+    return (
+        f"{path_of_key(paths, key)} {_fmt(tuple(state[key].shape))} -> "
+        f"{_fmt(tuple(own[key].shape))}"
+    )
 
 
 def _listed(items: list[str], limit: int = 4) -> str:
-    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more"
-                                       if len(items) > limit else "")
+    return ", ".join(items[:limit]) + (
+        f" and {len(items) - limit} more" if len(items) > limit else ""
+    )
 
 
 def same_parameters(model: torch.nn.Module, ck: dict[str, Any]) -> bool:
@@ -367,8 +448,10 @@ def same_parameters(model: torch.nn.Module, ck: dict[str, Any]) -> bool:
     optimiser state saved with them fits)."""
     state = ck["model"]
     params = dict(model.named_parameters())
-    return all(k in state and isinstance(state[k], torch.Tensor)
-               and state[k].shape == p.shape for k, p in params.items())
+    return all(
+        k in state and isinstance(state[k], torch.Tensor) and state[k].shape == p.shape
+        for k, p in params.items()
+    )
 
 
 def _fmt(shape: Any) -> str:
@@ -376,13 +459,17 @@ def _fmt(shape: Any) -> str:
 
 
 def _conds(spec: FlowSpec) -> str:
-    return ", ".join(f"{c.name}: {c.type} {_fmt(c.shape)} {c.encoder.kind}" for c in
-                     spec.conditions)
+    return ", ".join(
+        f"{c.name}: {c.type} {_fmt(c.shape)} {c.encoder.kind}" for c in spec.conditions
+    )
 
 
 def _prior(spec: FlowSpec) -> str:
-    return "gaussian" + (" learned" if spec.prior.learned else "") + (
-        f" on={spec.prior.on}" if spec.prior.on else "")
+    return (
+        "gaussian"
+        + (" learned" if spec.prior.learned else "")
+        + (f" on={spec.prior.on}" if spec.prior.on else "")
+    )
 
 
 def _overrides(overrides: Any) -> str:

@@ -59,9 +59,12 @@ class _Coupling(nn.Module):
         c = shape[0]
         self.register_buffer("mask", _checkerboard(shape, parity), persistent=False)
         self.net = nn.Sequential(
-            nn.Conv2d(c + hidden, hidden, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
-            nn.Conv2d(hidden, 2 * c, 3, padding=1))
+            nn.Conv2d(c + hidden, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, 2 * c, 3, padding=1),
+        )
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
         self.scale = nn.Parameter(torch.ones(c, 1, 1))  # s = scale * tanh(raw), 0 at start
@@ -82,8 +85,11 @@ class VariationalDequantizer(nn.Module):
         self.shape, self.bits = tuple(int(s) for s in shape), int(bits)
         c = self.shape[0]
         self.features = nn.Sequential(
-            nn.Conv2d(c, hidden, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU())
+            nn.Conv2d(c, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.ReLU(),
+        )
         self.couplings = nn.ModuleList(_Coupling(self.shape, hidden, k % 2) for k in range(steps))
 
     def forward(self, levels: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
@@ -117,8 +123,9 @@ def attach(model: nn.Module, recipe: Any, shape: tuple[int, ...]) -> None:
     ref = next(model.parameters(), None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(recipe.seed) * 7919 + 17)
-        q = VariationalDequantizer(shape, recipe.bits, steps=int(opts.get("steps", 4)),
-                                   hidden=int(opts.get("hidden", 32)))
+        q = VariationalDequantizer(
+            shape, recipe.bits, steps=int(opts.get("steps", 4)), hidden=int(opts.get("hidden", 32))
+        )
     if ref is not None:
         q = q.to(device=ref.device, dtype=ref.dtype)
     model.dequantizer = q
@@ -127,4 +134,3 @@ def attach(model: nn.Module, recipe: Any, shape: tuple[int, ...]) -> None:
 def of(model: nn.Module) -> VariationalDequantizer | None:
     """The model's ``q``, or ``None`` under uniform dequantisation."""
     return getattr(model, "dequantizer", None)
-

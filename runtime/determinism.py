@@ -39,9 +39,12 @@ def configured(deterministic: bool, device: torch.device) -> Iterator[None]:
     benchmarking); the process's previous settings come back at exit. Enter it before
     anything touches CUDA."""
     cudnn = torch.backends.cudnn
-    before = (torch.are_deterministic_algorithms_enabled(),
-              torch.is_deterministic_algorithms_warn_only_enabled(),
-              cudnn.deterministic, cudnn.benchmark)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        cudnn.deterministic,
+        cudnn.benchmark,
+    )
     if deterministic:
         _cublas_workspace(device)
         torch.use_deterministic_algorithms(True)
@@ -59,7 +62,9 @@ def _cublas_workspace(device: torch.device) -> None:
     if os.environ.get("CUBLAS_WORKSPACE_CONFIG") in (CUBLAS_WORKSPACE, ":16:8"):
         return
     if device.type == "cuda" and torch.cuda.is_initialized():
-        raise RunError("deterministic mode was asked for after CUDA started, too late for "
-                       f"cuBLAS: set CUBLAS_WORKSPACE_CONFIG={CUBLAS_WORKSPACE} in the "
-                       "environment, or ask for it before any CUDA work in this process")
+        raise RunError(
+            "deterministic mode was asked for after CUDA started, too late for "
+            f"cuBLAS: set CUBLAS_WORKSPACE_CONFIG={CUBLAS_WORKSPACE} in the "
+            "environment, or ask for it before any CUDA work in this process"
+        )
     os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE

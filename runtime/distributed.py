@@ -50,8 +50,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError(f"--device {device}: CUDA is not available on this machine "
-                       "(use --device cpu or auto)")
+        raise RunError(
+            f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)"
+        )
     try:
         return torch.device(device)
     except RuntimeError as e:
@@ -62,14 +63,22 @@ def setup(device: str | torch.device) -> tuple[Dist, torch.device]:
     """Join the process group when launched by torchrun; pick this rank's device."""
     dev = resolve_device(device)
     if dist.is_available() and dist.is_initialized():
-        d = Dist(dist.get_rank(), dist.get_world_size(),
-                 int(os.environ.get("LOCAL_RANK", dist.get_rank())), group=True)
+        d = Dist(
+            dist.get_rank(),
+            dist.get_world_size(),
+            int(os.environ.get("LOCAL_RANK", dist.get_rank())),
+            group=True,
+        )
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
         if not dist.is_available():
             raise RunError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
-        d = Dist(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
-                 int(os.environ.get("LOCAL_RANK", os.environ["RANK"])), created=True,
-                 group=True)
+        d = Dist(
+            int(os.environ["RANK"]),
+            int(os.environ["WORLD_SIZE"]),
+            int(os.environ.get("LOCAL_RANK", os.environ["RANK"])),
+            created=True,
+            group=True,
+        )
         backend = "nccl" if dev.type == "cuda" else "gloo"
         if dev.type == "cuda":
             torch.cuda.set_device(d.local_rank)
@@ -112,13 +121,16 @@ def same_everywhere(d: Dist, model: nn.Module) -> bool:
     if not d.active:
         return True
     with torch.no_grad():
-        flat = torch.cat([t.detach().reshape(-1).double() for t in
-                          list(model.parameters()) + list(model.buffers())])
+        flat = torch.cat(
+            [
+                t.detach().reshape(-1).double()
+                for t in list(model.parameters()) + list(model.buffers())
+            ]
+        )
         lo, hi = flat.clone(), flat.clone()
         dist.all_reduce(lo, op=dist.ReduceOp.MIN)
         dist.all_reduce(hi, op=dist.ReduceOp.MAX)
         return bool(torch.equal(lo, hi))
-
 
 
 def wrap(d: Dist, model: nn.Module, dev: torch.device) -> nn.Module:
@@ -130,10 +142,12 @@ def wrap(d: Dist, model: nn.Module, dev: torch.device) -> nn.Module:
     ddp = nn.parallel.DistributedDataParallel
     # buffers never change after actnorm's init (just broadcast), so none is sent per step
     # (torch 2.13 renamed broadcast_buffers, deprecating the old name)
-    no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in
-               inspect.signature(ddp).parameters else "broadcast_buffers")
-    return ddp(model, device_ids=[dev.index] if dev.type == "cuda" else None,
-               **{no_sync: False})
+    no_sync = (
+        "forward_sync_buffers"
+        if "forward_sync_buffers" in inspect.signature(ddp).parameters
+        else "broadcast_buffers"
+    )
+    return ddp(model, device_ids=[dev.index] if dev.type == "cuda" else None, **{no_sync: False})
 
 
 def seed_cuda(d: Dist, dev: torch.device, seed: int, tag: str = "cuda") -> None:
@@ -157,8 +171,9 @@ def cuda_rng_states(d: Dist, dev: torch.device) -> list[torch.Tensor] | None:
     return [s.cpu() for s in states]
 
 
-def restore_cuda_rng(d: Dist, dev: torch.device, rng: dict[str, Any], seed: int,
-                     warn: Callable[[str], None] | None) -> None:
+def restore_cuda_rng(
+    d: Dist, dev: torch.device, rng: dict[str, Any], seed: int, warn: Callable[[str], None] | None
+) -> None:
     """Give this rank the CUDA generator state saved in a checkpoint's ``rng``. Saved by
     another number of processes, each rank's generator is reseeded from the run seed, the
     step and the rank instead (``warn`` says so)."""
@@ -169,7 +184,9 @@ def restore_cuda_rng(d: Dist, dev: torch.device, rng: dict[str, Any], seed: int,
         torch.cuda.set_rng_state(states[d.rank], dev)
         return
     if warn is not None:
-        warn(f"the checkpoint holds the CUDA random states of a run of world size "
-             f"{len(states)}, this one has {d.world}: each process's CUDA generator is "
-             "reseeded, so the run will not match an uninterrupted one")
+        warn(
+            f"the checkpoint holds the CUDA random states of a run of world size "
+            f"{len(states)}, this one has {d.world}: each process's CUDA generator is "
+            "reseeded, so the run will not match an uninterrupted one"
+        )
     seed_cuda(d, dev, seed, f"cuda@{rng['data']['step']}")

@@ -38,8 +38,9 @@ class EMA:
     """The average of ``model``'s floating-point parameters with ``decay``, started at flow
     step ``start`` (0-based: the first step averaged is ``start + 1``)."""
 
-    def __init__(self, model: nn.Module, decay: float, start: int,
-                 stored: dict[str, Tensor] | None = None):
+    def __init__(
+        self, model: nn.Module, decay: float, start: int, stored: dict[str, Tensor] | None = None
+    ):
         self.decay, self.start = float(decay), int(start)
         self.names = [n for n, p in model.named_parameters() if p.is_floating_point()]
         self.params = [p for n, p in model.named_parameters() if p.is_floating_point()]
@@ -47,13 +48,15 @@ class EMA:
             if stored is None or any(n not in stored for n in self.names):
                 self.avg = [p.detach().clone() for p in self.params]
             else:
-                self.avg = [stored[n].to(p.device, p.dtype).clone()
-                            for n, p in zip(self.names, self.params)]
+                self.avg = [
+                    stored[n].to(p.device, p.dtype).clone()
+                    for n, p in zip(self.names, self.params)
+                ]
 
     def weight(self, step: int) -> float:
         """``w_t`` of flow step ``step`` (0-based), a host number: no synchronisation."""
         t = step - self.start + 1
-        return (1.0 - self.decay) / (1.0 - self.decay ** t)
+        return (1.0 - self.decay) / (1.0 - self.decay**t)
 
     @torch.no_grad()
     def update(self, step: int) -> None:
@@ -73,8 +76,9 @@ class EMA:
         return {"ema": self.state_dict(model), "ema_from": self.start}
 
 
-def start(model: nn.Module, decay: float | None, step: int,
-          ck: dict[str, Any] | None) -> EMA | None:
+def start(
+    model: nn.Module, decay: float | None, step: int, ck: dict[str, Any] | None
+) -> EMA | None:
     """The run's average (None without ``ema``): from the checkpoint ``ck`` when it holds
     one, else starting at ``step``."""
     if decay is None:

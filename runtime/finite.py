@@ -62,8 +62,13 @@ def path_of_key(paths: list[str] | None, key: str) -> str:
 def _layer_key(paths: list[str] | None, key: str) -> tuple[int, str] | None:
     """``layers.3.net.0.weight`` -> ``(3, "net.0.weight")`` when layer 3 is one of ``paths``."""
     parts = key.split(".")
-    if paths and parts[0] == "layers" and len(parts) > 1 and parts[1].isdigit() \
-            and int(parts[1]) < len(paths):
+    if (
+        paths
+        and parts[0] == "layers"
+        and len(parts) > 1
+        and parts[1].isdigit()
+        and int(parts[1]) < len(paths)
+    ):
         return int(parts[1]), ".".join(parts[2:])
     return None
 
@@ -81,24 +86,31 @@ def check_parameters(model: Any, checkpoint: Any) -> None:
             bad.append(name)
     if bad:
         more = f"; {len(bad) - 1} more tensors are non-finite too" if len(bad) > 1 else ""
-        raise RunError(f"the checkpoint {checkpoint} holds non-finite parameters, first in "
-                       f"{first}{more}. A model with NaN or Inf parameters has no likelihood "
-                       "and draws no samples; use the run's best.pt or an earlier checkpoint")
+        raise RunError(
+            f"the checkpoint {checkpoint} holds non-finite parameters, first in "
+            f"{first}{more}. A model with NaN or Inf parameters has no likelihood "
+            "and draws no samples; use the run's best.pt or an earlier checkpoint"
+        )
 
 
-def check_metrics(metrics: dict[str, Any], model: Any, inputs: tuple[Tensor, Any],
-                  checkpoint: Any) -> None:
+def check_metrics(
+    metrics: dict[str, Any], model: Any, inputs: tuple[Tensor, Any], checkpoint: Any
+) -> None:
     """Refuse an evaluation whose bits/dim is not finite, naming the first layer whose
     output goes non-finite on the validation batch ``inputs``."""
     bpd = metrics.get("bpd")
     if isinstance(bpd, float) and not math.isfinite(bpd):
         name = first_nonfinite(model, *inputs)
-        where = (f"the first non-finite output on the validation batch is in "
-                 f"{locate(model, name)}" if name else
-                 "every layer's output is finite on the first validation batch, so a later "
-                 "validation image overflows")
-        raise RunError(f"evaluating {checkpoint} gives a validation bits/dim of {bpd}; "
-                       f"{where}. No eval.json was written")
+        where = (
+            f"the first non-finite output on the validation batch is in {locate(model, name)}"
+            if name
+            else "every layer's output is finite on the first validation batch, so a later "
+            "validation image overflows"
+        )
+        raise RunError(
+            f"evaluating {checkpoint} gives a validation bits/dim of {bpd}; "
+            f"{where}. No eval.json was written"
+        )
 
 
 def json_safe(value: Any) -> Any:
@@ -113,8 +125,9 @@ def json_safe(value: Any) -> Any:
 
 
 @contextmanager
-def watch_samples(model: Any, temperature: float,
-                  warn: Callable[[str], None] | None) -> Iterator[Callable[[Tensor], Tensor]]:
+def watch_samples(
+    model: Any, temperature: float, warn: Callable[[str], None] | None
+) -> Iterator[Callable[[Tensor], Tensor]]:
     """Sample inside this block and pass every batch through the function it yields.
 
     The function returns the batch with non-finite samples set to mid-grey. On leaving,
@@ -147,18 +160,24 @@ def watch_samples(model: Any, temperature: float,
     if first:
         where = f"; the inverse pass first goes non-finite in {first[0]}"
     if n and bad == n:
-        raise RunError(f"all {n} samples at temperature {temperature:g} are non-finite (NaN "
-                       f"or Inf){where}. No image was written; the model is broken "
-                       "(an earlier checkpoint, or a lower temperature, may sample)")
+        raise RunError(
+            f"all {n} samples at temperature {temperature:g} are non-finite (NaN "
+            f"or Inf){where}. No image was written; the model is broken "
+            "(an earlier checkpoint, or a lower temperature, may sample)"
+        )
     if warn is not None and (bad or sat):
         parts = []
         if bad:
-            parts.append(f"{bad} of {n} samples at temperature {temperature:g} are "
-                         f"non-finite (drawn mid-grey){where}")
+            parts.append(
+                f"{bad} of {n} samples at temperature {temperature:g} are "
+                f"non-finite (drawn mid-grey){where}"
+            )
         if sat:
-            parts.append(f"{sat} of {n} samples are saturated (over "
-                         f"{SATURATED_SHARE:.0%} of their values outside the data range, "
-                         "clipped to black or white)")
+            parts.append(
+                f"{sat} of {n} samples are saturated (over "
+                f"{SATURATED_SHARE:.0%} of their values outside the data range, "
+                "clipped to black or white)"
+            )
         warn("; ".join(parts) + "; a lower --temperature usually avoids this")
 
 
@@ -196,9 +215,11 @@ def first_nonfinite(model: Any, x: Tensor, cond: dict[str, Tensor] | None) -> st
     def watch(name: str):
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             outs = output if isinstance(output, (tuple, list)) else (output,)
-            if not found and any(isinstance(t, Tensor) and not torch.isfinite(t).all()
-                                 for t in outs):
+            if not found and any(
+                isinstance(t, Tensor) and not torch.isfinite(t).all() for t in outs
+            ):
                 found.append(name)
+
         return hook
 
     named = [(f"encoder:{k}", m) for k, m in model.encoders.items()]
@@ -238,18 +259,25 @@ def bad_parameter(model: Any) -> str | None:
     return None
 
 
-def check_finite(x: Tensor, cond: dict[str, Tensor] | None, what: str, idx: Tensor | None,
-                 source: str) -> None:
+def check_finite(
+    x: Tensor, cond: dict[str, Tensor] | None, what: str, idx: Tensor | None, source: str
+) -> None:
     """Refuse a batch holding NaN or Inf, before it reaches the loss, naming the samples."""
-    named = [("images", x)] + [(f"condition `{k}`", v) for k, v in (cond or {}).items()
-                               if v.is_floating_point()]
+    named = [("images", x)] + [
+        (f"condition `{k}`", v) for k, v in (cond or {}).items() if v.is_floating_point()
+    ]
     for name, t in named:
         bad = ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
         if bool(bad.any()):
             rows = torch.nonzero(bad).flatten().tolist()
-            which = (f"images {', '.join(str(int(idx[i])) for i in rows[:8])}"
-                     f"{' ...' if len(rows) > 8 else ''} of the {source}" if idx is not None
-                     else f"samples {', '.join(map(str, rows[:8]))}")
-            raise RunError(f"{what} holds NaN or Inf in its {name}: {len(rows)} of "
-                           f"{t.shape[0]} samples ({which}); nothing was computed from it. "
-                           "Check the data (a loader or transform that divides by zero?)")
+            which = (
+                f"images {', '.join(str(int(idx[i])) for i in rows[:8])}"
+                f"{' ...' if len(rows) > 8 else ''} of the {source}"
+                if idx is not None
+                else f"samples {', '.join(map(str, rows[:8]))}"
+            )
+            raise RunError(
+                f"{what} holds NaN or Inf in its {name}: {len(rows)} of "
+                f"{t.shape[0]} samples ({which}); nothing was computed from it. "
+                "Check the data (a loader or transform that divides by zero?)"
+            )

@@ -54,8 +54,13 @@ def downscale(img: Tensor, scale: int) -> Tensor:
     LR-consistency of a super-resolved output, so LR-PSNR of the ground truth is infinite.
     """
     h, w = img.shape[-2:]
-    f = F.interpolate(img.float() / 255.0, size=(h // scale, w // scale), mode="bicubic",
-                      antialias=True, align_corners=False)
+    f = F.interpolate(
+        img.float() / 255.0,
+        size=(h // scale, w // scale),
+        mode="bicubic",
+        antialias=True,
+        align_corners=False,
+    )
     return (f * 255.0).round().clamp(0, 255).to(torch.uint8)
 
 
@@ -66,16 +71,38 @@ def upscale_nearest(img: Tensor, size: Sequence[int]) -> Tensor:
 
 # --------------------------------------------------------------------------- label maps
 
+
 def palette(num_classes: int) -> Tensor:
     """A fixed colour per class (0 = black background), uint8 ``(num_classes, 3)``."""
-    base = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
-            (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60),
-            (250, 190, 212), (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200),
-            (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128),
-            (128, 128, 128), (255, 255, 255)]
+    base = [
+        (0, 0, 0),
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (210, 245, 60),
+        (250, 190, 212),
+        (0, 128, 128),
+        (220, 190, 255),
+        (170, 110, 40),
+        (255, 250, 200),
+        (128, 0, 0),
+        (170, 255, 195),
+        (128, 128, 0),
+        (255, 215, 180),
+        (0, 0, 128),
+        (128, 128, 128),
+        (255, 255, 255),
+    ]
     rng = np.random.default_rng(0)
-    extra = [tuple(int(v) for v in rng.integers(0, 256, 3))
-             for _ in range(max(0, num_classes - len(base)))]
+    extra = [
+        tuple(int(v) for v in rng.integers(0, 256, 3))
+        for _ in range(max(0, num_classes - len(base)))
+    ]
     return torch.tensor((base + extra)[:num_classes], dtype=torch.uint8)
 
 
@@ -108,7 +135,7 @@ def make_grid(tiles: Tensor, ncol: int, pad: int = GRID_PAD, fill: int = 255) ->
     for i in range(n):
         r, k = divmod(i, ncol)
         top, left = pad + r * (h + pad), pad + k * (w + pad)
-        out[:, top:top + h, left:left + w] = tiles[i]
+        out[:, top : top + h, left : left + w] = tiles[i]
     return out
 
 
@@ -125,8 +152,9 @@ def _font(size: int) -> Any:
         return ImageFont.load_default()
 
 
-def _band(width: int, height: int, texts: Sequence[tuple[str, float, float]],
-          size: int, channels: int) -> Tensor:
+def _band(
+    width: int, height: int, texts: Sequence[tuple[str, float, float]], size: int, channels: int
+) -> Tensor:
     """A white uint8 ``(channels, height, width)`` band with each ``(text, x, y)`` drawn
     in black, centred on ``(x, y)``."""
     from PIL import Image, ImageDraw
@@ -139,13 +167,16 @@ def _band(width: int, height: int, texts: Sequence[tuple[str, float, float]],
     return torch.from_numpy(np.asarray(band).copy())[None].expand(channels, -1, -1)
 
 
-def label_columns(grid: Tensor, spans: Sequence[tuple[str, int, int]], tile_w: int,
-                  pad: int = GRID_PAD) -> Tensor:
+def label_columns(
+    grid: Tensor, spans: Sequence[tuple[str, int, int]], tile_w: int, pad: int = GRID_PAD
+) -> Tensor:
     """A :func:`make_grid` grid with a band of :data:`LABEL_BAND` pixels on top naming its
     columns: each ``(text, first, end)`` is centred over the tile columns first..end-1."""
     c, _, w = grid.shape
-    texts = [(t, pad + (a * (tile_w + pad) + b * (tile_w + pad) - pad) / 2, LABEL_BAND / 2)
-             for t, a, b in spans]
+    texts = [
+        (t, pad + (a * (tile_w + pad) + b * (tile_w + pad) - pad) / 2, LABEL_BAND / 2)
+        for t, a, b in spans
+    ]
     return torch.cat([_band(w, LABEL_BAND, texts, 11, c), grid], dim=1)
 
 
@@ -178,8 +209,10 @@ def image_format(path: str | os.PathLike) -> str:
     ext = Path(path).suffix.lower()
     fmt = Image.registered_extensions().get(ext)
     if fmt is None or fmt not in Image.SAVE:
-        raise ValueError(f"cannot write a `{ext or 'no extension'}` image ({path}); use one "
-                         f"of {', '.join(IMAGE_SUFFIXES)}")
+        raise ValueError(
+            f"cannot write a `{ext or 'no extension'}` image ({path}); use one "
+            f"of {', '.join(IMAGE_SUFFIXES)}"
+        )
     return fmt
 
 
@@ -196,8 +229,9 @@ def save_image(img: Tensor, path: str | os.PathLike, fmt: str | None = None) -> 
     fmt = fmt or image_format(path)
     arr = img.cpu().numpy()
     # uint8 (H, W) is read as mode L and (H, W, 3) as RGB
-    pil = Image.fromarray(np.ascontiguousarray(arr[0] if arr.shape[0] == 1 else
-                                               arr.transpose(1, 2, 0)))
+    pil = Image.fromarray(
+        np.ascontiguousarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
+    )
     tmp = path.with_name(f".{path.name}.tmp")
     pil.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
     os.replace(tmp, path)
@@ -220,13 +254,16 @@ def read_label_map(path: str | os.PathLike) -> Tensor:
 
     with Image.open(path) as im:
         if im.mode not in ("L", "P", "I", "I;16"):
-            raise ValueError(f"{path} is a {im.mode} image; a label map is one channel of "
-                             "class ids (mode L, P or I)")
+            raise ValueError(
+                f"{path} is a {im.mode} image; a label map is one channel of "
+                "class ids (mode L, P or I)"
+            )
         arr = np.asarray(im).astype(np.int64)
     return torch.from_numpy(arr)[None]
 
 
 # --------------------------------------------------------------------------- curves
+
 
 def plot_curve(records: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
     """Training bits/dim (raw and smoothed) and validation bits/dim against the step."""
@@ -246,7 +283,7 @@ def plot_curve(records: list[dict[str, Any]], path: str | os.PathLike, title: st
         k = max(1, len(b) // 50)
         if k > 1:
             sm = np.convolve(b, np.ones(k) / k, mode="valid")
-            ax.plot(s[k - 1:], sm, lw=1.5, color="C0", label=f"train (mean of {k})")
+            ax.plot(s[k - 1 :], sm, lw=1.5, color="C0", label=f"train (mean of {k})")
     if val:
         s, b = zip(*val)
         ax.plot(s, b, "o-", color="C3", label="validation")

@@ -71,8 +71,9 @@ class Objective(nn.Module):
         """``q(u | x)`` under ``dequantize variational`` (and not ``uniform``), else None."""
         return None if self.uniform else getattr(self.flow, "dequantizer", None)
 
-    def batch(self, images: Tensor, maps: Tensor | None, noise: Tensor,
-              device: torch.device) -> Batch:
+    def batch(
+        self, images: Tensor, maps: Tensor | None, noise: Tensor, device: torch.device
+    ) -> Batch:
         """A host batch (uint8 images, label maps or class ids, uniform noise) on ``device``."""
         if self.dequantizer is None:
             x, cond = self.task.inputs(images, maps, noise, device)

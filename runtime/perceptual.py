@@ -48,11 +48,20 @@ RESIZE = 64
 def alexnet_features() -> nn.Sequential:
     """The layers of ``torchvision.models.alexnet().features``, index for index."""
     return nn.Sequential(
-        nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
+        nn.Conv2d(3, 64, 11, stride=4, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+    )
 
 
 class LPIPS:
@@ -63,51 +72,68 @@ class LPIPS:
     ``name`` says which network computed it.
     """
 
-    def __init__(self, net: Callable[[Tensor, Tensor], Tensor], name: str,
-                 resize_small: bool, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        net: Callable[[Tensor, Tensor], Tensor],
+        name: str,
+        resize_small: bool,
+        device: torch.device | str = "cpu",
+    ):
         self.net, self.name, self.resize_small = net, name, resize_small
         self.device = torch.device(device)
 
     def __call__(self, reference: Tensor, distorted: Tensor) -> Tensor:
         if reference.shape != distorted.shape:
-            raise RunError(f"LPIPS compares images of one size, got {tuple(reference.shape)} "
-                           f"and {tuple(distorted.shape)}")
+            raise RunError(
+                f"LPIPS compares images of one size, got {tuple(reference.shape)} "
+                f"and {tuple(distorted.shape)}"
+            )
         a = reference.to(self.device).float() / 127.5 - 1.0
         b = distorted.to(self.device).float() / 127.5 - 1.0
         if a.shape[1] == 1:
             a, b = a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1)
         if self.resize_small and min(a.shape[-2:]) < MIN_SIDE:
-            a, b = (nn.functional.interpolate(t, size=(RESIZE, RESIZE), mode="bilinear",
-                                              align_corners=False) for t in (a, b))
+            a, b = (
+                nn.functional.interpolate(
+                    t, size=(RESIZE, RESIZE), mode="bilinear", align_corners=False
+                )
+                for t in (a, b)
+            )
         with torch.no_grad():
             return self.net(a, b).reshape(a.shape[0]).cpu()
 
 
-def load_lpips(path: str | os.PathLike | None, device: torch.device | str = "cpu"
-               ) -> LPIPS | None:
+def load_lpips(path: str | os.PathLike | None, device: torch.device | str = "cpu") -> LPIPS | None:
     """LPIPS from a local file (see the module docs), or ``None`` when none is given; its
     network runs on ``device`` (the run's), the distances come back on the CPU."""
     if path is None:
         return None
     p = Path(path).expanduser()
     if not p.is_file():
-        raise RunError(f"--lpips {p}: no such file. Give torchvision's AlexNet checkpoint "
-                       f"{ALEXNET_FILE} (the LPIPS backbone; flowspec downloads nothing), or a "
-                       "TorchScript LPIPS module")
+        raise RunError(
+            f"--lpips {p}: no such file. Give torchvision's AlexNet checkpoint "
+            f"{ALEXNET_FILE} (the LPIPS backbone; flowspec downloads nothing), or a "
+            "TorchScript LPIPS module"
+        )
     try:
         script = torch.jit.load(str(p), map_location="cpu").eval()
     except (RuntimeError, ValueError):
         script = None
     if script is not None:
-        return LPIPS(script.to(device), f"torchscript:{p.name}", resize_small=False,
-                     device=device)
+        return LPIPS(script.to(device), f"torchscript:{p.name}", resize_small=False, device=device)
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # any failure means "not a usable file"
-        raise RunError(f"--lpips {p} is neither a TorchScript module nor a state dict "
-                       f"({type(e).__name__}: {e})") from e
-    return LPIPS(_torchmetrics_lpips(_backbone(state, p)).to(device),
-                 f"alex:{p.name} (lpips v0.1 heads)", resize_small=True, device=device)
+        raise RunError(
+            f"--lpips {p} is neither a TorchScript module nor a state dict "
+            f"({type(e).__name__}: {e})"
+        ) from e
+    return LPIPS(
+        _torchmetrics_lpips(_backbone(state, p)).to(device),
+        f"alex:{p.name} (lpips v0.1 heads)",
+        resize_small=True,
+        device=device,
+    )
 
 
 def _backbone(state: Any, p: Path) -> nn.Sequential:
@@ -115,15 +141,20 @@ def _backbone(state: Any, p: Path) -> nn.Sequential:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise RunError(f"--lpips {p} holds a {type(state).__name__}, not a state dict")
-    feats = {k[len("features."):]: v for k, v in state.items()
-             if isinstance(k, str) and k.startswith("features.")}
+    feats = {
+        k[len("features.") :]: v
+        for k, v in state.items()
+        if isinstance(k, str) and k.startswith("features.")
+    }
     net = alexnet_features()
     try:
         net.load_state_dict(feats)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
-        raise RunError(f"--lpips {p} is not an AlexNet checkpoint like torchvision's "
-                       f"{ALEXNET_FILE} (its `features.*` entries do not fit: {first})") from e
+        raise RunError(
+            f"--lpips {p} is not an AlexNet checkpoint like torchvision's "
+            f"{ALEXNET_FILE} (its `features.*` entries do not fit: {first})"
+        ) from e
     return net.eval()
 
 
@@ -140,8 +171,10 @@ def _torchmetrics_lpips(features: nn.Sequential) -> nn.Module:
     except ImportError as e:
         raise RunError("LPIPS needs torchmetrics: pip install 'flowspec[metrics]'") from e
     if not hasattr(tm, "_get_tv_model_features") or not hasattr(tm, "_NoTrainLpips"):
-        raise RunError("this torchmetrics version builds LPIPS differently; flowspec "
-                       "supports torchmetrics 1.4 to 1.x")
+        raise RunError(
+            "this torchmetrics version builds LPIPS differently; flowspec "
+            "supports torchmetrics 1.4 to 1.x"
+        )
     with mock.patch.object(tm, "_get_tv_model_features", lambda net, pretrained: features):
         net = tm._NoTrainLpips(pretrained=True, net="alex", pnet_rand=True)
     return net.eval()

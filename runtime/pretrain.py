@@ -18,8 +18,8 @@ first half of the flow's training (``train_RRDB_delay: 0.5`` in ``SRFlow_CelebA_
   ``pretrain_step``) and ends bit for bit where an uninterrupted one does.
 * ``freeze encoder fraction=F``: the condition encoders get no update during the first
   ``floor(F * steps)`` flow steps (``steps`` of the run's first start: the checkpoint keeps
-  the count, so resuming with a larger ``--steps`` does not move it) (their gradients are dropped before clipping and the
-  optimiser step; on one process they are not computed at all).
+  the count, so resuming with a larger ``--steps`` does not move it); their gradients are
+  dropped before clipping and the optimiser step (on one process they are not computed).
 
 The learning rate of the pretraining is constant (the RRDB configuration anneals it with a
 cosine schedule with restarts) and there is no flip/rotation augmentation.
@@ -52,21 +52,27 @@ TAG = "pretrain/"
 
 def sr_encoders(model: Any) -> dict[str, nn.Module]:
     """The model's condition encoders that have a super-resolution head, by condition."""
-    return {c.name: model.encoders[c.name] for c in model.spec.conditions
-            if c.flow is None and ENCODERS[c.encoder.kind].has_head(c.encoder.args)}
+    return {
+        c.name: model.encoders[c.name]
+        for c in model.spec.conditions
+        if c.flow is None and ENCODERS[c.encoder.kind].has_head(c.encoder.args)
+    }
 
 
 def encoder_parameters(model: Any) -> list[nn.Parameter]:
     """Parameters of the condition encoders (a condition modelled by a flow has none)."""
-    return [p for c in model.spec.conditions if c.flow is None
-            for p in model.encoders[c.name].parameters()]
+    return [
+        p
+        for c in model.spec.conditions
+        if c.flow is None
+        for p in model.encoders[c.name].parameters()
+    ]
 
 
 def head_parameters(model: Any) -> list[nn.Parameter]:
     """Parameters that only the encoders' SR heads use: the flow's loss never reaches them
     (DDP, which waits for a gradient of every parameter it is given, must not get them)."""
-    return [p for e in sr_encoders(model).values()
-            for p in getattr(e, "head_parameters", list)()]
+    return [p for e in sr_encoders(model).values() for p in getattr(e, "head_parameters", list)()]
 
 
 def set_trainable(params: list[nn.Parameter], on: bool) -> None:
@@ -90,13 +96,17 @@ class Pretraining:
     def __init__(self, model: Any, task: Any, recipe: Any, dev: torch.device):
         self.recipe, self.task, self.dev = recipe, task, dev
         if recipe.task != "super_resolution":
-            raise RunError(f"`pretrain encoder` super-resolves the condition into the input "
-                           f"image, so it needs task super_resolution, not `{recipe.task}`")
+            raise RunError(
+                f"`pretrain encoder` super-resolves the condition into the input "
+                f"image, so it needs task super_resolution, not `{recipe.task}`"
+            )
         self.encoders = sr_encoders(model)
         if not self.encoders:
-            raise RunError(f"`pretrain encoder`: flow `{model.spec.name}` has no "
-                           "condition encoder with a super-resolution head (e.g. "
-                           "encoder=srflow(..., head=true, scale=S))")
+            raise RunError(
+                f"`pretrain encoder`: flow `{model.spec.name}` has no "
+                "condition encoder with a super-resolution head (e.g. "
+                "encoder=srflow(..., head=true, scale=S))"
+            )
         self.params = [p for e in self.encoders.values() for p in e.parameters()]
         self.opt = torch.optim.Adam(self.params, lr=recipe.pretrain_lr, betas=BETAS)
         self.done = 0
@@ -121,18 +131,22 @@ class Pretraining:
             return
         self.done = int(saved.get("step", 0))
         if not self.finished and "optimizer" not in saved:  # finished at fewer steps before
-            print(f"pretraining continues from step {self.done} of an earlier, finished "
-                  f"pretraining to {self.recipe.pretrain_steps} with a fresh Adam state",
-                  file=sys.stderr)
+            print(
+                f"pretraining continues from step {self.done} of an earlier, finished "
+                f"pretraining to {self.recipe.pretrain_steps} with a fresh Adam state",
+                file=sys.stderr,
+            )
         elif not self.finished:
             try:
                 self.opt.load_state_dict(saved["optimizer"])
             except (ValueError, KeyError, TypeError, RuntimeError) as e:
-                raise RunError(f"the pretraining optimiser state in {path} does not fit this "
-                               f"model: {e}") from e
+                raise RunError(
+                    f"the pretraining optimiser state in {path} does not fit this model: {e}"
+                ) from e
 
-    def batch(self, images: Tensor, step: int, stream: Any, shard: slice
-              ) -> tuple[dict[str, Tensor], Tensor]:
+    def batch(
+        self, images: Tensor, step: int, stream: Any, shard: slice
+    ) -> tuple[dict[str, Tensor], Tensor]:
         """The conditions and the high-resolution target of pretraining step ``step``."""
         idx = stream.indices(step)[shard]
         hr = images[idx]
@@ -143,8 +157,9 @@ class Pretraining:
         """One Adam step on the mean L1 distance (summed over the encoders with a head).
         Returns the loss averaged over the ranks, left on the device: :meth:`read` takes a
         run of them at once, so a step never waits for the device."""
-        loss = sum((e.sr(cond[name].to(hr.dtype)) - hr).abs().mean()
-                   for name, e in self.encoders.items())
+        loss = sum(
+            (e.sr(cond[name].to(hr.dtype)) - hr).abs().mean() for name, e in self.encoders.items()
+        )
         value = ddp.mean(d, loss.detach())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -168,7 +183,8 @@ class Pretraining:
                 return values[:i], RunError(
                     f"pretraining stopped at step {step}: the L1 loss is {value}; nothing of "
                     "this step was saved. Try a lower learning rate (pretrain encoder "
-                    f"lr={self.recipe.pretrain_lr:g})")
+                    f"lr={self.recipe.pretrain_lr:g})"
+                )
         return values, None
 
 
@@ -176,9 +192,12 @@ def announce(pre: Pretraining, batch: int, train_images: int) -> None:
     r = pre.recipe
     names = ", ".join(f"`{n}`" for n in pre.encoders)
     n = sum(p.numel() for p in pre.params)
-    print(f"pretraining the encoder of condition {names} as an SR network ({n:,} parameters, "
-          f"L1 loss, Adam lr {r.pretrain_lr:g}) on {train_images:,} train images: steps "
-          f"{pre.done}->{r.pretrain_steps}, batch {batch}", file=sys.stderr)
+    print(
+        f"pretraining the encoder of condition {names} as an SR network ({n:,} parameters, "
+        f"L1 loss, Adam lr {r.pretrain_lr:g}) on {train_images:,} train images: steps "
+        f"{pre.done}->{r.pretrain_steps}, batch {batch}",
+        file=sys.stderr,
+    )
 
 
 class Freeze:
@@ -207,8 +226,9 @@ class Freeze:
         set_trainable(self.params, True)
 
 
-def run(s: Any, *, progress: bool, name: str,
-        checkpoint: Callable[[int, list[Tensor] | None], None]) -> None:
+def run(
+    s: Any, *, progress: bool, name: str, checkpoint: Callable[[int, list[Tensor] | None], None]
+) -> None:
     """The encoders' SR pretraining of run ``s`` (a :class:`runtime.run_state.RunState`) up
     to ``pretrain_steps``: its L1 losses stay on the device and are read at the flush points
     of the flow's steps; ``checkpoint(done, cuda)`` every ``checkpoint_every`` steps and at
@@ -220,8 +240,15 @@ def run(s: Any, *, progress: bool, name: str,
     stream = BatchStream(len(train), r.batch, r.seed, tag=TAG)
     if d.main:
         announce(pre, r.batch, len(train))
-    bar = tqdm(total=r.pretrain_steps, initial=pre.done, disable=not (d.main and progress),
-               dynamic_ncols=True, unit="step", desc=f"{name} (pretrain)", file=sys.stderr)
+    bar = tqdm(
+        total=r.pretrain_steps,
+        initial=pre.done,
+        disable=not (d.main and progress),
+        dynamic_ncols=True,
+        unit="step",
+        desc=f"{name} (pretrain)",
+        file=sys.stderr,
+    )
     s.model.train()
     losses: list[Tensor] = []
     t0 = time.perf_counter()
@@ -237,8 +264,15 @@ def run(s: Any, *, progress: bool, name: str,
         per = (time.perf_counter() - t0) / n  # the window's mean step
         if d.main:
             for step, value in enumerate(values, first):
-                s.log.write({"kind": "pretrain", "pretrain_step": step, "l1": value,
-                             "lr": r.pretrain_lr, "seconds": round(per, 4)})
+                s.log.write(
+                    {
+                        "kind": "pretrain",
+                        "pretrain_step": step,
+                        "l1": value,
+                        "lr": r.pretrain_lr,
+                        "seconds": round(per, 4),
+                    }
+                )
             bar.update(len(values))
             bar.set_postfix_str(f"L1 {values[-1]:.4f}" if values else "", refresh=False)
         if stop is not None:

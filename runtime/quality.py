@@ -51,10 +51,14 @@ from .errors import RunError
 
 QUALITY = ("fid", "kid", "is")
 INCEPTION_FILE = "inception-2015-12-05.pt"
-INCEPTION_URL = ("https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
-                 "inception-2015-12-05.pt")
-INCEPTION_STATE_FILES = ("weights-inception-2015-12-05-6726825d.pth",
-                         "pt_inception-2015-12-05-6726825d.pth")
+INCEPTION_URL = (
+    "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
+    "inception-2015-12-05.pt"
+)
+INCEPTION_STATE_FILES = (
+    "weights-inception-2015-12-05-6726825d.pth",
+    "pt_inception-2015-12-05-6726825d.pth",
+)
 BATCH = 64
 KID_SUBSET = 1000  # torchmetrics' and the KID paper's default subset size
 IS_SPLITS = 10
@@ -66,10 +70,12 @@ def cache_dir() -> Path:
 
 
 def _where_to_put() -> str:
-    return (f"put NVlabs' {INCEPTION_FILE} ({INCEPTION_URL}) in {cache_dir() / 'weights'}/ "
-            "(or set FLOWSPEC_CACHE) and pass --features inception, or pass --features PATH "
-            "to it or to any TorchScript module mapping images in [0,1] (B,3,H,W) to (B,D) "
-            "features; flowspec downloads nothing")
+    return (
+        f"put NVlabs' {INCEPTION_FILE} ({INCEPTION_URL}) in {cache_dir() / 'weights'}/ "
+        "(or set FLOWSPEC_CACHE) and pass --features inception, or pass --features PATH "
+        "to it or to any TorchScript module mapping images in [0,1] (B,3,H,W) to (B,D) "
+        "features; flowspec downloads nothing"
+    )
 
 
 @dataclass
@@ -84,8 +90,12 @@ class FeatureNet:
     logits: Callable[[Tensor], Tensor]
 
     def describe(self) -> dict[str, Any]:
-        return {"features": self.name, "features_file": str(self.path),
-                "features_sha256": self.digest, "comparable_with_papers": self.comparable}
+        return {
+            "features": self.name,
+            "features_file": str(self.path),
+            "features_sha256": self.digest,
+            "comparable_with_papers": self.comparable,
+        }
 
 
 def locate(arg: str | os.PathLike) -> Path:
@@ -113,11 +123,15 @@ def load_features(arg: str | os.PathLike, device: torch.device | str = "cpu") ->
     names = [a.name for a in net.forward.schema.arguments]
     if "return_features" in names and "no_output_bias" in names:
         return FeatureNet(
-            "inception-2015-12-05", True, path, digest,
+            "inception-2015-12-05",
+            True,
+            path,
+            digest,
             features=lambda x: net(x, return_features=True),
             # probabilities without the output bias (StyleGAN2-ADA's IS); log turns them
             # back into logits that torchmetrics' softmax maps onto the same probabilities
-            logits=lambda x: net(x, no_output_bias=True).clamp_min(1e-30).log())
+            logits=lambda x: net(x, no_output_bias=True).clamp_min(1e-30).log(),
+        )
     stem = re.sub(r"[^\w.-]", "_", path.stem)
 
     def custom(x: Tensor) -> Tensor:
@@ -131,20 +145,28 @@ def _inception_state_dict(path: Path, digest: str, device: torch.device | str) -
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
 
-        nets = [NoTrainInceptionV3(name="inception-v3-compat", features_list=[f],
-                                   feature_extractor_weights_path=str(path)).to(device)
-                for f in ("2048", "logits_unbiased")]
+        nets = [
+            NoTrainInceptionV3(
+                name="inception-v3-compat",
+                features_list=[f],
+                feature_extractor_weights_path=str(path),
+            ).to(device)
+            for f in ("2048", "logits_unbiased")
+        ]
     except ModuleNotFoundError as e:
-        raise RunError(f"--features {path} is not TorchScript; as pytorch-fid's or "
-                       "torch-fidelity's Inception state dict it needs torch-fidelity, which "
-                       f"needs a torchvision that loads with this torch ({e}). Use NVlabs' "
-                       f"TorchScript {INCEPTION_FILE} instead ({INCEPTION_URL}): same "
-                       "network, no torchvision") from e
+        raise RunError(
+            f"--features {path} is not TorchScript; as pytorch-fid's or "
+            "torch-fidelity's Inception state dict it needs torch-fidelity, which "
+            f"needs a torchvision that loads with this torch ({e}). Use NVlabs' "
+            f"TorchScript {INCEPTION_FILE} instead ({INCEPTION_URL}): same "
+            "network, no torchvision"
+        ) from e
     except Exception as e:  # any failure means "not a usable file"
-        raise RunError(f"--features {path}: neither a TorchScript module nor an Inception "
-                       f"state dict ({type(e).__name__}: {e})") from e
-    return FeatureNet("inception-2015-12-05", True, path, digest,
-                      features=nets[0], logits=nets[1])
+        raise RunError(
+            f"--features {path}: neither a TorchScript module nor an Inception "
+            f"state dict ({type(e).__name__}: {e})"
+        ) from e
+    return FeatureNet("inception-2015-12-05", True, path, digest, features=nets[0], logits=nets[1])
 
 
 def _sha256(path: Path) -> str:
@@ -156,27 +178,31 @@ def _sha256(path: Path) -> str:
 
 
 @torch.no_grad()
-def extract(net: FeatureNet, images: Tensor, device: torch.device | str,
-            logits: bool = False) -> Tensor:
+def extract(
+    net: FeatureNet, images: Tensor, device: torch.device | str, logits: bool = False
+) -> Tensor:
     """Features (or IS logits) of uint8 ``(N, C, H, W)`` images, float64 on the CPU."""
     fn = net.logits if logits else net.features
     out = []
     for start in range(0, images.shape[0], BATCH):
-        x = images[start:start + BATCH].to(device)
+        x = images[start : start + BATCH].to(device)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         elif x.shape[1] != 3:
-            raise RunError(f"FID/KID/IS need grey or RGB images, these have {x.shape[1]} "
-                           "channels")
+            raise RunError(f"FID/KID/IS need grey or RGB images, these have {x.shape[1]} channels")
         try:
             f = fn(x.contiguous())
         except RuntimeError as e:
-            raise RunError(f"the feature network {net.name} failed on a batch of shape "
-                           f"{tuple(x.shape)}: {str(e).strip().splitlines()[0]}") from e
+            raise RunError(
+                f"the feature network {net.name} failed on a batch of shape "
+                f"{tuple(x.shape)}: {str(e).strip().splitlines()[0]}"
+            ) from e
         if not isinstance(f, Tensor) or f.dim() != 2 or f.shape[0] != x.shape[0]:
             got = tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__
-            raise RunError(f"the feature network {net.name} must map (B,3,H,W) images to "
-                           f"(B,D) features; it returned {got} for B={x.shape[0]}")
+            raise RunError(
+                f"the feature network {net.name} must map (B,3,H,W) images to "
+                f"(B,D) features; it returned {got} for B={x.shape[0]}"
+            )
         out.append(f.detach().double().cpu())
     feats = torch.cat(out)
     if not torch.isfinite(feats).all():
@@ -184,8 +210,9 @@ def extract(net: FeatureNet, images: Tensor, device: torch.device | str,
     return feats
 
 
-def real_features(net: FeatureNet, key: dict[str, Any], images: Callable[[], Tensor],
-                  device: torch.device | str) -> tuple[Tensor, Path, bool]:
+def real_features(
+    net: FeatureNet, key: dict[str, Any], images: Callable[[], Tensor], device: torch.device | str
+) -> tuple[Tensor, Path, bool]:
     """The real images' features, from the cache when ``key`` was seen before.
 
     Returns the features, the cache file and whether it was a cache hit.
@@ -213,13 +240,15 @@ def _read_cache(path: Path) -> dict[str, Any] | None:
         cached = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - any damage: recompute, never fail over a cache
         return None
-    return cached if isinstance(cached, dict) and isinstance(cached.get("features"), Tensor) \
-        else None
+    return (
+        cached if isinstance(cached, dict) and isinstance(cached.get("features"), Tensor) else None
+    )
 
 
 @torch.no_grad()
-def generate(model: Any, n: int, temperature: float, bits: int, seed: int,
-             device: torch.device | str) -> tuple[Tensor, int]:
+def generate(
+    model: Any, n: int, temperature: float, bits: int, seed: int, device: torch.device | str
+) -> tuple[Tensor, int]:
     """``n`` uint8 samples at ``temperature`` and how many were not finite (those are
     mapped to finite values so they still count, as bad samples, in the scores)."""
     from .tasks import generator, stream_seed
@@ -251,8 +280,13 @@ def kid_subset(real: int, fake: int) -> int:
     return max(1, min(KID_SUBSET, min(real, fake) // 2))
 
 
-def scores(which: tuple[str, ...], real: Tensor | None, fake: Tensor,
-           fake_logits: Tensor | None, seed: int) -> dict[str, float]:
+def scores(
+    which: tuple[str, ...],
+    real: Tensor | None,
+    fake: Tensor,
+    fake_logits: Tensor | None,
+    seed: int,
+) -> dict[str, float]:
     """torchmetrics' FID, KID (mean, std over subsets) and IS (mean, std over splits).
 
     KID's subsets and IS's shuffle draw from torch's global generator; they run under a
@@ -272,32 +306,44 @@ def scores(which: tuple[str, ...], real: Tensor | None, fake: Tensor,
             fid.update(fake, real=False)
             out["fid"] = float(fid.compute())
         if "kid" in which:
-            kid = KernelInceptionDistance(feature=_Given(fake.shape[1]),
-                                          subset_size=kid_subset(len(real), len(fake)))
+            kid = KernelInceptionDistance(
+                feature=_Given(fake.shape[1]), subset_size=kid_subset(len(real), len(fake))
+            )
             kid.update(real, real=True)
             kid.update(fake, real=False)
             mean, std = kid.compute()
             out["kid"], out["kid_std"] = float(mean), float(std)
         if "is" in which:
-            score = InceptionScore(feature=_Given(fake_logits.shape[1]),
-                                   splits=min(IS_SPLITS, len(fake_logits)))
+            score = InceptionScore(
+                feature=_Given(fake_logits.shape[1]), splits=min(IS_SPLITS, len(fake_logits))
+            )
             score.update(fake_logits)
             mean, std = score.compute()
             out["is"], out["is_std"] = float(mean), float(std)
     return out
 
 
-def sample_quality(model: Any, spec: Any, recipe: Any, which: tuple[str, ...], *,
-                   features: FeatureNet, samples: int, temperature: float,
-                   device: torch.device | str) -> dict[str, Any]:
+def sample_quality(
+    model: Any,
+    spec: Any,
+    recipe: Any,
+    which: tuple[str, ...],
+    *,
+    features: FeatureNet,
+    samples: int,
+    temperature: float,
+    device: torch.device | str,
+) -> dict[str, Any]:
     """FID / KID / IS of ``samples`` samples at ``temperature`` against the first
     ``samples`` images of the validation split (fewer when the split is smaller)."""
     from .tasks import make_task
 
     if recipe.task != "generation" or spec.conditions:
-        raise RunError(f"fid, kid and is score unconditional samples (task generation); "
-                       f"flow `{spec.name}` is trained for {recipe.task}"
-                       f"{' with a condition' if spec.conditions else ''}")
+        raise RunError(
+            f"fid, kid and is score unconditional samples (task generation); "
+            f"flow `{spec.name}` is trained for {recipe.task}"
+            f"{' with a condition' if spec.conditions else ''}"
+        )
     if samples < 2:
         raise RunError(f"--samples must be at least 2 for FID/KID/IS, got {samples}")
     r = recipe.model_copy(update={"val_images": samples})
@@ -313,11 +359,21 @@ def sample_quality(model: Any, spec: Any, recipe: Any, which: tuple[str, ...], *
     info: dict[str, Any] = features.describe()
     real = None
     if "fid" in which or "kid" in which:
-        key = {"data": r.data, "data_options": r.data_options, "split": "val",
-               "images": samples, "shape": list(spec.input), "bits": r.bits}
+        key = {
+            "data": r.data,
+            "data_options": r.data_options,
+            "split": "val",
+            "images": samples,
+            "shape": list(spec.input),
+            "bits": r.bits,
+        }
         real, cache, hit = real_features(features, key, load_real, device)
-        info.update(real_images=int(real.shape[0]), real_split="val",
-                    real_stats_cache=str(cache), real_stats_cached=hit)
+        info.update(
+            real_images=int(real.shape[0]),
+            real_split="val",
+            real_stats_cache=str(cache),
+            real_stats_cached=hit,
+        )
         if "kid" in which:
             info["kid_subset_size"] = kid_subset(len(real), samples)
     fake_images, bad = generate(model, samples, temperature, r.bits, r.seed, device)

@@ -50,15 +50,22 @@ class Recipe(RecipeSpec):
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Recipe:
-        return cls.model_construct(**{**cls().model_dump(), **{
-            k: v for k, v in data.items() if k in cls.model_fields}})
+        return cls.model_construct(
+            **{**cls().model_dump(), **{k: v for k, v in data.items() if k in cls.model_fields}}
+        )
 
     def differences(self, other: Recipe) -> list[str]:
         """Fields that differ and change what training computes (for the resume warning);
         the schedule of steps, validations, samples and checkpoints does not (the number of
         steps does under a learning-rate schedule other than constant)."""
-        ignore = ("steps", "val_every", "sample_every", "checkpoint_every", "val_images",
-                  "sr_images")
+        ignore = (
+            "steps",
+            "val_every",
+            "sample_every",
+            "checkpoint_every",
+            "val_images",
+            "sr_images",
+        )
         if self.schedule != "constant" or other.schedule != "constant":
             ignore = ignore[1:]  # the schedule's curve and fractions depend on the steps
         a, b = self.to_json(), other.to_json()
@@ -147,9 +154,13 @@ def set_schedule(r: Recipe, text: str) -> None:
         raise RunError(f"--schedule: {e}") from None
 
 
-def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
-                   data_options: dict[str, Any] | None = None,
-                   **flags: Any) -> Recipe:
+def resolve_recipe(
+    spec: FlowSpec,
+    *,
+    data: str | None = None,
+    data_options: dict[str, Any] | None = None,
+    **flags: Any,
+) -> Recipe:
     """The spec's train block, with ``flags`` (the keyword names of :class:`Recipe`) on top.
 
     ``data`` may carry options ("faces resize=true"); another name than the spec's replaces
@@ -158,15 +169,38 @@ def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
     ``data`` to the working folder. Both are stored as absolute paths.
     """
     r = Recipe()
+    _read_block(r, spec)
+    _read_block_options(r, spec.train)
+    _apply_flags(r, data, data_options, flags)
+    _validate(r)
+    if not r.val_every:
+        r.val_every = min(r.steps, 500)
+    if not r.sample_every:
+        r.sample_every = min(r.steps, 2 * r.val_every)
+    if not r.checkpoint_every:
+        r.checkpoint_every = r.val_every
+    return r
+
+
+def _read_block(r: Recipe, spec: FlowSpec) -> None:
+    """The train block's task, data, counts and optimiser into ``r``."""
     t = spec.train
     if "task" in t:
         r.task = str(t["task"].value)
         r.scale = t["task"].options.get("scale")
     if "data" in t:
-        r.data, r.data_options = _absolute(str(t["data"].value),
-                                           _plain(dict(t["data"].options)), spec_folder(spec))
-    for name in ("bits", "batch", "steps", "val_every", "sample_every", "checkpoint_every",
-                 "seed"):
+        r.data, r.data_options = _absolute(
+            str(t["data"].value), _plain(dict(t["data"].options)), spec_folder(spec)
+        )
+    for name in (
+        "bits",
+        "batch",
+        "steps",
+        "val_every",
+        "sample_every",
+        "checkpoint_every",
+        "seed",
+    ):
         if name in t and t[name].value is not None:
             setattr(r, name, int(t[name].value))
     if "optimizer" in t:
@@ -175,6 +209,11 @@ def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
         for k in ("lr", "warmup", "clip", "weight_decay"):
             if k in o.options:
                 setattr(r, k, o.options[k])
+
+
+def _read_block_options(r: Recipe, t: Any) -> None:
+    """The train block's dequantiser, pretraining, freezing, determinism, average, schedule
+    and augmentation into ``r``."""
     if "dequantize" in t:
         r.dequantize = str(t["dequantize"].value)
         r.dequantize_options = _plain(dict(t["dequantize"].options))
@@ -193,6 +232,12 @@ def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
         r.schedule_options = _plain(dict(t["schedule"].options))
     if "augment" in t:
         r.augment = str(t["augment"].value)
+
+
+def _apply_flags(
+    r: Recipe, data: str | None, data_options: dict[str, Any] | None, flags: dict[str, Any]
+) -> None:
+    """``--data`` (with its options) and the other flags on top of the train block."""
     if data is not None:
         set_data(r, data)
     if data_options:
@@ -205,14 +250,6 @@ def resolve_recipe(spec: FlowSpec, *, data: str | None = None,
             set_schedule(r, v)  # "step milestones=[0.5,0.75] gamma=0.5": name and options
         elif v is not None:
             setattr(r, k, v)
-    _validate(r)
-    if not r.val_every:
-        r.val_every = min(r.steps, 500)
-    if not r.sample_every:
-        r.sample_every = min(r.steps, 2 * r.val_every)
-    if not r.checkpoint_every:
-        r.checkpoint_every = r.val_every
-    return r
 
 
 def _validate(r: Recipe) -> None:
@@ -223,8 +260,10 @@ def _validate(r: Recipe) -> None:
         if problem:
             raise RunError(problem)
     if r.data is None:
-        raise RunError("no data: the spec's train block has no `data` line; pass "
-                       f"--data NAME|PATH (built-ins: {', '.join(BUILTIN)})")
+        raise RunError(
+            "no data: the spec's train block has no `data` line; pass "
+            f"--data NAME|PATH (built-ins: {', '.join(BUILTIN)})"
+        )
     for name in Recipe.model_fields:
         problem = range_error(name, getattr(r, name))
         if problem:
@@ -238,23 +277,30 @@ def _validate(r: Recipe) -> None:
         if problem:
             raise RunError(f"schedule: {problem}")
     if r.dequantize == "uniform" and r.dequantize_options:
-        raise RunError("`dequantize uniform` takes no options (steps= and hidden= are "
-                       "those of `dequantize variational`)")
+        raise RunError(
+            "`dequantize uniform` takes no options (steps= and hidden= are "
+            "those of `dequantize variational`)"
+        )
     try:
         RecipeSpec.model_validate(r.model_dump())
     except ValidationError as e:
         first = e.errors()[0]
-        raise RunError(f"recipe setting `{'.'.join(map(str, first['loc']))}`: "
-                       f"{first['msg']}") from None
+        raise RunError(
+            f"recipe setting `{'.'.join(map(str, first['loc']))}`: {first['msg']}"
+        ) from None
 
 
-def resume_command(spec: FlowSpec, r: Recipe, source: dict[str, Any],
-                   out: str | os.PathLike, flags: list[str] | None = None) -> str:
+def resume_command(
+    spec: FlowSpec,
+    r: Recipe,
+    source: dict[str, Any],
+    out: str | os.PathLike,
+    flags: list[str] | None = None,
+) -> str:
     """The ``flowspec train ... --resume`` line that continues this run bit for bit: the
     spec, flow and ``--set`` it was started with, a flag for every recipe field that
     differs from the spec's own ``train`` block, and ``flags`` (:func:`run_flags`)."""
-    words = ["flowspec", "train", str(source.get("spec_file") or "SPEC.flow"),
-             "--flow", spec.name]
+    words = ["flowspec", "train", str(source.get("spec_file") or "SPEC.flow"), "--flow", spec.name]
     for k, v in (source.get("overrides") or {}).items():
         words += ["--set", f"{k}={_word(v)}"]
     try:  # the spec's recipe at this run's length, so that derived defaults agree
@@ -263,17 +309,24 @@ def resume_command(spec: FlowSpec, r: Recipe, source: dict[str, Any],
     except RunError:  # no data line: --data is part of the command
         base, spec_steps = None, None
     if base is None or (base.data, base.data_options) != (r.data, r.data_options):
-        words += ["--data", " ".join([str(r.data)] + [f"{k}={_word(v)}" for k, v in
-                                                       r.data_options.items()])]
+        words += [
+            "--data",
+            " ".join([str(r.data)] + [f"{k}={_word(v)}" for k, v in r.data_options.items()]),
+        ]
     for field_name in flag_fields():
         if field_name == "deterministic":
             continue  # a switch: below
         flag, value = "--" + field_name.replace("_", "-"), getattr(r, field_name)
-        differs = spec_steps != value if field_name == "steps" else (
-            base is None or getattr(base, field_name) != value)
+        differs = (
+            spec_steps != value
+            if field_name == "steps"
+            else (base is None or getattr(base, field_name) != value)
+        )
         if field_name == "schedule":  # a name with options: the whole line
             differs = base is None or (base.schedule, base.schedule_options) != (
-                r.schedule, r.schedule_options)
+                r.schedule,
+                r.schedule_options,
+            )
             value = schedule_text(r.schedule, r.schedule_options)
         if differs and value is not None:
             words += [flag, _word(value)]
@@ -283,9 +336,18 @@ def resume_command(spec: FlowSpec, r: Recipe, source: dict[str, Any],
     return shlex.join(words)
 
 
-def run_flags(*, device: str, threads: int | None, plugins: list[dict[str, Any]],
-              build_options: dict[str, Any], tensorboard: bool, recon_warn: float | None,
-              strict: bool, progress: bool, verified: bool) -> list[str]:
+def run_flags(
+    *,
+    device: str,
+    threads: int | None,
+    plugins: list[dict[str, Any]],
+    build_options: dict[str, Any],
+    tensorboard: bool,
+    recon_warn: float | None,
+    strict: bool,
+    progress: bool,
+    verified: bool,
+) -> list[str]:
     """The flags of ``flowspec train`` that are not recipe fields, as a run was given them
     (defaults left out), for its resume command."""
     words: list[str] = []
@@ -304,8 +366,10 @@ def run_flags(*, device: str, threads: int | None, plugins: list[dict[str, Any]]
         words.append("--grad-checkpoint")
     amp = build_options.get("autocast")
     if amp:
-        words += ["--autocast", "fp16" if "float16" in str(amp) and "bfloat" not in str(amp)
-                  else "bf16"]
+        words += [
+            "--autocast",
+            "fp16" if "float16" in str(amp) and "bfloat" not in str(amp) else "bf16",
+        ]
     if tensorboard:
         words.append("--tensorboard")
     if recon_warn != RECON_WARN:
@@ -324,8 +388,9 @@ def schedule_text(name: str, options: dict[str, Any]) -> str:
     gamma=0.5``."""
     words = [name]
     for k, v in options.items():
-        words.append(f"{k}=[{','.join(_word(x) for x in v)}]" if isinstance(v, list)
-                     else f"{k}={_word(v)}")
+        words.append(
+            f"{k}=[{','.join(_word(x) for x in v)}]" if isinstance(v, list) else f"{k}={_word(v)}"
+        )
     return " ".join(words)
 
 
@@ -346,12 +411,12 @@ def check_data(name: str, options: dict[str, Any]) -> None:
     problem = option_error(name, options)
     if problem is not None:
         raise RunError(problem)
-    where = options.get("root") if name in PATH_FORMATS else (
-        None if name in BUILTIN else name)
+    where = options.get("root") if name in PATH_FORMATS else (None if name in BUILTIN else name)
     if where is not None and not Path(str(where)).exists():
         hint = _NEEDS_PATH.get(Path(str(where)).name.lower())
         raise RunError(
             f"{where} is neither a built-in data set nor an existing path (a relative data "
             "path is taken from the spec file's folder when written on its `data` line, and "
             f"from the working folder when given with --data){'; ' + hint if hint else ''}"
-            + ("" if name in PATH_FORMATS else f"; built-in sets: {', '.join(BUILTIN)}"))
+            + ("" if name in PATH_FORMATS else f"; built-in sets: {', '.join(BUILTIN)}")
+        )

@@ -62,8 +62,7 @@ def _max_abs(t: Tensor) -> float:
 
 
 @torch.no_grad()
-def reconstruction(model: Any, x: Tensor, cond: dict[str, Tensor] | None = None
-                   ) -> Reconstruction:
+def reconstruction(model: Any, x: Tensor, cond: dict[str, Tensor] | None = None) -> Reconstruction:
     """Round-trip ``x`` through ``model`` (eval mode, no RNG used) and attribute the error.
 
     When the model's layers cannot be hooked (a model that does not call its layers one by
@@ -80,8 +79,9 @@ def reconstruction(model: Any, x: Tensor, cond: dict[str, Tensor] | None = None
     return result
 
 
-def _round_trip(model: Any, x: Tensor, cond: dict[str, Tensor] | None, paths: list[str]
-                ) -> tuple[Tensor, dict[int, Tensor], dict[int, Tensor]]:
+def _round_trip(
+    model: Any, x: Tensor, cond: dict[str, Tensor] | None, paths: list[str]
+) -> tuple[Tensor, dict[int, Tensor], dict[int, Tensor]]:
     """``inverse(forward(x))`` in eval mode on the eager layers, with every layer's input
     ``x_i`` and reconstructed input ``x^_i`` (by index; none when the layers do not match
     ``paths``). The model is left as it was found."""
@@ -94,6 +94,7 @@ def _round_trip(model: Any, x: Tensor, cond: dict[str, Tensor] | None, paths: li
     def pre_hook(i: int):
         def hook(module: Any, args: tuple) -> None:
             inputs[i] = args[0].detach()
+
         return hook
 
     def wrap(i: int, layer: Any):
@@ -103,6 +104,7 @@ def _round_trip(model: Any, x: Tensor, cond: dict[str, Tensor] | None, paths: li
             out = original(*args, **kwargs)
             rebuilt[i] = out[0].detach()
             return out
+
         return inverse
 
     was_training = model.training
@@ -132,8 +134,13 @@ def _round_trip(model: Any, x: Tensor, cond: dict[str, Tensor] | None, paths: li
     return x_rec, inputs, rebuilt
 
 
-def _attribute(result: Reconstruction, model: Any, paths: list[str], inputs: dict[int, Tensor],
-               rebuilt: dict[int, Tensor]) -> None:
+def _attribute(
+    result: Reconstruction,
+    model: Any,
+    paths: list[str],
+    inputs: dict[int, Tensor],
+    rebuilt: dict[int, Tensor],
+) -> None:
     """Fill in ``result``'s per-layer relative errors, its worst layer and the gains by kind
     (the module docstring has the definitions)."""
     rel = []
@@ -158,8 +165,9 @@ def _attribute(result: Reconstruction, model: Any, paths: list[str], inputs: dic
         result.by_kind[kind] = result.by_kind.get(kind, 1.0) * g
 
 
-def recon_batch(task: Task, val: Any, seed: int, dev: torch.device
-                ) -> tuple[Tensor, dict[str, Tensor] | None]:
+def recon_batch(
+    task: Task, val: Any, seed: int, dev: torch.device
+) -> tuple[Tensor, dict[str, Tensor] | None]:
     """The fixed validation batch of the reconstruction check (its noise from its own
     generator: the check never touches the training RNG)."""
     n = min(len(val), RECON_IMAGES)
@@ -174,19 +182,28 @@ def recon_batch(task: Task, val: Any, seed: int, dev: torch.device
 
 def recon_message(model: Any, rec: Reconstruction, threshold: float, step: int) -> str:
     """The warning for a reconstruction error above ``threshold``, naming the worst layer."""
-    text = (f"step {step}: inverse(forward(x)) misses the validation batch by "
-            f"{rec.error:.2e} (relative {rec.relative:.2e}, above {threshold:g})")
+    text = (
+        f"step {step}: inverse(forward(x)) misses the validation batch by "
+        f"{rec.error:.2e} (relative {rec.relative:.2e}, above {threshold:g})"
+    )
     if rec.worst is not None:
         kinds = sorted(rec.by_kind.items(), key=lambda kv: -kv[1])
         growth = ", ".join(f"{k.replace('.', ' ')} x{g:.3g}" for k, g in kinds[:3])
-        text += (f"; the error grows most in {locate(model, rec.worst)}, "
-                 f"x{rec.worst_gain:.3g} (products by kind: {growth})")
+        text += (
+            f"; the error grows most in {locate(model, rec.worst)}, "
+            f"x{rec.worst_gain:.3g} (products by kind: {growth})"
+        )
     try:
         from flowspec.kinds import KINDS
 
-        remedies = sorted({f"`{layer.kind.replace('.', ' ')} {KINDS[layer.kind].remedy_hint()}`"
-                           for layer in model.spec.layers if KINDS[layer.kind].stack_remedy
-                           and not layer.args.get(KINDS[layer.kind].stack_remedy)})
+        remedies = sorted(
+            {
+                f"`{layer.kind.replace('.', ' ')} {KINDS[layer.kind].remedy_hint()}`"
+                for layer in model.spec.layers
+                if KINDS[layer.kind].stack_remedy
+                and not layer.args.get(KINDS[layer.kind].stack_remedy)
+            }
+        )
     except (AttributeError, KeyError):
         remedies = []
     if remedies:

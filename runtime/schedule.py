@@ -57,4 +57,3 @@ def factor(recipe: Any) -> Callable[[int], float]:
         return ramp * after_warmup(s)
 
     return f
-

@@ -30,11 +30,11 @@ from .errors import RunError
 Warn = Callable[[str], None]
 
 
-def verify_command(spec: FlowSpec, spec_file: str | None = None,
-                   overrides: dict[str, Any] | None = None) -> str:
+def verify_command(
+    spec: FlowSpec, spec_file: str | None = None, overrides: dict[str, Any] | None = None
+) -> str:
     """The ``flowspec verify`` line that checks this flow with its plugins."""
-    words = ["flowspec", "verify", str(spec_file or spec.file or "SPEC.flow"),
-             "--flow", spec.name]
+    words = ["flowspec", "verify", str(spec_file or spec.file or "SPEC.flow"), "--flow", spec.name]
     for k, v in (overrides or {}).items():
         words += ["--set", f"{k}={v}"]
     for p in used_plugins(spec):
@@ -52,16 +52,24 @@ def _where(spec: FlowSpec, check: Any) -> str:
     return f"{span.file}:{span.line}:{span.column}" if span is not None else spec.name
 
 
-def verify_vocabulary(spec: FlowSpec, *, verify: bool, command: str, warn: Warn,
-                      spec_file: str | None = None,
-                      overrides: dict[str, Any] | None = None) -> bool:
+def verify_vocabulary(
+    spec: FlowSpec,
+    *,
+    verify: bool,
+    command: str,
+    warn: Warn,
+    spec_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> bool:
     """Verify ``spec``'s plugin-defined layers (and plugin prior) before a run; whether the
     run may call itself verified. Raises :class:`RunError` on a check that fails."""
     plugins = used_plugins(spec)
     if not verify:
         if plugins:
-            warn(f"--no-verify: the plugin vocabulary of flow `{spec.name}` is not verified; "
-                 "its bits/dim may not be a density's (the run records \"verified\": false)")
+            warn(
+                f"--no-verify: the plugin vocabulary of flow `{spec.name}` is not verified; "
+                'its bits/dim may not be a density\'s (the run records "verified": false)'
+            )
         return False
     if not plugins:
         return True  # built-in vocabulary only: the test suite verifies every kind
@@ -71,20 +79,25 @@ def verify_vocabulary(spec: FlowSpec, *, verify: bool, command: str, warn: Warn,
     report = verify_plugins(spec)
     if report.ok:
         if report.checks:
-            print(f"flowspec {command}: verified {len(report.checks)} plugin-defined "
-                  f"layer{'s' if len(report.checks) > 1 else ''} of flow `{spec.name}`: "
-                  f"exact ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+            print(
+                f"flowspec {command}: verified {len(report.checks)} plugin-defined "
+                f"layer{'s' if len(report.checks) > 1 else ''} of flow `{spec.name}`: "
+                f"exact ({time.perf_counter() - start:.1f} s)",
+                file=sys.stderr,
+            )
         return True
     bad = [c for c in report.checks if not c.ok]
-    rows = "\n".join(f"  {_where(spec, c)}: `{c.path}` ({c.kind.replace('.', ' ')}): {c.error}"
-                     for c in bad)
+    rows = "\n".join(
+        f"  {_where(spec, c)}: `{c.path}` ({c.kind.replace('.', ' ')}): {c.error}" for c in bad
+    )
     n = f"{len(bad)} layer{'s' if len(bad) > 1 else ''}"
     raise RunError(
         f"flow `{spec.name}` is not exact, so its bits/dim would not be a density's: {n} of "
         f"its plugin vocabulary failed verification (float64, reduced size); nothing was "
         f"run:\n{rows}\n  the full table: {verify_command(spec, spec_file, overrides)}\n"
         f"  to {command} anyway: --no-verify (verify=False in Python); the run then records "
-        "\"verified\": false")
+        '"verified": false'
+    )
 
 
 def check_checkpoint_plugins(ck: dict[str, Any], path: Any, stored: FlowSpec | None) -> None:
@@ -103,17 +116,20 @@ def check_checkpoint_plugins(ck: dict[str, Any], path: Any, stored: FlowSpec | N
     unknown = [(r, k) for r, k in vocabulary(stored) if k not in REGISTRIES[r]]
     if unknown:
         registry, key = unknown[0]
-        raise RunError(f"the checkpoint {path} uses {registry} `{key}`, which no loaded plugin "
-                       "defines (the checkpoint is older than its record of plugins): pass "
-                       "--plugin MODULE, the module that defines it")
+        raise RunError(
+            f"the checkpoint {path} uses {registry} `{key}`, which no loaded plugin "
+            "defines (the checkpoint is older than its record of plugins): pass "
+            "--plugin MODULE, the module that defines it"
+        )
 
 
 #: held-out numbers in bits per dimension of discrete data
 BPD_KEYS = ("bpd", "bpd_uniform", "label_bpd")
 
 
-def check_bpd(metrics: dict[str, Any], *, what: str, verify_cmd: Callable[[], str],
-              after: Callable[[], str]) -> None:
+def check_bpd(
+    metrics: dict[str, Any], *, what: str, verify_cmd: Callable[[], str], after: Callable[[], str]
+) -> None:
     """Refuse a held-out bits/dim below 0: impossible on discrete data. ``verify_cmd`` and
     ``after`` (what became of the run) are asked for only then."""
     for key in BPD_KEYS:
@@ -123,16 +139,22 @@ def check_bpd(metrics: dict[str, Any], *, what: str, verify_cmd: Callable[[], st
                 f"{what} gives a held-out {key} of {value:.4g} bits/dim, below 0, which no "
                 "density of discrete data can give: the model's density is not normalised (a "
                 "log-det that is wrong, or an inverse that is not one). Check its layers with "
-                f"`{verify_cmd()}`; {after()}")
+                f"`{verify_cmd()}`; {after()}"
+            )
 
 
-def summary_warnings(source: dict[str, Any], verified: bool, plugins: list[Any],
-                     vals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summary_warnings(
+    source: dict[str, Any], verified: bool, plugins: list[Any], vals: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """``summary.json``'s warnings: the checker's on the spec, a skipped verification, then
     the validations' (by step)."""
     out = [dict(w) for w in source.get("warnings") or []]
     if not verified and plugins:
-        out.append({"code": "no-verify", "message": "--no-verify: the plugin vocabulary was "
-                    "not verified; the bits/dim may not be a density's"})
-    return out + [{"step": v["step"], "message": m} for v in vals
-                  for m in v.get("warnings", [])]
+        out.append(
+            {
+                "code": "no-verify",
+                "message": "--no-verify: the plugin vocabulary was "
+                "not verified; the bits/dim may not be a density's",
+            }
+        )
+    return out + [{"step": v["step"], "message": m} for v in vals for m in v.get("warnings", [])]

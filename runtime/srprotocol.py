@@ -58,12 +58,18 @@ class Protocol:
         return self.y_channel or self.crop_border > 0
 
     def describe(self) -> dict[str, Any]:
-        ssim = (f"gaussian {GAUSS_WINDOW}x{GAUSS_WINDOW} sigma={GAUSS_SIGMA} (BasicSR)"
-                if self.basicsr else "uniform 7x7 (scikit-image default, SRFlow)")
-        return {"channels": "y (BT.601)" if self.y_channel else "all",
-                "crop_border": self.crop_border, "ssim_window": ssim,
-                "lr_psnr": "SR downscaled by the input's bicubic kernel vs LR input, all "
-                           "channels", "kernel": "bicubic a=-0.5, antialiased (PIL BICUBIC)"}
+        ssim = (
+            f"gaussian {GAUSS_WINDOW}x{GAUSS_WINDOW} sigma={GAUSS_SIGMA} (BasicSR)"
+            if self.basicsr
+            else "uniform 7x7 (scikit-image default, SRFlow)"
+        )
+        return {
+            "channels": "y (BT.601)" if self.y_channel else "all",
+            "crop_border": self.crop_border,
+            "ssim_window": ssim,
+            "lr_psnr": "SR downscaled by the input's bicubic kernel vs LR input, all channels",
+            "kernel": "bicubic a=-0.5, antialiased (PIL BICUBIC)",
+        }
 
 
 def y_channel(img: np.ndarray) -> np.ndarray:
@@ -89,18 +95,29 @@ def _ssim(a: np.ndarray, b: np.ndarray, p: Protocol) -> float:
     m = min(a.shape[-2:])
     if p.basicsr:
         if m < GAUSS_WINDOW:
-            raise RunError(f"BasicSR's SSIM needs images of at least {GAUSS_WINDOW}x"
-                           f"{GAUSS_WINDOW} pixels after crop_border={p.crop_border}, "
-                           f"got {'x'.join(map(str, a.shape[-2:]))}")
-        return float(structural_similarity(a, b, data_range=255, channel_axis=chan,
-                                           gaussian_weights=True, sigma=GAUSS_SIGMA,
-                                           use_sample_covariance=False))
+            raise RunError(
+                f"BasicSR's SSIM needs images of at least {GAUSS_WINDOW}x"
+                f"{GAUSS_WINDOW} pixels after crop_border={p.crop_border}, "
+                f"got {'x'.join(map(str, a.shape[-2:]))}"
+            )
+        return float(
+            structural_similarity(
+                a,
+                b,
+                data_range=255,
+                channel_axis=chan,
+                gaussian_weights=True,
+                sigma=GAUSS_SIGMA,
+                use_sample_covariance=False,
+            )
+        )
     win = 7 if m >= 7 else (m if m % 2 else m - 1)  # skimage wants an odd window
     return float(structural_similarity(a, b, data_range=255, win_size=win, channel_axis=chan))
 
 
-def sr_scores(pred: Tensor, gt: Tensor, lr: Tensor, scale: int,
-              protocol: Protocol = Protocol()) -> dict[str, np.ndarray]:
+def sr_scores(
+    pred: Tensor, gt: Tensor, lr: Tensor, scale: int, protocol: Protocol = Protocol()
+) -> dict[str, np.ndarray]:
     """Per-image PSNR, SSIM (against ``gt``) and LR-PSNR (against ``lr``) of ``pred``.
 
     All uint8 ``(N, C, H, W)``; ``lr`` is ``(N, C, H/scale, W/scale)``.
@@ -126,8 +143,9 @@ def finite_mean(values: np.ndarray) -> float:
     return float(np.mean(np.minimum(values, 100.0)))
 
 
-def row(pred: Tensor, gt: Tensor, lr: Tensor, scale: int, protocol: Protocol,
-        lpips: Any = None) -> dict[str, float]:
+def row(
+    pred: Tensor, gt: Tensor, lr: Tensor, scale: int, protocol: Protocol, lpips: Any = None
+) -> dict[str, float]:
     """Mean scores of one set of SR images (one temperature, or the baseline)."""
     out = {k: finite_mean(v) for k, v in sr_scores(pred, gt, lr, scale, protocol).items()}
     if lpips is not None:
@@ -139,21 +157,26 @@ def bicubic_upscale(lr: Tensor, scale: int) -> Tensor:
     """uint8 ``(N, C, h, w)`` -> ``(N, C, h*scale, w*scale)`` with the kernel of
     :func:`runtime.images.downscale` (antialiased bicubic, ``a = -1/2``)."""
     h, w = lr.shape[-2:]
-    f = F.interpolate(lr.float() / 255.0, size=(h * scale, w * scale), mode="bicubic",
-                      antialias=True, align_corners=False)
+    f = F.interpolate(
+        lr.float() / 255.0,
+        size=(h * scale, w * scale),
+        mode="bicubic",
+        antialias=True,
+        align_corners=False,
+    )
     return (f * 255.0).round().clamp(0, 255).to(torch.uint8)
 
 
 def table4(per: dict[str, dict[str, float]], lpips: bool) -> dict[str, Any]:
     """The top-level scores: each averaged over the temperatures of ``per``."""
     out: dict[str, Any] = {k: sum(r[k] for r in per.values()) / len(per) for k in KEYS}
-    out["lpips"] = (sum(r["lpips"] for r in per.values()) / len(per)) if lpips else \
-        "unavailable"
+    out["lpips"] = (sum(r["lpips"] for r in per.values()) / len(per)) if lpips else "unavailable"
     return out
 
 
-def bicubic_baseline(gt: Tensor, lr: Tensor, scale: int, protocol: Protocol,
-                     lpips: Any = None) -> dict[str, float]:
+def bicubic_baseline(
+    gt: Tensor, lr: Tensor, scale: int, protocol: Protocol, lpips: Any = None
+) -> dict[str, float]:
     """``psnr_bicubic``, ``ssim_bicubic``, ``lr_psnr_bicubic`` (and ``lpips_bicubic``) of
     the bicubic upsampling of ``lr``, scored as the model's samples are."""
     scores = row(bicubic_upscale(lr, scale), gt, lr, scale, protocol, lpips)

@@ -56,8 +56,10 @@ class TensorBoard(Tracker):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
-            raise RunError("--tensorboard needs the tensorboard package: pip install "
-                           "'flowspec[track]' (or pip install tensorboard)") from e
+            raise RunError(
+                "--tensorboard needs the tensorboard package: pip install "
+                "'flowspec[track]' (or pip install tensorboard)"
+            ) from e
         self.folder = folder
         self.writer = SummaryWriter(str(folder), purge_step=purge_step)
 
@@ -78,8 +80,7 @@ class TensorBoard(Tracker):
 
     def samples(self, step: int, grids: dict[float, Tensor]) -> None:
         for t, img in grids.items():
-            self.writer.add_image(f"samples/t{t:g}", img.cpu().numpy(), step,
-                                  dataformats="CHW")
+            self.writer.add_image(f"samples/t{t:g}", img.cpu().numpy(), step, dataformats="CHW")
         self.writer.flush()
 
     def diagram(self, spec: Any) -> None:
@@ -90,8 +91,10 @@ class TensorBoard(Tracker):
             self.writer.add_text("model/dot", "```\n" + dot.source + "\n```", 0)
             png = dot.pipe(format="png")
         except Exception as e:  # noqa: BLE001 - a diagram never stops a run
-            print(f"flowspec: warning: no diagram in TensorBoard ({type(e).__name__}: {e})",
-                  file=sys.stderr)
+            print(
+                f"flowspec: warning: no diagram in TensorBoard ({type(e).__name__}: {e})",
+                file=sys.stderr,
+            )
             return
         import numpy as np
         from PIL import Image
@@ -106,8 +109,7 @@ class TensorBoard(Tracker):
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def open_tracker(out: Path, enabled: bool, purge_step: int | None) -> Tracker:

@@ -40,8 +40,10 @@ def is_dataset(obj: Any) -> bool:
     """Whether ``obj`` is a tensor or a map-style data set (``__len__`` and ``__getitem__``),
     not a data set's name or path."""
     return isinstance(obj, Tensor) or (
-        not isinstance(obj, (str, bytes)) and hasattr(obj, "__len__")
-        and hasattr(obj, "__getitem__"))
+        not isinstance(obj, (str, bytes))
+        and hasattr(obj, "__len__")
+        and hasattr(obj, "__getitem__")
+    )
 
 
 def describe(obj: Any) -> str:
@@ -57,8 +59,10 @@ def task_data(task: Task, data: Any, val_data: Any = None) -> TaskData:
         strata = None if labels is None else labels.numpy()
         train_i, val_i = (torch.as_tensor(i) for i in _every_tenth(len(images), strata))
         if not len(val_i) or not len(train_i):
-            raise RunError(f"data has {len(images)} items; holding out every tenth for "
-                           "validation needs at least 10 (or pass val_data=...)")
+            raise RunError(
+                f"data has {len(images)} items; holding out every tenth for "
+                "validation needs at least 10 (or pass val_data=...)"
+            )
         train = _split(images, labels, maps, train_i)
         val = _split(images, labels, maps, val_i)
     else:
@@ -68,8 +72,12 @@ def task_data(task: Task, data: Any, val_data: Any = None) -> TaskData:
         raise RunError(f"data for flow `{name}` is empty; give at least one item")
     n = task.recipe.val_images
     val = Split(val.images[:n], None if val.maps is None else val.maps[:n])
-    return TaskData(train, val, f"{describe(data)}, {len(train)} train / {len(val)} val items",
-                    _classes(task, labels))
+    return TaskData(
+        train,
+        val,
+        f"{describe(data)}, {len(train)} train / {len(val)} val items",
+        _classes(task, labels),
+    )
 
 
 def held_out(task: Task, data: Any, what: str = "data") -> TaskData:
@@ -77,35 +85,40 @@ def held_out(task: Task, data: Any, what: str = "data") -> TaskData:
     images, labels, maps = _read(task, data, what)
     if not len(images):
         raise RunError(f"{what} is empty; give at least one item")
-    return TaskData(None, _split(images, labels, maps, None), describe(data),
-                    _classes(task, labels))
+    return TaskData(
+        None, _split(images, labels, maps, None), describe(data), _classes(task, labels)
+    )
 
 
 def _classes(task: Task, labels: Tensor | None) -> int | None:
     return None if labels is None else int(task.spec.conditions[0].shape[0])
 
 
-def _split(images: Tensor, labels: Tensor | None, maps: Tensor | None,
-           index: Tensor | None) -> Split:
+def _split(
+    images: Tensor, labels: Tensor | None, maps: Tensor | None, index: Tensor | None
+) -> Split:
     extra = labels if labels is not None else maps
     if index is None:
         return Split(images, extra)
     return Split(images[index], None if extra is None else extra[index])
 
 
-def _read(task: Task, data: Any, what: str
-          ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+def _read(task: Task, data: Any, what: str) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Every item of ``data`` checked: uint8 images ``(N, C, H, W)``, then int64 class ids
     ``(N,)`` or uint8 label maps ``(N, H, W)`` when the flow's condition needs them."""
     if not is_dataset(data):
-        raise RunError(f"{what} must be a torch Dataset (map-style: len() and [i]) or a "
-                       f"tensor, got {type(data).__name__}")
+        raise RunError(
+            f"{what} must be a torch Dataset (map-style: len() and [i]) or a "
+            f"tensor, got {type(data).__name__}"
+        )
     cond = task.spec.conditions[0] if task.spec.conditions else None
     kind = None if cond is None else cond.type
     if kind == "image":
-        raise RunError(f"flow `{task.spec.name}` is a super-resolution flow: its low-res "
-                       f"input `{cond.name}` is made from each image by the task's bicubic "
-                       "downscale, so give images alone as data items")
+        raise RunError(
+            f"flow `{task.spec.name}` is a super-resolution flow: its low-res "
+            f"input `{cond.name}` is made from each image by the task's bicubic "
+            "downscale, so give images alone as data items"
+        )
     images, extras = [], []
     for i in range(len(data)):
         image, extra = _unpack(data[i], i, what, kind)
@@ -130,17 +143,22 @@ def _unpack(item: Any, i: int, what: str, kind: str | None) -> tuple[Any, Any]:
     elif isinstance(item, (tuple, list)) and len(item) in (1, 2):
         image, extra = item[0], (item[1] if len(item) == 2 else None)
     else:
-        got = f"a {len(item)}-tuple" if isinstance(item, (tuple, list)) else \
-            type(item).__name__
-        raise RunError(f"{what} item {i}: expected an image tensor, (image,), (image, label) "
-                       f"or (image, {{name: label_map}}), got {got}")
+        got = f"a {len(item)}-tuple" if isinstance(item, (tuple, list)) else type(item).__name__
+        raise RunError(
+            f"{what} item {i}: expected an image tensor, (image,), (image, label) "
+            f"or (image, {{name: label_map}}), got {got}"
+        )
     if kind == "class" and extra is None:
-        raise RunError(f"{what} item {i}: the flow is class-conditional, so items are "
-                       "(image, label) pairs; this one has no label")
+        raise RunError(
+            f"{what} item {i}: the flow is class-conditional, so items are "
+            "(image, label) pairs; this one has no label"
+        )
     if kind == "labels" and not isinstance(extra, dict):
-        raise RunError(f"{what} item {i}: the flow's condition is a label map, so items are "
-                       f"(image, {{name: label_map}}); got {type(extra).__name__} beside the "
-                       "image")
+        raise RunError(
+            f"{what} item {i}: the flow's condition is a label map, so items are "
+            f"(image, {{name: label_map}}); got {type(extra).__name__} beside the "
+            "image"
+        )
     return image, extra
 
 
@@ -151,25 +169,36 @@ def _shape(t: Any) -> str:
 def _image(x: Any, i: int, what: str, shape: tuple[int, ...]) -> Tensor:
     want = "x".join(map(str, shape))
     if not isinstance(x, Tensor):
-        raise RunError(f"{what} item {i}: the image is a {type(x).__name__}, expected a "
-                       f"tensor of shape {want}")
+        raise RunError(
+            f"{what} item {i}: the image is a {type(x).__name__}, expected a "
+            f"tensor of shape {want}"
+        )
     if x.dim() == 2 and shape[0] == 1:
         x = x.unsqueeze(0)
     if tuple(x.shape) != shape:
-        raise RunError(f"{what} item {i}: image of shape {_shape(x)}, expected {want} (the "
-                       "flow's input; a Dataset is used as it is, no pad or resize)")
+        raise RunError(
+            f"{what} item {i}: image of shape {_shape(x)}, expected {want} (the "
+            "flow's input; a Dataset is used as it is, no pad or resize)"
+        )
     if x.dtype == torch.uint8:
         return x.cpu()
     if not x.is_floating_point():
-        raise RunError(f"{what} item {i}: image of dtype {str(x.dtype).replace('torch.', '')}"
-                       ", expected uint8 or float in [0, 1]")
+        raise RunError(
+            f"{what} item {i}: image of dtype {str(x.dtype).replace('torch.', '')}"
+            ", expected uint8 or float in [0, 1]"
+        )
     v = x.detach().double().cpu() * 255.0
     k = v.round()
-    if v.numel() and (float(v.min()) < -GRID_TOL or float(v.max()) > 255 + GRID_TOL
-                      or float((v - k).abs().max()) > GRID_TOL):
-        raise RunError(f"{what} item {i}: float image not in [0, 1] on the 8-bit grid k/255 "
-                       f"(values {float(x.min()):.4g} .. {float(x.max()):.4g}); give uint8, "
-                       "or floats as ToTensor() makes them from 8-bit images")
+    if v.numel() and (
+        float(v.min()) < -GRID_TOL
+        or float(v.max()) > 255 + GRID_TOL
+        or float((v - k).abs().max()) > GRID_TOL
+    ):
+        raise RunError(
+            f"{what} item {i}: float image not in [0, 1] on the 8-bit grid k/255 "
+            f"(values {float(x.min()):.4g} .. {float(x.max()):.4g}); give uint8, "
+            "or floats as ToTensor() makes them from 8-bit images"
+        )
     return k.clamp(0, 255).to(torch.uint8)
 
 
@@ -178,8 +207,10 @@ def _label(y: Any, i: int, what: str, cond: Any) -> int:
     if isinstance(y, Tensor) and y.numel() == 1 and not y.is_floating_point():
         y = int(y)
     if not isinstance(y, (int, np.integer)) or isinstance(y, bool) or not 0 <= y < n:
-        raise RunError(f"{what} item {i}: label {y!r}, expected a class id in 0..{n - 1} "
-                       f"(condition `{cond.name}`: class {n})")
+        raise RunError(
+            f"{what} item {i}: label {y!r}, expected a class id in 0..{n - 1} "
+            f"(condition `{cond.name}`: class {n})"
+        )
     return int(y)
 
 
@@ -187,16 +218,21 @@ def _label_map(extra: dict[str, Any], i: int, what: str, cond: Any) -> Tensor:
     n, h, w = (int(d) for d in cond.shape)
     m = extra.get(cond.name)
     if not isinstance(m, Tensor) or m.is_floating_point():
-        raise RunError(f"{what} item {i}: expected {{'{cond.name}': an integer tensor {h}x{w}}}"
-                       f" beside the image, got keys {sorted(extra)}"
-                       if m is None else f"{what} item {i}: label map `{cond.name}` must be "
-                       f"an integer tensor {h}x{w}")
+        raise RunError(
+            f"{what} item {i}: expected {{'{cond.name}': an integer tensor {h}x{w}}}"
+            f" beside the image, got keys {sorted(extra)}"
+            if m is None
+            else f"{what} item {i}: label map `{cond.name}` must be an integer tensor {h}x{w}"
+        )
     if m.dim() == 3 and m.shape[0] == 1:
         m = m[0]
     if tuple(m.shape) != (h, w):
-        raise RunError(f"{what} item {i}: label map `{cond.name}` of shape {_shape(m)}, "
-                       f"expected {h}x{w}")
+        raise RunError(
+            f"{what} item {i}: label map `{cond.name}` of shape {_shape(m)}, expected {h}x{w}"
+        )
     if m.numel() and (int(m.min()) < 0 or int(m.max()) >= n):
-        raise RunError(f"{what} item {i}: label map `{cond.name}` holds ids "
-                       f"{int(m.min())}..{int(m.max())}, expected 0..{n - 1}")
+        raise RunError(
+            f"{what} item {i}: label map `{cond.name}` holds ids "
+            f"{int(m.min())}..{int(m.max())}, expected 0..{n - 1}"
+        )
     return m.cpu().to(torch.uint8)

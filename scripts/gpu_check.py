@@ -49,13 +49,29 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Import name -> the distribution that provides it (installed from the wheel folder).
-DEPENDENCIES = {"lark": "lark", "pydantic": "pydantic", "graphviz": "graphviz",
-                "mlxtend": "mlxtend", "networkx": "networkx", "numpy": "numpy",
-                "PIL": "pillow", "matplotlib": "matplotlib", "sklearn": "scikit-learn",
-                "tqdm": "tqdm", "einops": "einops"}
+DEPENDENCIES = {
+    "lark": "lark",
+    "pydantic": "pydantic",
+    "graphviz": "graphviz",
+    "mlxtend": "mlxtend",
+    "networkx": "networkx",
+    "numpy": "numpy",
+    "PIL": "pillow",
+    "matplotlib": "matplotlib",
+    "sklearn": "scikit-learn",
+    "tqdm": "tqdm",
+    "einops": "einops",
+}
 #: (name, the most seconds it may take); each also stops where the budget ends
-STEPS = [("parity", 50), ("verify", 40), ("sync", 30), ("demo", 50), ("ddp_resume", 40),
-         ("speed", 60), ("compile", 60)]
+STEPS = [
+    ("parity", 50),
+    ("verify", 40),
+    ("sync", 30),
+    ("demo", 50),
+    ("ddp_resume", 40),
+    ("speed", 60),
+    ("compile", 60),
+]
 
 
 class Log:
@@ -92,9 +108,24 @@ def install(wheels: Path, site: Path, log: Log) -> list[str]:
         # an index for anything else
         files = sorted(str(w) for w in wheels.glob("*.whl"))
         log(f"installing {len(files)} wheels from {wheels} (missing: {', '.join(missing)})")
-        p = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps",
-                            "--quiet", "--disable-pip-version-check", "--target", str(site),
-                            *files], capture_output=True, text=True, timeout=180)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--no-index",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+                str(site),
+                *files,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         if p.returncode:
             log(f"pip install failed: {(p.stderr.strip().splitlines() or [''])[-1]}")
         missing = _missing(site)
@@ -107,10 +138,17 @@ def _env(site: Path) -> dict[str, str]:
 
 
 def _missing(site: Path) -> list[str]:
-    code = ("import importlib.util, sys; print(' '.join(m for m in sys.argv[1:] "
-            "if importlib.util.find_spec(m) is None))")
-    p = subprocess.run([sys.executable, "-c", code, *DEPENDENCIES], capture_output=True,
-                       text=True, env=_env(site), timeout=60)
+    code = (
+        "import importlib.util, sys; print(' '.join(m for m in sys.argv[1:] "
+        "if importlib.util.find_spec(m) is None))"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code, *DEPENDENCIES],
+        capture_output=True,
+        text=True,
+        env=_env(site),
+        timeout=60,
+    )
     return p.stdout.split()
 
 
@@ -127,8 +165,13 @@ if info["devices"]:
     info["gpu"] = f"{p.name}, {p.total_memory / 2**30:.0f} GiB"
 print(json.dumps(info))"""
     try:
-        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env=_env(site), timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=_env(site),
+            timeout=120,
+        )
     except subprocess.TimeoutExpired:
         return {"error": "importing torch took over 120 s"}
     if p.returncode:
@@ -139,12 +182,19 @@ print(json.dumps(info))"""
 def main(argv: list[str] | None = None) -> int:
     a = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     a.add_argument("--budget", type=float, default=300.0, help="seconds in all (default 300)")
-    a.add_argument("--wheels", type=Path, default=ROOT / "gpu_wheels",
-                   help="the folder of wheels made by scripts/gpu_wheels.sh")
-    a.add_argument("--rehearse", action="store_true",
-                   help="on a machine without a GPU: install from the wheel folder and run "
-                   "every step with CPU standing in for CUDA (proves the script and its "
-                   "environment work, not that CUDA agrees)")
+    a.add_argument(
+        "--wheels",
+        type=Path,
+        default=ROOT / "gpu_wheels",
+        help="the folder of wheels made by scripts/gpu_wheels.sh",
+    )
+    a.add_argument(
+        "--rehearse",
+        action="store_true",
+        help="on a machine without a GPU: install from the wheel folder and run "
+        "every step with CPU standing in for CUDA (proves the script and its "
+        "environment work, not that CUDA agrees)",
+    )
     a.add_argument("--step", help=argparse.SUPPRESS)
     args = a.parse_args(argv)
     if args.step:
@@ -177,18 +227,22 @@ def main(argv: list[str] | None = None) -> int:
         return finish(2)
     if not info["devices"] and not args.rehearse:
         if smi in ("gpu", "failed"):
-            log("gpu_check: nvidia-smi " + ("lists a GPU" if smi == "gpu" else "fails") +
-                " but torch sees no CUDA device: the driver, the CUDA build of torch or "
-                "CUDA_VISIBLE_DEVICES is wrong")
+            log(
+                "gpu_check: nvidia-smi "
+                + ("lists a GPU" if smi == "gpu" else "fails")
+                + " but torch sees no CUDA device: the driver, the CUDA build of torch or "
+                "CUDA_VISIBLE_DEVICES is wrong"
+            )
             return finish(2)
-        log("gpu_check: no GPU here (no nvidia-smi, torch sees no CUDA device); nothing to "
-            "check")
+        log("gpu_check: no GPU here (no nvidia-smi, torch sees no CUDA device); nothing to check")
         return finish(0)
     missing = install(args.wheels, site, log)
     results["preflight"]["missing"] = missing
     if missing:
-        log(f"gpu_check: not importable: {', '.join(missing)} (make the wheel folder with "
-            f"scripts/gpu_wheels.sh and bring it as {args.wheels})")
+        log(
+            f"gpu_check: not importable: {', '.join(missing)} (make the wheel folder with "
+            f"scripts/gpu_wheels.sh and bring it as {args.wheels})"
+        )
         return finish(2)
     failed = False
     for name, limit in STEPS:
@@ -203,12 +257,16 @@ def main(argv: list[str] | None = None) -> int:
         log(f"== {name} (at most {timeout:.0f} s)")
         t0 = time.monotonic()
         cmd = [sys.executable, str(Path(__file__)), "--step", name]
-        env = {**_env(site), "GPU_CHECK_WORK": str(work / name),
-               "GPU_CHECK_DEVICE": "cpu" if args.rehearse else "cuda"}
+        env = {
+            **_env(site),
+            "GPU_CHECK_WORK": str(work / name),
+            "GPU_CHECK_DEVICE": "cpu" if args.rehearse else "cuda",
+        }
         env["PYTHONPATH"] += os.pathsep + str(ROOT / "scripts")
         try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                               cwd=ROOT)
+            p = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
+            )
             status = "passed" if p.returncode == 0 else "failed"
             text = p.stdout + p.stderr
         except subprocess.TimeoutExpired as e:
@@ -217,8 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         for line in text.strip().splitlines():
             log(f"   {line}")
         detail = (text.strip().splitlines() or [""])[-1][:300]
-        results["steps"][name] = {"status": status, "seconds": round(time.monotonic() - t0, 1),
-                                  "detail": detail}
+        results["steps"][name] = {
+            "status": status,
+            "seconds": round(time.monotonic() - t0, 1),
+            "detail": detail,
+        }
         log(f"   -> {status}")
         failed |= status in ("failed", "timeout")
     return finish(1 if failed else 0)

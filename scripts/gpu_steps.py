@@ -19,8 +19,19 @@ TOL = 1e-4  # relative, float32 with TF32 off: CUDA and CPU kernels reassociate 
 DEMO_TOL = 0.05  # bits/dim after a short fp32 run on each device
 BF16_TOL = 0.15  # the same for bf16 autocast on the device against fp32 on the CPU
 #: Reduced sizes of the shipped specs (tests/test_spec_models.py's, without importing pytest).
-SMALL = {"K": 1, "L": 2, "hidden": 6, "components": 3, "size": 8, "scale": 4, "height": 16,
-         "width": 16, "features": 6, "blocks": 1, "heads": 2}
+SMALL = {
+    "K": 1,
+    "L": 2,
+    "hidden": 6,
+    "components": 3,
+    "size": 8,
+    "scale": 4,
+    "height": 16,
+    "width": 16,
+    "features": 6,
+    "blocks": 1,
+    "heads": 2,
+}
 
 
 def _tf32_off() -> None:
@@ -66,15 +77,20 @@ def parity(root: Path) -> int:
                 back = model.inverse([z.detach() for z in zs], c)
             diffs[key] = (logp, logdet, back, [p.grad for p in model.parameters()])
         (lp, ld, bk, gr), (lp2, ld2, bk2, gr2) = diffs["cpu"], diffs["cuda"]
-        err = max(_rel(lp2, lp), _rel(ld2, ld), _rel(bk2, bk),
-                  max((_rel(g2, g) for g, g2 in zip(gr, gr2) if g is not None),
-                      default=0.0))
+        err = max(
+            _rel(lp2, lp),
+            _rel(ld2, ld),
+            _rel(bk2, bk),
+            max((_rel(g2, g) for g, g2 in zip(gr, gr2) if g is not None), default=0.0),
+        )
         worst = max(worst, err)
         print(f"{name}: largest relative difference {err:.2e}")
         if not err <= TOL:
             bad.append(name)
-    print(f"parity: worst {worst:.2e} (tolerance {TOL:g}); "
-          f"{'failed: ' + ', '.join(bad) if bad else 'all flows agree'}")
+    print(
+        f"parity: worst {worst:.2e} (tolerance {TOL:g}); "
+        f"{'failed: ' + ', '.join(bad) if bad else 'all flows agree'}"
+    )
     return 1 if bad else 0
 
 
@@ -87,8 +103,9 @@ def _small_flows(root: Path) -> list[tuple[str, object]]:
     for path in sorted(glob.glob(str(root / "specs" / "*.flow"))):
         specs, _ = analyze(path, all_flows=True)
         for full in specs:
-            spec = flowspec.load(path, full.name, {k: v for k, v in SMALL.items()
-                                                   if k in full.params})
+            spec = flowspec.load(
+                path, full.name, {k: v for k, v in SMALL.items() if k in full.params}
+            )
             out.append((f"{Path(path).name}:{full.name}", spec))
     return out
 
@@ -108,14 +125,18 @@ def verify_kinds(root: Path) -> int:
         n += 1
         report = verify(spec, device=DEV, model=False)
         failed = [c for c in report.checks if not c.ok]
-        print(f"{name}: {len(report.checks)} rows on {DEV}, "
-              f"{'all exact' if not failed else f'{len(failed)} failed'}")
+        print(
+            f"{name}: {len(report.checks)} rows on {DEV}, "
+            f"{'all exact' if not failed else f'{len(failed)} failed'}"
+        )
         for c in failed:
             print(f"   {c.path} ({c.kind}): {c.error}")
         if failed:
             bad.append(name)
-    print(f"verify_kinds: {n} flows covering {len(seen)} kinds and priors on {DEV}; "
-          f"{'failed: ' + ', '.join(bad) if bad else 'all exact'}")
+    print(
+        f"verify_kinds: {n} flows covering {len(seen)} kinds and priors on {DEV}; "
+        f"{'failed: ' + ', '.join(bad) if bad else 'all exact'}"
+    )
     return 1 if bad else 0
 
 
@@ -127,22 +148,37 @@ def demo(root: Path) -> int:
     from runtime.recipe import RECON_WARN
 
     work = Path(os.environ.get("GPU_CHECK_WORK", "gpu_check_runs"))
-    runs = {"cpu fp32": ("cpu", None), f"{DEV} fp32": (DEV, None),
-            f"{DEV} bf16": (DEV, torch.bfloat16)}
+    runs = {
+        "cpu fp32": ("cpu", None),
+        f"{DEV} fp32": (DEV, None),
+        f"{DEV} bf16": (DEV, torch.bfloat16),
+    }
     bpd, bad = {}, []
     for label, (device, autocast) in runs.items():
         out = work / label.replace(" ", "-")
-        r = runtime.train(root / "specs" / "demo.flow",
-                          overrides={"K": 2, "hidden": 32, "size": 8}, data="digits",
-                          steps=60, batch=32, device=device, progress=False, out=out,
-                          val_every=60, sample_every=60, checkpoint_every=60, val_images=256,
-                          build_options={"autocast": autocast} if autocast else None)
+        r = runtime.train(
+            root / "specs" / "demo.flow",
+            overrides={"K": 2, "hidden": 32, "size": 8},
+            data="digits",
+            steps=60,
+            batch=32,
+            device=device,
+            progress=False,
+            out=out,
+            val_every=60,
+            sample_every=60,
+            checkpoint_every=60,
+            val_images=256,
+            build_options={"autocast": autocast} if autocast else None,
+        )
         bpd[label] = r.val_bpd
         final = r.summary.get("final_val", {})
         grids = sorted(p.name for p in out.glob("samples_*.png"))
         rel = final.get("recon_rel")
-        print(f"{label}: held-out bits/dim {r.val_bpd:.4f}, reconstruction error {rel}, "
-              f"{len(grids)} sample grids")
+        print(
+            f"{label}: held-out bits/dim {r.val_bpd:.4f}, reconstruction error {rel}, "
+            f"{len(grids)} sample grids"
+        )
         if not grids:
             bad.append(f"{label}: no sample grid")
         if rel is None or not rel <= RECON_WARN:
@@ -178,8 +214,9 @@ def sync(root: Path) -> int:
             torch.nn.utils.clip_grad_norm_(list(model.parameters()), 50.0)
             opt.step()
     except RuntimeError as e:
-        print(f"sync: a training step synchronises with the host: "
-              f"{(str(e).splitlines() or [''])[0]}")
+        print(
+            f"sync: a training step synchronises with the host: {(str(e).splitlines() or [''])[0]}"
+        )
         return 1
     finally:
         if DEV == "cuda":
@@ -191,16 +228,28 @@ def sync(root: Path) -> int:
 def _demo_run(root: Path, out: Path, **kw: object) -> object:
     import runtime
 
-    base = {"overrides": {"K": 2, "hidden": 16, "size": 8}, "data": "digits", "batch": 32,
-            "device": DEV, "progress": False, "val_every": 1000, "sample_every": 1000,
-            "checkpoint_every": 2, "val_images": 64, "deterministic": True}
+    base = {
+        "overrides": {"K": 2, "hidden": 16, "size": 8},
+        "data": "digits",
+        "batch": 32,
+        "device": DEV,
+        "progress": False,
+        "val_every": 1000,
+        "sample_every": 1000,
+        "checkpoint_every": 2,
+        "val_images": 64,
+        "deterministic": True,
+    }
     return runtime.train(root / "specs" / "demo.flow", out=out, **{**base, **kw})
 
 
 def _differences(a: dict, b: dict) -> list[str]:
     """The state_dict entries that are not bitwise equal, with their largest difference."""
-    return [f"{k} ({float((a[k].double() - b[k].double()).abs().max()):.1e})"
-            for k in a if not torch.equal(a[k], b[k])]
+    return [
+        f"{k} ({float((a[k].double() - b[k].double()).abs().max()):.1e})"
+        for k in a
+        if not torch.equal(a[k], b[k])
+    ]
 
 
 def ddp_resume(root: Path) -> int:
@@ -214,22 +263,21 @@ def ddp_resume(root: Path) -> int:
     bad = []
     plain = _demo_run(root, work / "plain", steps=4)
     backend = "nccl" if DEV.startswith("cuda") else "gloo"
-    dist.init_process_group(backend, init_method=f"file://{work / 'store'}", rank=0,
-                            world_size=1)
+    dist.init_process_group(backend, init_method=f"file://{work / 'store'}", rank=0, world_size=1)
     try:
         one = _demo_run(root, work / "ddp", steps=4)
     finally:
         dist.destroy_process_group()
     diff = _differences(plain.model.state_dict(), one.model.state_dict())
-    print(f"ddp ({backend}, one process) vs plain, 4 steps: "
-          f"{'bitwise equal' if not diff else f'{len(diff)} tensors differ: ' + ', '.join(diff[:5])}")
+    said = "bitwise equal" if not diff else f"{len(diff)} tensors differ: " + ", ".join(diff[:5])
+    print(f"ddp ({backend}, one process) vs plain, 4 steps: {said}")
     if diff or one.summary.get("world_size") != 1:
         bad.append("ddp")
     _demo_run(root, work / "cut", steps=2)
     cut = _demo_run(root, work / "cut", steps=4, resume=True)
     diff = _differences(plain.model.state_dict(), cut.model.state_dict())
-    print(f"resume (2 + 2 steps) vs 4 straight: "
-          f"{'bitwise equal' if not diff else f'{len(diff)} tensors differ: ' + ', '.join(diff[:5])}")
+    said = "bitwise equal" if not diff else f"{len(diff)} tensors differ: " + ", ".join(diff[:5])
+    print(f"resume (2 + 2 steps) vs 4 straight: {said}")
     if diff:
         bad.append("resume")
     print(f"ddp_resume: {'failed: ' + ', '.join(bad) if bad else 'bit for bit'}")
@@ -239,20 +287,50 @@ def ddp_resume(root: Path) -> int:
 def speed(root: Path) -> int:
     """Training and sampling images/s at 3-2-48 and 3-4-96, eager, against the hand-written
     reference in the same process (bench/speed.py; its table is printed, no file written)."""
-    p = subprocess.run([sys.executable, str(root / "bench" / "speed.py"), "--device", DEV,
-                        "--quick", "--out", "-"], cwd=root)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(root / "bench" / "speed.py"),
+            "--device",
+            DEV,
+            "--quick",
+            "--out",
+            "-",
+        ],
+        cwd=root,
+    )
     return p.returncode
 
 
 def compiled(root: Path) -> int:
     """The same with torch.compile, at 3-2-48 only: last, under its own hard timeout."""
-    p = subprocess.run([sys.executable, str(root / "bench" / "speed.py"), "--device", DEV,
-                        "--quick", "--compile", "--sizes", "3-2-48", "--out", "-"], cwd=root)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(root / "bench" / "speed.py"),
+            "--device",
+            DEV,
+            "--quick",
+            "--compile",
+            "--sizes",
+            "3-2-48",
+            "--out",
+            "-",
+        ],
+        cwd=root,
+    )
     return p.returncode
 
 
-STEPS = {"parity": parity, "verify": verify_kinds, "demo": demo, "sync": sync,
-         "ddp_resume": ddp_resume, "speed": speed, "compile": compiled}
+STEPS = {
+    "parity": parity,
+    "verify": verify_kinds,
+    "demo": demo,
+    "sync": sync,
+    "ddp_resume": ddp_resume,
+    "speed": speed,
+    "compile": compiled,
+}
 STEP_NAMES = tuple(STEPS)
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
+
+from flowspec import plugins
+from flowspec.kinds import REGISTRIES
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,3 +36,29 @@ def cli(capsys):
         return rc, out, err
 
     return run
+
+
+@pytest.fixture
+def clean_registries(monkeypatch, tmp_path_factory):
+    """Whatever a test registers or imports from its folders is undone afterwards (not the
+    libraries it imported: re-importing their C extensions fails)."""
+    saved = {name: dict(table) for name, table in REGISTRIES.items()}
+    loaded, origin, path = dict(plugins.LOADED), dict(plugins.ORIGIN), list(sys.path)
+    modules = set(sys.modules)
+    monkeypatch.delenv(plugins.ENV, raising=False)
+    plugins.reset_auto()
+    yield
+    for name, table in REGISTRIES.items():
+        table.clear()
+        table.update(saved[name])
+    plugins.LOADED.clear()
+    plugins.LOADED.update(loaded)
+    plugins.ORIGIN.clear()
+    plugins.ORIGIN.update(origin)
+    sys.path[:] = path
+    base = str(tmp_path_factory.getbasetemp())
+    for name in set(sys.modules) - modules:
+        file = getattr(sys.modules[name], "__file__", None)
+        if file is None or str(file).startswith(base):
+            del sys.modules[name]
+    plugins.reset_auto()

@@ -39,14 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from flowspec import parse_override
 from flowspec.api import analyze
 from flowspec.errors import Diagnostic, FlowSpecError, raise_if_errors
 from flowspec.fmt import format_text
 from flowspec.kinds import KINDS
 from flowspec.parse import parse
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SPECS = ROOT / "specs"
 
@@ -75,9 +75,9 @@ Shape = tuple[int, int, int]
 class GenLayer:
     """One layer of the generated model: its source text and the shape it sees."""
 
-    kind: str            # registry key: "coupling.affine", "attention.isdp", ...
-    text: str            # as written in the spec (argument values may be parameters)
-    shape: Shape         # input shape
+    kind: str  # registry key: "coupling.affine", "attention.isdp", ...
+    text: str  # as written in the spec (argument values may be parameters)
+    shape: Shape  # input shape
     out: Shape
     level: int
 
@@ -85,7 +85,7 @@ class GenLayer:
 @dataclass
 class GenSpec:
     text: str
-    flow: str                       # the flow to build (the most derived one)
+    flow: str  # the flow to build (the most derived one)
     input: Shape
     latent: Shape
     conditions: dict[str, tuple[str, Shape]] = field(default_factory=dict)
@@ -132,8 +132,9 @@ def _attention(ch: Chooser, shapes: list[Shape]) -> tuple[str, str] | None:
     return "attention.isdp", text + mask
 
 
-def _step_layer(ch: Chooser, shapes: list[Shape], conds: list[str], hid: str,
-                attention: bool = True) -> tuple[str, str]:
+def _step_layer(
+    ch: Chooser, shapes: list[Shape], conds: list[str], hid: str, attention: bool = True
+) -> tuple[str, str]:
     """A shape-preserving layer valid at every shape of ``shapes``: (kind, text)."""
     c_min = min(s[0] for s in shapes)
     options = ["actnorm", "invconv", "permute", "coupling", "coupling"]
@@ -171,8 +172,9 @@ def _step_layer(ch: Chooser, shapes: list[Shape], conds: list[str], hid: str,
         return f"coupling.{variant}", f"{head} hidden={hid}{mask}{net}{on}"
 
 
-def _template(ch: Chooser, shapes: list[Shape], conds: list[str], hid: str
-              ) -> list[tuple[str, str]]:
+def _template(
+    ch: Chooser, shapes: list[Shape], conds: list[str], hid: str
+) -> list[tuple[str, str]]:
     """The layers of one step: at most one attention layer, for numerical reasons only
     (each iSDP scales its half by up to ~2.7 at initialisation, and a deep stack of them
     with no actnorm in between grows activations past what a 1e-10 absolute inverse
@@ -194,8 +196,9 @@ def _split(shape: Shape) -> Shape:
     return (c - c // 2, h, w)
 
 
-def _conditions(ch: Chooser, h0: int, w0: int, feats: set[str]
-                ) -> tuple[dict[str, tuple[str, Shape]], list[str]]:
+def _conditions(
+    ch: Chooser, h0: int, w0: int, feats: set[str]
+) -> tuple[dict[str, tuple[str, Shape]], list[str]]:
     """Maybe an image condition, a label-map one or both: the conditions and their lines."""
     conds: dict[str, tuple[str, Shape]] = {}
     cond_lines = []
@@ -210,30 +213,43 @@ def _conditions(ch: Chooser, h0: int, w0: int, feats: set[str]
         if not conds or ch.boolean(0.3):
             n = ch.integer(2, 4)
             conds["seg"] = ("labels", (n, h0, w0))
-            cond_lines.append(f"condition seg: labels {n} x {h0} x {w0} "
-                              "encoder=convnet(blocks=1, features=4)")
+            cond_lines.append(
+                f"condition seg: labels {n} x {h0} x {w0} encoder=convnet(blocks=1, features=4)"
+            )
     return conds, cond_lines
 
 
-def _plan_levels(ch: Chooser, shape: Shape, n_levels: int, names: list[str]
-                 ) -> tuple[list[dict], Shape]:
+def _plan_levels(
+    ch: Chooser, shape: Shape, n_levels: int, names: list[str]
+) -> tuple[list[dict], Shape]:
     """The levels (squeeze?, K steps, split?) from the input ``shape``, and the final latent."""
     levels: list[dict] = []
     for li in range(1, n_levels + 1):
-        squeeze = shape[1] % 2 == 0 and shape[2] % 2 == 0 and (
-            li == 1 and shape[0] == 1 or ch.boolean(0.8))
+        squeeze = (
+            shape[1] % 2 == 0
+            and shape[2] % 2 == 0
+            and (li == 1 and shape[0] == 1 or ch.boolean(0.8))
+        )
         inner = _squeeze(shape) if squeeze else shape
         k = ch.integer(1, 3)
         split = li < n_levels and inner[0] >= 2 and ch.boolean(0.7)
-        levels.append({"squeeze": squeeze, "shape": inner, "K": k, "split": split,
-                       "split_on": ch.choice(names) if names and split and ch.boolean() else None,
-                       "split_fixed": ch.boolean(0.3)})
+        levels.append(
+            {
+                "squeeze": squeeze,
+                "shape": inner,
+                "K": k,
+                "split": split,
+                "split_on": ch.choice(names) if names and split and ch.boolean() else None,
+                "split_fixed": ch.boolean(0.3),
+            }
+        )
         shape = _split(inner) if split else inner
     return levels, shape
 
 
-def _blocks(ch: Chooser, templates: list[list[tuple[str, str]]], shared: bool, feats: set[str]
-            ) -> tuple[list[str], list[list[str]]]:
+def _blocks(
+    ch: Chooser, templates: list[list[tuple[str, str]]], shared: bool, feats: set[str]
+) -> tuple[list[str], list[list[str]]]:
     """Maybe turn the step templates into blocks with parameters: the blocks' lines and each
     level's step body."""
     block_lines: list[str] = []
@@ -247,14 +263,14 @@ def _blocks(ch: Chooser, templates: list[list[tuple[str, str]]], shared: bool, f
             params = "hidden = 3" + (", extra = 1" if ch.boolean(0.3) else "")
             if ch.boolean(0.3):
                 feats.add("let")
-                body = ["let width = hidden"] + [t.replace("hidden=hidden", "hidden=width")
-                                                 for t in lines]
+                body = ["let width = hidden"] + [
+                    t.replace("hidden=hidden", "hidden=width") for t in lines
+                ]
             else:
                 body = lines
             if ch.boolean(0.2):
                 feats.add("if")
-                body = ["if hidden > 0 {", *["  " + b for b in body], "} else {", "  actnorm",
-                        "}"]
+                body = ["if hidden > 0 {", *["  " + b for b in body], "} else {", "  actnorm", "}"]
             block_lines += [f"block {bname}({params}) {{", *["  " + b for b in body], "}", ""]
             step_body.append([f"{bname}(hidden=hidden)"])
         elif use_block and shared:
@@ -299,8 +315,9 @@ def _level_lines(ch: Chooser, lv: dict, steps: list[str], split_cond: str | None
     return out
 
 
-def _level_groups(ch: Chooser, levels: list[dict], step_body: list[list[str]], shared: bool,
-                  feats: set[str]) -> list[str]:
+def _level_groups(
+    ch: Chooser, levels: list[dict], step_body: list[list[str]], shared: bool, feats: set[str]
+) -> list[str]:
     """The flow's levels: one ``for`` loop over a shared body, or one group per level."""
     body: list[str] = []
     if shared:  # one loop body for every level: the same squeeze, template, K and split
@@ -320,8 +337,9 @@ def _level_groups(ch: Chooser, levels: list[dict], step_body: list[list[str]], s
     return body
 
 
-def _insert_rules(ch: Chooser, levels: list[dict], templates: list[list[tuple[str, str]]],
-                  n_levels: int) -> list[str]:
+def _insert_rules(
+    ch: Chooser, levels: list[dict], templates: list[list[tuple[str, str]]], n_levels: int
+) -> list[str]:
     """Zero to two insert rules (for this flow, or for a child that extends it)."""
     flat = _flatten(levels, templates)
     rules: list[str] = []
@@ -342,8 +360,13 @@ def random_spec(ch: Chooser) -> GenSpec:
     names = list(conds)
     levels, latent = _plan_levels(ch, (c0, h0, w0), n_levels, names)
     # a step template shared by all levels (rendered with `for`) or one per level
-    shared = n_levels > 1 and ch.boolean(0.5) and len({lv["squeeze"] for lv in levels}) == 1 and (
-        len({lv["split"] for lv in levels[:-1]}) <= 1) and not levels[-1]["split"]
+    shared = (
+        n_levels > 1
+        and ch.boolean(0.5)
+        and len({lv["squeeze"] for lv in levels}) == 1
+        and (len({lv["split"] for lv in levels[:-1]}) <= 1)
+        and not levels[-1]["split"]
+    )
     hid = "hidden"
     templates: list[list[tuple[str, str]]] = []
     if shared:
@@ -371,8 +394,7 @@ def random_spec(ch: Chooser) -> GenSpec:
     if ch.boolean(0.2):
         body.append(f"expect latent {latent[0]}x{latent[1]}x{latent[2]}")
     if ch.boolean(0.15):
-        body += ["train {", "  task generation", "  batch 2", "  optimizer adam lr=1e-3",
-                 "}"]
+        body += ["train {", "  task generation", "  batch 2", "  optimizer adam lr=1e-3", "}"]
     params = f"L = {n_levels}, hidden = {hidden}"
     extends = rules and ch.boolean(0.5)
     if rules:
@@ -386,8 +408,10 @@ def random_spec(ch: Chooser) -> GenSpec:
         flow = "child"
         arg = f"(hidden={hidden})" if ch.boolean() else ""
         flow_lines += ["", f"flow child extends base{arg} {{", *["  " + r for r in rules], "}"]
-    text = "\n".join(["flowspec 0.1", "# generated by bench/fuzz.py", *block_lines,
-                      *flow_lines]) + "\n"
+    text = (
+        "\n".join(["flowspec 0.1", "# generated by bench/fuzz.py", *block_lines, *flow_lines])
+        + "\n"
+    )
     return GenSpec(text, flow, (c0, h0, w0), latent, conds, feats)
 
 
@@ -422,7 +446,8 @@ def _insert_rule(ch: Chooser, flat: list[GenLayer], n_levels: int, cap: int) -> 
 
     def hit(x: GenLayer) -> bool:
         return (x.kind == key or x.kind.split(".")[0] == key) and (
-            levels is None or levels[0] <= x.level <= levels[1])
+            levels is None or levels[0] <= x.level <= levels[1]
+        )
 
     matches = [x for x in flat if hit(x)]
     if not matches or len(matches) + sum(x.kind.startswith("attention") for x in flat) > cap:
@@ -447,46 +472,212 @@ def _insert_rule(ch: Chooser, flat: list[GenLayer], n_levels: int, cap: int) -> 
 
 # ==== mutation =============================================================================
 _TOKEN = re.compile(
-    r'"(?:[^"\\\n]|\\.)*"'             # strings
-    r"|#[^\n]*"                          # comments
-    r"|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"   # numbers
-    r"|[A-Za-z_][A-Za-z0-9_]*"           # names
-    r"|\.\.|==|!=|<=|>=|//"              # two-character operators
-    r"|\r?\n|[ \t]+|.", re.DOTALL)
+    r'"(?:[^"\\\n]|\\.)*"'  # strings
+    r"|#[^\n]*"  # comments
+    r"|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"  # numbers
+    r"|[A-Za-z_][A-Za-z0-9_]*"  # names
+    r"|\.\.|==|!=|<=|>=|//"  # two-character operators
+    r"|\r?\n|[ \t]+|.",
+    re.DOTALL,
+)
 
-KEYWORDS = ["flowspec", "import", "as", "let", "block", "flow", "extends", "for", "in", "if",
-            "else", "level", "step", "x", "input", "prior", "condition", "expect", "latent",
-            "train", "insert", "before", "after", "true", "false", "and", "or", "not"]
-LAYER_WORDS = ["actnorm", "invconv", "permute", "coupling", "affine", "additive", "mixture",
-               "injector", "attention", "imap", "isdp", "squeeze", "split", "gaussian",
-               "learned", "image", "labels", "rrdb", "convnet", "hidden", "heads", "patches",
-               "mask", "on", "lu", "mode", "net", "components", "factor", "prior", "blocks",
-               "features", "checkerboard", "complement", "channel", "shuffle", "reverse",
-               "task", "data", "bits", "batch", "optimizer", "steps", "lib", "glow_step"]
-NUMBERS = ["0", "-1", "1", "2", "3", "4", "7", "16", "10000", "10001", "99999", "4096",
-           "2147483648", "99999999999999999999999999", "1" + "0" * 400, "9" * 5000, "0.5",
-           "1.0", "2.5", "1e308", "1e999", "1e-999", "8e-4", "007", "0x10", "1_000", "3.",
-           ".5", "nan", "inf"]
+KEYWORDS = [
+    "flowspec",
+    "import",
+    "as",
+    "let",
+    "block",
+    "flow",
+    "extends",
+    "for",
+    "in",
+    "if",
+    "else",
+    "level",
+    "step",
+    "x",
+    "input",
+    "prior",
+    "condition",
+    "expect",
+    "latent",
+    "train",
+    "insert",
+    "before",
+    "after",
+    "true",
+    "false",
+    "and",
+    "or",
+    "not",
+]
+LAYER_WORDS = [
+    "actnorm",
+    "invconv",
+    "permute",
+    "coupling",
+    "affine",
+    "additive",
+    "mixture",
+    "injector",
+    "attention",
+    "imap",
+    "isdp",
+    "squeeze",
+    "split",
+    "gaussian",
+    "learned",
+    "image",
+    "labels",
+    "rrdb",
+    "convnet",
+    "hidden",
+    "heads",
+    "patches",
+    "mask",
+    "on",
+    "lu",
+    "mode",
+    "net",
+    "components",
+    "factor",
+    "prior",
+    "blocks",
+    "features",
+    "checkerboard",
+    "complement",
+    "channel",
+    "shuffle",
+    "reverse",
+    "task",
+    "data",
+    "bits",
+    "batch",
+    "optimizer",
+    "steps",
+    "lib",
+    "glow_step",
+]
+NUMBERS = [
+    "0",
+    "-1",
+    "1",
+    "2",
+    "3",
+    "4",
+    "7",
+    "16",
+    "10000",
+    "10001",
+    "99999",
+    "4096",
+    "2147483648",
+    "99999999999999999999999999",
+    "1" + "0" * 400,
+    "9" * 5000,
+    "0.5",
+    "1.0",
+    "2.5",
+    "1e308",
+    "1e999",
+    "1e-999",
+    "8e-4",
+    "007",
+    "0x10",
+    "1_000",
+    "3.",
+    ".5",
+    "nan",
+    "inf",
+]
 CHARS = list("{}()[]\"';:,.=+-*/%<>!#\\@$&|?^~`\t\n x") + [
-    "\r", "\r\n", "\x00", "\x0b", "\x0c", "\u00a0", "\u2028", "\u00e9", "\U0001f600", "\ufeff",
-    "..", "//", "==", '""', '"\\', "{}", "()", "x 2", " x ", ";;", "\n}\n", "{\n"]
-OVERRIDES = ["0", "-1", "2", "99999999999999999999999", "1e999", "nan", "inf", "true", "x",
-             "2.5", "", "rrdb(blocks=1)", "1x8x8"]
-GLUE = ["(", ")", "{", "}", ",", "=", ":", ";", ".", "..", "\n", "x", "-", "+", '"', "#",
-        "not", "level", "step", "flow f {", "insert attention imap after", "extends"]
+    "\r",
+    "\r\n",
+    "\x00",
+    "\x0b",
+    "\x0c",
+    "\u00a0",
+    "\u2028",
+    "\u00e9",
+    "\U0001f600",
+    "\ufeff",
+    "..",
+    "//",
+    "==",
+    '""',
+    '"\\',
+    "{}",
+    "()",
+    "x 2",
+    " x ",
+    ";;",
+    "\n}\n",
+    "{\n",
+]
+OVERRIDES = [
+    "0",
+    "-1",
+    "2",
+    "99999999999999999999999",
+    "1e999",
+    "nan",
+    "inf",
+    "true",
+    "x",
+    "2.5",
+    "",
+    "rrdb(blocks=1)",
+    "1x8x8",
+]
+GLUE = [
+    "(",
+    ")",
+    "{",
+    "}",
+    ",",
+    "=",
+    ":",
+    ";",
+    ".",
+    "..",
+    "\n",
+    "x",
+    "-",
+    "+",
+    '"',
+    "#",
+    "not",
+    "level",
+    "step",
+    "flow f {",
+    "insert attention imap after",
+    "extends",
+]
 
 
 #: Edit operators and how often each is drawn: most keep the text parseable (numbers,
 #: names, whole lines) so that the resolver and checker see as many mutants as the parser.
-OPS = ["delete", "duplicate", "swap", "move", "number", "name", "char", "glue", "line", "cut",
-       "string"]
+OPS = [
+    "delete",
+    "duplicate",
+    "swap",
+    "move",
+    "number",
+    "name",
+    "char",
+    "glue",
+    "line",
+    "cut",
+    "string",
+]
 WEIGHTS = [2, 1.5, 2, 1, 5, 6, 1.5, 1, 3, 0.5, 1]
 
 
 def _class(tok: str) -> str:
     c = tok[:1]
-    return "num" if c.isdigit() else "name" if c.isalpha() or c == "_" else \
-        "str" if c == '"' else tok
+    return (
+        "num" if c.isdigit() else "name" if c.isalpha() or c == "_" else "str" if c == '"' else tok
+    )
 
 
 def tokens(text: str) -> list[str]:
@@ -504,11 +695,11 @@ def _misspell(rng: random.Random, word: str) -> str:
     op = rng.randrange(4)
     letters = "abcdefghijklmnopqrstuvwxyz_0123456789-"
     if op == 0 and len(word) > 1:
-        return word[:i] + word[i + 1:]
+        return word[:i] + word[i + 1 :]
     if op == 1:
         return word[:i] + rng.choice(letters) + word[i:]
     if op == 2:
-        return word[:i] + rng.choice(letters) + word[i + 1:]
+        return word[:i] + rng.choice(letters) + word[i + 1 :]
     if len(word) > 1:
         j = min(i + 1, len(word) - 1)
         w = list(word)
@@ -566,8 +757,13 @@ def mutate(rng: random.Random, text: str, edits: int | None = None) -> tuple[str
         elif op == "swap":  # with a token of the same class, a random one, or the next one
             same = [k for k in sig if _class(toks[k]) == _class(toks[i])]
             r = rng.random()
-            j = rng.choice(same) if r < 0.5 else rng.choice(sig) if r < 0.75 else \
-                sig[min(sig.index(i) + 1, len(sig) - 1)]
+            j = (
+                rng.choice(same)
+                if r < 0.5
+                else rng.choice(sig)
+                if r < 0.75
+                else sig[min(sig.index(i) + 1, len(sig) - 1)]
+            )
             toks[i], toks[j] = toks[j], toks[i]
         elif op == "move":
             t = toks.pop(i)
@@ -589,9 +785,23 @@ def mutate(rng: random.Random, text: str, edits: int | None = None) -> tuple[str
         elif op == "string":
             strs = [k for k in sig if toks[k].startswith('"')]
             k = rng.choice(strs) if strs else i
-            toks[k] = rng.choice(['""', '"lib/steps.flow"', '"demo.flow"', '"."', '"/"',
-                                  '"nonexistent.flow"', '"lib"', '"\\u00e9"', '"\\x"',
-                                  '"\\N"', '"\\777"', '"a\\"b"', '"lib/../lib/steps.flow"'])
+            toks[k] = rng.choice(
+                [
+                    '""',
+                    '"lib/steps.flow"',
+                    '"demo.flow"',
+                    '"."',
+                    '"/"',
+                    '"nonexistent.flow"',
+                    '"lib"',
+                    '"\\u00e9"',
+                    '"\\x"',
+                    '"\\N"',
+                    '"\\777"',
+                    '"a\\"b"',
+                    '"lib/../lib/steps.flow"',
+                ]
+            )
         done.append(op)
     return "".join(toks), done
 
@@ -626,12 +836,15 @@ def check_diagnostics(diags: list, file: str, text: str) -> None:
             try:
                 sources[d.span.file] = Path(d.span.file).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError, ValueError):
-                raise Failure(f"[{d.code}] points into a file that is not there: "
-                              f"{d.span.file!r}") from None
+                raise Failure(
+                    f"[{d.code}] points into a file that is not there: {d.span.file!r}"
+                ) from None
         n = sources[d.span.file].count("\n") + 1
         if not (1 <= d.span.line <= n + 1) or d.span.column < 1:
-            raise Failure(f"bad position {d.span.file}:{d.span.line}:{d.span.column} "
-                          f"({n} lines) for [{d.code}] {d.message}")
+            raise Failure(
+                f"bad position {d.span.file}:{d.span.line}:{d.span.column} "
+                f"({n} lines) for [{d.code}] {d.message}"
+            )
         if (d.span.end_line, d.span.end_column) < (d.span.line, d.span.column):
             raise Failure(f"span ends before it starts: {d.span} for [{d.code}]")
         d.render()
@@ -646,9 +859,15 @@ def check_diagnostics(diags: list, file: str, text: str) -> None:
             raise Failure("raise_if_errors did not raise")
 
 
-def check_mutant(text: str, file: str, *, flow: str | None = None,
-                 overrides: dict[str, Any] | None = None, fmt: bool = True,
-                 cli_dir: Path | None = None) -> str | None:
+def check_mutant(
+    text: str,
+    file: str,
+    *,
+    flow: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    fmt: bool = True,
+    cli_dir: Path | None = None,
+) -> str | None:
     """Run the oracle on one mutant; returns the code of its first error, None if it
     resolves.
 
@@ -680,8 +899,9 @@ def check_fmt(text: str, file: str) -> None:
         once = format_text(text, file)
         twice = format_text(once, file)
     except FlowSpecError as e:
-        raise FmtFailure(f"fmt wrote a text that does not parse: {e.diagnostics[0].message}"
-                         ) from None
+        raise FmtFailure(
+            f"fmt wrote a text that does not parse: {e.diagnostics[0].message}"
+        ) from None
     except Exception as e:
         raise FmtFailure(f"fmt raised {type(e).__name__}: {e}") from e
     if once != twice:
@@ -715,8 +935,10 @@ def run_cli(text: str, path: Path, *, json_format: bool = False) -> int:
     if rc not in (0, 1):
         raise Failure(f"flowspec check returned {rc}: {err.getvalue()[-500:]}")
     if rc != int(expect_error):
-        raise Failure(f"flowspec check returned {rc} but analyze found "
-                      f"{'errors' if expect_error else 'none'}")
+        raise Failure(
+            f"flowspec check returned {rc} but analyze found "
+            f"{'errors' if expect_error else 'none'}"
+        )
     if json_format:
         try:
             payload = json.loads(out.getvalue())
@@ -741,8 +963,10 @@ def seeds(rng: random.Random, n_generated: int = 40) -> list[tuple[str, str]]:
     Generated specs are given a file name inside specs/ so that nothing depends on it
     except imports, which they do not use.
     """
-    out = [(str(p.relative_to(ROOT)), p.read_text(encoding="utf-8"))
-           for p in sorted(SPECS.rglob("*.flow"))]
+    out = [
+        (str(p.relative_to(ROOT)), p.read_text(encoding="utf-8"))
+        for p in sorted(SPECS.rglob("*.flow"))
+    ]
     chooser = Chooser(rng)
     out += [(f"specs/generated_{i}.flow", random_spec(chooser).text) for i in range(n_generated)]
     return out
@@ -762,9 +986,18 @@ class Report:
     by_code: dict[str, int] = field(default_factory=dict)
 
 
-def fuzz(n: int, seed: int, *, time_limit: float | None = None, out: Path | None = None,
-         slow: float = 2.0, cli_every: int = 10, fmt: bool = True, max_edits: int = 3,
-         progress: Callable[[Report], None] | None = None) -> Report:
+def fuzz(
+    n: int,
+    seed: int,
+    *,
+    time_limit: float | None = None,
+    out: Path | None = None,
+    slow: float = 2.0,
+    cli_every: int = 10,
+    fmt: bool = True,
+    max_edits: int = 3,
+    progress: Callable[[Report], None] | None = None,
+) -> Report:
     """Try ``n`` mutants drawn with ``seed``; see the module docstring for the oracle."""
     rng = random.Random(seed)
     corpus = seeds(random.Random(seed + 1))
@@ -778,8 +1011,7 @@ def fuzz(n: int, seed: int, *, time_limit: float | None = None, out: Path | None
             if time_limit is not None and time.perf_counter() - start > time_limit:
                 break
             file, base = corpus[rng.randrange(len(corpus))]
-            text, ops = mutate(rng, base, None if max_edits <= 3 else
-                               rng.randint(1, max_edits))
+            text, ops = mutate(rng, base, None if max_edits <= 3 else rng.randint(1, max_edits))
             flow, sets = None, None
             if rng.random() < 0.15:  # one flow by name, maybe with --set style overrides
                 names = re.findall(r"flow\s+([A-Za-z_]\w*)", text) or ["nope"]
@@ -793,8 +1025,14 @@ def fuzz(n: int, seed: int, *, time_limit: float | None = None, out: Path | None
             cli = bool(cli_every and i % cli_every == 0)
             report.cli_runs += cli
             try:
-                code = check_mutant(text, file, flow=flow, overrides=overrides, fmt=fmt,
-                                    cli_dir=folder if cli else None)
+                code = check_mutant(
+                    text,
+                    file,
+                    flow=flow,
+                    overrides=overrides,
+                    fmt=fmt,
+                    cli_dir=folder if cli else None,
+                )
                 # CPU time, not wall time: the machine may be shared
                 dt = time.process_time() - c0
                 if dt > slow:
@@ -802,10 +1040,18 @@ def fuzz(n: int, seed: int, *, time_limit: float | None = None, out: Path | None
             except Exception as e:  # noqa: BLE001 - anything but diagnostics is a finding
                 dt = time.process_time() - c0
                 kind = "Failure" if isinstance(e, Failure) else type(e).__name__
-                fail = {"index": i, "seed": seed, "file": file, "flow": flow, "set": sets,
-                        "ops": ops, "kind": kind,
-                        "message": str(e)[:500], "traceback": traceback.format_exc()[-3000:],
-                        "seconds": round(dt, 3)}
+                fail = {
+                    "index": i,
+                    "seed": seed,
+                    "file": file,
+                    "flow": flow,
+                    "set": sets,
+                    "ops": ops,
+                    "kind": kind,
+                    "message": str(e)[:500],
+                    "traceback": traceback.format_exc()[-3000:],
+                    "seconds": round(dt, 3),
+                }
                 fmt_only = isinstance(e, FmtFailure)
                 (report.fmt_failures if fmt_only else report.failures).append(fail)
                 if out is not None:
@@ -838,12 +1084,14 @@ def save(stem: Path, text: str, meta: dict) -> None:
 
 
 def summary(r: Report, seconds: float) -> str:
-    return (f"mutants tried: {r.tried}\n"
-            f"resolved (no errors): {r.resolved}\n"
-            f"FlowSpecError diagnostics: {r.errors}\n"
-            f"failures (anything else): {len(r.failures)}\n"
-            f"fmt findings (fmt of a parsing mutant failed): {len(r.fmt_failures)}\n"
-            f"CLI runs in-process: {r.cli_runs}\n"
-            f"slowest passing mutant: {r.slowest:.3f} s CPU: {r.slowest_what}\n"
-            f"slowest wall time of a passing mutant: {r.slowest_wall:.3f} s\n"
-            f"wall time: {seconds:.1f} s")
+    return (
+        f"mutants tried: {r.tried}\n"
+        f"resolved (no errors): {r.resolved}\n"
+        f"FlowSpecError diagnostics: {r.errors}\n"
+        f"failures (anything else): {len(r.failures)}\n"
+        f"fmt findings (fmt of a parsing mutant failed): {len(r.fmt_failures)}\n"
+        f"CLI runs in-process: {r.cli_runs}\n"
+        f"slowest passing mutant: {r.slowest:.3f} s CPU: {r.slowest_what}\n"
+        f"slowest wall time of a passing mutant: {r.slowest_wall:.3f} s\n"
+        f"wall time: {seconds:.1f} s"
+    )

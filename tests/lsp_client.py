@@ -23,9 +23,14 @@ class Client:
     def __init__(self, *args: str, env: dict[str, str] | None = None):
         self.stderr = tempfile.TemporaryFile()
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "flowspec.cli", "lsp", *args],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, env=full_env, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flowspec.cli", "lsp", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            env=full_env,
+            cwd=ROOT,
+        )
         self.next_id = 0
         self.responses: dict[int, Any] = {}
         self.notes: queue.Queue = queue.Queue()
@@ -76,9 +81,15 @@ class Client:
         return msg["result"]
 
     def initialize(self, options: dict | None = None) -> dict:
-        result = self.request("initialize", {"processId": os.getpid(), "rootUri": ROOT.as_uri(),
-                                             "capabilities": {},
-                                             "initializationOptions": options or {}})
+        result = self.request(
+            "initialize",
+            {
+                "processId": os.getpid(),
+                "rootUri": ROOT.as_uri(),
+                "capabilities": {},
+                "initializationOptions": options or {},
+            },
+        )
         self.notify("initialized", {})
         return result
 
@@ -87,24 +98,39 @@ class Client:
         end = time.monotonic() + timeout
         while True:
             msg = self.notes.get(timeout=max(0.01, end - time.monotonic()))
-            if msg["method"] == "textDocument/publishDiagnostics" and \
-                    msg["params"]["uri"] == uri:
+            if msg["method"] == "textDocument/publishDiagnostics" and msg["params"]["uri"] == uri:
                 return msg["params"]["diagnostics"]
 
     def open(self, uri: str, text: str, version: int = 1) -> list[dict]:
-        self.notify("textDocument/didOpen", {"textDocument": {
-            "uri": uri, "languageId": "flowspec", "version": version, "text": text}})
+        self.notify(
+            "textDocument/didOpen",
+            {
+                "textDocument": {
+                    "uri": uri,
+                    "languageId": "flowspec",
+                    "version": version,
+                    "text": text,
+                }
+            },
+        )
         return self.diagnostics(uri)
 
     def change(self, uri: str, text: str, version: int) -> list[dict]:
-        self.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": version},
-                                               "contentChanges": [{"text": text}]})
+        self.notify(
+            "textDocument/didChange",
+            {"textDocument": {"uri": uri, "version": version}, "contentChanges": [{"text": text}]},
+        )
         return self.diagnostics(uri)
 
     def at(self, method: str, uri: str, line: int, character: int, **extra: Any) -> Any:
-        return self.request(method, {"textDocument": {"uri": uri},
-                                     "position": {"line": line, "character": character},
-                                     **extra})
+        return self.request(
+            method,
+            {
+                "textDocument": {"uri": uri},
+                "position": {"line": line, "character": character},
+                **extra,
+            },
+        )
 
     def stderr_text(self) -> str:
         self.stderr.seek(0)

@@ -10,8 +10,14 @@ SRFlow's (andreas128/SRFlow) and :func:`fullglow_official` Full-Glow's (MoeinSor
 from __future__ import annotations
 
 
-def marflow_official(channels: int, hidden: int, levels: int = 3, steps: int = 4,
-                     blocks: int = 10, components: int = 32) -> int:
+def marflow_official(
+    channels: int,
+    hidden: int,
+    levels: int = 3,
+    steps: int = 4,
+    blocks: int = 10,
+    components: int = 32,
+) -> int:
     """Parameters of the *flow* of mARFlow's official code (visinf/mar-scf, ``--coupling
     mixlogcdf``), counted from its module definitions; the ConvLSTM prior is counted by
     :func:`marflow_prior_official`.
@@ -28,24 +34,36 @@ def marflow_official(channels: int, hidden: int, levels: int = 3, steps: int = 4
         return cin * cout * k * k + cout + cout  # weight, bias, weight-norm gain
 
     c, h = channels, hidden
-    block = (wn_conv(2 * h, h, 3) + wn_conv(2 * h, 2 * h, 1) + 2 * h  # gated conv, norm
-             + 3 * h * h + 3 * h  # attention in-projection (no bias) and its gain
-             + 2 * h * h + 2 * h + 2 * h  # attention gate and its gain
-             + 2 * h)  # second layer norm
+    block = (
+        wn_conv(2 * h, h, 3)
+        + wn_conv(2 * h, 2 * h, 1)
+        + 2 * h  # gated conv, norm
+        + 3 * h * h
+        + 3 * h  # attention in-projection (no bias) and its gain
+        + 2 * h * h
+        + 2 * h
+        + 2 * h  # attention gate and its gain
+        + 2 * h
+    )  # second layer norm
     total = 0
     for level in range(levels):
         c *= 4
         half = c // 2
-        net = (wn_conv(half, h, 3) + blocks * block + wn_conv(h, half * (2 + 3 * components), 3)
-               + 2 * half)  # weight-normalised rescale of the scale
+        net = (
+            wn_conv(half, h, 3)
+            + blocks * block
+            + wn_conv(h, half * (2 + 3 * components), 3)
+            + 2 * half
+        )  # weight-normalised rescale of the scale
         total += steps * (2 * c + 2 * c * c + c + net)
         if level < levels - 1:
             c //= 2
     return total
 
 
-def marflow_prior_official(channels: int, size: int = 32, levels: int = 3, hidden: int = 32,
-                           layers: int = 3) -> int:
+def marflow_prior_official(
+    channels: int, size: int = 32, levels: int = 3, hidden: int = 32, layers: int = 3
+) -> int:
     """Parameters of mAR-SCF's multi-scale ConvLSTM prior in mARFlow's official code
     (``ChannelPriorMultiScale(..., num_layers=3, hidden_size=32)``), from its module
     definitions. Per level a ``ConvSeqEncoder``: an embedding convolution (k x k; 5 inputs,
@@ -59,10 +77,12 @@ def marflow_prior_official(channels: int, size: int = 32, levels: int = 3, hidde
     for level in range(1, levels + 1):
         k = kernels[level - 1]
         top = level == levels
-        kept = channels * 2 ** level  # the half the flow keeps at this level's split
-        total += (_conv(1 if top else 5, hidden, k)
-                  + layers * (2 * 4 * hidden * hidden * k * k + 2 * 4 * hidden)
-                  + _conv(hidden, 2, 3))
+        kept = channels * 2**level  # the half the flow keeps at this level's split
+        total += (
+            _conv(1 if top else 5, hidden, k)
+            + layers * (2 * 4 * hidden * hidden * k * k + 2 * 4 * hidden)
+            + _conv(hidden, 2, 3)
+        )
         if not top:
             total += _conv(kept, 32, 5) + _conv(32, 4, 5)
     return total
@@ -72,9 +92,19 @@ def _conv(cin: int, cout: int, k: int, bias: bool = True) -> int:
     return cin * cout * k * k + (cout if bias else 0)
 
 
-def srflow_official(levels: int, steps: int, *, scale: int = 8, nf: int = 64, nb: int = 8,
-                    gc: int = 32, stack: int = 4, hidden: int = 64, transitions: int = 2,
-                    channels: int = 3) -> dict[str, int]:
+def srflow_official(
+    levels: int,
+    steps: int,
+    *,
+    scale: int = 8,
+    nf: int = 64,
+    nb: int = 8,
+    gc: int = 32,
+    stack: int = 4,
+    hidden: int = 64,
+    transitions: int = 2,
+    channels: int = 3,
+) -> dict[str, int]:
     """Parameters of SRFlow's official code (andreas128/SRFlow, ``SRFlowNet`` with
     ``confs/SRFlow_CelebA_8X.yml`` at other L and K), counted from its module definitions,
     split into what its flow uses, the RRDB's SR head and what is never used.
@@ -95,33 +125,56 @@ def srflow_official(levels: int, steps: int, *, scale: int = 8, nf: int = 64, nb
     rrdb_in = (stack + 1) * nf
     dense = sum(_conv(nf + i * gc, gc if i < 4 else nf, 3) for i in range(5))
     doublings = scale.bit_length() - 1
-    used_enc = _conv(channels, nf, 3) + nb * 3 * dense + _conv(nf, nf, 3) \
+    used_enc = (
+        _conv(channels, nf, 3)
+        + nb * 3 * dense
+        + _conv(nf, nf, 3)
         + (doublings - 1) * _conv(nf, nf, 3)
+    )
     # the last upconv, HRconv, conv_last; FlowUpsamplerNet.f
     sr_head = _conv(nf, nf, 3) + _conv(nf, nf, 3) + _conv(nf, channels, 3)
     unused = _conv(rrdb_in, 2 * 3 * 64 // 4, 3)
 
     def net(cin: int, cout: int) -> int:  # CondAffineSeparatedAndCond.F
-        return (_conv(cin, hidden, 3, False) + 2 * hidden + _conv(hidden, hidden, 1, False)
-                + 2 * hidden + _conv(hidden, cout, 3) + cout)
+        return (
+            _conv(cin, hidden, 3, False)
+            + 2 * hidden
+            + _conv(hidden, hidden, 1, False)
+            + 2 * hidden
+            + _conv(hidden, cout, 3)
+            + cout
+        )
 
     flow, c = 0, channels
     for level in range(1, levels + 1):
         c *= 4
         flow += transitions * (2 * c + c * c)
-        flow += steps * (2 * c + c * c + net(rrdb_in, 2 * c)
-                         + net(c // 2 + rrdb_in, 2 * (c - c // 2)))
+        flow += steps * (
+            2 * c + c * c + net(rrdb_in, 2 * c) + net(c // 2 + rrdb_in, 2 * (c - c // 2))
+        )
         if level < levels - 1:
             keep = c - c // 2
             flow += _conv(keep, 2 * (c // 2), 3) + 2 * (c // 2)
             c = keep
-    return {"encoder": used_enc, "sr_head": sr_head, "flow": flow, "unused": unused,
-            "total": used_enc + sr_head + flow + unused}
+    return {
+        "encoder": used_enc,
+        "sr_head": sr_head,
+        "flow": flow,
+        "unused": unused,
+        "total": used_enc + sr_head + flow + unused,
+    }
 
 
-def fullglow_official(levels: int = 4, steps: int = 16, *, size: tuple[int, int] = (256, 256),
-                      channels: int = 3, hidden: int = 512, cond_hidden: int = 128,
-                      lu: bool = True) -> dict[str, int]:
+def fullglow_official(
+    levels: int = 4,
+    steps: int = 16,
+    *,
+    size: tuple[int, int] = (256, 256),
+    channels: int = 3,
+    hidden: int = 512,
+    cond_hidden: int = 128,
+    lu: bool = True,
+) -> dict[str, int]:
     """Parameters of Full-Glow's official code (MoeinSorkhei/glow2, ``TwoGlows`` of a model
     named "improved", ``--do_lu``, ``n_block`` = levels, ``n_flow`` = steps), counted from
     its module definitions, split into the label-map flow (``left_glow``) and the image flow
@@ -145,16 +198,38 @@ def fullglow_official(levels: int = 4, steps: int = 16, *, size: tuple[int, int]
     for level in range(1, levels + 1):
         c, h, w = 4 * c, h // 2, w // 2
         w_out = 2 * c * c + c if lu else c * c
-        vector = (_conv(c, 8, 1) + _conv(8, 4, 3) + _conv(4, 2, 3)
-                  + 2 * (h - 4) * (w - 4) * 32 + 32 + 32 * 64 + 64 + 64 * 48 + 48)
+        vector = (
+            _conv(c, 8, 1)
+            + _conv(8, 4, 3)
+            + _conv(4, 2, 3)
+            + 2 * (h - 4) * (w - 4) * 32
+            + 32
+            + 32 * 64
+            + 64
+            + 64 * 48
+            + 48
+        )
 
         def coupling(c: int, extra: int) -> int:  # AffineCoupling.net, ZeroInitConv2d's scale
-            return (_conv(c // 2 + extra, hidden, 3) + _conv(hidden, hidden, 1)
-                    + _conv(hidden, c, 3) + c)
+            return (
+                _conv(c // 2 + extra, hidden, 3)
+                + _conv(hidden, hidden, 1)
+                + _conv(hidden, c, 3)
+                + c
+            )
 
         left += steps * (2 * c + w_out + coupling(c, 0))
-        right += steps * (vector + 48 * 2 * c + 2 * c + vector + 48 * w_out + w_out
-                          + _conv(c, cond_hidden, 3) + _conv(cond_hidden, c, 3) + coupling(c, c))
+        right += steps * (
+            vector
+            + 48 * 2 * c
+            + 2 * c
+            + vector
+            + 48 * w_out
+            + w_out
+            + _conv(c, cond_hidden, 3)
+            + _conv(cond_hidden, c, 3)
+            + coupling(c, c)
+        )
         prior = _conv(c, 2 * c, 3) + 2 * c if level == levels else _conv(c // 2, c, 3) + c
         left, right = left + prior, right + prior
         c //= 1 if level == levels else 2

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 import torch
-
 from numerics import layer_modules
 
-MODULES = layer_modules()
 from flowspec.layers._attention import BETA_BOUND
 from flowspec.layers.imap import IMapArgs
 from flowspec.layers.isdp import DIAG_FLOOR, ISDPArgs, ISDPKind
 from flowspec.nn.imap import IMap
 from flowspec.nn.isdp import ISDP
+
+MODULES = layer_modules()
 
 try:
     from numerics import jacobian_logdet, max_abs_diff, perturb_
@@ -24,12 +24,10 @@ except ImportError:  # tests/ imported as a package
     from tests.numerics import jacobian_logdet, max_abs_diff, perturb_
 
 
-
 F64 = torch.float64
 
 
-def _imap(shape: tuple[int, int, int], mask: str = "checkerboard", form: str = "identity"
-          ) -> IMap:
+def _imap(shape: tuple[int, int, int], mask: str = "checkerboard", form: str = "identity") -> IMap:
     torch.manual_seed(0)
     args = {"act": "sigmoid", "mask": mask, "form": form}
     layer = MODULES["attention.imap"](shape, args, None).to(F64)
@@ -245,11 +243,14 @@ def test_isdp_float32_extremes_round_trip() -> None:
 
 
 @pytest.mark.parametrize("form", ["identity", "paper", "residual"])
-@pytest.mark.parametrize(("shape", "args"), [
-    ((4, 4, 4), {"heads": 3}),  # equal patch masks (whole blocks), heads of unequal width
-    ((3, 6, 6), {"heads": 2}),  # masks differ between patches: two blocks per head
-    ((2, 3, 3), {"patches": 9}),  # 1x1 patches
-])
+@pytest.mark.parametrize(
+    ("shape", "args"),
+    [
+        ((4, 4, 4), {"heads": 3}),  # equal patch masks (whole blocks), heads of unequal width
+        ((3, 6, 6), {"heads": 2}),  # masks differ between patches: two blocks per head
+        ((2, 3, 3), {"patches": 9}),  # 1x1 patches
+    ],
+)
 def test_isdp_hand_written_backward_matches_finite_differences(
     form: str, shape: tuple[int, int, int], args: dict[str, Any]
 ) -> None:
@@ -259,15 +260,18 @@ def test_isdp_hand_written_backward_matches_finite_differences(
 
     layer, x = _isdp(shape, form=form, **args), _x(shape)
     perturb_(layer, 0.5, torch.Generator().manual_seed(4))
-    inputs = (x.requires_grad_(), *(t.detach().clone().requires_grad_()
-                                    for t in (layer.qk, layer.coef)))
+    inputs = (
+        x.requires_grad_(),
+        *(t.detach().clone().requires_grad_() for t in (layer.qk, layer.coef)),
+    )
     assert torch.autograd.gradcheck(lambda *t: ISDPForward.apply(*t, layer), inputs)
 
 
 @pytest.mark.parametrize("form", ["identity", "paper", "residual"])
 @pytest.mark.parametrize(("shape", "args"), [((4, 4, 4), {"heads": 3}), ((3, 6, 6), {"heads": 2})])
-def test_isdp_inverse_is_differentiable(form: str, shape: tuple[int, int, int],
-                                        args: dict[str, Any]) -> None:
+def test_isdp_inverse_is_differentiable(
+    form: str, shape: tuple[int, int, int], args: dict[str, Any]
+) -> None:
     """The inverse is composed from differentiable torch ops (one LU factorisation, one
     solve): its gradients, the parameters' included, against ``gradcheck`` in float64."""
     layer, x = _isdp(shape, form=form, **args), _x(shape)
@@ -288,8 +292,10 @@ def test_isdp_takes_strided_inputs_and_frozen_parameters() -> None:
         assert not strided.is_contiguous()
         y2, logdet2 = layer(strided)
         assert max_abs_diff(y2, y) < 1e-12 and max_abs_diff(logdet2, logdet) < 1e-12
-        assert max_abs_diff(layer.inverse(y2.contiguous(memory_format=torch.channels_last))[0],
-                            x) < 1e-10
+        assert (
+            max_abs_diff(layer.inverse(y2.contiguous(memory_format=torch.channels_last))[0], x)
+            < 1e-10
+        )
     layer.requires_grad_(False)
     v = wide.detach().requires_grad_()
     out, ld = layer(v)
@@ -321,6 +327,7 @@ def test_isdp_stays_float32_under_a_callers_autocast() -> None:
 
 
 # ---------------------------------------------------------------------------- the forms
+
 
 @pytest.mark.parametrize("which", EXTREMES)
 @pytest.mark.parametrize("shape", [(3, 4, 4), (3, 6, 6)])
@@ -360,31 +367,45 @@ def test_identity_form_is_the_default_and_starts_as_the_identity(
         grads = {"theta": layer.coef.grad[1], "gamma": layer.coef.grad[2]}
     else:
         grads = {n: p.grad for n, p in layer.named_parameters()}
-    moving = {"attention.imap": ["weight", "offset", "s"],
-              "attention.isdp": ["theta", "gamma"]}[kind]
+    moving = {"attention.imap": ["weight", "offset", "s"], "attention.isdp": ["theta", "gamma"]}[
+        kind
+    ]
     assert all(grads[n] is not None and grads[n].abs().sum() > 0 for n in moving), grads
 
 
 def test_forms_and_the_older_residual_spelling() -> None:
     """The IR stores ``residual`` three-state: null (identity), false (paper), true."""
-    assert ISDPArgs().model_dump() == {"heads": 1, "patches": 4, "mask": "checkerboard",
-                                       "residual": None}
-    for given, stored in [({"form": "identity"}, None), ({"form": "paper"}, False),
-                          ({"residual": False}, False), ({"form": "residual"}, True),
-                          ({"residual": True}, True), ({"form": "paper", "residual": False},
-                                                       False)]:
+    assert ISDPArgs().model_dump() == {
+        "heads": 1,
+        "patches": 4,
+        "mask": "checkerboard",
+        "residual": None,
+    }
+    for given, stored in [
+        ({"form": "identity"}, None),
+        ({"form": "paper"}, False),
+        ({"residual": False}, False),
+        ({"form": "residual"}, True),
+        ({"residual": True}, True),
+        ({"form": "paper", "residual": False}, False),
+    ]:
         assert ISDPArgs(**given).model_dump()["residual"] is stored, given
         assert IMapArgs(**given).model_dump()["residual"] is stored, given
-    for bad in ({"form": "paper", "residual": True}, {"form": "identity", "residual": False},
-                {"form": "residual", "residual": False}, {"form": "plain"}):
+    for bad in (
+        {"form": "paper", "residual": True},
+        {"form": "identity", "residual": False},
+        {"form": "residual", "residual": False},
+        {"form": "plain"},
+    ):
         with pytest.raises(ValueError):
             ISDPArgs(**bad)
     # an IR written before `form` existed builds the form it was trained with
     for residual, form in [(False, "paper"), (True, "residual"), (None, "identity")]:
         args = {"heads": 2, "patches": 4, "mask": "checkerboard", "residual": residual}
         assert MODULES["attention.isdp"]((4, 4, 4), args, None).form == form
-        assert ISDPKind.params((4, 4, 4), args, None) == \
-            ISDPKind.count_built((4, 4, 4), args, None)
+        assert ISDPKind.params((4, 4, 4), args, None) == ISDPKind.count_built(
+            (4, 4, 4), args, None
+        )
 
 
 def test_isdp_state_dict_and_checkpoints_from_before_the_packing() -> None:
@@ -404,8 +425,9 @@ def test_isdp_state_dict_and_checkpoints_from_before_the_packing() -> None:
         fresh.load_state_dict(old)
         (y, ld), (y2, ld2) = layer(x), fresh(x)
         assert torch.equal(y, y2) and torch.equal(ld, ld2)
-        layer = MODULES["attention.imap"]((4, 4, 4), {"act": "sigmoid", "mask": "checkerboard",
-                                                      "form": form}, None)
+        layer = MODULES["attention.imap"](
+            (4, 4, 4), {"act": "sigmoid", "mask": "checkerboard", "form": form}, None
+        )
         assert set(layer.state_dict()) == {"weight", "bias", "offset", "s"}
 
 
@@ -421,8 +443,9 @@ def test_spec_digests_of_the_forms() -> None:
 
     paper = digest("attention isdp heads=2 form=paper")
     assert paper == digest("attention isdp heads=2 residual=false")
-    assert digest("attention isdp heads=2 form=residual") == \
-        digest("attention isdp heads=2 residual=true")
+    assert digest("attention isdp heads=2 form=residual") == digest(
+        "attention isdp heads=2 residual=true"
+    )
     assert digest("attention isdp heads=2") == digest("attention isdp heads=2 form=identity")
     assert digest("attention isdp heads=2") != paper
     assert digest("attention imap form=paper") == digest("attention imap residual=false")
@@ -455,11 +478,18 @@ def test_a_run_from_before_the_packing_resumes_with_a_fresh_optimiser(tmp_path, 
     import runtime
 
     spec = tmp_path / "a.flow"
-    spec.write_text("flowspec 0.2\nflow f {\n  input 1 x 8 x 8\n  squeeze\n  actnorm\n"
-                    "  coupling affine hidden=4\n  attention isdp heads=2\n  train {\n"
-                    "    data digits\n    batch 8\n  }\n}\n")
-    tiny = {"val_images": 8, "val_every": 100, "sample_every": 100, "device": "cpu",
-            "progress": False}
+    spec.write_text(
+        "flowspec 0.2\nflow f {\n  input 1 x 8 x 8\n  squeeze\n  actnorm\n"
+        "  coupling affine hidden=4\n  attention isdp heads=2\n  train {\n"
+        "    data digits\n    batch 8\n  }\n}\n"
+    )
+    tiny = {
+        "val_images": 8,
+        "val_every": 100,
+        "sample_every": 100,
+        "device": "cpu",
+        "progress": False,
+    }
     runtime.train(spec, out=tmp_path / "run", steps=2, **tiny)
     path = tmp_path / "run" / "checkpoint.pt"
     ck = torch.load(path, weights_only=True)
@@ -477,8 +507,10 @@ def test_a_model_checkpoint_from_before_the_packing_loads_through_the_runtime() 
     import flowspec
     from runtime.checkpoint import load_model
 
-    text = ("flowspec 0.2\nflow f {\n  input 4 x 8 x 8\n  actnorm\n"
-            "  attention isdp heads=2 form=paper\n  attention isdp heads=2\n}\n")
+    text = (
+        "flowspec 0.2\nflow f {\n  input 4 x 8 x 8\n  actnorm\n"
+        "  attention isdp heads=2 form=paper\n  attention isdp heads=2\n}\n"
+    )
     spec = flowspec.loads(text)
     model = flowspec.compile(spec, seed=0).double()
     perturb_(model, 0.5, torch.Generator().manual_seed(3))

@@ -10,9 +10,10 @@ group ``flowspec.commands``, as any installed command module does.
 from __future__ import annotations
 
 import ast
-import tomllib
 from importlib import metadata
 from pathlib import Path
+
+import tomllib
 
 import flowspec
 import flowspec.cli
@@ -47,14 +48,22 @@ def test_the_compiler_knows_nothing_of_the_runtime() -> None:
     for path in sorted((ROOT / "flowspec").rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
         where = path.relative_to(ROOT)
-        found += [f"{where}: imports {m}" for m, _ in _imports(tree)
-                  if m == "runtime" or m.startswith("runtime.")]
+        found += [
+            f"{where}: imports {m}"
+            for m, _ in _imports(tree)
+            if m == "runtime" or m.startswith("runtime.")
+        ]
         if path == ROOT / "flowspec" / "__init__.py":
             continue  # the facade's lazy attributes may name a runtime function
         docs = _docstrings(tree)
-        found += [f"{where}:{n.lineno}: names {n.value!r}" for n in ast.walk(tree)
-                  if isinstance(n, ast.Constant) and isinstance(n.value, str)
-                  and id(n) not in docs and "runtime." in n.value]
+        found += [
+            f"{where}:{n.lineno}: names {n.value!r}"
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Constant)
+            and isinstance(n.value, str)
+            and id(n) not in docs
+            and "runtime." in n.value
+        ]
     assert not found, "\n".join(found)
 
 
@@ -65,8 +74,11 @@ def test_the_runtime_uses_the_public_api_only() -> None:
     for path in sorted((ROOT / "runtime").rglob("*.py")):
         for module, names in _imports(ast.parse(path.read_text(), str(path))):
             if module == "flowspec":
-                found += [f"{path.relative_to(ROOT)}: flowspec.{n}" for n in names
-                          if n not in public and f"flowspec.{n}" not in modules]
+                found += [
+                    f"{path.relative_to(ROOT)}: flowspec.{n}"
+                    for n in names
+                    if n not in public and f"flowspec.{n}" not in modules
+                ]
             elif module.startswith("flowspec.") and module not in modules:
                 found.append(f"{path.relative_to(ROOT)}: {module}")
     assert not found, "not public API:\n" + "\n".join(found)

@@ -8,12 +8,11 @@ import json
 
 import pytest
 import torch
-from test_plugins import clean_registries  # noqa: F401  (a fixture)
 
 import flowspec
 
 # A per-channel scale whose log-det forgot to sum over the channels: shape (B, C).
-PLUGIN = '''
+PLUGIN = """
 import torch
 
 import flowspec
@@ -40,7 +39,7 @@ class ChannelScaleModule(flowspec.FlowLayer):
 
     def inverse(self, y, cond=None):
         return y * torch.exp(-self.log_s)[None, :, None, None], -self._per_channel(y)
-'''
+"""
 
 SPEC = """flow bad {
   input 1 x 4 x 4

@@ -72,11 +72,13 @@ def batch(n: int = 4) -> torch.Tensor:
 def close(a: torch.Tensor, b: torch.Tensor, tol: float = TOL) -> bool:
     a, b = a.detach().float(), b.detach().float()
     return a.shape == b.shape and float((a - b).abs().max()) <= tol * max(
-        1.0, float(b.abs().max()))
+        1.0, float(b.abs().max())
+    )
 
 
-def same_forward(a: flowspec.FlowModel, b: flowspec.FlowModel, x: torch.Tensor,
-                 tol: float = TOL) -> None:
+def same_forward(
+    a: flowspec.FlowModel, b: flowspec.FlowModel, x: torch.Tensor, tol: float = TOL
+) -> None:
     (za, la), (zb, lb) = a(x), b(x)
     assert lb.dtype == la.dtype == torch.float32
     assert close(lb, la, tol), (lb, la)
@@ -132,8 +134,9 @@ def test_gradient_checkpointing_replays_the_networks_dropout() -> None:
     # recomputation must draw the same masks as the forward, or the gradients are another
     # loss's (they differed by half their size when the RNG state was not kept).
     def loss_and_grads(checkpoint: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        model = flowspec.compile(flowspec.loads(DROPOUT_SPEC), device="cpu", seed=0,
-                                 checkpoint=checkpoint)
+        model = flowspec.compile(
+            flowspec.loads(DROPOUT_SPEC), device="cpu", seed=0, checkpoint=checkpoint
+        )
         gen = torch.Generator().manual_seed(1)
         with torch.no_grad():
             for p in model.parameters():
@@ -224,8 +227,9 @@ def test_loaded_model_takes_the_compiled_path_at_once() -> None:
     # ~1e-8). The full comparison, 4 steps against 2 + resume 2 under inductor, is
     # bench/compiled_resume.py (a minute of compilation on a CPU).
     trained = build()
-    model = flowspec.compile(flowspec.loads(SPEC, flow="small"), device="cpu", seed=5,
-                             compile="eager")
+    model = flowspec.compile(
+        flowspec.loads(SPEC, flow="small"), device="cpu", seed=5, compile="eager"
+    )
     model.load_state_dict(trained.state_dict())
     assert all(m._init_seen for m in model._actnorms)
     calls = []
@@ -276,8 +280,9 @@ def test_other_batch_sizes_run_eagerly_instead_of_recompiling() -> None:
     model = build(compile="eager")
     model.eval()
     calls = []
-    model._compiled["forward"] = lambda *a: calls.append(a[1].shape[0]) or (
-        FlowModel._forward_layers(*a))
+    model._compiled["forward"] = lambda *a: (
+        calls.append(a[1].shape[0]) or (FlowModel._forward_layers(*a))
+    )
     with torch.no_grad():
         for n in (4, 4, 3, 4):  # 3: the last, short validation chunk
             model(batch(n))
@@ -286,8 +291,13 @@ def test_other_batch_sizes_run_eagerly_instead_of_recompiling() -> None:
 
 def test_options_keep_the_state_dict_interchangeable() -> None:
     plain = build()
-    fast = flowspec.compile(flowspec.loads(SPEC, flow="small"), device="cpu", seed=1,
-                            channels_last=True, checkpoint=True)
+    fast = flowspec.compile(
+        flowspec.loads(SPEC, flow="small"),
+        device="cpu",
+        seed=1,
+        channels_last=True,
+        checkpoint=True,
+    )
     fast.load_state_dict(plain.state_dict())
     plain.eval()
     fast.eval()
@@ -316,8 +326,11 @@ def test_autocast_keeps_log_determinants_in_float32(how: str) -> None:
     x = batch()
     plain.eval()
     amp.eval()
-    ctx = (torch.autocast("cpu", dtype=torch.bfloat16) if how == "caller"
-           else torch.autocast("cpu", enabled=False))
+    ctx = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if how == "caller"
+        else torch.autocast("cpu", enabled=False)
+    )
     with ctx:
         zs, logdet = amp(x)
         zs_back = amp.inverse(zs)
@@ -339,13 +352,21 @@ def test_autocast_keeps_log_determinants_in_float32(how: str) -> None:
 
 def test_autocast_option_rejects_full_precision_dtypes() -> None:
     with pytest.raises(ValueError, match="autocast"):
-        flowspec.compile(flowspec.loads(SPEC, flow="small"), device="cpu",
-                         autocast=torch.float64)
+        flowspec.compile(flowspec.loads(SPEC, flow="small"), device="cpu", autocast=torch.float64)
 
 
 def test_compile_cli_takes_the_options(cli) -> None:
-    rc, out, err = cli("compile", "specs/glow_mnist.flow", "--set", "K=1", "--set", "hidden=8",
-                       "--channels-last", "--grad-checkpoint", "--autocast")
+    rc, out, err = cli(
+        "compile",
+        "specs/glow_mnist.flow",
+        "--set",
+        "K=1",
+        "--set",
+        "hidden=8",
+        "--channels-last",
+        "--grad-checkpoint",
+        "--autocast",
+    )
     assert rc == 0, err
     assert "options: channels_last=True, checkpoint=True, autocast=bfloat16" in out
 

@@ -54,7 +54,8 @@ def test_every_cglow_layer_reads_the_condition_at_its_full_size() -> None:
     for r, layer in zip(model.records, model.layers):
         if r.kind in CGLOW:
             layer.register_forward_hook(
-                lambda m, inp, out, path=r.path: seen.__setitem__(path, tuple(inp[1].shape)))
+                lambda m, inp, out, path=r.path: seen.__setitem__(path, tuple(inp[1].shape))
+            )
     g = torch.Generator().manual_seed(0)
     x = torch.rand((2, 2, 16, 16), generator=g) - 0.5
     y = torch.randint(0, 5, (2, 16, 16), generator=g)
@@ -63,8 +64,9 @@ def test_every_cglow_layer_reads_the_condition_at_its_full_size() -> None:
     assert len(seen) == 6 and set(seen.values()) == {(2, 3, 16, 16)}
     # ... and it is the label map drawn in the palette's colours, at the bins' centres
     colours = (condflow.palette(5)[y].permute(0, 3, 1, 2).float() + 0.5) / 256 - 0.5
-    assert torch.allclose(model.encoders["y"](torch.nn.functional.one_hot(y, 5).permute(
-        0, 3, 1, 2).float()), colours)
+    assert torch.allclose(
+        model.encoders["y"](torch.nn.functional.one_hot(y, 5).permute(0, 3, 1, 2).float()), colours
+    )
 
 
 def test_the_condition_size_must_fit_three_stride_2_convolutions() -> None:
@@ -99,10 +101,15 @@ def test_parameters_match_glow2s_module_definitions(flow: str, code: str) -> Non
         sys.path.remove(str(ROOT / "bench"))
     official = cglow_official(*CONFIGS[code])
     ours = count_params(flowspec.load(SPEC, flow))
-    by_part = {part: sum(v for k, v in ours.items() if k.endswith(suffix))
-               for part, suffix in (("cond_actnorm", "cglow_actnorm"),
-                                    ("cond_invconv", "cglow_invconv"),
-                                    ("coupling", "coupling"), ("split", "split"))}
+    by_part = {
+        part: sum(v for k, v in ours.items() if k.endswith(suffix))
+        for part, suffix in (
+            ("cond_actnorm", "cglow_actnorm"),
+            ("cond_invconv", "cglow_invconv"),
+            ("coupling", "coupling"),
+            ("split", "split"),
+        )
+    }
     for part in ("cond_actnorm", "cond_invconv", "split"):
         assert by_part[part] == official[part], part
     # the coupling lacks glow2's redundant `newbias` (C per coupling); no unused top
@@ -115,7 +122,17 @@ def test_parameters_match_glow2s_module_definitions(flow: str, code: str) -> Non
 
 def test_cglow_fashion_seg_trains(tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    result = runtime.train(SPEC, flow="cglow_fashion_seg", out=tmp_path / "run", device="cpu",
-                           seed=0, progress=False, steps=2, batch=4, val_images=8, warmup=0,
-                           overrides={"K": 1})
+    result = runtime.train(
+        SPEC,
+        flow="cglow_fashion_seg",
+        out=tmp_path / "run",
+        device="cpu",
+        seed=0,
+        progress=False,
+        steps=2,
+        batch=4,
+        val_images=8,
+        warmup=0,
+        overrides={"K": 1},
+    )
     assert math.isfinite(result.summary["final_val"]["bpd"])

@@ -62,17 +62,24 @@ def test_class_condition_resolves_to_n_by_1_by_1_with_an_embedding():
     c = spec_with("condition y: class (n + 2) encoder=embedding(features=5)").condition("y")
     assert tuple(c.shape) == (5, 1, 1) and c.encoder.args == {"features": 5}
     # any encoder takes the one-hot N x 1 x 1 map
-    assert spec_with("condition y: class 4 encoder=convnet(blocks=1, features=3)"
-                     ).condition("y").encoder.kind == "convnet"
+    assert (
+        spec_with("condition y: class 4 encoder=convnet(blocks=1, features=3)")
+        .condition("y")
+        .encoder.kind
+        == "convnet"
+    )
 
 
-@pytest.mark.parametrize(("cond", "code", "words"), [
-    ("condition y: class 3x1x1", "E006", "number of classes"),
-    ("condition y: class 1", "E122", "at least 2"),
-    ("condition y: image 3", "E006", "3 dimensions"),
-    ("condition y: clas 3", "E104", "class"),
-    ("condition y: class 3 encoder=embedding(blocks=2)", "E105", "blocks"),
-])
+@pytest.mark.parametrize(
+    ("cond", "code", "words"),
+    [
+        ("condition y: class 3x1x1", "E006", "number of classes"),
+        ("condition y: class 1", "E122", "at least 2"),
+        ("condition y: image 3", "E006", "3 dimensions"),
+        ("condition y: clas 3", "E104", "class"),
+        ("condition y: class 3 encoder=embedding(blocks=2)", "E105", "blocks"),
+    ],
+)
 def test_class_condition_errors(cond, code, words):
     errs = errors_of(cond)
     assert errs and errs[0].code == code, errs
@@ -100,8 +107,9 @@ def test_graph_and_diagram_show_the_class_condition(tmp_path):
 def test_embedding_is_a_lookup_table_with_an_analytic_count():
     kind = ENCODERS["embedding"]
     enc = kind.module_class()((5, 1, 1), {"features": 3})
-    assert kind.params((5, 1, 1), {"features": 3}) == 15 == sum(
-        p.numel() for p in enc.parameters())
+    assert (
+        kind.params((5, 1, 1), {"features": 3}) == 15 == sum(p.numel() for p in enc.parameters())
+    )
     one_hot = torch.nn.functional.one_hot(torch.tensor([4, 0]), 5).float().view(2, 5, 1, 1)
     out = enc(one_hot)
     assert out.shape == (2, 3, 1, 1)
@@ -145,8 +153,7 @@ def test_exact_logdet_and_inverse_with_random_labels(perturbed):
 def test_log_prob_depends_on_the_label(perturbed):
     _, model, x = perturbed
     with torch.no_grad():
-        per_class = torch.stack([model.log_prob(x, {"y": torch.full((4,), k)})
-                                 for k in range(3)])
+        per_class = torch.stack([model.log_prob(x, {"y": torch.full((4,), k)}) for k in range(3)])
     assert (per_class.max(0).values - per_class.min(0).values).min() > 1e-3
     # an int (or 0-d tensor, or list) stands for the whole batch
     with torch.no_grad():
@@ -154,16 +161,19 @@ def test_log_prob_depends_on_the_label(perturbed):
         assert torch.equal(model.log_prob(x, {"y": [2, 2, 2, 2]}), per_class[2])
 
 
-@pytest.mark.parametrize(("cond", "words"), [
-    (None, "y (class 3: (4,) class ids)"),
-    ({"z": torch.zeros(4, dtype=torch.long)}, "missing condition `y` (class 3"),
-    ({"y": torch.tensor([0, 1, 3, 0])}, "takes class ids 0..2, got 3"),
-    ({"y": torch.tensor([0, -1, 2, 0])}, "takes class ids 0..2, got -1"),
-    ({"y": torch.zeros(4)}, "integer class ids"),
-    ({"y": torch.zeros(4, 1, dtype=torch.long)}, "shape (4,), got (4, 1)"),
-    ({"y": torch.zeros(3, dtype=torch.long)}, "shape (4,), got (3,)"),
-    ({"y": "three"}, "tensor of class ids, got str"),
-])
+@pytest.mark.parametrize(
+    ("cond", "words"),
+    [
+        (None, "y (class 3: (4,) class ids)"),
+        ({"z": torch.zeros(4, dtype=torch.long)}, "missing condition `y` (class 3"),
+        ({"y": torch.tensor([0, 1, 3, 0])}, "takes class ids 0..2, got 3"),
+        ({"y": torch.tensor([0, -1, 2, 0])}, "takes class ids 0..2, got -1"),
+        ({"y": torch.zeros(4)}, "integer class ids"),
+        ({"y": torch.zeros(4, 1, dtype=torch.long)}, "shape (4,), got (4, 1)"),
+        ({"y": torch.zeros(3, dtype=torch.long)}, "shape (4,), got (3,)"),
+        ({"y": "three"}, "tensor of class ids, got str"),
+    ],
+)
 def test_bad_labels_are_value_errors_naming_the_condition(perturbed, cond, words):
     _, model, x = perturbed
     with pytest.raises(ValueError) as e:
@@ -186,9 +196,20 @@ def test_sample_takes_labels(perturbed):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("glow_class") / "run"
-    result = runtime.train(GLOW_CLASS, overrides=TINY, out=out, steps=4, batch=8, lr=3e-3,
-                           val_every=4, sample_every=4, checkpoint_every=4, val_images=40,
-                           device="cpu", progress=False)
+    result = runtime.train(
+        GLOW_CLASS,
+        overrides=TINY,
+        out=out,
+        steps=4,
+        batch=8,
+        lr=3e-3,
+        val_every=4,
+        sample_every=4,
+        checkpoint_every=4,
+        val_images=40,
+        device="cpu",
+        progress=False,
+    )
     return out, result
 
 
@@ -221,42 +242,127 @@ def test_glow_class_log_prob_depends_on_the_label(trained):
 def test_sample_cli_picks_classes(trained, cli, tmp_path):
     out, _ = trained
     ck = out / "checkpoint.pt"
-    rc, _, err = cli("sample", GLOW_CLASS, "--checkpoint", ck, "--class", "3", "--n", "6",
-                     "-o", tmp_path / "three.png", "--device", "cpu")
+    rc, _, err = cli(
+        "sample",
+        GLOW_CLASS,
+        "--checkpoint",
+        ck,
+        "--class",
+        "3",
+        "--n",
+        "6",
+        "-o",
+        tmp_path / "three.png",
+        "--device",
+        "cpu",
+    )
     assert rc == 0, err
     model, _ = load_checkpoint(ck, device="cpu")
     x = model.sample(6, 0.7, {"y": 3}, generator=generator(0))
     assert torch.equal(png(tmp_path / "three.png"), im.make_grid(im.to_uint8(x, 8), ncol=3)[0])
-    rc, _, err = cli("sample", GLOW_CLASS, "--checkpoint", ck, "--class", "1,7", "--n", "8",
-                     "-o", tmp_path / "rows.png", "--device", "cpu")
+    rc, _, err = cli(
+        "sample",
+        GLOW_CLASS,
+        "--checkpoint",
+        ck,
+        "--class",
+        "1,7",
+        "--n",
+        "8",
+        "-o",
+        tmp_path / "rows.png",
+        "--device",
+        "cpu",
+    )
     assert rc == 0 and Image.open(tmp_path / "rows.png").size[::-1] == grid_size(8, 4, 32, 32)
-    rc, _, err = cli("sample", GLOW_CLASS, "--checkpoint", ck, "--n", "20",
-                     "-o", tmp_path / "all.png", "--device", "cpu")
+    rc, _, err = cli(
+        "sample",
+        GLOW_CLASS,
+        "--checkpoint",
+        ck,
+        "--n",
+        "20",
+        "-o",
+        tmp_path / "all.png",
+        "--device",
+        "cpu",
+    )
     assert rc == 0 and Image.open(tmp_path / "all.png").size[::-1] == grid_size(20, 2, 32, 32)
     for bad, words in (("10", "classes 0..9; got 10"), ("x", "class ids like 3")):
-        rc, _, err = cli("sample", GLOW_CLASS, "--checkpoint", ck, "--class", bad,
-                         "-o", tmp_path / "bad.png", "--device", "cpu")
+        rc, _, err = cli(
+            "sample",
+            GLOW_CLASS,
+            "--checkpoint",
+            ck,
+            "--class",
+            bad,
+            "-o",
+            tmp_path / "bad.png",
+            "--device",
+            "cpu",
+        )
         assert rc == 1 and words in err and "Traceback" not in err
 
 
 def test_data_without_labels_is_a_clear_error(cli, tmp_path):
     with pytest.raises(RunError, match="has no class labels"):
-        runtime.train(GLOW_CLASS, overrides={**TINY, "channels": 3}, data="photos pad=0",
-                      out=tmp_path / "a", steps=1, device="cpu", progress=False)
+        runtime.train(
+            GLOW_CLASS,
+            overrides={**TINY, "channels": 3},
+            data="photos pad=0",
+            out=tmp_path / "a",
+            steps=1,
+            device="cpu",
+            progress=False,
+        )
     with pytest.raises(RunError, match="declares 5; declare `class 10`"):
-        runtime.train(GLOW_CLASS, overrides={**TINY, "classes": 5}, data="digits pad=12",
-                      out=tmp_path / "b", steps=1, device="cpu", progress=False)
-    rc, _, err = cli("train", GLOW_CLASS, "--set", "L=2", "--set", "K=1", "--set", "hidden=8",
-                     "--set", "channels=3", "--data", "photos pad=0", "--steps", "1",
-                     "--out", tmp_path / "c", "--device", "cpu", "--no-progress")
+        runtime.train(
+            GLOW_CLASS,
+            overrides={**TINY, "classes": 5},
+            data="digits pad=12",
+            out=tmp_path / "b",
+            steps=1,
+            device="cpu",
+            progress=False,
+        )
+    rc, _, err = cli(
+        "train",
+        GLOW_CLASS,
+        "--set",
+        "L=2",
+        "--set",
+        "K=1",
+        "--set",
+        "hidden=8",
+        "--set",
+        "channels=3",
+        "--data",
+        "photos pad=0",
+        "--steps",
+        "1",
+        "--out",
+        tmp_path / "c",
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
     assert rc == 1 and "has no class labels" in err and "Traceback" not in err
 
 
 def test_class_option_on_an_unconditional_flow_is_an_error(tmp_path):
     demo = ROOT / "specs" / "demo.flow"
     out = tmp_path / "demo"
-    runtime.train(demo, overrides={"K": 1, "hidden": 4}, out=out, steps=1, batch=4,
-                  val_images=8, device="cpu", progress=False)
+    runtime.train(
+        demo,
+        overrides={"K": 1, "hidden": 4},
+        out=out,
+        steps=1,
+        batch=4,
+        val_images=8,
+        device="cpu",
+        progress=False,
+    )
     with pytest.raises(RunError, match="no class condition"):
-        runtime.sample(demo, out / "checkpoint.pt", classes=3, output=tmp_path / "g.png",
-                       device="cpu")
+        runtime.sample(
+            demo, out / "checkpoint.pt", classes=3, output=tmp_path / "g.png", device="cpu"
+        )

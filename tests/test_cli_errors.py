@@ -32,8 +32,12 @@ def test_one_error_per_cause_with_where_it_came_from(cli) -> None:
 
 def test_a_closed_pipe_is_not_an_error() -> None:
     for args in (["check", str(DEMO)], ["schema"], ["kinds"], ["fmt", str(DEMO)]):
-        p = subprocess.Popen([sys.executable, "-m", "flowspec.cli", *args], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "flowspec.cli", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         p.stdout.readline()  # like `| head -1`
         p.stdout.close()
         err = p.stderr.read().decode()
@@ -42,11 +46,16 @@ def test_a_closed_pipe_is_not_an_error() -> None:
         assert p.returncode in (0, 141), (args, p.returncode, err)
 
 
-@pytest.mark.parametrize("device,message", [("cuda", "CUDA is not available"),
-                                            ("cuda:3", "CUDA is not available"),
-                                            ("tpu", "unknown device"),
-                                            ("mps", "flowspec runs on cpu or cuda"),
-                                            ("gpu0", "unknown device")])
+@pytest.mark.parametrize(
+    "device,message",
+    [
+        ("cuda", "CUDA is not available"),
+        ("cuda:3", "CUDA is not available"),
+        ("tpu", "unknown device"),
+        ("mps", "flowspec runs on cpu or cuda"),
+        ("gpu0", "unknown device"),
+    ],
+)
 def test_a_device_this_machine_lacks_is_a_usage_error(cli, device: str, message: str) -> None:
     import torch
 
@@ -57,8 +66,17 @@ def test_a_device_this_machine_lacks_is_a_usage_error(cli, device: str, message:
 
 
 def test_an_unknown_compile_backend_is_a_usage_error_before_any_run_folder(cli, tmp_path) -> None:
-    rc, _, err = cli("train", DEMO, "--compile", "nosuchbackend", "--out", tmp_path / "run",
-                     "--steps", "1", "--no-progress")
+    rc, _, err = cli(
+        "train",
+        DEMO,
+        "--compile",
+        "nosuchbackend",
+        "--out",
+        tmp_path / "run",
+        "--steps",
+        "1",
+        "--no-progress",
+    )
     assert rc == 2 and "unknown torch.compile backend" in err and "inductor" in err
     assert not (tmp_path / "run").exists()
 
@@ -76,8 +94,12 @@ def test_two_priors_and_an_unknown_version_are_errors() -> None:
     two = errors("flow f {\n  input 4 x 4 x 4\n  prior gaussian\n  prior gaussian learned\n}\n")
     assert [d.code for d in two] == ["E152"] and "first is at 3:3" in two[0].notes[0]
     # a child flow may replace its parent's prior
-    specs, diags = analyze("t.flow", "c", text="flow p {\n  input 4 x 4 x 4\n  prior gaussian\n"
-                           "}\nflow c extends p {\n  prior gaussian learned\n}\n")
+    specs, diags = analyze(
+        "t.flow",
+        "c",
+        text="flow p {\n  input 4 x 4 x 4\n  prior gaussian\n"
+        "}\nflow c extends p {\n  prior gaussian learned\n}\n",
+    )
     assert not diags and specs[0].prior.learned
     version = errors("flowspec 9.9\nflow f {\n  input 4 x 4 x 4\n}\n")
     assert version[0].code == "E011" and "9.9" in version[0].message
@@ -90,8 +112,10 @@ def test_version_flag(cli) -> None:
 
 
 def test_flow_parameters_declare_their_values(cli) -> None:
-    text = ("flow f(L = 2 in 1..3, mode = reverse in [reverse, shuffle]) {\n"
-            "  input 4 x 8 x 8\n  for l in 1..L { permute mode=mode }\n}\n")
+    text = (
+        "flow f(L = 2 in 1..3, mode = reverse in [reverse, shuffle]) {\n"
+        "  input 4 x 8 x 8\n  for l in 1..L { permute mode=mode }\n}\n"
+    )
     assert not errors(text)
     low = analyze("t.flow", text=text, overrides={"L": 0})[1]
     assert low[0].code == "E124" and "outside its declared range 1..3" in low[0].message
@@ -104,15 +128,22 @@ def test_flow_parameters_declare_their_values(cli) -> None:
 
 
 def test_shipped_position_parameter_is_checked(cli) -> None:
-    rc, _, err = cli("check", ROOT / "specs" / "ablations.flow", "--flow", "position_imap",
-                     "--set", "pos=7")
+    rc, _, err = cli(
+        "check", ROOT / "specs" / "ablations.flow", "--flow", "position_imap", "--set", "pos=7"
+    )
     assert rc == 1 and "`pos` is 7, outside its declared range 1..4" in err
 
 
-SPEC_COMMANDS = [["check"], ["fmt"], ["compile"], ["render", "-o", "{tmp}/x.svg"], ["verify"],
-                 ["train", "--steps", "1", "--out", "{tmp}/run", "--no-progress"],
-                 ["eval", "--checkpoint", "{tmp}/none.pt"],
-                 ["sample", "--checkpoint", "{tmp}/none.pt", "-o", "{tmp}/x.png"]]
+SPEC_COMMANDS = [
+    ["check"],
+    ["fmt"],
+    ["compile"],
+    ["render", "-o", "{tmp}/x.svg"],
+    ["verify"],
+    ["train", "--steps", "1", "--out", "{tmp}/run", "--no-progress"],
+    ["eval", "--checkpoint", "{tmp}/none.pt"],
+    ["sample", "--checkpoint", "{tmp}/none.pt", "-o", "{tmp}/x.png"],
+]
 
 
 def _bad_files(tmp: Path) -> dict[str, Path]:
@@ -134,16 +165,21 @@ def test_no_command_shows_a_traceback_for_a_bad_file(cli, tmp_path, command, cas
     assert err.strip(), (command, case)
 
 
-@pytest.mark.parametrize("args", [["check", str(DEMO), "--set", "K"],
-                                  ["check", str(DEMO), "--set", "nosuch=1"],
-                                  ["check", str(DEMO), "--flow", "nosuch"],
-                                  ["compile", str(DEMO), "--seed", "x"],
-                                  ["render", str(DEMO), "-o", "x.gif"],
-                                  ["verify", str(DEMO), "--format", "yaml"],
-                                  ["kinds", "--plugin", "no_such_module_here"],
-                                  ["train", str(DEMO), "--steps", "-3", "--no-progress"],
-                                  ["sample", "--checkpoint", "nope.pt", "--n", "x"],
-                                  ["nosuchcommand"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", str(DEMO), "--set", "K"],
+        ["check", str(DEMO), "--set", "nosuch=1"],
+        ["check", str(DEMO), "--flow", "nosuch"],
+        ["compile", str(DEMO), "--seed", "x"],
+        ["render", str(DEMO), "-o", "x.gif"],
+        ["verify", str(DEMO), "--format", "yaml"],
+        ["kinds", "--plugin", "no_such_module_here"],
+        ["train", str(DEMO), "--steps", "-3", "--no-progress"],
+        ["sample", "--checkpoint", "nope.pt", "--n", "x"],
+        ["nosuchcommand"],
+    ],
+)
 def test_no_command_shows_a_traceback_for_a_bad_argument(cli, args) -> None:
     rc, _, err = cli(*args)
     assert rc in (1, 2), (args, rc, err)

@@ -27,8 +27,14 @@ def _id(p: Path) -> str:
 
 
 def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_specs_are_found():
@@ -61,7 +67,8 @@ def test_check_prints_every_layer_path_and_the_latents(path: Path, cli):
         for layer in spec.layers:
             assert f"  {layer.path} " in out, layer.path
         latents = "latents " + ", ".join(
-            f"{z.name} {'x'.join(map(str, z.shape))}" for z in spec.latents)
+            f"{z.name} {'x'.join(map(str, z.shape))}" for z in spec.latents
+        )
         assert latents in out
     assert out.count("\nlatents ") + out.startswith("latents ") == len(specs)
 
@@ -100,10 +107,22 @@ def test_check_selects_one_of_several_flows(cli):
 
 def test_check_passes_a_bool_and_a_word_override(tmp_path: Path, cli):
     p = tmp_path / "typed.flow"
-    p.write_text("flow f(lu = true, mode = shuffle, lr = 0.5) {\n  input 4x8x8\n"
-                 "  invconv lu=lu\n  permute mode=mode\n  train { optimizer adam lr=lr }\n}\n")
-    rc, out, err = cli("check", p, "--format", "json", "--set", "lu=false", "--set",
-                       "mode=reverse", "--set", "lr=1")
+    p.write_text(
+        "flow f(lu = true, mode = shuffle, lr = 0.5) {\n  input 4x8x8\n"
+        "  invconv lu=lu\n  permute mode=mode\n  train { optimizer adam lr=lr }\n}\n"
+    )
+    rc, out, err = cli(
+        "check",
+        p,
+        "--format",
+        "json",
+        "--set",
+        "lu=false",
+        "--set",
+        "mode=reverse",
+        "--set",
+        "lr=1",
+    )
     assert rc == 0, err
     flow = json.loads(out)["flows"][0]
     assert flow["params"] == {"lu": False, "mode": "reverse", "lr": 1.0}
@@ -116,7 +135,8 @@ def test_schema_is_a_json_schema(cli):
     schema = json.loads(out)
     assert schema["title"] == "FlowSpec" and schema["type"] == "object"
     assert {"name", "input", "layers", "latents", "prior", "conditions", "train"} <= set(
-        schema["properties"])
+        schema["properties"]
+    )
     assert {"LayerIR", "LatentIR", "ConditionIR", "PriorIR", "Span"} <= set(schema["$defs"])
     assert set(schema["required"]) >= {"name", "input", "layers"}
     from flowspec.ir import json_schema
@@ -138,15 +158,25 @@ def test_json_of_a_spec_has_exactly_the_schema_properties():
 
 
 # ---- usage errors exit 2 ------------------------------------------------------------------
-@pytest.mark.parametrize("args", [
-    ["bogus"],  # unknown subcommand
-    [],  # no subcommand
-    ["check"],  # missing file argument
-    ["check", "specs/demo.flow", "--format", "xml"],  # bad choice
-    ["check", "specs/demo.flow", "--set", "K"],  # --set without =
-    ["fmt"],
-], ids=["unknown-subcommand", "no-subcommand", "missing-file", "bad-format", "set-without-eq",
-        "fmt-missing-file"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bogus"],  # unknown subcommand
+        [],  # no subcommand
+        ["check"],  # missing file argument
+        ["check", "specs/demo.flow", "--format", "xml"],  # bad choice
+        ["check", "specs/demo.flow", "--set", "K"],  # --set without =
+        ["fmt"],
+    ],
+    ids=[
+        "unknown-subcommand",
+        "no-subcommand",
+        "missing-file",
+        "bad-format",
+        "set-without-eq",
+        "fmt-missing-file",
+    ],
+)
 def test_usage_errors_exit_2(args, cli, monkeypatch):
     monkeypatch.chdir(ROOT)
     rc, out, err = cli(*args)
@@ -177,16 +207,20 @@ def test_check_runs_in_a_real_process():
 
 
 def test_check_does_not_import_torch():
-    code = ("import sys, flowspec.cli; flowspec.cli.main(['check','specs/demo.flow']); "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, flowspec.cli; flowspec.cli.main(['check','specs/demo.flow']); "
+        "print('torch' in sys.modules)"
+    )
     p = _run("-c", code)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_front_end_modules_do_not_import_torch():
-    code = ("import sys\nimport flowspec.api, flowspec.fmt, flowspec.kinds, flowspec.check\n"
-            "flowspec.api.load('specs/glow_mnist.flow')\nprint('torch' in sys.modules)")
+    code = (
+        "import sys\nimport flowspec.api, flowspec.fmt, flowspec.kinds, flowspec.check\n"
+        "flowspec.api.load('specs/glow_mnist.flow')\nprint('torch' in sys.modules)"
+    )
     p = _run("-c", code)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1] == "False"

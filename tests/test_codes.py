@@ -10,8 +10,12 @@ from flowspec import codes
 from flowspec.codes import CODES
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [p for d in ("flowspec", "runtime") for p in sorted((ROOT / d).rglob("*.py"))
-           if p.name != "codes.py"]
+SOURCES = [
+    p
+    for d in ("flowspec", "runtime")
+    for p in sorted((ROOT / d).rglob("*.py"))
+    if p.name != "codes.py"
+]
 CONSTANTS = {name: value for name, value in vars(codes).items() if name[:2] in ("E_", "W_")}
 
 
@@ -36,8 +40,11 @@ def test_every_code_in_the_source_is_in_the_table() -> None:
 
 def test_every_code_of_the_table_is_used() -> None:
     text = _source()
-    unused = [c for name, c in CONSTANTS.items()
-              if not re.search(rf"\bcodes\.{name}\b|[\"']{c}[\"']", text)]
+    unused = [
+        c
+        for name, c in CONSTANTS.items()
+        if not re.search(rf"\bcodes\.{name}\b|[\"']{c}[\"']", text)
+    ]
     assert not unused, f"codes no diagnostic reports: {unused}"
 
 

@@ -36,7 +36,7 @@ def _batch(start: int, n: int) -> torch.Tensor:
 
     images = load_dataset("digits", "train", limit=2 * PER_RANK).images
     noise = torch.rand(images.shape, generator=torch.Generator().manual_seed(0))
-    return ((images.double() + noise) / 256 - 0.5)[start:start + n]
+    return ((images.double() + noise) / 256 - 0.5)[start : start + n]
 
 
 def _init(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -51,8 +51,9 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
 
     import flowspec
 
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                       "GLOO_SOCKET_IFNAME": "lo"})
+    os.environ.update(
+        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GLOO_SOCKET_IFNAME": "lo"}
+    )
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
@@ -77,13 +78,18 @@ def test_actnorm_init_is_identical_on_every_rank(tmp_path: Path) -> None:
     # fork: the workers need no fresh interpreter (spawn re-imports torch, ~10 s here), and
     # they inherit the digits read once here
     _batch(0, 1)
-    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
-                       start_method="fork")
+    mp.start_processes(
+        _worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork"
+    )
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     fresh = flowspec.compile(flowspec.loads(SPEC), device="cpu", seed=0)
-    actnorm = [f"layers.{i}.{name}" for i, path in enumerate(fresh.paths)
-               if path.endswith("actnorm") for name in ("bias", "log_scale")]
+    actnorm = [
+        f"layers.{i}.{name}"
+        for i, path in enumerate(fresh.paths)
+        if path.endswith("actnorm")
+        for name in ("bias", "log_scale")
+    ]
     assert len(actnorm) == 6 and all(bool(r0[k]) for k in r0 if k.endswith("initialized"))
     for k in r0:
         assert torch.equal(r0[k], r1[k]), f"{k} differs between ranks after init"
@@ -93,6 +99,7 @@ def test_actnorm_init_is_identical_on_every_rank(tmp_path: Path) -> None:
     for k in actnorm:
         torch.testing.assert_close(r0[k], whole[k], rtol=1e-5, atol=1e-6)
     # and differs from what either shard alone would give (the test has teeth)
-    alone = _init(flowspec.compile(flowspec.loads(SPEC), device="cpu", seed=0),
-                  _batch(0, PER_RANK))
+    alone = _init(
+        flowspec.compile(flowspec.loads(SPEC), device="cpu", seed=0), _batch(0, PER_RANK)
+    )
     assert any(not torch.allclose(alone[k], r0[k], rtol=1e-2, atol=1e-3) for k in actnorm)

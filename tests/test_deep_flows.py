@@ -25,16 +25,16 @@ from typing import Any
 
 import pytest
 import torch
+from numerics import layer_modules
 
 import flowspec
 import runtime
 from flowspec.api import analyze
-from numerics import layer_modules
-
-MODULES = layer_modules()
 from flowspec.layers._attention import RESIDUAL_BOUND
 from runtime.recipe import RECON_WARN
 from runtime.reconstruction import reconstruction
+
+MODULES = layer_modules()
 
 try:
     from numerics import jacobian_logdet, max_abs_diff, perturb_
@@ -75,7 +75,6 @@ flow deep(L = 3, K = 16, hidden = 4, res = true, imap = true, isdp = true) {
 IMAP_LINE, ISDP_LINE = 13, 14
 
 
-
 @pytest.fixture(scope="module")
 def deep_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("deep") / "deep.flow"
@@ -96,8 +95,10 @@ def _w003(path: Path, **overrides: Any) -> list:
 
 def test_w003_for_deep_stacks_of_plain_attention(deep_file: Path) -> None:
     found = _w003(deep_file, res=False)
-    assert [(d.span.line, d.severity) for d in found] == [(IMAP_LINE, "warning"),
-                                                          (ISDP_LINE, "warning")]
+    assert [(d.span.line, d.severity) for d in found] == [
+        (IMAP_LINE, "warning"),
+        (ISDP_LINE, "warning"),
+    ]
     imap, isdp = found
     assert "96 `attention` layers without form=residual (48 from this line)" in imap.message
     assert imap.help.startswith("write `attention imap form=residual`")
@@ -105,11 +106,14 @@ def test_w003_for_deep_stacks_of_plain_attention(deep_file: Path) -> None:
     assert "48 layers, `level1.step01.attention` ... `level3.step16.attention`" in imap.notes
 
 
-@pytest.mark.parametrize("overrides", [
-    {"res": True},  # the remedy is on
-    {"res": False, "K": 1},  # 3 iMap + 3 iSDP: not deep
-    {"res": False, "K": 4, "isdp": False},  # 12 iMap ... (below)
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"res": True},  # the remedy is on
+        {"res": False, "K": 1},  # 3 iMap + 3 iSDP: not deep
+        {"res": False, "K": 4, "isdp": False},  # 12 iMap ... (below)
+    ],
+)
 def test_w003_threshold_and_remedy(deep_file: Path, overrides: dict[str, Any]) -> None:
     found = _w003(deep_file, **overrides)
     if overrides.get("K") == 4:  # more than 8 is deep
@@ -132,8 +136,10 @@ F64 = torch.float64
 
 
 def _layer(kind: str, shape: tuple[int, int, int], residual: bool, **args: Any):
-    defaults = {"attention.imap": {"act": "sigmoid", "mask": "checkerboard"},
-                "attention.isdp": {"heads": 2, "patches": 4, "mask": "checkerboard"}}[kind]
+    defaults = {
+        "attention.imap": {"act": "sigmoid", "mask": "checkerboard"},
+        "attention.isdp": {"heads": 2, "patches": 4, "mask": "checkerboard"},
+    }[kind]
     torch.manual_seed(0)
     layer = MODULES[kind](shape, {**defaults, **args, "residual": residual}, None).to(F64)
     perturb_(layer, 0.5, torch.Generator().manual_seed(1))
@@ -188,8 +194,10 @@ def test_residual_isdp_blocks_are_well_conditioned(which: str) -> None:
 @pytest.mark.parametrize("kind", ["attention.imap", "attention.isdp"])
 def test_residual_forms_start_as_the_identity(kind: str) -> None:
     """Like a zero-initialised residual branch: a deep stack starts as the identity map."""
-    args = {"attention.imap": {"act": "sigmoid", "mask": "checkerboard"},
-            "attention.isdp": {"heads": 2, "patches": 4, "mask": "checkerboard"}}[kind]
+    args = {
+        "attention.imap": {"act": "sigmoid", "mask": "checkerboard"},
+        "attention.isdp": {"heads": 2, "patches": 4, "mask": "checkerboard"},
+    }[kind]
     layer = MODULES[kind]((4, 4, 4), {**args, "residual": True}, None)
     x = torch.randn(2, 4, 4, 4)
     y, logdet = layer(x)
@@ -244,14 +252,15 @@ def test_reconstruction_measures_the_eager_layers_of_a_compiled_model(deep_file:
     assert model._compiled is compiled
 
 
-def test_trainer_logs_reconstruction_and_warns(deep_file: Path, tmp_path: Path, capsys,
-                                               monkeypatch) -> None:
+def test_trainer_logs_reconstruction_and_warns(
+    deep_file: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
     out = tmp_path / "run"
-    quick = {"steps": 2, "val_every": 1, "sample_every": 100, "val_images": 8,
-             "progress": False}
+    quick = {"steps": 2, "val_every": 1, "sample_every": 100, "val_images": 8, "progress": False}
     runtime.train(deep_file, overrides={**TINY, "res": False}, out=out, **quick)
-    vals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()
-            if '"val"' in x]
+    vals = [
+        json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"val"' in x
+    ]
     assert [v["step"] for v in vals] == [1, 2]
     for v in vals:
         assert 0 <= v["recon_error"] < 1e-5 and v["recon_rel"] <= 2 * v["recon_error"] + 1e-9
@@ -277,20 +286,28 @@ def test_trainer_logs_reconstruction_and_warns(deep_file: Path, tmp_path: Path, 
         return model
 
     monkeypatch.setattr(flowspec.build, "compile", lossy_compile)
-    result = runtime.train(deep_file, overrides={**TINY, "res": False}, out=out, resume=True,
-                           **{**quick, "steps": 3})
+    result = runtime.train(
+        deep_file, overrides={**TINY, "res": False}, out=out, resume=True, **{**quick, "steps": 3}
+    )
     err = capsys.readouterr().err
     assert "flowspec: warning: step 3: inverse(forward(x)) misses the validation batch" in err
-    assert f"the error grows most in layer `level2.step01.attention` ({deep_file}:" \
-        f"{IMAP_LINE}:" in err
+    assert (
+        f"the error grows most in layer `level2.step01.attention` ({deep_file}:{IMAP_LINE}:" in err
+    )
     assert "`attention imap form=residual`" in err
     last = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][-2]
     assert last["kind"] == "val" and last["warnings"][0].startswith("step 3: inverse")
     assert last["recon_worst"] == "level2.step01.attention" and last["recon_rel"] > RECON_WARN
     assert result.summary["warnings"][0]["step"] == 3
     # the threshold is configurable: 0 turns the warning off (the error is still logged)
-    runtime.train(deep_file, overrides={**TINY, "res": False}, out=out, resume=True,
-                  recon_warn=0, **{**quick, "steps": 4})
+    runtime.train(
+        deep_file,
+        overrides={**TINY, "res": False},
+        out=out,
+        resume=True,
+        recon_warn=0,
+        **{**quick, "steps": 4},
+    )
     assert "misses the validation batch" not in capsys.readouterr().err
 
 
@@ -329,16 +346,28 @@ def deep_runs(deep_file: Path, tmp_path_factory: pytest.TempPathFactory):
     runs: dict[str, Any] = {}
     for name, res, steps in (("residual", True, RESIDUAL_STEPS), ("plain", False, PLAIN_STEPS)):
         try:
-            result = runtime.train(deep_file, overrides={"res": res}, out=root / name,
-                                   steps=steps, val_every=50, sample_every=10**6,
-                                   checkpoint_every=steps, val_images=32, progress=False,
-                                   device="cpu")
+            result = runtime.train(
+                deep_file,
+                overrides={"res": res},
+                out=root / name,
+                steps=steps,
+                val_every=50,
+                sample_every=10**6,
+                checkpoint_every=steps,
+                val_images=32,
+                progress=False,
+                device="cpu",
+            )
         except runtime.RunError as e:  # a non-finite loss stops a run: also a failure
             result = e
         runs[name] = (root / name, result)
-        shown = " ".join(f"{v['step']}:{v['recon_error']:.1e}/{v['bpd']:.2f}bpd"
-                         for v in _vals(root / name)) if (root / name / "metrics.jsonl"
-                                                         ).exists() else str(result)
+        shown = (
+            " ".join(
+                f"{v['step']}:{v['recon_error']:.1e}/{v['bpd']:.2f}bpd" for v in _vals(root / name)
+            )
+            if (root / name / "metrics.jsonl").exists()
+            else str(result)
+        )
         print(f"deep flow, {name} attention: max|x - x^| per validation: {shown}")  # pytest -s
     return runs
 

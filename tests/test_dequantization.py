@@ -56,6 +56,7 @@ def perturbed(q: VariationalDequantizer, scale: float = 0.3) -> VariationalDequa
 
 # --------------------------------------------------------------------------- the density
 
+
 def test_log_q_is_exact_against_the_autograd_jacobian() -> None:
     torch.manual_seed(0)
     q = perturbed(VariationalDequantizer((2, 4, 4), bits=5, steps=3, hidden=8).double())
@@ -64,10 +65,12 @@ def test_log_q_is_exact_against_the_autograd_jacobian() -> None:
     u, logq = q.transform(levels, e)
     for i in range(3):
         jac = torch.autograd.functional.jacobian(
-            lambda t, i=i: q.transform(levels[i:i + 1], t.view(1, 2, 4, 4))[0].flatten(),
-            e[i].flatten())
-        base = (torch.nn.functional.logsigmoid(e[i]) +
-                torch.nn.functional.logsigmoid(-e[i])).sum()  # logistic log-density
+            lambda t, i=i: q.transform(levels[i : i + 1], t.view(1, 2, 4, 4))[0].flatten(),
+            e[i].flatten(),
+        )
+        base = (
+            torch.nn.functional.logsigmoid(e[i]) + torch.nn.functional.logsigmoid(-e[i])
+        ).sum()  # logistic log-density
         want = base - torch.linalg.slogdet(jac)[1]
         assert abs(float((logq[i] - want).detach())) < 1e-9
         assert float(u[i].detach().sub(torch.sigmoid(e[i])).abs().max()) > 1e-3  # not uniform
@@ -127,21 +130,40 @@ def test_the_bound_bounds_the_discrete_nll_and_tightens_when_q_learns() -> None:
 
 # --------------------------------------------------------------------------- runs
 
+
 def _val(out: Path) -> list[dict]:
-    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
-            if r.get("kind") == "val"]
+    return [
+        r
+        for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+        if r.get("kind") == "val"
+    ]
 
 
 def _train(out: Path) -> list[dict]:
-    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
-            if r.get("kind") == "train"]
+    return [
+        r
+        for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+        if r.get("kind") == "train"
+    ]
 
 
 def test_training_through_the_cli_lowers_the_bound_and_eval_reports_both(
-        cli, tmp_path: Path) -> None:
+    cli, tmp_path: Path
+) -> None:
     spec, out = spec_file(tmp_path), tmp_path / "run"
-    rc, _, err = cli("train", spec, "--out", out, "--no-progress", "--val-every", "20",
-                     "--val-images", "128", "--threads", "1")
+    rc, _, err = cli(
+        "train",
+        spec,
+        "--out",
+        out,
+        "--no-progress",
+        "--val-every",
+        "20",
+        "--val-images",
+        "128",
+        "--threads",
+        "1",
+    )
     assert rc == 0, err
     losses = [r["loss"] for r in _train(out)]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3
@@ -164,8 +186,14 @@ def test_resume_with_q_is_bit_for_bit(tmp_path: Path) -> None:
     import runtime
 
     spec = spec_file(tmp_path)
-    kw = {"steps": 6, "checkpoint_every": 3, "val_every": 3, "sample_every": 100,
-          "val_images": 32, "progress": False}
+    kw = {
+        "steps": 6,
+        "checkpoint_every": 3,
+        "val_every": 3,
+        "sample_every": 100,
+        "val_images": 32,
+        "progress": False,
+    }
     runtime.train(spec, out=tmp_path / "ref", **kw)
     runtime.train(spec, out=tmp_path / "cut", **{**kw, "steps": 3})
     runtime.train(spec, out=tmp_path / "cut", resume=True, **kw)
@@ -179,8 +207,7 @@ def test_resume_with_q_is_bit_for_bit(tmp_path: Path) -> None:
 def test_recipes_without_dequantize_are_unchanged(tmp_path: Path) -> None:
     import runtime
 
-    kw = {"steps": 4, "val_every": 4, "sample_every": 100, "val_images": 32,
-          "progress": False}
+    kw = {"steps": 4, "val_every": 4, "sample_every": 100, "val_images": 32, "progress": False}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     none = spec_file(tmp_path / "a", "")
@@ -203,8 +230,12 @@ def test_dequantize_settings_are_checked(cli, tmp_path: Path) -> None:
     import runtime
 
     with pytest.raises(RunError, match="takes no options"):
-        runtime.train(spec_file(tmp_path, "dequantize uniform steps=2"), steps=1,
-                      out=tmp_path / "x", progress=False)
+        runtime.train(
+            spec_file(tmp_path, "dequantize uniform steps=2"),
+            steps=1,
+            out=tmp_path / "x",
+            progress=False,
+        )
 
 
 def _ddp_worker(rank: int, world: int, port: int, spec: str, out: str, result: str) -> None:
@@ -212,14 +243,32 @@ def _ddp_worker(rank: int, world: int, port: int, spec: str, out: str, result: s
 
     import runtime
 
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                       "GLOO_SOCKET_IFNAME": "lo"})
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "GLOO_SOCKET_IFNAME": "lo",
+        }
+    )
     torch.set_num_threads(1)
-    r = runtime.train(spec, out=out, steps=4, batch=8, device="cpu", val_every=4,
-                      sample_every=100, checkpoint_every=4, val_images=16, progress=False)
-    torch.save({k: v.clone() for k, v in r.model.state_dict().items()},
-               Path(result) / f"rank{rank}.pt")
+    r = runtime.train(
+        spec,
+        out=out,
+        steps=4,
+        batch=8,
+        device="cpu",
+        val_every=4,
+        sample_every=100,
+        checkpoint_every=4,
+        val_images=16,
+        progress=False,
+    )
+    torch.save(
+        {k: v.clone() for k, v in r.model.state_dict().items()}, Path(result) / f"rank{rank}.pt"
+    )
 
 
 def test_ddp_keeps_q_in_sync(tmp_path: Path) -> None:
@@ -233,13 +282,13 @@ def test_ddp_keeps_q_in_sync(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     spec, out = spec_file(tmp_path), tmp_path / "ddp"
-    mp.spawn(_ddp_worker, args=(2, port, str(spec), str(out), str(tmp_path)), nprocs=2,
-             join=True)
+    mp.spawn(_ddp_worker, args=(2, port, str(spec), str(out), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{i}.pt", weights_only=True) for i in (0, 1))
     assert any(k.startswith("dequantizer.") for k in r0)
     for k in r0:
         assert torch.equal(r0[k], r1[k]), k
     assert json.loads((out / "summary.json").read_text())["ranks_identical"] is True
     start = VariationalDequantizer((1, 8, 8), 4, steps=2, hidden=8)
-    assert not torch.equal(r0["dequantizer.couplings.0.net.4.weight"],
-                           start.couplings[0].net[4].weight.detach())  # q trained
+    assert not torch.equal(
+        r0["dequantizer.couplings.0.net.4.weight"], start.couplings[0].net[4].weight.detach()
+    )  # q trained

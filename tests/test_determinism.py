@@ -24,9 +24,8 @@ from tinyruns import TINY_SR
 
 import flowspec
 import runtime
-from runtime import RunError
+from runtime import RunError, determinism
 from runtime import checkpoint as ckpt
-from runtime import determinism
 from runtime.recipe import resolve_recipe, resume_command
 
 CPU = torch.device("cpu")
@@ -153,10 +152,10 @@ flow f {
 
 # --------------------------------------------------------------------------- settings
 
+
 def test_settings_are_made_and_restored() -> None:
     cudnn = torch.backends.cudnn
-    before = (torch.are_deterministic_algorithms_enabled(), cudnn.deterministic,
-              cudnn.benchmark)
+    before = (torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark)
     with determinism.configured(True, CPU):
         assert torch.are_deterministic_algorithms_enabled()
         assert not torch.is_deterministic_algorithms_warn_only_enabled()
@@ -166,8 +165,11 @@ def test_settings_are_made_and_restored() -> None:
         assert cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
     with determinism.configured(False, CPU):
         assert cudnn.benchmark == before[2]
-    assert (torch.are_deterministic_algorithms_enabled(), cudnn.deterministic,
-            cudnn.benchmark) == before
+    assert (
+        torch.are_deterministic_algorithms_enabled(),
+        cudnn.deterministic,
+        cudnn.benchmark,
+    ) == before
 
 
 def test_refused_after_cuda_started(monkeypatch) -> None:
@@ -219,8 +221,15 @@ def test_recipe_and_flag(tmp_path, cli) -> None:
 def test_deterministic_resume_is_bit_for_bit_on_cpu(tmp_path) -> None:
     spec = tmp_path / "tiny.flow"
     spec.write_text(TINY)
-    kw = {"steps": 4, "checkpoint_every": 2, "val_every": 100, "sample_every": 100,
-          "val_images": 8, "progress": False, "device": "cpu"}
+    kw = {
+        "steps": 4,
+        "checkpoint_every": 2,
+        "val_every": 100,
+        "sample_every": 100,
+        "val_images": 8,
+        "progress": False,
+        "device": "cpu",
+    }
     straight = runtime.train(spec, out=tmp_path / "straight", **kw)
     runtime.train(spec, out=tmp_path / "cut", **{**kw, "steps": 2})
     runtime.train(spec, out=tmp_path / "cut", resume=True, **kw)

@@ -39,7 +39,9 @@ flow src(size = 8) {
 
 
 def target(split: str = "split prior=dual on=y", size: int = 8) -> str:
-    return SOURCE + f"""
+    return (
+        SOURCE
+        + f"""
 flow tgt {{
   input 2 x 8 x 8
   condition y: labels 5 x 8 x 8 encoder=flow(src(size={size}))
@@ -53,6 +55,7 @@ flow tgt {{
   }}
 }}
 """
+    )
 
 
 def test_a_split_hands_on_its_latent_and_the_dual_prior_takes_it() -> None:
@@ -115,8 +118,18 @@ def test_coupled_model_is_exact() -> None:
 
 def test_dualglow_fashion_seg_trains_on_the_joint_likelihood(tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    result = runtime.train(SPEC, flow="dualglow_fashion_seg", out=tmp_path / "run",
-                           device="cpu", seed=0, progress=False, steps=2, batch=4,
-                           val_images=8, warmup=0, overrides={"K": 1})
+    result = runtime.train(
+        SPEC,
+        flow="dualglow_fashion_seg",
+        out=tmp_path / "run",
+        device="cpu",
+        seed=0,
+        progress=False,
+        steps=2,
+        batch=4,
+        val_images=8,
+        warmup=0,
+        overrides={"K": 1},
+    )
     final = result.summary["final_val"]
     assert math.isfinite(final["bpd"]) and math.isfinite(final["label_bpd"])

@@ -49,11 +49,27 @@ def test_qrconv_is_exact_and_counts_its_parameters(qrconv) -> None:
 def test_the_example_spec_checks_verifies_and_trains(qrconv, cli, tmp_path) -> None:
     spec = flowspec.load(SPEC, overrides={"K": 1, "hidden": 8})
     assert sum(count_params(spec).values()) == sum(
-        p.numel() for p in flowspec.compile(spec).parameters())
+        p.numel() for p in flowspec.compile(spec).parameters()
+    )
     rc, out, err = cli("verify", SPEC, "--plugin", "qrconv", "--set", "K=2")
     assert rc == 0 and "qrconv" in out and "all exact" in out, err
-    rc, _, err = cli("train", SPEC, "--plugin", "qrconv", "--set", "K=1", "--set", "hidden=8",
-                     "--steps", "2", "--out", tmp_path / "run", "--no-progress", "--threads", "1")
+    rc, _, err = cli(
+        "train",
+        SPEC,
+        "--plugin",
+        "qrconv",
+        "--set",
+        "K=1",
+        "--set",
+        "hidden=8",
+        "--steps",
+        "2",
+        "--out",
+        tmp_path / "run",
+        "--no-progress",
+        "--threads",
+        "1",
+    )
     assert rc == 0, err
     assert (tmp_path / "run" / "checkpoint.pt").exists()
 
@@ -66,9 +82,15 @@ def test_the_readme_shows_the_whole_example_files() -> None:
 
 
 def test_checking_with_the_example_plugin_imports_no_torch() -> None:
-    code = ("import sys, flowspec; flowspec.load(sys.argv[1], plugins=['qrconv']); "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code, str(SPEC)], capture_output=True,
-                         text=True, check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                             [str(ROOT), str(FOLDER)])})
+    code = (
+        "import sys, flowspec; flowspec.load(sys.argv[1], plugins=['qrconv']); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(SPEC)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(FOLDER)])},
+    )
     assert out.stdout.strip() == "False", out.stderr

@@ -29,8 +29,11 @@ def _project_exceptions() -> list[type[BaseException]]:
     for pkg in (flowspec, runtime):
         for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
             module = importlib.import_module(m.name)
-            found |= {c for _, c in inspect.getmembers(module, inspect.isclass)
-                      if issubclass(c, BaseException) and c.__module__ == m.name}
+            found |= {
+                c
+                for _, c in inspect.getmembers(module, inspect.isclass)
+                if issubclass(c, BaseException) and c.__module__ == m.name
+            }
     return sorted(found, key=lambda c: f"{c.__module__}.{c.__qualname__}")
 
 
@@ -66,8 +69,9 @@ ERRORS = [
 
 
 @pytest.mark.parametrize("exc,code,message", ERRORS, ids=lambda v: type(v).__name__)
-def test_the_cli_reports_each_error_with_its_exit_status(exc, code, message, monkeypatch,
-                                                         capsys) -> None:
+def test_the_cli_reports_each_error_with_its_exit_status(
+    exc, code, message, monkeypatch, capsys
+) -> None:
     def fail(a: argparse.Namespace) -> int:
         raise exc
 
@@ -81,6 +85,7 @@ def test_the_cli_reports_each_error_with_its_exit_status(exc, code, message, mon
 def test_debug_shows_internal_errors_only(monkeypatch) -> None:
     monkeypatch.setenv("FLOWSPEC_DEBUG", "1")
     for exc, raised in ((ValueError("a bug"), True), (UsageError("bad"), False)):
+
         def fail(a: argparse.Namespace, exc: Exception = exc) -> int:
             raise exc
 
@@ -96,8 +101,11 @@ def test_a_broken_pipe_is_141() -> None:
     assert exit_code(BrokenPipeError()) == 141
 
 
-@pytest.mark.parametrize("exc", [RunError("r"), DataError("d"), FlowRuntimeError("p", None, "m")],
-                         ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize(
+    "exc",
+    [RunError("r"), DataError("d"), FlowRuntimeError("p", None, "m")],
+    ids=lambda v: type(v).__name__,
+)
 def test_the_runtime_names_the_command_of_a_run_error(exc, capsys) -> None:
     def fail(a: argparse.Namespace) -> int:
         raise exc
@@ -106,8 +114,11 @@ def test_the_runtime_names_the_command_of_a_run_error(exc, capsys) -> None:
     assert rc == 1 and capsys.readouterr().err.startswith("flowspec train: error: ")
 
 
-@pytest.mark.parametrize("exc", [_spec_error(), UsageError("u"), PluginError("p"),
-                                 RuntimeError("bug")], ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize(
+    "exc",
+    [_spec_error(), UsageError("u"), PluginError("p"), RuntimeError("bug")],
+    ids=lambda v: type(v).__name__,
+)
 def test_the_runtime_leaves_other_errors_to_the_cli(exc) -> None:
     def fail(a: argparse.Namespace) -> int:
         raise exc

@@ -75,8 +75,7 @@ def test_fmt_keeps_the_syntax_tree(path: Path):
 @pytest.mark.parametrize("path", SPEC_FILES, ids=_id)
 def test_fmt_keeps_the_ir_of_every_flow(path: Path):
     text = path.read_text()
-    flows = list(dict.fromkeys(i.name for i in parse(text).items
-                               if type(i).__name__ == "FlowDef"))
+    flows = list(dict.fromkeys(i.name for i in parse(text).items if type(i).__name__ == "FlowDef"))
     if not flows:
         pytest.skip("a library file: no flows (the syntax tree test covers it)")
     before, diags = analyze(path, all_flows=True)
@@ -112,11 +111,12 @@ def _doc_examples() -> list[tuple[str, str, str]]:
         text = md.read_text(encoding="utf-8")
         for m in FENCE.finditer(text):
             lang, block = m.group(1), m.group(2)
-            where = f"{md.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}"
+            where = f"{md.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}"
             if lang not in ("", "flow"):
                 continue
-            body = "".join(f"  {line}" if line.strip() else line
-                           for line in block.splitlines(keepends=True))
+            body = "".join(
+                f"  {line}" if line.strip() else line for line in block.splitlines(keepends=True)
+            )
             for candidate in (block, f"flow f {{\n{body}}}\n"):
                 try:
                     parse(candidate, where)
@@ -292,16 +292,19 @@ def test_fmt_of_a_broken_file_is_a_compiler_error(tmp_path: Path, cli):
     assert bad.read_text() == "flow f {\n  input 1x8x8\n"
 
 
-@pytest.mark.parametrize("src,expected", [
-    ("let a = 1 - (2 - 3)", "let a = 1 - (2 - 3)"),
-    ("let a = (1 - 2) - 3", "let a = 1 - 2 - 3"),
-    ("let a = 2 * (3 + 4)", "let a = 2 * (3 + 4)"),
-    ("let a = -(-1)", "let a = --1"),
-    ("let a = not (1 < 2) or false", "let a = not 1 < 2 or false"),
-    ("let a = (true or false) and true", "let a = (true or false) and true"),
-    ("let a = 8e-4", "let a = 8e-4"),
-    ('let a = "q\\"uote"', 'let a = "q\\"uote"'),
-])
+@pytest.mark.parametrize(
+    "src,expected",
+    [
+        ("let a = 1 - (2 - 3)", "let a = 1 - (2 - 3)"),
+        ("let a = (1 - 2) - 3", "let a = 1 - 2 - 3"),
+        ("let a = 2 * (3 + 4)", "let a = 2 * (3 + 4)"),
+        ("let a = -(-1)", "let a = --1"),
+        ("let a = not (1 < 2) or false", "let a = not 1 < 2 or false"),
+        ("let a = (true or false) and true", "let a = (true or false) and true"),
+        ("let a = 8e-4", "let a = 8e-4"),
+        ('let a = "q\\"uote"', 'let a = "q\\"uote"'),
+    ],
+)
 def test_expressions_keep_their_meaning(src, expected):
     out = format_text(src + "\n")
     assert out == expected + "\n"
@@ -311,12 +314,15 @@ def test_expressions_keep_their_meaning(src, expected):
 def test_shapes_are_spaced_as_the_docs_write_them():
     src = "flow f(c = 1) {\n  input 1x8x8\n  expect latent c x (8 // 2) x 8\n}\n"
     assert format_text(src) == (
-        "flow f(c = 1) {\n  input 1 x 8 x 8\n  expect latent c x (8 // 2) x 8\n}\n")
+        "flow f(c = 1) {\n  input 1 x 8 x 8\n  expect latent c x (8 // 2) x 8\n}\n"
+    )
 
 
 def test_comment_on_an_else_line_stays_outside_the_code():
-    src = ("flow f(K = 2) {\n  input 4x8x8\n  if K == 2 {\n    actnorm\n"
-           "  } else {  # otherwise\n    invconv\n  }\n}\n")
+    src = (
+        "flow f(K = 2) {\n  input 4x8x8\n  if K == 2 {\n    actnorm\n"
+        "  } else {  # otherwise\n    invconv\n  }\n}\n"
+    )
     out = format_text(src)
     assert ast_shape(out) == ast_shape(src)
     assert comment_texts(out) == comment_texts(src)
@@ -339,54 +345,71 @@ def test_fmt_reescapes_import_paths():
 
 
 def test_blank_lines_are_kept_once_and_never_at_the_edges_of_a_body():
-    src = ("flowspec 0.2\n# about the file\n\n\n\nflow f {\n\n  input 4 x 8 x 8\n  actnorm\n\n\n"
-           "  # a comment block\n\n  invconv\n\n}\n")
-    assert format_text(src) == ("flowspec 0.2\n\n# about the file\n\nflow f {\n"
-                                "  input 4 x 8 x 8\n  actnorm\n\n  # a comment block\n\n"
-                                "  invconv\n}\n")
+    src = (
+        "flowspec 0.2\n# about the file\n\n\n\nflow f {\n\n  input 4 x 8 x 8\n  actnorm\n\n\n"
+        "  # a comment block\n\n  invconv\n\n}\n"
+    )
+    assert format_text(src) == (
+        "flowspec 0.2\n\n# about the file\n\nflow f {\n"
+        "  input 4 x 8 x 8\n  actnorm\n\n  # a comment block\n\n"
+        "  invconv\n}\n"
+    )
 
 
 def test_a_block_without_parameters_keeps_its_brackets():
     assert format_text("block b { actnorm }\n") == "block b() {\n  actnorm\n}\n"
 
 
-LONG_HEAD = ("flow marflow(L = 3 in 1..8, K = 4 in 1..256, hidden = 96, components = 32, "
-             "blocks = 10, features = 32, size = 32) {\n  input 1 x size x size\n}\n")
+LONG_HEAD = (
+    "flow marflow(L = 3 in 1..8, K = 4 in 1..256, hidden = 96, components = 32, "
+    "blocks = 10, features = 32, size = 32) {\n  input 1 x size x size\n}\n"
+)
 
 
 def test_a_long_parameter_list_wraps_aligned_after_its_bracket():
     out = format_text(LONG_HEAD)
     assert out.startswith(
         "flow marflow(L = 3 in 1..8, K = 4 in 1..256, hidden = 96, components = 32, blocks = 10,\n"
-        "             features = 32, size = 32) {\n")
+        "             features = 32, size = 32) {\n"
+    )
     assert format_text(out) == out
     assert ast_shape(out) == ast_shape(LONG_HEAD)
 
 
 def test_a_list_the_author_broke_stays_broken_with_its_comments():
-    src = ("flow f(L = 3,  # levels\n       K = 4, hidden = 8,\n  size = 32) {\n"
-           "  input 1 x size x size\n}\n")
+    src = (
+        "flow f(L = 3,  # levels\n       K = 4, hidden = 8,\n  size = 32) {\n"
+        "  input 1 x size x size\n}\n"
+    )
     out = format_text(src)
-    assert out == ("flow f(L = 3,  # levels\n       K = 4, hidden = 8,\n       size = 32) {\n"
-                   "  input 1 x size x size\n}\n")
+    assert out == (
+        "flow f(L = 3,  # levels\n       K = 4, hidden = 8,\n       size = 32) {\n"
+        "  input 1 x size x size\n}\n"
+    )
     assert format_text(out) == out
 
 
 def test_a_list_that_starts_far_right_breaks_after_its_bracket():
-    src = ("flow f(size = 8, blocks = 2, features = 8) {\n  input 3 x size x size\n"
-           "  condition lr: image 3 x (size // 2) x (size // 2) encoder=srflow(blocks=blocks, "
-           "features=features, taps=2, ups=1, head=true, scale=2)\n}\n")
+    src = (
+        "flow f(size = 8, blocks = 2, features = 8) {\n  input 3 x size x size\n"
+        "  condition lr: image 3 x (size // 2) x (size // 2) encoder=srflow(blocks=blocks, "
+        "features=features, taps=2, ups=1, head=true, scale=2)\n}\n"
+    )
     out = format_text(src)
-    assert "encoder=srflow(\n      blocks=blocks, features=features, taps=2, ups=1, head=true, " \
+    assert (
+        "encoder=srflow(\n      blocks=blocks, features=features, taps=2, ups=1, head=true, "
         "scale=2)\n" in out
+    )
     assert format_text(out) == out
     assert max(len(line) for line in out.splitlines()) <= LINE_LENGTH
 
 
 def test_nested_lists_break_inside_the_one_that_does_not_fit():
-    src = ("flow seg(a = 1, b = 2, c = 3) {\n  input 1 x 8 x 8\n}\n\nflow f(classes = 4) {\n"
-           "  input 1 x 8 x 8\n  condition seg: labels classes x 8 x 8 encoder=flow(seg(a=11111,"
-           " b=22222, c=33333)) on=something_long\n}\n")
+    src = (
+        "flow seg(a = 1, b = 2, c = 3) {\n  input 1 x 8 x 8\n}\n\nflow f(classes = 4) {\n"
+        "  input 1 x 8 x 8\n  condition seg: labels classes x 8 x 8 encoder=flow(seg(a=11111,"
+        " b=22222, c=33333)) on=something_long\n}\n"
+    )
     out = format_text(src)
     assert format_text(out) == out
     assert ast_shape(out) == ast_shape(src)
@@ -394,8 +417,10 @@ def test_nested_lists_break_inside_the_one_that_does_not_fit():
 
 
 def test_comments_inside_a_broken_list_stay_one_a_line():
-    src = ("flow f(  # the parameters\n  L = 3,\n  # the width\n  hidden = 8) {  # head\n"
-           "  input 1 x 8 x 8\n}\n")
+    src = (
+        "flow f(  # the parameters\n  L = 3,\n  # the width\n  hidden = 8) {  # head\n"
+        "  input 1 x 8 x 8\n}\n"
+    )
     out = format_text(src)
     assert comment_texts(out) == comment_texts(src)
     assert "       # the width\n       hidden = 8) {  # head\n" in out

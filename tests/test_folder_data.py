@@ -58,8 +58,9 @@ flow tiny_plain {
 """
 
 
-def write_classes(root: Path, per_class: int = PER_CLASS,
-                  names: tuple[str, ...] = CLASSES) -> None:
+def write_classes(
+    root: Path, per_class: int = PER_CLASS, names: tuple[str, ...] = CLASSES
+) -> None:
     """``root/NAME/i.png`` with real digits of that class (eight, one, zero)."""
     digits = load_dataset("digits", "all")
     for name in names:
@@ -105,8 +106,11 @@ def test_loose_images_or_one_subfolder_are_not_classes(tmp_path: Path) -> None:
 def test_train_and_val_must_hold_the_same_classes(tmp_path: Path) -> None:
     write_classes(tmp_path / "train", 6)
     write_classes(tmp_path / "val", 2, names=("one", "two", "zero"))
-    with pytest.raises(DataError, match=r"same class folders \(missing in val/: eight; only "
-                                        r"in val/: two\)"):
+    with pytest.raises(
+        DataError,
+        match=r"same class folders \(missing in val/: eight; only "
+        r"in val/: two\)",
+    ):
         load_dataset(str(tmp_path), "train")
     (tmp_path / "val" / "two").rename(tmp_path / "val" / "eight")
     s = load_dataset(str(tmp_path), "val")
@@ -149,8 +153,17 @@ def test_hints_name_options_that_are_accepted(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def run(folder: Path, spec_file: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("class_run") / "run"
-    runtime.train(spec_file, flow="tiny_class", data=str(folder), out=out, val_every=2,
-                  sample_every=2, checkpoint_every=2, device="cpu", progress=False)
+    runtime.train(
+        spec_file,
+        flow="tiny_class",
+        data=str(folder),
+        out=out,
+        val_every=2,
+        sample_every=2,
+        checkpoint_every=2,
+        device="cpu",
+        progress=False,
+    )
     return out
 
 
@@ -168,29 +181,69 @@ def test_class_conditional_flow_trains_on_class_folders(run: Path) -> None:
 
 def test_sample_class_takes_names(run: Path, cli, tmp_path: Path) -> None:
     ck = run / "checkpoint.pt"
-    rc, _, err = cli("sample", "--checkpoint", ck, "--class", "zero", "--n", "4",
-                     "-o", tmp_path / "zero.png", "--device", "cpu")
+    rc, _, err = cli(
+        "sample",
+        "--checkpoint",
+        ck,
+        "--class",
+        "zero",
+        "--n",
+        "4",
+        "-o",
+        tmp_path / "zero.png",
+        "--device",
+        "cpu",
+    )
     assert rc == 0, err
-    by_id = runtime.sample(None, ck, n=4, classes="2", output=tmp_path / "two.png",
-                           device="cpu")
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "zero.png")),
-                          np.asarray(Image.open(by_id)))
-    rc, _, err = cli("sample", "--checkpoint", ck, "--class", "one,eight", "--n", "6",
-                     "-o", tmp_path / "rows.png", "--device", "cpu")
+    by_id = runtime.sample(None, ck, n=4, classes="2", output=tmp_path / "two.png", device="cpu")
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "zero.png")), np.asarray(Image.open(by_id))
+    )
+    rc, _, err = cli(
+        "sample",
+        "--checkpoint",
+        ck,
+        "--class",
+        "one,eight",
+        "--n",
+        "6",
+        "-o",
+        tmp_path / "rows.png",
+        "--device",
+        "cpu",
+    )
     assert rc == 0, err
     assert Image.open(tmp_path / "rows.png").size[0] > im.grid_size(6, 3, 8, 8)[1]
-    rc, _, err = cli("sample", "--checkpoint", ck, "--class", "seven",
-                     "-o", tmp_path / "bad.png", "--device", "cpu")
+    rc, _, err = cli(
+        "sample",
+        "--checkpoint",
+        ck,
+        "--class",
+        "seven",
+        "-o",
+        tmp_path / "bad.png",
+        "--device",
+        "cpu",
+    )
     assert rc == 1 and "no class named 'seven'; the classes are eight, one, zero" in err
     assert "Traceback" not in err
 
 
-def test_class_count_must_match_the_folders(folder: Path, spec_file: Path,
-                                            tmp_path: Path) -> None:
-    with pytest.raises(RunError, match=r"3 class folders \(eight, one, zero\) but condition "
-                                       r"`y`: class 4 declares 4; declare `class 3`"):
-        runtime.train(spec_file, flow="tiny_class", overrides={"n": 4}, data=str(folder),
-                      out=tmp_path / "r", device="cpu", progress=False)
+def test_class_count_must_match_the_folders(folder: Path, spec_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(
+        RunError,
+        match=r"3 class folders \(eight, one, zero\) but condition "
+        r"`y`: class 4 declares 4; declare `class 3`",
+    ):
+        runtime.train(
+            spec_file,
+            flow="tiny_class",
+            overrides={"n": 4},
+            data=str(folder),
+            out=tmp_path / "r",
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_unconditional_flow_uses_every_image(folder: Path, spec_file: Path) -> None:
@@ -203,11 +256,12 @@ def test_super_resolution_grids_name_their_columns(tmp_path: Path) -> None:
     spec = flowspec.loads(TINY_SR, overrides={"K": 1, "hidden": 4})
     task = make_task(spec, resolve_recipe(spec))
     model = flowspec.compile(spec, device="cpu", seed=0)
-    grid = task.grids(model, task.load(train=False), torch.device("cpu"), (0.7,), rows=2,
-                      per_row=3)[0.7]
+    grid = task.grids(
+        model, task.load(train=False), torch.device("cpu"), (0.7,), rows=2, per_row=3
+    )[0.7]
     h, w = im.grid_size(10, 5, 24, 24)
     assert tuple(grid.shape[1:]) == (h + im.LABEL_BAND, w)
     band = grid[0, : im.LABEL_BAND]
     centres = [im.GRID_PAD + (24 + im.GRID_PAD) * c + 12 for c in (0, 2, 4)]  # LR, samples, HR
     for x in centres:
-        assert int(band[:, x - 6:x + 6].min()) < 128
+        assert int(band[:, x - 6 : x + 6].min()) < 128

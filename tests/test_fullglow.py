@@ -46,9 +46,12 @@ flow seg(size = 8, ch = 3, K = 2) {
 """
 
 
-def image_flow(encoder: str = "flow(seg(size=8))", classes: int = 4, lu: str = "true",
-               extra: str = "") -> str:
-    return LABEL_FLOW + f"""
+def image_flow(
+    encoder: str = "flow(seg(size=8))", classes: int = 4, lu: str = "true", extra: str = ""
+) -> str:
+    return (
+        LABEL_FLOW
+        + f"""
 flow img {{
   input 2 x 8 x 8
   condition y: labels {classes} x 8 x 8 encoder={encoder}
@@ -67,6 +70,7 @@ flow img {{
   {extra}
 }}
 """
+    )
 
 
 def codes(text: str) -> list[str]:
@@ -93,30 +97,36 @@ def test_fmt_round_trips_a_flow_encoder() -> None:
     assert loads(once, "img").digest() == loads(text, "img").digest()
 
 
-@pytest.mark.parametrize("text,code", [
-    (image_flow("flow(seg(size=16))"), "E311"),  # the label flow is 16x16
-    (image_flow("flow(seg(K=1))"), "E312"),  # no layer where the image's step 2 has its own
-    (image_flow(classes=5), None),  # 3 channels: the label map in colour
-    (image_flow("flow(seg(ch=4))"), None),  # 4 channels = 4 classes: one-hot
-    (image_flow("flow(seg(ch=2))"), "E311"),  # neither one-hot nor colour
-    (image_flow("flow(nosuch)"), "E103"),
-    (image_flow("flow(seg(nope=1))"), "E108"),
-    (image_flow("flow(img)"), "E161"),  # a flow that conditions itself
-    (image_flow(extra="insert cond_actnorm on=y after coupling"), "E312"),  # no place
-])
+@pytest.mark.parametrize(
+    "text,code",
+    [
+        (image_flow("flow(seg(size=16))"), "E311"),  # the label flow is 16x16
+        (image_flow("flow(seg(K=1))"), "E312"),  # no layer where the image's step 2 has its own
+        (image_flow(classes=5), None),  # 3 channels: the label map in colour
+        (image_flow("flow(seg(ch=4))"), None),  # 4 channels = 4 classes: one-hot
+        (image_flow("flow(seg(ch=2))"), "E311"),  # neither one-hot nor colour
+        (image_flow("flow(nosuch)"), "E103"),
+        (image_flow("flow(seg(nope=1))"), "E108"),
+        (image_flow("flow(img)"), "E161"),  # a flow that conditions itself
+        (image_flow(extra="insert cond_actnorm on=y after coupling"), "E312"),  # no place
+    ],
+)
 def test_flow_encoder_errors(text: str, code: str | None) -> None:
     found = codes(text)
     assert (code in found) if code else not found, found
 
 
 def test_the_label_flow_must_be_unconditional() -> None:
-    text = image_flow("flow(cseg)") + """
+    text = (
+        image_flow("flow(cseg)")
+        + """
 flow cseg {
   input 3 x 8 x 8
   condition c: image 3 x 8 x 8
   coupling affine on=c hidden=4
 }
 """
+    )
     assert "E310" in codes(text)
 
 
@@ -131,8 +141,10 @@ def test_coupled_model_is_exact(classes: int, lu: str) -> None:
     """logdet = slogdet of the autograd Jacobian, float64, parameters perturbed; inverse;
     joint = conditional + the label flow's own log-likelihood; one-hot (4) and colour (5)."""
     torch.manual_seed(0)
-    spec = loads(image_flow(classes=classes, lu=lu,
-                            encoder=f"flow(seg(ch={4 if classes == 4 else 3}))"), "img")
+    spec = loads(
+        image_flow(classes=classes, lu=lu, encoder=f"flow(seg(ch={4 if classes == 4 else 3}))"),
+        "img",
+    )
     model = flowspec.compile(spec, device="cpu").double()
     g = torch.Generator().manual_seed(1)
     x = torch.rand((3, 2, 8, 8), generator=g, dtype=torch.float64) - 0.5
@@ -152,8 +164,9 @@ def test_coupled_model_is_exact(classes: int, lu: str) -> None:
     assert (model.inverse(zs, {"y": y}) - x).abs().max() < 1e-9
     label_in = condflow.label_input(spec.condition("y"), y).double()
     label_logp = model.encoders["y"].log_prob(label_in)
-    assert torch.allclose(model.joint_log_prob(x, {"y": y}),
-                          model.log_prob(x, {"y": y}) + label_logp)
+    assert torch.allclose(
+        model.joint_log_prob(x, {"y": y}), model.log_prob(x, {"y": y}) + label_logp
+    )
     # a dequantised label input (floats of the label flow's shape) is taken as it is
     assert torch.equal(condflow.label_input(spec.condition("y"), label_in), label_in)
 
@@ -178,9 +191,19 @@ def test_colour_palette_is_cityscapes_for_34_classes() -> None:
 @pytest.mark.parametrize("flow", ["fullglow_fashion_seg", "cattnflow_fashion_seg"])
 def test_fashion_seg_flows_train_on_the_joint_likelihood(flow: str, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    result = runtime.train(SPEC, flow=flow, out=tmp_path / "run", device="cpu", seed=0,
-                           progress=False, steps=2, batch=4, val_images=8, warmup=0,
-                           overrides={"K": 1})
+    result = runtime.train(
+        SPEC,
+        flow=flow,
+        out=tmp_path / "run",
+        device="cpu",
+        seed=0,
+        progress=False,
+        steps=2,
+        batch=4,
+        val_images=8,
+        warmup=0,
+        overrides={"K": 1},
+    )
     final = result.summary["final_val"]
     assert math.isfinite(final["bpd"]) and math.isfinite(final["label_bpd"])
     spec = result.model.spec
@@ -216,8 +239,9 @@ def test_fullglow_4_16_counts_as_the_official_code() -> None:
 def test_official_count_mirrors_the_modules_at_small_size() -> None:
     """At a size where building is cheap, the count of the official modules and ours differ
     only by the priors (see the spec's comments): the layers match one for one."""
-    spec = flowspec.load(SPEC, "fullglow", {"L": 2, "K": 1, "hidden": 16, "height": 32,
-                                            "width": 32})
+    spec = flowspec.load(
+        SPEC, "fullglow", {"L": 2, "K": 1, "hidden": 16, "height": 32, "width": 32}
+    )
     model = flowspec.compile(spec, device="cpu")
     built = sum(p.numel() for p in model.parameters())
     assert built == sum(count_params(spec).values())

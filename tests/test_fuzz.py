@@ -38,8 +38,6 @@ from flowspec.parse import MAX_NESTING
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
-
 # ---- 1. generated valid specs ---------------------------------------------------------------
 class _Draw(fuzz.Chooser):
     """The generator's decisions drawn by hypothesis (so failures shrink)."""
@@ -66,8 +64,13 @@ def valid_specs(draw) -> fuzz.GenSpec:
 FILE = str(ROOT / "specs" / "generated.flow")  # a name only: generated specs import nothing
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(valid_specs())
 def test_generated_specs_check_format_compile_and_are_exact(gen: fuzz.GenSpec):
     text = gen.text
@@ -82,8 +85,9 @@ def test_generated_specs_check_format_compile_and_are_exact(gen: fuzz.GenSpec):
     once = format_text(text, FILE)
     assert format_text(once, FILE) == once
     again, _ = analyze(FILE, text=once, all_flows=True)
-    assert [strip_spans(s.model_dump()) for s in again] == \
-        [strip_spans(s.model_dump()) for s in specs]
+    assert [strip_spans(s.model_dump()) for s in again] == [
+        strip_spans(s.model_dump()) for s in specs
+    ]
 
     # compile at this (tiny) size; float64; perturbed after one data-dependent init
     with single_thread():
@@ -120,11 +124,26 @@ def test_the_generator_covers_the_language():
     for _ in range(300):
         g = fuzz.random_spec(chooser)
         seen |= g.features
-        kinds |= {w for w in ("actnorm", "invconv", "permute", "coupling affine",
-                              "coupling additive", "coupling mixture", "injector",
-                              "attention imap", "attention isdp", "squeeze", "split",
-                              "condition lr: image", "condition seg: labels", "on=")
-                  if w in g.text}
+        kinds |= {
+            w
+            for w in (
+                "actnorm",
+                "invconv",
+                "permute",
+                "coupling affine",
+                "coupling additive",
+                "coupling mixture",
+                "injector",
+                "attention imap",
+                "attention isdp",
+                "squeeze",
+                "split",
+                "condition lr: image",
+                "condition seg: labels",
+                "on=",
+            )
+            if w in g.text
+        }
     assert seen >= {"block", "let", "if", "for", "insert", "extends", "condition"}
     assert len(kinds) == 14, kinds
 
@@ -135,8 +154,7 @@ def test_mutants_give_only_diagnostics():
     10th also through `flowspec check` in-process."""
     start = time.process_time()  # CPU time: the machine may be shared
     report = fuzz.fuzz(300, seed=2024, cli_every=10)
-    messages = [f"{f['kind']}: {f['message']} ({f['file']}, {f['ops']})"
-                for f in report.failures]
+    messages = [f"{f['kind']}: {f['message']} ({f['file']}, {f['ops']})" for f in report.failures]
     assert not messages, "\n".join(messages)
     assert report.tried == 300
     assert report.resolved > 5 and report.errors > 200  # mutants do both
@@ -176,62 +194,180 @@ CHAIN = "".join(f"block b{i}() {{ b{i + 1}() }}\n" for i in range(MAX_CALL_DEPTH
 
 ROWS = [
     # a string escape Python's unicode_escape rejected (\x, \N) raised a lark VisitError
-    Row("bad_escape_x", t('import "\\x" as lib', "flow f {", "  input 1x8x8", "}"),
-        "E131", 1, 8, "cannot import"),
+    Row(
+        "bad_escape_x",
+        t('import "\\x" as lib', "flow f {", "  input 1x8x8", "}"),
+        "E131",
+        1,
+        8,
+        "cannot import",
+    ),
     Row("bad_escape_N", t("flow f {", "  input 1x8x8", '  train { data "\\N" }', "}"), None),
     # non-ASCII text in strings came back as mojibake ("é" -> "Ã©")
-    Row("non_ascii_string", t('import "\u00e9t\u00e9.flow" as lib', "flow f {", "  input 1x8x8",
-                              "}"), "E131", 1, 8, "`\u00e9t\u00e9.flow`"),
+    Row(
+        "non_ascii_string",
+        t('import "\u00e9t\u00e9.flow" as lib', "flow f {", "  input 1x8x8", "}"),
+        "E131",
+        1,
+        8,
+        "`\u00e9t\u00e9.flow`",
+    ),
     # integer literals of more than 4300 digits raised ValueError inside the parser
-    Row("huge_int_literal", t("flow f {", "  input 1x8x8", f"  step x {BIG} {{ actnorm }}", "}"),
-        "E008", 3, 10, "too large"),
-    Row("int_literal_past_int64", t("flow f {", "  input 1x8x8",
-                                    "  step x 9223372036854775808 { actnorm }", "}"),
-        "E008", 3, 10, "2**63 - 1"),
+    Row(
+        "huge_int_literal",
+        t("flow f {", "  input 1x8x8", f"  step x {BIG} {{ actnorm }}", "}"),
+        "E008",
+        3,
+        10,
+        "too large",
+    ),
+    Row(
+        "int_literal_past_int64",
+        t("flow f {", "  input 1x8x8", "  step x 9223372036854775808 { actnorm }", "}"),
+        "E008",
+        3,
+        10,
+        "2**63 - 1",
+    ),
     Row("huge_dim_in_shape_token", t("flow f {", f"  input 1x{BIG}x8", "}"), "E008", 2, 9),
-    Row("infinite_float_literal", t("flow f {", "  input 1x8x8",
-                                    "  train { optimizer adam lr=1e999 }", "}"),
-        "E008", 3, 29, "1.8e308"),
-    Row("overflowing_product", t("let a = 9223372036854775807", "flow f {", "  input 1x8x8",
-                                 "  step x a * a { actnorm }", "}"), "E141", 4, 10),
-    Row("overflowing_float", t("flow f(lr = 1e308 * 10.0) {", "  input 1x8x8", "}"),
-        "E141", 1, 13),
+    Row(
+        "infinite_float_literal",
+        t("flow f {", "  input 1x8x8", "  train { optimizer adam lr=1e999 }", "}"),
+        "E008",
+        3,
+        29,
+        "1.8e308",
+    ),
+    Row(
+        "overflowing_product",
+        t(
+            "let a = 9223372036854775807",
+            "flow f {",
+            "  input 1x8x8",
+            "  step x a * a { actnorm }",
+            "}",
+        ),
+        "E141",
+        4,
+        10,
+    ),
+    Row(
+        "overflowing_float", t("flow f(lr = 1e308 * 10.0) {", "  input 1x8x8", "}"), "E141", 1, 13
+    ),
     # deep nesting raised RecursionError (in lark's transformer, evaluate and fmt)
-    Row("deep_unary_minus", t("flow f {", "  input 1x8x8", f"  step x {DEEP_NEG} {{ actnorm }}",
-                              "}"), "E009", 3, 10 + MAX_NESTING - 3, "nests"),
-    Row("long_sum", t("flow f {", "  input 1x8x8", f"  step x {LONG_SUM} {{ actnorm }}", "}"),
-        "E009", 3, 10),
+    Row(
+        "deep_unary_minus",
+        t("flow f {", "  input 1x8x8", f"  step x {DEEP_NEG} {{ actnorm }}", "}"),
+        "E009",
+        3,
+        10 + MAX_NESTING - 3,
+        "nests",
+    ),
+    Row(
+        "long_sum",
+        t("flow f {", "  input 1x8x8", f"  step x {LONG_SUM} {{ actnorm }}", "}"),
+        "E009",
+        3,
+        10,
+    ),
     Row("nested_ifs", t("flow f {", "  input 1x8x8", NESTED_IFS, "}"), "E009"),
     # empty nested loops ran 10^12 times (only layers were counted)
-    Row("nested_empty_loops", t("flow f {", "  input 1x8x8", "  for i in 1..10000 {",
-                                "    for j in 1..10000 {", "      for k in 1..10000 { }",
-                                "    }", "  }", "}"), "E170", 5, 7, "statements"),
+    Row(
+        "nested_empty_loops",
+        t(
+            "flow f {",
+            "  input 1x8x8",
+            "  for i in 1..10000 {",
+            "    for j in 1..10000 {",
+            "      for k in 1..10000 { }",
+            "    }",
+            "  }",
+            "}",
+        ),
+        "E170",
+        5,
+        7,
+        "statements",
+    ),
     # insert rules could grow a flow past MAX_LAYERS (and took seconds doing it)
-    Row("inserts_past_max_layers", t("flow f {", "  input 4x8x8",
-                                     f"  step x {MAX_LAYERS // 2} {{ actnorm }}",
-                                     "  insert invconv after actnorm",
-                                     "  insert permute before actnorm", "}"),
-        "E170", 5, 25, "insert rule"),
+    Row(
+        "inserts_past_max_layers",
+        t(
+            "flow f {",
+            "  input 4x8x8",
+            f"  step x {MAX_LAYERS // 2} {{ actnorm }}",
+            "  insert invconv after actnorm",
+            "  insert permute before actnorm",
+            "}",
+        ),
+        "E170",
+        5,
+        25,
+        "insert rule",
+    ),
     # a chain of block calls deeper than Python's recursion limit allows
-    Row("block_call_chain", CHAIN + t(f"block b{MAX_CALL_DEPTH + 5}() {{ actnorm }}",
-                                      "flow f {", "  input 4x8x8", "  b0()", "}"),
-        "E162", MAX_CALL_DEPTH, 1 + len(f"block b{MAX_CALL_DEPTH - 1}() {{ ")),
+    Row(
+        "block_call_chain",
+        CHAIN
+        + t(
+            f"block b{MAX_CALL_DEPTH + 5}() {{ actnorm }}",
+            "flow f {",
+            "  input 4x8x8",
+            "  b0()",
+            "}",
+        ),
+        "E162",
+        MAX_CALL_DEPTH,
+        1 + len(f"block b{MAX_CALL_DEPTH - 1}() {{ "),
+    ),
     # encoder calls as values reached pydantic (ValidationError) outside `encoder=`
-    Row("encoder_call_as_flow_param", t("flow f(a = rrdb()) {", "  input 1x8x8", "}"),
-        "E121", 1, 12, "encoder call"),
-    Row("encoder_call_as_setting", t("let e = rrdb()", "flow f {", "  input 1x8x8",
-                                     "  train { data e }", "}"), "E121", 4, 16),
-    Row("encoder_call_as_option", t("flow f {", "  input 1x8x8",
-                                    "  train { task generation scale=rrdb(blocks=1) }", "}"),
-        "E121", 3, 27, "condition's encoder"),
-    Row("encoder_call_in_extends", t("flow f(a = 1) {", "  input 1x8x8", "}",
-                                     "flow g extends f(a = convnet()) { }"), "E121", 4, 22),
+    Row(
+        "encoder_call_as_flow_param",
+        t("flow f(a = rrdb()) {", "  input 1x8x8", "}"),
+        "E121",
+        1,
+        12,
+        "encoder call",
+    ),
+    Row(
+        "encoder_call_as_setting",
+        t("let e = rrdb()", "flow f {", "  input 1x8x8", "  train { data e }", "}"),
+        "E121",
+        4,
+        16,
+    ),
+    Row(
+        "encoder_call_as_option",
+        t("flow f {", "  input 1x8x8", "  train { task generation scale=rrdb(blocks=1) }", "}"),
+        "E121",
+        3,
+        27,
+        "condition's encoder",
+    ),
+    Row(
+        "encoder_call_in_extends",
+        t("flow f(a = 1) {", "  input 1x8x8", "}", "flow g extends f(a = convnet()) { }"),
+        "E121",
+        4,
+        22,
+    ),
     # end-of-file errors counted lines with str.splitlines (which also splits at \u2028)
-    Row("line_separator_in_comment", t("flow f {", "  # a\u2028b\u2028c\u2028d", "  input 1x8x8"),
-        "E002", 3, 14),
+    Row(
+        "line_separator_in_comment",
+        t("flow f {", "  # a\u2028b\u2028c\u2028d", "  input 1x8x8"),
+        "E002",
+        3,
+        14,
+    ),
     # the cache of validated arguments must not confuse true with 1
-    Row("valid_args_cache_keeps_types", t("flow f {", "  input 4x8x8", "  invconv lu=true",
-                                          "  invconv lu=1", "}"), "E121", 4, 11, "lu"),
+    Row(
+        "valid_args_cache_keeps_types",
+        t("flow f {", "  input 4x8x8", "  invconv lu=true", "  invconv lu=1", "}"),
+        "E121",
+        4,
+        11,
+        "lu",
+    ),
 ]
 
 
@@ -256,8 +392,9 @@ def test_fuzz_regressions(row: Row):
 
 
 def test_strings_keep_non_ascii_text_and_known_escapes():
-    text = t("flow f {", "  input 1x8x8",
-             '  train { data "caf\u00e9 \\u00e9\\t\\"q\\" C:\\data" }', "}")
+    text = t(
+        "flow f {", "  input 1x8x8", '  train { data "caf\u00e9 \\u00e9\\t\\"q\\" C:\\data" }', "}"
+    )
     spec = flowspec.loads(text)
     assert spec.train["data"].value == 'caf\u00e9 \u00e9\t"q" C:\\data'
 
@@ -292,12 +429,24 @@ def test_cli_check_on_regression_rows(tmp_path: Path, cli):
             assert f"[{row.code}]" in err
 
 
-@pytest.mark.parametrize("text,value", [
-    ("3", 3), ("-3", -3), ("2.5", 2.5), ("8e-4", 8e-4), ("true", True), ("x", "x"),
-    # Python's int()/float() accepted these; the language does not write numbers so
-    ("nan", "nan"), ("inf", "inf"), ("1e999", "1e999"), ("1_000", "1_000"),
-    ("9" * 5000, "9" * 5000), ("9223372036854775808", "9223372036854775808"),
-])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("3", 3),
+        ("-3", -3),
+        ("2.5", 2.5),
+        ("8e-4", 8e-4),
+        ("true", True),
+        ("x", "x"),
+        # Python's int()/float() accepted these; the language does not write numbers so
+        ("nan", "nan"),
+        ("inf", "inf"),
+        ("1e999", "1e999"),
+        ("1_000", "1_000"),
+        ("9" * 5000, "9" * 5000),
+        ("9223372036854775808", "9223372036854775808"),
+    ],
+)
 def test_set_values_are_numbers_only_as_the_language_writes_them(text, value):
     from flowspec import parse_override
 

@@ -26,21 +26,38 @@ def run_check(tmp_path: Path, smi: str | None) -> tuple[int, str, dict]:
         fake = bin_dir / "nvidia-smi"
         fake.write_text(f"#!/bin/sh\n{smi}\n")
         fake.chmod(0o755)
-    path = os.pathsep.join([str(bin_dir)] + [p for p in os.environ["PATH"].split(os.pathsep)
-                                             if not (Path(p) / "nvidia-smi").exists()])
+    path = os.pathsep.join(
+        [str(bin_dir)]
+        + [
+            p
+            for p in os.environ["PATH"].split(os.pathsep)
+            if not (Path(p) / "nvidia-smi").exists()
+        ]
+    )
     out = tmp_path / "out"
     env = {**os.environ, "PATH": path, "OUT": str(out), "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py")], env=env,
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_check.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert sorted(f.name for f in out.iterdir()) == ["gpu_check.log", "results.json"]
     return p.returncode, p.stdout + p.stderr, json.loads((out / "results.json").read_text())
 
 
-@pytest.mark.parametrize("smi,says", [
-    ("echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'", "lists a GPU"),
-    ("echo 'NVIDIA-SMI has failed' >&2; exit 9", "fails")])
-def test_a_gpu_torch_cannot_see_is_a_wrong_environment(tmp_path: Path, smi: str,
-                                                       says: str) -> None:
+@pytest.mark.parametrize(
+    "smi,says",
+    [
+        ("echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'", "lists a GPU"),
+        ("echo 'NVIDIA-SMI has failed' >&2; exit 9", "fails"),
+    ],
+)
+def test_a_gpu_torch_cannot_see_is_a_wrong_environment(
+    tmp_path: Path, smi: str, says: str
+) -> None:
     rc, text, results = run_check(tmp_path, smi)
     assert rc == 2, text
     assert f"nvidia-smi {says} but torch sees no CUDA device" in text
@@ -59,10 +76,15 @@ def test_a_python_without_torch_is_a_wrong_environment(tmp_path: Path) -> None:
     shadow.mkdir()
     (shadow / "torch.py").write_text("raise ImportError('no torch in this environment')\n")
     out = tmp_path / "out"
-    env = {**os.environ, "OUT": str(out), "PYTHONPATH": os.pathsep.join([str(shadow),
-                                                                         str(ROOT)])}
-    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py")], env=env,
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    env = {**os.environ, "OUT": str(out), "PYTHONPATH": os.pathsep.join([str(shadow), str(ROOT)])}
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_check.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert p.returncode == 2, p.stdout + p.stderr
     assert "torch does not work here" in p.stdout
 

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("flowspec", "runtime")
 FACADE = "flowspec"
 
+
 def modules() -> dict[str, tuple[Path, bool]]:
     """Dotted name -> (file, whether it is a package's ``__init__``)."""
     out = {}
@@ -67,8 +68,9 @@ def import_graph() -> nx.DiGraph:
                 if node.level:
                     parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join(parts + ([base] if base else []))
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base
-                           for a in node.names]
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names
+                ]
             for target in map(project_module, targets):
                 if target is None or target == name:
                     continue
@@ -84,8 +86,12 @@ def cycles(graph: nx.DiGraph) -> set[frozenset[str]]:
 
 def describe(graph: nx.DiGraph, cycle: frozenset[str]) -> str:
     edges = sorted((a, b, graph.edges[a, b]["line"]) for a, b in graph.subgraph(cycle).edges)
-    return "{" + ", ".join(sorted(cycle)) + "}: " + "; ".join(
-        f"{a} -> {b} (line {line})" for a, b, line in edges)
+    return (
+        "{"
+        + ", ".join(sorted(cycle))
+        + "}: "
+        + "; ".join(f"{a} -> {b} (line {line})" for a, b, line in edges)
+    )
 
 
 def test_the_graph_sees_lazy_imports_and_skips_type_checking_ones() -> None:

@@ -55,8 +55,10 @@ def test_diagnostics_appear_and_clear(client):
     assert "did you mean `imap`" in diags[0]["message"]
     notes = [r["message"] for r in diags[0].get("relatedInformation") or []]
     assert any("8 instances" in n for n in notes)
-    actions = client.request("textDocument/codeAction", {
-        "textDocument": {"uri": URI}, "range": rng, "context": {"diagnostics": diags}})
+    actions = client.request(
+        "textDocument/codeAction",
+        {"textDocument": {"uri": URI}, "range": rng, "context": {"diagnostics": diags}},
+    )
     edit = actions[0]["edit"]["changes"][URI][0]
     assert edit["newText"] == "imap" and edit["range"] == rng
     assert client.change(URI, TEXT, 3) == []
@@ -67,8 +69,12 @@ def test_hover_shows_every_instance_shape(client):
     assert "attention imap" in text and "8 instances" in text
     assert "4x16x16 → 4x16x16" in text and "8x8x8 → 8x8x8" in text
     assert "parameters" in text
-    flow = client.at("textDocument/hover", URI, LINES.index(
-        next(x for x in LINES if x.startswith("flow demo"))), 6)["contents"]["value"]
+    flow = client.at(
+        "textDocument/hover",
+        URI,
+        LINES.index(next(x for x in LINES if x.startswith("flow demo"))),
+        6,
+    )["contents"]["value"]
     assert "latents" in flow and "parameters" in flow
     call = client.at("textDocument/hover", URI, CALL, 12)["contents"]["value"]
     assert "block glow_step(hidden = 512)" in call
@@ -83,10 +89,14 @@ def test_completion(client):
     hidden = next(i for i in items if i["label"] == "hidden")
     assert hidden["insertText"] == "hidden=" and "int" in hidden["detail"]
     client.change(URI, _edit(ATTENTION, "        coupling affine net="), 6)
-    labels = {i["label"] for i in client.at("textDocument/completion", URI, ATTENTION, 28)["items"]}
+    labels = {
+        i["label"] for i in client.at("textDocument/completion", URI, ATTENTION, 28)["items"]
+    }
     assert {"glow", "flowpp"} <= labels
     client.change(URI, _edit(ATTENTION, "        lib."), 7)
-    labels = {i["label"] for i in client.at("textDocument/completion", URI, ATTENTION, 12)["items"]}
+    labels = {
+        i["label"] for i in client.at("textDocument/completion", URI, ATTENTION, 12)["items"]
+    }
     assert "glow_step" in labels
     data = next(i for i, x in enumerate(LINES) if x.strip().startswith("data "))
     client.change(URI, _edit(data, "    data "), 8)
@@ -100,8 +110,9 @@ def test_definition_references_symbols(client):
     assert loc["uri"].endswith("specs/lib/steps.flow")
     steps = (ROOT / "specs/lib/steps.flow").read_text().split("\n")
     assert steps[loc["range"]["start"]["line"]].startswith("block glow_step")
-    refs = client.at("textDocument/references", URI, CALL, 12,
-                     context={"includeDeclaration": True})
+    refs = client.at(
+        "textDocument/references", URI, CALL, 12, context={"includeDeclaration": True}
+    )
     files = {Path(r["uri"]).name for r in refs}
     assert {"demo.flow", "steps.flow"} <= files
     symbols = client.request("textDocument/documentSymbol", {"textDocument": {"uri": URI}})
@@ -112,8 +123,10 @@ def test_definition_references_symbols(client):
 def test_formatting_is_fmt(client):
     messy = TEXT.replace("  input 1 x size x size", "  input   1 x size x size  ")
     client.change(URI, messy, 10)
-    edits = client.request("textDocument/formatting", {
-        "textDocument": {"uri": URI}, "options": {"tabSize": 2, "insertSpaces": True}})
+    edits = client.request(
+        "textDocument/formatting",
+        {"textDocument": {"uri": URI}, "options": {"tabSize": 2, "insertSpaces": True}},
+    )
     assert edits[0]["newText"] == format_text(messy, str(DEMO))
     assert client.change(URI, TEXT, 11) == []
 
@@ -125,7 +138,7 @@ def test_utf16_positions(client):
     text = "flowspec 0.2\n# ünïcödé 😀 comment\nflow u {\n  input 4 x 8 x 8\n" + line + "\n}\n"
     diags = client.open(uri, text)
     bad = next(d for d in diags if d["code"] == "E104")
-    start = len(line[:line.index("imapp")].encode("utf-16-le")) // 2
+    start = len(line[: line.index("imapp")].encode("utf-16-le")) // 2
     assert bad["range"]["start"] == {"line": 4, "character": start}
     assert bad["range"]["end"]["character"] == start + 5
     client.change(uri, text.replace("imapp", "imap"), 2)
@@ -138,8 +151,10 @@ def test_flip_quick_fix(client):
     text = "flowspec 0.2\nflow f {\n  input 4 x 8 x 8\n  coupling affine\n  coupling affine\n}\n"
     diags = client.open(uri, text)
     w4 = [d for d in diags if d["code"] == "W004"]
-    actions = client.request("textDocument/codeAction", {
-        "textDocument": {"uri": uri}, "range": w4[0]["range"], "context": {"diagnostics": w4}})
+    actions = client.request(
+        "textDocument/codeAction",
+        {"textDocument": {"uri": uri}, "range": w4[0]["range"], "context": {"diagnostics": w4}},
+    )
     edit = next(a for a in actions if "flip=true" in a["title"])["edit"]["changes"][uri][0]
     lines = text.split("\n")
     line, char = edit["range"]["start"]["line"], edit["range"]["start"]["character"]
@@ -149,6 +164,7 @@ def test_flip_quick_fix(client):
 
 def test_fuzzed_input_never_stops_it(client):
     import fuzzing as fuzz
+
     rng = random.Random(0)
     uri = (ROOT / "specs" / "fuzz_lsp.flow").as_uri()
     sources = [p.read_text() for p in sorted((ROOT / "specs").glob("*.flow"))]
@@ -169,8 +185,7 @@ def test_plugins_from_initialization_options():
     try:
         c.initialize({"plugins": [str(ROOT / "examples/plugins/qrconv.py")]})
         path = ROOT / "examples/plugins/qr_glow.flow"
-        assert [d for d in c.open(path.as_uri(), path.read_text())
-                if d["severity"] == 1] == []
+        assert [d for d in c.open(path.as_uri(), path.read_text()) if d["severity"] == 1] == []
     finally:
         assert c.close() == 0
 
@@ -181,8 +196,9 @@ def test_without_pygls_says_what_to_install(monkeypatch, capsys):
     from flowspec.cli import main
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "pygls" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pygls" else real(name, *a)
+    )
     assert main(["lsp"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "flowspec[lsp]" in err

@@ -121,8 +121,9 @@ def _count(m):
     return sum(p.numel() for p in m.parameters())
 
 
-@pytest.mark.parametrize(("cin", "hidden", "heads", "hw"), [(6, 16, 4, (8, 8)),
-                                                            (3, 12, 2, (4, 6))])
+@pytest.mark.parametrize(
+    ("cin", "hidden", "heads", "hw"), [(6, 16, 4, (8, 8)), (3, 12, 2, (4, 6))]
+)
 def test_flowpp_net_matches_the_official_definitions(cin, hidden, heads, hw) -> None:
     cout = cin * (2 + 3 * 4)
     torch.manual_seed(0)
@@ -160,8 +161,15 @@ def test_marflow_3_4_96_coupling_network_has_the_official_size() -> None:
     ref_block = RefBlock(96, 4)
     assert all(_count(b) == _count(ref_block) for b in net.blocks)
     mix = KINDS["coupling.mixture"]
-    args = {"hidden": 96, "components": 32, "net": "flowpp", "net_args": {}, "on": None,
-            "flip": False, "scale": "tanh"}
+    args = {
+        "hidden": 96,
+        "components": 32,
+        "net": "flowpp",
+        "net_args": {},
+        "on": None,
+        "flip": False,
+        "scale": "tanh",
+    }
     # the official NN of this coupling: ours + one more weight per channel of its rescale
     official_step = marflow_official(3, 96, levels=1, steps=1) - 2 * 12 - (2 * 144 + 12)
     assert mix.params((12, 16, 16), args, None) + 6 == official_step
@@ -186,29 +194,44 @@ def ref_prior_loglik(ar, z, kept, dilation):
         for i in range(layers):
             wi, wh = ar.input_convs[i], ar.hidden_convs[i]
             pad = dilation * (wi.kernel_size[0] // 2)
-            gates = (F.conv2d(x, wi.weight, wi.bias, padding=pad, dilation=dilation)
-                     + F.conv2d(hs[i], wh.weight, wh.bias, padding=pad, dilation=dilation))
+            gates = F.conv2d(x, wi.weight, wi.bias, padding=pad, dilation=dilation) + F.conv2d(
+                hs[i], wh.weight, wh.bias, padding=pad, dilation=dilation
+            )
             ig, fg, cg, og = gates.chunk(4, 1)
             cs[i] = torch.sigmoid(fg) * cs[i] + torch.sigmoid(ig) * torch.tanh(cg)
             hs[i] = torch.sigmoid(og) * torch.tanh(cs[i])
             x = hs[i]
         mean, logs = ar.out(x).chunk(2, 1)
         zt = z[:, t : t + 1]
-        lik = lik - 0.5 * (2 * logs + (zt - mean) ** 2 / torch.exp(2 * logs)
-                           + math.log(2 * math.pi)).flatten(1).sum(1)
+        lik = lik - 0.5 * (
+            2 * logs + (zt - mean) ** 2 / torch.exp(2 * logs) + math.log(2 * math.pi)
+        ).flatten(1).sum(1)
     return lik
 
 
 def _standard_normal(eps):
-    return -0.5 * (eps ** 2 + math.log(2 * math.pi)).flatten(1).sum(1)
+    return -0.5 * (eps**2 + math.log(2 * math.pi)).flatten(1).sum(1)
 
 
 @pytest.mark.parametrize("dilation", [1, 2])
 def test_split_convlstm_is_mar_scf_likelihood(dilation) -> None:
     torch.manual_seed(1)
-    split = KINDS["split"].module_class()(
-        (6, 8, 8), {"prior": "convlstm", "on": None, "hidden": 5, "layers": 2, "kernel": 5,
-                    "dilation": dilation}, None).double()
+    split = (
+        KINDS["split"]
+        .module_class()(
+            (6, 8, 8),
+            {
+                "prior": "convlstm",
+                "on": None,
+                "hidden": 5,
+                "layers": 2,
+                "kernel": 5,
+                "dilation": dilation,
+            },
+            None,
+        )
+        .double()
+    )
     with torch.no_grad():
         for p in split.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -222,15 +245,19 @@ def test_split_convlstm_is_mar_scf_likelihood(dilation) -> None:
 
 def test_top_convlstm_prior_is_mar_scf_likelihood_and_samples_in_order() -> None:
     torch.manual_seed(2)
-    prior = PRIORS["convlstm"].module_class()(
-        (5, 4, 4), {"hidden": 4, "layers": 3, "kernel": 3, "dilation": 1}, None).double()
+    prior = (
+        PRIORS["convlstm"]
+        .module_class()((5, 4, 4), {"hidden": 4, "layers": 3, "kernel": 3, "dilation": 1}, None)
+        .double()
+    )
     with torch.no_grad():
         for p in prior.parameters():
             p.add_(0.1 * torch.randn_like(p))
     z = torch.randn(3, 5, 4, 4, dtype=torch.float64)
     eps, logdet = prior(z)
-    assert torch.allclose(_standard_normal(eps) + logdet,
-                          ref_prior_loglik(prior.ar, z, None, 1), atol=1e-9)
+    assert torch.allclose(
+        _standard_normal(eps) + logdet, ref_prior_loglik(prior.ar, z, None, 1), atol=1e-9
+    )
     # channel t of a sample depends on noise channels <= t only (autoregressive decoding)
     noise = torch.randn(1, 5, 4, 4, dtype=torch.float64)
     a, _ = prior.inverse(noise)

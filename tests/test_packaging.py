@@ -15,8 +15,13 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11 on
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("flowspec", "runtime")
 #: import name -> distribution name, where they differ
-DISTRIBUTION = {"PIL": "pillow", "skimage": "scikit-image", "sklearn": "scikit-learn",
-                "yaml": "pyyaml", "pydantic_core": "pydantic-core"}
+DISTRIBUTION = {
+    "PIL": "pillow",
+    "skimage": "scikit-image",
+    "sklearn": "scikit-learn",
+    "yaml": "pyyaml",
+    "pydantic_core": "pydantic-core",
+}
 
 
 def _project() -> dict:
@@ -55,8 +60,11 @@ def test_every_imported_package_is_declared():
     declared = {_name(r) for r in project["dependencies"]}
     for extra in project["optional-dependencies"].values():
         declared |= {_name(r) for r in extra if not r.startswith("flowspec")}
-    missing = {m: sorted(files) for m, files in _third_party_imports().items()
-               if DISTRIBUTION.get(m, m).lower().replace("_", "-") not in declared}
+    missing = {
+        m: sorted(files)
+        for m, files in _third_party_imports().items()
+        if DISTRIBUTION.get(m, m).lower().replace("_", "-") not in declared
+    }
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
 
 
@@ -89,8 +97,9 @@ def test_plot_curve_leaves_the_matplotlib_backend_alone(tmp_path):
     matplotlib.use("svg")
     try:
         records = [{"kind": "train", "step": i, "bpd": 5 - i / 100} for i in range(1, 60)]
-        path = plot_curve(records + [{"kind": "val", "step": 50, "bpd": 4.6}],
-                          tmp_path / "curve.png")
+        path = plot_curve(
+            records + [{"kind": "val", "step": 50, "bpd": 4.6}], tmp_path / "curve.png"
+        )
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert matplotlib.get_backend() == "svg"
     finally:

@@ -16,9 +16,11 @@ flow one {  # trailing
   actnorm
 }
 """
-TWO = "\n".join(["# the second spec, with more comments"]
-                + [f"let x{i} = {i}  # comment {i}" for i in range(30)]
-                + ['flow two { input 3x4x4 }  # "quoted"', ""])
+TWO = "\n".join(
+    ["# the second spec, with more comments"]
+    + [f"let x{i} = {i}  # comment {i}" for i in range(30)]
+    + ['flow two { input 3x4x4 }  # "quoted"', ""]
+)
 
 
 def test_comments_are_collected_per_parse() -> None:
@@ -31,6 +33,7 @@ def test_comments_are_collected_per_parse() -> None:
         def job() -> None:
             for _ in range(40):
                 assert parse(text).comments == expected
+
         return job
 
     in_threads([parse_many(ONE, one), parse_many(TWO, two)])

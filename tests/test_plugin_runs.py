@@ -76,24 +76,10 @@ W004_SPEC = """flow halves {
 
 
 @pytest.fixture
-def fresh(tmp_path, monkeypatch):
-    """Registries, loaded plugins and sys.path as before the test, and the test's plugin
-    modules forgotten (only those: re-importing a library's C extensions fails)."""
-    saved = {name: dict(table) for name, table in REGISTRIES.items()}
-    loaded, origin, path = dict(plugins.LOADED), dict(plugins.ORIGIN), list(sys.path)
-    monkeypatch.delenv(plugins.ENV, raising=False)
-    yield forget
-    for name, table in REGISTRIES.items():
-        table.clear()
-        table.update(saved[name])
-    plugins.LOADED.clear()
-    plugins.LOADED.update(loaded)
-    plugins.ORIGIN.clear()
-    plugins.ORIGIN.update(origin)
-    sys.path[:] = path
-    for name, module in list(sys.modules.items()):
-        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
-            del sys.modules[name]
+def fresh(clean_registries):
+    """The registries restored afterwards (conftest's ``clean_registries``), and
+    :func:`forget` to play a new process."""
+    return forget
 
 
 def forget(module: str, key: str) -> None:
@@ -111,19 +97,31 @@ def plugin(folder: Path, variant: str) -> tuple[Path, Path]:
     forward, inv_scale = VARIANTS[variant]
     key = variant.replace("_", "")
     file = folder / f"{variant}_kind.py"
-    file.write_text(PLUGIN.format(cls=key.capitalize(), key=key, forward=forward,
-                                  inv_scale=inv_scale))
+    file.write_text(
+        PLUGIN.format(cls=key.capitalize(), key=key, forward=forward, inv_scale=inv_scale)
+    )
     spec = folder / "pix.flow"
     spec.write_text(SPEC % {"key": key})
     return file, spec
 
 
 def train_args(spec: Path, file: Path, out: Path, *extra: object) -> list[object]:
-    return ["train", spec, "--plugin", file, "--out", out, "--no-progress", "--threads", "1",
-            *extra]
+    return [
+        "train",
+        spec,
+        "--plugin",
+        file,
+        "--out",
+        out,
+        "--no-progress",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 # ------------------------------------------------------------------ item 1: verification
+
 
 @pytest.mark.parametrize("variant", ["wrong_sign", "offset", "wrong_inverse"])
 def test_train_refuses_an_inexact_plugin_layer_before_any_step(variant, tmp_path, fresh, cli):
@@ -152,8 +150,10 @@ def test_an_exact_plugin_trains_as_verified_and_its_checkpoint_needs_it(tmp_path
     assert ck["plugins"] == record
 
     forget("exact_kind", "exact")  # a new process, without --plugin
-    wanted = (f"the checkpoint {out / 'checkpoint.pt'} uses kind `exact` of plugin module "
-              f"`{file}`: pass --plugin {file}")
+    wanted = (
+        f"the checkpoint {out / 'checkpoint.pt'} uses kind `exact` of plugin module "
+        f"`{file}`: pass --plugin {file}"
+    )
     for command in (["sample", "-o", tmp_path / "g.png"], ["eval"]):
         rc, _, err = cli(*command, "--checkpoint", out / "checkpoint.pt")
         assert rc == 1 and wanted in err, err
@@ -164,8 +164,17 @@ def test_an_exact_plugin_trains_as_verified_and_its_checkpoint_needs_it(tmp_path
     with pytest.raises(runtime.RunError, match="pass --plugin"):
         load_checkpoint(out / "checkpoint.pt", device="cpu")
 
-    rc, printed, err = cli("sample", "--checkpoint", out / "checkpoint.pt", "--plugin", file,
-                           "--n", "4", "-o", tmp_path / "g.png")
+    rc, printed, err = cli(
+        "sample",
+        "--checkpoint",
+        out / "checkpoint.pt",
+        "--plugin",
+        file,
+        "--n",
+        "4",
+        "-o",
+        tmp_path / "g.png",
+    )
     assert rc == 0, err
     assert Path(printed.strip()).is_file()
 
@@ -175,8 +184,9 @@ def test_an_exact_plugin_trains_as_verified_and_its_checkpoint_needs_it(tmp_path
     forget("exact_kind", "exact")
     rc, _, err = cli("sample", "--checkpoint", tmp_path / "old.pt", "-o", tmp_path / "h.png")
     assert rc == 1 and "uses kind `exact`, which no loaded plugin defines" in err, err
-    rc, _, err = cli("eval", "--checkpoint", tmp_path / "old.pt", "--plugin", file,
-                     "--val-images", "16")
+    rc, _, err = cli(
+        "eval", "--checkpoint", tmp_path / "old.pt", "--plugin", file, "--val-images", "16"
+    )
     assert rc == 0, err
 
 
@@ -189,39 +199,57 @@ def test_no_verify_trains_anyway_and_says_so(tmp_path, fresh, cli):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verified"] is False
     assert any(w.get("code") == "no-verify" for w in summary["warnings"])
-    rc, _, err = cli("eval", "--checkpoint", out / "checkpoint.pt", "--plugin", file,
-                     "--val-images", "16")
+    rc, _, err = cli(
+        "eval", "--checkpoint", out / "checkpoint.pt", "--plugin", file, "--val-images", "16"
+    )
     assert rc == 1 and "--no-verify" in err  # eval verifies too
-    rc, printed, err = cli("eval", "--checkpoint", out / "checkpoint.pt", "--plugin", file,
-                           "--val-images", "16", "--no-verify")
+    rc, printed, err = cli(
+        "eval",
+        "--checkpoint",
+        out / "checkpoint.pt",
+        "--plugin",
+        file,
+        "--val-images",
+        "16",
+        "--no-verify",
+    )
     assert rc == 0, err
     assert json.loads(printed)["verified"] is False
 
 
 # ------------------------------------------------------------ item 2: impossible numbers
 
-def test_a_negative_held_out_bpd_stops_the_run_and_keeps_its_checkpoint(tmp_path, fresh,
-                                                                           cli):
+
+def test_a_negative_held_out_bpd_stops_the_run_and_keeps_its_checkpoint(tmp_path, fresh, cli):
     file, spec = plugin(tmp_path, "offset")  # log-det 1000 nats too large: bpd far below 0
     out = tmp_path / "run"
-    rc, _, err = cli(*train_args(spec, file, out, "--no-verify", "--val-every", "2",
-                                 "--checkpoint-every", "1"))
+    rc, _, err = cli(
+        *train_args(spec, file, out, "--no-verify", "--val-every", "2", "--checkpoint-every", "1")
+    )
     assert rc == 1, err
     assert "the validation at step 2 gives a held-out bpd of" in err and "below 0" in err
     assert "not normalised" in err and f"flowspec verify {spec} --flow pix --plugin" in err
     assert "the last checkpoint is step 1" in err and "Traceback" not in err
     assert int(torch.load(out / "checkpoint.pt", weights_only=True)["step"]) == 1
     assert not (out / "best.pt").exists()  # an impossible number is never the best one
-    rc, _, err = cli("eval", "--checkpoint", out / "checkpoint.pt", "--plugin", file,
-                     "--val-images", "16", "--no-verify")
+    rc, _, err = cli(
+        "eval",
+        "--checkpoint",
+        out / "checkpoint.pt",
+        "--plugin",
+        file,
+        "--val-images",
+        "16",
+        "--no-verify",
+    )
     assert rc == 1 and "not normalised" in err and "no eval.json was written" in err
     assert not (out / "eval.json").exists()
 
 
 # ------------------------------------------------------- item 8: flags, warnings, names
 
-def test_the_ctrl_c_resume_command_keeps_threads_and_plugins(tmp_path, fresh, cli,
-                                                             monkeypatch):
+
+def test_the_ctrl_c_resume_command_keeps_threads_and_plugins(tmp_path, fresh, cli, monkeypatch):
     from runtime.objective import Objective
 
     file, spec = plugin(tmp_path, "exact")
@@ -235,13 +263,16 @@ def test_the_ctrl_c_resume_command_keeps_threads_and_plugins(tmp_path, fresh, cl
         return real(self, batch)
 
     monkeypatch.setattr(Objective, "forward", forward)
-    rc, _, err = cli(*train_args(spec, file, out, "--checkpoint-every", "1",
-                                 "--device", "cpu"))
+    rc, _, err = cli(*train_args(spec, file, out, "--checkpoint-every", "1", "--device", "cpu"))
     assert rc != 0 and "interrupted" in err
     command = err.split("continue with:\n")[1].strip().splitlines()[0]
     words = shlex.split(command)
-    for flag in (["--threads", "1"], ["--plugin", str(file)], ["--device", "cpu"],
-                 ["--no-progress"]):
+    for flag in (
+        ["--threads", "1"],
+        ["--plugin", str(file)],
+        ["--device", "cpu"],
+        ["--no-progress"],
+    ):
         assert " ".join(flag) in " ".join(words), command
     monkeypatch.setattr(Objective, "forward", real)
     forget("exact_kind", "exact")  # the command alone brings the plugin back
@@ -280,30 +311,33 @@ def test_a_flow_name_from_the_checkpoint_that_the_spec_lacks_says_so(w004_run, t
     assert "that name comes from the checkpoint" in err and "--flow NAME" in err
 
 
-@pytest.mark.parametrize("argv", [
-    ["train", "x.flow", "--threads", "0"],
-    ["train", "x.flow", "--steps", "0"],
-    ["train", "x.flow", "--batch", "0"],
-    ["train", "x.flow", "--lr", "0"],
-    ["train", "x.flow", "--lr", "nan"],
-    ["train", "x.flow", "--clip", "-1"],
-    ["train", "x.flow", "--bits", "9"],
-    ["train", "x.flow", "--warmup", "-1"],
-    ["train", "x.flow", "--seed", "-1"],
-    ["train", "x.flow", "--val-every", "-1"],
-    ["train", "x.flow", "--checkpoint-every", "-2"],
-    ["train", "x.flow", "--val-images", "0"],
-    ["train", "x.flow", "--pretrain-steps", "-1"],
-    ["train", "x.flow", "--recon-warn", "-1"],
-    ["eval", "--checkpoint", "c.pt", "--temperature", "-1"],
-    ["eval", "--checkpoint", "c.pt", "--samples", "0"],
-    ["eval", "--checkpoint", "c.pt", "--temperatures", "0.5", "-0.1"],
-    ["eval", "--checkpoint", "c.pt", "--val-images", "0"],
-    ["sample", "--checkpoint", "c.pt", "--temperature", "-1"],
-    ["sample", "--checkpoint", "c.pt", "--n", "0"],
-    ["sample", "--checkpoint", "c.pt", "--seed", "-3"],
-    ["sample", "--checkpoint", "c.pt", "--threads", "0"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "x.flow", "--threads", "0"],
+        ["train", "x.flow", "--steps", "0"],
+        ["train", "x.flow", "--batch", "0"],
+        ["train", "x.flow", "--lr", "0"],
+        ["train", "x.flow", "--lr", "nan"],
+        ["train", "x.flow", "--clip", "-1"],
+        ["train", "x.flow", "--bits", "9"],
+        ["train", "x.flow", "--warmup", "-1"],
+        ["train", "x.flow", "--seed", "-1"],
+        ["train", "x.flow", "--val-every", "-1"],
+        ["train", "x.flow", "--checkpoint-every", "-2"],
+        ["train", "x.flow", "--val-images", "0"],
+        ["train", "x.flow", "--pretrain-steps", "-1"],
+        ["train", "x.flow", "--recon-warn", "-1"],
+        ["eval", "--checkpoint", "c.pt", "--temperature", "-1"],
+        ["eval", "--checkpoint", "c.pt", "--samples", "0"],
+        ["eval", "--checkpoint", "c.pt", "--temperatures", "0.5", "-0.1"],
+        ["eval", "--checkpoint", "c.pt", "--val-images", "0"],
+        ["sample", "--checkpoint", "c.pt", "--temperature", "-1"],
+        ["sample", "--checkpoint", "c.pt", "--n", "0"],
+        ["sample", "--checkpoint", "c.pt", "--seed", "-3"],
+        ["sample", "--checkpoint", "c.pt", "--threads", "0"],
+    ],
+)
 def test_out_of_range_numbers_are_usage_errors(argv, cli):
     rc, _, err = cli(*argv)
     flag = next(a for a in reversed(argv) if a.startswith("--"))
@@ -313,6 +347,7 @@ def test_out_of_range_numbers_are_usage_errors(argv, cli):
 def test_zero_keeps_its_meaning_for_val_and_sample_every():
     from flowspec.cli import build_parser
 
-    a = build_parser().parse_args(["train", "x.flow", "--val-every", "0",
-                                   "--sample-every", "0", "--checkpoint-every", "0"])
+    a = build_parser().parse_args(
+        ["train", "x.flow", "--val-every", "0", "--sample-every", "0", "--checkpoint-every", "0"]
+    )
     assert (a.val_every, a.sample_every, a.checkpoint_every) == (0, 0, 0)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The plugin of DESIGN §8.1, as a user would write it: the declaration in one module, the
 # torch module in another (so that `check` stays torch-free).
-DECLARATION = '''
+DECLARATION = """
 import flowspec
 from pydantic import Field
 
@@ -33,15 +33,15 @@ class PixelAffine(flowspec.LayerKind):
     Args = PixArgs
     doc = "a learned per-entry scale and shift"
     module = "{torch_module}:PixelAffineModule"
-{params}'''
+{params}"""
 
-PARAMS = '''
+PARAMS = """
     @classmethod
     def params(cls, shape, args, cond_channels):
         return 2 * shape[0] * shape[1] * shape[2]
-'''
+"""
 
-MODULE = '''
+MODULE = """
 import torch
 import flowspec
 
@@ -57,7 +57,7 @@ class PixelAffineModule(flowspec.FlowLayer):
 
     def inverse(self, y, cond=None):
         return (y - self.shift) * torch.exp(-self.log_s), -self.log_s.sum().expand(y.shape[0])
-'''
+"""
 
 SPEC = """flow pix(K = 1) {
   input 1 x 8 x 8
@@ -72,37 +72,13 @@ SPEC = """flow pix(K = 1) {
 """
 
 
-@pytest.fixture
-def clean_registries(monkeypatch, tmp_path_factory):
-    """Whatever a test registers or imports from its folders is undone afterwards (not the
-    libraries it imported: re-importing their C extensions fails)."""
-    saved = {name: dict(table) for name, table in REGISTRIES.items()}
-    loaded, origin, path = dict(plugins.LOADED), dict(plugins.ORIGIN), list(sys.path)
-    modules = set(sys.modules)
-    monkeypatch.delenv(plugins.ENV, raising=False)
-    plugins.reset_auto()
-    yield
-    for name, table in REGISTRIES.items():
-        table.clear()
-        table.update(saved[name])
-    plugins.LOADED.clear()
-    plugins.LOADED.update(loaded)
-    plugins.ORIGIN.clear()
-    plugins.ORIGIN.update(origin)
-    sys.path[:] = path
-    base = str(tmp_path_factory.getbasetemp())
-    for name in set(sys.modules) - modules:
-        file = getattr(sys.modules[name], "__file__", None)
-        if file is None or str(file).startswith(base):
-            del sys.modules[name]
-    plugins.reset_auto()
-
-
-def write_plugin(folder: Path, name: str = "my_flows", factor: float = 1.0,
-                 declare_params: bool = False) -> Path:
+def write_plugin(
+    folder: Path, name: str = "my_flows", factor: float = 1.0, declare_params: bool = False
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.py").write_text(DECLARATION.format(
-        torch_module=f"{name}_torch", params=PARAMS if declare_params else ""))
+    (folder / f"{name}.py").write_text(
+        DECLARATION.format(torch_module=f"{name}_torch", params=PARAMS if declare_params else "")
+    )
     (folder / f"{name}_torch.py").write_text(MODULE.format(factor=factor))
     (folder / "pix.flow").write_text(SPEC)
     return folder
@@ -133,8 +109,19 @@ def test_route_cli_flag_checks_compiles_trains_renders_and_verifies(plugin_dir, 
     rc, out, err = cli("render", spec, "--plugin", "my_flows", "-o", tmp_path / "pix.svg")
     assert rc == 0, err
     assert "pixaffine" in (tmp_path / "pix.svg").read_text()
-    rc, out, err = cli("train", spec, "--plugin", "my_flows", "--out", tmp_path / "run",
-                       "--steps", "1", "--no-progress", "--threads", "1")
+    rc, out, err = cli(
+        "train",
+        spec,
+        "--plugin",
+        "my_flows",
+        "--out",
+        tmp_path / "run",
+        "--steps",
+        "1",
+        "--no-progress",
+        "--threads",
+        "1",
+    )
     assert rc == 0, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["step"] == 1 if "step" in summary else True
@@ -187,15 +174,18 @@ def test_a_plugin_that_does_not_declare_its_count_is_counted_from_its_module(plu
     assert pix and all(counts[p] == 2 * 4 * 4 * 4 for p in pix[:1])
 
 
-def test_verify_names_a_layer_whose_logdet_is_off_by_a_factor(tmp_path, monkeypatch,
-                                                                clean_registries, cli):
+def test_verify_names_a_layer_whose_logdet_is_off_by_a_factor(
+    tmp_path, monkeypatch, clean_registries, cli
+):
     folder = write_plugin(tmp_path / "bad", name="bad_flows", factor=2.0)
     monkeypatch.syspath_prepend(str(folder))
     rc, out, err = cli("verify", folder / "pix.flow", "--plugin", "bad_flows")
     assert rc == 1
     assert "FAIL" in out
-    assert "layer `level1.step1.pixaffine` (pixaffine) is not exact" in err or \
-        "(pixaffine) is not exact" in err
+    assert (
+        "layer `level1.step1.pixaffine` (pixaffine) is not exact" in err
+        or "(pixaffine) is not exact" in err
+    )
     assert "expected log-det" in err and "measured" in err and "Traceback" not in err
     rc, out, _ = cli("verify", folder / "pix.flow", "--plugin", "bad_flows", "--format", "json")
     report = json.loads(out)
@@ -210,30 +200,40 @@ def _kind(body: str, decorator: str = "kind", base: str = "LayerKind") -> str:
 
 
 BROKEN = {
-    "clash": (_kind("    key = 'actnorm'\n    module = 'x:Y'\n"),
-              "clashes with the existing kind `actnorm`"),
-    "required_arg": ("import flowspec\nclass AA(flowspec.Args):\n    width: int\n"
-                     + _kind("    key = 'needy'\n    Args = AA\n    module = 'x:Y'\n"),
-                     "has no default"),
+    "clash": (
+        _kind("    key = 'actnorm'\n    module = 'x:Y'\n"),
+        "clashes with the existing kind `actnorm`",
+    ),
+    "required_arg": (
+        "import flowspec\nclass AA(flowspec.Args):\n    width: int\n"
+        + _kind("    key = 'needy'\n    Args = AA\n    module = 'x:Y'\n"),
+        "has no default",
+    ),
     "bad_key": (_kind("    key = 'Bad Key'\n    module = 'x:Y'\n"), "use lower-case words"),
     "reserved": (_kind("    key = 'level'\n    module = 'x:Y'\n"), "is a word of the language"),
     "no_module": (_kind("    key = 'nomod'\n"), "module must be"),
-    "cond_without_on": (_kind("    key = 'condy'\n    conditional = 'optional'\n"
-                              "    module = 'x:Y'\n"), "Args have no `on` field"),
-    "net_clash": (_kind("    key = 'glow'\n    module = 'x:Y'\n", "net", "NetKind"),
-                  "clashes with the existing net"),
+    "cond_without_on": (
+        _kind("    key = 'condy'\n    conditional = 'optional'\n    module = 'x:Y'\n"),
+        "Args have no `on` field",
+    ),
+    "net_clash": (
+        _kind("    key = 'glow'\n    module = 'x:Y'\n", "net", "NetKind"),
+        "clashes with the existing net",
+    ),
     "import_error": ("import no_such_dependency_anywhere\n", "cannot be imported"),
     "syntax_error": ("def broken(:\n", "cannot be imported"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
-def test_a_broken_plugin_is_a_clear_error_naming_it(case, tmp_path, monkeypatch,
-                                                     clean_registries, cli):
+def test_a_broken_plugin_is_a_clear_error_naming_it(
+    case, tmp_path, monkeypatch, clean_registries, cli
+):
     source, message = BROKEN[case]
     (tmp_path / f"plug_{case}.py").write_text(
         "import flowspec\n@flowspec.net\nclass Fine(flowspec.NetKind):\n"
-        f"    key = 'fine_{case}'\n    module = 'x:Y'\n" + source)
+        f"    key = 'fine_{case}'\n    module = 'x:Y'\n" + source
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     before = {name: set(table) for name, table in REGISTRIES.items()}
     with pytest.raises(PluginError) as info:
@@ -255,17 +255,30 @@ def test_a_missing_plugin_module(clean_registries, cli):
 def test_kinds_lists_builtins_and_plugins(plugin_dir, cli):
     rc, out, _ = cli("kinds")
     assert rc == 0
-    for word in ("actnorm", "coupling affine", "attention isdp", "net=glow",
-                 "encoder=rrdb(...)", "prior gaussian"):
+    for word in (
+        "actnorm",
+        "coupling affine",
+        "attention isdp",
+        "net=glow",
+        "encoder=rrdb(...)",
+        "prior gaussian",
+    ):
         assert word in out
     assert "pixaffine" not in out
     rc, out, _ = cli("kinds", "--plugin", "my_flows", "--format", "json")
     data = json.loads(out)
     pix = next(e for e in data["kinds"] if e["key"] == "pixaffine")
     assert pix["module"] == "my_flows" and not pix["builtin"]
-    assert pix["args"] == [{"name": "init", "type": "float", "default": 0.0,
-                            "range": "[-5, 5]", "bounds": {"ge": -5.0, "le": 5.0},
-                            "doc": "initial log-scale"}]
+    assert pix["args"] == [
+        {
+            "name": "init",
+            "type": "float",
+            "default": 0.0,
+            "range": "[-5, 5]",
+            "bounds": {"ge": -5.0, "le": 5.0},
+            "doc": "initial log-scale",
+        }
+    ]
     rc, out, _ = cli("kinds", "--plugin", "my_flows", "--format", "markdown")
     assert "### `pixaffine` (plugin `my_flows`)" in out
 
@@ -289,16 +302,25 @@ def test_checking_with_a_torch_free_plugin_imports_no_torch(tmp_path):
     """(A plugin that does not declare its parameter count is counted by building it, which
     imports torch: declaring ``params`` keeps `check` torch-free.)"""
     folder = write_plugin(tmp_path / "p", declare_params=True)
-    code = ("import sys, flowspec.cli\n"
-            "rc = flowspec.cli.main(['check', 'pix.flow', '--plugin', 'my_flows'])\n"
-            "print(rc, 'torch' in sys.modules)")
+    code = (
+        "import sys, flowspec.cli\n"
+        "rc = flowspec.cli.main(['check', 'pix.flow', '--plugin', 'my_flows'])\n"
+        "print(rc, 'torch' in sys.modules)"
+    )
     env = {"PYTHONPATH": f"{folder}:{ROOT}", "PATH": "/usr/bin:/bin"}
-    p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=folder, env=env,
-                       capture_output=True, text=True, timeout=120, check=False)
+    p = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert p.stdout.split()[-2:] == ["0", "False"], p.stdout + p.stderr
 
 
-NET_PLUGIN = '''
+NET_PLUGIN = """
 import flowspec
 from pydantic import Field
 
@@ -321,11 +343,12 @@ class DeepNet(flowspec.NetKind):
     Args = DeepArgs
     doc = "a conv3x3 stem, depth 1x1 layers and a zero conv3x3"
     module = deep_net
-'''
+"""
 
 
-def test_a_plugin_net_with_arguments_written_as_a_call(tmp_path, monkeypatch,
-                                                        clean_registries, cli) -> None:
+def test_a_plugin_net_with_arguments_written_as_a_call(
+    tmp_path, monkeypatch, clean_registries, cli
+) -> None:
     (tmp_path / "deep_nets.py").write_text(NET_PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
     head = "flow f {\n  input 4 x 4 x 4\n  coupling affine hidden=8 net="
@@ -338,10 +361,12 @@ def test_a_plugin_net_with_arguments_written_as_a_call(tmp_path, monkeypatch,
     convs = [m for m in model.layers[0].net if type(m).__name__ == "Conv2d"]
     assert len(convs) == 5  # stem, three 1x1, head
     assert sum(count_params(spec).values()) == sum(p.numel() for p in model.parameters())
-    for text, code, fragment in [("deepnet(dept=2)", "E105", "did you mean `depth`?"),
-                                 ("deepnet(depth=9)", "E122", "out of range"),
-                                 ("glow(depth=2)", "E105", "takes no arguments"),
-                                 ("deepnett(depth=2)", "E122", "did you mean `deepnet`?")]:
+    for text, code, fragment in [
+        ("deepnet(dept=2)", "E105", "did you mean `depth`?"),
+        ("deepnet(depth=9)", "E122", "out of range"),
+        ("glow(depth=2)", "E105", "takes no arguments"),
+        ("deepnett(depth=2)", "E122", "did you mean `deepnet`?"),
+    ]:
         _, diags = flowspec.analyze("f.flow", text=head + text + "\n}\n")
         errs = [d for d in diags if d.severity == "error"]
         assert errs and errs[0].code == code, (text, errs)
@@ -362,7 +387,8 @@ def test_a_module_written_the_old_way_still_works_and_warns(tmp_path, monkeypatc
 
     import torch
 
-    (tmp_path / "old_style_nn.py").write_text(textwrap.dedent('''
+    (tmp_path / "old_style_nn.py").write_text(
+        textwrap.dedent("""
         from flowspec.layers.base import FlowLayer
 
         torch = nn = F = None
@@ -374,14 +400,17 @@ def test_a_module_written_the_old_way_still_works_and_warns(tmp_path, monkeypatc
 
             def forward(self, x, cond=None):
                 return F.relu(x) * 0 + x + self.b, torch.zeros(x.shape[0])
-    '''))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         module = importlib.import_module("old_style_nn")
     try:
-        assert any(issubclass(w.category, DeprecationWarning) and "import torch" in str(w.message)
-                   for w in caught)
+        assert any(
+            issubclass(w.category, DeprecationWarning) and "import torch" in str(w.message)
+            for w in caught
+        )
         layer = module.Shift((1, 2, 2), {})
         assert isinstance(layer, torch.nn.Module) and isinstance(layer, flowspec.FlowLayer)
         y, _ = layer(torch.ones(3, 1, 2, 2))

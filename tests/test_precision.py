@@ -54,7 +54,14 @@ def test_half_precision_models_are_refused(dtype: torch.dtype) -> None:
 
 def test_training_refuses_float16_autocast(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="use --autocast bf16") as e:
-        runtime.train(ROOT / "specs" / "demo.flow", overrides={"K": 1, "hidden": 8},
-                      steps=1, batch=4, out=tmp_path / "run", progress=False, device="cpu",
-                      build_options={"autocast": torch.float16})
+        runtime.train(
+            ROOT / "specs" / "demo.flow",
+            overrides={"K": 1, "hidden": 8},
+            steps=1,
+            batch=4,
+            out=tmp_path / "run",
+            progress=False,
+            device="cpu",
+            build_options={"autocast": torch.float16},
+        )
     assert "\n" not in str(e.value) and not (tmp_path / "run").exists()

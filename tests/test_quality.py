@@ -28,8 +28,14 @@ from runtime.quality import INCEPTION_FILE, scores
 def gen_ck(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("quality")
     out = root / "run"
-    runtime.train(write_spec(root, TINY_GEN), out=out, val_images=64, val_every=8,
-                  sample_every=8, progress=False)
+    runtime.train(
+        write_spec(root, TINY_GEN),
+        out=out,
+        val_images=64,
+        val_every=8,
+        sample_every=8,
+        progress=False,
+    )
     return out / "checkpoint.pt"
 
 
@@ -41,8 +47,21 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_eval_prints_fid_kid_is_under_the_feature_network_name(cli, gen_ck, cache, tmp_path):
     feats = tiny_features(tmp_path / "tiny_features.pt")
-    args = ("eval", "--checkpoint", gen_ck, "--metrics", "bpd,fid,kid,is", "--samples", 48,
-            "--temperature", 0.8, "--features", feats, "--out", tmp_path)
+    args = (
+        "eval",
+        "--checkpoint",
+        gen_ck,
+        "--metrics",
+        "bpd,fid,kid,is",
+        "--samples",
+        48,
+        "--temperature",
+        0.8,
+        "--features",
+        feats,
+        "--out",
+        tmp_path,
+    )
     rc, out, err = cli(*args)
     assert rc == 0, err
     m = json.loads(out)
@@ -54,8 +73,9 @@ def test_eval_prints_fid_kid_is_under_the_feature_network_name(cli, gen_ck, cach
     assert q["samples"] == 48 and q["real_images"] == 48 and q["real_split"] == "val"
     assert q["temperature"] == 0.8 and q["nonfinite_samples"] == 0
     assert q["kid_subset_size"] == 24 and m["kid_std[features=tiny_features]"] > 0
-    assert q["real_stats_cached"] is False and Path(q["real_stats_cache"]).parent == \
-        cache / "stats"
+    assert (
+        q["real_stats_cached"] is False and Path(q["real_stats_cache"]).parent == cache / "stats"
+    )
     assert math.isfinite(m["bpd"])
     assert json.loads((tmp_path / "eval.json").read_text())["sample_quality"] == q
     # the second evaluation reads the real images' features from the cache: same numbers
@@ -91,8 +111,13 @@ class FakeInception(torch.nn.Module):
         self.proj = torch.nn.Linear(3, 32)
         self.cls = torch.nn.Linear(32, 10)
 
-    def forward(self, img: torch.Tensor, return_features: bool = False,
-                use_fp16: bool = False, no_output_bias: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        img: torch.Tensor,
+        return_features: bool = False,
+        use_fp16: bool = False,
+        no_output_bias: bool = False,
+    ) -> torch.Tensor:
         assert img.dtype == torch.uint8 and img.shape[1] == 3
         f = torch.relu(self.proj(img.float().mean(dim=(2, 3)) / 255.0))
         if return_features:
@@ -103,8 +128,17 @@ class FakeInception(torch.nn.Module):
 def test_inception_file_in_the_cache_gives_the_comparable_keys(cli, gen_ck, cache, tmp_path):
     (cache / "weights").mkdir(parents=True)
     torch.jit.script(FakeInception()).save(str(cache / "weights" / INCEPTION_FILE))
-    rc, out, err = cli("eval", "--checkpoint", gen_ck, "--metrics", "fid,kid,is",
-                       "--samples", 40, "--out", tmp_path)
+    rc, out, err = cli(
+        "eval",
+        "--checkpoint",
+        gen_ck,
+        "--metrics",
+        "fid,kid,is",
+        "--samples",
+        40,
+        "--out",
+        tmp_path,
+    )
     assert rc == 0, err
     m = json.loads(out)
     assert all(math.isfinite(m[k]) for k in ("fid", "kid", "is"))
@@ -115,8 +149,9 @@ def test_inception_file_in_the_cache_gives_the_comparable_keys(cli, gen_ck, cach
 def test_missing_or_unusable_weights_say_where_to_put_them(cli, gen_ck, cache, tmp_path):
     rc, _, err = cli("eval", "--checkpoint", gen_ck, "--metrics", "fid")
     assert rc == 1 and INCEPTION_FILE in err and str(cache / "weights") in err
-    rc, _, err = cli("eval", "--checkpoint", gen_ck, "--metrics", "fid",
-                     "--features", tmp_path / "nope.pt")
+    rc, _, err = cli(
+        "eval", "--checkpoint", gen_ck, "--metrics", "fid", "--features", tmp_path / "nope.pt"
+    )
     assert rc == 1 and "no such file" in err and INCEPTION_FILE in err
     state = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
     torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(1)}, state)
@@ -174,10 +209,24 @@ class Signed(torch.nn.Module):
 
 def test_lpips_in_eval_per_temperature_and_averaged(cli, random_alexnet, tmp_path) -> None:
     out = tmp_path / "sr"
-    runtime.train(write_spec(tmp_path, TINY_SR), out=out, val_every=6, sample_every=6,
-                  sr_images=2, progress=False)
-    rc, text, err = cli("eval", "--checkpoint", out / "checkpoint.pt", "--temperatures",
-                        0.5, 0.9, "--lpips", random_alexnet)
+    runtime.train(
+        write_spec(tmp_path, TINY_SR),
+        out=out,
+        val_every=6,
+        sample_every=6,
+        sr_images=2,
+        progress=False,
+    )
+    rc, text, err = cli(
+        "eval",
+        "--checkpoint",
+        out / "checkpoint.pt",
+        "--temperatures",
+        0.5,
+        0.9,
+        "--lpips",
+        random_alexnet,
+    )
     assert rc == 0, err
     m = json.loads(text)
     per = [m["per_temperature"][t]["lpips"] for t in ("0.5", "0.9")]

@@ -68,7 +68,8 @@ def test_the_docs_table_is_the_schemas() -> None:
 
 def test_the_runtime_recipe_is_the_schema() -> None:
     assert issubclass(Recipe, RecipeSpec) and set(Recipe.model_fields) == set(
-        RecipeSpec.model_fields)
+        RecipeSpec.model_fields
+    )
 
 
 def test_implementations_cover_the_registries() -> None:
@@ -83,14 +84,16 @@ def test_implementations_cover_the_registries() -> None:
         assert callable(import_object(entry.implementation))
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--bits", "9", "must be between 1 and 8, got 9"),
-    ("--lr", "0", "must be positive, got 0"),
-    ("--warmup", "-1", "must not be negative, got -1"),
-    ("--steps", "x", "expected an integer, got `x`"),
-])
-def test_a_flag_out_of_range_is_a_usage_error(cli, flag: str, value: str,
-                                              message: str) -> None:
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--bits", "9", "must be between 1 and 8, got 9"),
+        ("--lr", "0", "must be positive, got 0"),
+        ("--warmup", "-1", "must not be negative, got -1"),
+        ("--steps", "x", "expected an integer, got `x`"),
+    ],
+)
+def test_a_flag_out_of_range_is_a_usage_error(cli, flag: str, value: str, message: str) -> None:
     rc, _, err = cli("train", "specs/demo.flow", flag, value)
     assert rc == 2 and f"argument {flag}: {message}" in err
 

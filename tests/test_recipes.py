@@ -56,7 +56,11 @@ def test_train_block_and_flags_set_the_recipe() -> None:
     spec = flowspec.loads(SPEC)
     r = resolve_recipe(spec)
     assert (r.ema, r.schedule, r.schedule_options, r.augment) == (
-        0.9, "step", {"milestones": [0.5, 3], "gamma": 0.5}, "hflip")
+        0.9,
+        "step",
+        {"milestones": [0.5, 3], "gamma": 0.5},
+        "hflip",
+    )
     r = resolve_recipe(spec, ema=0.999, schedule="cosine")
     assert (r.ema, r.schedule, r.schedule_options) == (0.999, "cosine", {})
     r = resolve_recipe(spec, schedule="step milestones=[0.25,0.75] gamma=0.1")
@@ -67,18 +71,21 @@ def test_train_block_and_flags_set_the_recipe() -> None:
     assert "milestones=[0.5, 3]" in formatted and format_text(formatted) == formatted
 
 
-@pytest.mark.parametrize("body,code,words", [
-    ("ema 1.0", "E122", "between 0 and 1, exclusive"),
-    ("ema 0", "E122", "between 0 and 1, exclusive"),
-    ("schedule step milestones=[0.75, 0.5]", "E315", "must increase"),
-    ("schedule step milestones=[2, 8]", "E315", "past the last step (steps 8)"),
-    ("schedule step milestones=[1.5]", "E315", "neither a fraction"),
-    ("schedule step milestones=[0.5, true]", "E121", "list of numbers"),
-    ("schedule step gamma=0.5", "E109", "needs option `milestones`"),
-    ("schedule cosine gamma=0.5", "E105", "does not apply to schedule `cosine`"),
-    ("schedule sgdr", "E122", "invalid value"),
-    ("augment vflip", "E122", "invalid value"),
-])
+@pytest.mark.parametrize(
+    "body,code,words",
+    [
+        ("ema 1.0", "E122", "between 0 and 1, exclusive"),
+        ("ema 0", "E122", "between 0 and 1, exclusive"),
+        ("schedule step milestones=[0.75, 0.5]", "E315", "must increase"),
+        ("schedule step milestones=[2, 8]", "E315", "past the last step (steps 8)"),
+        ("schedule step milestones=[1.5]", "E315", "neither a fraction"),
+        ("schedule step milestones=[0.5, true]", "E121", "list of numbers"),
+        ("schedule step gamma=0.5", "E109", "needs option `milestones`"),
+        ("schedule cosine gamma=0.5", "E105", "does not apply to schedule `cosine`"),
+        ("schedule sgdr", "E122", "invalid value"),
+        ("augment vflip", "E122", "invalid value"),
+    ],
+)
 def test_check_time_errors(body, code, words) -> None:
     found = _check(body)
     assert any(c == code and words in m for c, m in found), found
@@ -91,30 +98,34 @@ def test_a_list_is_only_a_train_option() -> None:
     assert e.value.diagnostics[0].code == "E001"
 
 
-@pytest.mark.parametrize("flags,words", [
-    ({"ema": 1.5}, "the EMA decay must be between 0 and 1, exclusive, got 1.5"),
-    ({"schedule": "step milestones=[0.75,0.5]"}, "milestones must increase"),
-    ({"schedule": "step milestones=[2,4]"}, "milestone 4 is past the last step (steps 4)"),
-    ({"schedule": "linear gamma=0.5"}, "does not apply to schedule `linear`"),
-    ({"augment": "crop"}, "unknown augmentation `crop`"),
-])
+@pytest.mark.parametrize(
+    "flags,words",
+    [
+        ({"ema": 1.5}, "the EMA decay must be between 0 and 1, exclusive, got 1.5"),
+        ({"schedule": "step milestones=[0.75,0.5]"}, "milestones must increase"),
+        ({"schedule": "step milestones=[2,4]"}, "milestone 4 is past the last step (steps 4)"),
+        ({"schedule": "linear gamma=0.5"}, "does not apply to schedule `linear`"),
+        ({"augment": "crop"}, "unknown augmentation `crop`"),
+    ],
+)
 def test_run_time_errors(flags, words) -> None:
     with pytest.raises(RunError) as e:
         resolve_recipe(flowspec.loads(SPEC), **flags)
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine", "linear",
-                                      "step milestones=[0.5,75] gamma=0.1"])
+@pytest.mark.parametrize(
+    "schedule", ["constant", "cosine", "linear", "step milestones=[0.5,75] gamma=0.1"]
+)
 def test_schedules_against_a_direct_computation(schedule) -> None:
-    r = resolve_recipe(flowspec.loads(SPEC), steps=100, warmup=10, schedule=schedule,
-                       lr=1.0)
+    r = resolve_recipe(flowspec.loads(SPEC), steps=100, warmup=10, schedule=schedule, lr=1.0)
     f = factor(r)
     for s in range(100):
         warm = min(1.0, (s + 1) / 10)
         p = max(0.0, (s - 10) / 90)
-        want = {"constant": 1.0, "cosine": (1 + math.cos(math.pi * p)) / 2,
-                "linear": 1 - p}.get(r.schedule)
+        want = {"constant": 1.0, "cosine": (1 + math.cos(math.pi * p)) / 2, "linear": 1 - p}.get(
+            r.schedule
+        )
         if want is None:  # milestones 50 and 75 steps: the rate changes after them
             want = 0.1 ** ((s >= 50) + (s >= 75))
         assert f(s) == pytest.approx(warm * want, abs=1e-12), s
@@ -134,7 +145,7 @@ def test_ema_after_n_steps_is_the_bias_corrected_average() -> None:
         ema.update(step)
         seen.append(model.weight.detach().double().clone())
     n = len(seen)
-    want = sum((1 - d) * d ** (n - i) * w for i, w in enumerate(seen, 1)) / (1 - d ** n)
+    want = sum((1 - d) * d ** (n - i) * w for i, w in enumerate(seen, 1)) / (1 - d**n)
     assert torch.allclose(ema.state_dict(model)["weight"].double(), want, atol=1e-6)
     assert set(ema.state_dict(model)) == set(model.state_dict())
 
@@ -157,8 +168,15 @@ def test_flips_are_a_function_of_seed_and_step_and_flip_conditions() -> None:
 def test_resume_with_ema_schedule_and_flips_is_bit_for_bit(tmp_path, monkeypatch) -> None:
     spec = tmp_path / "tiny.flow"
     spec.write_text(SPEC)
-    kw = {"checkpoint_every": 2, "val_every": 2, "sample_every": 100, "val_images": 8,
-          "progress": False, "device": "cpu", "batch": 4}
+    kw = {
+        "checkpoint_every": 2,
+        "val_every": 2,
+        "sample_every": 100,
+        "val_images": 8,
+        "progress": False,
+        "device": "cpu",
+        "batch": 4,
+    }
     straight = runtime.train(spec, out=tmp_path / "straight", **kw)
     real = Steps.step
 
@@ -181,8 +199,11 @@ def test_resume_with_ema_schedule_and_flips_is_bit_for_bit(tmp_path, monkeypatch
     assert any(not torch.equal(a["ema"][k], a["model"][k]) for k in a["model"])
     for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    lrs = [r["lr"] for r in MetricsLog(tmp_path / "cut" / "metrics.jsonl").read()
-           if r.get("kind") == "train"]
+    lrs = [
+        r["lr"]
+        for r in MetricsLog(tmp_path / "cut" / "metrics.jsonl").read()
+        if r.get("kind") == "train"
+    ]
     # the log's lr is the rate after each step: milestones 0.5 (step 2) and 3 halve it
     assert lrs == pytest.approx([3e-3, 1.5e-3, 7.5e-4, 7.5e-4])
     # the validation and best_val_bpd are the average's; eval and load_checkpoint load it

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_docs_language_md_is_current() -> None:
     text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
     assert text == language_reference(), (
-        "docs/language.md is stale: run `python -m flowspec.reference --write docs/language.md`")
+        "docs/language.md is stale: run `python -m flowspec.reference --write docs/language.md`"
+    )
 
 
 def _grammar_statements() -> set[str]:
@@ -36,8 +37,12 @@ def test_every_statement_of_the_grammar_is_documented() -> None:
 
 def test_every_registered_entry_and_argument_is_in_the_reference() -> None:
     text = language_reference()
-    for table, reg in (("kinds", KINDS), ("nets", NETS), ("encoders", ENCODERS),
-                       ("priors", PRIORS)):
+    for table, reg in (
+        ("kinds", KINDS),
+        ("nets", NETS),
+        ("encoders", ENCODERS),
+        ("priors", PRIORS),
+    ):
         for key, cls in reg.items():
             if not cls.__module__.startswith("flowspec."):
                 continue
@@ -62,8 +67,14 @@ def test_every_statement_example_parses() -> None:
 
 def test_kinds_command_is_torch_free() -> None:
     code = "import sys, flowspec.cli; flowspec.cli.main(['kinds']); print('torch' in sys.modules)"
-    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120, check=True)
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert p.stdout.strip().splitlines()[-1] == "False"
 
 
@@ -77,8 +88,14 @@ def test_every_data_option_and_set_is_in_the_reference() -> None:
 
 def test_data_declarations_are_torch_free() -> None:
     code = "import sys, flowspec.datasets, flowspec.recipe; print('torch' in sys.modules)"
-    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120, check=True)
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert p.stdout.strip().splitlines()[-1] == "False"
 
 
@@ -108,12 +125,21 @@ def test_ranges_are_intervals_that_show_exclusive_bounds() -> None:
 
     rows = {r["name"]: r for r in argument_rows(Args)}
     assert {n: r["range"] for n, r in rows.items()} == {
-        "tail": "(0, 10000]", "dropout": "[0, 1)", "alpha": "(0, 0.5)", "hidden": "[1, 8192]",
-        "floor": "[0.001, inf)", "free": ""}
+        "tail": "(0, 10000]",
+        "dropout": "[0, 1)",
+        "alpha": "(0, 0.5)",
+        "hidden": "[1, 8192]",
+        "floor": "[0.001, inf)",
+        "free": "",
+    }
     assert {n: r["bounds"] for n, r in rows.items()} == {
-        "tail": {"gt": 0, "le": 1e4}, "dropout": {"ge": 0.0, "lt": 1},
-        "alpha": {"gt": 0.0, "lt": 0.5}, "hidden": {"ge": 1, "le": 8192}, "floor": {"ge": 1e-3},
-        "free": {}}
+        "tail": {"gt": 0, "le": 1e4},
+        "dropout": {"ge": 0.0, "lt": 1},
+        "alpha": {"gt": 0.0, "lt": 0.5},
+        "hidden": {"ge": 1, "le": 8192},
+        "floor": {"ge": 1e-3},
+        "free": {},
+    }
 
 
 def test_exclusive_bounds_in_text_json_and_markdown(cli) -> None:

@@ -113,7 +113,8 @@ def test_only_identical_consecutive_steps_collapse() -> None:
     spec = flowspec.loads(
         "flow f {\n  input 1x8x8\n  prior gaussian\n  level {\n    squeeze\n"
         "    step x 2 { actnorm; invconv }\n"
-        "    step x 3 { actnorm; coupling affine hidden=8 }\n  }\n}\n")
+        "    step x 3 { actnorm; coupling affine hidden=8 }\n  }\n}\n"
+    )
     src = to_dot(spec, detail="step").source
     assert 'label="step 01-02 ×2"' in src
     assert 'label="step 03-05 ×3"' in src
@@ -154,15 +155,26 @@ def test_dot_is_deterministic_and_rankdir_selectable() -> None:
 
 GOLDENS = [
     ("demo_step.dot", "specs/demo.flow", None, None, "step"),
-    ("cattnflow_isdp_sr_layer.dot", "specs/srflow_celeba.flow", "cattnflow_isdp_sr", {"K": 2},
-     "layer"),
-    ("cattnflow_isdp_sr_level.dot", "specs/srflow_celeba.flow", "cattnflow_isdp_sr", {"K": 2},
-     "level"),
+    (
+        "cattnflow_isdp_sr_layer.dot",
+        "specs/srflow_celeba.flow",
+        "cattnflow_isdp_sr",
+        {"K": 2},
+        "layer",
+    ),
+    (
+        "cattnflow_isdp_sr_level.dot",
+        "specs/srflow_celeba.flow",
+        "cattnflow_isdp_sr",
+        {"K": 2},
+        "level",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "file", "flow", "overrides", "detail"), GOLDENS,
-                         ids=[g[0] for g in GOLDENS])
+@pytest.mark.parametrize(
+    ("name", "file", "flow", "overrides", "detail"), GOLDENS, ids=[g[0] for g in GOLDENS]
+)
 def test_golden_dot(name, file, flow, overrides, detail, tmp_path: Path) -> None:
     out = tmp_path / name
     render(ROOT / file, out, flow=flow, overrides=overrides, detail=detail)
@@ -198,8 +210,15 @@ def test_invalid_spec_raises_and_writes_nothing(suffix: str, tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.flow"]
 
 
-@pytest.mark.parametrize(("suffix", "magic"), [(".png", b"\x89PNG\r\n\x1a\n"), (".pdf", b"%PDF-"),
-                                               (".svg", b"<?xml"), (".dot", b"digraph ")])
+@pytest.mark.parametrize(
+    ("suffix", "magic"),
+    [
+        (".png", b"\x89PNG\r\n\x1a\n"),
+        (".pdf", b"%PDF-"),
+        (".svg", b"<?xml"),
+        (".dot", b"digraph "),
+    ],
+)
 def test_formats_from_suffix(suffix: str, magic: bytes, tmp_path: Path) -> None:
     out = tmp_path / f"demo{suffix}"
     render(ROOT / "specs/demo.flow", out, detail="level")
@@ -230,8 +249,22 @@ def test_public_api_exports_render(tmp_path: Path) -> None:
 
 def test_cli_render(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "sr.svg"
-    rc = main(["render", str(ROOT / "specs/srflow_celeba.flow"), "--flow", "cattnflow_isdp_sr",
-               "--set", "K=2", "-o", str(out), "--detail", "layer", "--rankdir", "LR"])
+    rc = main(
+        [
+            "render",
+            str(ROOT / "specs/srflow_celeba.flow"),
+            "--flow",
+            "cattnflow_isdp_sr",
+            "--set",
+            "K=2",
+            "-o",
+            str(out),
+            "--detail",
+            "layer",
+            "--rankdir",
+            "LR",
+        ]
+    )
     assert rc == 0
     assert capsys.readouterr().out.strip() == str(out)
     texts, _ = _svg(out)

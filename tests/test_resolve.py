@@ -80,6 +80,7 @@ def test_concurrent_resolutions_share_no_flows() -> None:
                 codes = run(flow)[1]
                 with lock:
                     results[flow].append(codes)
+
         return job
 
     in_threads([many("img"), many("other")])

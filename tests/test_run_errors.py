@@ -39,6 +39,7 @@ def write_spec(folder: Path, data: str = "digits", name: str = "tiny.flow") -> P
 
 def strict_json(text: str) -> object:
     """json.loads that refuses NaN and Infinity (which json.dumps writes by default)."""
+
     def refuse(token: str) -> None:
         raise ValueError(f"not JSON: {token}")
 
@@ -64,11 +65,17 @@ def run(tmp_path_factory) -> dict[str, Path]:
     # actnorm's inverse multiplies by exp(87) ~ 6e37: latents past ~5 overflow to Inf
     over["model"]["layers.1.log_scale"] = torch.full_like(ck["model"]["layers.1.log_scale"], -87.0)
     torch.save(over, root / "overflow.pt")
-    return {"root": root, "spec": spec, "out": out, "nan": root / "nan.pt",
-            "overflow": root / "overflow.pt"}
+    return {
+        "root": root,
+        "spec": spec,
+        "out": out,
+        "nan": root / "nan.pt",
+        "overflow": root / "overflow.pt",
+    }
 
 
 # ----------------------------------------------------------------------- item 2: non-finite
+
 
 def test_eval_and_sample_refuse_a_nan_checkpoint(cli, run, tmp_path) -> None:
     rc, out, err = cli("eval", run["spec"], "--checkpoint", run["nan"], "--out", tmp_path)
@@ -82,8 +89,9 @@ def test_eval_and_sample_refuse_a_nan_checkpoint(cli, run, tmp_path) -> None:
 
 
 def test_eval_writes_strict_json(cli, run, tmp_path) -> None:
-    rc, out, err = cli("eval", run["spec"], "--checkpoint", run["out"] / "checkpoint.pt",
-                       "--out", tmp_path)
+    rc, out, err = cli(
+        "eval", run["spec"], "--checkpoint", run["out"] / "checkpoint.pt", "--out", tmp_path
+    )
     assert rc == 0, err
     printed = strict_json(out)
     written = strict_json((tmp_path / "eval.json").read_text())
@@ -92,35 +100,44 @@ def test_eval_writes_strict_json(cli, run, tmp_path) -> None:
 
 def test_sample_counts_and_names_nonfinite_samples(cli, run, tmp_path) -> None:
     grid = tmp_path / "g.png"
-    rc, out, err = cli("sample", run["spec"], "--checkpoint", run["overflow"], "-o", grid,
-                       "--temperature", "2")
+    rc, out, err = cli(
+        "sample", run["spec"], "--checkpoint", run["overflow"], "-o", grid, "--temperature", "2"
+    )
     assert rc == 0, err
     assert "samples at temperature 2 are non-finite (drawn mid-grey)" in err
     assert "first goes non-finite in layer `level1.step01.actnorm`" in err
     n_bad = int(err.split(" of 64 samples at temperature 2")[0].split()[-1])
     assert 0 < n_bad < 64 and grid.is_file()
-    rc, out, err = cli("sample", run["spec"], "--checkpoint", run["overflow"], "-o", grid,
-                       "--temperature", "40")
+    rc, out, err = cli(
+        "sample", run["spec"], "--checkpoint", run["overflow"], "-o", grid, "--temperature", "40"
+    )
     assert rc == 1 and "all 64 samples at temperature 40 are non-finite" in err
 
 
 # ----------------------------------------------------------------------- item 4: compile
 
+
 def test_unknown_compile_backend_is_an_error_without_a_run_folder(cli, run, tmp_path) -> None:
     import runtime
 
     out = tmp_path / "r"
-    rc, _, err = cli("train", run["spec"], "--out", out, "--no-progress",
-                     "--compile", "nosuchbackend")
+    rc, _, err = cli(
+        "train", run["spec"], "--out", out, "--no-progress", "--compile", "nosuchbackend"
+    )
     assert rc in (1, 2) and "nosuchbackend" in err and "inductor" in err
     assert "internal error" not in err and not out.exists()
     with pytest.raises(runtime.RunError, match="no such backend.*No run folder was made"):
-        runtime.train(str(run["spec"]), out=str(out), progress=False,
-                      build_options={"compile": "nosuchbackend"})
+        runtime.train(
+            str(run["spec"]),
+            out=str(out),
+            progress=False,
+            build_options={"compile": "nosuchbackend"},
+        )
     assert not out.exists()
 
 
 # ----------------------------------------------------------------------- item 5: --data
+
 
 def test_another_data_set_does_not_inherit_the_spec_options(cli, tmp_path) -> None:
     spec = write_spec(tmp_path, "mnist5k resize=true pad=1")
@@ -140,32 +157,50 @@ def test_same_data_set_merges_options() -> None:
 
 
 def test_unknown_data_option_has_a_did_you_mean(cli, run, tmp_path) -> None:
-    rc, _, err = cli("train", run["spec"], "--out", tmp_path / "r", "--no-progress",
-                     "--data", "mnist5k padd=2")
+    rc, _, err = cli(
+        "train", run["spec"], "--out", tmp_path / "r", "--no-progress", "--data", "mnist5k padd=2"
+    )
     assert rc == 1 and "unknown data option `padd`" in err and "did you mean `pad`" in err
     assert "channels, limit, pad, resize" in err and not (tmp_path / "r").exists()
 
 
 # ----------------------------------------------------------------------- item 10: -o format
 
+
 def test_sample_format_follows_the_extension(cli, run, tmp_path) -> None:
     jpg = tmp_path / "grid.jpg"
-    rc, out, err = cli("sample", run["spec"], "--checkpoint", run["out"] / "checkpoint.pt",
-                       "-o", jpg, "--temperature", "0.3")
+    rc, out, err = cli(
+        "sample",
+        run["spec"],
+        "--checkpoint",
+        run["out"] / "checkpoint.pt",
+        "-o",
+        jpg,
+        "--temperature",
+        "0.3",
+    )
     assert rc == 0, err
     assert jpg.read_bytes()[:3] == b"\xff\xd8\xff"
     with Image.open(jpg) as im:
         assert im.format == "JPEG"
-    rc, out, err = cli("sample", run["spec"], "--checkpoint", run["out"] / "checkpoint.pt",
-                       "-o", tmp_path / "grid.xyz")
+    rc, out, err = cli(
+        "sample",
+        run["spec"],
+        "--checkpoint",
+        run["out"] / "checkpoint.pt",
+        "-o",
+        tmp_path / "grid.xyz",
+    )
     assert rc == 2 and "cannot write a `.xyz` image" in err and ".png" in err
     assert not (tmp_path / "grid.xyz").exists()
 
 
 # ----------------------------------------------------------------------- item 11: stopping
 
-def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(cli, monkeypatch,
-                                                                  tmp_path) -> None:
+
+def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(
+    cli, monkeypatch, tmp_path
+) -> None:
     from runtime.objective import Objective
 
     spec = write_spec(tmp_path)
@@ -181,8 +216,19 @@ def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(cli, monkeypatc
         return real(self, batch)
 
     monkeypatch.setattr(Objective, "forward", forward)
-    rc, _, err = cli("train", spec, "--out", out, "--no-progress", "--steps", "6",
-                     "--checkpoint-every", "2", "--lr", "2e-3")
+    rc, _, err = cli(
+        "train",
+        spec,
+        "--out",
+        out,
+        "--no-progress",
+        "--steps",
+        "6",
+        "--checkpoint-every",
+        "2",
+        "--lr",
+        "2e-3",
+    )
     assert rc != 0 and "interrupted" in err
     assert f"the last checkpoint is step 2 ({out / 'checkpoint.pt'})" in err
     command = err.split("continue with:\n")[1].strip().splitlines()[0]
@@ -197,13 +243,23 @@ def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(cli, monkeypatc
 
 
 def test_nan_stop_before_any_checkpoint_does_not_advise_resuming(cli, run, tmp_path) -> None:
-    rc, _, err = cli("train", run["spec"], "--out", tmp_path / "r", "--no-progress",
-                     "--lr", "1e30", "--steps", "5")
+    rc, _, err = cli(
+        "train",
+        run["spec"],
+        "--out",
+        tmp_path / "r",
+        "--no-progress",
+        "--lr",
+        "1e30",
+        "--steps",
+        "5",
+    )
     assert rc == 1 and "training stopped at step" in err
     assert "no checkpoint was written yet" in err and "--resume" not in err
 
 
 # ----------------------------------------------------------------------- item 12: data roots
+
 
 def _digit_folder(folder: Path, n: int = 20) -> None:
     from runtime.data import load_dataset
@@ -213,9 +269,8 @@ def _digit_folder(folder: Path, n: int = 20) -> None:
         Image.fromarray(img[0].numpy()).save(folder / f"{i:03d}.png")
 
 
-def test_data_root_on_a_spec_line_is_relative_to_the_spec_file(cli, tmp_path,
-                                                                monkeypatch) -> None:
-    spec = write_spec(tmp_path / "specs", 'images root="digits_png"')
+def test_data_root_on_a_spec_line_is_relative_to_the_spec_file(cli, tmp_path, monkeypatch) -> None:
+    write_spec(tmp_path / "specs", 'images root="digits_png"')
     _digit_folder(tmp_path / "specs" / "digits_png")
     monkeypatch.chdir(tmp_path)  # the folder is not beside the working folder
     rc, _, err = cli("train", "specs/tiny.flow", "--out", "r1", "--no-progress")
@@ -230,7 +285,8 @@ def test_data_root_on_a_spec_line_is_relative_to_the_spec_file(cli, tmp_path,
 
 
 def test_data_root_on_the_command_line_is_relative_to_the_working_folder(
-        cli, tmp_path, monkeypatch) -> None:
+    cli, tmp_path, monkeypatch
+) -> None:
     spec = write_spec(tmp_path / "specs")
     _digit_folder(tmp_path / "work" / "pngs")
     monkeypatch.chdir(tmp_path / "work")
@@ -242,6 +298,7 @@ def test_data_root_on_the_command_line_is_relative_to_the_working_folder(
 
 # ----------------------------------------------------------------------- item 14: progress bar
 
+
 def test_progress_bar_labels_last_step_and_running_mean(cli, run, tmp_path) -> None:
     rc, _, err = cli("train", run["spec"], "--out", tmp_path / "r")
     assert rc == 0, err
@@ -250,6 +307,7 @@ def test_progress_bar_labels_last_step_and_running_mean(cli, run, tmp_path) -> N
 
 
 # ----------------------------------------------------------------------- item 6: --strict
+
 
 def test_strict_false_says_what_it_does_by_layer_path(cli, run, tmp_path) -> None:
     ck = run["out"] / "checkpoint.pt"
@@ -270,8 +328,16 @@ def test_strict_false_matches_parameters_by_layer_path(cli, run, tmp_path) -> No
 
     fewer = tmp_path / "fewer.flow"  # without invconv: the coupling moves from layers.3 to 2
     fewer.write_text((TINY % "digits").replace("actnorm; invconv;", "actnorm;"))
-    rc, _, err = cli("eval", fewer, "--checkpoint", run["out"] / "checkpoint.pt",
-                     "--out", tmp_path, "--strict", "false")
+    rc, _, err = cli(
+        "eval",
+        fewer,
+        "--checkpoint",
+        run["out"] / "checkpoint.pt",
+        "--out",
+        tmp_path,
+        "--strict",
+        "false",
+    )
     assert rc == 0, err
     loaded = re.search(r"loaded (\d+) of the model's (\d+) parameters", err)
     assert loaded and loaded.group(1) == loaded.group(2)  # every layer found its own
@@ -280,6 +346,7 @@ def test_strict_false_matches_parameters_by_layer_path(cli, run, tmp_path) -> No
 
 
 # ----------------------------------------------------------------------- item 8: memory
+
 
 def _saved_by_graph(model, n: int) -> int:
     """Bytes the autograd graph of log_prob holds, found by walking it after the fact
@@ -330,8 +397,9 @@ def test_compile_reports_the_activation_memory_autograd_really_saves(cli) -> Non
     assert per > 20 * 4096 * 4
 
 
-def test_a_missing_checkpoint_says_where_it_was_looked_for(cli, run, tmp_path,
-                                                           monkeypatch) -> None:
+def test_a_missing_checkpoint_says_where_it_was_looked_for(
+    cli, run, tmp_path, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     rc, _, err = cli("eval", run["spec"], "--checkpoint", "runs/x/checkpoint.pt")
     assert rc == 1 and f"looked for {tmp_path / 'runs' / 'x' / 'checkpoint.pt'}" in err

@@ -40,7 +40,9 @@ flow tiny_sr(K = 1, hidden = 8) {
   prior gaussian learned on=lr
   level {
     squeeze
-    step x K { actnorm; invconv; injector on=lr hidden=hidden; coupling affine on=lr hidden=hidden }
+    step x K {
+      actnorm; invconv; injector on=lr hidden=hidden; coupling affine on=lr hidden=hidden
+    }
     split prior=learned on=lr
   }
   level {
@@ -80,7 +82,6 @@ flow tiny_seg(K = 1, hidden = 8) {
   }
 }
 """
-
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +143,7 @@ def test_atomic_write_failure_keeps_previous(tmp_path: Path, monkeypatch) -> Non
 
     monkeypatch.setattr(torch, "save", torn)
     with pytest.raises(RunError, match="previous checkpoint"):
-        ckpt.save_atomic({"format": ckpt.FORMAT, "model": {"w": torch.zeros(3)}, "step": 2},
-                         path)
+        ckpt.save_atomic({"format": ckpt.FORMAT, "model": {"w": torch.zeros(3)}, "step": 2}, path)
     monkeypatch.undo()
 
     def no_rename(src, dst):
@@ -151,8 +151,7 @@ def test_atomic_write_failure_keeps_previous(tmp_path: Path, monkeypatch) -> Non
 
     monkeypatch.setattr(os, "replace", no_rename)
     with pytest.raises(RunError):
-        ckpt.save_atomic({"format": ckpt.FORMAT, "model": {"w": torch.zeros(3)}, "step": 3},
-                         path)
+        ckpt.save_atomic({"format": ckpt.FORMAT, "model": {"w": torch.zeros(3)}, "step": 3}, path)
     monkeypatch.undo()
     ck = ckpt.load(path)
     assert ck["step"] == 1 and torch.equal(ck["model"]["w"], torch.ones(3))
@@ -165,17 +164,35 @@ def test_atomic_write_failure_keeps_previous(tmp_path: Path, monkeypatch) -> Non
 @pytest.fixture(scope="module")
 def gen_run(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("gen") / "run"
-    result = runtime.train(DEMO, overrides=TINY_GEN, out=out, steps=60, batch=16, lr=5e-3,
-                           warmup=0, val_every=30, sample_every=60, checkpoint_every=30,
-                           val_images=128, progress=False)
+    result = runtime.train(
+        DEMO,
+        overrides=TINY_GEN,
+        out=out,
+        steps=60,
+        batch=16,
+        lr=5e-3,
+        warmup=0,
+        val_every=30,
+        sample_every=60,
+        checkpoint_every=30,
+        val_images=128,
+        progress=False,
+    )
     return out, result
 
 
 def test_generation_end_to_end(gen_run) -> None:
     out, result = gen_run
     assert_learns(out)
-    for name in ("config.json", "recipe.json", "metrics.jsonl", "checkpoint.pt", "best.pt",
-                 "curve.png", "summary.json"):
+    for name in (
+        "config.json",
+        "recipe.json",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "best.pt",
+        "curve.png",
+        "summary.json",
+    ):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
     assert config["name"] == "demo" and config["params"]["K"] == 1
@@ -187,8 +204,10 @@ def test_generation_end_to_end(gen_run) -> None:
     assert summary["final_val_bpd"] == val[-1]["bpd"] == result.val_bpd
     assert 0 < result.val_bpd < 5  # 5-bit data: a model that learnt nothing scores 5
     ck = ckpt.load(out / "checkpoint.pt")
-    assert ck["step"] == 60 and ck["digest"] == runtime.api._load_spec(
-        DEMO, None, TINY_GEN)[0].digest()
+    assert (
+        ck["step"] == 60
+        and ck["digest"] == runtime.api._load_spec(DEMO, None, TINY_GEN)[0].digest()
+    )
 
 
 def test_evaluate_reproduces_logged_validation(gen_run) -> None:
@@ -204,13 +223,30 @@ def test_evaluate_reproduces_logged_validation(gen_run) -> None:
 
 def test_sample_and_eval_cli(gen_run, tmp_path: Path) -> None:
     out, _ = gen_run
-    grid = runtime.sample(DEMO, out / "checkpoint.pt", n=16, temperature=0.7,
-                          output=tmp_path / "grid.png")
+    grid = runtime.sample(
+        DEMO, out / "checkpoint.pt", n=16, temperature=0.7, output=tmp_path / "grid.png"
+    )
     assert png_size(grid) == grid_size(16, 4, 32, 32)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, "-m", "flowspec.cli", "eval", str(DEMO),
-                        "--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowspec.cli",
+            "eval",
+            str(DEMO),
+            "--checkpoint",
+            str(out / "checkpoint.pt"),
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert close(json.loads(p.stdout)["bpd"], records(out, "val")[-1]["bpd"])
     assert (tmp_path / "eval.json").is_file()
@@ -218,8 +254,16 @@ def test_sample_and_eval_cli(gen_run, tmp_path: Path) -> None:
 
 def test_super_resolution_end_to_end(tiny_spec: Path, tmp_path: Path) -> None:
     out = tmp_path / "sr"
-    result = runtime.train(tiny_spec, flow="tiny_sr", out=out, steps=40, val_every=20,
-                           sample_every=40, sr_images=4, progress=False)
+    result = runtime.train(
+        tiny_spec,
+        flow="tiny_sr",
+        out=out,
+        steps=40,
+        val_every=20,
+        sample_every=40,
+        sr_images=4,
+        progress=False,
+    )
     assert_learns(out)
     val = records(out, "val")[-1]
     for key in ("bpd", "psnr", "ssim", "lr_psnr"):
@@ -239,8 +283,16 @@ def test_super_resolution_end_to_end(tiny_spec: Path, tmp_path: Path) -> None:
 
 def test_translation_end_to_end(tiny_spec: Path, tmp_path: Path) -> None:
     out = tmp_path / "seg"
-    result = runtime.train(tiny_spec, flow="tiny_seg", data="fashion-seg limit=800", out=out,
-                           steps=40, val_every=40, val_images=32, progress=False)
+    result = runtime.train(
+        tiny_spec,
+        flow="tiny_seg",
+        data="fashion-seg limit=800",
+        out=out,
+        steps=40,
+        val_every=40,
+        val_images=32,
+        progress=False,
+    )
     assert_learns(out)
     path = out / "samples_step000040_t0.7.png"
     assert png_size(path) == grid_size(48, 6, 32, 32)
@@ -254,10 +306,35 @@ def test_translation_end_to_end(tiny_spec: Path, tmp_path: Path) -> None:
 
 
 def _train_cmd(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "flowspec.cli", "train", str(DEMO), "--set", "K=1",
-            "--set", "hidden=8", "--steps", "80", "--batch", "8", "--lr", "3e-3",
-            "--checkpoint-every", "4", "--val-every", "1000", "--sample-every", "1000",
-            "--val-images", "64", "--no-progress", "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "flowspec.cli",
+        "train",
+        str(DEMO),
+        "--set",
+        "K=1",
+        "--set",
+        "hidden=8",
+        "--steps",
+        "80",
+        "--batch",
+        "8",
+        "--lr",
+        "3e-3",
+        "--checkpoint-every",
+        "4",
+        "--val-every",
+        "1000",
+        "--sample-every",
+        "1000",
+        "--val-images",
+        "64",
+        "--no-progress",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -266,17 +343,26 @@ def _env() -> dict[str, str]:
 
 def test_sigkill_then_resume_is_bit_for_bit(tmp_path: Path) -> None:
     killed, reference = tmp_path / "killed", tmp_path / "reference"
-    ref = subprocess.Popen(_train_cmd(reference), cwd=ROOT, env=_env(),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    p = subprocess.Popen(_train_cmd(killed), cwd=ROOT, env=_env(),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ref = subprocess.Popen(
+        _train_cmd(reference),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    p = subprocess.Popen(
+        _train_cmd(killed),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     step = None
     while time.time() < deadline and p.poll() is None:
         metrics = killed / "metrics.jsonl"
         if metrics.exists():
-            done = [json.loads(x) for x in metrics.read_text().splitlines()
-                    if '"checkpoint"' in x]
+            done = [json.loads(x) for x in metrics.read_text().splitlines() if '"checkpoint"' in x]
             if done and done[-1]["step"] >= 8:
                 p.send_signal(signal.SIGKILL)
                 step = done[-1]["step"]
@@ -285,8 +371,15 @@ def test_sigkill_then_resume_is_bit_for_bit(tmp_path: Path) -> None:
     p.wait(timeout=30)
     assert p.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert step is not None and step < 80
-    resumed = subprocess.run(_train_cmd(killed, "--resume"), cwd=ROOT, env=_env(),
-                             capture_output=True, text=True, check=False, timeout=180)
+    resumed = subprocess.run(
+        _train_cmd(killed, "--resume"),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert ref.wait(timeout=180) == 0, ref.stderr.read().decode()
     a, b = ckpt.load(killed / "checkpoint.pt"), ckpt.load(reference / "checkpoint.pt")
@@ -304,8 +397,16 @@ def test_sigkill_then_resume_is_bit_for_bit(tmp_path: Path) -> None:
 
 def test_interrupted_checkpoint_write_in_a_run(tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "run"
-    kw = {"overrides": TINY_GEN, "out": out, "batch": 4, "checkpoint_every": 2,
-          "val_every": 100, "sample_every": 100, "val_images": 8, "progress": False}
+    kw = {
+        "overrides": TINY_GEN,
+        "out": out,
+        "batch": 4,
+        "checkpoint_every": 2,
+        "val_every": 100,
+        "sample_every": 100,
+        "val_images": 8,
+        "progress": False,
+    }
     runtime.train(DEMO, steps=2, **kw)
     real_save = torch.save
 
@@ -334,15 +435,34 @@ def test_interrupted_checkpoint_write_in_a_run(tmp_path: Path, monkeypatch) -> N
 
 
 def _ddp_worker(rank: int, world: int, port: int, out: str, result_dir: str) -> None:
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                       "GLOO_SOCKET_IFNAME": "lo"})
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "GLOO_SOCKET_IFNAME": "lo",
+        }
+    )
     torch.set_num_threads(1)
-    result = runtime.train(DEMO, overrides=TINY_GEN, out=out, steps=6, batch=8, device="cpu",
-                           val_every=6, sample_every=100, checkpoint_every=6, val_images=16,
-                           progress=False)
-    torch.save({k: v.clone() for k, v in result.model.state_dict().items()},
-               Path(result_dir) / f"rank{rank}.pt")
+    result = runtime.train(
+        DEMO,
+        overrides=TINY_GEN,
+        out=out,
+        steps=6,
+        batch=8,
+        device="cpu",
+        val_every=6,
+        sample_every=100,
+        checkpoint_every=6,
+        val_images=16,
+        progress=False,
+    )
+    torch.save(
+        {k: v.clone() for k, v in result.model.state_dict().items()},
+        Path(result_dir) / f"rank{rank}.pt",
+    )
 
 
 def _free_port() -> int:
@@ -355,8 +475,7 @@ def test_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
     import torch.multiprocessing as mp
 
     out = tmp_path / "ddp"
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out), str(tmp_path)), nprocs=2,
-             join=True)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out), str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert r0.keys() == r1.keys()
@@ -373,8 +492,7 @@ def test_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- failures
 
 
-def test_non_finite_loss_names_the_layer_and_saves_nothing(tmp_path: Path,
-                                                           monkeypatch) -> None:
+def test_non_finite_loss_names_the_layer_and_saves_nothing(tmp_path: Path, monkeypatch) -> None:
     import flowspec.build
 
     real_compile = flowspec.build.compile
@@ -399,21 +517,33 @@ def test_non_finite_loss_names_the_layer_and_saves_nothing(tmp_path: Path,
     monkeypatch.setattr(flowspec.build, "compile", poisoned)
     out = tmp_path / "nan"
     with pytest.raises(RunError) as e:
-        runtime.train(DEMO, overrides=TINY_GEN, out=out, steps=10, batch=4,
-                      checkpoint_every=2, val_every=100, sample_every=100, val_images=8,
-                      progress=False)
+        runtime.train(
+            DEMO,
+            overrides=TINY_GEN,
+            out=out,
+            steps=10,
+            batch=4,
+            checkpoint_every=2,
+            val_every=100,
+            sample_every=100,
+            val_images=8,
+            progress=False,
+        )
     msg = str(e.value)
     assert f"layer `{target['path']}`" in msg and "step 4" in msg and ".flow:" in msg
     assert ckpt.load(out / "checkpoint.pt")["step"] == 2
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"data": "/no/such/folder"}, "/no/such/folder"),
-    ({"data": "mnist5k pad=0"}, r"1x28x28 after pad=0 but the spec's input is 1x32x32"),
-    ({"task": "super_resolution"}, "declares no image condition"),
-    ({"task": "translation"}, "declares no labels condition"),
-    ({"batch": 0}, "batch must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"data": "/no/such/folder"}, "/no/such/folder"),
+        ({"data": "mnist5k pad=0"}, r"1x28x28 after pad=0 but the spec's input is 1x32x32"),
+        ({"task": "super_resolution"}, "declares no image condition"),
+        ({"task": "translation"}, "declares no labels condition"),
+        ({"batch": 0}, "batch must be at least 1"),
+    ],
+)
 def test_errors_come_before_training(tmp_path: Path, kwargs: dict, match: str) -> None:
     out = tmp_path / "run"
     with pytest.raises(RunError, match=match):
@@ -429,20 +559,35 @@ def test_task_needs_the_right_condition(tiny_spec: Path, tmp_path: Path) -> None
     with pytest.raises(RunError, match="has no label maps"):
         runtime.train(tiny_spec, flow="tiny_seg", data="mnist5k", out=tmp_path / "c")
     with pytest.raises(RunError, match=r"25x25 .* resize=True"):
-        runtime.train(tiny_spec, flow="tiny_sr", data_options={"resize": False},
-                      out=tmp_path / "d")
+        runtime.train(
+            tiny_spec, flow="tiny_sr", data_options={"resize": False}, out=tmp_path / "d"
+        )
     assert not list(tmp_path.iterdir())
 
 
 def test_cli_error_exit_code_without_traceback(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    p = subprocess.run(_train_cmd(out, "--data", str(tmp_path / "missing")), cwd=ROOT,
-                       env=_env(), capture_output=True, text=True, check=False, timeout=120)
+    p = subprocess.run(
+        _train_cmd(out, "--data", str(tmp_path / "missing")),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert p.returncode == 1
     assert "Traceback" not in p.stderr and "missing" in p.stderr
     assert p.stderr.startswith("flowspec train: error:")
     assert not out.exists()
     # resuming a run that does not exist, and clobbering one that does
-    p = subprocess.run(_train_cmd(out, "--resume"), cwd=ROOT, env=_env(),
-                       capture_output=True, text=True, check=False, timeout=120)
+    p = subprocess.run(
+        _train_cmd(out, "--resume"),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert p.returncode == 1 and "nothing to resume" in p.stderr

@@ -25,8 +25,15 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("selfcontained")
     spec = write_spec(root / "specs", TINY_GEN)
     out = root / "run"
-    runtime.train(spec, out=out, overrides={"hidden": 6}, val_images=64, val_every=8,
-                  sample_every=8, progress=False)
+    runtime.train(
+        spec,
+        out=out,
+        overrides={"hidden": 6},
+        val_images=64,
+        val_every=8,
+        sample_every=8,
+        progress=False,
+    )
     shutil.rmtree(root / "specs")  # nothing but the run folder is left
     return out
 
@@ -52,8 +59,7 @@ def test_eval_and_sample_from_the_checkpoint_alone(cli, run: Path, tmp_path: Pat
     assert m["flow"] == "tiny_gen" and m["step"] == 8 and m["data"] == "digits"
     assert math.isclose(m["bpd"], logged_val_bpd(run), rel_tol=1e-6)
     grid = tmp_path / "grid.png"
-    rc, out, err = cli("sample", "--checkpoint", run / "checkpoint.pt", "--n", 4,
-                       "-o", grid)
+    rc, out, err = cli("sample", "--checkpoint", run / "checkpoint.pt", "--n", 4, "-o", grid)
     assert rc == 0, err
     assert out.strip() == str(grid)
     with Image.open(grid) as im:
@@ -76,8 +82,10 @@ def test_load_checkpoint_gives_the_model_and_its_run(run: Path) -> None:
 
 
 def test_a_checkpoint_without_ir_is_refused(cli, no_ir: Path, tmp_path: Path) -> None:
-    for cmd in (("eval", "--checkpoint", no_ir),
-                ("sample", "--checkpoint", no_ir, "-o", tmp_path / "g.png")):
+    for cmd in (
+        ("eval", "--checkpoint", no_ir),
+        ("sample", "--checkpoint", no_ir, "-o", tmp_path / "g.png"),
+    ):
         rc, out, err = cli(*cmd)
         assert rc == 1 and out == "", cmd
         assert "holds no readable model description (IR)" in err

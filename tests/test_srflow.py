@@ -47,10 +47,13 @@ def _reference_features(enc, lr_image: torch.Tensor) -> dict[int, torch.Tensor]:
     lrelu = torch.nn.LeakyReLU(0.2)
     up2 = lrelu(enc.up[0](F.interpolate(last, scale_factor=2, mode="nearest")))
     up4 = lrelu(enc.up[1](F.interpolate(up2, scale_factor=2, mode="nearest")))
-    up0 = F.interpolate(last, scale_factor=0.5, mode="bilinear", align_corners=False,
-                        recompute_scale_factor=True)
-    return {r: torch.cat([t, F.interpolate(concat, t.shape[2:])], 1)
-            for r, t in ((1, last), (2, up2), (4, up4), (0, up0))}
+    up0 = F.interpolate(
+        last, scale_factor=0.5, mode="bilinear", align_corners=False, recompute_scale_factor=True
+    )
+    return {
+        r: torch.cat([t, F.interpolate(concat, t.shape[2:])], 1)
+        for r, t in ((1, last), (2, up2), (4, up4), (0, up0))
+    }
 
 
 def test_features_per_level_are_srflows() -> None:
@@ -73,8 +76,10 @@ def test_coupling_is_cond_affine_separated_and_cond() -> None:
     kind = KINDS["coupling.srflow"]
     args = kind.Args(on="c", hidden=8).model_dump()
     layer = kind.module_class()((5, 4, 4), args, 3).double().train()
-    x, ft = torch.randn(2, 5, 4, 4, dtype=torch.float64), torch.randn(2, 3, 4, 4,
-                                                                      dtype=torch.float64)
+    x, ft = (
+        torch.randn(2, 5, 4, 4, dtype=torch.float64),
+        torch.randn(2, 3, 4, 4, dtype=torch.float64),
+    )
     layer(x, ft)  # the networks' actnorms initialise
     for p in layer.parameters():
         p.data.add_(0.1 * torch.randn_like(p))
@@ -105,10 +110,12 @@ def test_the_net_initialises_its_actnorms_once() -> None:
     assert hidden.shape[1] == 6 and bool(net.norm1.initialized)
 
 
-@pytest.mark.parametrize("flow,levels,steps,paper", [("srflow_1_1", 1, 1, 6.622),
-                                                     ("srflow_2_8", 2, 8, 13.25)])
-def test_counts_against_the_official_code(flow: str, levels: int, steps: int,
-                                          paper: float) -> None:
+@pytest.mark.parametrize(
+    "flow,levels,steps,paper", [("srflow_1_1", 1, 1, 6.622), ("srflow_2_8", 2, 8, 13.25)]
+)
+def test_counts_against_the_official_code(
+    flow: str, levels: int, steps: int, paper: float
+) -> None:
     official = srflow_official(levels, steps)
     assert round(official["total"] / 1e6, 3 if paper < 10 else 2) == paper
     ours = sum(count_params(flowspec.load(SPEC, flow)).values())
@@ -130,18 +137,19 @@ def test_levels_transitions_and_splits_as_srflow() -> None:
         step = ["actnorm", "invconv", "coupling.srflow"] * 2
         split = ["split"] if level < 3 else []  # correct_splits off: not on levels L-1, L
         assert kinds == ["squeeze", *transition, *step, *split], level
-    assert all(layer.args.get("lu") is False for layer in spec.layers
-               if layer.kind == "invconv")
+    assert all(layer.args.get("lu") is False for layer in spec.layers if layer.kind == "invconv")
     assert all(layer.args.get("on") is None for layer in spec.layers if layer.kind == "split")
     assert spec.prior.on is None and not spec.prior.learned
-    assert [tuple(z.shape) for z in spec.latents] == [(6, 80, 80), (12, 40, 40),
-                                                     (192, 10, 10)]
+    assert [tuple(z.shape) for z in spec.latents] == [(6, 80, 80), (12, 40, 40), (192, 10, 10)]
     assert "split" not in {layer.kind for layer in flowspec.load(SPEC, "srflow_2_8").layers}
 
 
 def test_the_model_feeds_each_level_the_encoders_features() -> None:
-    spec = flowspec.load(SPEC, "srflow", {"L": 3, "K": 1, "size": 32, "hidden": 4,
-                                          "blocks": 2, "features": 4, "taps": 2})
+    spec = flowspec.load(
+        SPEC,
+        "srflow",
+        {"L": 3, "K": 1, "size": 32, "hidden": 4, "blocks": 2, "features": 4, "taps": 2},
+    )
     model = flowspec.compile(spec, device="cpu").double()
     lr_image = torch.rand(2, 3, 4, 4, dtype=torch.float64)
     feats = model._features({"lr": lr_image}, 2)

@@ -38,8 +38,9 @@ def _encoder(shape, **args):
     return KIND.module_class()(shape, a).double(), a
 
 
-@pytest.mark.parametrize("ups,scale,shape", [(2, 8, (3, 3, 3)), (1, 4, (1, 5, 4)),
-                                             (0, 2, (2, 4, 4)), (3, 4, (3, 2, 2))])
+@pytest.mark.parametrize(
+    "ups,scale,shape", [(2, 8, (3, 3, 3)), (1, 4, (1, 5, 4)), (0, 2, (2, 4, 4)), (3, 4, (3, 2, 2))]
+)
 def test_head_shape_and_exact_count(ups: int, scale: int, shape: tuple) -> None:
     enc, a = _encoder(shape, ups=ups, head=True, scale=scale)
     c = torch.rand(2, *shape, dtype=torch.float64)
@@ -111,26 +112,40 @@ LINES
 HEAD = "srflow(blocks=1, features=4, taps=1, ups=1, head=true, scale=scale)"
 
 
-def _diags(encoder: str = HEAD, lines: str = "    pretrain encoder steps=2",
-           task: str = "super_resolution scale=4", overrides: dict | None = None):
+def _diags(
+    encoder: str = HEAD,
+    lines: str = "    pretrain encoder steps=2",
+    task: str = "super_resolution scale=4",
+    overrides: dict | None = None,
+):
     text = FLOW.replace("ENCODER", encoder).replace("LINES", lines).replace("TASK", task)
     _, diags = analyze("sr.flow", text=text, overrides=overrides)
-    return [(d.severity, d.code, d.span.line, d.span.column, d.message + " " + (d.help or ""))
-            for d in diags if d.code != "W004"]
+    return [
+        (d.severity, d.code, d.span.line, d.span.column, d.message + " " + (d.help or ""))
+        for d in diags
+        if d.code != "W004"
+    ]
 
 
 def test_a_valid_recipe_checks_clean() -> None:
     assert _diags() == []
-    assert _diags(lines="    pretrain encoder steps=2 lr=1e-3\n    freeze encoder fraction=0.5"
-                  ) == []
+    assert (
+        _diags(lines="    pretrain encoder steps=2 lr=1e-3\n    freeze encoder fraction=0.5") == []
+    )
 
 
-@pytest.mark.parametrize("encoder,overrides,fragment", [
-    (HEAD, {"scale": 2}, ("super-resolves the 1x4x4 condition to 1x8x8, but the flow's "
-                          "input is 1x16x16")),
-    ("srflow(blocks=1, features=4, head=true)", None, "add scale=4"),
-    (HEAD.replace("scale=scale", "scale=3"), None, "not a power of 2"),
-])
+@pytest.mark.parametrize(
+    "encoder,overrides,fragment",
+    [
+        (
+            HEAD,
+            {"scale": 2},
+            ("super-resolves the 1x4x4 condition to 1x8x8, but the flow's input is 1x16x16"),
+        ),
+        ("srflow(blocks=1, features=4, head=true)", None, "add scale=4"),
+        (HEAD.replace("scale=scale", "scale=3"), None, "not a power of 2"),
+    ],
+)
 def test_the_heads_scale_must_fit_the_input(encoder: str, overrides, fragment: str) -> None:
     found = _diags(encoder, overrides=overrides)
     assert [d[:4] for d in found] == [("error", "E208", 4, 3)]
@@ -185,18 +200,24 @@ flow g {
 
 
 # ---- training ---------------------------------------------------------------------------
-RUN = FLOW.replace("ENCODER", HEAD.replace("features=4", "features=8")).replace(
-    "TASK", "super_resolution scale=4").replace(
-    "LINES", "    bits 8\n    batch 8\n    optimizer adam lr=1e-3\n    seed 1\n"
-    "    pretrain encoder steps=30 lr=3e-3")
+RUN = (
+    FLOW.replace("ENCODER", HEAD.replace("features=4", "features=8"))
+    .replace("TASK", "super_resolution scale=4")
+    .replace(
+        "LINES",
+        "    bits 8\n    batch 8\n    optimizer adam lr=1e-3\n    seed 1\n"
+        "    pretrain encoder steps=30 lr=3e-3",
+    )
+)
 TINY = {"val_images": 4, "sr_images": 1, "val_every": 100, "sample_every": 100}
 
 
 def _train(tmp_path: Path, name: str, **recipe):
     spec = tmp_path / "sr.flow"
     spec.write_text(RUN)
-    return runtime.train(spec, out=tmp_path / name, device="cpu", progress=False,
-                         **{**TINY, **recipe})
+    return runtime.train(
+        spec, out=tmp_path / name, device="cpu", progress=False, **{**TINY, **recipe}
+    )
 
 
 def _encoder_state(model) -> dict[str, torch.Tensor]:
@@ -248,8 +269,7 @@ def test_freeze_holds_the_encoder_for_exactly_its_steps(tmp_path: Path) -> None:
     assert all(p.requires_grad for p in four.model.parameters())
 
 
-def test_a_run_killed_while_pretraining_resumes_bit_for_bit(tmp_path: Path,
-                                                            monkeypatch) -> None:
+def test_a_run_killed_while_pretraining_resumes_bit_for_bit(tmp_path: Path, monkeypatch) -> None:
     recipe = {"steps": 2, "pretrain_steps": 6, "checkpoint_every": 3, "freeze_fraction": 0.5}
     reference = _train(tmp_path, "reference", **recipe)
     real, calls = pt.Pretraining.step, []

@@ -18,8 +18,11 @@ from runtime.images import downscale
 def keys(x: np.ndarray, a: float = -0.5) -> np.ndarray:
     """The Keys cubic convolution kernel (a = -1/2: PIL's BICUBIC)."""
     x = np.abs(x)
-    return np.where(x < 1, (a + 2) * x**3 - (a + 3) * x**2 + 1,
-                    np.where(x < 2, a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a, 0.0))
+    return np.where(
+        x < 1,
+        (a + 2) * x**3 - (a + 3) * x**2 + 1,
+        np.where(x < 2, a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a, 0.0),
+    )
 
 
 def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -60,7 +63,7 @@ def test_the_kernel_is_bicubic_a_minus_half_both_ways() -> None:
     lr = downscale(hr, 4)
     up = sr.bicubic_upscale(lr, 4)
     for i in range(2):
-        d = downscale(hr[i:i + 1], 4)[0].numpy().astype(int)
+        d = downscale(hr[i : i + 1], 4)[0].numpy().astype(int)
         assert np.abs(d - resize(hr[i].numpy(), 6, 6)).max() <= 1  # float32 vs float64 ties
         assert np.abs(up[i].numpy().astype(int) - resize(lr[i].numpy(), 24, 24)).max() <= 1
 
@@ -122,7 +125,13 @@ def test_basicsr_ssim_window_on_the_y_channel_after_cropping() -> None:
 
 
 def test_table4_averages_over_the_temperatures() -> None:
-    per = {"0.1": {"psnr": 20.0, "ssim": 0.5, "lr_psnr": 30.0},
-           "0.5": {"psnr": 22.0, "ssim": 0.7, "lr_psnr": 34.0}}
-    assert sr.table4(per, lpips=False) == {"psnr": 21.0, "ssim": 0.6, "lr_psnr": 32.0,
-                                           "lpips": "unavailable"}
+    per = {
+        "0.1": {"psnr": 20.0, "ssim": 0.5, "lr_psnr": 30.0},
+        "0.5": {"psnr": 22.0, "ssim": 0.7, "lr_psnr": 34.0},
+    }
+    assert sr.table4(per, lpips=False) == {
+        "psnr": 21.0,
+        "ssim": 0.6,
+        "lr_psnr": 32.0,
+        "lpips": "unavailable",
+    }

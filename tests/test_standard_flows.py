@@ -52,8 +52,9 @@ def _module(key: str, shape, **args):
     return kind.module_class()(shape, full, None).double()
 
 
-@pytest.mark.parametrize("key", ["coupling.affine", "coupling.additive", "coupling.mixture",
-                                 "coupling.spline"])
+@pytest.mark.parametrize(
+    "key", ["coupling.affine", "coupling.additive", "coupling.mixture", "coupling.spline"]
+)
 def test_flip_transforms_the_other_half(key: str) -> None:
     gen = torch.Generator().manual_seed(0)
     extra = {"components": 3} if key == "coupling.mixture" else {}
@@ -97,10 +98,22 @@ IN = "  input 4x4x4"
 
 
 def test_w004_fires_on_same_half_checkerboard_couplings_without_mixing() -> None:
-    (d,) = w004(t("flow f {", "  input 1x8x8", "  level {",
-                  "    actnorm", "    coupling affine mask=checkerboard hidden=4",
-                  "    actnorm", "    coupling affine mask=checkerboard hidden=4",
-                  "    squeeze", "    invconv", "    coupling affine hidden=4", "  }", "}"))
+    (d,) = w004(
+        t(
+            "flow f {",
+            "  input 1x8x8",
+            "  level {",
+            "    actnorm",
+            "    coupling affine mask=checkerboard hidden=4",
+            "    actnorm",
+            "    coupling affine mask=checkerboard hidden=4",
+            "    squeeze",
+            "    invconv",
+            "    coupling affine hidden=4",
+            "  }",
+            "}",
+        )
+    )
     assert d.severity == "warning" and d.span.line == 5
     assert "50% of the 1x8x8 entries of level 1 (32 of 64)" in d.message
     assert "`level1.actnorm` to `level1.squeeze`" in d.message
@@ -109,46 +122,78 @@ def test_w004_fires_on_same_half_checkerboard_couplings_without_mixing() -> None
 
 
 def test_w004_fires_on_same_half_channel_couplings_and_names_the_remedies() -> None:
-    (d,) = w004(t("flow f {", IN, "  coupling affine hidden=4", "  actnorm",
-                  "  coupling additive hidden=4", "}"))
+    (d,) = w004(
+        t(
+            "flow f {",
+            IN,
+            "  coupling affine hidden=4",
+            "  actnorm",
+            "  coupling additive hidden=4",
+            "}",
+        )
+    )
     assert "(32 of 64)" in d.message and "the prior" in d.message
     assert "channels 0-1" in " ".join(d.notes)
     assert "flip=true" in d.help and "invconv" in d.help and "permute" in d.help
 
 
-@pytest.mark.parametrize("body", [
-    ["coupling affine hidden=4", "coupling affine hidden=4 flip=true"],
-    ["coupling affine hidden=4", "invconv", "coupling affine hidden=4"],
-    ["coupling affine hidden=4", "permute mode=reverse", "coupling affine hidden=4"],
-    ["coupling affine mask=checkerboard hidden=4", "actnorm",
-     "coupling spline mask=checkerboard flip=true hidden=4"],
-    ["coupling mixture hidden=4 components=2",
-     "coupling mixture hidden=4 components=2 flip=true"],
-    ["actnorm", "invconv"],  # no coupling, nothing to warn about
-    ["actnorm"],
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        ["coupling affine hidden=4", "coupling affine hidden=4 flip=true"],
+        ["coupling affine hidden=4", "invconv", "coupling affine hidden=4"],
+        ["coupling affine hidden=4", "permute mode=reverse", "coupling affine hidden=4"],
+        [
+            "coupling affine mask=checkerboard hidden=4",
+            "actnorm",
+            "coupling spline mask=checkerboard flip=true hidden=4",
+        ],
+        [
+            "coupling mixture hidden=4 components=2",
+            "coupling mixture hidden=4 components=2 flip=true",
+        ],
+        ["actnorm", "invconv"],  # no coupling, nothing to warn about
+        ["actnorm"],
+    ],
+)
 def test_w004_is_silent_when_every_entry_is_reached(body: list[str]) -> None:
     assert w004(t("flow f {", IN, *(f"  {b}" for b in body), "}")) == []
 
 
 def test_w004_finds_what_a_reversal_of_three_channels_misses() -> None:
     # reversing 3 channels keeps the middle one in the kept half of every channel coupling
-    (d,) = w004(t("flow f {", "  input 3x4x4", "  coupling affine hidden=4",
-                  "  permute mode=reverse", "  coupling affine hidden=4", "}"))
+    (d,) = w004(
+        t(
+            "flow f {",
+            "  input 3x4x4",
+            "  coupling affine hidden=4",
+            "  permute mode=reverse",
+            "  coupling affine hidden=4",
+            "}",
+        )
+    )
     assert "(16 of 48)" in d.message and "channel 1" in " ".join(d.notes)
 
 
-@pytest.mark.parametrize("body", [
-    ["coupling affine hidden=3", "actnorm", "coupling affine hidden=3"],
-    ["coupling affine hidden=3 mask=checkerboard",
-     "coupling additive hidden=3 mask=checkerboard"],
-    ["coupling affine hidden=3", "permute mode=reverse", "coupling affine hidden=3"],
-    ["coupling spline hidden=3 bins=3 flip=true", "attention imap",
-     "coupling affine hidden=3 flip=true"],
-    ["coupling affine hidden=3", "coupling spline hidden=3 flip=true bins=2"],  # odd C
-    ["coupling affine hidden=3 flip=true", "coupling mixture hidden=3 components=2"],
-    ["attention imap mask=complement", "coupling affine hidden=3 mask=checkerboard"],
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        ["coupling affine hidden=3", "actnorm", "coupling affine hidden=3"],
+        [
+            "coupling affine hidden=3 mask=checkerboard",
+            "coupling additive hidden=3 mask=checkerboard",
+        ],
+        ["coupling affine hidden=3", "permute mode=reverse", "coupling affine hidden=3"],
+        [
+            "coupling spline hidden=3 bins=3 flip=true",
+            "attention imap",
+            "coupling affine hidden=3 flip=true",
+        ],
+        ["coupling affine hidden=3", "coupling spline hidden=3 flip=true bins=2"],  # odd C
+        ["coupling affine hidden=3 flip=true", "coupling mixture hidden=3 components=2"],
+        ["attention imap mask=complement", "coupling affine hidden=3 mask=checkerboard"],
+    ],
+)
 def test_w004_agrees_with_the_jacobian(body: list[str]) -> None:
     """The fraction W004 reports is that of the outputs whose Jacobian row has one non-zero."""
     text = t("flow f {", "  input 3x4x4", *(f"  {b}" for b in body), "}")
@@ -160,8 +205,9 @@ def test_w004_agrees_with_the_jacobian(body: list[str]) -> None:
     with torch.no_grad():
         model(x)
     perturb_(model, 0.5, gen)
-    jac = torch.autograd.functional.jacobian(lambda v: model(v.view_as(x))[0][0].reshape(-1),
-                                             x.reshape(-1))
+    jac = torch.autograd.functional.jacobian(
+        lambda v: model(v.view_as(x))[0][0].reshape(-1), x.reshape(-1)
+    )
     alone = float(((jac.abs() > 1e-12).sum(1) == 1).double().mean())
     assert alone == (_fraction(found[0]) if found else 0.0), (alone, found)
 
@@ -203,8 +249,7 @@ def _shipped():
 
 def test_w004_fires_on_nothing_shipped() -> None:
     shipped = _shipped()
-    assert {"realnvp.flow", "nice.flow", "nsf.flow", "glow_mnist.flow"} <= {p for p, *_ in
-                                                                           shipped}
+    assert {"realnvp.flow", "nice.flow", "nsf.flow", "glow_mnist.flow"} <= {p for p, *_ in shipped}
     assert [(p, d.message) for p, _, found in shipped for d in found] == []
 
 
@@ -219,8 +264,11 @@ def _jacobian(model, x):
 
 def _realnvp(text: str | None = None):
     over = {"L": 2, "hidden": 4, "size": 8}
-    spec = flowspec.loads(text, overrides=over) if text else flowspec.load(
-        ROOT / "specs/realnvp.flow", overrides=over)
+    spec = (
+        flowspec.loads(text, overrides=over)
+        if text
+        else flowspec.load(ROOT / "specs/realnvp.flow", overrides=over)
+    )
     model = flowspec.compile(spec, device="cpu").double()
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, 1, 8, 8, generator=gen, dtype=torch.float64) - 0.5  # model space
@@ -252,8 +300,11 @@ def test_realnvp_without_its_flips_leaves_entries_untouched_and_w004_says_so() -
 
 def test_realnvp_follows_the_paper() -> None:
     spec = flowspec.load(ROOT / "specs/realnvp.flow")
-    kinds = [(layer.kind, layer.args.get("mask"), layer.args.get("flip"))
-             for layer in spec.layers if layer.kind != "actnorm"]
+    kinds = [
+        (layer.kind, layer.args.get("mask"), layer.args.get("flip"))
+        for layer in spec.layers
+        if layer.kind != "actnorm"
+    ]
     cb = [("coupling.affine", "checkerboard", f) for f in (False, True, False)]
     ch = [("coupling.affine", "channel", f) for f in (False, True, False)]
     scale = [*cb, ("squeeze", None, None), *ch, ("split", None, None)]
@@ -265,8 +316,10 @@ def test_realnvp_follows_the_paper() -> None:
 # ---------------------------------------------------------------------------- spline
 def _spline_raw(shape, bins, scale, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return [scale * torch.randn((*shape, n), generator=gen, dtype=torch.float64)
-            for n in (bins, bins, bins - 1)]
+    return [
+        scale * torch.randn((*shape, n), generator=gen, dtype=torch.float64)
+        for n in (bins, bins, bins - 1)
+    ]
 
 
 def test_spline_is_monotone_identity_outside_and_inverts_in_closed_form() -> None:
@@ -313,15 +366,22 @@ def test_logit_and_logistic_prior_make_the_uniform_density_and_its_bits_per_dim(
     constant D log(1 - 2 alpha) of the uniform density on the box, and bits/dim of b-bit
     data is exactly b - log2(1 - 2 alpha)."""
     alpha, bits = 0.05, 5
-    model = flowspec.compile(flowspec.loads(t(
-        "flow f {", "  input 2x4x4", "  prior logistic", f"  logit alpha={alpha}", "}")),
-        device="cpu").double()
-    x = torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(0),
-                   dtype=torch.float64) - 0.5
+    model = flowspec.compile(
+        flowspec.loads(
+            t("flow f {", "  input 2x4x4", "  prior logistic", f"  logit alpha={alpha}", "}")
+        ),
+        device="cpu",
+    ).double()
+    x = (
+        torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        - 0.5
+    )
     with torch.no_grad():
         logp = model.log_prob(x)
-    assert max_abs_diff(logp, torch.full((3,), 32 * math.log1p(-2 * alpha),
-                                         dtype=torch.float64)) < 1e-10
+    assert (
+        max_abs_diff(logp, torch.full((3,), 32 * math.log1p(-2 * alpha), dtype=torch.float64))
+        < 1e-10
+    )
     bpd = bits_per_dim(logp, 32, bits)
     assert max_abs_diff(bpd, torch.full_like(bpd, bits - math.log2(1 - 2 * alpha))) < 1e-10
 
@@ -337,9 +397,16 @@ def test_logistic_prior_density_and_noise() -> None:
     assert abs(float(noise.mean())) < 0.02
     assert abs(float(noise.std()) - math.pi / math.sqrt(3)) < 0.02
     # the model samples with it: a temperature-T sample pushes back to T * logistic noise
-    model = flowspec.compile(flowspec.loads(t("flow f {", "  input 2x3x3",
-                                              "  prior logistic learned", "  actnorm", "}")),
-                             device="cpu").double().eval()
+    model = (
+        flowspec.compile(
+            flowspec.loads(
+                t("flow f {", "  input 2x3x3", "  prior logistic learned", "  actnorm", "}")
+            ),
+            device="cpu",
+        )
+        .double()
+        .eval()
+    )
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     xs = model.sample(4, temperature=0.5, generator=g1)
     with torch.no_grad():

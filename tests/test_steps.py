@@ -32,14 +32,34 @@ from runtime.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 T = torch.Tensor
-READS = {T.item, T.__bool__, T.__float__, T.__int__, T.__index__, T.tolist, T.cpu, T.numpy,
-         T.nonzero, torch.nonzero, T.unique, torch.unique, torch.masked_select,
-         T.masked_select}
+READS = {
+    T.item,
+    T.__bool__,
+    T.__float__,
+    T.__int__,
+    T.__index__,
+    T.tolist,
+    T.cpu,
+    T.numpy,
+    T.nonzero,
+    torch.nonzero,
+    T.unique,
+    torch.unique,
+    torch.masked_select,
+    T.masked_select,
+}
 #: host-side by design: the optimisers' step counts (see the module docstring)
 HOST_SIDE = ("torch/optim/",)
 
-QUICK = {"steps": 4, "batch": 4, "val_every": 100, "sample_every": 100,
-         "checkpoint_every": 100, "val_images": 8, "progress": False}
+QUICK = {
+    "steps": 4,
+    "batch": 4,
+    "val_every": 100,
+    "sample_every": 100,
+    "checkpoint_every": 100,
+    "val_images": 8,
+    "progress": False,
+}
 SR_PRETRAIN = """flowspec 0.2
 flow f(scale = 4) {
   input 1 x 16 x 16
@@ -60,10 +80,12 @@ flow f(scale = 4) {
 """.replace("ENCODER", "srflow(blocks=1, features=4, taps=1, ups=1, head=true, scale=scale)")
 FLOWS = {
     "demo": lambda tmp: (ROOT / "specs" / "demo.flow", {"L": 2, "K": 1, "hidden": 8}, {}),
-    "logit": lambda tmp: (ROOT / "specs" / "realnvp.flow", {"L": 2, "hidden": 8, "size": 8},
-                          {"data": "digits"}),
-    "class": lambda tmp: (ROOT / "specs" / "glow_class.flow", {"L": 2, "K": 1, "hidden": 8},
-                          {}),
+    "logit": lambda tmp: (
+        ROOT / "specs" / "realnvp.flow",
+        {"L": 2, "hidden": 8, "size": 8},
+        {"data": "digits"},
+    ),
+    "class": lambda tmp: (ROOT / "specs" / "glow_class.flow", {"L": 2, "K": 1, "hidden": 8}, {}),
     "sr": lambda tmp: (write_spec(tmp, TINY_SR), {}, {}),
     # the encoder's pretraining steps, then flow steps with the encoder frozen for two
     "sr-pretrain": lambda tmp: (write_spec(tmp, SR_PRETRAIN), {}, {}),
@@ -172,7 +194,8 @@ def test_flushes_come_at_logging_steps() -> None:
 
 
 def test_a_non_finite_step_is_named_at_the_flush_and_nothing_after_it_is_kept(
-        tmp_path, monkeypatch) -> None:
+    tmp_path, monkeypatch
+) -> None:
     """A loss that goes NaN at step 3 of a window that flushes at step 4: the run stops at
     the flush naming step 3 and the layer, with the parameters step 3 saw (the updates of
     steps 3 and 4 were skipped on the device), and writes no checkpoint of step 4."""
@@ -207,8 +230,12 @@ def test_a_non_finite_step_is_named_at_the_flush_and_nothing_after_it_is_kept(
     monkeypatch.setattr(Trainer, "_nonfinite", nonfinite)
     out = tmp_path / "nan"
     with pytest.raises(RunError) as e:
-        runtime.train(ROOT / "specs" / "demo.flow", overrides={"L": 2, "K": 1, "hidden": 8},
-                      out=out, **{**QUICK, "steps": 8, "checkpoint_every": 2})
+        runtime.train(
+            ROOT / "specs" / "demo.flow",
+            overrides={"L": 2, "K": 1, "hidden": 8},
+            out=out,
+            **{**QUICK, "steps": 8, "checkpoint_every": 2},
+        )
     msg = str(e.value)
     assert msg.startswith("training stopped at step 3: the loss is nan")
     assert f"layer `{seen['path']}`" in msg and ".flow:" in msg
@@ -225,8 +252,12 @@ def test_the_detector_sees_reads() -> None:
     x = torch.ones(3)
     with mode:
         float(x.sum()), bool(x.any()), x.tolist(), x.nonzero()
-    assert [r.split(" at ")[0] for r in mode.found] == ["__float__", "__bool__", "tolist",
-                                                       "nonzero"]
+    assert [r.split(" at ")[0] for r in mode.found] == [
+        "__float__",
+        "__bool__",
+        "tolist",
+        "nonzero",
+    ]
 
 
 def test_a_non_finite_pretraining_step_is_named_at_the_flush(tmp_path, monkeypatch) -> None:

@@ -31,8 +31,10 @@ def _rules(patterns: list[dict]) -> list[dict]:
     return out
 
 
-RULES = [{**r, **{k: re.compile(r[k]) for k in ("match", "begin", "end") if k in r}}
-         for r in _rules(GRAMMAR["patterns"])]
+RULES = [
+    {**r, **{k: re.compile(r[k]) for k in ("match", "begin", "end") if k in r}}
+    for r in _rules(GRAMMAR["patterns"])
+]
 
 
 def tokenise(line: str) -> list[tuple[str, str]]:
@@ -49,11 +51,11 @@ def tokenise(line: str) -> list[tuple[str, str]]:
             break
         r, m = best
         if m.start() > pos:
-            out.append((line[pos:m.start()], ""))
+            out.append((line[pos : m.start()], ""))
         if "begin" in r:
             end = r["end"].search(line, m.end())
             stop = end.end() if end else len(line)
-            out.append((line[m.start():stop], r["name"]))
+            out.append((line[m.start() : stop], r["name"]))
             pos = stop
             continue
         if "captures" in r:
@@ -71,7 +73,7 @@ def _scope(line: str, text: str) -> str:
 
 def test_scopes():
     assert GRAMMAR["scopeName"] == "source.flowspec"
-    line = 'flow demo(L = 2 in 1..8) {  # a comment'
+    line = "flow demo(L = 2 in 1..8) {  # a comment"
     assert _scope(line, "flow").startswith("keyword")
     assert _scope(line, "demo").startswith("entity.name.function")
     assert _scope(line, "2").startswith("constant.numeric")
@@ -90,8 +92,11 @@ def test_scopes():
 def test_kind_names_are_the_registry_heads():
     pattern = GRAMMAR["repository"]["kind"]["match"]
     written = set(re.search(r"\(([^)]*)\)", pattern).group(1).split("|"))
-    builtin = {h for h, v in heads().items()
-               if all(k.__module__.startswith("flowspec.") for k in v.values())}
+    builtin = {
+        h
+        for h, v in heads().items()
+        if all(k.__module__.startswith("flowspec.") for k in v.values())
+    }
     assert written == builtin
 
 

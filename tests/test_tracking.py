@@ -16,9 +16,14 @@ from tensorboard.backend.event_processing import event_accumulator  # noqa: E402
 
 
 def events(folder: Path) -> event_accumulator.EventAccumulator:
-    acc = event_accumulator.EventAccumulator(str(folder), size_guidance={
-        event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0,
-        event_accumulator.TENSORS: 0})
+    acc = event_accumulator.EventAccumulator(
+        str(folder),
+        size_guidance={
+            event_accumulator.SCALARS: 0,
+            event_accumulator.IMAGES: 0,
+            event_accumulator.TENSORS: 0,
+        },
+    )
     acc.Reload()
     return acc
 
@@ -26,8 +31,20 @@ def events(folder: Path) -> event_accumulator.EventAccumulator:
 def test_tensorboard_run_has_scalars_images_and_diagram(cli, tmp_path: Path) -> None:
     spec = write_spec(tmp_path, TINY_GEN)
     out = tmp_path / "run"
-    common = ("--out", out, "--val-every", 3, "--sample-every", 6, "--checkpoint-every", 3,
-              "--val-images", 32, "--no-progress", "--tensorboard")
+    common = (
+        "--out",
+        out,
+        "--val-every",
+        3,
+        "--sample-every",
+        6,
+        "--checkpoint-every",
+        3,
+        "--val-images",
+        32,
+        "--no-progress",
+        "--tensorboard",
+    )
     rc, _, err = cli("train", spec, "--steps", 6, *common)
     assert rc == 0, err
     acc = events(out / "tensorboard")
@@ -36,8 +53,9 @@ def test_tensorboard_run_has_scalars_images_and_diagram(cli, tmp_path: Path) -> 
         assert [e.step for e in acc.Scalars(f"train/{name}")] == [1, 2, 3, 4, 5, 6], name
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     val = [r for r in logged if r["kind"] == "val"]
-    assert [(e.step, e.value) for e in acc.Scalars("val/bpd")] == \
-        [(r["step"], pytest.approx(r["bpd"], rel=1e-6)) for r in val]
+    assert [(e.step, e.value) for e in acc.Scalars("val/bpd")] == [
+        (r["step"], pytest.approx(r["bpd"], rel=1e-6)) for r in val
+    ]
     assert "val/recon_rel" in tags["scalars"]
     for t in ("0.5", "0.7", "1"):
         (img,) = acc.Images(f"samples/t{t}")
@@ -55,10 +73,19 @@ def test_tensorboard_run_has_scalars_images_and_diagram(cli, tmp_path: Path) -> 
     assert steps == list(range(1, 10))
 
 
-def test_tensorboard_missing_is_a_clear_error(cli, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tensorboard_missing_is_a_clear_error(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
-    rc, _, err = cli("train", write_spec(tmp_path, TINY_GEN), "--out", tmp_path / "run",
-                     "--steps", 2, "--no-progress", "--tensorboard")
+    rc, _, err = cli(
+        "train",
+        write_spec(tmp_path, TINY_GEN),
+        "--out",
+        tmp_path / "run",
+        "--steps",
+        2,
+        "--no-progress",
+        "--tensorboard",
+    )
     assert rc == 1 and "flowspec[track]" in err
     assert not (tmp_path / "run" / "checkpoint.pt").exists()

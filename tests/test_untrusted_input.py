@@ -31,8 +31,8 @@ import pytest
 import torch
 
 import flowspec
-from flowspec.api import analyze
 import runtime
+from flowspec.api import analyze
 from runtime import RunError
 from runtime import checkpoint as ckpt
 
@@ -73,9 +73,13 @@ flow tiny_sr(hidden = 4) {
 """
 INPUT_LINE = 3  # `input 1 x 32 x 32` of flow tiny
 COND_LINE = 26  # `condition lr: ...` of flow tiny_sr
-QUICK = {"val_every": 2, "sample_every": 100, "checkpoint_every": 2, "val_images": 8,
-         "progress": False}
-
+QUICK = {
+    "val_every": 2,
+    "sample_every": 100,
+    "checkpoint_every": 2,
+    "val_images": 8,
+    "progress": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +104,23 @@ def _env() -> dict[str, str]:
 
 
 def _cli_process(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flowspec.cli", *map(str, args)], cwd=ROOT,
-                          env=_env(), capture_output=True, text=True, check=False, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "flowspec.cli", *map(str, args)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 # --------------------------------------------------------------------------- safe loading
 
 
 def test_checkpoints_are_read_with_weights_only_and_record_the_digest(
-        run: Path, spec_file: Path, monkeypatch) -> None:
+    run: Path, spec_file: Path, monkeypatch
+) -> None:
     seen = []
     real = torch.load
 
@@ -148,16 +160,20 @@ def test_a_pickle_that_would_run_code_is_refused_unrun(tmp_path: Path) -> None:
     assert "weights_only` set to `False`" not in msg  # never advise the unsafe way
 
 
-@pytest.mark.parametrize("damage, match", [
-    ("empty", "is empty"),
-    ("truncated", "truncated or corrupted"),
-    ("garbage", "not a PyTorch checkpoint"),
-    ("tensor", "not a flowspec checkpoint"),
-    ("no_model", "not a flowspec checkpoint"),
-    ("model_not_dict", "its `model` is not a state dict"),
-])
-def test_damaged_checkpoints_give_clear_errors(run: Path, tmp_path: Path, damage: str,
-                                              match: str) -> None:
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        ("empty", "is empty"),
+        ("truncated", "truncated or corrupted"),
+        ("garbage", "not a PyTorch checkpoint"),
+        ("tensor", "not a flowspec checkpoint"),
+        ("no_model", "not a flowspec checkpoint"),
+        ("model_not_dict", "its `model` is not a state dict"),
+    ],
+)
+def test_damaged_checkpoints_give_clear_errors(
+    run: Path, tmp_path: Path, damage: str, match: str
+) -> None:
     good = (run / "checkpoint.pt").read_bytes()
     path = tmp_path / "bad.pt"
     if damage == "empty":
@@ -201,8 +217,9 @@ def test_another_model_is_refused_naming_what_differs(run: Path, spec_file: Path
     assert "`level2.step01.coupling` hidden=4->6" in msg
     assert "--strict false" in msg
     with pytest.raises(RunError, match=r"`level1.step02.actnorm` \(actnorm\) is new"):
-        runtime.sample(spec_file, ck, flow="tiny", overrides={"K": 2}, n=1,
-                       output=run.parent / "x.png")
+        runtime.sample(
+            spec_file, ck, flow="tiny", overrides={"K": 2}, n=1, output=run.parent / "x.png"
+        )
     # parameters of another shape cannot be loaded even when asked to
     with pytest.raises(RunError, match="changed shape"):
         runtime.evaluate(spec_file, ck, flow="tiny", overrides={"hidden": 6}, strict=False)
@@ -212,14 +229,20 @@ def test_strict_false_loads_what_still_fits(run: Path, spec_file: Path, capsys) 
     # residual=true has the same parameters but computes another map: refused by default
     with pytest.raises(RunError, match=r"`level1.step01.attention` residual=False->True"):
         runtime.evaluate(spec_file, run / "checkpoint.pt", overrides={"res": True})
-    m = runtime.evaluate(spec_file, run / "checkpoint.pt", overrides={"res": True},
-                         strict=False, out=run.parent / "loose")
+    m = runtime.evaluate(
+        spec_file,
+        run / "checkpoint.pt",
+        overrides={"res": True},
+        strict=False,
+        out=run.parent / "loose",
+    )
     assert m["step"] == 2 and m["bpd"] > 0
     assert "residual=False->True" in capsys.readouterr().err
 
 
-def test_a_checkpoint_from_before_a_new_argument_still_loads(run: Path, spec_file: Path,
-                                                             tmp_path: Path) -> None:
+def test_a_checkpoint_from_before_a_new_argument_still_loads(
+    run: Path, spec_file: Path, tmp_path: Path
+) -> None:
     """Checkpoints written before `residual` existed: the argument is absent from their IR
     (so the digest differs), but its default is the old behaviour: the same model."""
     ck = ckpt.load(run / "checkpoint.pt")
@@ -237,20 +260,33 @@ def test_a_checkpoint_from_before_a_new_argument_still_loads(run: Path, spec_fil
         runtime.evaluate(spec_file, old, overrides={"res": True})
 
 
-def test_resume_refuses_another_model_through_the_cli(run: Path, spec_file: Path,
-                                                      tmp_path: Path, cli) -> None:
+def test_resume_refuses_another_model_through_the_cli(
+    run: Path, spec_file: Path, tmp_path: Path, cli
+) -> None:
     out = tmp_path / "run"
     runtime.train(spec_file, flow="tiny", out=out, **QUICK)
-    args = ("train", spec_file, "--flow", "tiny", "--out", out, "--resume", "--steps", 4,
-            "--no-progress")
+    args = (
+        "train",
+        spec_file,
+        "--flow",
+        "tiny",
+        "--out",
+        out,
+        "--resume",
+        "--steps",
+        4,
+        "--no-progress",
+    )
     rc, _, err = cli(*args, "--set", "res=true")
     assert rc == 1 and "belongs to another model" in err and "residual=False->True" in err
     rc, _, err = cli(*args, "--set", "res=true", "--strict", "false")
     assert rc == 0, err
     assert "--strict false" in err
     ck = ckpt.load(out / "checkpoint.pt")
-    assert ck["step"] == 4 and ck["digest"] == flowspec.load(
-        spec_file, flow="tiny", overrides={"res": True}).digest()
+    assert (
+        ck["step"] == 4
+        and ck["digest"] == flowspec.load(spec_file, flow="tiny", overrides={"res": True}).digest()
+    )
     rc, _, err = cli(*args, "--strict", "maybe")
     assert rc == 2 and "expected true or false" in err
 
@@ -260,13 +296,36 @@ def test_resume_refuses_another_model_through_the_cli(run: Path, spec_file: Path
 #: What reads a spec. (flowspec/plugins.py imports by name, but only names that Python code,
 #: the command line, FLOWSPEC_PLUGINS or installed entry points give it: see
 #: test_a_spec_never_causes_an_import.)
-FRONT_END = ["ast", "api", "check", "errors", "evaluate", "flowgraph", "fmt", "fmt_layout", "ir",
-             "kinds", "parse", "recipe", "reference", "resolve", "verify"]
+FRONT_END = [
+    "ast",
+    "api",
+    "check",
+    "errors",
+    "evaluate",
+    "flowgraph",
+    "fmt",
+    "fmt_layout",
+    "ir",
+    "kinds",
+    "parse",
+    "recipe",
+    "reference",
+    "resolve",
+    "verify",
+]
 #: Calls that would run or load code, or run a program.
 FORBIDDEN_NAMES = {"eval", "exec", "compile", "__import__", "breakpoint"}
-FORBIDDEN_ATTRS = {("importlib", "import_module"), ("os", "system"), ("os", "popen"),
-                   ("pickle", "load"), ("pickle", "loads"), ("runpy", "run_path"),
-                   ("subprocess", "run"), ("subprocess", "Popen"), ("builtins", "eval")}
+FORBIDDEN_ATTRS = {
+    ("importlib", "import_module"),
+    ("os", "system"),
+    ("os", "popen"),
+    ("pickle", "load"),
+    ("pickle", "loads"),
+    ("runpy", "run_path"),
+    ("subprocess", "run"),
+    ("subprocess", "Popen"),
+    ("builtins", "eval"),
+}
 
 
 @pytest.mark.parametrize("module", FRONT_END)
@@ -282,8 +341,11 @@ def test_the_front_end_has_no_code_execution_path(module: str) -> None:
         f = node.func
         if isinstance(f, ast.Name) and f.id in FORBIDDEN_NAMES:
             bad.append(f"{f.id}() at line {node.lineno}")
-        elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and \
-                (f.value.id, f.attr) in FORBIDDEN_ATTRS:
+        elif (
+            isinstance(f, ast.Attribute)
+            and isinstance(f.value, ast.Name)
+            and (f.value.id, f.attr) in FORBIDDEN_ATTRS
+        ):
             bad.append(f"{f.value.id}.{f.attr}() at line {node.lineno}")
     assert not bad, f"flowspec/{module}.py: {bad}"
 
@@ -291,10 +353,10 @@ def test_the_front_end_has_no_code_execution_path(module: str) -> None:
 def test_a_spec_never_causes_an_import(tmp_path: Path, monkeypatch) -> None:
     """A layer named like a module, an argument naming one: compiler errors, no import."""
     (tmp_path / "evil_plugin.py").write_text(
-        f"import pathlib\npathlib.Path({str(tmp_path / 'ran')!r}).touch()\n")
+        f"import pathlib\npathlib.Path({str(tmp_path / 'ran')!r}).touch()\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    text = ("flow f {\n  input 2 x 4 x 4\n  evil_plugin\n"
-            "  coupling affine net=evil_plugin\n}\n")
+    text = "flow f {\n  input 2 x 4 x 4\n  evil_plugin\n  coupling affine net=evil_plugin\n}\n"
     _, diags = analyze("e.flow", text=text)
     assert [d.code for d in diags if d.severity == "error"] == ["E104", "E122"]
     assert "--plugin" in diags[0].render()
@@ -307,13 +369,15 @@ def test_a_spec_that_looks_like_code_stays_data(tmp_path: Path) -> None:
     payload = tmp_path / "payload.py"
     payload.write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
     main = tmp_path / "main.flow"
-    main.write_text("flowspec 0.1\n"
-                    f"let s = {json.dumps(code)}\n"
-                    "flow f(tag = s) {\n"
-                    "  input 2 x 4 x 4\n"
-                    "  actnorm\n"
-                    f"  train {{ data {json.dumps(code)} }}\n"
-                    "}\n")
+    main.write_text(
+        "flowspec 0.1\n"
+        f"let s = {json.dumps(code)}\n"
+        "flow f(tag = s) {\n"
+        "  input 2 x 4 x 4\n"
+        "  actnorm\n"
+        f"  train {{ data {json.dumps(code)} }}\n"
+        "}\n"
+    )
     spec = flowspec.load(main)
     assert spec.params["tag"] == code and spec.train["data"].value == code
     # importing a Python file only ever parses it as .flow text (a syntax error)
@@ -336,10 +400,12 @@ def model(spec_file: Path):
     return flowspec.compile(spec_file, flow="tiny", device="cpu")
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (2, 1, 28, 28), (2, 1, 64, 64),
-                                   (1, 32, 32), (2, 4, 16, 16)])
-def test_images_of_the_wrong_size_name_the_input_line(model, spec_file: Path,
-                                                      shape: tuple[int, ...]) -> None:
+@pytest.mark.parametrize(
+    "shape", [(2, 3, 32, 32), (2, 1, 28, 28), (2, 1, 64, 64), (1, 32, 32), (2, 4, 16, 16)]
+)
+def test_images_of_the_wrong_size_name_the_input_line(
+    model, spec_file: Path, shape: tuple[int, ...]
+) -> None:
     x = torch.rand(shape) - 0.5
     for call in (model, model.log_prob):
         with pytest.raises(ValueError) as e:
@@ -389,8 +455,9 @@ def _poison(monkeypatch, at_call: int, value: float) -> None:
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
-def test_non_finite_batch_is_refused_before_the_loss(spec_file: Path, tmp_path: Path,
-                                                     monkeypatch, value: float) -> None:
+def test_non_finite_batch_is_refused_before_the_loss(
+    spec_file: Path, tmp_path: Path, monkeypatch, value: float
+) -> None:
     out = tmp_path / "run"
     _poison(monkeypatch, 3, value)  # init batch, step 1, then step 2's batch
     with pytest.raises(RunError) as e:
@@ -406,8 +473,9 @@ def test_empty_data_folder(spec_file: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(RunError) as e:
-        runtime.train(spec_file, flow="tiny", data=str(empty), out=tmp_path / "run",
-                      progress=False)
+        runtime.train(
+            spec_file, flow="tiny", data=str(empty), out=tmp_path / "run", progress=False
+        )
     assert f"{empty} is an empty folder" in str(e.value)
     assert "expected PNG/JPEG images" in str(e.value)
     assert not (tmp_path / "run").exists()
@@ -427,7 +495,8 @@ def test_bad_inputs_through_the_cli(spec_file: Path, tmp_path: Path, cli, monkey
 
     assert "is an empty folder" in fails("--data", empty, "--out", tmp_path / "a")
     assert "1x28x28 after pad=0 but the spec's input is 1x32x32" in fails(
-        "--data", "mnist5k pad=0", "--out", tmp_path / "b")
+        "--data", "mnist5k pad=0", "--out", tmp_path / "b"
+    )
     rc, _, err = cli(*base, "--recon-warn", "-1", "--out", tmp_path / "c")  # a usage error
     assert rc == 2 and "argument --recon-warn: must be a number at least 0, got -1" in err
     _poison(monkeypatch, 2, float("nan"))

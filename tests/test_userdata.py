@@ -49,8 +49,7 @@ def digits(n: int = 200) -> torch.Tensor:
 def test_train_on_a_tensor_dataset_holds_out_every_tenth(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, TINY_GEN)
     ds = TensorDataset(digits().float() / 255)  # floats on the k/255 grid, as ToTensor makes
-    run = flowspec.train(spec, data=ds, steps=3, val_every=3, out=tmp_path / "run",
-                         progress=False)
+    run = flowspec.train(spec, data=ds, steps=3, val_every=3, out=tmp_path / "run", progress=False)
     assert run.step == 3 and math.isfinite(run.val_bpd)
     summary = json.loads((run.out / "summary.json").read_text())
     assert summary["recipe"]["data"] == "python:TensorDataset(N=200)"
@@ -75,16 +74,31 @@ def test_items_with_labels_and_val_data() -> None:
     assert (len(plain.train), len(plain.val)) == (36, 4)
 
 
-@pytest.mark.parametrize(("items", "message"), [
-    ([torch.zeros(1, 8, 8, dtype=torch.uint8)] * 3 + [torch.zeros(3, 8, 8, dtype=torch.uint8)],
-     r"data item 3: image of shape 3x8x8, expected 1x8x8"),
-    ([torch.zeros(1, 8, 8, dtype=torch.int64)], r"data item 0: image of dtype int64, expected "
-     r"uint8 or float in \[0, 1\]"),
-    ([torch.full((1, 8, 8), 0.3)], r"data item 0: float image not in \[0, 1\] on the 8-bit "
-     r"grid k/255"),
-    ([(torch.zeros(1, 8, 8), 1, 2)], r"data item 0: expected an image tensor, \(image,\), "
-     r"\(image, label\) or \(image, \{name: label_map\}\), got a 3-tuple"),
-])
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (
+            [torch.zeros(1, 8, 8, dtype=torch.uint8)] * 3
+            + [torch.zeros(3, 8, 8, dtype=torch.uint8)],
+            r"data item 3: image of shape 3x8x8, expected 1x8x8",
+        ),
+        (
+            [torch.zeros(1, 8, 8, dtype=torch.int64)],
+            r"data item 0: image of dtype int64, expected "
+            r"uint8 or float in \[0, 1\]",
+        ),
+        (
+            [torch.full((1, 8, 8), 0.3)],
+            r"data item 0: float image not in \[0, 1\] on the 8-bit "
+            r"grid k/255",
+        ),
+        (
+            [(torch.zeros(1, 8, 8), 1, 2)],
+            r"data item 0: expected an image tensor, \(image,\), "
+            r"\(image, label\) or \(image, \{name: label_map\}\), got a 3-tuple",
+        ),
+    ],
+)
 def test_bad_items_are_named_by_index(items, message) -> None:
     with pytest.raises(RunError, match=message):
         userdata.task_data(task_of(TINY_GEN), items)

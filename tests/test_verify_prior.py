@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-from test_plugins import clean_registries  # noqa: F401  (a fixture)
 
 import flowspec
 from flowspec.verify import check_prior, verify, verify_plugins

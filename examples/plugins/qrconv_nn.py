@@ -37,6 +37,7 @@ class QRConvModule(FlowLayer):
     def inverse(self, y, cond=None):
         b, c, h, w = y.shape
         rotated = torch.einsum("ji,bjhw->bihw", self._q().to(y.dtype), y)  # Q^T y
-        x = torch.linalg.solve_triangular(self._r().to(y.dtype),
-                                          rotated.reshape(b, c, h * w), upper=True)
+        x = torch.linalg.solve_triangular(
+            self._r().to(y.dtype), rotated.reshape(b, c, h * w), upper=True
+        )
         return x.reshape(b, c, h, w), -self._logdet(y)

@@ -15,7 +15,6 @@ import pkgutil
 
 import flowspec.kinds  # noqa: F401  (the registries the files below fill)
 
-
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if not _info.name.startswith("_") and _info.name != "base":
         importlib.import_module(f"{__name__}.{_info.name}")

@@ -47,7 +47,6 @@ from pydantic_core import PydanticCustomError
 
 from flowspec.kinds import LayerKind
 
-
 FORMS = ("identity", "paper", "residual")
 Form = Literal["identity", "paper", "residual"]
 #: The stored three-state ``residual`` of each form, and back.
@@ -86,14 +85,22 @@ def form_of(args: Mapping[str, Any] | Any) -> str:
 
 
 def form_field() -> Any:
-    return Field(None, exclude=True, description=(
-        "identity (default): starts as the identity, A = g (I + beta S); paper: the paper's "
-        "parameterisation; residual: bounded, for deep stacks (see docs/language.md)"))
+    return Field(
+        None,
+        exclude=True,
+        description=(
+            "identity (default): starts as the identity, A = g (I + beta S); paper: the paper's "
+            "parameterisation; residual: bounded, for deep stacks (see docs/language.md)"
+        ),
+    )
 
 
 def residual_field() -> Any:
-    return Field(None, validate_default=True, description=(
-        "older spelling of form=: true is form=residual, false is form=paper"))
+    return Field(
+        None,
+        validate_default=True,
+        description=("older spelling of form=: true is form=residual, false is form=paper"),
+    )
 
 
 def check_residual(value: bool | None, info: ValidationInfo) -> bool | None:
@@ -105,9 +112,13 @@ def check_residual(value: bool | None, info: ValidationInfo) -> bool | None:
     stored = _STORED[form]
     if "form" in info.data and value is not None and value is not stored:
         raise PydanticCustomError(
-            "literal_error", "residual= contradicts form=",
-            {"expected": f"no residual= with form={form} (residual=true is form=residual, "
-                         "residual=false is form=paper)"})
+            "literal_error",
+            "residual= contradicts form=",
+            {
+                "expected": f"no residual= with form={form} (residual=true is form=residual, "
+                "residual=false is form=paper)"
+            },
+        )
     return stored
 
 
@@ -155,5 +166,6 @@ class AttentionKind(LayerKind):
         # The free entries of the 3-D checkerboard ((c + h + w) odd is masked) become
         # functions of other entries; the masked ones are only rescaled (W004).
         free = 0 if args.mask == "checkerboard" else 1
-        return [[a and (ch + p) % 2 != free for p, a in enumerate(row)]
-                for ch, row in enumerate(alone)]
+        return [
+            [a and (ch + p) % 2 != free for p, a in enumerate(row)] for ch, row in enumerate(alone)
+        ]

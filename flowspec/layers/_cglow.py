@@ -20,11 +20,20 @@ from flowspec.kinds import ArgsLike, CondArgs, Issue, LayerKind, Shape, arg, con
 
 
 class CGlowCondArgs(CondArgs):
-    down: int = Field(1, ge=0, le=10, description="halvings between the condition and the "
-                      "layer: it receives the condition at 2^down times its H x W (the "
-                      "level, in a squeeze-by-2 flow)")
-    cond_hidden: int = Field(128, ge=1, le=8192, description="channels of the condition "
-                             "network's three stride-2 convolutions")
+    down: int = Field(
+        1,
+        ge=0,
+        le=10,
+        description="halvings between the condition and the "
+        "layer: it receives the condition at 2^down times its H x W (the "
+        "level, in a squeeze-by-2 flow)",
+    )
+    cond_hidden: int = Field(
+        128,
+        ge=1,
+        le=8192,
+        description="channels of the condition network's three stride-2 convolutions",
+    )
     cond_units: int = Field(64, ge=1, le=8192, description="width of its linear layers")
 
 
@@ -34,8 +43,9 @@ def cond_size(shape: Shape, args: ArgsLike) -> tuple[int, int]:
     return (shape[1] * f, shape[2] * f)
 
 
-def vector_net_params(cond_channels: int, hw: tuple[int, int], hidden: int, units: int,
-                      out: int) -> int:
+def vector_net_params(
+    cond_channels: int, hw: tuple[int, int], hidden: int, units: int, out: int
+) -> int:
     """Parameters of C-Glow's vector condition network on a ``cond_channels x hw`` map."""
     convs = conv_params(cond_channels, hidden, 2) + 2 * conv_params(hidden, hidden, 2)
     flat = hidden * (hw[0] // 8) * (hw[1] // 8)
@@ -56,8 +66,14 @@ class CGlowKind(LayerKind):
     def issues(cls, shape: Shape, args) -> list[Issue]:
         h, w = cond_size(shape, args)
         if h % 8 or w % 8:
-            return [Issue(codes.E_COND_SIZE, f"`{cls.key}` reads its condition at 2^down x "
-                          f"{shape[1]}x{shape[2]} = {h}x{w}, which its stride-2 convolutions need "
-                          "divisible by 8", help="use a larger input or a larger `down`",
-                          arg="down")]
+            return [
+                Issue(
+                    codes.E_COND_SIZE,
+                    f"`{cls.key}` reads its condition at 2^down x "
+                    f"{shape[1]}x{shape[2]} = {h}x{w}, which its stride-2 convolutions need "
+                    "divisible by 8",
+                    help="use a larger input or a larger `down`",
+                    arg="down",
+                )
+            ]
         return []

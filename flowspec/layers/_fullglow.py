@@ -19,7 +19,6 @@ from itertools import pairwise
 
 from flowspec.kinds import conv_params
 
-
 #: widths of Full-Glow's ``ConvNet`` (1x1 conv, then two unpadded 3x3 convs) and ``LinearNet``
 CONV_WIDTHS = (8, 4, 2)
 MLP_WIDTHS = (32, 64, 48)

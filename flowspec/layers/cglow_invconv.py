@@ -12,13 +12,19 @@ from ._cglow import CGlowCondArgs, CGlowKind, cond_size, vector_net_params
 class CGlowInvConvKind(CGlowKind):
     key = "cglow_invconv"
     Args = CGlowCondArgs
-    doc = ("C-Glow's conditional 1x1 convolution: a C x C matrix per sample (C^2 numbers, "
-           "as LU factors with a positive diagonal) from the condition at its full size")
+    doc = (
+        "C-Glow's conditional 1x1 convolution: a C x C matrix per sample (C^2 numbers, "
+        "as LU factors with a positive diagonal) from the condition at its full size"
+    )
     module = "flowspec.nn.cglow_invconv:CGlowInvConv"
 
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:
         c = shape[0]
-        return vector_net_params(cond_channels or 0, cond_size(shape, args),
-                                 int(arg(args, "cond_hidden")), int(arg(args, "cond_units")),
-                                 c * c)
+        return vector_net_params(
+            cond_channels or 0,
+            cond_size(shape, args),
+            int(arg(args, "cond_hidden")),
+            int(arg(args, "cond_units")),
+            c * c,
+        )

@@ -12,8 +12,10 @@ class CondActNormKind(LayerKind):
     key = "cond_actnorm"
     Args = CondArgs
     conditional = "required"
-    doc = ("Full-Glow's conditional actnorm: per-sample scale and shift predicted from the "
-           "condition (data-dependent init)")
+    doc = (
+        "Full-Glow's conditional actnorm: per-sample scale and shift predicted from the "
+        "condition (data-dependent init)"
+    )
     module = "flowspec.nn.cond_actnorm:CondActNorm"
 
     @classmethod

@@ -10,8 +10,11 @@ from ._fullglow import vector_net_params
 
 
 class CondInvConvArgs(CondArgs):
-    lu: bool = Field(True, description="predict LU factors (invertible for every output; "
-                     "Full-Glow's --do_lu) or the whole matrix (Full-Glow's default)")
+    lu: bool = Field(
+        True,
+        description="predict LU factors (invertible for every output; "
+        "Full-Glow's --do_lu) or the whole matrix (Full-Glow's default)",
+    )
 
 
 @kind

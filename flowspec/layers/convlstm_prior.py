@@ -34,7 +34,6 @@ from pydantic import Field, field_validator
 
 from flowspec.kinds import Args, PriorKind, conv_params, prior
 
-
 #: Channels of the context features computed from the kept half (mAR-SCF's ``z1_embd``).
 CONTEXT_FEATURES = 4
 
@@ -59,8 +58,7 @@ def odd_kernel(v: int) -> int:
 class ConvLSTMArgs(Args):
     hidden: int = Field(32, ge=1, le=1024, description="channels of the ConvLSTM")
     layers: int = Field(3, ge=1, le=16, description="stacked ConvLSTM cells")
-    kernel: int = Field(3, ge=1, le=9, description="kernel of the embedding and the cells "
-                        "(odd)")
+    kernel: int = Field(3, ge=1, le=9, description="kernel of the embedding and the cells (odd)")
     dilation: int = Field(1, ge=1, le=8, description="dilation of the cells' convolutions")
 
     _odd = field_validator("kernel")(odd_kernel)
@@ -70,8 +68,10 @@ class ConvLSTMArgs(Args):
 class ConvLSTMPriorKind(PriorKind):
     key = "convlstm"
     Args = ConvLSTMArgs
-    doc = ("mAR-SCF's channel-autoregressive prior: each channel Gaussian given the previous "
-           "ones through a ConvLSTM; exact density, sequential sampling")
+    doc = (
+        "mAR-SCF's channel-autoregressive prior: each channel Gaussian given the previous "
+        "ones through a ConvLSTM; exact density, sequential sampling"
+    )
     module = "flowspec.nn.convlstm_prior:ConvLSTMPrior"
 
     @classmethod

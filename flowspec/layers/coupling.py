@@ -20,14 +20,17 @@ from flowspec.kinds import (
 
 from .nets import net_params
 
-
 ScaleForm = Literal["sigmoid", "bounded"]
-SCALE_DOC = ("sigmoid: s = sigmoid(h + 2) + 1e-4; bounded: s = exp(b tanh(h)) in [e^-b, e^b], "
-             "which keeps the inverse accurate in deep flows")
+SCALE_DOC = (
+    "sigmoid: s = sigmoid(h + 2) + 1e-4; bounded: s = exp(b tanh(h)) in [e^-b, e^b], "
+    "which keeps the inverse accurate in deep flows"
+)
 
 
-FLIP_DOC = ("swap the halves: channel: the first C - C//2 channels are transformed, driven "
-            "by the last C//2; checkerboard: the pixels with h + w even are transformed")
+FLIP_DOC = (
+    "swap the halves: channel: the first C - C//2 channels are transformed, driven "
+    "by the last C//2; checkerboard: the pixels with h + w even are transformed"
+)
 
 
 class CouplingArgs(CondArgs):
@@ -35,8 +38,10 @@ class CouplingArgs(CondArgs):
     net: str = registry_field("net", "glow", "the coupling network (a registered net)")
     net_args: dict[str, int | float | bool | str] = registry_args_field("net")
     mask: Literal["channel", "checkerboard"] = Field(
-        "channel", description="channel: the first C - C//2 channels drive the rest; "
-        "checkerboard: pixels with h + w even drive the others")
+        "channel",
+        description="channel: the first C - C//2 channels drive the rest; "
+        "checkerboard: pixels with h + w even drive the others",
+    )
     flip: bool = Field(False, description=FLIP_DOC)
 
 
@@ -47,9 +52,11 @@ class AffineCouplingArgs(CouplingArgs):
 def channel_split_issue(shape, what: str) -> Issue | None:
     """E202 for a channel-mask layer on fewer than 2 channels."""
     if shape[0] < 2:
-        return Issue(codes.E_FEW_CHANNELS, f"{what} needs at least 2 channels to split, but gets "
-                     f"{fmt_shape(shape)}", "squeeze first (it multiplies the channels by 4), "
-                     "or use mask=checkerboard")
+        return Issue(
+            codes.E_FEW_CHANNELS,
+            f"{what} needs at least 2 channels to split, but gets {fmt_shape(shape)}",
+            "squeeze first (it multiplies the channels by 4), or use mask=checkerboard",
+        )
     return None
 
 
@@ -86,8 +93,10 @@ class CouplingKind(LayerKind):
     def alone_after(cls, shape, args, alone: list[list[bool]]) -> list[list[bool]]:
         """W004 (see :mod:`flowspec.check`): the transformed entries now depend on others."""
         coupled = cls.coupled(shape, args)
-        return [[a and (ch, p) not in coupled for p, a in enumerate(row)]
-                for ch, row in enumerate(alone)]
+        return [
+            [a and (ch, p) not in coupled for p, a in enumerate(row)]
+            for ch, row in enumerate(alone)
+        ]
 
     @classmethod
     def params(cls, shape, args, cond_channels) -> int:

@@ -6,7 +6,6 @@ from pydantic import Field
 
 from flowspec.kinds import Args, EncoderKind, arg, conv_params, encoder
 
-
 #: ESRGAN scales every residual branch by this before adding it (stabilises deep stacks).
 _RESIDUAL_SCALE = 0.2
 
@@ -56,8 +55,10 @@ class EmbeddingArgs(Args):
 class EmbeddingKind(EncoderKind):
     key = "embedding"
     Args = EmbeddingArgs
-    doc = ("a learned embedding of each class (one-hot in, a linear map without bias); the "
-           "default for `class N` conditions")
+    doc = (
+        "a learned embedding of each class (one-hot in, a linear map without bias); the "
+        "default for `class N` conditions"
+    )
     module = "flowspec.nn.encoders:EmbeddingEncoder"
 
     @classmethod
@@ -73,9 +74,11 @@ class PaletteArgs(Args):
 class PaletteKind(EncoderKind):
     key = "palette"
     Args = PaletteArgs
-    doc = ("a label map drawn in colour, as *_gtFine_color.png (Cityscapes' colours for 34 "
-           "classes, a fixed palette otherwise), in the model's [-1/2, 1/2) units; no "
-           "parameters (C-Glow's condition)")
+    doc = (
+        "a label map drawn in colour, as *_gtFine_color.png (Cityscapes' colours for 34 "
+        "classes, a fixed palette otherwise), in the model's [-1/2, 1/2) units; no "
+        "parameters (C-Glow's condition)"
+    )
     module = "flowspec.nn.encoders:PaletteEncoder"
 
     @classmethod

@@ -50,10 +50,20 @@ def block_params(hidden: int, attention: bool = True) -> int:
 
 class FlowppArgs(Args):
     blocks: int = Field(10, ge=0, le=64, description="gated residual blocks")
-    heads: int = Field(4, ge=1, le=64, description="attention heads per block (widths "
-                       "differ by one when they do not divide hidden)")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout in the gated "
-                           "convolutions (channels) and attention weights, while training")
+    heads: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="attention heads per block (widths "
+        "differ by one when they do not divide hidden)",
+    )
+    dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="dropout in the gated "
+        "convolutions (channels) and attention weights, while training",
+    )
     attention: bool = Field(True, description="gated self-attention in every block")
 
 
@@ -61,12 +71,25 @@ class FlowppArgs(Args):
 class FlowppNetKind(NetKind):
     key = "flowpp"
     Args = FlowppArgs
-    doc = ("Flow++'s network: weight-normalised convs, gated residual blocks (concat-ELU, "
-           "gated conv, layer norm) with gated multi-head self-attention, zero-started output")
+    doc = (
+        "Flow++'s network: weight-normalised convs, gated residual blocks (concat-ELU, "
+        "gated conv, layer norm) with gated multi-head self-attention, zero-started output"
+    )
     module = "flowspec.nn.flowpp_net:FlowppNet"
 
     @classmethod
-    def params(cls, cin: int, cout: int, hidden: int, blocks: int = 10, heads: int = 4,
-               dropout: float = 0.0, attention: bool = True) -> int:
-        return (wn_params(cin, hidden, 3) + blocks * block_params(hidden, attention)
-                + wn_params(hidden, cout, 3))
+    def params(
+        cls,
+        cin: int,
+        cout: int,
+        hidden: int,
+        blocks: int = 10,
+        heads: int = 4,
+        dropout: float = 0.0,
+        attention: bool = True,
+    ) -> int:
+        return (
+            wn_params(cin, hidden, 3)
+            + blocks * block_params(hidden, attention)
+            + wn_params(hidden, cout, 3)
+        )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from flowspec.kinds import NetKind, net
 
-
 #: ``Conv2dZeros``'s ``logscale_factor``: the output is multiplied by ``exp(3 logs)``.
 LOGSCALE_FACTOR = 3.0
 
@@ -19,12 +18,21 @@ LOGSCALE_FACTOR = 3.0
 @net
 class GlowActNormNetKind(NetKind):
     key = "glow_actnorm"
-    doc = ("Glow's network as Glow's and SRFlow's code have it: bias-free conv3x3 and conv1x1, "
-           "each followed by a data-initialised actnorm, ReLUs, zero conv3x3 scaled by "
-           "exp(3 logs)")
+    doc = (
+        "Glow's network as Glow's and SRFlow's code have it: bias-free conv3x3 and conv1x1, "
+        "each followed by a data-initialised actnorm, ReLUs, zero conv3x3 scaled by "
+        "exp(3 logs)"
+    )
     module = "flowspec.nn.glow_actnorm_net:GlowActNormNet"
 
     @classmethod
     def params(cls, cin: int, cout: int, hidden: int) -> int:
-        return (9 * cin * hidden + 2 * hidden + hidden * hidden + 2 * hidden
-                + 9 * hidden * cout + cout + cout)
+        return (
+            9 * cin * hidden
+            + 2 * hidden
+            + hidden * hidden
+            + 2 * hidden
+            + 9 * hidden * cout
+            + cout
+            + cout
+        )

@@ -18,7 +18,8 @@ from ._attention import AttentionKind, Form, check_residual, form_field, residua
 class IMapArgs(Args):
     act: Literal["sigmoid"] = Field("sigmoid", description="the attention activation")
     mask: Literal["checkerboard", "complement"] = Field(
-        "checkerboard", description="the 3-D checkerboard M[c,h,w] = (c+h+w) % 2, or 1 - M")
+        "checkerboard", description="the 3-D checkerboard M[c,h,w] = (c+h+w) % 2, or 1 - M"
+    )
     form: Form | None = form_field()
     residual: bool | None = residual_field()
 
@@ -40,9 +41,13 @@ class IMapKind(AttentionKind):
     @classmethod
     def issues(cls, shape, args):
         if shape[0] < 2:
-            return [Issue(codes.E_FEW_CHANNELS,
-                          f"attention imap needs at least 2 channels, but gets "
-                          f"{fmt_shape(shape)}", "insert it after a squeeze")]
+            return [
+                Issue(
+                    codes.E_FEW_CHANNELS,
+                    f"attention imap needs at least 2 channels, but gets {fmt_shape(shape)}",
+                    "insert it after a squeeze",
+                )
+            ]
         return []
 
 

@@ -8,8 +8,10 @@ from flowspec.kinds import Args, LayerKind, arg, kind
 
 
 class InvConvArgs(Args):
-    lu: bool = Field(True, description="LU-parameterised (invertible for every parameter "
-                     "value) or a free matrix")
+    lu: bool = Field(
+        True,
+        description="LU-parameterised (invertible for every parameter value) or a free matrix",
+    )
 
 
 @kind

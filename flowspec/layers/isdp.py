@@ -15,7 +15,6 @@ from flowspec.kinds import Args, Issue, arg, kind
 
 from ._attention import AttentionKind, Form, check_residual, form_field, form_of, residual_field
 
-
 #: Diagonal floor of the paper form: ``A = softmax(.) + (1 + DIAG_FLOOR + softplus(theta)) I``.
 DIAG_FLOOR = 1e-2
 #: Bounds on iSDP's ``log d`` and attention logits: keep softmax finite for any parameters.
@@ -27,7 +26,8 @@ class ISDPArgs(Args):
     heads: int = Field(1, ge=1, le=1024, description="attention heads (disjoint column groups)")
     patches: int = Field(4, ge=1, le=4096, description="number of patches N (a square number)")
     mask: Literal["checkerboard", "complement"] = Field(
-        "checkerboard", description="the 3-D checkerboard M[c,h,w] = (c+h+w) % 2, or 1 - M")
+        "checkerboard", description="the 3-D checkerboard M[c,h,w] = (c+h+w) % 2, or 1 - M"
+    )
     form: Form | None = form_field()
     residual: bool | None = residual_field()
 
@@ -52,19 +52,36 @@ class ISDPKind(AttentionKind):
         c, h, w = shape
         g = math.isqrt(args.patches)
         if g * g != args.patches:
-            return [Issue(codes.E_PATCHES,
-                          f"iSDP patches={args.patches} is not a square number, so the "
-                          "patches cannot tile the image", "use patches=1, 4, 16, ...", "patches")]
+            return [
+                Issue(
+                    codes.E_PATCHES,
+                    f"iSDP patches={args.patches} is not a square number, so the "
+                    "patches cannot tile the image",
+                    "use patches=1, 4, 16, ...",
+                    "patches",
+                )
+            ]
         if h % g or w % g:
-            return [Issue(codes.E_PATCHES,
-                          f"iSDP patches={args.patches} cut the image into a {g}x{g} "
-                          f"grid, but {h}x{w} is not divisible by {g}",
-                          f"use a patch count whose square root divides {h} and {w}", "patches")]
+            return [
+                Issue(
+                    codes.E_PATCHES,
+                    f"iSDP patches={args.patches} cut the image into a {g}x{g} "
+                    f"grid, but {h}x{w} is not divisible by {g}",
+                    f"use a patch count whose square root divides {h} and {w}",
+                    "patches",
+                )
+            ]
         p = c * (h // g) * (w // g)
         if args.heads > p // 2:
-            return [Issue(codes.E_HEADS, f"iSDP heads={args.heads} is too many: a patch holds {p} "
-                          f"features and each head needs at least 2",
-                          f"use heads <= {max(1, p // 2)}", "heads")]
+            return [
+                Issue(
+                    codes.E_HEADS,
+                    f"iSDP heads={args.heads} is too many: a patch holds {p} "
+                    f"features and each head needs at least 2",
+                    f"use heads <= {max(1, p // 2)}",
+                    "heads",
+                )
+            ]
         return []
 
 

@@ -15,6 +15,8 @@ class LogisticPriorArgs(GaussianPriorArgs):
 class LogisticPriorKind(GaussianPriorKind):
     key = "logistic"
     Args = LogisticPriorArgs
-    doc = ("standard logistic (NICE); `learned`: a per-entry scale and shift, NICE's "
-           "diagonal scaling (or from the condition with on=COND)")
+    doc = (
+        "standard logistic (NICE); `learned`: a per-entry scale and shift, NICE's "
+        "diagonal scaling (or from the condition with on=COND)"
+    )
     module = "flowspec.nn.logistic_prior:LogisticPrior"

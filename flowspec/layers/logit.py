@@ -8,16 +8,22 @@ from flowspec.kinds import Args, LayerKind, kind
 
 
 class LogitArgs(Args):
-    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="squeeze [0, 1] into "
-                         "[alpha, 1 - alpha] before the logit (RealNVP: 0.05)")
+    alpha: float = Field(
+        0.05,
+        gt=0.0,
+        lt=0.5,
+        description="squeeze [0, 1] into [alpha, 1 - alpha] before the logit (RealNVP: 0.05)",
+    )
 
 
 @kind
 class LogitKind(LayerKind):
     key = "logit"
     Args = LogitArgs
-    doc = ("RealNVP's logit preprocessing of the image (model space [-1/2, 1/2]): "
-           "y = logit(alpha + (1 - 2 alpha)(x + 1/2)), exact log-det")
+    doc = (
+        "RealNVP's logit preprocessing of the image (model space [-1/2, 1/2]): "
+        "y = logit(alpha + (1 - 2 alpha)(x + 1/2)), exact log-det"
+    )
     module = "flowspec.nn.logit:Logit"
 
     @classmethod

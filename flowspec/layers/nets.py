@@ -22,8 +22,11 @@ class GlowNet(NetKind):
 
     @classmethod
     def params(cls, cin: int, cout: int, hidden: int) -> int:
-        return (conv_params(cin, hidden, 3) + conv_params(hidden, hidden, 1)
-                + conv_params(hidden, cout, 3))
+        return (
+            conv_params(cin, hidden, 3)
+            + conv_params(hidden, hidden, 1)
+            + conv_params(hidden, cout, 3)
+        )
 
 
 @net
@@ -34,8 +37,11 @@ class ResNet(NetKind):
 
     @classmethod
     def params(cls, cin: int, cout: int, hidden: int) -> int:
-        return (conv_params(cin, hidden, 3) + 4 * conv_params(hidden, hidden, 3)
-                + conv_params(hidden, cout, 3))
+        return (
+            conv_params(cin, hidden, 3)
+            + 4 * conv_params(hidden, hidden, 3)
+            + conv_params(hidden, cout, 3)
+        )
 
 
 def _net(args: ArgsLike) -> tuple[str, int, dict]:

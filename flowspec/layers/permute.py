@@ -11,7 +11,8 @@ from flowspec.kinds import Args, LayerKind, arg, kind
 
 class PermuteArgs(Args):
     mode: Literal["reverse", "shuffle"] = Field(
-        "shuffle", description="reverse the channels, or a fixed seeded shuffle")
+        "shuffle", description="reverse the channels, or a fixed seeded shuffle"
+    )
 
 
 @kind

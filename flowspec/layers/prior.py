@@ -8,8 +8,11 @@ from flowspec.kinds import CondArgs, PriorKind, arg, conv_params, prior
 
 
 class GaussianPriorArgs(CondArgs):
-    learned: bool = Field(False, description="a learned mean and scale (per entry, or from "
-                          "the condition with on=COND); written as the bare word `learned`")
+    learned: bool = Field(
+        False,
+        description="a learned mean and scale (per entry, or from "
+        "the condition with on=COND); written as the bare word `learned`",
+    )
 
 
 @prior

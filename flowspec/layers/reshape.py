@@ -27,9 +27,11 @@ class SqueezeKind(LayerKind):
             pad = "pad the input (e.g. `data mnist5k pad=2` for 28->32) or use one level fewer"
             if f != 2:
                 pad = f"pad the input to a multiple of {f}, or use factor=2"
-            return Issue(codes.E_SQUEEZE,
-                         f"squeeze needs H and W divisible by {f}, but enters with "
-                         f"{fmt_shape(shape)}", pad)
+            return Issue(
+                codes.E_SQUEEZE,
+                f"squeeze needs H and W divisible by {f}, but enters with {fmt_shape(shape)}",
+                pad,
+            )
         return (c * f * f, h // f, w // f)
 
     @classmethod

@@ -9,7 +9,6 @@ from flowspec.kinds import arg, kind
 from .coupling import CouplingArgs, CouplingKind
 from .nets import net_params
 
-
 #: Floors of a bin's width and height (as fractions of the interval) and of a knot's
 #: derivative: every bin keeps a positive size and slope, so the spline stays a strictly
 #: increasing bijection with a finite log-derivative for any network output.
@@ -20,16 +19,18 @@ MIN_DERIVATIVE = 1e-3
 class SplineArgs(CouplingArgs):
     hidden: int = Field(96, ge=1, le=8192, description="width of the coupling network")
     bins: int = Field(8, ge=2, le=128, description="spline bins K")
-    tail: float = Field(3.0, gt=0.0, le=1e4, description="the spline acts on [-tail, tail], "
-                        "the identity outside")
+    tail: float = Field(
+        3.0, gt=0.0, le=1e4, description="the spline acts on [-tail, tail], the identity outside"
+    )
 
 
 @kind
 class SplineCouplingKind(CouplingKind):
     key = "coupling.spline"
     Args = SplineArgs
-    doc = ("rational-quadratic spline coupling (Neural Spline Flows), identity outside "
-           "[-tail, tail]")
+    doc = (
+        "rational-quadratic spline coupling (Neural Spline Flows), identity outside [-tail, tail]"
+    )
     module = "flowspec.nn.spline:SplineCoupling"
 
     @classmethod

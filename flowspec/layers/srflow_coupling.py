@@ -22,7 +22,7 @@ from pydantic import Field
 
 from flowspec.kinds import CondArgs, kind, registry_args_field, registry_field
 
-from .coupling import CouplingKind, SCALE_DOC, ScaleForm
+from .coupling import SCALE_DOC, CouplingKind, ScaleForm
 from .nets import net_params
 
 
@@ -30,8 +30,11 @@ class SRFlowCouplingArgs(CondArgs):
     hidden: int = Field(64, ge=1, le=8192, description="width of both networks")
     net: str = registry_field("net", "glow_actnorm", "the networks (a registered net)")
     net_args: dict[str, int | float | bool | str] = registry_args_field("net")
-    inject: bool = Field(True, description="apply the affine injector (scale and shift of "
-                         "every entry from the condition alone) before the coupling")
+    inject: bool = Field(
+        True,
+        description="apply the affine injector (scale and shift of "
+        "every entry from the condition alone) before the coupling",
+    )
     scale: ScaleForm = Field("sigmoid", description=SCALE_DOC)
 
 
@@ -40,9 +43,11 @@ class SRFlowCouplingKind(CouplingKind):
     key = "coupling.srflow"
     Args = SRFlowCouplingArgs
     conditional = "required"
-    doc = ("SRFlow's conditional affine coupling (CondAffineSeparatedAndCond): an affine "
-           "injector from the condition, then the first C//2 channels and the condition "
-           "drive an affine map of the rest")
+    doc = (
+        "SRFlow's conditional affine coupling (CondAffineSeparatedAndCond): an affine "
+        "injector from the condition, then the first C//2 channels and the condition "
+        "drive an affine map of the rest"
+    )
     module = "flowspec.nn.srflow_coupling:SRFlowCoupling"
 
     @classmethod

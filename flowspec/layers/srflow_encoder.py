@@ -34,7 +34,6 @@ from pydantic import Field
 from flowspec import codes
 from flowspec.kinds import Args, EncoderKind, Issue, arg, conv_params, encoder, fmt_shape
 
-
 #: ESRGAN's (and SRFlow's) growth width of the dense blocks.
 GROWTH = 32
 
@@ -69,27 +68,47 @@ def n_taps(args: Any) -> int:
 class SRFlowEncoderArgs(Args):
     blocks: int = Field(8, ge=1, le=64, description="residual-in-residual dense blocks")
     features: int = Field(64, ge=1, le=4096, description="channels of the RRDB trunk")
-    taps: int = Field(0, ge=0, le=64, description="evenly spaced blocks whose outputs are "
-                      "concatenated to the trunk's, the last block included (SRFlow's CelebA "
-                      "8x: 4 of 8, blocks 2, 4, 6, 8; at most `blocks`: more tap every "
-                      "block); output: features * (taps + 1) channels")
-    ups: int = Field(2, ge=0, le=8, description="learned 2x upsampling convolutions for "
-                     "levels above the condition's resolution (SRFlow 8x uses 2 of its 3)")
-    head: bool = Field(False, description="also build the RRDB's super-resolution head (the "
-                       "upsampling convolutions past `ups` up to `scale`, HRconv, conv_last), "
-                       "trained by `pretrain encoder` in train { }; the flow never reads it")
-    scale: int | None = Field(None, ge=2, le=64, description="the head's super-resolution "
-                              "factor: the flow's input size over the condition's, a power "
-                              "of 2 (needed with head=true)")
+    taps: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="evenly spaced blocks whose outputs are "
+        "concatenated to the trunk's, the last block included (SRFlow's CelebA "
+        "8x: 4 of 8, blocks 2, 4, 6, 8; at most `blocks`: more tap every "
+        "block); output: features * (taps + 1) channels",
+    )
+    ups: int = Field(
+        2,
+        ge=0,
+        le=8,
+        description="learned 2x upsampling convolutions for "
+        "levels above the condition's resolution (SRFlow 8x uses 2 of its 3)",
+    )
+    head: bool = Field(
+        False,
+        description="also build the RRDB's super-resolution head (the "
+        "upsampling convolutions past `ups` up to `scale`, HRconv, conv_last), "
+        "trained by `pretrain encoder` in train { }; the flow never reads it",
+    )
+    scale: int | None = Field(
+        None,
+        ge=2,
+        le=64,
+        description="the head's super-resolution "
+        "factor: the flow's input size over the condition's, a power "
+        "of 2 (needed with head=true)",
+    )
 
 
 @encoder
 class SRFlowEncoderKind(EncoderKind):
     key = "srflow"
     Args = SRFlowEncoderArgs
-    doc = ("SRFlow's RRDB encoder: trunk features plus the outputs of `taps` evenly spaced "
-           "blocks, concatenated (features * (taps + 1) channels); learned 2x upsampling "
-           "convolutions give the features of the levels above the low resolution")
+    doc = (
+        "SRFlow's RRDB encoder: trunk features plus the outputs of `taps` evenly spaced "
+        "blocks, concatenated (features * (taps + 1) channels); learned 2x upsampling "
+        "convolutions give the features of the levels above the low resolution"
+    )
     module = "flowspec.nn.srflow_encoder:SRFlowEncoder"
     head_arg = "head"
 
@@ -104,8 +123,12 @@ class SRFlowEncoderKind(EncoderKind):
         head = 0
         if head_doublings(args):  # its own upsampling convs, HRconv, conv_last
             head = (head_convs(args) + 1) * conv_params(f, f, 3) + conv_params(f, c, 3)
-        return (conv_params(c, f, 3) + blocks * 3 * dense
-                + (1 + arg(args, "ups")) * conv_params(f, f, 3) + head)  # trunk, up convs
+        return (
+            conv_params(c, f, 3)
+            + blocks * 3 * dense
+            + (1 + arg(args, "ups")) * conv_params(f, f, 3)
+            + head
+        )  # trunk, up convs
 
     @classmethod
     def issues(cls, in_shape, args, image_shape) -> list[Issue]:
@@ -115,24 +138,37 @@ class SRFlowEncoderKind(EncoderKind):
         if scale is None:
             h = image_shape[1]
             ratio = h // in_shape[1] if in_shape[1] and h % in_shape[1] == 0 else None
-            return [Issue(codes.E_ENCODER_SCALE,
-                          "encoder `srflow` with head=true needs scale=S, the "
-                          "super-resolution factor of its head",
-                          help=f"add scale={ratio} (the flow's input {fmt_shape(image_shape)} "
-                          f"over the condition's {fmt_shape(in_shape)})" if ratio else
-                          "add scale=S: the flow's input size over the condition's")]
+            return [
+                Issue(
+                    codes.E_ENCODER_SCALE,
+                    "encoder `srflow` with head=true needs scale=S, the "
+                    "super-resolution factor of its head",
+                    help=f"add scale={ratio} (the flow's input {fmt_shape(image_shape)} "
+                    f"over the condition's {fmt_shape(in_shape)})"
+                    if ratio
+                    else "add scale=S: the flow's input size over the condition's",
+                )
+            ]
         if scale & (scale - 1):
-            return [Issue(codes.E_ENCODER_SCALE,
-                          f"encoder `srflow` scale={scale} is not a power of 2: its "
-                          "head doubles the resolution once per learned upsampling step",
-                          help="use scale=2, 4, 8, 16, ...")]
+            return [
+                Issue(
+                    codes.E_ENCODER_SCALE,
+                    f"encoder `srflow` scale={scale} is not a power of 2: its "
+                    "head doubles the resolution once per learned upsampling step",
+                    help="use scale=2, 4, 8, 16, ...",
+                )
+            ]
         want = (in_shape[0], in_shape[1] * scale, in_shape[2] * scale)
         if tuple(image_shape) != want:
-            return [Issue(codes.E_ENCODER_SCALE,
-                          f"encoder `srflow` head=true scale={scale} super-resolves "
-                          f"the {fmt_shape(in_shape)} condition to {fmt_shape(want)}, but the "
-                          f"flow's input is {fmt_shape(image_shape)}",
-                          help="the head's output is an image of the flow's input shape: set "
-                          "scale= to the input's size over the condition's, with as many "
-                          "channels")]
+            return [
+                Issue(
+                    codes.E_ENCODER_SCALE,
+                    f"encoder `srflow` head=true scale={scale} super-resolves "
+                    f"the {fmt_shape(in_shape)} condition to {fmt_shape(want)}, but the "
+                    f"flow's input is {fmt_shape(image_shape)}",
+                    help="the head's output is an image of the flow's input shape: set "
+                    "scale= to the input's size over the condition's, with as many "
+                    "channels",
+                )
+            ]
         return []

@@ -64,8 +64,9 @@ def _flip(doc: Document, analysis: Analysis, rng: tuple[Pos, Pos]) -> Fix | None
     return None
 
 
-def fixes(doc: Document, analysis: Analysis, code: str, rng: tuple[Pos, Pos],
-          help_text: str | None) -> list[Fix]:
+def fixes(
+    doc: Document, analysis: Analysis, code: str, rng: tuple[Pos, Pos], help_text: str | None
+) -> list[Fix]:
     """The fixes for one diagnostic (its code, range and help line)."""
     out: list[Fix] = []
     m = _DID_YOU_MEAN.search(help_text or "")

@@ -22,17 +22,25 @@ __all__ = ["Item", "complete"]
 
 #: statements of a flow or block body (beside layers and block calls)
 BODY_STATEMENTS = {
-    "input": "input C x H x W", "prior": "prior KIND [learned] [on=COND]",
+    "input": "input C x H x W",
+    "prior": "prior KIND [learned] [on=COND]",
     "condition": "condition NAME: image CxHxW encoder=KIND(...)",
-    "expect": "expect latent C x H x W", "level": "level { ... }", "step": "step x K { ... }",
-    "for": "for i in A..B { ... }", "if": "if COND { ... } else { ... }", "let": "let NAME = EXPR",
+    "expect": "expect latent C x H x W",
+    "level": "level { ... }",
+    "step": "step x K { ... }",
+    "for": "for i in A..B { ... }",
+    "if": "if COND { ... } else { ... }",
+    "let": "let NAME = EXPR",
     "insert": "insert KIND [VARIANT] after|before KIND [in level A..B]",
     "train": "train { ... } (the recipe)",
 }
-TOP_STATEMENTS = {"flowspec": "flowspec VERSION (the language version)",
-                  "import": 'import "FILE.flow" as NAME', "let": "let NAME = EXPR",
-                  "block": "block NAME(PARAMS) { ... }",
-                  "flow": "flow NAME(PARAMS) [extends BASE(...)] { ... }"}
+TOP_STATEMENTS = {
+    "flowspec": "flowspec VERSION (the language version)",
+    "import": 'import "FILE.flow" as NAME',
+    "let": "let NAME = EXPR",
+    "block": "block NAME(PARAMS) { ... }",
+    "flow": "flow NAME(PARAMS) [extends BASE(...)] { ... }",
+}
 
 
 @dataclass
@@ -87,8 +95,10 @@ def _kind_items() -> list[Item]:
 
 
 def _blocks(analysis: Analysis | None, doc: Document) -> list[Item]:
-    out = [Item(m.group(1), "block", m.group(0).strip().rstrip("{").strip())
-           for m in re.finditer(r"^\s*block\s+(\w+)\s*(\([^)]*\))?", doc.text, re.M)]
+    out = [
+        Item(m.group(1), "block", m.group(0).strip().rstrip("{").strip())
+        for m in re.finditer(r"^\s*block\s+(\w+)\s*(\([^)]*\))?", doc.text, re.M)
+    ]
     env = analysis.env if analysis else None
     if env is not None:
         for ns, sub in env.imports.items():
@@ -109,8 +119,11 @@ def _statement(stack: list[str], doc: Document, analysis: Analysis | None) -> li
             if info["line"]:  # `pretrain steps=N` has only options
                 lines.setdefault(info["line"], info["doc"])
         return [Item(k, "setting", v) for k, v in lines.items()]
-    items = [Item(k, "keyword", v) for k, v in BODY_STATEMENTS.items()
-             if k != "train" or stack[0] == "flow"]
+    items = [
+        Item(k, "keyword", v)
+        for k, v in BODY_STATEMENTS.items()
+        if k != "train" or stack[0] == "flow"
+    ]
     return items + _kind_items() + _blocks(analysis, doc)
 
 
@@ -124,8 +137,9 @@ def _second(word: str, stack: list[str]) -> list[Item] | None:
         if table is not None:
             return [Item(k, "value", getattr(v, "doc", "") or "") for k, v in table.items()]
         if word == "data":
-            return ([Item(k, "value", s.doc) for k, s in datasets.BUILTIN.items()]
-                    + [Item(k, "value", "a local copy: root=PATH") for k in datasets.PATH_NAMES])
+            return [Item(k, "value", s.doc) for k, s in datasets.BUILTIN.items()] + [
+                Item(k, "value", "a local copy: root=PATH") for k in datasets.PATH_NAMES
+            ]
         return []
     if word == "prior":
         return [Item(k, "kind", "prior", v.doc) for k, v in sorted(PRIORS.items())]
@@ -133,8 +147,10 @@ def _second(word: str, stack: list[str]) -> list[Item] | None:
         return _kind_items()
     variants = heads().get(word)
     if variants and any(v is not None for v in variants):
-        return [Item(v, "variant", k.key.replace(".", " "), k.doc)
-                for v, k in sorted(((v, k) for v, k in variants.items() if v), key=lambda t: t[0])]
+        return [
+            Item(v, "variant", k.key.replace(".", " "), k.doc)
+            for v, k in sorted(((v, k) for v, k in variants.items() if v), key=lambda t: t[0])
+        ]
     return None
 
 
@@ -171,8 +187,11 @@ def _train_options(word: str, words: list[str], given: set[str]) -> list[Item]:
         from ..datasets import OPTIONS, accepted_options
 
         names = accepted_options(words[0]) if words else tuple(OPTIONS)
-        return [Item(n, "argument", OPTIONS[n].doc if n in OPTIONS else "", insert=n + "=")
-                for n in names if n not in given]
+        return [
+            Item(n, "argument", OPTIONS[n].doc if n in OPTIONS else "", insert=n + "=")
+            for n in names
+            if n not in given
+        ]
     out = []
     for name in RecipeSpec.model_fields:
         info = field_info(name)
@@ -181,17 +200,21 @@ def _train_options(word: str, words: list[str], given: set[str]) -> list[Item]:
     return out
 
 
-def _values(head: str, words: list[str], arg: str, doc: Document, pos: Pos,
-            analysis: Analysis | None) -> list[Item]:
+def _values(
+    head: str, words: list[str], arg: str, doc: Document, pos: Pos, analysis: Analysis | None
+) -> list[Item]:
     model = _args_model(head, words)
     out: list[Item] = []
     if model is not None and arg in model.model_fields:
         info = model.model_fields[arg]
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         registry = {"net": NETS, "encoder": ENCODERS, "prior": PRIORS, "kind": KINDS}.get(
-            extra.get("registry", ""))
+            extra.get("registry", "")
+        )
         if registry is not None:
-            return [Item(k, "value", extra["registry"], v.doc) for k, v in sorted(registry.items())]
+            return [
+                Item(k, "value", extra["registry"], v.doc) for k, v in sorted(registry.items())
+            ]
         ann = info.annotation
         for t in (ann, *typing.get_args(ann)):
             if typing.get_origin(t) is typing.Literal:
@@ -212,11 +235,16 @@ def complete(doc: Document, pos: Pos, analysis: Analysis | None) -> list[Item]:
     prefix = _STRIP.sub('""', doc.prefix(pos))
     stack = _enclosing(doc, pos)
     m = re.search(r"(\w+)\.(\w*)$", prefix)
-    if m and analysis is not None and analysis.env is not None and \
-            m.group(1) in analysis.env.imports:
+    if (
+        m
+        and analysis is not None
+        and analysis.env is not None
+        and m.group(1) in analysis.env.imports
+    ):
         sub = analysis.env.imports[m.group(1)]
-        return [Item(n, "block", f"block {n}") for n in sub.blocks] + \
-            [Item(n, "parameter", "let") for n in sub.lets]
+        return [Item(n, "block", f"block {n}") for n in sub.blocks] + [
+            Item(n, "parameter", "let") for n in sub.lets
+        ]
     body = prefix.lstrip()
     if body.startswith("}"):
         body = body.lstrip("} ")
@@ -227,7 +255,7 @@ def complete(doc: Document, pos: Pos, analysis: Analysis | None) -> list[Item]:
     if head in ("else",) or head in RESERVED - {"prior", "insert"}:
         return [Item(p, "parameter", "parameter") for p in _header(doc, pos)]
     m = re.search(r"(\w+)=\s*(\w*)$", body)
-    plain = [t for t in tokens[1:-1 if not body.endswith(" ") else None] if "=" not in t]
+    plain = [t for t in tokens[1 : -1 if not body.endswith(" ") else None] if "=" not in t]
     if m:
         return _values(head, plain, m.group(1), doc, pos, analysis)
     if len(tokens) == 1 or (len(tokens) == 2 and not body.endswith(" ")):

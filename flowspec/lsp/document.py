@@ -60,7 +60,7 @@ class Document:
 
     def to_utf16(self, line: int, column: int) -> int:
         """A 0-based code-point column of 0-based ``line`` in UTF-16 units."""
-        return _utf16_len(self.line(line)[:max(0, column)])
+        return _utf16_len(self.line(line)[: max(0, column)])
 
     def from_utf16(self, line: int, character: int) -> int:
         """A UTF-16 ``character`` of ``line`` as a 0-based code-point column (one that falls
@@ -82,7 +82,7 @@ class Document:
 
     def prefix(self, pos: Pos) -> str:
         """The text of the position's line before it."""
-        return self.line(pos[0])[:self.from_utf16(*pos)]
+        return self.line(pos[0])[: self.from_utf16(*pos)]
 
     def word_at(self, pos: Pos) -> tuple[str, int, int]:
         """The identifier (dots allowed: ``lib.glow_step``) under ``pos``: text, start, end

@@ -63,7 +63,8 @@ def signature(node: ast.BlockDef | ast.FlowDef) -> str:
 
 def _same_place(a, b) -> bool:
     return (a.line, a.column) == (b.line, b.column) and (
-        a.file == b.file or os.path.abspath(a.file) == os.path.abspath(b.file))
+        a.file == b.file or os.path.abspath(a.file) == os.path.abspath(b.file)
+    )
 
 
 def _layer(stmt: ast.Layer, analysis: Analysis) -> str | None:
@@ -77,8 +78,9 @@ def _layer(stmt: ast.Layer, analysis: Analysis) -> str | None:
     out.append("|---|---|---|---|---|")
     for row in argument_rows(entry.Args):
         cells = (given.get(row["name"], ""), _value(row["default"]), row["type"], row["range"])
-        out.append(f"| `{row['name']}` | " + " | ".join(c.replace("|", "\\|") for c in cells)
-                   + " |")
+        out.append(
+            f"| `{row['name']}` | " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        )
     rows = []
     for spec in analysis.all_specs():
         counts: dict[str, int] | None = None
@@ -93,8 +95,10 @@ def _layer(stmt: ast.Layer, analysis: Analysis) -> str | None:
             shape_in = fmt_shape(layer.in_shape) if layer.in_shape else "?"
             shape_out = fmt_shape(layer.out_shape) if layer.out_shape else "?"
             n = counts.get(layer.path)
-            rows.append(f"- `{spec.name}` `{layer.path}`: {shape_in} → {shape_out}"
-                        + (f", {n:,} parameters" if n is not None else ""))
+            rows.append(
+                f"- `{spec.name}` `{layer.path}`: {shape_in} → {shape_out}"
+                + (f", {n:,} parameters" if n is not None else "")
+            )
     if rows:
         out += ["", f"**{len(rows)} instance{'s' if len(rows) != 1 else ''}**"]
         out += rows[:MAX_INSTANCES]
@@ -110,9 +114,13 @@ def _flow(node: ast.FlowDef, analysis: Analysis) -> str:
             continue
         latents = ", ".join(f"{z.name} {fmt_shape(z.shape)}" for z in spec.latents)
         n = sum(count_params(spec).values())
-        out += [f"input {fmt_shape(spec.input)}, {len(spec.layers)} layers",
-                "", f"latents: {latents or '-'}", "",
-                f"parameters: {n:,} ({n / 1e6:.3f} M)"]
+        out += [
+            f"input {fmt_shape(spec.input)}, {len(spec.layers)} layers",
+            "",
+            f"latents: {latents or '-'}",
+            "",
+            f"parameters: {n:,} ({n / 1e6:.3f} M)",
+        ]
     return "\n".join(out)
 
 
@@ -158,4 +166,3 @@ def hover(analysis: Analysis, line: int, column: int) -> str | None:
         if isinstance(n, ast.BlockDef) and n.span.line == line:
             return f"```flowspec\n{signature(n)}\n```"
     return None
-

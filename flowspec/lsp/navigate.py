@@ -18,8 +18,15 @@ from ..errors import FlowSpecError, Span
 from ..parse import parse
 from .document import Analysis, Document, node_contains, walk
 
-__all__ = ["Symbol", "Target", "definition", "document_symbols", "node_at", "references",
-           "target_at"]
+__all__ = [
+    "Symbol",
+    "Target",
+    "definition",
+    "document_symbols",
+    "node_at",
+    "references",
+    "target_at",
+]
 
 
 @dataclass(frozen=True)
@@ -45,31 +52,45 @@ def _abs(path: str) -> str:
     return os.path.abspath(path) if os.path.exists(path) else path
 
 
-def name_span(node: ast.BlockDef | ast.FlowDef | ast.Let, keyword: str, lines: list[str]
-              ) -> Span:
+def name_span(node: ast.BlockDef | ast.FlowDef | ast.Let, keyword: str, lines: list[str]) -> Span:
     """The span of the name in ``block NAME``, ``flow NAME``, ``let NAME``."""
     span = node.span
     text = lines[span.line - 1] if 0 < span.line <= len(lines) else ""
     m = re.compile(rf"\b{keyword}\s+({re.escape(node.name)})\b").search(text, span.column - 1)
     if m is None:
         return span
-    return Span(file=span.file, line=span.line, column=m.start(1) + 1, end_line=span.line,
-                end_column=m.end(1) + 1)
+    return Span(
+        file=span.file,
+        line=span.line,
+        column=m.start(1) + 1,
+        end_line=span.line,
+        end_column=m.end(1) + 1,
+    )
 
 
 def node_at(module: ast.Module, line: int, column: int) -> list[Any]:
     """The syntax-tree nodes that contain 1-based ``line``/``column``, innermost first."""
-    found = [n for n in walk(module.items)
-             if isinstance(getattr(n, "span", None), Span) and node_contains(n.span, line, column)]
-    found.sort(key=lambda n: ((n.span.end_line - n.span.line), n.span.end_column - n.span.column
-                              if n.span.end_line == n.span.line else 0))
+    found = [
+        n
+        for n in walk(module.items)
+        if isinstance(getattr(n, "span", None), Span) and node_contains(n.span, line, column)
+    ]
+    found.sort(
+        key=lambda n: (
+            (n.span.end_line - n.span.line),
+            n.span.end_column - n.span.column if n.span.end_line == n.span.line else 0,
+        )
+    )
     return found
 
 
 def _imports(module: ast.Module) -> dict[str, str]:
     base = os.path.dirname(module.file)
-    return {i.alias: _abs(os.path.join(base, i.path)) for i in module.items
-            if isinstance(i, ast.Import)}
+    return {
+        i.alias: _abs(os.path.join(base, i.path))
+        for i in module.items
+        if isinstance(i, ast.Import)
+    }
 
 
 def _call_target(module: ast.Module, call: ast.Call, table: str) -> Target | None:
@@ -82,14 +103,18 @@ def _call_target(module: ast.Module, call: ast.Call, table: str) -> Target | Non
 def target_at(module: ast.Module, line: int, column: int) -> Target | None:
     """The block or flow that the name under the cursor defines or calls."""
     nodes = node_at(module, line, column)
-    extends = {id(n.extends) for n in walk(module.items)
-               if isinstance(n, ast.FlowDef) and n.extends is not None}
+    extends = {
+        id(n.extends)
+        for n in walk(module.items)
+        if isinstance(n, ast.FlowDef) and n.extends is not None
+    }
     for n in nodes:
         if isinstance(n, ast.Call):
             return _call_target(module, n, "flow" if id(n) in extends else "block")
         if isinstance(n, ast.BlockDef | ast.FlowDef) and n.span.line == line:
-            return Target(_abs(module.file), n.name,
-                          "block" if isinstance(n, ast.BlockDef) else "flow")
+            return Target(
+                _abs(module.file), n.name, "block" if isinstance(n, ast.BlockDef) else "flow"
+            )
     return None
 
 
@@ -101,8 +126,9 @@ def _defined(module: ast.Module, target: Target, lines: list[str]) -> Span | Non
     return None
 
 
-def definition(doc: Document, analysis: Analysis, line: int, column: int
-               ) -> tuple[str, Span] | None:
+def definition(
+    doc: Document, analysis: Analysis, line: int, column: int
+) -> tuple[str, Span] | None:
     """Where the name under 1-based ``line``/``column`` is defined: (file, span)."""
     module = analysis.module
     if module is None:
@@ -110,8 +136,11 @@ def definition(doc: Document, analysis: Analysis, line: int, column: int
     for n in node_at(module, line, column):
         if isinstance(n, ast.Import):
             path = _imports(module).get(n.alias)
-            return (path, Span(file=path, line=1, column=1, end_line=1, end_column=1)
-                    ) if path else None
+            return (
+                (path, Span(file=path, line=1, column=1, end_line=1, end_column=1))
+                if path
+                else None
+            )
         if isinstance(n, ast.Var) and n.ns is None and not isinstance(n, ast.Call):
             for item in module.items:
                 if isinstance(item, ast.Let) and item.name == n.name:
@@ -159,8 +188,9 @@ def _parsed(path: str, text: str) -> ast.Module | None:
     return _PARSED[key]
 
 
-def references(target: Target, texts: dict[str, str], include_declaration: bool = True
-               ) -> list[tuple[str, Span]]:
+def references(
+    target: Target, texts: dict[str, str], include_declaration: bool = True
+) -> list[tuple[str, Span]]:
     """Every call of ``target`` (and its definition) in ``texts`` (path -> text)."""
     out: list[tuple[str, Span]] = []
     for path, text in texts.items():
@@ -171,8 +201,11 @@ def references(target: Target, texts: dict[str, str], include_declaration: bool 
             span = _defined(module, target, text.split("\n"))
             if span is not None:
                 out.append((path, span))
-        extends = {id(n.extends) for n in module.items
-                   if isinstance(n, ast.FlowDef) and n.extends is not None}
+        extends = {
+            id(n.extends)
+            for n in module.items
+            if isinstance(n, ast.FlowDef) and n.extends is not None
+        }
         for n in walk(module.items):
             if isinstance(n, ast.Call):
                 table = "flow" if id(n) in extends else "block"
@@ -185,8 +218,9 @@ def _call_name(call: ast.Call) -> Span:
     """The span of ``ns.name`` at the start of a call."""
     s = call.span
     width = len(call.name) + (len(call.ns) + 1 if call.ns else 0)
-    return Span(file=s.file, line=s.line, column=s.column, end_line=s.line,
-                end_column=s.column + width)
+    return Span(
+        file=s.file, line=s.line, column=s.column, end_line=s.line, end_column=s.column + width
+    )
 
 
 def _levels(body: ast.Body, lines: list[str]) -> list[Symbol]:
@@ -194,8 +228,13 @@ def _levels(body: ast.Body, lines: list[str]) -> list[Symbol]:
     for n in walk(body.stmts):
         if isinstance(n, ast.Group) and n.kind == "level":
             head = lines[n.span.line - 1].strip().rstrip("{").strip() if lines else "level"
-            sel = Span(file=n.span.file, line=n.span.line, column=n.span.column,
-                       end_line=n.span.line, end_column=n.span.column + 5)
+            sel = Span(
+                file=n.span.file,
+                line=n.span.line,
+                column=n.span.column,
+                end_line=n.span.line,
+                end_column=n.span.column + 5,
+            )
             out.append(Symbol(head or "level", "level", n.span, sel))
     return out
 
@@ -206,15 +245,32 @@ def document_symbols(module: ast.Module, lines: list[str]) -> list[Symbol]:
     for item in module.items:
         if isinstance(item, ast.FlowDef):
             params = ", ".join(p.name for p in item.params)
-            out.append(Symbol(item.name, "flow", item.span, name_span(item, "flow", lines),
-                              f"({params})", _levels(item.body, lines)))
+            out.append(
+                Symbol(
+                    item.name,
+                    "flow",
+                    item.span,
+                    name_span(item, "flow", lines),
+                    f"({params})",
+                    _levels(item.body, lines),
+                )
+            )
         elif isinstance(item, ast.BlockDef):
             params = ", ".join(p.name for p in item.params)
-            out.append(Symbol(item.name, "block", item.span, name_span(item, "block", lines),
-                              f"({params})", _levels(item.body, lines)))
+            out.append(
+                Symbol(
+                    item.name,
+                    "block",
+                    item.span,
+                    name_span(item, "block", lines),
+                    f"({params})",
+                    _levels(item.body, lines),
+                )
+            )
         elif isinstance(item, ast.Import):
-            out.append(Symbol(item.alias, "import", item.span, item.path_span or item.span,
-                              item.path))
+            out.append(
+                Symbol(item.alias, "import", item.span, item.path_span or item.span, item.path)
+            )
         elif isinstance(item, ast.Let):
             out.append(Symbol(item.name, "let", item.span, name_span(item, "let", lines)))
     return out

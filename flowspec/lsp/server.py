@@ -20,8 +20,7 @@ from typing import Any
 from lsprotocol import types as t
 from pygls.lsp.server import LanguageServer
 
-from .. import __version__
-from .. import ast
+from .. import __version__, ast
 from ..errors import Diagnostic, FlowSpecError
 from ..fmt import format_text
 from .actions import fixes
@@ -33,13 +32,23 @@ from .navigate import definition, document_symbols, references, target_at
 __all__ = ["FlowServer", "build", "serve"]
 
 MAX_WORKSPACE_FILES = 2000  # .flow files searched for references
-_KINDS = {"keyword": t.CompletionItemKind.Keyword, "kind": t.CompletionItemKind.Class,
-          "variant": t.CompletionItemKind.EnumMember, "argument": t.CompletionItemKind.Property,
-          "parameter": t.CompletionItemKind.Variable, "block": t.CompletionItemKind.Function,
-          "value": t.CompletionItemKind.Value, "setting": t.CompletionItemKind.Field}
-_SYMBOLS = {"flow": t.SymbolKind.Class, "block": t.SymbolKind.Function,
-            "level": t.SymbolKind.Namespace, "import": t.SymbolKind.Module,
-            "let": t.SymbolKind.Constant}
+_KINDS = {
+    "keyword": t.CompletionItemKind.Keyword,
+    "kind": t.CompletionItemKind.Class,
+    "variant": t.CompletionItemKind.EnumMember,
+    "argument": t.CompletionItemKind.Property,
+    "parameter": t.CompletionItemKind.Variable,
+    "block": t.CompletionItemKind.Function,
+    "value": t.CompletionItemKind.Value,
+    "setting": t.CompletionItemKind.Field,
+}
+_SYMBOLS = {
+    "flow": t.SymbolKind.Class,
+    "block": t.SymbolKind.Function,
+    "level": t.SymbolKind.Namespace,
+    "import": t.SymbolKind.Module,
+    "let": t.SymbolKind.Constant,
+}
 _AT = re.compile(r"\bat (\d+):(\d+)")
 
 
@@ -60,8 +69,9 @@ class FlowServer(LanguageServer):
     """pygls' server with each document's last analysis and text."""
 
     def __init__(self) -> None:
-        super().__init__("flowspec", __version__,
-                         text_document_sync_kind=t.TextDocumentSyncKind.Full)
+        super().__init__(
+            "flowspec", __version__, text_document_sync_kind=t.TextDocumentSyncKind.Full
+        )
         self.docs: dict[str, Document] = {}
         self.analyses: dict[str, Analysis] = {}
         self.last_good: dict[str, Analysis] = {}  # the last analysis whose text parsed
@@ -73,16 +83,25 @@ class FlowServer(LanguageServer):
         self.docs[uri], self.analyses[uri] = doc, analysis
         if analysis.env is not None:
             self.last_good[uri] = analysis
-        self.text_document_publish_diagnostics(t.PublishDiagnosticsParams(
-            uri=uri, version=version, diagnostics=self.diagnostics(doc, analysis)))
+        self.text_document_publish_diagnostics(
+            t.PublishDiagnosticsParams(
+                uri=uri, version=version, diagnostics=self.diagnostics(doc, analysis)
+            )
+        )
 
     def good(self, uri: str) -> Analysis | None:
         return self.last_good.get(uri) or self.analyses.get(uri)
 
     def diagnostics(self, doc: Document, analysis: Analysis) -> list[t.Diagnostic]:
         if analysis.crashed:
-            return [t.Diagnostic(range=_range(((0, 0), (0, 0))), message=analysis.crashed,
-                                 severity=t.DiagnosticSeverity.Error, source="flowspec")]
+            return [
+                t.Diagnostic(
+                    range=_range(((0, 0), (0, 0))),
+                    message=analysis.crashed,
+                    severity=t.DiagnosticSeverity.Error,
+                    source="flowspec",
+                )
+            ]
         return [self._diagnostic(doc, analysis, d) for d in analysis.diagnostics]
 
     def _diagnostic(self, doc: Document, analysis: Analysis, d: Diagnostic) -> t.Diagnostic:
@@ -97,9 +116,14 @@ class FlowServer(LanguageServer):
             rng = self._import_range(doc, analysis, span.file)
             message = f"{os.path.basename(span.file)}:{span.short()}: {message}"
             other = _load(span.file, self.docs)
-            related.append(t.DiagnosticRelatedInformation(
-                location=t.Location(uri=path_to_uri(span.file), range=_range(
-                    other.span_range(span))), message=d.message))
+            related.append(
+                t.DiagnosticRelatedInformation(
+                    location=t.Location(
+                        uri=path_to_uri(span.file), range=_range(other.span_range(span))
+                    ),
+                    message=d.message,
+                )
+            )
         here = t.Location(uri=doc.uri, range=_range(rng))
         for note in d.notes:
             where = here
@@ -110,15 +134,23 @@ class FlowServer(LanguageServer):
                 where = t.Location(uri=doc.uri, range=_range(((line, col), (line, col))))
             related.append(t.DiagnosticRelatedInformation(location=where, message=note))
         return t.Diagnostic(
-            range=_range(rng), message=message, code=d.code, source="flowspec",
-            severity=(t.DiagnosticSeverity.Error if d.severity == "error"
-                      else t.DiagnosticSeverity.Warning),
-            related_information=related or None, data={"help": d.help})
+            range=_range(rng),
+            message=message,
+            code=d.code,
+            source="flowspec",
+            severity=(
+                t.DiagnosticSeverity.Error
+                if d.severity == "error"
+                else t.DiagnosticSeverity.Warning
+            ),
+            related_information=related or None,
+            data={"help": d.help},
+        )
 
     @staticmethod
     def _import_range(doc: Document, analysis: Analysis, file: str):
         module = analysis.module
-        for item in (module.items if module else []):
+        for item in module.items if module else []:
             if isinstance(item, ast.Import):
                 target = os.path.join(os.path.dirname(doc.path), item.path)
                 if _same_file(target, file):
@@ -162,6 +194,7 @@ def _load(path: str, docs: dict[str, Document]) -> Document:
 
 def _safe(fn):
     """A handler that logs what it raises and answers None instead."""
+
     def run(ls: FlowServer, params: Any) -> Any:
         try:
             return fn(ls, params)
@@ -233,16 +266,22 @@ def _assistance(server: FlowServer) -> None:
     @server.feature(t.TEXT_DOCUMENT_HOVER)
     @_safe
     def on_hover(ls: FlowServer, params: t.HoverParams) -> t.Hover | None:
-        doc, analysis = ls.docs.get(params.text_document.uri), ls.analyses.get(
-            params.text_document.uri)
+        doc, analysis = (
+            ls.docs.get(params.text_document.uri),
+            ls.analyses.get(params.text_document.uri),
+        )
         if doc is None or analysis is None:
             return None
         text = hover(analysis, *_position(doc, params.position))
-        return t.Hover(contents=t.MarkupContent(kind=t.MarkupKind.Markdown, value=text)
-                       ) if text else None
+        return (
+            t.Hover(contents=t.MarkupContent(kind=t.MarkupKind.Markdown, value=text))
+            if text
+            else None
+        )
 
-    @server.feature(t.TEXT_DOCUMENT_COMPLETION,
-                    t.CompletionOptions(trigger_characters=[" ", "=", "."]))
+    @server.feature(
+        t.TEXT_DOCUMENT_COMPLETION, t.CompletionOptions(trigger_characters=[" ", "=", "."])
+    )
     @_safe
     def on_complete(ls: FlowServer, params: t.CompletionParams) -> t.CompletionList:
         uri = params.text_document.uri
@@ -250,9 +289,16 @@ def _assistance(server: FlowServer) -> None:
         if doc is None:
             return t.CompletionList(is_incomplete=False, items=[])
         pos = (params.position.line, params.position.character)
-        items = [t.CompletionItem(label=i.label, kind=_KINDS.get(i.kind), detail=i.detail or None,
-                                  documentation=i.doc or None, insert_text=i.insert)
-                 for i in complete(doc, pos, ls.good(uri))]
+        items = [
+            t.CompletionItem(
+                label=i.label,
+                kind=_KINDS.get(i.kind),
+                detail=i.detail or None,
+                documentation=i.doc or None,
+                insert_text=i.insert,
+            )
+            for i in complete(doc, pos, ls.good(uri))
+        ]
         return t.CompletionList(is_incomplete=False, items=items)
 
 
@@ -284,8 +330,9 @@ def _navigation(server: FlowServer) -> None:
         if target is None:
             return None
         out = []
-        for path, span in references(target, ls.workspace_texts(),
-                                     params.context.include_declaration):
+        for path, span in references(
+            target, ls.workspace_texts(), params.context.include_declaration
+        ):
             other = _load(path, ls.docs)
             out.append(t.Location(uri=path_to_uri(path), range=_range(other.span_range(span))))
         return out
@@ -299,10 +346,14 @@ def _navigation(server: FlowServer) -> None:
             return []
 
         def convert(s) -> t.DocumentSymbol:
-            return t.DocumentSymbol(name=s.name, kind=_SYMBOLS[s.kind], detail=s.detail or None,
-                                    range=_range(doc.span_range(s.span)),
-                                    selection_range=_range(doc.span_range(s.selection)),
-                                    children=[convert(c) for c in s.children or []] or None)
+            return t.DocumentSymbol(
+                name=s.name,
+                kind=_SYMBOLS[s.kind],
+                detail=s.detail or None,
+                range=_range(doc.span_range(s.span)),
+                selection_range=_range(doc.span_range(s.selection)),
+                children=[convert(c) for c in s.children or []] or None,
+            )
 
         return [convert(s) for s in document_symbols(analysis.module, doc.lines)]
 
@@ -326,8 +377,10 @@ def _editing(server: FlowServer) -> None:
         end = (last, doc.to_utf16(last, len(doc.line(last)) + 1))
         return [t.TextEdit(range=_range(((0, 0), end)), new_text=out)]
 
-    @server.feature(t.TEXT_DOCUMENT_CODE_ACTION,
-                    t.CodeActionOptions(code_action_kinds=[t.CodeActionKind.QuickFix]))
+    @server.feature(
+        t.TEXT_DOCUMENT_CODE_ACTION,
+        t.CodeActionOptions(code_action_kinds=[t.CodeActionKind.QuickFix]),
+    )
     @_safe
     def on_action(ls: FlowServer, params: t.CodeActionParams) -> list[t.CodeAction]:
         uri = params.text_document.uri
@@ -337,13 +390,20 @@ def _editing(server: FlowServer) -> None:
         out = []
         for diag in params.context.diagnostics:
             data = diag.data if isinstance(diag.data, dict) else {}
-            rng = ((diag.range.start.line, diag.range.start.character),
-                   (diag.range.end.line, diag.range.end.character))
+            rng = (
+                (diag.range.start.line, diag.range.start.character),
+                (diag.range.end.line, diag.range.end.character),
+            )
             for title, edits in fixes(doc, analysis, str(diag.code), rng, data.get("help")):
                 change = [t.TextEdit(range=_range(r), new_text=text) for r, text in edits]
-                out.append(t.CodeAction(title=title, kind=t.CodeActionKind.QuickFix,
-                                        diagnostics=[diag],
-                                        edit=t.WorkspaceEdit(changes={uri: change})))
+                out.append(
+                    t.CodeAction(
+                        title=title,
+                        kind=t.CodeActionKind.QuickFix,
+                        diagnostics=[diag],
+                        edit=t.WorkspaceEdit(changes={uri: change}),
+                    )
+                )
         return out
 
 
@@ -355,4 +415,3 @@ def serve() -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     build().start_io(sys.stdin.buffer, out)
     return 0
-

@@ -17,15 +17,16 @@ from torch import Tensor, nn
 from .base import FlowLayer
 
 
-def full_cond(layer: FlowLayer, cond: Tensor | None, x: Tensor, hw: tuple[int, int]
-              ) -> Tensor:
+def full_cond(layer: FlowLayer, cond: Tensor | None, x: Tensor, hw: tuple[int, int]) -> Tensor:
     """``cond`` checked to be the ``(B, Cc, *hw)`` map a C-Glow layer reads."""
     if cond is None:
         raise ValueError(f"{type(layer).__name__} is conditional but got cond=None")
     expected = (x.shape[0], layer.cond_channels, *hw)
     if tuple(cond.shape) != expected:
-        raise ValueError(f"{type(layer).__name__} reads its condition at full size, "
-                         f"{expected}, got {tuple(cond.shape)}")
+        raise ValueError(
+            f"{type(layer).__name__} reads its condition at full size, "
+            f"{expected}, got {tuple(cond.shape)}"
+        )
     return cond
 
 
@@ -34,16 +35,24 @@ class VectorNet(nn.Module):
     ``(B, out)`` in (-1, 1): three 2x2 stride-2 convolutions (ReLU), flattened, linear to
     ``units``, ``units`` (ReLU) and ``out`` (tanh)."""
 
-    def __init__(self, cond_channels: int, hw: tuple[int, int], hidden: int, units: int,
-                 out: int) -> None:
+    def __init__(
+        self, cond_channels: int, hw: tuple[int, int], hidden: int, units: int, out: int
+    ) -> None:
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(cond_channels, hidden, 2, stride=2), nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 2, stride=2), nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 2, stride=2), nn.ReLU())
+            nn.Conv2d(cond_channels, hidden, 2, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 2, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 2, stride=2),
+            nn.ReLU(),
+        )
         self.mlp = nn.Sequential(
-            nn.Linear(hidden * (hw[0] // 8) * (hw[1] // 8), units), nn.ReLU(),
-            nn.Linear(units, units), nn.ReLU())
+            nn.Linear(hidden * (hw[0] // 8) * (hw[1] // 8), units),
+            nn.ReLU(),
+            nn.Linear(units, units),
+            nn.ReLU(),
+        )
         self.last = nn.Linear(units, out)
 
     def forward(self, cond: Tensor) -> Tensor:

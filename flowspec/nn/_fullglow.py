@@ -34,9 +34,13 @@ class VectorCondNet(nn.Module):
         super().__init__()
         a, b, c = CONV_WIDTHS
         self.conv = nn.Sequential(
-            nn.Conv2d(cond_channels, a, 1), nn.ReLU(),
-            nn.Conv2d(a, b, 3), nn.ReLU(),
-            nn.Conv2d(b, c, 3), nn.ReLU())
+            nn.Conv2d(cond_channels, a, 1),
+            nn.ReLU(),
+            nn.Conv2d(a, b, 3),
+            nn.ReLU(),
+            nn.Conv2d(b, c, 3),
+            nn.ReLU(),
+        )
         widths = (flat_size(h, w), *MLP_WIDTHS)
         layers: list = []
         for i, o in pairwise(widths):
@@ -60,8 +64,11 @@ class MapCondNet(nn.Module):
     def __init__(self, cond_channels: int, hidden: int, out: int) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(cond_channels, hidden, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(hidden, out, 3, padding=1), nn.ReLU())
+            nn.Conv2d(cond_channels, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, out, 3, padding=1),
+            nn.ReLU(),
+        )
 
     def forward(self, cond: Tensor) -> Tensor:
         return self.net(cond)

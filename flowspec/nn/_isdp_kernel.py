@@ -68,8 +68,9 @@ def _gained(layer: Any, coef: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return inv_scale(coef), alpha, delta
 
 
-def _transposed_mixing(layer: Any, x: Tensor, qk: Tensor, inv_d: Tensor, alpha: Tensor,
-                       delta: Tensor) -> tuple[Tensor, ...]:
+def _transposed_mixing(
+    layer: Any, x: Tensor, qk: Tensor, inv_d: Tensor, alpha: Tensor, delta: Tensor
+) -> tuple[Tensor, ...]:
     """From ``x`` (only its masked entries matter): ``(x_aug, q, k, logits_t, finite, s_t,
     t)``. ``x_aug`` (B, C + 1, HW) is ``M x`` with a row of ones (the bias's input); ``q``
     and ``k`` (B, heads, N, width) hold ``Q`` and ``K`` per head (``K`` zero in the padding,
@@ -77,8 +78,13 @@ def _transposed_mixing(layer: Any, x: Tensor, qk: Tensor, inv_d: Tensor, alpha: 
     ``logits_t = K Q^T / d`` (non-finite entries replaced), ``s_t`` its per-head softmax over
     rows (``S^T``) and ``t`` every head's ``T = alpha' S^T + delta' I``."""
     b, c, h, w = x.shape
-    x_aug = torch.cat([x.reshape(b, c, h * w) * layer.mask_f.view(1, c, h * w),
-                       layer.ones_row.expand(b, 1, h * w)], 1)
+    x_aug = torch.cat(
+        [
+            x.reshape(b, c, h * w) * layer.mask_f.view(1, c, h * w),
+            layer.ones_row.expand(b, 1, h * w),
+        ],
+        1,
+    )
     # (B, 2C, HW), Q's rows then K's; bmm: matmul would fold the batch through copies
     qk_img = torch.bmm(qk.view(1, 2 * c, c + 1).expand(b, -1, -1), x_aug)
     flat = qk_img.view(b, -1)  # two gathers: halves of one would not be contiguous
@@ -115,8 +121,11 @@ def _logdet(layer: Any, lu: Tensor) -> Tensor:
 def _free_slots(layer: Any, t: Tensor) -> Tensor:
     """``t`` (B, C, H, W) in the ``free`` layout (B, G, N, width); the slots outside a block's
     free rows hold other entries, which the mixing keeps apart and nothing scatters back."""
-    return t.reshape(t.shape[0], -1).index_select(1, layer.free_index).view(
-        t.shape[0], *layer.free_shape)
+    return (
+        t.reshape(t.shape[0], -1)
+        .index_select(1, layer.free_index)
+        .view(t.shape[0], *layer.free_shape)
+    )
 
 
 def _scatter_free(layer: Any, t: Tensor, slots: Tensor) -> Tensor:
@@ -148,26 +157,30 @@ class ISDPForward(torch.autograd.Function):
     and, in the identity form, ``gamma``; a column per head)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, qk: Tensor, coef: Tensor, layer: Any
-                ) -> tuple[Tensor, Tensor]:
+    def forward(
+        ctx: Any, x: Tensor, qk: Tensor, coef: Tensor, layer: Any
+    ) -> tuple[Tensor, Tensor]:
         # the bijection and its log-det stay in the input's precision under a caller's
         # autocast (as in a model, where the forward loop turns it off around the layers)
         with torch.autocast(x.device.type, enabled=False), exact_products(x):
             return ISDPForward._forward(ctx, x, qk, coef, layer)
 
     @staticmethod
-    def _forward(ctx: Any, x: Tensor, qk: Tensor, coef: Tensor, layer: Any
-                 ) -> tuple[Tensor, Tensor]:
+    def _forward(
+        ctx: Any, x: Tensor, qk: Tensor, coef: Tensor, layer: Any
+    ) -> tuple[Tensor, Tensor]:
         inv_d, alpha, delta = _gained(layer, coef)
         x_aug, q, k, logits_t, finite, s_t, t = _transposed_mixing(
-            layer, x, qk, inv_d, alpha, delta)
+            layer, x, qk, inv_d, alpha, delta
+        )
         blocks = _blocks_t(layer, t)
         lu, pivots, _ = torch.linalg.lu_factor_ex(blocks)
         x_free = _free_slots(layer, x)
         y = _scatter_free(layer, x, blocks.transpose(-1, -2) @ x_free)
         ctx.layer, ctx.finite, ctx.device_type = layer, finite, x.device.type
-        ctx.save_for_backward(x_aug, q, k, logits_t, s_t, blocks, x_free, lu, pivots,
-                              qk, coef, inv_d, alpha, delta)
+        ctx.save_for_backward(
+            x_aug, q, k, logits_t, s_t, blocks, x_free, lu, pivots, qk, coef, inv_d, alpha, delta
+        )
         return y, _logdet(layer, lu)
 
     @staticmethod
@@ -180,8 +193,9 @@ class ISDPForward(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx: Any, gy: Tensor | None, glog: Tensor | None) -> tuple:
-        (x_aug, q, k, logits_t, s_t, blocks, x_free, lu, pivots, qk, coef, inv_d, alpha,
-         delta) = ctx.saved_tensors
+        (x_aug, q, k, logits_t, s_t, blocks, x_free, lu, pivots, qk, coef, inv_d, alpha, delta) = (
+            ctx.saved_tensors
+        )
         layer = ctx.layer
         b, c = x_aug.shape[0], x_aug.shape[1] - 1
         shape = (b, c, *layer.in_shape[1:])
@@ -192,18 +206,21 @@ class ISDPForward(torch.autograd.Function):
         gx = _scatter_free(layer, gy, blocks @ gy_free)
         g_blocks = x_free @ gy_free.transpose(-1, -2)
         if glog is not None:  # d log det T / dT = T^{-T}
-            g_blocks.addcmul_(_inverse_t(layer, lu, pivots),
-                              glog.view(-1, 1, 1, 1) * layer.block_weight)
+            g_blocks.addcmul_(
+                _inverse_t(layer, lu, pivots), glog.view(-1, 1, 1, 1) * layer.block_weight
+            )
         # blocks -> every head's T (the identity outside U x U carries no parameter)
         if layer.whole:
             g_t = g_blocks
         elif torch.are_deterministic_algorithms_enabled():
             # index_add_'s deterministic CUDA kernel is a slow sort: a one-hot product instead
-            g_t = torch.einsum("bgij,gh->bhij", torch.where(layer.block_rows, g_blocks, 0.0),
-                               layer.block_onehot)
+            g_t = torch.einsum(
+                "bgij,gh->bhij", torch.where(layer.block_rows, g_blocks, 0.0), layer.block_onehot
+            )
         else:
             g_t = g_blocks.new_zeros(b, layer.heads, *g_blocks.shape[2:]).index_add_(
-                1, layer.block_head, torch.where(layer.block_rows, g_blocks, 0.0))
+                1, layer.block_head, torch.where(layer.block_rows, g_blocks, 0.0)
+            )
         # T = alpha' S^T + delta' I; the softmax normalised each column of L^T
         g_logits = _softmax_backward(g_t * alpha.view(-1, 1, 1), s_t, -2, s_t.dtype)
         g_logits = torch.where(ctx.finite, g_logits, 0.0)  # nan_to_num's replaced logits
@@ -212,21 +229,35 @@ class ISDPForward(torch.autograd.Function):
         # raw^T = K Q^T: dQ = raw^T^T K, dK = raw^T Q, back to the image layout
         g_slots = torch.stack([g_raw.transpose(-1, -2) @ k, g_raw @ q], 1)
         g_img = g_slots.view(b, -1).index_select(1, layer.qk_back).view(b, 2 * c, -1)
-        g_x_masked = torch.bmm(qk.view(1, 2 * c, c + 1)[:, :, :c].transpose(1, 2).expand(
-            b, -1, -1), g_img).view(shape)
+        g_x_masked = torch.bmm(
+            qk.view(1, 2 * c, c + 1)[:, :, :c].transpose(1, 2).expand(b, -1, -1), g_img
+        ).view(shape)
         gx = gx.addcmul_(g_x_masked, layer.mask_f)
         g_qk = g_coef = None  # not for a frozen layer
         if ctx.needs_input_grad[1]:
             g_qk = torch.bmm(g_img, x_aug.transpose(1, 2)).sum(0).view_as(qk)
         if ctx.needs_input_grad[2]:
-            g_coef = _coef_grad(layer, coef, alpha, delta, g_log_d,
-                                (g_t * s_t).sum((0, 2, 3)),
-                                g_t.diagonal(dim1=-2, dim2=-1).sum((0, 2)))
+            g_coef = _coef_grad(
+                layer,
+                coef,
+                alpha,
+                delta,
+                g_log_d,
+                (g_t * s_t).sum((0, 2, 3)),
+                g_t.diagonal(dim1=-2, dim2=-1).sum((0, 2)),
+            )
         return gx, g_qk, g_coef, None
 
 
-def _coef_grad(layer: Any, coef: Tensor, alpha: Tensor, delta: Tensor, g_log_d: Tensor,
-               g_alpha: Tensor, g_delta: Tensor) -> Tensor:
+def _coef_grad(
+    layer: Any,
+    coef: Tensor,
+    alpha: Tensor,
+    delta: Tensor,
+    g_log_d: Tensor,
+    g_alpha: Tensor,
+    g_delta: Tensor,
+) -> Tensor:
     """The gradient of ``coef`` from those of the (unclamped) ``log d``, ``alpha'`` and
     ``delta'``."""
     log_d, theta = coef[0], coef[1]

@@ -28,11 +28,24 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-
 __all__ = [
-    "BOUNDED_SCALE_B", "MIN_INIT_STD", "SCALE_EPS", "TF32_DEVICES", "FlowLayer", "Module",
-    "Shape", "batch_logdet", "bounded_scale", "cat_cond", "channel_init", "checkerboard_3d",
-    "draws_random", "exact_products", "legacy_bind", "make_scale", "sum_except_batch",
+    "BOUNDED_SCALE_B",
+    "MIN_INIT_STD",
+    "SCALE_EPS",
+    "TF32_DEVICES",
+    "FlowLayer",
+    "Module",
+    "Shape",
+    "batch_logdet",
+    "bounded_scale",
+    "cat_cond",
+    "channel_init",
+    "checkerboard_3d",
+    "draws_random",
+    "exact_products",
+    "legacy_bind",
+    "make_scale",
+    "sum_except_batch",
     "tanh_scale",
 ]
 
@@ -68,7 +81,10 @@ def legacy_bind(cls: type) -> None:
     warnings.warn(
         f"module `{cls.__module__}` sets `{' = '.join(unbound)} = None` for flowspec to bind; "
         "this is deprecated: import torch there instead (`import torch`, `from torch import "
-        "nn`, `import torch.nn.functional as F`)", DeprecationWarning, stacklevel=3)
+        "nn`, `import torch.nn.functional as F`)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 class Module(nn.Module):
@@ -132,8 +148,12 @@ class FlowLayer(Module):
             # A network with active dropout draws random numbers: the recomputation in
             # backward must draw the same ones, or the gradients are those of another mask.
             # Stashing the RNG state costs a copy per call, so only such networks pay it.
-            return checkpoint(net, inp, use_reentrant=False,
-                              preserve_rng_state=net.training and draws_random(net))
+            return checkpoint(
+                net,
+                inp,
+                use_reentrant=False,
+                preserve_rng_state=net.training and draws_random(net),
+            )
         return net(inp)
 
     def extra_repr(self) -> str:
@@ -201,9 +221,11 @@ def draws_random(net: nn.Module) -> bool:
     cached = net.__dict__.get("_draws_random")
     if cached is None:
         dropout = nn.modules.dropout._DropoutNd
-        cached = any((isinstance(m, dropout) and m.p > 0)
-                     or (isinstance(getattr(m, "dropout", None), float) and m.dropout > 0)
-                     for m in net.modules())
+        cached = any(
+            (isinstance(m, dropout) and m.p > 0)
+            or (isinstance(getattr(m, "dropout", None), float) and m.dropout > 0)
+            for m in net.modules()
+        )
         net.__dict__["_draws_random"] = cached
     return cached
 
@@ -282,6 +304,5 @@ def channel_init(x: Tensor) -> tuple[Tensor, Tensor]:
             moments /= dist.get_world_size()
         mean, second = moments[0], moments[1]
         std = (second - mean * mean).clamp_min(0.0).sqrt()
-        log_scale = torch.where(std > MIN_INIT_STD, -torch.log(std.clamp_min(MIN_INIT_STD)),
-                                0.0)
+        log_scale = torch.where(std > MIN_INIT_STD, -torch.log(std.clamp_min(MIN_INIT_STD)), 0.0)
     return mean, log_scale

@@ -23,14 +23,20 @@ class CGlowActNorm(FlowLayer):
     initialisation).
     """
 
-    def __init__(self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
-                 ) -> None:
+    def __init__(
+        self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
+    ) -> None:
         super().__init__(shape, args, cond_channels)
         if self.cond_channels is None:
             raise ValueError("cglow_actnorm needs a condition (on=COND)")
         self.hw = cond_size(self.in_shape, args)
-        self.net = VectorNet(self.cond_channels, self.hw, int(args["cond_hidden"]),
-                             int(args["cond_units"]), 2 * self.in_shape[0])
+        self.net = VectorNet(
+            self.cond_channels,
+            self.hw,
+            int(args["cond_hidden"]),
+            int(args["cond_units"]),
+            2 * self.in_shape[0],
+        )
         nn.init.zeros_(self.net.last.weight)
         nn.init.zeros_(self.net.last.bias)
 

@@ -30,8 +30,9 @@ class CGlowCoupling(FlowLayer):
     map is invertible for every output, ``x_t = y_t / s - t``, and ``logdet = sum log s``.
     """
 
-    def __init__(self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
-                 ) -> None:
+    def __init__(
+        self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
+    ) -> None:
         super().__init__(shape, args, cond_channels)
         if self.cond_channels is None:
             raise ValueError("coupling cglow needs a condition (on=COND)")
@@ -39,14 +40,22 @@ class CGlowCoupling(FlowLayer):
         self.hw = cond_size(self.in_shape, args)
         n, hidden, f = self.part.out_channels, int(args["hidden"]), 2 ** int(args["down"])
         self.resize = nn.Sequential(
-            nn.Conv2d(self.cond_channels, RESIZE_CHANNELS, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(RESIZE_CHANNELS, n, f, stride=f), nn.ReLU(),
-            nn.Conv2d(n, n, 3, padding=1), nn.ReLU())
+            nn.Conv2d(self.cond_channels, RESIZE_CHANNELS, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(RESIZE_CHANNELS, n, f, stride=f),
+            nn.ReLU(),
+            nn.Conv2d(n, n, 3, padding=1),
+            nn.ReLU(),
+        )
         self.net = nn.Sequential(
             nn.Conv2d(self.part.kept_channels + n, hidden, 3, padding=1, bias=False),
-            ChannelAffine(hidden), nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 1, bias=False), ChannelAffine(hidden), nn.ReLU(),
-            zero_conv(hidden, 2 * n))
+            ChannelAffine(hidden),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 1, bias=False),
+            ChannelAffine(hidden),
+            nn.ReLU(),
+            zero_conv(hidden, 2 * n),
+        )
         self.logs = nn.Parameter(torch.zeros(1, 2 * n, 1, 1))
 
     def _params(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:

@@ -32,15 +32,17 @@ class CGlowInvConv(FlowLayer):
     exponentially ill-conditioned in ``C``. Parameters: as C-Glow's.
     """
 
-    def __init__(self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
-                 ) -> None:
+    def __init__(
+        self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
+    ) -> None:
         super().__init__(shape, args, cond_channels)
         if self.cond_channels is None:
             raise ValueError("cglow_invconv needs a condition (on=COND)")
         c = self.in_shape[0]
         self.hw = cond_size(self.in_shape, args)
-        self.net = VectorNet(self.cond_channels, self.hw, int(args["cond_hidden"]),
-                             int(args["cond_units"]), c * c)
+        self.net = VectorNet(
+            self.cond_channels, self.hw, int(args["cond_hidden"]), int(args["cond_units"]), c * c
+        )
         nn.init.normal_(self.net.last.weight, std=0.1)  # glow2's LinearNorm
         nn.init.normal_(self.net.last.bias, std=0.1)
         q, _ = torch.linalg.qr(torch.randn(c, c, dtype=torch.float64))
@@ -63,8 +65,8 @@ class CGlowInvConv(FlowLayer):
         lower = self.lower0.expand(b, c, c).clone()
         lower[:, self.rows, self.cols] = lower[:, self.rows, self.cols] + step * v[:, :n]
         upper = self.upper0.expand(b, c, c).clone()
-        upper[:, self.cols, self.rows] = upper[:, self.cols, self.rows] + step * v[:, n:2 * n]
-        log_s = self.log_diag0 + v[:, 2 * n:]
+        upper[:, self.cols, self.rows] = upper[:, self.cols, self.rows] + step * v[:, n : 2 * n]
+        log_s = self.log_diag0 + v[:, 2 * n :]
         return lower, upper + torch.diag_embed(self.sign * torch.exp(log_s)), log_s
 
     def _mix(self, x: Tensor, cond: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
@@ -74,8 +76,9 @@ class CGlowInvConv(FlowLayer):
             lower, upper, log_s = self._factors(v)
             flat = x.reshape(b, c, h * w)
             if inverse:  # x = U^-1 L^-1 P^T y, by two triangular solves
-                t = torch.linalg.solve_triangular(lower, self.perm.T.to(x.dtype) @ flat,
-                                                  upper=False, unitriangular=True)
+                t = torch.linalg.solve_triangular(
+                    lower, self.perm.T.to(x.dtype) @ flat, upper=False, unitriangular=True
+                )
                 y = torch.linalg.solve_triangular(upper, t, upper=True)
             else:
                 y = self.perm.to(x.dtype) @ (lower @ (upper @ flat))

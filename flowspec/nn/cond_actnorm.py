@@ -26,8 +26,9 @@ class CondActNorm(FlowLayer):
     channel), so every condition starts from Glow's data-dependent actnorm.
     """
 
-    def __init__(self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
-                 ) -> None:
+    def __init__(
+        self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
+    ) -> None:
         super().__init__(shape, args, cond_channels)
         if self.cond_channels is None:
             raise ValueError("cond_actnorm needs a condition (on=COND)")

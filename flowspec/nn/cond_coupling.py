@@ -28,8 +28,9 @@ class CondAffineCoupling(FlowLayer):
     ``x_t = y_t / s - t``.
     """
 
-    def __init__(self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
-                 ) -> None:
+    def __init__(
+        self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
+    ) -> None:
         super().__init__(shape, args, cond_channels)
         if self.cond_channels is None:
             raise ValueError("coupling cond_affine needs a condition (on=COND)")

@@ -34,8 +34,9 @@ class CondInvConv1x1(FlowLayer):
     channels. The parameters are the same as Full-Glow's.
     """
 
-    def __init__(self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
-                 ) -> None:
+    def __init__(
+        self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
+    ) -> None:
         super().__init__(shape, args, cond_channels)
         if self.cond_channels is None:
             raise ValueError("cond_invconv needs a condition (on=COND)")
@@ -48,11 +49,15 @@ class CondInvConv1x1(FlowLayer):
             diag = torch.diagonal(upper)
             self.register_buffer("perm", p.float())
             self.register_buffer("sign", torch.sign(diag).float())
-            self.register_buffer("lower_mask", torch.tril(torch.ones(c, c), -1),
-                                 persistent=False)
+            self.register_buffer("lower_mask", torch.tril(torch.ones(c, c), -1), persistent=False)
             self.register_buffer("eye", torch.eye(c), persistent=False)
-            start = torch.cat([torch.tril(lower, -1).flatten(), torch.triu(upper, 1).flatten(),
-                               torch.log(diag.abs())])
+            start = torch.cat(
+                [
+                    torch.tril(lower, -1).flatten(),
+                    torch.triu(upper, 1).flatten(),
+                    torch.log(diag.abs()),
+                ]
+            )
         else:
             start = q.flatten()
         #: the rotation every condition starts from; scale of the network's correction
@@ -71,10 +76,11 @@ class CondInvConv1x1(FlowLayer):
             weight = out.view(b, c, c)
             logdet = torch.linalg.slogdet(weight)[1]
             return (torch.linalg.inv(weight) if inverse else weight), logdet
-        lower = out[:, :c * c].view(b, c, c) * self.lower_mask + self.eye
-        log_s = out[:, 2 * c * c:]
-        upper = (out[:, c * c:2 * c * c].view(b, c, c) * self.lower_mask.T
-                 + torch.diag_embed(self.sign * torch.exp(log_s)))
+        lower = out[:, : c * c].view(b, c, c) * self.lower_mask + self.eye
+        log_s = out[:, 2 * c * c :]
+        upper = out[:, c * c : 2 * c * c].view(b, c, c) * self.lower_mask.T + torch.diag_embed(
+            self.sign * torch.exp(log_s)
+        )
         if inverse:  # W^-1 = U^-1 L^-1 P^T, by two triangular solves
             eye = self.eye.expand(b, c, c)
             inv_l = torch.linalg.solve_triangular(lower, eye, upper=False)

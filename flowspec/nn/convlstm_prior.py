@@ -60,37 +60,53 @@ def dilated_conv(x: Tensor, weight: Tensor, bias: Tensor, d: int) -> Tensor:
 class ChannelAR(nn.Module):
     """The autoregressive Gaussian over the channels of a latent (see the module doc)."""
 
-    def __init__(self, context: int | None, hidden: int = 32, layers: int = 3,
-                 kernel: int = 5, dilation: int = 1) -> None:
+    def __init__(
+        self,
+        context: int | None,
+        hidden: int = 32,
+        layers: int = 3,
+        kernel: int = 5,
+        dilation: int = 1,
+    ) -> None:
         super().__init__()
         if hidden < 1 or layers < 1 or kernel < 1 or kernel % 2 == 0 or dilation < 1:
-            raise ValueError(f"convlstm prior needs hidden, layers, dilation >= 1 and an odd "
-                             f"kernel, got hidden={hidden}, layers={layers}, kernel={kernel}, "
-                             f"dilation={dilation}")
+            raise ValueError(
+                f"convlstm prior needs hidden, layers, dilation >= 1 and an odd "
+                f"kernel, got hidden={hidden}, layers={layers}, kernel={kernel}, "
+                f"dilation={dilation}"
+            )
         self.hidden = hidden
         self.context = None
         if context:
-            self.context = nn.Sequential(nn.Conv2d(context, hidden, 5, padding=2), nn.ReLU(),
-                                         nn.Conv2d(hidden, CONTEXT_FEATURES, 5, padding=2))
+            self.context = nn.Sequential(
+                nn.Conv2d(context, hidden, 5, padding=2),
+                nn.ReLU(),
+                nn.Conv2d(hidden, CONTEXT_FEATURES, 5, padding=2),
+            )
         cin = 1 + (CONTEXT_FEATURES if context else 0)
         self.embed = nn.Conv2d(cin, hidden, kernel, padding=kernel // 2)
         pad = dilation * (kernel // 2)
         self.input_convs = nn.ModuleList(
             nn.Conv2d(hidden, 4 * hidden, kernel, padding=pad, dilation=dilation)
-            for _ in range(layers))
+            for _ in range(layers)
+        )
         self.hidden_convs = nn.ModuleList(
             nn.Conv2d(hidden, 4 * hidden, kernel, padding=pad, dilation=dilation)
-            for _ in range(layers))
+            for _ in range(layers)
+        )
         self.out = zero_conv(hidden, 2, 3)
 
     def _cells(self) -> list[tuple[Tensor, Tensor, int]]:
         """Per cell, one convolution of ``[x, h]`` computing ``conv_x(x) + conv_h(h)``:
         ``(weight, bias, dilation)``."""
-        return [(torch.cat([cx.weight, ch.weight], dim=1), cx.bias + ch.bias, cx.dilation[0])
-                for cx, ch in zip(self.input_convs, self.hidden_convs)]
+        return [
+            (torch.cat([cx.weight, ch.weight], dim=1), cx.bias + ch.bias, cx.dilation[0])
+            for cx, ch in zip(self.input_convs, self.hidden_convs)
+        ]
 
-    def _step(self, prev: Tensor, ctx: Tensor | None, state: list | None, cells: list
-              ) -> tuple[Tensor, Tensor, list]:
+    def _step(
+        self, prev: Tensor, ctx: Tensor | None, state: list | None, cells: list
+    ) -> tuple[Tensor, Tensor, list]:
         """One channel: ``(mu_t, l_t)`` (B, 1, H, W) from ``z_{t-1}`` and the LSTM state."""
         x = self.embed(prev if ctx is None else torch.cat([prev, ctx], dim=1))
         if state is None:
@@ -124,8 +140,7 @@ class ChannelAR(nn.Module):
             log_scales.append(log_scale)
         return torch.cat(eps, dim=1), -sum_except_batch(torch.cat(log_scales, dim=1))
 
-    def unstandardise(self, eps: Tensor, kept: Tensor | None = None
-                      ) -> tuple[Tensor, Tensor]:
+    def unstandardise(self, eps: Tensor, kept: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(z, logdet)`` of the inverse map, decoding one channel after another."""
         ctx, state, cells = self._context(kept, eps), None, self._cells()
         prev = eps.new_zeros(eps.shape[0], 1, *eps.shape[2:])
@@ -144,11 +159,17 @@ class ConvLSTMPrior(FlowLayer):
     ``logdet = -sum l``; the caller scores ``eps`` under N(0, I) and samples
     ``eps = T * N(0, I)``, which :meth:`inverse` decodes channel by channel."""
 
-    def __init__(self, shape: Shape, args: dict[str, Any],
-                 cond_channels: int | None = None) -> None:
+    def __init__(
+        self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
+    ) -> None:
         super().__init__(shape, args, None)
-        self.ar = ChannelAR(None, int(args["hidden"]), int(args["layers"]),
-                            int(args["kernel"]), int(args["dilation"]))
+        self.ar = ChannelAR(
+            None,
+            int(args["hidden"]),
+            int(args["layers"]),
+            int(args["kernel"]),
+            int(args["dilation"]),
+        )
 
     def forward(self, z: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self.ar.standardise(z)

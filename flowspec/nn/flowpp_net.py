@@ -40,8 +40,7 @@ class WNConv2d(nn.Module):
     """A weight-normalised convolution, ``w = g v / ||v||`` (Salimans & Kingma 2016), with
     the norm over each output channel's weights; ``zero=True`` starts with ``g = 0``."""
 
-    def __init__(self, cin: int, cout: int, k: int, bias: bool = True,
-                 zero: bool = False) -> None:
+    def __init__(self, cin: int, cout: int, k: int, bias: bool = True, zero: bool = False) -> None:
         super().__init__()
         conv = nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias)  # its default init
         v = conv.weight.detach().clone()
@@ -75,8 +74,9 @@ def position_encoding(length: int, channels: int, like: Tensor) -> Tensor:
     over ``channels // 2`` geometric timescales from 1 to 1e4 (zero-padded when odd)."""
     n = channels // 2
     pos = torch.arange(length, dtype=like.dtype, device=like.device)
-    inv = torch.exp(-math.log(1e4) / max(n - 1, 1)
-                    * torch.arange(n, dtype=like.dtype, device=like.device))
+    inv = torch.exp(
+        -math.log(1e4) / max(n - 1, 1) * torch.arange(n, dtype=like.dtype, device=like.device)
+    )
     t = pos.unsqueeze(1) * inv.unsqueeze(0)
     enc = F.pad(torch.cat([t.sin(), t.cos()], dim=1), [0, channels % 2])
     return enc.t().unsqueeze(0)
@@ -114,14 +114,15 @@ class GatedAttn(nn.Module):
         k, v, q = kvq.split(c, dim=2)  # the official order: memory (keys, values), queries
         p = self.dropout if self.training else 0.0
         if c % self.heads == 0:
-            out = F.scaled_dot_product_attention(*(self._heads(t) for t in (q, k, v)),
-                                                 dropout_p=p)
+            out = F.scaled_dot_product_attention(*(self._heads(t) for t in (q, k, v)), dropout_p=p)
             out = out.transpose(1, 2).reshape(b, h * w, c)
         else:  # heads of unequal widths
-            parts = [F.scaled_dot_product_attention(qi.unsqueeze(1), ki.unsqueeze(1),
-                                                    vi.unsqueeze(1), dropout_p=p).squeeze(1)
-                     for qi, ki, vi in zip(*(t.tensor_split(self.heads, dim=2)
-                                             for t in (q, k, v)))]
+            parts = [
+                F.scaled_dot_product_attention(
+                    qi.unsqueeze(1), ki.unsqueeze(1), vi.unsqueeze(1), dropout_p=p
+                ).squeeze(1)
+                for qi, ki, vi in zip(*(t.tensor_split(self.heads, dim=2) for t in (q, k, v)))
+            ]
             out = torch.cat(parts, dim=2)
         a, g = self.gate(out.transpose(1, 2).reshape(b, c, h, w)).chunk(2, dim=1)
         return a * torch.sigmoid(g)
@@ -151,12 +152,21 @@ class GatedBlock(nn.Module):
 class FlowppNet(nn.Module):
     """Flow++'s network: WN conv3x3, ``blocks`` gated blocks, zero-started WN conv3x3."""
 
-    def __init__(self, in_channels: int, out_channels: int, hidden: int, blocks: int = 10,
-                 heads: int = 4, dropout: float = 0.0, attention: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden: int,
+        blocks: int = 10,
+        heads: int = 4,
+        dropout: float = 0.0,
+        attention: bool = True,
+    ) -> None:
         super().__init__()
         self.in_conv = WNConv2d(in_channels, hidden, 3)
-        self.blocks = nn.ModuleList(GatedBlock(hidden, heads, dropout, attention)
-                                    for _ in range(blocks))
+        self.blocks = nn.ModuleList(
+            GatedBlock(hidden, heads, dropout, attention) for _ in range(blocks)
+        )
         self.out_conv = WNConv2d(hidden, out_channels, 3, zero=True)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from flowspec.layers._attention import GATE_BOUND, RESIDUAL_BOUND, mask_arg, module_form
 
-from .base import FlowLayer, SCALE_EPS, Shape, checkerboard_3d
+from .base import SCALE_EPS, FlowLayer, Shape, checkerboard_3d
 
 
 class IMap(FlowLayer):
@@ -77,8 +77,9 @@ class IMap(FlowLayer):
         self.register_buffer("mask_f", mask.to(torch.float32), persistent=False)
         self.register_buffer("n_free", (~mask).sum(dim=0).to(torch.float32), persistent=False)
         self.register_buffer("n_free_flat", self.n_free.flatten().clone(), persistent=False)
-        self.register_buffer("n_masked", mask.flatten(1).sum(dim=1).to(torch.float32),
-                             persistent=False)
+        self.register_buffer(
+            "n_masked", mask.flatten(1).sum(dim=1).to(torch.float32), persistent=False
+        )
         bound = 1.0 / math.sqrt(c)
         self.weight = nn.Parameter(torch.empty(c, c).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(c).uniform_(-bound, bound))
@@ -118,8 +119,9 @@ class IMap(FlowLayer):
         """``mean_c W`` on the masked entries, zero elsewhere: (C, H, W)."""
         return self.weight.mean(dim=0).view(-1, 1, 1) * self.mask_f
 
-    def _scale_entries(self, x: Tensor, pool: Tensor, sigma: Tensor, masked_logdet: Tensor,
-               inverse: bool) -> tuple[Tensor, Tensor]:
+    def _scale_entries(
+        self, x: Tensor, pool: Tensor, sigma: Tensor, masked_logdet: Tensor, inverse: bool
+    ) -> tuple[Tensor, Tensor]:
         u = (x * pool).sum(dim=1)  # several times cheaper than einsum's permute + bmm on CPU
         a, log_a = self._gates(u)
         scale = torch.lerp(a.unsqueeze(1), sigma, self.mask_f)  # exact: weights 0 and 1

@@ -171,8 +171,11 @@ class ISDP(FlowLayer):
         self.register_buffer("k_index", self.qk_index + c * h * w, persistent=False)
         self.qk_back = torch.cat([self.qk_back, self.qk_back + math.prod(self.qk_shape)])
         self._layout("free", entry, [getattr(self, b[2]) for b in self.blocks])
-        self.register_buffer("free_slots", (torch.stack(patterns).view(-1, n, 1).float()
-                                            * self.free_used), persistent=False)
+        self.register_buffer(
+            "free_slots",
+            (torch.stack(patterns).view(-1, n, 1).float() * self.free_used),
+            persistent=False,
+        )
         self.register_buffer("eye", torch.eye(n), persistent=False)
         block_head = torch.tensor([b[0] for b in self.blocks], dtype=torch.long)
         counts = torch.tensor([float(b[3]) for b in self.blocks])
@@ -181,10 +184,14 @@ class ISDP(FlowLayer):
         self.whole = block_head.tolist() == list(range(self.heads)) and bool(sizes.eq(n).all())
         self.register_buffer("block_head", block_head, persistent=False)
         # the same map as a (blocks, heads) one-hot matrix, for deterministic mode
-        self.register_buffer("block_onehot", F.one_hot(block_head, self.heads).float(),
-                             persistent=False)
-        self.register_buffer("block_rows", torch.stack(
-            [pt.unsqueeze(1) & pt.unsqueeze(0) for pt in patterns]), persistent=False)
+        self.register_buffer(
+            "block_onehot", F.one_hot(block_head, self.heads).float(), persistent=False
+        )
+        self.register_buffer(
+            "block_rows",
+            torch.stack([pt.unsqueeze(1) & pt.unsqueeze(0) for pt in patterns]),
+            persistent=False,
+        )
         # the log-det's weights: per block, and per entry of the blocks' LU diagonals
         self.register_buffer("block_weight", counts.view(-1, 1, 1), persistent=False)
         self.register_buffer("diag_count", counts.repeat_interleave(n), persistent=False)
@@ -200,9 +207,9 @@ class ISDP(FlowLayer):
         back = torch.zeros(entry.numel(), dtype=torch.long)
         slot = torch.arange(index.numel()).view(index.shape)
         for g, cols in enumerate(groups):
-            index[g, :, :cols.numel()] = entry[:, cols]
-            used[g, 0, :cols.numel()] = True
-            back[entry[:, cols].flatten()] = slot[g, :, :cols.numel()].flatten()
+            index[g, :, : cols.numel()] = entry[:, cols]
+            used[g, 0, : cols.numel()] = True
+            back[entry[:, cols].flatten()] = slot[g, :, : cols.numel()].flatten()
         self.register_buffer(f"{name}_index", index.flatten(), persistent=False)
         self.register_buffer(f"{name}_used", used.float(), persistent=False)
         self.register_buffer(f"{name}_back", back, persistent=False)
@@ -228,20 +235,21 @@ class ISDP(FlowLayer):
             raise AttributeError("only the identity form of iSDP has a gain gamma")
         return self.coef[2]
 
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any
-                              ) -> None:
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         """Checkpoints written before the parameters were packed hold ``q.weight``,
         ``q.bias``, ``k.weight``, ``k.bias``, ``log_d``, ``theta`` (and ``gamma``)."""
         old = [prefix + n for n in ("q.weight", "q.bias", "k.weight", "k.bias")]
         if all(n in state_dict for n in old):
             c = self.in_shape[0]
             wq, bq, wk, bk = (state_dict.pop(n) for n in old)
-            state_dict[prefix + "qk"] = torch.stack([
-                torch.cat([w.reshape(c, c), b.reshape(c, 1)], 1) for w, b in ((wq, bq), (wk, bk))])
+            state_dict[prefix + "qk"] = torch.stack(
+                [torch.cat([w.reshape(c, c), b.reshape(c, 1)], 1) for w, b in ((wq, bq), (wk, bk))]
+            )
             rows = ["log_d", "theta"] + (["gamma"] if self.form == "identity" else [])
             if all(prefix + r in state_dict for r in rows):
-                state_dict[prefix + "coef"] = torch.stack([state_dict.pop(prefix + r)
-                                                           for r in rows])
+                state_dict[prefix + "coef"] = torch.stack(
+                    [state_dict.pop(prefix + r) for r in rows]
+                )
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def attention(self, x: Tensor) -> Tensor:

@@ -27,8 +27,14 @@ class LogisticPrior(GaussianPrior):
         flat = eps.reshape(eps.shape[0], -1)
         return -(F.softplus(flat) + F.softplus(-flat)).sum(dim=1)
 
-    def sample_noise(self, shape: tuple[int, ...], *, device: Any = None, dtype: Any = None,
-                     generator: Any = None) -> Tensor:
+    def sample_noise(
+        self,
+        shape: tuple[int, ...],
+        *,
+        device: Any = None,
+        dtype: Any = None,
+        generator: Any = None,
+    ) -> Tensor:
         """Standard logistic noise: the logit of a uniform draw, kept off 0 and 1."""
         u = torch.rand(shape, device=device, dtype=dtype, generator=generator)
         info = torch.finfo(u.dtype)

@@ -96,8 +96,11 @@ def rq_spline(
         # not taken, whose gradient is multiplied by zero
         pos = b >= 0
         one = torch.ones_like(b)
-        xi = torch.where(pos, 2.0 * c / torch.where(pos, -b - root, -one),
-                         (-b + root) / torch.where(pos, one, 2.0 * a))
+        xi = torch.where(
+            pos,
+            2.0 * c / torch.where(pos, -b - root, -one),
+            (-b + root) / torch.where(pos, one, 2.0 * a),
+        )
         xi = xi.clamp(0.0, 1.0)
         out = x_k + xi * w_k
     else:
@@ -105,9 +108,11 @@ def rq_spline(
         mid = xi * (1.0 - xi)
         out = y_k + h_k * (s_k * xi * xi + d_k * mid) / (s_k + t * mid)
     mid = xi * (1.0 - xi)
-    log_d = (2.0 * torch.log(s_k)
-             + torch.log(d_k1 * xi * xi + 2.0 * s_k * mid + d_k * (1.0 - xi) ** 2)
-             - 2.0 * torch.log(s_k + t * mid))
+    log_d = (
+        2.0 * torch.log(s_k)
+        + torch.log(d_k1 * xi * xi + 2.0 * s_k * mid + d_k * (1.0 - xi) ** 2)
+        - 2.0 * torch.log(s_k + t * mid)
+    )
     return torch.where(inside, out, v), torch.where(inside, log_d, torch.zeros_like(log_d))
 
 

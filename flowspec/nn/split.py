@@ -53,8 +53,9 @@ class Split(FlowLayer):
         self.z_shape: Shape = (c // 2, h, w)
         prior = args["prior"]
         if prior not in ("learned", "fixed", "convlstm", "dual"):
-            raise ValueError(f"unknown split prior {prior!r}; expected 'learned', 'fixed', "
-                             "'convlstm' or 'dual'")
+            raise ValueError(
+                f"unknown split prior {prior!r}; expected 'learned', 'fixed', 'convlstm' or 'dual'"
+            )
         self.learned = prior == "learned"
         self.ar = None
         self.dual = None
@@ -67,8 +68,13 @@ class Split(FlowLayer):
             self.conv = zero_conv(self.keep + (self.cond_channels or 0), 2 * (c // 2))
         elif prior == "convlstm":
             a = {**CONVLSTM_DEFAULTS, **args}
-            self.ar = ChannelAR(self.keep + (self.cond_channels or 0), int(a["hidden"]),
-                                int(a["layers"]), int(a["kernel"]), int(a["dilation"]))
+            self.ar = ChannelAR(
+                self.keep + (self.cond_channels or 0),
+                int(a["hidden"]),
+                int(a["layers"]),
+                int(a["kernel"]),
+                int(a["dilation"]),
+            )
 
     def _mean_logscale(self, y: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
         h = self.conv(cat_cond(y, self._cond(cond, y)))

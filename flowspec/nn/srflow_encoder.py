@@ -57,8 +57,9 @@ class SRFlowEncoder(nn.Module):
         blocks, f = int(args["blocks"]), int(args["features"])
         taps, ups = n_taps(args), int(args.get("ups", 2))
         if blocks < 1 or f < 1 or ups < 0:
-            raise ValueError(f"srflow encoder needs blocks >= 1, features >= 1 and ups >= 0, "
-                             f"got {args}")
+            raise ValueError(
+                f"srflow encoder needs blocks >= 1, features >= 1 and ups >= 0, got {args}"
+            )
         self.in_shape, self.features = tuple(in_shape), f
         self.out_channels = f * (taps + 1)
         self.taps = tapped_blocks(blocks, taps) if taps else []
@@ -75,8 +76,9 @@ class SRFlowEncoder(nn.Module):
         # built last: the other parameters start as they do without a head
         self.doublings = head_doublings(args)
         if self.doublings:  # the SR head: SRFlow's upconv{ups+1..}, HRconv, conv_last
-            self.head_up = nn.ModuleList(nn.Conv2d(f, f, 3, padding=1)
-                                         for _ in range(head_convs(args)))
+            self.head_up = nn.ModuleList(
+                nn.Conv2d(f, f, 3, padding=1) for _ in range(head_convs(args))
+            )
             self.hr_conv = nn.Conv2d(f, f, 3, padding=1)
             self.conv_last = nn.Conv2d(f, in_shape[0], 3, padding=1)
 
@@ -98,8 +100,10 @@ class SRFlowEncoder(nn.Module):
         """The super-resolved image of the low-resolution ``c``: ``(B, C, H * scale,
         W * scale)``, in ``c``'s units. Needs ``head=true``."""
         if not self.doublings:
-            raise ValueError("this srflow encoder has no super-resolution head; build it "
-                             "with head=true and scale=S")
+            raise ValueError(
+                "this srflow encoder has no super-resolution head; build it "
+                "with head=true and scale=S"
+            )
         fea = self._trunk(c)[0]
         convs = [*self.up, *self.head_up][: self.doublings]
         for conv in convs:  # nearest 2x, conv, LeakyReLU: the flow's fea_up2, fea_up4, ...
@@ -110,8 +114,11 @@ class SRFlowEncoder(nn.Module):
         """The parameters only :meth:`sr` uses (the flow never reads them)."""
         if not self.doublings:
             return []
-        return [*self.head_up.parameters(), *self.hr_conv.parameters(),
-                *self.conv_last.parameters()]
+        return [
+            *self.head_up.parameters(),
+            *self.hr_conv.parameters(),
+            *self.conv_last.parameters(),
+        ]
 
     def features_at(self, f: Tensor, hw: tuple[int, int]) -> Tensor:
         """The features of a layer at resolution ``hw``, from this encoder's output ``f``.

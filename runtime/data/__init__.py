@@ -63,8 +63,7 @@ from typing import Any
 from flowspec.datasets import BUILTIN as DECLARED
 
 from .base import SPLITS, DataError, ImageSet, _check_options
-from .builtin import BUILTIN, _NEEDS_PATH, _builtin, clear_cache
-from .builtin import split_indices
+from .builtin import _NEEDS_PATH, BUILTIN, _builtin, clear_cache, split_indices
 from .formats import _load_path
 from .prepare import prepare
 
@@ -77,7 +76,6 @@ __all__ = [
     "prepare",
     "split_indices",
 ]
-
 
 
 def _freeze(value: Any) -> Any:
@@ -118,9 +116,7 @@ def load_dataset(name_or_path: str, split: str = "train", **options: Any) -> Ima
     if limit is not None and (not isinstance(limit, int) or limit <= 0):
         raise DataError(f"limit must be a positive int (the first n items); got {limit!r}")
     if name_or_path in BUILTIN:
-        _check_options(
-            repr(name_or_path), options, {"limit", *DECLARED[name_or_path].options}
-        )
+        _check_options(repr(name_or_path), options, {"limit", *DECLARED[name_or_path].options})
         frozen = tuple(sorted((k, _freeze(v)) for k, v in options.items()))
         return _builtin(name_or_path, split, frozen)
     path = Path(os.path.expanduser(str(name_or_path)))

@@ -20,6 +20,7 @@ MAX_BYTES = 16 * 2**30
 SPLITS = ("train", "val", "all")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 
+
 class DataError(FlowError):
     """A data set could not be found, read or shaped as asked.
 
@@ -81,7 +82,6 @@ class ImageSet:
         return int(self.images.shape[0])
 
 
-
 def _every_tenth(n: int, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Train and val indices by the every-tenth rule (see the module docstring)."""
     if labels is None:
@@ -102,7 +102,6 @@ def _check_options(what: str, options: dict[str, Any], allowed: set[str]) -> Non
         raise DataError(
             f"unknown option(s) {', '.join(unknown)} for {what}; accepted options: {ok}"
         )
-
 
 
 def _choose(items: dict[str, list[Any]], split: str, where: Path, rule: str) -> list[Any]:

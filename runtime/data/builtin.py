@@ -56,7 +56,6 @@ class _Source:
     split: dict[str, np.ndarray | slice]
 
 
-
 def _ruled(images: np.ndarray, labels: np.ndarray | None, num_classes: int | None) -> _Source:
     train, val = _every_tenth(len(images), labels)
     split = {"train": train, "val": val, "all": slice(None)}
@@ -239,4 +238,3 @@ def clear_cache() -> None:
     _builtin.cache_clear()
     _source.cache_clear()
     _fashion_arrays.cache_clear()
-

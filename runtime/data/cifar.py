@@ -10,8 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from .base import DataError, ImageSet, _choose, _finish, _num_classes, _read_bytes
-from .base import _rule_split, _scan
+from .base import (
+    DataError,
+    ImageSet,
+    _choose,
+    _finish,
+    _num_classes,
+    _read_bytes,
+    _rule_split,
+    _scan,
+)
 
 _CIFAR_BATCH = re.compile(r"^(data_batch_\d+|test_batch)$")
 
@@ -124,4 +132,3 @@ def _load_cifar(
         folder,
         f"CIFAR python batches from {folder} ({split})",
     )
-

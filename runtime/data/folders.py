@@ -11,8 +11,16 @@ from typing import Any
 import numpy as np
 
 from . import base
-from .base import DataError, ImageSet, _choose, _finish, _is_image, _num_classes
-from .base import _rule_split, _scan
+from .base import (
+    DataError,
+    ImageSet,
+    _choose,
+    _finish,
+    _is_image,
+    _num_classes,
+    _rule_split,
+    _scan,
+)
 
 CITYSCAPES_NUM_CLASSES = 34  # labelIds 0..33 (cityscapesScripts labels.py)
 _VAL_DIRS = ("val", "valid", "validation")

@@ -12,8 +12,8 @@ from flowspec.datasets import FORMATS
 from .base import DataError, ImageSet, _check_options, _is_image, _read_bytes, _scan
 from .cifar import _CIFAR_BATCH, _load_cifar
 from .folders import _load_cityscapes, _load_pairs, _pair_dirs
-from .imagefolder import _load_folder
 from .idx import _IDX_DTYPES, _IDX_IMAGES, _load_idx
+from .imagefolder import _load_folder
 
 #: format -> the options its loader takes (declared in :mod:`flowspec.datasets`)
 _FORMAT_OPTIONS: dict[str, set[str]] = {k: {"limit", *f.options} for k, f in FORMATS.items()}
@@ -44,7 +44,6 @@ def _size(value: Any) -> tuple[int, int]:
     if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return int(value[0]), int(value[1])
     raise DataError(f"size must be an int or (H, W); got {value!r}")
-
 
 
 def _detect(path: Path) -> str:

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DataError, ImageSet, _choose, _finish, _num_classes, _read_bytes
-from .base import _rule_split, _scan
+from .base import (
+    DataError,
+    ImageSet,
+    _choose,
+    _finish,
+    _num_classes,
+    _read_bytes,
+    _rule_split,
+    _scan,
+)
 
 _IDX_IMAGES = re.compile(r"^(train|t10k|test)-images[-.]idx3-ubyte(\.gz)?$")
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -72,7 +80,6 @@ def _read_idx_pair(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray | 
             )
         labels = lab.astype(np.int64)
     return images, labels
-
 
 
 def _load_idx(
@@ -141,4 +148,3 @@ def _load_idx(
         folder,
         f"IDX images from {folder} ({split})",
     )
-

@@ -120,4 +120,3 @@ def _resize_crop(x: torch.Tensor, th: int, tw: int, *, nearest: bool) -> torch.T
         x = torch.cat(chunks)
     top, left = (nh - th) // 2, (nw - tw) // 2
     return x[..., top : top + th, left : left + tw]
-
