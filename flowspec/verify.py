@@ -436,7 +436,7 @@ def verify(spec: FlowSpec, *, full: bool = False, seed: int = 0, model: bool = T
 #: ``hidden`` and alike): unbiasedness is a property of the series and its weights, not of
 #: the width, and the exact-mode check above runs at the real width.
 ESTIMATOR_CALLS = 64
-ESTIMATOR_REPEATS = 256
+ESTIMATOR_REPEATS = 128
 ESTIMATOR_Z = 5.0
 ESTIMATOR_HIDDEN = _NARROW
 
