@@ -223,6 +223,10 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     ``crop_border`` score super-resolution as BasicSR does (:mod:`runtime.srprotocol`); the
     bicubic baseline (``psnr_bicubic`` ...) is scored the same way.
 
+    ``bpd_estimated`` and ``bpd_method`` say how ``bpd`` was computed: exactly, or as an
+    unbiased estimate when layers estimate their log-dets (also said on stderr); such a flow
+    refuses ``iw_samples`` (:func:`runtime.soundness.refuse_iw`).
+
     ``verify``: first verify the flow's plugin vocabulary as :func:`train` does; a held-out
     bits/dim below 0 is refused either way (:mod:`runtime.soundness`). ``ema``: evaluate
     the averaged weights of a run with ``ema`` (``False``: the raw ones); ``weights`` in
@@ -248,6 +252,10 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
         if any(m != "bpd" for m in wanted) else None
 
     model, loaded, r, ck = _restore(spec, checkpoint, flow, overrides, device, strict, ema)
+    soundness.refuse_iw(loaded, iw_samples)
+    estimated, method = soundness.bpd_method(loaded)
+    if estimated:
+        print(f"eval: the bits/dim of `{loaded.name}` is an {method}", file=sys.stderr)
     spec_file = ck.get("spec_file") if spec is None or isinstance(spec, FlowSpec) else str(spec)
     verified = soundness.verify_vocabulary(loaded, verify=verify, command="eval", warn=_warn,
                                            spec_file=spec_file, overrides=ck.get("overrides"))
@@ -290,7 +298,8 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
                                "checkpoint": str(checkpoint), "step": int(ck["step"]),
                                "weights": ck["weights"],
                                "data": r.data, "val_images": len(data_.val), **extra,
-                               **metrics, "verified": verified})
+                               **metrics, "bpd_estimated": estimated,
+                               "bpd_method": method, "verified": verified})
     folder = Path(out) if out is not None else Path(checkpoint).parent
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "eval.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")

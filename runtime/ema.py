@@ -91,18 +91,24 @@ def start(
 @contextmanager
 def averaged(ema: EMA | None, model: nn.Module) -> Iterator[None]:
     """The model holds the averaged parameters inside the block, its own after it (copied
-    back exactly, so training goes on bit for bit)."""
+    back exactly, so training goes on bit for bit). Its buffers are restored too: state a
+    forward derives from the weights (a spectral norm's power-iteration vectors, refreshed
+    when the weights change) must not keep what the average gave it, on rank 0 alone."""
     if ema is None:
         yield
         return
+    buffers = list(model.buffers())
     with torch.no_grad():
         raw = [p.detach().clone() for p in ema.params]
+        kept = [b.detach().clone() for b in buffers]
         foreach.copy_(ema.params, ema.avg)
     try:
         yield
     finally:
         with torch.no_grad():
             foreach.copy_(ema.params, raw)
+            for b, k in zip(buffers, kept):
+                b.copy_(k)
 
 
 def weights(ck: dict[str, Any], use_ema: bool) -> dict[str, Any]:

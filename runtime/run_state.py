@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from flowspec.ir import FlowSpec
+from flowspec.kinds import estimated_layers
 
 from . import augment
 from . import checkpoint as ckpt
@@ -66,6 +67,12 @@ class RunState:
     ema: Any = None  # `ema DECAY`: the parameters' average (runtime.ema.EMA)
     #: what a resumed run's checkpoint held of the average (`ema`, `ema_from`)
     ema_saved: dict[str, Any] | None = None
+
+    @property
+    def bpd_estimated(self) -> bool:
+        """Whether the flow's log-likelihood, so its bits/dim, is an unbiased estimate (some
+        layers estimate their log-dets), not an exact value."""
+        return bool(estimated_layers(self.spec))
 
     def __post_init__(self) -> None:
         local = self.recipe.batch // self.d.world

@@ -9,6 +9,12 @@ r"""What a run checks before it trusts a number it reports.
 * **A checkpoint is data, not code.** It records the plugins its vocabulary comes from
   (:func:`flowspec.plugins.used_plugins`); loading it without them is refused, naming the
   ``--plugin`` to pass. Nothing is ever imported because a checkpoint names it.
+* **An estimate says so.** A flow whose layers estimate their log-dets (an unbiased but
+  random estimate, e.g. ``residual logdet=estimate``; :func:`flowspec.kinds.estimated_layers`)
+  has its bits/dim marked ``"bpd_estimated": true`` in training's records and summary;
+  ``eval`` says how its number was computed (:func:`bpd_method`) and refuses
+  ``--iw-samples`` (:func:`refuse_iw`): the log of an average of estimated likelihoods is no
+  bound.
 * **A held-out bits/dim is possible.** Of discrete data, :math:`-\log_2 P(x) / D \ge 0`,
   and the dequantised estimate is above it in expectation; a value below 0 means the
   density does not integrate to one (a wrong log-det or an inverse that is not one).
@@ -23,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowspec.ir import FlowSpec
+from flowspec.kinds import estimated_layers
 from flowspec.plugins import missing_plugins, used_plugins, vocabulary
 
 from .errors import RunError
@@ -150,11 +157,27 @@ def summary_warnings(
     the validations' (by step)."""
     out = [dict(w) for w in source.get("warnings") or []]
     if not verified and plugins:
-        out.append(
-            {
-                "code": "no-verify",
-                "message": "--no-verify: the plugin vocabulary was "
-                "not verified; the bits/dim may not be a density's",
-            }
-        )
-    return out + [{"step": v["step"], "message": m} for v in vals for m in v.get("warnings", [])]
+        out.append({"code": "no-verify", "message": "--no-verify: the plugin vocabulary was "
+                    "not verified; the bits/dim may not be a density's"})
+    return out + [{"step": v["step"], "message": m} for v in vals
+                  for m in v.get("warnings", [])]
+
+
+def bpd_method(spec: FlowSpec) -> tuple[bool, str]:
+    """Whether ``spec``'s bits/dim is an estimate, and how it is computed (eval mode)."""
+    est = estimated_layers(spec)
+    if not est:
+        return False, "exact: every layer's log-det is computed exactly"
+    return True, (f"unbiased estimate: {len(est)} of {len(spec.layers)} layers (`{est[0]}` "
+                  "first) estimate their log-dets by their eval-mode estimator (more fixed "
+                  "terms than training's: less variance), the others are exact; a flow built "
+                  "in exact mode (residual logdet=exact, small inputs) gives the exact number")
+
+
+def refuse_iw(spec: FlowSpec, iw_samples: int | None) -> None:
+    """``--iw-samples`` of a flow that estimates log-dets: refused, in one line."""
+    est = estimated_layers(spec)
+    if iw_samples is not None and est:
+        raise RunError(f"--iw-samples: flow `{spec.name}` estimates the log-dets of {len(est)} "
+                       f"layers (`{est[0]}` first), and the log of an average of estimated "
+                       "likelihoods is not a bound; evaluate without --iw-samples")

@@ -103,6 +103,8 @@ class Steps:
         self.host: list[tuple[int, float]] = []  # per step: (step, lr after it)
         self.t_start = time.perf_counter()
         self.t_train = 0.0  # seconds spent in steps, windows summed
+        #: keys every train record carries (``bpd_estimated``; set by the trainer)
+        self.tags: dict[str, Any] = {}
 
     def step(self, step: int) -> None:
         """Step ``step`` (0-based), with no host synchronisation."""
@@ -148,7 +150,7 @@ class Steps:
                 break
             record = {"kind": "train", "step": step + 1, "loss": loss, "bpd": loss, "lr": lr,
                       "grad_norm": norm, "images_per_s": self.batch_size / per if per else None,
-                      "time": round(t0 + (len(records) + 1) * per, 4)}
+                      "time": round(t0 + (len(records) + 1) * per, 4), **self.tags}
             if self.freeze.until:
                 record["encoders_frozen"] = step < self.freeze.until
             records.append(record)

@@ -46,7 +46,7 @@ from .soundness import verify_command
 from .steps import Steps, flush_due, write_records
 from .tasks import Task, TaskData, make_task
 from .tracking import Tracker, open_tracker
-from .validation import run_files, samples, summary, validate
+from .validation import record_tags, run_files, samples, summary, validate
 
 
 def make_optimizer(model: nn.Module, r: Recipe) -> tuple[torch.optim.Optimizer, Any]:
@@ -260,6 +260,7 @@ class Trainer:
         freeze = pt.Freeze(s.model, s.freeze_until, s.start, skip_backward=not d.active)
         steps = Steps(s.model, s.net, s.opt, s.sched, s.batch, freeze, r.clip, d, r.batch)
         steps.ema = s.ema  # folded in after every update
+        steps.tags = record_tags(s)
         s.t_train = 0.0
         try:
             for step in range(s.start, r.steps):

@@ -21,7 +21,7 @@ from .reconstruction import recon_message, reconstruction
 from .run_state import RunState
 from .soundness import check_bpd, summary_warnings
 
-__all__ = ["samples", "summary", "validate"]
+__all__ = ["record_tags", "samples", "summary", "validate"]
 
 
 def validate(s: RunState, done: int, *, recon_warn: float | None, tracker: Any,
@@ -41,7 +41,7 @@ def validate(s: RunState, done: int, *, recon_warn: float | None, tracker: Any,
         message = recon_message(model, rec, recon_warn, done)
         warn(message)
         metrics["warnings"] = [message]
-    s.log.write({"kind": "val", "step": done, **metrics})
+    s.log.write({"kind": "val", "step": done, **metrics, **record_tags(s)})
     check_bpd(metrics, what=f"the validation at step {done}", verify_cmd=verify_cmd,
               after=after)
     tracker.val(done, metrics)
@@ -52,6 +52,12 @@ def validate(s: RunState, done: int, *, recon_warn: float | None, tracker: Any,
         if bad_parameter(model) is None:
             ckpt.save_atomic(best_state(), s.out / "best.pt")
     plot_curve(s.log.read(), s.out / "curve.png", title=f"{s.spec.name} ({s.recipe.task})")
+
+
+def record_tags(s: RunState) -> dict[str, bool]:
+    """What a record of a flow with estimated log-dets carries: its ``bpd`` is an unbiased
+    estimate (records of exact flows stay as they were)."""
+    return {"bpd_estimated": True} if s.bpd_estimated else {}
 
 
 def samples(s: RunState, done: int, *, tracker: Any, warn: Callable[[str], None]) -> None:
@@ -88,6 +94,7 @@ def summary(s: RunState, records: list[dict[str, Any]], *, resumed: bool,
         "world_size": s.d.world, "parameters": sum(p.numel() for p in s.model.parameters()),
         "final_val": {k: v for k, v in final.items() if k not in ("kind",)},
         "final_val_bpd": final.get("bpd"), "best_val_bpd": s.best,
+        "bpd_estimated": s.bpd_estimated,
         "train_seconds": round(s.t_train, 2),
         "verified": verified, "plugins": plugins,
         "warnings": summary_warnings(source, verified, plugins, vals),

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-from tinyruns import TINY_GEN, write_spec
+from tinyruns import TINY_GEN, TINY_RES, write_spec
 
 import runtime
 from runtime import checkpoint as ckpt
@@ -120,3 +120,50 @@ def test_cuda_states_saved_and_restored_per_rank(fake_cuda, world_of_one) -> Non
     assert ddp.cuda_rng_states(d, torch.device("cpu")) is None
     ddp.restore_cuda_rng(d, dev, ckpt.rng_state(0, 6), seed=3, warn=pytest.fail)
     assert fake_cuda[0] == stream_seed(3, "cuda@6", 1)
+
+
+def test_spectral_norm_state_is_the_same_on_every_rank(tmp_path: Path, monkeypatch) -> None:
+    """A residual flow's spectral-norm vectors ``u``, ``v`` (buffers, not broadcast per step)
+    are a function of the weights, their own previous values and the weight's version
+    counter: every rank starts from rank 0's parameters and buffers (``wrap`` broadcasts
+    through ``.data``, which moves no version counter; DDP's own start-up sync copies in
+    place on every rank alike), every step all-reduces the gradients so that every rank's
+    optimiser writes the same weights and moves the counters alike, and the refresh (power
+    iterations warm-started from ``u``, ``v``) then computes the same vectors everywhere.
+    Per-rank things (the data, the Hutchinson vectors, even a different construction seed)
+    reach the weights only through the all-reduced gradient. Two simulated ranks check
+    that; a world of one checks the trainer's final comparison covers the buffers."""
+    from flowspec.nn.residual import ResidualBlock
+
+    ranks = []
+    for seed in (0, 1):  # rank 1 built from another seed, then given rank 0's state
+        torch.manual_seed(seed)
+        ranks.append(ResidualBlock((2, 4, 4), {"hidden": 8}))
+    w = ranks[1].linears[0].weight
+    before = w._version
+    for t0, t1 in zip(ranks[0].state_dict().values(), ranks[1].state_dict().values()):
+        t1.data.copy_(t0.data)  # what broadcast_module does on a receiving rank
+    assert w._version == before  # no refresh triggered on one rank only
+    opts = [torch.optim.Adam(m.parameters(), lr=1e-2) for m in ranks]
+    for step in range(4):
+        grads = []
+        for r, m in enumerate(ranks):  # each rank its own data
+            x = torch.randn(4, 2, 4, 4, generator=torch.Generator().manual_seed(10 * step + r))
+            y, logdet = m(x)
+            (0.5 * y.pow(2).sum() - logdet.sum()).backward()
+            grads.append([p.grad.clone() for p in m.parameters()])
+        for m, opt in zip(ranks, opts):  # the all-reduce: the mean gradient everywhere
+            for p, *g in zip(m.parameters(), *grads):
+                p.grad.copy_(sum(g) / len(g))
+            opt.step()
+            opt.zero_grad()
+    for (k, a), b in zip(ranks[0].state_dict().items(), ranks[1].state_dict().values()):
+        assert torch.equal(a, b), k
+    assert torch.equal(ranks[0].weights()[0], ranks[1].weights()[0])
+
+    spec = write_spec(tmp_path, TINY_RES)
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
+    with one_process(tmp_path):
+        one = runtime.train(spec, out=tmp_path / "ddp", **KW)
+    assert one.summary["ranks_identical"] is True  # parameters and buffers, u and v among them
+    assert any(k.endswith(".u") for k in one.model.state_dict())

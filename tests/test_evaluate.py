@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tinyruns import TINY_GEN, TINY_SR, write_spec
+from tinyruns import TINY_GEN, TINY_RES, TINY_SR, write_spec
 
 import runtime
 from runtime.api import _restore
@@ -68,3 +68,31 @@ def test_sr_table4_with_bicubic_baseline_in_training_and_eval(tmp_path: Path) ->
     assert plain["psnr_bicubic"] != m["psnr_bicubic"]  # the baseline is scored the same way
     with pytest.raises(RunError, match="iw_samples must be"):
         runtime.evaluate(None, out / "checkpoint.pt", iw_samples=0)
+
+
+def test_an_estimated_bpd_says_so_and_has_no_iw_bound(tmp_path: Path, capsys) -> None:
+    """A residual flow (log-dets by the Russian-roulette estimator): training marks its
+    bits/dim as an unbiased estimate in metrics.jsonl and summary.json, eval says how its
+    number was computed (eval.json and stderr) and refuses --iw-samples in one line."""
+    out = tmp_path / "run"
+    run = runtime.train(write_spec(tmp_path, TINY_RES), out=out, steps=2, val_every=2,
+                        val_images=8, progress=False)
+    assert run.summary["bpd_estimated"] is True
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in records if r["kind"] in ("train", "val")]
+    assert scored and all(r["bpd_estimated"] is True for r in scored)
+    capsys.readouterr()
+    m = runtime.evaluate(None, out / "checkpoint.pt", device="cpu")
+    assert m["bpd_estimated"] is True and m["bpd_method"].startswith("unbiased estimate")
+    assert json.loads((out / "eval.json").read_text())["bpd_method"] == m["bpd_method"]
+    assert "is an unbiased estimate" in capsys.readouterr().err
+    with pytest.raises(RunError, match="not a bound") as refused:
+        runtime.evaluate(None, out / "checkpoint.pt", device="cpu", iw_samples=4)
+    assert "\n" not in str(refused.value)
+
+
+def test_an_exact_bpd_says_so(variational_run, tmp_path: Path) -> None:
+    summary = json.loads((variational_run / "summary.json").read_text())
+    assert summary["bpd_estimated"] is False
+    m = runtime.evaluate(None, variational_run / "checkpoint.pt", device="cpu", out=tmp_path)
+    assert m["bpd_estimated"] is False and m["bpd_method"].startswith("exact")

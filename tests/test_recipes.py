@@ -216,3 +216,28 @@ def test_resume_with_ema_schedule_and_flips_is_bit_for_bit(tmp_path, monkeypatch
     model, _ = flowspec.load_checkpoint(path, device="cpu")
     for k, v in model.state_dict().items():
         assert torch.equal(v, a["ema"][k]), k
+
+
+def test_validating_the_average_leaves_weight_derived_buffers_alone() -> None:
+    """A residual block refreshes its spectral-norm vectors when its weights change: the
+    swap to the average and back must not leave rank 0 (which alone validates) with other
+    vectors than a twin that did not validate, so the next step is bit for bit the same."""
+    import copy
+
+    from flowspec.nn.residual import ResidualBlock
+    from runtime.ema import EMA, averaged
+
+    torch.manual_seed(0)
+    model = ResidualBlock((2, 4, 4), {"hidden": 8})
+    ema = EMA(model, 0.5, 0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1)
+    ema.update(1)
+    twin = copy.deepcopy(model)
+    with averaged(ema, model), torch.no_grad():
+        model.eval()(torch.randn(2, 2, 4, 4))
+    x = torch.randn(2, 2, 4, 4)
+    assert torch.equal(model.train()(x)[0], twin.train()(x)[0])
+    for (k, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        assert torch.equal(a, b), k

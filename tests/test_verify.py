@@ -150,3 +150,20 @@ def test_verify_device_flag(cli):
         rc, _, err = cli("verify", ROOT / "specs" / "demo.flow", "--set", "K=1",
                          "--device", "cuda")
         assert rc == 2 and "CUDA is not available" in err
+
+
+def test_the_estimator_check_narrows_the_layer_and_catches_a_bias(monkeypatch) -> None:
+    """``check_estimator`` runs a 512-wide residual block at width 8 (its row says so) and
+    passes it; the same check fails an estimator shifted by a constant."""
+    from flowspec.nn.residual import ResidualBlock
+    from flowspec.verify import ESTIMATOR_HIDDEN, check_estimator
+
+    ok = check_estimator("residual", (2, 2, 2), {"hidden": 512}, None, path="r")
+    assert ok.ok, ok.error
+    assert ok.path == f"r (estimator, hidden {ESTIMATOR_HIDDEN})"
+    assert ok.args["hidden"] == ESTIMATOR_HIDDEN
+    real = ResidualBlock.estimate_logdet
+    monkeypatch.setattr(ResidualBlock, "estimate_logdet",
+                        lambda self, x, fixed=None: real(self, x, fixed) + 0.05)
+    biased = check_estimator("residual", (2, 2, 2), {"hidden": 512}, None, path="r")
+    assert not biased.ok and "the estimator is biased" in biased.error

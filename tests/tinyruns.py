@@ -33,6 +33,28 @@ flow tiny_gen(K = 1, hidden = 8) {
 }
 """
 
+TINY_RES = """flowspec 0.2
+flow tiny_res(K = 1, hidden = 8) {
+  input 1 x 8 x 8
+  prior gaussian
+  level {
+    step x K { residual hidden=hidden preact=false; actnorm }
+    squeeze
+  }
+  level {
+    step x K { residual hidden=hidden; actnorm }
+  }
+  train {
+    task generation
+    data digits
+    bits 5
+    batch 16
+    optimizer adam lr=3e-3
+    steps 8
+  }
+}
+"""
+
 TINY_SR = """flowspec 0.1
 flow tiny_sr(K = 1, hidden = 8) {
   input 1 x 24 x 24

@@ -13,9 +13,11 @@ perturbation; torch's version counter says so, a host-side integer, no device sy
 next forward first runs ``iters`` power iterations warm-started from them and stores the
 result. ``sigma = u^T W v`` then uses the stored vectors. The normalised weight is thus a
 function of the weight and the buffers alone, the same in training and eval mode and on
-every call: replicas holding the same weights and buffers (DDP keeps both identical)
-compute the same map, and a module loaded from a state_dict computes what the saved one
-would have (its first forward refreshes the loaded vectors).
+every call: replicas holding the same weights and buffers compute the same map (under DDP
+every rank starts from rank 0's and applies the same all-reduced updates, which move the
+version counters alike, so the refreshes agree without broadcasting the buffers), and a
+module loaded from a state_dict computes what the saved one would have (its first forward
+refreshes the loaded vectors).
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ Log-determinant, ``logdet=estimate`` (the official estimator):
 * Russian roulette: the series is cut after ``N = terms + n`` terms with ``n ~ Poisson(2)``
   (or ``Geometric(1/2)`` on ``{0, 1, ...}``), term ``k`` weighted by ``1 / P(N >= k)``:
   unbiased for the infinite series. ``n`` is drawn on the CPU from the module's own
-  ``torch.Generator`` (seeded at construction from the global RNG), so no device sync;
+  ``torch.Generator`` (seeded at construction from the global RNG), so no device sync, and
+  is the same on every rank (the same seed); ``v`` from a generator of its own on the
+  input's device, seeded from the same seed and the rank;
   eval mode uses ``eval_terms`` always-computed terms instead of ``terms`` (less variance);
 * the value returned is that unbiased estimate; its gradient is the Neumann-series one,
   ``d logdet = tr((I + J)^-1 dJ) ~= v^T [sum_{j<=N} (-1)^j J^j / P(N >= j)] dJ v``, from the
@@ -30,6 +32,7 @@ import math
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from ._lipschitz import LipSwish, SpectralLinear
@@ -85,8 +88,9 @@ class ResidualBlock(FlowLayer):
             for i, o, k in zip(widths, widths[1:], ks))
         self.preact = bool(args.get("preact", True))
         self.acts = nn.ModuleList(LipSwish() for _ in range(len(ks) - (0 if self.preact else 1)))
-        seed = int(torch.randint(0, 2**62, (1,)))  # from the global RNG: compile's seed
-        self._rng = torch.Generator().manual_seed(seed)
+        self._seed = int(torch.randint(0, 2**62, (1,)))  # from the global RNG: compile's seed
+        self._rng = torch.Generator().manual_seed(self._seed)
+        self._vecs: dict[torch.device, torch.Generator] = {}
 
     # ---- g ---------------------------------------------------------------------------------
     def weights(self) -> list[Tensor]:
@@ -120,6 +124,15 @@ class ResidualBlock(FlowLayer):
             return int(torch.poisson(torch.tensor([POISSON_RATE]), generator=self._rng))
         return int(torch.empty(1).geometric_(GEOMETRIC_P, generator=self._rng)) - 1
 
+    def _probes(self, device: torch.device) -> torch.Generator:
+        """The generator of the Hutchinson vectors on ``device``: the module's own, so a run
+        is a function of its seed (the trainer never seeds the global one), offset by the
+        process's rank so that ranks draw independent vectors for their own samples."""
+        if device not in self._vecs:
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+            self._vecs[device] = torch.Generator(device).manual_seed(self._seed + 1 + rank)
+        return self._vecs[device]
+
     def _estimate(self, x: Tensor, ws: list[Tensor], fixed: int) -> tuple[Tensor, Tensor]:
         """``(g(x), logdet)``: the unbiased estimate with the Neumann-series gradient."""
         want_grad = torch.is_grad_enabled()
@@ -128,7 +141,8 @@ class ResidualBlock(FlowLayer):
         with torch.enable_grad():
             xi = x if x.requires_grad else x.detach().requires_grad_(True)
             g = self.g(xi, ws)
-            v = torch.randn_like(x)
+            v = torch.randn(x.shape, generator=self._probes(x.device), dtype=x.dtype,
+                            device=x.device)
             vjp, neumann = v, v
             est = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
             for k in range(1, count + 1):  # vjp = v^T J^k
