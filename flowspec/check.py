@@ -63,15 +63,23 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
             continue
         layer.in_shape, layer.out_shape = shape, out
         if kind.emits_latent:
-            latents.append(LatentIR(name=f"z{len(latents) + 1}",
-                                    shape=kind.latent_shape(shape, args), source=layer.path))
+            latents.append(
+                LatentIR(
+                    name=f"z{len(latents) + 1}",
+                    shape=kind.latent_shape(shape, args),
+                    source=layer.path,
+                )
+            )
         shape = out
     if spec.prior.on is not None:
         used.add(spec.prior.on)
         if spec.prior.on not in conds:
-            diags.error(codes.E_UNKNOWN_CONDITION,
-                        f"the prior's `on={spec.prior.on}` names no declared condition",
-                        spec.prior.span, help=did_you_mean(spec.prior.on, conds))
+            diags.error(
+                codes.E_UNKNOWN_CONDITION,
+                f"the prior's `on={spec.prior.on}` names no declared condition",
+                spec.prior.span,
+                help=did_you_mean(spec.prior.on, conds),
+            )
     if broken:
         return spec
     latents.append(LatentIR(name=f"z{len(latents) + 1}", shape=shape, source="prior"))
@@ -90,54 +98,78 @@ def _check_encoders(spec: FlowSpec, diags: Collector) -> None:
     """The conditions' encoders (not flows: :func:`_check_condition_flow`) on their inputs."""
     for c in spec.conditions:
         if c.flow is None:
-            for issue in ENCODERS[c.encoder.kind].issues(tuple(c.shape), c.encoder.args,
-                                                         tuple(spec.input)):
+            for issue in ENCODERS[c.encoder.kind].issues(
+                tuple(c.shape), c.encoder.args, tuple(spec.input)
+            ):
                 diags.error(issue.code, issue.message, c.span, help=issue.help)
 
 
-def _check_on(layer: LayerIR, kind: LayerKind, conds: dict[str, ConditionIR], used: set[str],
-              diags: Collector) -> None:
+def _check_on(
+    layer: LayerIR,
+    kind: LayerKind,
+    conds: dict[str, ConditionIR],
+    used: set[str],
+    diags: Collector,
+) -> None:
     """A layer's ``on=``: given where the kind needs it, naming a declared condition (added
     to ``used``)."""
     on = layer.args.get("on")
     if kind.conditional == "required" and on is None:
-        diags.error(codes.E_NEEDS_CONDITION,
-                    f"`{kind.head}` is conditional and needs `on=CONDITION`",
-                    layer.span, notes=_notes(layer),
-                    help=("add on=" + next(iter(conds))) if conds else
-                    "declare one: condition NAME: image CxHxW encoder=rrdb(...)")
+        diags.error(
+            codes.E_NEEDS_CONDITION,
+            f"`{kind.head}` is conditional and needs `on=CONDITION`",
+            layer.span,
+            notes=_notes(layer),
+            help=("add on=" + next(iter(conds)))
+            if conds
+            else "declare one: condition NAME: image CxHxW encoder=rrdb(...)",
+        )
     if on is not None:
         if on not in conds:
-            diags.error(codes.E_UNKNOWN_CONDITION, f"`on={on}` names no declared condition",
-                        layer.arg_spans.get("on", layer.span), notes=_notes(layer),
-                        help=did_you_mean(on, conds) or (
-                            "declare it: condition " + on + ": image CxHxW encoder=rrdb()"))
+            diags.error(
+                codes.E_UNKNOWN_CONDITION,
+                f"`on={on}` names no declared condition",
+                layer.arg_spans.get("on", layer.span),
+                notes=_notes(layer),
+                help=did_you_mean(on, conds)
+                or ("declare it: condition " + on + ": image CxHxW encoder=rrdb()"),
+            )
         used.add(on)
 
 
-def _check_latents(spec: FlowSpec, latents: list[LatentIR], shape: tuple[int, ...],
-                   diags: Collector) -> None:
+def _check_latents(
+    spec: FlowSpec, latents: list[LatentIR], shape: tuple[int, ...], diags: Collector
+) -> None:
     """The latents hold as many numbers as the input, and the final one (``shape``, the
     prior's) has the shape of ``expect latent``."""
     total = sum(math.prod(z.shape) for z in latents)
     if total != math.prod(spec.input):
-        diags.error(codes.E_LATENT_SIZE, f"the latents hold {total} numbers but the input has "
-                    f"{math.prod(spec.input)}", spec.input_span,
-                    help="a layer changed the dimension; this is a bug in a layer's shape rule")
+        diags.error(
+            codes.E_LATENT_SIZE,
+            f"the latents hold {total} numbers but the input has {math.prod(spec.input)}",
+            spec.input_span,
+            help="a layer changed the dimension; this is a bug in a layer's shape rule",
+        )
     if spec.expect_latent is not None and tuple(spec.expect_latent) != tuple(shape):
-        diags.error(codes.E_LATENT_SHAPE,
-                    f"the final latent is {_fmt(shape)}, but the flow expects "
-                    f"{_fmt(spec.expect_latent)}", spec.expect_span or spec.span,
-                    help="the levels, squeezes and splits produce "
-                    f"{', '.join(_fmt(z.shape) for z in latents)}")
+        diags.error(
+            codes.E_LATENT_SHAPE,
+            f"the final latent is {_fmt(shape)}, but the flow expects {_fmt(spec.expect_latent)}",
+            spec.expect_span or spec.span,
+            help="the levels, squeezes and splits produce "
+            f"{', '.join(_fmt(z.shape) for z in latents)}",
+        )
 
 
 def _unused_conditions(conds: dict[str, ConditionIR], used: set[str], diags: Collector) -> None:
     for name, cond in conds.items():
         if name not in used:
-            diags.warning(codes.W_UNUSED_CONDITION,
-                          f"condition `{name}` is declared but no layer uses it",
-                          cond.span, help=f"add on={name} to the layers it should condition")
+            diags.warning(
+                codes.W_UNUSED_CONDITION,
+                f"condition `{name}` is declared but no layer uses it",
+                cond.span,
+                help=f"add on={name} to the layers it should condition",
+            )
+
 
 def _check_condition_flow(c: ConditionIR, diags: Collector) -> bool:
     """Check the flow of a condition written ``encoder=flow(NAME)``: it must be valid,
@@ -149,20 +181,26 @@ def _check_condition_flow(c: ConditionIR, diags: Collector) -> bool:
         return False
     name = c.flow.name
     if c.flow.conditions:
-        diags.error(codes.E_CONDITION_FLOW_CONDITIONAL,
-                    f"flow `{name}` models condition `{c.name}`, so it must be "
-                    "unconditional, but it declares condition "
-                    f"`{c.flow.conditions[0].name}`", c.span)
+        diags.error(
+            codes.E_CONDITION_FLOW_CONDITIONAL,
+            f"flow `{name}` models condition `{c.name}`, so it must be "
+            "unconditional, but it declares condition "
+            f"`{c.flow.conditions[0].name}`",
+            c.span,
+        )
         return False
     _, h, w = c.shape
     fed = [tuple(c.shape)] if c.type == "image" else [tuple(c.shape), (3, h, w)]
     if tuple(c.flow.input) not in fed:
         want = " or ".join(_fmt(f) for f in fed)
-        diags.error(codes.E_CONDITION_FLOW_SHAPE,
-                    f"condition `{c.name}` ({c.declared()}) is fed to flow `{name}` "
-                    f"as {want}, but that flow's input is {_fmt(c.flow.input)}", c.span,
-                    help="a label map reaches its flow one-hot (N channels) or drawn in colour "
-                    "(3 channels); an image as it is")
+        diags.error(
+            codes.E_CONDITION_FLOW_SHAPE,
+            f"condition `{c.name}` ({c.declared()}) is fed to flow `{name}` "
+            f"as {want}, but that flow's input is {_fmt(c.flow.input)}",
+            c.span,
+            help="a label map reaches its flow one-hot (N channels) or drawn in colour "
+            "(3 channels); an image as it is",
+        )
         return False
     return True
 
@@ -182,10 +220,14 @@ def _line_up(spec: FlowSpec, diags: Collector) -> None:
         notes = [] if layer is None else _notes(layer)
         what = "the prior" if layer is None else f"`{layer.path}`"
         if layer is not None and layer.path not in positions:
-            diags.error(codes.E_CONDITION_TAP,
-                        f"{what} is added by an insert rule, so it has no place in "
-                        f"flow `{c.flow.name}` to take its condition from", span, notes=notes,
-                        help="write the layer in the flow's steps instead")
+            diags.error(
+                codes.E_CONDITION_TAP,
+                f"{what} is added by an insert rule, so it has no place in "
+                f"flow `{c.flow.name}` to take its condition from",
+                span,
+                notes=notes,
+                help="write the layer in the flow's steps instead",
+            )
             continue
         if (layer.in_shape if layer is not None else spec.latents) in (None, []):
             continue  # a shape error was reported
@@ -194,38 +236,50 @@ def _line_up(spec: FlowSpec, diags: Collector) -> None:
         hw = (spec.latents[-1].shape if layer is None else layer.in_shape)[1:]
         where = "its final latent" if layer is None else _where(position)
         if tap is None:
-            diags.error(codes.E_CONDITION_TAP, f"{what} takes condition `{c.name}` from flow "
-                        f"`{c.flow.name}`, which has no layer at {where}", span, notes=notes,
-                        help="the two flows must have the same levels and steps; write the "
-                        "conditioned layers in the same places of both")
+            diags.error(
+                codes.E_CONDITION_TAP,
+                f"{what} takes condition `{c.name}` from flow "
+                f"`{c.flow.name}`, which has no layer at {where}",
+                span,
+                notes=notes,
+                help="the two flows must have the same levels and steps; write the "
+                "conditioned layers in the same places of both",
+            )
         elif tuple(tap[1:]) != tuple(hw):
-            diags.error(codes.E_CONDITION_TAP,
-                        f"{what} is {_fmt(hw)} but flow `{c.flow.name}` hands on "
-                        f"{_fmt(tap)} at {where}", span, notes=notes,
-                        help="give both flows the same height, width, squeezes and levels")
+            diags.error(
+                codes.E_CONDITION_TAP,
+                f"{what} is {_fmt(hw)} but flow `{c.flow.name}` hands on {_fmt(tap)} at {where}",
+                span,
+                notes=notes,
+                help="give both flows the same height, width, squeezes and levels",
+            )
 
 
 def _where(position) -> str:
     level, step, k = position
     parts = ([f"level {level}"] if level is not None else []) + (
-        [f"step {step}"] if step is not None else [])
+        [f"step {step}"] if step is not None else []
+    )
     return f"layer {k + 1} of {', '.join(parts) or 'the flow'}"
 
 
 def _deep_stacks(spec: FlowSpec, diags: Collector) -> None:
     """W003, once per source statement: a deep stack of layers whose kind names a
     ``stack_remedy`` argument, with that argument off."""
-    plain = [layer for layer in spec.layers
-             if KINDS[layer.kind].stack_remedy
-             and not layer.args.get(KINDS[layer.kind].stack_remedy)]
+    plain = [
+        layer
+        for layer in spec.layers
+        if KINDS[layer.kind].stack_remedy and not layer.args.get(KINDS[layer.kind].stack_remedy)
+    ]
     if len(plain) <= DEEP_STACK:
         return
     heads = sorted({KINDS[layer.kind].head for layer in plain})
     what = "/".join(f"`{h}`" for h in heads)
     by_statement: dict[tuple[str, int, int], list[LayerIR]] = {}
     for layer in plain:
-        by_statement.setdefault((layer.span.file, layer.span.line, layer.span.column),
-                                []).append(layer)
+        by_statement.setdefault((layer.span.file, layer.span.line, layer.span.column), []).append(
+            layer
+        )
     for layers in by_statement.values():
         first = layers[0]
         kind = KINDS[first.kind]
@@ -240,7 +294,8 @@ def _deep_stacks(spec: FlowSpec, diags: Collector) -> None:
             first.span,
             notes=[*_notes(first), f"{len(layers)} layers, `{first.path}` ... `{last}`"],
             help=f"write `{words} {remedy}`: a bounded, identity-plus-branch form whose "
-            "log-det is still exact")
+            "log-det is still exact",
+        )
 
 
 # ---- W004: entries that no coupling reaches ----------------------------------------------
@@ -286,8 +341,7 @@ def _pieces(spec: FlowSpec) -> list[tuple[list[LayerIR], LayerIR | None]]:
     out: list[tuple[list[LayerIR], LayerIR | None]] = []
     run: list[LayerIR] = []
     for layer in spec.layers:
-        if (KINDS[layer.kind].emits_latent
-                or tuple(layer.in_shape) != tuple(layer.out_shape)):
+        if KINDS[layer.kind].emits_latent or tuple(layer.in_shape) != tuple(layer.out_shape):
             out.append((run, layer))
             run = []
         else:
@@ -306,8 +360,12 @@ def _describe(alone: Alone) -> str:
         return "every channel at the pixels with h + w odd"
     if both and all(not any(alone[ch]) for ch in range(c) if ch not in both):
         return "channel" + ("s " if len(both) > 1 else " ") + _ranges(both)
-    return "; ".join(f"channel {ch} at the pixels with h + w {'even' if p == 0 else 'odd'}"
-                     for ch in range(c) for p in (0, 1) if alone[ch][p])
+    return "; ".join(
+        f"channel {ch} at the pixels with h + w {'even' if p == 0 else 'odd'}"
+        for ch in range(c)
+        for p in (0, 1)
+        if alone[ch][p]
+    )
 
 
 def _ranges(values: list[int]) -> str:
@@ -339,17 +397,25 @@ def _untouched_entries(spec: FlowSpec, diags: Collector) -> None:
         where = f" of level {first.level}" if first.level is not None else ""
         stop = f"`{end.path}`" if end is not None else "the prior"
         if masks == {"checkerboard"}:
-            help_ = ("write `flip=true` on every other checkerboard coupling, so that the next "
-                     "one transforms the pixels this one keeps")
+            help_ = (
+                "write `flip=true` on every other checkerboard coupling, so that the next "
+                "one transforms the pixels this one keeps"
+            )
         else:
-            help_ = ("write `flip=true` on every other coupling, so that the next one "
-                     "transforms the other half, or mix the channels in between with an "
-                     "`invconv` or a `permute`")
+            help_ = (
+                "write `flip=true` on every other coupling, so that the next one "
+                "transforms the other half, or mix the channels in between with an "
+                "`invconv` or a `permute`"
+            )
         diags.warning(
-            codes.W_UNMIXED, f"{100 * left / total:.0f}% of the {_fmt((c, h, w))} entries{where} "
+            codes.W_UNMIXED,
+            f"{100 * left / total:.0f}% of the {_fmt((c, h, w))} entries{where} "
             f"({left} of {total}) pass unchanged from `{run[0].path}` to {stop}: no coupling "
             "transforms them and no layer mixes them with the others",
-            first.span, notes=[*_notes(first), f"untouched: {_describe(alone)}"], help=help_)
+            first.span,
+            notes=[*_notes(first), f"untouched: {_describe(alone)}"],
+            help=help_,
+        )
 
 
 def _count(alone: Alone, weight: tuple[int, int]) -> int:

@@ -67,15 +67,21 @@ def registry_field(registry: str, default: str, description: str = "") -> Any:
     :class:`NetKind`): checked at resolve time with a did-you-mean, so plugins extend it.
     With a companion field ``NAME_args`` (:func:`registry_args_field`) it may also be
     written as a call, ``net=flowpp(blocks=4)``, whose arguments the entry's Args check."""
-    return Field(default, description=description or f"a registered {registry}",
-                 json_schema_extra={"registry": registry})
+    return Field(
+        default,
+        description=description or f"a registered {registry}",
+        json_schema_extra={"registry": registry},
+    )
 
 
 def registry_args_field(registry: str) -> Any:
     """The arguments of a :func:`registry_field` written as a call (``net=NAME(k=v)``);
     resolve fills in the entry's defaults. Not written directly in a spec."""
-    return Field(default_factory=dict, description=f"arguments of the {registry}, written "
-                 f"{registry}=NAME(k=v, ...)", json_schema_extra={"args_of": registry})
+    return Field(
+        default_factory=dict,
+        description=f"arguments of the {registry}, written {registry}=NAME(k=v, ...)",
+        json_schema_extra={"args_of": registry},
+    )
 
 
 def arg(args: ArgsLike, name: str) -> Any:
@@ -107,8 +113,10 @@ class _Declared:
             try:
                 target = import_object(target)
             except (ImportError, AttributeError) as e:
-                raise PluginError(f"{_what(cls)} names module `{cls.module}`, which cannot be "
-                                  f"imported: {type(e).__name__}: {e}") from None
+                raise PluginError(
+                    f"{_what(cls)} names module `{cls.module}`, which cannot be "
+                    f"imported: {type(e).__name__}: {e}"
+                ) from None
         return target
 
     @classmethod
@@ -155,6 +163,7 @@ class LayerKind(_Declared):
     def remedy_hint(cls) -> str:
         """How to write the deep-stack remedy: ``form=residual``, ``residual=true``, ..."""
         return cls.stack_remedy_hint or f"{cls.stack_remedy}=true"
+
     #: Arguments added after the kind was first released, with the values that keep the old
     #: behaviour: an IR from before (a checkpoint's) lacks them and gets these, not today's
     #: defaults.
@@ -284,13 +293,40 @@ KINDS: dict[str, type[LayerKind]] = {}
 NETS: dict[str, type[NetKind]] = {}
 ENCODERS: dict[str, type[EncoderKind]] = {}
 PRIORS: dict[str, type[PriorKind]] = {}
-REGISTRIES: dict[str, dict[str, Any]] = {"kind": KINDS, "net": NETS, "encoder": ENCODERS,
-                                         "prior": PRIORS}
+REGISTRIES: dict[str, dict[str, Any]] = {
+    "kind": KINDS,
+    "net": NETS,
+    "encoder": ENCODERS,
+    "prior": PRIORS,
+}
 
 #: Words that start other statements of the grammar: a layer kind cannot take them.
-RESERVED = {"flowspec", "import", "let", "block", "flow", "extends", "for", "if", "else",
-            "level", "step", "input", "prior", "condition", "expect", "train", "insert",
-            "true", "false", "and", "or", "not", "in", "x"}
+RESERVED = {
+    "flowspec",
+    "import",
+    "let",
+    "block",
+    "flow",
+    "extends",
+    "for",
+    "if",
+    "else",
+    "level",
+    "step",
+    "input",
+    "prior",
+    "condition",
+    "expect",
+    "train",
+    "insert",
+    "true",
+    "false",
+    "and",
+    "or",
+    "not",
+    "in",
+    "x",
+}
 _WORD = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -305,28 +341,40 @@ def _same(a: type, b: type) -> bool:
 
 def _check_common(cls: type, base: type, table: dict[str, Any], what: str) -> str:
     if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise PluginError(f"@{what} decorates {cls!r}, which is not a flowspec.{base.__name__}"
-                          " subclass")
+        raise PluginError(
+            f"@{what} decorates {cls!r}, which is not a flowspec.{base.__name__} subclass"
+        )
     key = getattr(cls, "key", None)
-    if not isinstance(key, str) or not all(_WORD.match(p) for p in key.split(".")) \
-            or key.count(".") > (1 if base is LayerKind else 0):
-        raise PluginError(f"{what} {_what(cls)} has key {key!r}: use lower-case words "
-                          + ("(`name` or `head.variant`)" if base is LayerKind else "(`name`)"))
+    if (
+        not isinstance(key, str)
+        or not all(_WORD.match(p) for p in key.split("."))
+        or key.count(".") > (1 if base is LayerKind else 0)
+    ):
+        raise PluginError(
+            f"{what} {_what(cls)} has key {key!r}: use lower-case words "
+            + ("(`name` or `head.variant`)" if base is LayerKind else "(`name`)")
+        )
     a = cls.Args
     if not (isinstance(a, type) and issubclass(a, Args)):
         raise PluginError(f"{what} `{key}` ({_what(cls)}): Args must subclass flowspec.Args")
     required = [n for n, f in a.model_fields.items() if f.is_required()]
     if required:
-        raise PluginError(f"{what} `{key}` ({_what(cls)}): argument `{required[0]}` has no "
-                          "default; every argument of a kind needs one")
+        raise PluginError(
+            f"{what} `{key}` ({_what(cls)}): argument `{required[0]}` has no "
+            "default; every argument of a kind needs one"
+        )
     m = cls.module
     if not (isinstance(m, str) and re.match(r"^[\w.]+:\w+$", m)) and not callable(m):
-        raise PluginError(f"{what} `{key}` ({_what(cls)}): module must be a class (or a "
-                          f"function building one) or 'package.module:Name', got {m!r}")
+        raise PluginError(
+            f"{what} `{key}` ({_what(cls)}): module must be a class (or a "
+            f"function building one) or 'package.module:Name', got {m!r}"
+        )
     old = table.get(key)
     if old is not None and not _same(old, cls):
-        raise PluginError(f"{what} `{key}` of {_what(cls)} clashes with the existing {what} "
-                          f"`{key}` of {_what(old)}: choose another key")
+        raise PluginError(
+            f"{what} `{key}` of {_what(cls)} clashes with the existing {what} "
+            f"`{key}` of {_what(old)}: choose another key"
+        )
     return key
 
 
@@ -335,22 +383,32 @@ def kind(cls: type[LayerKind]) -> type[LayerKind]:
     key = _check_common(cls, LayerKind, KINDS, "kind")
     head, _, variant = key.partition(".")
     if head in RESERVED:
-        raise PluginError(f"kind `{key}` ({_what(cls)}): `{head}` is a word of the language; "
-                          "choose another key")
+        raise PluginError(
+            f"kind `{key}` ({_what(cls)}): `{head}` is a word of the language; choose another key"
+        )
     for other in KINDS.values():
-        if other.head == head and not _same(other, cls) and (variant == "") != (
-                other.variant is None):
-            raise PluginError(f"kind `{key}` ({_what(cls)}) clashes with `{other.key}` of "
-                              f"{_what(other)}: a head word has variants or none")
+        if (
+            other.head == head
+            and not _same(other, cls)
+            and (variant == "") != (other.variant is None)
+        ):
+            raise PluginError(
+                f"kind `{key}` ({_what(cls)}) clashes with `{other.key}` of "
+                f"{_what(other)}: a head word has variants or none"
+            )
     if cls.conditional not in ("never", "optional", "required"):
         raise PluginError(f"kind `{key}`: conditional must be never, optional or required")
     if cls.conditional != "never" and "on" not in cls.Args.model_fields:
-        raise PluginError(f"kind `{key}` ({_what(cls)}) is conditional but its Args have no "
-                          "`on` field: derive them from flowspec.CondArgs")
+        raise PluginError(
+            f"kind `{key}` ({_what(cls)}) is conditional but its Args have no "
+            "`on` field: derive them from flowspec.CondArgs"
+        )
     cls.head, cls.variant = head, variant or None
     cls.declares_params = "params" in vars(cls) or any(
-        "params" in vars(b) for b in cls.__mro__[1:] if b is not LayerKind
-        and issubclass(b, LayerKind))
+        "params" in vars(b)
+        for b in cls.__mro__[1:]
+        if b is not LayerKind and issubclass(b, LayerKind)
+    )
     KINDS[key] = cls
     return cls
 
@@ -365,8 +423,10 @@ def encoder(cls: type[EncoderKind]) -> type[EncoderKind]:
     """Register a condition encoder (``encoder=KEY(...)``)."""
     key = _check_common(cls, EncoderKind, ENCODERS, "encoder")
     if "features" not in cls.Args.model_fields:
-        raise PluginError(f"encoder `{key}` ({_what(cls)}): Args need a `features` field (the "
-                          "channels of the encoder's output)")
+        raise PluginError(
+            f"encoder `{key}` ({_what(cls)}): Args need a `features` field (the "
+            "channels of the encoder's output)"
+        )
     ENCODERS[key] = cls
     return cls
 
@@ -375,8 +435,10 @@ def prior(cls: type[PriorKind]) -> type[PriorKind]:
     """Register a top prior (``prior KEY``)."""
     key = _check_common(cls, PriorKind, PRIORS, "prior")
     if cls.conditional != "never" and "on" not in cls.Args.model_fields:
-        raise PluginError(f"prior `{key}` ({_what(cls)}) is conditional but its Args have no "
-                          "`on` field: derive them from flowspec.CondArgs")
+        raise PluginError(
+            f"prior `{key}` ({_what(cls)}) is conditional but its Args have no "
+            "`on` field: derive them from flowspec.CondArgs"
+        )
     PRIORS[key] = cls
     return cls
 
@@ -391,8 +453,9 @@ def nondefault_args(key: str, args: Mapping[str, Any]) -> dict[str, Any]:
         shown, defaults = dict(args), _shown_defaults(ENCODERS[key])
     else:
         shown, defaults = dict(args), {}
-    out = {k: v for k, v in shown.items()
-           if v is not None and (k not in defaults or v != defaults[k])}
+    out = {
+        k: v for k, v in shown.items() if v is not None and (k not in defaults or v != defaults[k])
+    }
     for k in list(out):  # net_args={...}: shown as net=NAME(k=v)
         if k.endswith("_args") and k[:-5] in shown and isinstance(out[k], Mapping):
             extra = out.pop(k)
@@ -440,27 +503,33 @@ def count_params(spec: Any) -> dict[str, int]:
     Counted from the registries (no torch for built-in kinds, which declare their counts);
     ``sum(...)`` is the compiled model's total.
     """
+
     def width(on: str | None, layer: Any = None) -> int | None:
         return spec.cond_width(on, layer) if on else None
 
-    out = {layer.path: KINDS[layer.kind].params(tuple(layer.in_shape), layer.args,
-                                                width(layer.args.get("on"), layer))
-           for layer in spec.layers}
+    out = {
+        layer.path: KINDS[layer.kind].params(
+            tuple(layer.in_shape), layer.args, width(layer.args.get("on"), layer)
+        )
+        for layer in spec.layers
+    }
     for c in spec.conditions:  # a condition modelled by a flow (encoder=flow(...)) counts it
-        out[f"encoder:{c.name}"] = (sum(count_params(c.flow).values()) if c.flow else
-                                    ENCODERS[c.encoder.kind].params(tuple(c.shape),
-                                                                    c.encoder.args))
+        out[f"encoder:{c.name}"] = (
+            sum(count_params(c.flow).values())
+            if c.flow
+            else ENCODERS[c.encoder.kind].params(tuple(c.shape), c.encoder.args)
+        )
     p = spec.prior
-    out["prior"] = PRIORS[p.kind].params(tuple(spec.latents[-1].shape), prior_args(p),
-                                         width(p.on))
+    out["prior"] = PRIORS[p.kind].params(tuple(spec.latents[-1].shape), prior_args(p), width(p.on))
     return out
 
 
 def estimated_layers(spec: Any) -> list[str]:
     """Paths of a checked spec's (IR's) layers whose log-det is an unbiased estimate, not
     exact: its bits/dim is then an estimate too, and no importance-weighted bound."""
-    return [layer.path for layer in spec.layers
-            if KINDS[layer.kind].estimates_logdet_for(layer.args)]
+    return [
+        layer.path for layer in spec.layers if KINDS[layer.kind].estimates_logdet_for(layer.args)
+    ]
 
 
 def encoder_channels(encoder_ir: Any) -> int:

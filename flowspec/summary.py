@@ -32,27 +32,31 @@ def summary(model: FlowModel) -> str:
     width = max(len(r[0]) for r in rows)
     lines = [f"{'path'.ljust(width)}  {'params':>12}  output"]
     lines += [f"{p.ljust(width)}  {n:>12,}  {s}" for p, n, s in rows]
-    lines.append(f"{'total'.ljust(width)}  {total:>12,}  ({total * 4 / 2**20:.2f} MiB "
-                 "float32)")
+    lines.append(f"{'total'.ljust(width)}  {total:>12,}  ({total * 4 / 2**20:.2f} MiB float32)")
     try:
         one, two = (_saved_for_backward(model, n) for n in (1, 2))
         per, fixed = two - one, max(0, 2 * one - two)
-        lines.append(f"training memory for activations: {_bytes(per)} per sample "
-                     f"(+ {_bytes(fixed)} per batch), what autograd saves for "
-                     "the backward pass of log_prob, measured on batches of 1 and 2")
+        lines.append(
+            f"training memory for activations: {_bytes(per)} per sample "
+            f"(+ {_bytes(fixed)} per batch), what autograd saves for "
+            "the backward pass of log_prob, measured on batches of 1 and 2"
+        )
     except Exception as e:  # noqa: BLE001 - a summary never fails for its estimate
-        lines.append(f"training memory for activations: not measured "
-                     f"({type(e).__name__}: {e})")
+        lines.append(f"training memory for activations: not measured ({type(e).__name__}: {e})")
     from .kinds import estimated_layers
 
     estimated = estimated_layers(model.spec)
     if estimated:
-        lines.append(f"log-det: an unbiased stochastic estimate in {len(estimated)} layers "
-                     f"({estimated[0]}, ...): log_prob and bits/dim are estimates")
+        lines.append(
+            f"log-det: an unbiased stochastic estimate in {len(estimated)} layers "
+            f"({estimated[0]}, ...): log_prob and bits/dim are estimates"
+        )
     shown = {k: v for k, v in model.options.items() if v}
     if shown:
-        lines.append("options: " + ", ".join(
-            f"{k}={str(v).replace('torch.', '')}" for k, v in shown.items()))
+        lines.append(
+            "options: "
+            + ", ".join(f"{k}={str(v).replace('torch.', '')}" for k, v in shown.items())
+        )
     return "\n".join(lines)
 
 

@@ -39,8 +39,9 @@ from .trainer import RunResult, Trainer, _warn
 SpecLike = str | os.PathLike | FlowSpec
 
 
-def _load_spec(spec: SpecLike, flow: str | None, overrides: dict[str, Any] | None
-               ) -> tuple[FlowSpec, dict[str, Any]]:
+def _load_spec(
+    spec: SpecLike, flow: str | None, overrides: dict[str, Any] | None
+) -> tuple[FlowSpec, dict[str, Any]]:
     from flowspec import analyze
     from flowspec.errors import raise_if_errors
 
@@ -52,21 +53,43 @@ def _load_spec(spec: SpecLike, flow: str | None, overrides: dict[str, Any] | Non
     raise_if_errors(diags)
     for d in diags:  # warnings only, after raise_if_errors
         print(d.render(), file=sys.stderr)
-    warnings = [{"code": d.code, "message": d.message,
-                 "where": f"{d.span.file}:{d.span.line}:{d.span.column}" if d.span else None}
-                for d in diags]
-    return specs[0], {"spec_file": str(spec), "overrides": dict(overrides or {}),
-                      "warnings": warnings}
+    warnings = [
+        {
+            "code": d.code,
+            "message": d.message,
+            "where": f"{d.span.file}:{d.span.line}:{d.span.column}" if d.span else None,
+        }
+        for d in diags
+    ]
+    return specs[0], {
+        "spec_file": str(spec),
+        "overrides": dict(overrides or {}),
+        "warnings": warnings,
+    }
 
 
-def train(spec: SpecLike, *, flow: str | None = None,
-          overrides: dict[str, Any] | None = None, data: Any = None, val_data: Any = None,
-          out: str | os.PathLike | None = None, steps: int | None = None,
-          batch: int | None = None, device: str = "auto", resume: bool = False,
-          seed: int | None = None, progress: bool = True, strict: bool = True,
-          recon_warn: float | None = RECON_WARN, build_options: dict[str, Any] | None = None,
-          tensorboard: bool = False, verify: bool = True, threads: int | None = None,
-          **recipe: Any) -> RunResult:
+def train(
+    spec: SpecLike,
+    *,
+    flow: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    data: Any = None,
+    val_data: Any = None,
+    out: str | os.PathLike | None = None,
+    steps: int | None = None,
+    batch: int | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    seed: int | None = None,
+    progress: bool = True,
+    strict: bool = True,
+    recon_warn: float | None = RECON_WARN,
+    build_options: dict[str, Any] | None = None,
+    tensorboard: bool = False,
+    verify: bool = True,
+    threads: int | None = None,
+    **recipe: Any,
+) -> RunResult:
     """Train a flow on its task; the spec's ``train { }`` block is the default recipe.
 
     Args:
@@ -116,28 +139,54 @@ def train(spec: SpecLike, *, flow: str | None = None,
 
     own = userdata.is_dataset(data)
     if val_data is not None and not own:
-        raise RunError("val_data goes with data=Dataset (or a tensor); a named data set "
-                       "brings its own validation split")
+        raise RunError(
+            "val_data goes with data=Dataset (or a tensor); a named data set "
+            "brings its own validation split"
+        )
     loaded, source = _load_spec(spec, flow, overrides)
-    r = resolve_recipe(loaded, data=None if own else data, steps=steps, batch=batch,
-                       seed=seed, **recipe)
+    r = resolve_recipe(
+        loaded, data=None if own else data, steps=steps, batch=batch, seed=seed, **recipe
+    )
     supplied = None
     if own:
         r.data, r.data_options = userdata.describe(data), {}
         supplied = lambda task: userdata.task_data(task, data, val_data)  # noqa: E731
     with determinism.configured(r.deterministic, resolve_device(device)):  # before CUDA work
-        verified = soundness.verify_vocabulary(loaded, verify=verify, command="train",
-                                               warn=_warn, spec_file=source["spec_file"],
-                                               overrides=source["overrides"])
-        return Trainer(loaded, r, out=out, device=device, resume=resume, progress=progress,
-                       source=source, recon_warn=recon_warn, strict=strict,
-                       build_options=build_options, tensorboard=tensorboard,
-                       verified=verified, threads=threads, supplied=supplied).run()
+        verified = soundness.verify_vocabulary(
+            loaded,
+            verify=verify,
+            command="train",
+            warn=_warn,
+            spec_file=source["spec_file"],
+            overrides=source["overrides"],
+        )
+        return Trainer(
+            loaded,
+            r,
+            out=out,
+            device=device,
+            resume=resume,
+            progress=progress,
+            source=source,
+            recon_warn=recon_warn,
+            strict=strict,
+            build_options=build_options,
+            tensorboard=tensorboard,
+            verified=verified,
+            threads=threads,
+            supplied=supplied,
+        ).run()
 
 
-def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | None,
-             overrides: dict[str, Any] | None, device: str, strict: bool = True,
-             ema: bool = True) -> tuple[Any, FlowSpec, Recipe, dict[str, Any]]:
+def _restore(
+    spec: SpecLike | None,
+    checkpoint: str | os.PathLike,
+    flow: str | None,
+    overrides: dict[str, Any] | None,
+    device: str,
+    strict: bool = True,
+    ema: bool = True,
+) -> tuple[Any, FlowSpec, Recipe, dict[str, Any]]:
     """The trained model of a checkpoint (eval mode), its spec and its recipe; ``ema``: its
     averaged weights when the run kept them (:mod:`runtime.ema`), else the raw ones.
 
@@ -156,8 +205,10 @@ def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | N
     if spec is None:
         stored = ckpt.stored_spec(ck)
         if stored is None:
-            raise RunError(f"the checkpoint {checkpoint} holds no readable model description "
-                           "(IR); pass the spec it was trained with")
+            raise RunError(
+                f"the checkpoint {checkpoint} holds no readable model description "
+                "(IR); pass the spec it was trained with"
+            )
         loaded = stored
     else:
         named_by_checkpoint = flow is None and not isinstance(spec, FlowSpec)
@@ -171,9 +222,11 @@ def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | N
             if not (named_by_checkpoint and flow and unknown):
                 raise
             flows = f" ({unknown[0].help})" if unknown[0].help else ""
-            raise RunError(f"{spec} has no flow `{flow}`{flows}: that name comes from the "
-                           f"checkpoint {checkpoint}, whose run trained flow `{flow}`; pass "
-                           "--flow NAME to load it into another flow of the file") from None
+            raise RunError(
+                f"{spec} has no flow `{flow}`{flows}: that name comes from the "
+                f"checkpoint {checkpoint}, whose run trained flow `{flow}`; pass "
+                "--flow NAME to load it into another flow of the file"
+            ) from None
     same = ckpt.check_spec(ck, loaded, checkpoint, strict=strict, warn=_warn)
     try:
         recipe = Recipe.from_json(ck["recipe"])
@@ -187,17 +240,29 @@ def _restore(spec: SpecLike | None, checkpoint: str | os.PathLike, flow: str | N
     return model, loaded, recipe, ck
 
 
-def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
-             flow: str | None = None, overrides: dict[str, Any] | None = None,
-             temperatures: list[float] | tuple[float, ...] | None = None,
-             data: str | None = None, val_images: int | str | None = None,
-             lpips: str | os.PathLike | None = None, device: str = "auto",
-             out: str | os.PathLike | None = None, strict: bool = True,
-             measure: str | list[str] | tuple[str, ...] = "bpd",
-             features: str | os.PathLike | None = None, samples: int = 1000,
-             temperature: float = 1.0, verify: bool = True, iw_samples: int | None = None,
-             y_channel: bool = False, crop_border: int = 0, ema: bool = True
-             ) -> dict[str, Any]:
+def evaluate(
+    spec: SpecLike | None,
+    checkpoint: str | os.PathLike,
+    *,
+    flow: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    temperatures: list[float] | tuple[float, ...] | None = None,
+    data: str | None = None,
+    val_images: int | str | None = None,
+    lpips: str | os.PathLike | None = None,
+    device: str = "auto",
+    out: str | os.PathLike | None = None,
+    strict: bool = True,
+    measure: str | list[str] | tuple[str, ...] = "bpd",
+    features: str | os.PathLike | None = None,
+    samples: int = 1000,
+    temperature: float = 1.0,
+    verify: bool = True,
+    iw_samples: int | None = None,
+    y_channel: bool = False,
+    crop_border: int = 0,
+    ema: bool = True,
+) -> dict[str, Any]:
     """Held-out metrics of a checkpoint, written to ``eval.json`` beside it (or ``out``).
 
     The validation subset and its dequantisation noise are those of training (same
@@ -235,21 +300,22 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     from .distributed import resolve_device
     from .perceptual import load_lpips
     from .quality import load_features, sample_quality
-    from .tasks import make_task
-
     from .srprotocol import Protocol
+    from .tasks import make_task
 
     wanted = _measures(measure)
     protocol = Protocol(y_channel=y_channel, crop_border=int(crop_border))
     whole = val_images == "all"
     if not (val_images is None or whole or (isinstance(val_images, int) and val_images >= 1)):
-        raise RunError(f"val_images must be a count of at least 1 or \"all\", got "
-                       f"{val_images!r}")
+        raise RunError(f'val_images must be a count of at least 1 or "all", got {val_images!r}')
     if iw_samples is not None and (not isinstance(iw_samples, int) or iw_samples < 1):
         raise RunError(f"iw_samples must be a whole number of at least 1, got {iw_samples!r}")
     lp = load_lpips(lpips, resolve_device(device))  # files are checked before any model
-    net = load_features(features or "inception", resolve_device(device)) \
-        if any(m != "bpd" for m in wanted) else None
+    net = (
+        load_features(features or "inception", resolve_device(device))
+        if any(m != "bpd" for m in wanted)
+        else None
+    )
 
     model, loaded, r, ck = _restore(spec, checkpoint, flow, overrides, device, strict, ema)
     soundness.refuse_iw(loaded, iw_samples)
@@ -257,8 +323,14 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     if estimated:
         print(f"eval: the bits/dim of `{loaded.name}` is an {method}", file=sys.stderr)
     spec_file = ck.get("spec_file") if spec is None or isinstance(spec, FlowSpec) else str(spec)
-    verified = soundness.verify_vocabulary(loaded, verify=verify, command="eval", warn=_warn,
-                                           spec_file=spec_file, overrides=ck.get("overrides"))
+    verified = soundness.verify_vocabulary(
+        loaded,
+        verify=verify,
+        command="eval",
+        warn=_warn,
+        spec_file=spec_file,
+        overrides=ck.get("overrides"),
+    )
     from . import userdata
 
     own = userdata.is_dataset(data)
@@ -277,41 +349,79 @@ def evaluate(spec: SpecLike | None, checkpoint: str | os.PathLike, *,
     dev = resolve_device(device)
     extra: dict[str, Any] = {} if lp is None else {"lpips_net": lp.name}
     if net is not None:
-        extra.update(sample_quality(model, loaded, r, tuple(m for m in wanted if m != "bpd"),
-                                    features=net, samples=samples, temperature=temperature,
-                                    device=dev))
-    metrics = task.validate(model, data_, dev, full=True,
-                            temperatures=tuple(temperatures) if temperatures else None,
-                            lpips=lp, protocol=protocol)
+        extra.update(
+            sample_quality(
+                model,
+                loaded,
+                r,
+                tuple(m for m in wanted if m != "bpd"),
+                features=net,
+                samples=samples,
+                temperature=temperature,
+                device=dev,
+            )
+        )
+    metrics = task.validate(
+        model,
+        data_,
+        dev,
+        full=True,
+        temperatures=tuple(temperatures) if temperatures else None,
+        lpips=lp,
+        protocol=protocol,
+    )
     if iw_samples is not None:
         metrics["bpd_iw"], _ = task.val_bpd_iw(model, data_.val, dev, iw_samples)
         metrics["iw_samples"] = iw_samples
     metrics.update(task.dequantization_metrics(model, data_, dev))
     batch = recon_batch(task, data_.val, r.seed, dev)
     finite.check_metrics(metrics, model, batch, checkpoint)
-    soundness.check_bpd(metrics, what=f"evaluating {checkpoint}",
-                        verify_cmd=lambda: soundness.verify_command(loaded, spec_file,
-                                                                    ck.get("overrides")),
-                        after=lambda: "no eval.json was written")
+    soundness.check_bpd(
+        metrics,
+        what=f"evaluating {checkpoint}",
+        verify_cmd=lambda: soundness.verify_command(loaded, spec_file, ck.get("overrides")),
+        after=lambda: "no eval.json was written",
+    )
     metrics.update(reconstruction(model, *batch).metrics())
-    result = finite.json_safe({"flow": loaded.name, "task": r.task,
-                               "checkpoint": str(checkpoint), "step": int(ck["step"]),
-                               "weights": ck["weights"],
-                               "data": r.data, "val_images": len(data_.val), **extra,
-                               **metrics, "bpd_estimated": estimated,
-                               "bpd_method": method, "verified": verified})
+    result = finite.json_safe(
+        {
+            "flow": loaded.name,
+            "task": r.task,
+            "checkpoint": str(checkpoint),
+            "step": int(ck["step"]),
+            "weights": ck["weights"],
+            "data": r.data,
+            "val_images": len(data_.val),
+            **extra,
+            **metrics,
+            "bpd_estimated": estimated,
+            "bpd_method": method,
+            "verified": verified,
+        }
+    )
     folder = Path(out) if out is not None else Path(checkpoint).parent
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "eval.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     return result
 
 
-def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
-           temperature: float = 0.7, cond: str | os.PathLike | None = None,
-           output: str | os.PathLike = "grid.png", flow: str | None = None,
-           overrides: dict[str, Any] | None = None, seed: int = 0, device: str = "auto",
-           ncol: int | None = None, strict: bool = True,
-           classes: str | int | Sequence[int] | None = None, ema: bool = True) -> Path:
+def sample(
+    spec: SpecLike | None,
+    checkpoint: str | os.PathLike,
+    *,
+    n: int = 64,
+    temperature: float = 0.7,
+    cond: str | os.PathLike | None = None,
+    output: str | os.PathLike = "grid.png",
+    flow: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    ncol: int | None = None,
+    strict: bool = True,
+    classes: str | int | Sequence[int] | None = None,
+    ema: bool = True,
+) -> Path:
     """Draw ``n`` samples at ``temperature`` and save them as an image grid (PNG, JPEG,
     WebP, ... from the extension of ``output``).
 
@@ -346,13 +456,17 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
     with torch.no_grad(), finite.watch_samples(model, temperature, _warn) as checked:
         task.check_samples = checked
         if classes is not None and r.task != "generation":
-            raise RunError(f"--class is for class-conditional generation flows (`condition "
-                           f"NAME: class N`); flow `{loaded.name}` is trained for {r.task}")
+            raise RunError(
+                f"--class is for class-conditional generation flows (`condition "
+                f"NAME: class N`); flow `{loaded.name}` is trained for {r.task}"
+            )
         if r.task == "generation":
             if cond is not None:
-                raise RunError(f"flow `{loaded.name}` takes no --cond (it is for "
-                               "super_resolution and translation; a class-conditional flow "
-                               "takes --class)")
+                raise RunError(
+                    f"flow `{loaded.name}` takes no --cond (it is for "
+                    "super_resolution and translation; a class-conditional flow "
+                    "takes --class)"
+                )
             y, cols = cc.sample_labels(task.cond, n, classes, loaded.name, names)
             cd = None if y is None else {task.cond.name: y.to(dev)}
             x = checked(model.sample(n if y is None else len(y), temperature, cd, generator=g))
@@ -362,15 +476,23 @@ def sample(spec: SpecLike | None, checkpoint: str | os.PathLike, *, n: int = 64,
         elif cond is None or str(cond) == "val":
             rows = min(GRID_EXAMPLES, n)
             data = task.load(train=False)
-            grid = task.grids(model, data, dev, (temperature,), rows=rows,
-                              per_row=max(1, n // rows))[temperature]
+            grid = task.grids(
+                model, data, dev, (temperature,), rows=rows, per_row=max(1, n // rows)
+            )[temperature]
         else:
             c = _read_condition(task, loaded, cond)
-            cd = {task.cond.name: (im.to_condition(c) if r.task == "super_resolution"
-                                   else c).repeat_interleave(n, 0).to(dev)}
+            cd = {
+                task.cond.name: (im.to_condition(c) if r.task == "super_resolution" else c)
+                .repeat_interleave(n, 0)
+                .to(dev)
+            }
             x = checked(model.sample(n, temperature, cd, generator=g))
-            grid = im.make_grid(im.to_rgb(im.to_uint8(x, r.bits)) if r.task == "translation"
-                                else im.to_uint8(x, r.bits), ncol=ncol or _cols(n))
+            grid = im.make_grid(
+                im.to_rgb(im.to_uint8(x, r.bits))
+                if r.task == "translation"
+                else im.to_uint8(x, r.bits),
+                ncol=ncol or _cols(n),
+            )
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     return im.save_image(grid, out, fmt)
@@ -395,11 +517,14 @@ def _read_condition(task: Any, spec: FlowSpec, path: str | os.PathLike) -> torch
         raise RunError(f"--cond {p}: {e}") from e
     want = tuple(c.shape) if c.type == "image" else tuple(c.shape[1:])
     if tuple(t.shape[1:]) != want:
-        raise RunError(f"--cond {p} is {'x'.join(map(str, t.shape[1:]))} but condition "
-                       f"`{c.name}` is {'x'.join(map(str, want))}")
+        raise RunError(
+            f"--cond {p} is {'x'.join(map(str, t.shape[1:]))} but condition "
+            f"`{c.name}` is {'x'.join(map(str, want))}"
+        )
     if c.type == "labels" and int(t.max()) >= c.shape[0]:
-        raise RunError(f"--cond {p} holds class {int(t.max())}, but `{c.name}` has "
-                       f"{c.shape[0]} classes")
+        raise RunError(
+            f"--cond {p} holds class {int(t.max())}, but `{c.name}` has {c.shape[0]} classes"
+        )
     return t
 
 
@@ -408,12 +533,16 @@ def _measures(measure: str | list[str] | tuple[str, ...]) -> list[str]:
     other held-out numbers) is always computed; the list adds sample quality."""
     from .quality import QUALITY
 
-    names = [m.strip().lower() for m in (measure.split(",") if isinstance(measure, str)
-                                         else measure) if m.strip()]
+    names = [
+        m.strip().lower()
+        for m in (measure.split(",") if isinstance(measure, str) else measure)
+        if m.strip()
+    ]
     unknown = [m for m in names if m != "bpd" and m not in QUALITY]
     if unknown:
-        raise RunError(f"unknown metric `{unknown[0]}` in --metrics; known: bpd, "
-                       f"{', '.join(QUALITY)}")
+        raise RunError(
+            f"unknown metric `{unknown[0]}` in --metrics; known: bpd, {', '.join(QUALITY)}"
+        )
     return names
 
 
@@ -432,8 +561,9 @@ class RunInfo:
     class_names: list[str] | None = None  # a run on class folders: the name of each class id
 
 
-def load_checkpoint(path: str | os.PathLike, *, device: str = "auto",
-                    ema: bool = True) -> tuple[Any, RunInfo]:
+def load_checkpoint(
+    path: str | os.PathLike, *, device: str = "auto", ema: bool = True
+) -> tuple[Any, RunInfo]:
     """The trained model of a checkpoint (eval mode) and its run, without the spec file.
 
         model, run = flowspec.load_checkpoint("runs/demo/checkpoint.pt")
@@ -445,6 +575,14 @@ def load_checkpoint(path: str | os.PathLike, *, device: str = "auto",
     ``ema`` gives its averaged weights (``ema=False``: the raw ones).
     """
     model, spec, recipe, ck = _restore(None, path, None, None, device, ema=ema)
-    return model, RunInfo(Path(path), spec, recipe, int(ck["step"]), ck.get("flow"),
-                          ck.get("spec_file"), dict(ck.get("overrides") or {}),
-                          ck.get("best_val_bpd"), ck.get("class_names"))
+    return model, RunInfo(
+        Path(path),
+        spec,
+        recipe,
+        int(ck["step"]),
+        ck.get("flow"),
+        ck.get("spec_file"),
+        dict(ck.get("overrides") or {}),
+        ck.get("best_val_bpd"),
+        ck.get("class_names"),
+    )

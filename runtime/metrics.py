@@ -24,7 +24,6 @@ from typing import Any
 
 from torch import Tensor
 
-
 LN2 = math.log(2.0)
 
 
@@ -34,6 +33,7 @@ def bits_per_dim(logp: Tensor, dims: int, bits: int) -> Tensor:
 
 
 # --------------------------------------------------------------------------- JSONL log
+
 
 class MetricsLog:
     """``metrics.jsonl``: one JSON object per line, flushed as written."""
@@ -62,8 +62,12 @@ class MetricsLog:
     def truncate_after(self, step: int, pretrain: int | None = None) -> list[dict[str, Any]]:
         """Drop the records of steps after ``step`` (they are redone on resume), and with
         ``pretrain`` those of the encoder's pretraining after that step of it."""
-        kept = [r for r in self.read() if r.get("step", 0) <= step and (
-            pretrain is None or r.get("pretrain_step", 0) <= pretrain)]
+        kept = [
+            r
+            for r in self.read()
+            if r.get("step", 0) <= step
+            and (pretrain is None or r.get("pretrain_step", 0) <= pretrain)
+        ]
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in kept)

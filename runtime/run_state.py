@@ -89,8 +89,9 @@ class RunState:
         maps = None if train.maps is None else train.maps[idx]
         noise = self.stream.noise(step, tuple(self.spec.input))[shard]
         # `augment hflip`: the flips are a function of the seed and the step too
-        images, maps = augment.apply(r.augment, r.seed, step, r.batch, shard, train.images[idx],
-                                     maps)
+        images, maps = augment.apply(
+            r.augment, r.seed, step, r.batch, shard, train.images[idx], maps
+        )
         return idx, images, maps, noise
 
     def batch(self, step: int) -> Batch:
@@ -103,22 +104,39 @@ class RunState:
         host synchronisation, for the actnorm init and a failed step's diagnosis."""
         idx, images, maps, noise = self.host_batch(step)
         x, cond, _ = self.objective.inputs(self.objective.batch(images, maps, noise, self.dev))
-        check_finite(x, cond, f"the training batch of step {step + 1}", idx,
-                     f"train split of `{self.recipe.data}`")
+        check_finite(
+            x,
+            cond,
+            f"the training batch of step {step + 1}",
+            idx,
+            f"train split of `{self.recipe.data}`",
+        )
         return x, cond
 
 
-def checkpoint_state(s: RunState, step: int, source: dict[str, Any], plugins: Any,
-                     class_names: tuple[str, ...] | None,
-                     cuda: list[Tensor] | None = None) -> dict[str, Any]:
+def checkpoint_state(
+    s: RunState,
+    step: int,
+    source: dict[str, Any],
+    plugins: Any,
+    class_names: tuple[str, ...] | None,
+    cuda: list[Tensor] | None = None,
+) -> dict[str, Any]:
     """The checkpoint of the run after ``step`` (``cuda``: every rank's CUDA RNG state)."""
     state = {
-        "format": ckpt.FORMAT, "model": s.model.state_dict(), "optimizer": s.opt.state_dict(),
-        "scheduler": s.sched.state_dict(), "rng": ckpt.rng_state(s.recipe.seed, step, cuda),
-        "step": step, "digest": s.spec.digest(), "recipe": s.recipe.to_json(),
-        "flow": s.spec.name, "spec_file": source.get("spec_file"),
+        "format": ckpt.FORMAT,
+        "model": s.model.state_dict(),
+        "optimizer": s.opt.state_dict(),
+        "scheduler": s.sched.state_dict(),
+        "rng": ckpt.rng_state(s.recipe.seed, step, cuda),
+        "step": step,
+        "digest": s.spec.digest(),
+        "recipe": s.recipe.to_json(),
+        "flow": s.spec.name,
+        "spec_file": source.get("spec_file"),
         "overrides": source.get("overrides") or {},
-        "ir": s.spec.model_dump_json(), "best_val_bpd": s.best,
+        "ir": s.spec.model_dump_json(),
+        "best_val_bpd": s.best,
         "plugins": plugins,
     }
     if class_names is not None:  # class folders: `sample --class NAME`, grid rows
@@ -148,32 +166,40 @@ def resume(s: RunState, *, strict: bool, warn: Callable[[str], None]) -> None:
     s.start, s.best = int(ck["step"]), ck.get("best_val_bpd")
     s.saved_step = s.start
     if s.start > s.recipe.steps:
-        raise RunError(f"the checkpoint is at step {s.start}, past --steps {s.recipe.steps}; "
-                       "pass a larger --steps to train on")
+        raise RunError(
+            f"the checkpoint is at step {s.start}, past --steps {s.recipe.steps}; "
+            "pass a larger --steps to train on"
+        )
     s.freeze_until = ck.get("freeze_until")  # the first run's boundary, if any
     if isinstance(ck.get("ema"), dict):
         s.ema_saved = {"ema": ck["ema"], "ema_from": ck.get("ema_from", 0)}
     changed = Recipe.from_json(ck["recipe"]).differences(s.recipe)
     if changed and say is not None:
-        say(f"resuming with a changed recipe ({', '.join(changed)}): the run will not match "
-            "an uninterrupted one")
+        say(
+            f"resuming with a changed recipe ({', '.join(changed)}): the run will not match "
+            "an uninterrupted one"
+        )
 
 
-def _load_optimizer(s: RunState, ck: dict[str, Any], same: bool,
-                    say: Callable[[str], None] | None) -> None:
+def _load_optimizer(
+    s: RunState, ck: dict[str, Any], same: bool, say: Callable[[str], None] | None
+) -> None:
     # the same model stored under other keys: a layer converted an older state dict on load
     # (e.g. iSDP's parameters, packed into two tensors), and the optimiser state lists the
     # old tensors
     if same and set(ck["model"]) != set(s.model.state_dict()):
         if say is not None:
-            say("the checkpoint stores some parameters under their older names (loaded by "
-                "conversion), so the optimiser starts afresh")
+            say(
+                "the checkpoint stores some parameters under their older names (loaded by "
+                "conversion), so the optimiser starts afresh"
+            )
     elif same or ckpt.same_parameters(s.model, ck):
         try:
             s.opt.load_state_dict(ck["optimizer"])
             s.sched.load_state_dict(ck["scheduler"])
         except (ValueError, KeyError, TypeError, RuntimeError) as e:
-            raise RunError(f"the optimiser state in {s.out / 'checkpoint.pt'} does not fit "
-                           f"this model: {e}") from e
+            raise RunError(
+                f"the optimiser state in {s.out / 'checkpoint.pt'} does not fit this model: {e}"
+            ) from e
     elif say is not None:
         say("the model's parameters changed shape, so the optimiser starts afresh")

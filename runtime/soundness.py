@@ -157,10 +157,14 @@ def summary_warnings(
     the validations' (by step)."""
     out = [dict(w) for w in source.get("warnings") or []]
     if not verified and plugins:
-        out.append({"code": "no-verify", "message": "--no-verify: the plugin vocabulary was "
-                    "not verified; the bits/dim may not be a density's"})
-    return out + [{"step": v["step"], "message": m} for v in vals
-                  for m in v.get("warnings", [])]
+        out.append(
+            {
+                "code": "no-verify",
+                "message": "--no-verify: the plugin vocabulary was "
+                "not verified; the bits/dim may not be a density's",
+            }
+        )
+    return out + [{"step": v["step"], "message": m} for v in vals for m in v.get("warnings", [])]
 
 
 def bpd_method(spec: FlowSpec) -> tuple[bool, str]:
@@ -168,16 +172,20 @@ def bpd_method(spec: FlowSpec) -> tuple[bool, str]:
     est = estimated_layers(spec)
     if not est:
         return False, "exact: every layer's log-det is computed exactly"
-    return True, (f"unbiased estimate: {len(est)} of {len(spec.layers)} layers (`{est[0]}` "
-                  "first) estimate their log-dets by their eval-mode estimator (more fixed "
-                  "terms than training's: less variance), the others are exact; a flow built "
-                  "in exact mode (residual logdet=exact, small inputs) gives the exact number")
+    return True, (
+        f"unbiased estimate: {len(est)} of {len(spec.layers)} layers (`{est[0]}` "
+        "first) estimate their log-dets by their eval-mode estimator (more fixed "
+        "terms than training's: less variance), the others are exact; a flow built "
+        "in exact mode (residual logdet=exact, small inputs) gives the exact number"
+    )
 
 
 def refuse_iw(spec: FlowSpec, iw_samples: int | None) -> None:
     """``--iw-samples`` of a flow that estimates log-dets: refused, in one line."""
     est = estimated_layers(spec)
     if iw_samples is not None and est:
-        raise RunError(f"--iw-samples: flow `{spec.name}` estimates the log-dets of {len(est)} "
-                       f"layers (`{est[0]}` first), and the log of an average of estimated "
-                       "likelihoods is not a bound; evaluate without --iw-samples")
+        raise RunError(
+            f"--iw-samples: flow `{spec.name}` estimates the log-dets of {len(est)} "
+            f"layers (`{est[0]}` first), and the log of an average of estimated "
+            "likelihoods is not a bound; evaluate without --iw-samples"
+        )

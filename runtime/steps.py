@@ -48,8 +48,13 @@ FLUSH_EVERY = 50
 
 def flush_due(done: int, recipe: Any) -> bool:
     """Whether the trainer reads the buffered steps after step ``done`` (1-based)."""
-    return (done % FLUSH_EVERY == 0 or done == recipe.steps or done % recipe.val_every == 0
-            or done % recipe.sample_every == 0 or done % recipe.checkpoint_every == 0)
+    return (
+        done % FLUSH_EVERY == 0
+        or done == recipe.steps
+        or done % recipe.val_every == 0
+        or done % recipe.sample_every == 0
+        or done % recipe.checkpoint_every == 0
+    )
 
 
 @dataclass
@@ -89,9 +94,18 @@ class Steps:
 
     ema: Any = None  # a runtime.ema.EMA, updated after each step (set by the trainer)
 
-    def __init__(self, model: Any, net: Any, opt: Any, sched: Any,
-                 batch: Callable[[int], Batch], freeze: Any, clip: float | None,
-                 d: ddp.Dist, batch_size: int):
+    def __init__(
+        self,
+        model: Any,
+        net: Any,
+        opt: Any,
+        sched: Any,
+        batch: Callable[[int], Batch],
+        freeze: Any,
+        clip: float | None,
+        d: ddp.Dist,
+        batch_size: int,
+    ):
         self.net, self.opt, self.sched = net, opt, sched
         self.batch, self.freeze, self.clip, self.d = batch, freeze, clip, d
         self.model, self.batch_size = model, batch_size
@@ -148,9 +162,17 @@ class Steps:
             if not (math.isfinite(loss) and math.isfinite(norm) and finite):
                 bad = Bad(step, loss, norm, bool(finite))
                 break
-            record = {"kind": "train", "step": step + 1, "loss": loss, "bpd": loss, "lr": lr,
-                      "grad_norm": norm, "images_per_s": self.batch_size / per if per else None,
-                      "time": round(t0 + (len(records) + 1) * per, 4), **self.tags}
+            record = {
+                "kind": "train",
+                "step": step + 1,
+                "loss": loss,
+                "bpd": loss,
+                "lr": lr,
+                "grad_norm": norm,
+                "images_per_s": self.batch_size / per if per else None,
+                "time": round(t0 + (len(records) + 1) * per, 4),
+                **self.tags,
+            }
             if self.freeze.until:
                 record["encoders_frozen"] = step < self.freeze.until
             records.append(record)
@@ -172,5 +194,8 @@ def write_records(records: list[dict[str, Any]], log: Any, tracker: Any, bar: An
     recent = [r["loss"] for r in records[-20:]]
     rate = records[-1]["images_per_s"] or 0
     bar.update(len(records))
-    bar.set_postfix_str(f"bpd: last step {recent[-1]:.3f}, mean of last {len(recent)} "
-                        f"{sum(recent) / len(recent):.3f} | {rate:.0f} img/s", refresh=False)
+    bar.set_postfix_str(
+        f"bpd: last step {recent[-1]:.3f}, mean of last {len(recent)} "
+        f"{sum(recent) / len(recent):.3f} | {rate:.0f} img/s",
+        refresh=False,
+    )

@@ -28,10 +28,10 @@ from flowspec.ir import ConditionIR, FlowSpec
 
 from . import classcond as cc
 from . import images as im
+from . import srprotocol as sr
 from .data import DataError, load_dataset, prepare
 from .dequantize import of as dequantizer_of
 from .errors import RunError
-from . import srprotocol as sr
 from .metrics import bits_per_dim
 from .objective import Objective
 from .recipe import PATH_FORMATS, Recipe, check_data
@@ -114,20 +114,34 @@ class Task(ABC):
 
     def _one_condition(self, kind: str, needed_for: str) -> ConditionIR:
         conds = [c for c in self.spec.conditions if c.type == kind]
-        declared = ", ".join(f"{c.name}: {c.type} {_fmt(c.shape)}" for c in
-                             self.spec.conditions) or "none"
-        example = ("condition lr: image CxHxW encoder=rrdb(blocks=8, features=64)"
-                   if kind == "image" else "condition seg: labels NxHxW encoder=convnet()")
+        declared = (
+            ", ".join(f"{c.name}: {c.type} {_fmt(c.shape)}" for c in self.spec.conditions)
+            or "none"
+        )
+        example = (
+            "condition lr: image CxHxW encoder=rrdb(blocks=8, features=64)"
+            if kind == "image"
+            else "condition seg: labels NxHxW encoder=convnet()"
+        )
         if not conds:
-            alt = ("generation" if all(c.type == "class" for c in self.spec.conditions) else
-                   "translation" if kind == "image" else "super_resolution")
-            raise RunError(f"task `{self.name}` needs {needed_for}, but flow "
-                           f"`{self.spec.name}` declares no {kind} condition (conditions: "
-                           f"{declared}); add `{example}` to the flow, or use task {alt}")
+            alt = (
+                "generation"
+                if all(c.type == "class" for c in self.spec.conditions)
+                else "translation"
+                if kind == "image"
+                else "super_resolution"
+            )
+            raise RunError(
+                f"task `{self.name}` needs {needed_for}, but flow "
+                f"`{self.spec.name}` declares no {kind} condition (conditions: "
+                f"{declared}); add `{example}` to the flow, or use task {alt}"
+            )
         if len(self.spec.conditions) > 1:
-            raise RunError(f"task `{self.name}` feeds one condition, but flow "
-                           f"`{self.spec.name}` declares {len(self.spec.conditions)} "
-                           f"({declared})")
+            raise RunError(
+                f"task `{self.name}` feeds one condition, but flow "
+                f"`{self.spec.name}` declares {len(self.spec.conditions)} "
+                f"({declared})"
+            )
         return conds[0]
 
     def load(self, train: bool = True, whole_val: bool = False) -> TaskData:
@@ -135,8 +149,10 @@ class Task(ABC):
         subset (``whole_val``: the whole validation split)."""
         r = self.recipe
         if r.data.startswith("python:"):
-            raise RunError(f"the run trained on Python data ({r.data}), which no name reads "
-                           "again: pass data=... (a Dataset or a tensor, or --data NAME)")
+            raise RunError(
+                f"the run trained on Python data ({r.data}), which no name reads "
+                "again: pass data=... (a Dataset or a tensor, or --data NAME)"
+            )
         check_data(r.data, r.data_options)
         opts = dict(r.data_options)
         pad = int(opts.pop("pad", 0))
@@ -147,66 +163,79 @@ class Task(ABC):
         source, load_opts = r.data, dict(opts)
         if r.data in PATH_FORMATS:
             if root is None:
-                raise RunError(f"data `{r.data}` reads a local copy: give its folder with "
-                               f"root=PATH (e.g. --data \"{r.data} root=/data/{r.data}\")")
+                raise RunError(
+                    f"data `{r.data}` reads a local copy: give its folder with "
+                    f'root=PATH (e.g. --data "{r.data} root=/data/{r.data}")'
+                )
             source = str(root)
             if PATH_FORMATS[r.data]:
                 load_opts["format"] = PATH_FORMATS[r.data]
         elif root is not None:
-            raise RunError(f"root= is for the on-disk formats ({', '.join(PATH_FORMATS)}); "
-                           f"`{r.data}` is a built-in set or a path itself")
+            raise RunError(
+                f"root= is for the on-disk formats ({', '.join(PATH_FORMATS)}); "
+                f"`{r.data}` is a built-in set or a path itself"
+            )
         if resize and source not in _builtins():
             _, h, w = self.spec.input
             load_opts.setdefault("size", (h - 2 * pad, w - 2 * pad))
         splits: dict[str, Split | None] = {"train": None}
         for split in ("train", "val") if train else ("val",):
-            n = limit if split == "train" or whole_val else \
-                min(r.val_images, limit or r.val_images)
+            n = (
+                limit
+                if split == "train" or whole_val
+                else min(r.val_images, limit or r.val_images)
+            )
             try:
                 s = load_dataset(source, split, **load_opts, **({"limit": n} if n else {}))
             except DataError as e:
                 raise RunError(f"data `{r.data}` ({split} split): {e}") from e
             splits[split] = self._shape_split(s, split, pad, resize, channels is not None)
-        return TaskData(splits["train"], splits["val"], s.description, s.num_classes,
-                        s.class_names)
+        return TaskData(
+            splits["train"], splits["val"], s.description, s.num_classes, s.class_names
+        )
 
     def _shape_split(self, s: Any, split: str, pad: int, resize: bool, convert: bool) -> Split:
         where = f"data `{self.recipe.data}` ({split} split) for flow `{self.spec.name}`"
         maps = self._maps(s, split, pad, resize, where)  # data of the wrong kind goes first
         try:
-            images = prepare(s.images, self.spec.input, pad=pad, resize=resize,
-                             convert_channels=convert)
+            images = prepare(
+                s.images, self.spec.input, pad=pad, resize=resize, convert_channels=convert
+            )
         except DataError as e:
-            raise RunError(f"{where}: {e} (data options go on the spec's `data` line or in "
-                           "--data \"NAME pad=2\"; another data set than the spec's takes "
-                           "none of the spec's options)") from e
+            raise RunError(
+                f"{where}: {e} (data options go on the spec's `data` line or in "
+                '--data "NAME pad=2"; another data set than the spec\'s takes '
+                "none of the spec's options)"
+            ) from e
         return Split(images, maps)
 
     def _maps(self, s: Any, split: str, pad: int, resize: bool, where: str) -> Tensor | None:
         return None
 
     # ---- batches
-    def inputs(self, images: Tensor, maps: Tensor | None, noise: Tensor,
-               device: torch.device) -> tuple[Tensor, dict[str, Tensor] | None]:
+    def inputs(
+        self, images: Tensor, maps: Tensor | None, noise: Tensor, device: torch.device
+    ) -> tuple[Tensor, dict[str, Tensor] | None]:
         """Model inputs of a batch: ``x`` dequantised by the uniform ``noise`` itself, and
         the condition dict (:class:`runtime.objective.Objective` dequantises with a learnt
         ``q`` instead)."""
         x = to_device(im.dequantize(images, self.bits, noise), device)
         return x, self.conditions(images, maps, noise, device)
 
-    def levels(self, images: Tensor, noise: Tensor, device: torch.device
-               ) -> tuple[Tensor, Tensor]:
+    def levels(self, images: Tensor, noise: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
         """The integer levels of the images and the uniform noise, on ``device``: what a
         learnt ``q(u | x)`` dequantises."""
         return to_device(im.levels(images, self.bits), device), to_device(noise, device)
 
-    def conditions(self, images: Tensor, maps: Tensor | None, noise: Tensor,
-                   device: torch.device) -> dict[str, Tensor] | None:
+    def conditions(
+        self, images: Tensor, maps: Tensor | None, noise: Tensor, device: torch.device
+    ) -> dict[str, Tensor] | None:
         """The flow's conditions of a batch (``noise``: the images' dequantisation noise)."""
         return self.condition(images, maps, device)
 
-    def condition(self, images: Tensor, maps: Tensor | None,
-                  device: torch.device) -> dict[str, Tensor] | None:
+    def condition(
+        self, images: Tensor, maps: Tensor | None, device: torch.device
+    ) -> dict[str, Tensor] | None:
         return None
 
     def loss(self, bpd: Tensor, cond_logp: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -217,16 +246,17 @@ class Task(ABC):
 
     # ---- validation
     @torch.no_grad()
-    def val_sums(self, model: Any, split: Split, device: torch.device, *,
-                 uniform: bool = False) -> dict[str, float]:
+    def val_sums(
+        self, model: Any, split: Split, device: torch.device, *, uniform: bool = False
+    ) -> dict[str, float]:
         """Sums over the fixed validation subset of the objective's per-sample ``bpd`` (and
         what the task adds), with fixed dequantisation noise; ``uniform``: with the uniform
         noise itself even when the run learns ``q``."""
         objective, sums = Objective(model, self, uniform=uniform), {}
         seed = self.recipe.seed
         for k, start in enumerate(range(0, len(split), VAL_CHUNK)):
-            imgs = split.images[start:start + VAL_CHUNK]
-            maps = None if split.maps is None else split.maps[start:start + VAL_CHUNK]
+            imgs = split.images[start : start + VAL_CHUNK]
+            maps = None if split.maps is None else split.maps[start : start + VAL_CHUNK]
             noise = torch.rand(imgs.shape, generator=generator(stream_seed(seed, "val", k)))
             _, extras = objective(objective.batch(imgs, maps, noise, device))
             for key, value in extras.items():
@@ -234,14 +264,16 @@ class Task(ABC):
                     sums[key] = sums.get(key, 0.0) + float(value.double().sum())
         return sums
 
-    def val_bpd(self, model: Any, split: Split, device: torch.device, *,
-                uniform: bool = False) -> float:
+    def val_bpd(
+        self, model: Any, split: Split, device: torch.device, *, uniform: bool = False
+    ) -> float:
         """Mean bits/dim of the fixed validation subset, with fixed dequantisation noise."""
         return self.val_sums(model, split, device, uniform=uniform)["bpd"] / len(split)
 
     @torch.no_grad()
-    def val_bpd_iw(self, model: Any, split: Split, device: torch.device,
-                   samples: int) -> tuple[float, float]:
+    def val_bpd_iw(
+        self, model: Any, split: Split, device: torch.device, samples: int
+    ) -> tuple[float, float]:
         r"""The importance-weighted bound over ``samples`` dequantisation draws per image,
         and the mean of their single-draw bounds, both in bits/dim (means over images).
 
@@ -257,8 +289,8 @@ class Task(ABC):
         objective, sums, seed = Objective(model, self), [0.0, 0.0], self.recipe.seed
         nats = self.dims * math.log(2.0)  # bits/dim -> nats of the whole image
         for k, start in enumerate(range(0, len(split), VAL_CHUNK)):
-            imgs = split.images[start:start + VAL_CHUNK]
-            maps = None if split.maps is None else split.maps[start:start + VAL_CHUNK]
+            imgs = split.images[start : start + VAL_CHUNK]
+            maps = None if split.maps is None else split.maps[start : start + VAL_CHUNK]
             logw = []
             for j in range(samples):
                 tag = "val" if j == 0 else f"val/iw{j}"
@@ -272,16 +304,25 @@ class Task(ABC):
             sums[1] += float(bits_per_dim(lw, self.dims, self.bits).mean(0).sum())
         return sums[0] / len(split), sums[1] / len(split)
 
-    def validate(self, model: Any, data: TaskData, device: torch.device, *,
-                 full: bool = False, final: bool = False,
-                 temperatures: tuple[float, ...] | None = None, lpips: Any = None,
-                 protocol: sr.Protocol | None = None) -> dict[str, Any]:
+    def validate(
+        self,
+        model: Any,
+        data: TaskData,
+        device: torch.device,
+        *,
+        full: bool = False,
+        final: bool = False,
+        temperatures: tuple[float, ...] | None = None,
+        lpips: Any = None,
+        protocol: sr.Protocol | None = None,
+    ) -> dict[str, Any]:
         """Held-out metrics: ``full`` for ``eval`` (every validation image), ``final`` for
         training's last validation (the paper's protocol where a task has one)."""
         return {"bpd": self.val_bpd(model, data.val, device)}
 
-    def dequantization_metrics(self, model: Any, data: TaskData,
-                               device: torch.device) -> dict[str, Any]:
+    def dequantization_metrics(
+        self, model: Any, data: TaskData, device: torch.device
+    ) -> dict[str, Any]:
         """Under variational dequantisation (``bpd`` is then the bound): bits/dim of the
         same images under uniform noise, for comparison; nothing otherwise."""
         if dequantizer_of(model) is None:
@@ -296,26 +337,45 @@ class Task(ABC):
         return torch.where(finite.view(-1, 1, 1, 1), x, torch.zeros_like(x))
 
     @abstractmethod
-    def grids(self, model: Any, data: TaskData, device: torch.device,
-              temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = GRID_EXAMPLES,
-              per_row: int | None = None) -> dict[float, Tensor]:
+    def grids(
+        self,
+        model: Any,
+        data: TaskData,
+        device: torch.device,
+        temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES,
+        rows: int = GRID_EXAMPLES,
+        per_row: int | None = None,
+    ) -> dict[float, Tensor]:
         """One uint8 grid image ``(C, H, W)`` per temperature: ``rows`` rows of ``per_row``
         samples (conditional tasks add the condition before and the truth after them)."""
 
-    def _conditional_grid(self, model: Any, device: torch.device, temperature: float,
-                          first: Tensor, last: Tensor, images: Tensor, maps: Tensor | None,
-                          k: int) -> Tensor:
+    def _conditional_grid(
+        self,
+        model: Any,
+        device: torch.device,
+        temperature: float,
+        first: Tensor,
+        last: Tensor,
+        images: Tensor,
+        maps: Tensor | None,
+        k: int,
+    ) -> Tensor:
         """Rows of: the condition shown as an image, ``k`` samples, the ground truth."""
         n = images.shape[0]
-        cond = self.condition(images.repeat_interleave(k, 0),
-                              None if maps is None else maps.repeat_interleave(k, 0), device)
+        cond = self.condition(
+            images.repeat_interleave(k, 0),
+            None if maps is None else maps.repeat_interleave(k, 0),
+            device,
+        )
         g = generator(stream_seed(self.recipe.seed, "grid", temperature), device)
         x = self._checked(model.sample(n * k, temperature, cond, generator=g))
         samples = im.to_uint8(x, self.bits).view(n, k, *x.shape[1:])
         rgb = first.shape[1] == 3 or last.shape[1] == 3 or samples.shape[2] == 3
         conv = im.to_rgb if rgb else (lambda t: t)
-        rows = [torch.cat([conv(first[i:i + 1]), conv(samples[i]), conv(last[i:i + 1])])
-                for i in range(n)]
+        rows = [
+            torch.cat([conv(first[i : i + 1]), conv(samples[i]), conv(last[i : i + 1])])
+            for i in range(n)
+        ]
         return im.make_grid(torch.cat(rows), ncol=k + 2)
 
 
@@ -342,30 +402,43 @@ class Generation(Task):
             self.cond = self.spec.conditions[0]
         elif self.spec.conditions:
             conds = ", ".join(f"{c.name}: {c.type}" for c in self.spec.conditions)
-            kind = "translation" if any(c.type == "labels" for c in self.spec.conditions) \
+            kind = (
+                "translation"
+                if any(c.type == "labels" for c in self.spec.conditions)
                 else "super_resolution"
-            raise RunError(f"task `generation` samples without a condition or from one "
-                           f"`class N` condition, but flow `{self.spec.name}` is conditional "
-                           f"({conds}); use task {kind}")
+            )
+            raise RunError(
+                f"task `generation` samples without a condition or from one "
+                f"`class N` condition, but flow `{self.spec.name}` is conditional "
+                f"({conds}); use task {kind}"
+            )
 
     def _maps(self, s: Any, split: str, pad: int, resize: bool, where: str) -> Tensor | None:
         return None if self.cond is None else cc.data_labels(s, self.cond, where)
 
-    def condition(self, images: Tensor, maps: Tensor | None,
-                  device: torch.device) -> dict[str, Tensor] | None:
+    def condition(
+        self, images: Tensor, maps: Tensor | None, device: torch.device
+    ) -> dict[str, Tensor] | None:
         return None if self.cond is None else {self.cond.name: to_device(maps.long(), device)}
 
-    def grids(self, model: Any, data: TaskData, device: torch.device,
-              temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = 8,
-              per_row: int | None = None) -> dict[float, Tensor]:
+    def grids(
+        self,
+        model: Any,
+        data: TaskData,
+        device: torch.device,
+        temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES,
+        rows: int = 8,
+        per_row: int | None = None,
+    ) -> dict[float, Tensor]:
         k = per_row or 8
         out = {}
         for t in temperatures:
             g = generator(stream_seed(self.recipe.seed, "grid", t), device)
             y = None if self.cond is None else cc.grid_labels(self.cond, k)  # a row per class
             cond = None if y is None else {self.cond.name: y.to(device)}
-            x = self._checked(model.sample(rows * k if y is None else len(y), t, cond,
-                                           generator=g))
+            x = self._checked(
+                model.sample(rows * k if y is None else len(y), t, cond, generator=g)
+            )
             out[t] = im.make_grid(im.to_uint8(x, self.bits), ncol=k)
             if y is not None and data.class_names:
                 out[t] = cc.name_rows(out[t], data.class_names, y[::k].tolist(), x.shape[-2])
@@ -382,39 +455,52 @@ class SuperResolution(Task):
         scale = self.recipe.scale
         if scale is None:
             if h % lh or w % lw or h // lh != w // lw:
-                raise RunError(f"cannot tell the super-resolution scale: input "
-                               f"{_fmt(self.spec.input)}, condition `{c.name}` {_fmt(c.shape)}"
-                               "; give `task super_resolution scale=S`")
+                raise RunError(
+                    f"cannot tell the super-resolution scale: input "
+                    f"{_fmt(self.spec.input)}, condition `{c.name}` {_fmt(c.shape)}"
+                    "; give `task super_resolution scale=S`"
+                )
             scale = h // lh
         if h % scale or w % scale:
             raise RunError(f"scale={scale} does not divide the input {_fmt(self.spec.input)}")
         want = (self.spec.input[0], h // scale, w // scale)
         if tuple(c.shape) != want:
-            raise RunError(f"task `super_resolution scale={scale}` downscales the "
-                           f"{_fmt(self.spec.input)} input to {_fmt(want)}, but condition "
-                           f"`{c.name}` is declared {_fmt(c.shape)} "
-                           f"({c.span.file}:{c.span.line})")
+            raise RunError(
+                f"task `super_resolution scale={scale}` downscales the "
+                f"{_fmt(self.spec.input)} input to {_fmt(want)}, but condition "
+                f"`{c.name}` is declared {_fmt(c.shape)} "
+                f"({c.span.file}:{c.span.line})"
+            )
         self.cond = c
         self.scale = scale
 
-    def condition(self, images: Tensor, maps: Tensor | None,
-                  device: torch.device) -> dict[str, Tensor]:
-        return {self.cond.name: to_device(im.to_condition(im.downscale(images, self.scale)),
-                                         device)}
+    def condition(
+        self, images: Tensor, maps: Tensor | None, device: torch.device
+    ) -> dict[str, Tensor]:
+        return {
+            self.cond.name: to_device(im.to_condition(im.downscale(images, self.scale)), device)
+        }
 
     @torch.no_grad()
-    def validate(self, model: Any, data: TaskData, device: torch.device, *,
-                 full: bool = False, final: bool = False,
-                 temperatures: tuple[float, ...] | None = None, lpips: Any = None,
-                 protocol: sr.Protocol | None = None) -> dict[str, Any]:
+    def validate(
+        self,
+        model: Any,
+        data: TaskData,
+        device: torch.device,
+        *,
+        full: bool = False,
+        final: bool = False,
+        temperatures: tuple[float, ...] | None = None,
+        lpips: Any = None,
+        protocol: sr.Protocol | None = None,
+    ) -> dict[str, Any]:
         """bits/dim, and PSNR, SSIM, LR-PSNR (LPIPS) of samples averaged over temperatures
         (0.1 ... 0.9 in ``eval`` and training's final validation, as the paper's Table 4;
         0.1, 0.5, 0.9 in the others), each temperature under ``per_temperature``, with the
         bicubic baseline on the same images (:mod:`runtime.srprotocol`)."""
         protocol = protocol or sr.Protocol()
         out: dict[str, Any] = {"bpd": self.val_bpd(model, data.val, device)}
-        temps = temperatures or (SR_TEMPERATURES_EVAL if full or final else
-                                 SR_TEMPERATURES_TRAIN)
+        temps = temperatures or (SR_TEMPERATURES_EVAL if full or final else SR_TEMPERATURES_TRAIN)
         n = len(data.val) if full else min(len(data.val), self.recipe.sr_images)
         hr = data.val.images[:n]
         gt = im.quantized(hr, self.bits)
@@ -423,10 +509,9 @@ class SuperResolution(Task):
         for t in temps:
             preds = []
             for k, start in enumerate(range(0, n, VAL_CHUNK)):
-                part = hr[start:start + VAL_CHUNK]
+                part = hr[start : start + VAL_CHUNK]
                 g = generator(stream_seed(self.recipe.seed, f"sr/{t}", k), device)
-                x = model.sample(part.shape[0], t, self.condition(part, None, device),
-                                 generator=g)
+                x = model.sample(part.shape[0], t, self.condition(part, None, device), generator=g)
                 preds.append(im.to_uint8(x, self.bits))
             per[f"{t:g}"] = sr.row(torch.cat(preds), gt, lr, self.scale, protocol, lpips)
         out.update(sr.table4(per, lpips is not None))
@@ -437,17 +522,28 @@ class SuperResolution(Task):
         out["per_temperature"] = per
         return out
 
-    def grids(self, model: Any, data: TaskData, device: torch.device,
-              temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = GRID_EXAMPLES,
-              per_row: int | None = None) -> dict[float, Tensor]:
+    def grids(
+        self,
+        model: Any,
+        data: TaskData,
+        device: torch.device,
+        temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES,
+        rows: int = GRID_EXAMPLES,
+        per_row: int | None = None,
+    ) -> dict[float, Tensor]:
         hr = data.val.images[:rows]
         lr_up = im.upscale_nearest(im.downscale(hr, self.scale), hr.shape[-2:])
         gt = im.quantized(hr, self.bits)
         k = per_row or GRID_SAMPLES
         spans = [("LR", 0, 1), ("samples", 1, k + 1), ("HR", k + 1, k + 2)]
-        return {t: im.label_columns(self._conditional_grid(model, device, t, lr_up, gt, hr,
-                                                           None, k), spans, hr.shape[-1])
-                for t in temperatures}
+        return {
+            t: im.label_columns(
+                self._conditional_grid(model, device, t, lr_up, gt, hr, None, k),
+                spans,
+                hr.shape[-1],
+            )
+            for t in temperatures
+        }
 
 
 class Translation(Task):
@@ -456,41 +552,51 @@ class Translation(Task):
     def check_spec(self) -> None:
         c = self._one_condition("labels", "a label map as a labels condition")
         if tuple(c.shape[1:]) != tuple(self.spec.input[1:]):
-            raise RunError(f"condition `{c.name}` is {_fmt(c.shape[1:])} but the input is "
-                           f"{_fmt(self.spec.input[1:])}; translation pairs each pixel with "
-                           "its label, so they must match")
+            raise RunError(
+                f"condition `{c.name}` is {_fmt(c.shape[1:])} but the input is "
+                f"{_fmt(self.spec.input[1:])}; translation pairs each pixel with "
+                "its label, so they must match"
+            )
         self.cond = c
         self.num_classes = c.shape[0]
 
     def _maps(self, s: Any, split: str, pad: int, resize: bool, where: str) -> Tensor:
         if s.label_maps is None:
-            raise RunError(f"{where}: `{s.name}` has no label maps; translation needs "
-                           "label-map/image pairs (fashion-seg, `cityscapes root=...`, or a "
-                           "folder with labels/ and images/)")
+            raise RunError(
+                f"{where}: `{s.name}` has no label maps; translation needs "
+                "label-map/image pairs (fashion-seg, `cityscapes root=...`, or a "
+                "folder with labels/ and images/)"
+            )
         if s.num_classes is not None and s.num_classes > self.num_classes:
-            raise RunError(f"{where}: the data has {s.num_classes} classes but condition "
-                           f"`{self.cond.name}` declares {self.num_classes}; set the "
-                           "condition's class count to at least that")
+            raise RunError(
+                f"{where}: the data has {s.num_classes} classes but condition "
+                f"`{self.cond.name}` declares {self.num_classes}; set the "
+                "condition's class count to at least that"
+            )
         chunks = []
         for start in range(0, s.label_maps.shape[0], 8192):
-            part = s.label_maps[start:start + 8192]
+            part = s.label_maps[start : start + 8192]
             try:
                 part = prepare(part, self.spec.input, pad=pad, resize=resize)
             except DataError as e:
                 raise RunError(f"{where}: {e}") from e
             if int(part.max()) >= self.num_classes or int(part.min()) < 0:
-                raise RunError(f"{where}: label ids reach {int(part.max())}, outside the "
-                               f"{self.num_classes} classes of condition `{self.cond.name}`")
+                raise RunError(
+                    f"{where}: label ids reach {int(part.max())}, outside the "
+                    f"{self.num_classes} classes of condition `{self.cond.name}`"
+                )
             chunks.append(part.to(torch.uint8))
         return torch.cat(chunks)
 
-    def condition(self, images: Tensor, maps: Tensor | None,
-                  device: torch.device) -> dict[str, Tensor]:
+    def condition(
+        self, images: Tensor, maps: Tensor | None, device: torch.device
+    ) -> dict[str, Tensor]:
         return {self.cond.name: to_device(maps.long(), device)}
 
     # ---- a label map with its own flow (encoder=flow(...), Full-Glow): joint likelihood
-    def conditions(self, images: Tensor, maps: Tensor | None, noise: Tensor,
-                   device: torch.device) -> dict[str, Tensor] | None:
+    def conditions(
+        self, images: Tensor, maps: Tensor | None, noise: Tensor, device: torch.device
+    ) -> dict[str, Tensor] | None:
         """As every task's; a label map modelled by a flow goes to it dequantised, with noise
         that is a pure function of the batch's image noise (so of seed and step)."""
         cond = super().conditions(images, maps, noise, device)
@@ -508,33 +614,54 @@ class Translation(Task):
         c = self.cond
         if c.flow is None:
             return bpd, {}
-        label = bits_per_dim(cond_logp[c.name], math.prod(c.flow.input),
-                             condflow.label_bits(c) or self.bits)
+        label = bits_per_dim(
+            cond_logp[c.name], math.prod(c.flow.input), condflow.label_bits(c) or self.bits
+        )
         return bpd + label * (math.prod(c.flow.input) / self.dims), {"label_bpd": label}
 
     @torch.no_grad()
-    def validate(self, model: Any, data: TaskData, device: torch.device, *,
-                 full: bool = False, final: bool = False,
-                 temperatures: tuple[float, ...] | None = None, lpips: Any = None,
-                 protocol: sr.Protocol | None = None) -> dict[str, Any]:
+    def validate(
+        self,
+        model: Any,
+        data: TaskData,
+        device: torch.device,
+        *,
+        full: bool = False,
+        final: bool = False,
+        temperatures: tuple[float, ...] | None = None,
+        lpips: Any = None,
+        protocol: sr.Protocol | None = None,
+    ) -> dict[str, Any]:
         if self.cond.flow is None:
             return {"bpd": self.val_bpd(model, data.val, device)}
         sums = self.val_sums(model, data.val, device)
         return {"bpd": sums["bpd"] / len(data.val), "label_bpd": sums["label_bpd"] / len(data.val)}
 
-    def grids(self, model: Any, data: TaskData, device: torch.device,
-              temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES, rows: int = GRID_EXAMPLES,
-              per_row: int | None = None) -> dict[float, Tensor]:
+    def grids(
+        self,
+        model: Any,
+        data: TaskData,
+        device: torch.device,
+        temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES,
+        rows: int = GRID_EXAMPLES,
+        per_row: int | None = None,
+    ) -> dict[float, Tensor]:
         imgs = data.val.images[:rows]
         maps = data.val.maps[:rows]
         shown = im.colourise(maps, self.num_classes)
         gt = im.quantized(imgs, self.bits)
-        return {t: self._conditional_grid(model, device, t, shown, gt, imgs, maps,
-                                          per_row or GRID_SAMPLES) for t in temperatures}
+        return {
+            t: self._conditional_grid(
+                model, device, t, shown, gt, imgs, maps, per_row or GRID_SAMPLES
+            )
+            for t in temperatures
+        }
 
 
 TASKS: dict[str, type[Task]] = {
-    "generation": Generation, "super_resolution": SuperResolution, "translation": Translation,
+    "generation": Generation,
+    "super_resolution": SuperResolution,
+    "translation": Translation,
 }
 
 

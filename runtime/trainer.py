@@ -28,12 +28,12 @@ from flowspec.ir import FlowSpec
 from flowspec.plugins import used_plugins
 from flowspec.recipe import OPTIMIZERS
 
-from . import schedule
 from . import checkpoint as ckpt
 from . import dequantize as dq
 from . import distributed as ddp
 from . import ema as ema_
 from . import pretrain as pt
+from . import schedule
 from .errors import RunError
 from .finite import bad_parameter, first_nonfinite, locate
 from .images import plot_curve
@@ -89,12 +89,24 @@ class Trainer:
     #: the data's class names (class folders), stored in checkpoints and summary.json
     class_names: tuple[str, ...] | None = None
 
-    def __init__(self, spec: FlowSpec, recipe: Recipe, *, out: str | os.PathLike | None,
-                 device: str, resume: bool, progress: bool, source: dict[str, Any],
-                 recon_warn: float | None = RECON_WARN, strict: bool = True,
-                 build_options: dict[str, Any] | None = None, tensorboard: bool = False,
-                 verified: bool = True, threads: int | None = None,
-                 supplied: Callable[[Task], TaskData] | None = None):
+    def __init__(
+        self,
+        spec: FlowSpec,
+        recipe: Recipe,
+        *,
+        out: str | os.PathLike | None,
+        device: str,
+        resume: bool,
+        progress: bool,
+        source: dict[str, Any],
+        recon_warn: float | None = RECON_WARN,
+        strict: bool = True,
+        build_options: dict[str, Any] | None = None,
+        tensorboard: bool = False,
+        verified: bool = True,
+        threads: int | None = None,
+        supplied: Callable[[Task], TaskData] | None = None,
+    ):
         self.spec, self.recipe = spec, recipe
         self.supplied = supplied  # the data from Python (runtime.userdata), else the recipe's
         self.verified, self.threads = verified, threads
@@ -105,8 +117,10 @@ class Trainer:
         self.out_arg, self.device_arg = out, device
         self.resume, self.progress, self.source = resume, progress, source
         if recon_warn is not None and not (recon_warn >= 0 and math.isfinite(recon_warn)):
-            raise RunError(f"the reconstruction warning threshold must be a non-negative "
-                           f"number, got {recon_warn}")
+            raise RunError(
+                f"the reconstruction warning threshold must be a non-negative "
+                f"number, got {recon_warn}"
+            )
         self.recon_warn, self.strict = recon_warn, strict
         self.state: RunState | None = None  # the run's state, once set up
 
@@ -123,8 +137,9 @@ class Trainer:
         if self.resume and not ck.is_file():
             raise RunError(f"nothing to resume: {ck} does not exist")
         if not self.resume and ck.exists():
-            raise RunError(f"{out} already holds a run; pass --resume to continue it, or "
-                           "choose another --out")
+            raise RunError(
+                f"{out} already holds a run; pass --resume to continue it, or choose another --out"
+            )
         if out.exists() and not out.is_dir():
             raise RunError(f"--out {out} is a file, not a folder")
         ddp.barrier(d)
@@ -166,8 +181,11 @@ class Trainer:
                 self._pretrain(s)
             except KeyboardInterrupt:
                 if d.main:
-                    print(f"\nflowspec train: interrupted while pretraining; "
-                          f"{self._resume_advice()}", file=sys.stderr)
+                    print(
+                        f"\nflowspec train: interrupted while pretraining; "
+                        f"{self._resume_advice()}",
+                        file=sys.stderr,
+                    )
                 raise
         idle = self._ready(s)
         try:
@@ -175,8 +193,7 @@ class Trainer:
             pt.set_trainable(idle, True)
         except KeyboardInterrupt:
             if d.main:
-                print(f"\nflowspec train: interrupted; {self._resume_advice()}",
-                      file=sys.stderr)
+                print(f"\nflowspec train: interrupted; {self._resume_advice()}", file=sys.stderr)
             raise
         return self._finish(s)
 
@@ -197,8 +214,20 @@ class Trainer:
         dq.attach(model, r, tuple(spec.input))  # q(u|x) under `dequantize variational`
         out = self._folder(d)
         opt, sched = make_optimizer(model, r)
-        s = RunState(spec, r, d, dev, task, data, model, Objective(model, task), opt, sched,
-                     out, MetricsLog(out / "metrics.jsonl"))
+        s = RunState(
+            spec,
+            r,
+            d,
+            dev,
+            task,
+            data,
+            model,
+            Objective(model, task),
+            opt,
+            sched,
+            out,
+            MetricsLog(out / "metrics.jsonl"),
+        )
         # `pretrain encoder`: its own phase before the flow's first step (runtime.pretrain)
         s.pre = pt.Pretraining(model, task, r, dev) if r.pretrain_steps else None
         return s
@@ -209,13 +238,13 @@ class Trainer:
         if not s.d.main:
             return
         if self.resume:
-            s.log.truncate_after(s.start, pretrain=None if s.pre is None or s.start
-                                 else s.pre.done)
+            s.log.truncate_after(
+                s.start, pretrain=None if s.pre is None or s.start else s.pre.done
+            )
         else:
             s.log.path.unlink(missing_ok=True)
         self._write_static(s.out)
-        self.tracker = open_tracker(s.out, self.tensorboard,
-                                    s.start + 1 if self.resume else None)
+        self.tracker = open_tracker(s.out, self.tensorboard, s.start + 1 if self.resume else None)
         self.tracker.diagram(s.spec)
 
     def _ready(self, s: RunState) -> list[nn.Parameter]:
@@ -238,13 +267,15 @@ class Trainer:
             s.freeze_until = pt.frozen_steps(r)
         if d.main:
             frozen = s.freeze_until if s.freeze_until > s.start else 0
-            print(f"training flow `{s.spec.name}` ({sum(p.numel() for p in model.parameters()):,}"
-                  f" parameters) on `{r.data}`: task {r.task}, "
-                  f"{len(s.data.train):,} train / {len(s.data.val):,} val images, "
-                  f"steps {s.start}->{r.steps}, batch {r.batch}"
-                  f"{f' over {d.world} processes' if d.active else ''}, {s.dev}"
-                  f"{f'; encoders frozen for steps {s.start + 1}-{frozen}' if frozen else ''}",
-                  file=sys.stderr)
+            print(
+                f"training flow `{s.spec.name}` ({sum(p.numel() for p in model.parameters()):,}"
+                f" parameters) on `{r.data}`: task {r.task}, "
+                f"{len(s.data.train):,} train / {len(s.data.val):,} val images, "
+                f"steps {s.start}->{r.steps}, batch {r.batch}"
+                f"{f' over {d.world} processes' if d.active else ''}, {s.dev}"
+                f"{f'; encoders frozen for steps {s.start + 1}-{frozen}' if frozen else ''}",
+                file=sys.stderr,
+            )
         s.recon = recon_batch(s.task, s.data.val, r.seed, s.dev)
         return idle
 
@@ -255,8 +286,15 @@ class Trainer:
         r, d = self.recipe, s.d
         from tqdm import tqdm
 
-        bar = tqdm(total=r.steps, initial=s.start, disable=not (d.main and self.progress),
-                   dynamic_ncols=True, unit="step", desc=self.spec.name, file=sys.stderr)
+        bar = tqdm(
+            total=r.steps,
+            initial=s.start,
+            disable=not (d.main and self.progress),
+            dynamic_ncols=True,
+            unit="step",
+            desc=self.spec.name,
+            file=sys.stderr,
+        )
         freeze = pt.Freeze(s.model, s.freeze_until, s.start, skip_backward=not d.active)
         steps = Steps(s.model, s.net, s.opt, s.sched, s.batch, freeze, r.clip, d, r.batch)
         steps.ema = s.ema  # folded in after every update
@@ -305,21 +343,28 @@ class Trainer:
 
     def _pretrain(self, s: RunState) -> None:
         """``pretrain encoder`` (:func:`runtime.pretrain.run`), checkpointed as the flow is."""
-        pt.run(s, progress=self.progress, name=self.spec.name,
-               checkpoint=lambda done, cuda: self._checkpoint(s, 0, pretrain_step=done,
-                                                              cuda=cuda))
+        pt.run(
+            s,
+            progress=self.progress,
+            name=self.spec.name,
+            checkpoint=lambda done, cuda: self._checkpoint(s, 0, pretrain_step=done, cuda=cuda),
+        )
 
     def _nonfinite(self, step: int, model: Any, x: Tensor, cond: Any, what: str) -> None:
         name = first_nonfinite(model, x, cond)
         r = self.recipe
-        where = (f"the first non-finite output is in {locate(model, name)}" if name else
-                 "re-running the batch gives finite outputs in every layer, so the "
-                 "backward pass or the parameters overflowed")
+        where = (
+            f"the first non-finite output is in {locate(model, name)}"
+            if name
+            else "re-running the batch gives finite outputs in every layer, so the "
+            "backward pass or the parameters overflowed"
+        )
         raise RunError(
             f"training stopped at step {step + 1}: {what}; {where}. Nothing of this step "
             f"was saved. Try a lower learning rate (lr={r.lr:g}), a longer warm-up "
             f"(warmup={r.warmup}) or gradient clipping (clip={r.clip}); "
-            f"{self._resume_advice(changed=True)}")
+            f"{self._resume_advice(changed=True)}"
+        )
 
     def _resume_advice(self, changed: bool = False) -> str:
         """Where a stopped run stands: its last checkpoint and the command that continues
@@ -329,77 +374,117 @@ class Trainer:
         out, saved = self.state.out, self.state.saved_step
         ck = out / "checkpoint.pt"
         if saved is None:
-            return (f"no checkpoint was written yet (the first is due at step "
-                    f"{self.recipe.checkpoint_every}), so there is nothing to resume: run "
-                    f"the same command again{' with those changes' if changed else ''}")
-        cmd = resume_command(self.spec, self.recipe, self.source, out, run_flags(
-            device=self.device_arg, threads=self.threads, plugins=self.plugins,
-            build_options=self.build_options, tensorboard=self.tensorboard,
-            recon_warn=self.recon_warn, strict=self.strict, progress=self.progress,
-            verified=self.verified))
-        return (f"the last checkpoint is step {saved} ({ck}); continue with"
-                f"{' (after those changes)' if changed else ''}:\n  {cmd}")
+            return (
+                f"no checkpoint was written yet (the first is due at step "
+                f"{self.recipe.checkpoint_every}), so there is nothing to resume: run "
+                f"the same command again{' with those changes' if changed else ''}"
+            )
+        cmd = resume_command(
+            self.spec,
+            self.recipe,
+            self.source,
+            out,
+            run_flags(
+                device=self.device_arg,
+                threads=self.threads,
+                plugins=self.plugins,
+                build_options=self.build_options,
+                tensorboard=self.tensorboard,
+                recon_warn=self.recon_warn,
+                strict=self.strict,
+                progress=self.progress,
+                verified=self.verified,
+            ),
+        )
+        return (
+            f"the last checkpoint is step {saved} ({ck}); continue with"
+            f"{' (after those changes)' if changed else ''}:\n  {cmd}"
+        )
 
     def _validate(self, s: RunState, done: int) -> None:
-        validate(s, done, recon_warn=self.recon_warn, tracker=self.tracker,
-                 verify_cmd=lambda: verify_command(self.spec, self.source.get("spec_file"),
-                                                   self.source.get("overrides")),
-                 after=lambda: self._resume_advice(changed=True),
-                 best_state=lambda: self._state(s, done), warn=_warn)
+        validate(
+            s,
+            done,
+            recon_warn=self.recon_warn,
+            tracker=self.tracker,
+            verify_cmd=lambda: verify_command(
+                self.spec, self.source.get("spec_file"), self.source.get("overrides")
+            ),
+            after=lambda: self._resume_advice(changed=True),
+            best_state=lambda: self._state(s, done),
+            warn=_warn,
+        )
 
-    def _state(self, s: RunState, step: int, cuda: list[Tensor] | None = None
-               ) -> dict[str, Any]:
+    def _state(self, s: RunState, step: int, cuda: list[Tensor] | None = None) -> dict[str, Any]:
         return checkpoint_state(s, step, self.source, self.plugins, self.class_names, cuda)
 
-    def _checkpoint(self, s: RunState, done: int, pretrain_step: int | None = None,
-                    cuda: Any = None) -> None:
+    def _checkpoint(
+        self, s: RunState, done: int, pretrain_step: int | None = None, cuda: Any = None
+    ) -> None:
         bad = bad_parameter(s.model)
         if bad is not None:
-            raise RunError(f"after step {done} a parameter of {bad} is not finite; the "
-                           "checkpoint was not written (the last good one is kept). Lower "
-                           "the learning rate or add clip=...")
+            raise RunError(
+                f"after step {done} a parameter of {bad} is not finite; the "
+                "checkpoint was not written (the last good one is kept). Lower "
+                "the learning rate or add clip=..."
+            )
         ckpt.save_atomic(self._state(s, done, cuda), s.out / "checkpoint.pt")
         s.saved_step = done
         where = {} if pretrain_step is None else {"pretrain_step": pretrain_step}
-        s.log.write({"kind": "checkpoint", "step": done, **where,
-                     "path": str(s.out / "checkpoint.pt")})
+        s.log.write(
+            {"kind": "checkpoint", "step": done, **where, "path": str(s.out / "checkpoint.pt")}
+        )
 
     def _finish(self, s: RunState) -> RunResult:
         r, d, out = self.recipe, s.d, s.out
         identical = ddp.same_everywhere(d, s.model)
         records = s.log.read() if d.main else []
-        info = summary(s, records, resumed=self.resume, source=self.source,
-                       verified=self.verified, plugins=self.plugins,
-                       class_names=self.class_names, identical=identical)
+        info = summary(
+            s,
+            records,
+            resumed=self.resume,
+            source=self.source,
+            verified=self.verified,
+            plugins=self.plugins,
+            class_names=self.class_names,
+            identical=identical,
+        )
         if d.main:
             if not (out / "curve.png").exists() or records:
                 plot_curve(records, out / "curve.png", title=f"{self.spec.name} ({r.task})")
             info["files"] = run_files(out)
             (out / "summary.json").write_text(json.dumps(info, indent=2) + "\n")
             bpd = info["final_val_bpd"]
-            print(f"done: {r.steps} steps, held-out bits/dim "
-                  f"{'n/a' if bpd is None else f'{bpd:.4f}'}; run folder {out}/ "
-                  f"(summary.json, metrics.jsonl, checkpoint.pt, curve.png, samples_*.png"
-                  f"{', model.svg' if (out / 'model.svg').exists() else ''})")
+            print(
+                f"done: {r.steps} steps, held-out bits/dim "
+                f"{'n/a' if bpd is None else f'{bpd:.4f}'}; run folder {out}/ "
+                f"(summary.json, metrics.jsonl, checkpoint.pt, curve.png, samples_*.png"
+                f"{', model.svg' if (out / 'model.svg').exists() else ''})"
+            )
         if d.active and not identical:
             raise RunError("the ranks ended with different parameters; DDP lost sync")
         return RunResult(out, r.steps, info["final_val_bpd"], info, s.model)
 
 
-def _build(build: Any, spec: FlowSpec, dev: torch.device, seed: int,
-           options: dict[str, Any]) -> Any:
+def _build(
+    build: Any, spec: FlowSpec, dev: torch.device, seed: int, options: dict[str, Any]
+) -> Any:
     """The model; a torch.compile backend that does not exist is a RunError."""
     from flowspec import CompileBackendError
 
     if options.get("autocast") == torch.float16:
         # float16 gradients underflow without a gradient scaler, which training does not use
-        raise RunError("--autocast fp16 is not supported for training (float16 gradients "
-                       "need a loss scaler); use --autocast bf16")
+        raise RunError(
+            "--autocast fp16 is not supported for training (float16 gradients "
+            "need a loss scaler); use --autocast bf16"
+        )
     try:
         return build(spec, device=dev, seed=seed, **options)
     except CompileBackendError as e:
-        raise RunError(f"--compile {options.get('compile')}: torch.compile has no such "
-                       f"backend; backends: {e.available}. No run folder was made") from None
+        raise RunError(
+            f"--compile {options.get('compile')}: torch.compile has no such "
+            f"backend; backends: {e.available}. No run folder was made"
+        ) from None
 
 
 def _warn(msg: str) -> None:

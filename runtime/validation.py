@@ -24,9 +24,17 @@ from .soundness import check_bpd, summary_warnings
 __all__ = ["record_tags", "samples", "summary", "validate"]
 
 
-def validate(s: RunState, done: int, *, recon_warn: float | None, tracker: Any,
-             verify_cmd: Callable[[], str], after: Callable[[], str],
-             best_state: Callable[[], dict[str, Any]], warn: Callable[[str], None]) -> None:
+def validate(
+    s: RunState,
+    done: int,
+    *,
+    recon_warn: float | None,
+    tracker: Any,
+    verify_cmd: Callable[[], str],
+    after: Callable[[], str],
+    best_state: Callable[[], dict[str, Any]],
+    warn: Callable[[str], None],
+) -> None:
     """The validation after step ``done``; ``best_state()``: the checkpoint for ``best.pt``,
     ``after()``: what to do when the numbers cannot be right."""
     model = s.model
@@ -42,8 +50,7 @@ def validate(s: RunState, done: int, *, recon_warn: float | None, tracker: Any,
         warn(message)
         metrics["warnings"] = [message]
     s.log.write({"kind": "val", "step": done, **metrics, **record_tags(s)})
-    check_bpd(metrics, what=f"the validation at step {done}", verify_cmd=verify_cmd,
-              after=after)
+    check_bpd(metrics, what=f"the validation at step {done}", verify_cmd=verify_cmd, after=after)
     tracker.val(done, metrics)
     s.files["val"] = metrics
     bpd = metrics["bpd"]
@@ -78,9 +85,17 @@ def samples(s: RunState, done: int, *, tracker: Any, warn: Callable[[str], None]
         s.files["samples"].append(str(p))
 
 
-def summary(s: RunState, records: list[dict[str, Any]], *, resumed: bool,
-            source: dict[str, Any], verified: bool, plugins: Any,
-            class_names: tuple[str, ...] | None, identical: bool) -> dict[str, Any]:
+def summary(
+    s: RunState,
+    records: list[dict[str, Any]],
+    *,
+    resumed: bool,
+    source: dict[str, Any],
+    verified: bool,
+    plugins: Any,
+    class_names: tuple[str, ...] | None,
+    identical: bool,
+) -> dict[str, Any]:
     """``summary.json`` of the finished run (``records``: ``metrics.jsonl``'s, on the main
     process), without its ``files``."""
     r, spec = s.recipe, s.spec
@@ -88,15 +103,22 @@ def summary(s: RunState, records: list[dict[str, Any]], *, resumed: bool,
     final = vals[-1] if vals else {}
     steps_run = r.steps - s.start
     out = {
-        "flow": spec.name, "spec_file": source.get("spec_file"),
-        "task": r.task, "digest": spec.digest(), "steps": r.steps,
-        "resumed_from": s.start if resumed else None, "device": str(s.dev),
-        "world_size": s.d.world, "parameters": sum(p.numel() for p in s.model.parameters()),
+        "flow": spec.name,
+        "spec_file": source.get("spec_file"),
+        "task": r.task,
+        "digest": spec.digest(),
+        "steps": r.steps,
+        "resumed_from": s.start if resumed else None,
+        "device": str(s.dev),
+        "world_size": s.d.world,
+        "parameters": sum(p.numel() for p in s.model.parameters()),
         "final_val": {k: v for k, v in final.items() if k not in ("kind",)},
-        "final_val_bpd": final.get("bpd"), "best_val_bpd": s.best,
+        "final_val_bpd": final.get("bpd"),
+        "best_val_bpd": s.best,
         "bpd_estimated": s.bpd_estimated,
         "train_seconds": round(s.t_train, 2),
-        "verified": verified, "plugins": plugins,
+        "verified": verified,
+        "plugins": plugins,
         "warnings": summary_warnings(source, verified, plugins, vals),
         "seconds_per_step": round(s.t_train / steps_run, 4) if steps_run else None,
         "recipe": r.to_json(),
@@ -113,8 +135,16 @@ def summary(s: RunState, records: list[dict[str, Any]], *, resumed: bool,
 
 def run_files(out: Path) -> dict[str, Any]:
     """The files of a run folder that ``summary.json`` lists."""
-    names = ["config.json", "recipe.json", "metrics.jsonl", "checkpoint.pt", "best.pt",
-             "curve.png", "model.svg", "tensorboard"]
+    names = [
+        "config.json",
+        "recipe.json",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "best.pt",
+        "curve.png",
+        "model.svg",
+        "tensorboard",
+    ]
     files: dict[str, Any] = {n: str(out / n) for n in names if (out / n).exists()}
     files["samples"] = sorted(str(p) for p in out.glob("samples_*.png"))
     return files

@@ -25,15 +25,22 @@ from runtime import checkpoint as ckpt
 from runtime import distributed as ddp
 from runtime.tasks import stream_seed
 
-KW = {"steps": 3, "batch": 8, "checkpoint_every": 3, "val_every": 100, "sample_every": 100,
-      "val_images": 8, "progress": False, "device": "cpu"}
+KW = {
+    "steps": 3,
+    "batch": 8,
+    "checkpoint_every": 3,
+    "val_every": 100,
+    "sample_every": 100,
+    "val_images": 8,
+    "progress": False,
+    "device": "cpu",
+}
 
 
 @contextmanager
 def one_process(folder: Path) -> Iterator[None]:
     """A gloo process group of one process, as a caller (or a test) initialises it."""
-    dist.init_process_group("gloo", init_method=f"file://{folder / 'store'}", rank=0,
-                            world_size=1)
+    dist.init_process_group("gloo", init_method=f"file://{folder / 'store'}", rank=0, world_size=1)
     try:
         yield
     finally:
@@ -82,10 +89,12 @@ def fake_cuda(monkeypatch):
     state: dict[int, object] = {}
     monkeypatch.setattr(torch.cuda, "device", lambda dev: nullcontext())
     monkeypatch.setattr(torch.cuda, "manual_seed", lambda s: state.__setitem__(0, s))
-    monkeypatch.setattr(torch.cuda, "get_rng_state",
-                        lambda dev: torch.tensor([int(state.get(dev.index, -1))]))
-    monkeypatch.setattr(torch.cuda, "set_rng_state",
-                        lambda t, dev: state.__setitem__(dev.index, int(t)))
+    monkeypatch.setattr(
+        torch.cuda, "get_rng_state", lambda dev: torch.tensor([int(state.get(dev.index, -1))])
+    )
+    monkeypatch.setattr(
+        torch.cuda, "set_rng_state", lambda t, dev: state.__setitem__(dev.index, int(t))
+    )
     return state
 
 

@@ -22,8 +22,15 @@ from runtime.tasks import SR_TEMPERATURES_EVAL, make_task
 def variational_run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("iw")
     out = folder / "run"
-    runtime.train(write_spec(folder, TINY_GEN), out=out, steps=6, val_every=6,
-                  dequantize="variational", val_images=40, progress=False)
+    runtime.train(
+        write_spec(folder, TINY_GEN),
+        out=out,
+        steps=6,
+        val_every=6,
+        dequantize="variational",
+        val_images=40,
+        progress=False,
+    )
     return out
 
 
@@ -51,17 +58,20 @@ def test_eval_reports_bpd_iw_with_k_and_the_whole_split(cli, variational_run) ->
 
 def test_sr_table4_with_bicubic_baseline_in_training_and_eval(tmp_path: Path) -> None:
     out = tmp_path / "sr"
-    runtime.train(write_spec(tmp_path, TINY_SR), out=out, steps=2, val_every=2, sr_images=2,
-                  progress=False)
-    final = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()
-             if '"val"' in x][-1]
+    runtime.train(
+        write_spec(tmp_path, TINY_SR), out=out, steps=2, val_every=2, sr_images=2, progress=False
+    )
+    final = [
+        json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"val"' in x
+    ][-1]
     assert final["temperatures"] == list(SR_TEMPERATURES_EVAL)
     per = final["per_temperature"]
     for key in ("psnr", "ssim", "lr_psnr"):
         assert math.isclose(final[key], sum(r[key] for r in per.values()) / 9, rel_tol=1e-12)
         assert math.isfinite(final[f"{key}_bicubic"])
-    m = runtime.evaluate(None, out / "checkpoint.pt", temperatures=[0.5], y_channel=True,
-                         crop_border=2)
+    m = runtime.evaluate(
+        None, out / "checkpoint.pt", temperatures=[0.5], y_channel=True, crop_border=2
+    )
     assert m["psnr"] == m["per_temperature"]["0.5"]["psnr"]
     assert m["sr_protocol"]["crop_border"] == 2 and m["sr_protocol"]["channels"] == "y (BT.601)"
     plain = runtime.evaluate(None, out / "checkpoint.pt", temperatures=[0.5])
@@ -75,8 +85,9 @@ def test_an_estimated_bpd_says_so_and_has_no_iw_bound(tmp_path: Path, capsys) ->
     bits/dim as an unbiased estimate in metrics.jsonl and summary.json, eval says how its
     number was computed (eval.json and stderr) and refuses --iw-samples in one line."""
     out = tmp_path / "run"
-    run = runtime.train(write_spec(tmp_path, TINY_RES), out=out, steps=2, val_every=2,
-                        val_images=8, progress=False)
+    run = runtime.train(
+        write_spec(tmp_path, TINY_RES), out=out, steps=2, val_every=2, val_images=8, progress=False
+    )
     assert run.summary["bpd_estimated"] is True
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     scored = [r for r in records if r["kind"] in ("train", "val")]

@@ -20,9 +20,8 @@ from typing import Any
 
 import pytest
 import torch
-from torch import Tensor
-
 from numerics import encoder_modules, layer_modules
+from torch import Tensor
 
 from flowspec.kinds import KINDS
 
@@ -35,7 +34,6 @@ except ImportError:  # tests/ imported as a package
     from tests.numerics import jacobian_logdet, max_abs_diff, perturb_
 
 
-
 BATCH = 2
 COND = "c"
 
@@ -44,22 +42,50 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "actnorm": {},
     "invconv": {"lu": True},
     "permute": {"mode": "reverse"},
-    "coupling.affine": {"hidden": 512, "net": "glow", "mask": "channel", "on": None,
-                        "scale": "sigmoid", "flip": False},
-    "coupling.additive": {"hidden": 512, "net": "glow", "mask": "channel", "on": None,
-                          "flip": False},
-    "coupling.mixture": {"hidden": 96, "components": 32, "net": "glow", "on": None,
-                         "flip": False},
-    "coupling.spline": {"hidden": 96, "net": "glow", "mask": "channel", "on": None,
-                        "flip": False, "bins": 8, "tail": 3.0},
+    "coupling.affine": {
+        "hidden": 512,
+        "net": "glow",
+        "mask": "channel",
+        "on": None,
+        "scale": "sigmoid",
+        "flip": False,
+    },
+    "coupling.additive": {
+        "hidden": 512,
+        "net": "glow",
+        "mask": "channel",
+        "on": None,
+        "flip": False,
+    },
+    "coupling.mixture": {"hidden": 96, "components": 32, "net": "glow", "on": None, "flip": False},
+    "coupling.spline": {
+        "hidden": 96,
+        "net": "glow",
+        "mask": "channel",
+        "on": None,
+        "flip": False,
+        "bins": 8,
+        "tail": 3.0,
+    },
     "injector": {"hidden": 64, "on": COND, "scale": "sigmoid"},
-    "coupling.srflow": {"hidden": 64, "net": "glow_actnorm", "on": COND, "inject": True,
-                        "scale": "sigmoid"},
+    "coupling.srflow": {
+        "hidden": 64,
+        "net": "glow_actnorm",
+        "on": COND,
+        "inject": True,
+        "scale": "sigmoid",
+    },
     "attention.imap": {"act": "sigmoid", "mask": "checkerboard", "residual": None},
     "attention.isdp": {"heads": 1, "patches": 4, "mask": "checkerboard", "residual": None},
     "squeeze": {"factor": 2},
-    "split": {"prior": "learned", "on": None, "hidden": 32, "layers": 3, "kernel": 5,
-              "dilation": 1},
+    "split": {
+        "prior": "learned",
+        "on": None,
+        "hidden": 32,
+        "layers": 3,
+        "kernel": 5,
+        "dilation": 1,
+    },
     "prior.gaussian": {"learned": False, "on": None},
     "logit": {"alpha": 0.05},
     "prior.logistic": {"learned": False, "on": None},
@@ -67,9 +93,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "cond_actnorm": {"on": COND},
     "cond_invconv": {"lu": True, "on": COND},
     "coupling.cond_affine": {"hidden": 512, "cond_hidden": 128, "on": COND},
-    "residual": {"hidden": 512, "net": "conv", "kernels": "3-1-3", "coeff": 0.98,
-                 "power_iters": 5, "preact": True, "logdet": "exact", "dist": "poisson",
-                 "terms": 2, "eval_terms": 20},
+    "residual": {
+        "hidden": 512,
+        "net": "conv",
+        "kernels": "3-1-3",
+        "coeff": 0.98,
+        "power_iters": 5,
+        "preact": True,
+        "logdet": "exact",
+        "dist": "poisson",
+        "terms": 2,
+        "eval_terms": 20,
+    },
     "cglow_actnorm": {"down": 1, "cond_hidden": 128, "cond_units": 64, "on": COND},
     "cglow_invconv": {"down": 1, "cond_hidden": 128, "cond_units": 64, "on": COND},
     "coupling.cglow": {"hidden": 256, "down": 1, "on": COND},
@@ -121,18 +156,28 @@ CASES: dict[str, list[Case]] = {
         Case((2, 4, 4)),  # the real defaults: hidden=96, components=32
         Case((3, 4, 4), {**SMALL, "components": 3, "flip": True}, cond=2),
         # Flow++'s network (2 heads of width 4; 3 heads of widths 3, 3, 2) and Flow++'s scale
-        Case((3, 4, 4), {**SMALL, "components": 3, "net": "flowpp",
-                         "net_args": {"blocks": 2, "heads": 2}, "scale": "tanh"}),
-        Case((4, 3, 5), {**SMALL, "components": 2, "net": "flowpp",
-                         "net_args": {"blocks": 1, "heads": 3}}, cond=2),
+        Case(
+            (3, 4, 4),
+            {
+                **SMALL,
+                "components": 3,
+                "net": "flowpp",
+                "net_args": {"blocks": 2, "heads": 2},
+                "scale": "tanh",
+            },
+        ),
+        Case(
+            (4, 3, 5),
+            {**SMALL, "components": 2, "net": "flowpp", "net_args": {"blocks": 1, "heads": 3}},
+            cond=2,
+        ),
         Case((2, 4, 4), {**SMALL, "net": "flowpp", "scale": "tanh", "flip": True}),
     ],
     "coupling.spline": [
         Case((3, 4, 4), SMALL),
         Case((3, 4, 4), {**SMALL, "flip": True, "bins": 3}),
         Case((1, 4, 6), {**SMALL, "mask": "checkerboard", "tail": 1.0}),  # both tails used
-        Case((2, 3, 5), {**SMALL, "mask": "checkerboard", "flip": True, "net": "resnet"},
-             cond=2),
+        Case((2, 3, 5), {**SMALL, "mask": "checkerboard", "flip": True, "net": "resnet"}, cond=2),
         Case((4, 4, 4), {**SMALL, "bins": 2, "tail": 0.5}, cond=3),
         Case((2, 4, 4)),  # the real defaults: hidden=96, bins=8, tail=3
     ],
@@ -179,8 +224,7 @@ CASES: dict[str, list[Case]] = {
         Case((5, 4, 4), cond=2),
         # mAR-SCF's ConvLSTM prior: channel-autoregressive given the kept half (and cond)
         Case((4, 4, 4), {"prior": "convlstm", "hidden": 4, "layers": 2, "kernel": 3}),
-        Case((5, 3, 4), {"prior": "convlstm", "hidden": 3, "layers": 1, "dilation": 2},
-             cond=2),
+        Case((5, 3, 4), {"prior": "convlstm", "hidden": 3, "layers": 1, "dilation": 2}, cond=2),
     ],
     "prior.gaussian": [
         Case((3, 4, 4)),
@@ -214,16 +258,22 @@ CASES: dict[str, list[Case]] = {
         Case((3, 2, 2), {"hidden": 8, "net": "fc"}),
     ],
     # C-Glow's kinds read the condition at 2^down x the layer's size
-    "cglow_actnorm": [Case((3, 4, 4), {"cond_hidden": 4, "cond_units": 5}, cond=3),
-                      Case((2, 2, 4), {"down": 2, "cond_hidden": 3, "cond_units": 4}, cond=2),
-                      Case((4, 8, 8), {"down": 0}, cond=3)],  # real widths 128 / 64
-    "cglow_invconv": [Case((3, 4, 4), {"cond_hidden": 4, "cond_units": 5}, cond=3),
-                      Case((5, 2, 4), {"down": 2, "cond_hidden": 3, "cond_units": 4}, cond=2),
-                      Case((1, 4, 4), {"cond_hidden": 2, "cond_units": 3}, cond=3),
-                      Case((12, 4, 4), cond=3)],  # real widths 128 / 64
-    "coupling.cglow": [Case((3, 4, 4), {"hidden": 8}, cond=3),
-                       Case((4, 2, 3), {"hidden": 6, "down": 2}, cond=2),
-                       Case((2, 4, 4), {"down": 0}, cond=3)],  # the real width: hidden=256
+    "cglow_actnorm": [
+        Case((3, 4, 4), {"cond_hidden": 4, "cond_units": 5}, cond=3),
+        Case((2, 2, 4), {"down": 2, "cond_hidden": 3, "cond_units": 4}, cond=2),
+        Case((4, 8, 8), {"down": 0}, cond=3),
+    ],  # real widths 128 / 64
+    "cglow_invconv": [
+        Case((3, 4, 4), {"cond_hidden": 4, "cond_units": 5}, cond=3),
+        Case((5, 2, 4), {"down": 2, "cond_hidden": 3, "cond_units": 4}, cond=2),
+        Case((1, 4, 4), {"cond_hidden": 2, "cond_units": 3}, cond=3),
+        Case((12, 4, 4), cond=3),
+    ],  # real widths 128 / 64
+    "coupling.cglow": [
+        Case((3, 4, 4), {"hidden": 8}, cond=3),
+        Case((4, 2, 3), {"hidden": 6, "down": 2}, cond=2),
+        Case((2, 4, 4), {"down": 0}, cond=3),
+    ],  # the real width: hidden=256
 }
 
 

@@ -35,8 +35,18 @@ MODULES = layer_modules()
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The same architectures, small: one step per level, narrow networks, 16x16 inputs.
-SMALL = {"L": 2, "K": 1, "hidden": 8, "components": 2, "size": 16, "scale": 4, "height": 16,
-         "width": 16, "features": 8, "blocks": 1}
+SMALL = {
+    "L": 2,
+    "K": 1,
+    "hidden": 8,
+    "components": 2,
+    "size": 16,
+    "scale": 4,
+    "height": 16,
+    "width": 16,
+    "features": 8,
+    "blocks": 1,
+}
 #: Data for specs whose data set is not shipped (the loader needs a local copy): a built-in
 #: stand-in of the same task, shaped to the small input; plus the overrides that fit it.
 STAND_IN = {
@@ -60,8 +70,9 @@ def _flows() -> list[tuple[str, str]]:
 FLOWS = _flows()
 IDS = [f"{Path(p).stem}:{n}" for p, n in FLOWS]
 #: flows that model another flow's condition (encoder=flow(NAME)): trained through it
-CONDITION_FLOWS = {c.flow.name for p, n in FLOWS for c in flowspec.load(p, n).conditions
-                   if c.flow is not None}
+CONDITION_FLOWS = {
+    c.flow.name for p, n in FLOWS for c in flowspec.load(p, n).conditions if c.flow is not None
+}
 
 
 def small_overrides(path: str, name: str) -> tuple[dict, str | None]:
@@ -80,23 +91,53 @@ def small_overrides(path: str, name: str) -> tuple[dict, str | None]:
 
 def test_the_paper_tables_are_all_there() -> None:
     names = {n for _, n in FLOWS}
-    table2 = {"glow_mnist", "marflow_mnist", "attnflow_imap_mnist", "attnflow_isdp_mnist",
-              "attnflow_imap_mnist_3_2_96", "attnflow_isdp_mnist_3_2_96",
-              "attnflow_imap_mnist_3_2_48", "attnflow_isdp_mnist_3_2_48"}
-    table3 = {"glow_cifar10", "marflow_cifar10", "marflow_cifar10_3_4_256",
-              "attnflow_imap_cifar10", "attnflow_isdp_cifar10",
-              "attnflow_imap_cifar10_3_4_256", "attnflow_isdp_cifar10_3_4_256"}
-    table4 = {"srflow_1_1", "srflow_2_8", "cattnflow_imap_sr_1_1", "cattnflow_isdp_sr_1_1",
-              "cattnflow_imap_sr", "cattnflow_isdp_sr"}
-    table5 = {"fullglow", "cattnflow_imap_cityscapes", "cattnflow_isdp_cityscapes",
-              "cglow_v1", "cglow_v2", "dualglow"}
+    table2 = {
+        "glow_mnist",
+        "marflow_mnist",
+        "attnflow_imap_mnist",
+        "attnflow_isdp_mnist",
+        "attnflow_imap_mnist_3_2_96",
+        "attnflow_isdp_mnist_3_2_96",
+        "attnflow_imap_mnist_3_2_48",
+        "attnflow_isdp_mnist_3_2_48",
+    }
+    table3 = {
+        "glow_cifar10",
+        "marflow_cifar10",
+        "marflow_cifar10_3_4_256",
+        "attnflow_imap_cifar10",
+        "attnflow_isdp_cifar10",
+        "attnflow_imap_cifar10_3_4_256",
+        "attnflow_isdp_cifar10_3_4_256",
+    }
+    table4 = {
+        "srflow_1_1",
+        "srflow_2_8",
+        "cattnflow_imap_sr_1_1",
+        "cattnflow_isdp_sr_1_1",
+        "cattnflow_imap_sr",
+        "cattnflow_isdp_sr",
+    }
+    table5 = {
+        "fullglow",
+        "cattnflow_imap_cityscapes",
+        "cattnflow_isdp_cityscapes",
+        "cglow_v1",
+        "cglow_v2",
+        "dualglow",
+    }
     assert table2 | table3 | table4 | table5 | {"position_imap", "heads_isdp"} <= names
 
 
-@pytest.mark.parametrize("pos,where", [(1, ("attention", "actnorm")),
-                                       (2, ("actnorm", "attention")),
-                                       (3, ("invconv", "attention")),
-                                       (4, ("coupling", "attention"))])
+@pytest.mark.parametrize(
+    "pos,where",
+    [
+        (1, ("attention", "actnorm")),
+        (2, ("actnorm", "attention")),
+        (3, ("invconv", "attention")),
+        (4, ("coupling", "attention")),
+    ],
+)
 def test_position_ablation_puts_imap_where_the_paper_says(pos: int, where: tuple) -> None:
     spec = flowspec.load(ROOT / "specs/ablations.flow", "position_imap", {"pos": pos, "K": 1})
     steps: dict[tuple, list[str]] = {}
@@ -120,8 +161,10 @@ def test_heads_ablation(heads: int) -> None:
 
 
 def test_cifar_flows_are_the_mnist_flows_with_three_channels() -> None:
-    for mnist, cifar in (("marflow_mnist", "marflow_cifar10"),
-                         ("attnflow_isdp_mnist", "attnflow_isdp_cifar10")):
+    for mnist, cifar in (
+        ("marflow_mnist", "marflow_cifar10"),
+        ("attnflow_isdp_mnist", "attnflow_isdp_cifar10"),
+    ):
         a = flowspec.load(ROOT / "specs/attnflow_mnist.flow", mnist, {"channels": 3})
         b = flowspec.load(ROOT / "specs/attnflow_cifar10.flow", cifar)
         assert a.digest() == b.digest()
@@ -131,17 +174,31 @@ def test_cifar_flows_are_the_mnist_flows_with_three_channels() -> None:
 @pytest.mark.parametrize("path,name", FLOWS, ids=IDS)
 def test_every_flow_trains_a_few_steps(path: str, name: str, tmp_path: Path) -> None:
     if name in CONDITION_FLOWS and "data" not in flowspec.load(path, name).train:
-        pytest.skip("a condition's flow without data of its own: trained by the flows it "
-                    "conditions")
+        pytest.skip(
+            "a condition's flow without data of its own: trained by the flows it conditions"
+        )
     over, data = small_overrides(path, name)
     out = tmp_path / "run"
     torch.set_num_threads(1)
     pretrain = {"pretrain_steps": 2} if "pretrain" in flowspec.load(path, name).train else {}
-    result = runtime.train(path, flow=name, overrides=over, data=data, out=out,
-                           device="cpu", seed=0, progress=False, **TINY, **pretrain)
+    result = runtime.train(
+        path,
+        flow=name,
+        overrides=over,
+        data=data,
+        out=out,
+        device="cpu",
+        seed=0,
+        progress=False,
+        **TINY,
+        **pretrain,
+    )
     assert out.is_dir() and (out / "summary.json").is_file()
-    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text()
-              .splitlines() if json.loads(line).get("kind") == "train"]
+    losses = [
+        json.loads(line)["loss"]
+        for line in (out / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line).get("kind") == "train"
+    ]
     assert len(losses) == TINY["steps"] and all(math.isfinite(v) for v in losses)
     assert result.val_bpd is not None and math.isfinite(result.val_bpd)
     assert result.summary["parameters"] == sum(count_params(result.model.spec).values())
@@ -149,8 +206,13 @@ def test_every_flow_trains_a_few_steps(path: str, name: str, tmp_path: Path) -> 
 
 # ---- analytic parameter counts ------------------------------------------------------------
 SHAPES = [(4, 8, 8), (6, 4, 4), (3, 4, 6), (16, 2, 2)]
-SMALL_INTS = {"hidden": [3, 7], "components": [1, 3], "heads": [1, 2], "patches": [1, 4],
-              "factor": [2]}
+SMALL_INTS = {
+    "hidden": [3, 7],
+    "components": [1, 3],
+    "heads": [1, 2],
+    "patches": [1, 4],
+    "factor": [2],
+}
 
 
 def _variants(kind) -> list[dict]:
@@ -182,8 +244,9 @@ def _cases():
         conds = {"never": [None], "optional": [None, 5], "required": [5]}[kind.conditional]
         for shape, variant, cond in itertools.product(SHAPES, _variants(kind), conds):
             args = kind.Args(**variant)
-            if key in KINDS and (isinstance(kind.out_shape(shape, args), Issue)
-                                 or kind.issues(shape, args)):
+            if key in KINDS and (
+                isinstance(kind.out_shape(shape, args), Issue) or kind.issues(shape, args)
+            ):
                 continue
             yield key, shape, args.model_dump(), cond
 
@@ -208,13 +271,15 @@ def test_analytic_count_equals_the_torch_module(key: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))
 def test_analytic_encoder_count(name: str) -> None:
-    for shape, blocks, features in itertools.product([(3, 8, 8), (11, 4, 4)], [1, 2],
-                                                     [3, 4, 8, 64, 80]):
+    for shape, blocks, features in itertools.product(
+        [(3, 8, 8), (11, 4, 4)], [1, 2], [3, 4, 8, 64, 80]
+    ):
         fields = ENCODERS[name].Args.model_fields  # e.g. embedding takes no blocks
         given = {"blocks": blocks, "features": features}
         try:
-            args = ENCODERS[name].Args(**{k: v for k, v in given.items() if k in fields}
-                                       ).model_dump()
+            args = (
+                ENCODERS[name].Args(**{k: v for k, v in given.items() if k in fields}).model_dump()
+            )
         except ValidationError:  # a width the encoder does not take (palette: 3 only)
             continue
         module = ENCODER_MODULES[name](shape, args)
@@ -238,8 +303,9 @@ def test_full_size_count_of_a_paper_model() -> None:
 
 
 def test_check_prints_the_parameter_count(cli) -> None:
-    rc, out, _ = cli("check", ROOT / "specs/attnflow_mnist.flow", "--flow",
-                     "attnflow_imap_mnist_3_2_48")
+    rc, out, _ = cli(
+        "check", ROOT / "specs/attnflow_mnist.flow", "--flow", "attnflow_imap_mnist_3_2_48"
+    )
     spec = flowspec.load(ROOT / "specs/attnflow_mnist.flow", "attnflow_imap_mnist_3_2_48")
     n = sum(count_params(spec).values())
     assert rc == 0 and f"parameters {n:,} ({n / 1e6:.3f} M; {4 * n / 1e6:.2f} MB" in out

@@ -32,7 +32,7 @@ CALLS, REPEATS, Z = 100, 32, 5.0
 def test_roulette_weights_undo_the_probability_of_each_term(dist: str, fixed: int) -> None:
     def p_n(n: int) -> float:  # P(n further terms)
         if dist == "poisson":
-            return math.exp(-POISSON_RATE) * POISSON_RATE ** n / math.factorial(n)
+            return math.exp(-POISSON_RATE) * POISSON_RATE**n / math.factorial(n)
         return 0.5 ** (n + 1)
 
     weights = roulette_weights(12, fixed, dist)
@@ -59,9 +59,10 @@ def test_the_estimators_mean_is_the_exact_logdet(fixed: int) -> None:
     with torch.no_grad():
         want = exact(x)[1]
         batch = x.repeat(REPEATS, 1, 1, 1)  # one call: REPEATS draws of v per point
-        draws = torch.stack([est.estimate_logdet(batch, fixed).view(REPEATS, 2).mean(0)
-                             for _ in range(CALLS)])
-    mean, se = draws.mean(0), draws.std(0) / CALLS ** 0.5
+        draws = torch.stack(
+            [est.estimate_logdet(batch, fixed).view(REPEATS, 2).mean(0) for _ in range(CALLS)]
+        )
+    mean, se = draws.mean(0), draws.std(0) / CALLS**0.5
     assert (se > 0).all()  # the estimate is random: the test has something to measure
     z = (mean - want).abs() / se
     assert (z <= Z).all(), (mean.tolist(), want.tolist(), z.tolist())

@@ -19,8 +19,20 @@ import flowspec
 from flowspec.api import analyze
 
 # Reduced sizes: the same architecture, small enough for a brute-force Jacobian.
-SMALL = {"K": 1, "L": 2, "hidden": 6, "components": 3, "size": 8, "scale": 4, "height": 16,
-         "width": 16, "features": 6, "blocks": 1, "heads": 2, "logdet": "exact"}
+SMALL = {
+    "K": 1,
+    "L": 2,
+    "hidden": 6,
+    "components": 3,
+    "size": 8,
+    "scale": 4,
+    "height": 16,
+    "width": 16,
+    "features": 6,
+    "blocks": 1,
+    "heads": 2,
+    "logdet": "exact",
+}
 
 
 def _flows():
@@ -77,8 +89,9 @@ def test_spec_logdet_inverse_and_log_prob(path, name):
     assert max_abs_diff(back, x2) < 1e-10
     assert max_abs_diff(inv_logdet, -logdet) < 1e-8
 
-    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64),
-                                        torch.tensor(1.0, dtype=torch.float64))
+    normal = torch.distributions.Normal(
+        torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+    )
     logps = [normal.log_prob(z).reshape(2, -1).sum(1) for z in zs]
     if hasattr(model.prior, "log_density"):  # a prior with its own density (logistic)
         logps[-1] = model.prior.log_density(zs[-1])
@@ -103,8 +116,9 @@ def test_sampling_temperature(path, name):
     xs = model.sample(3, temperature=0.6, cond=cond, generator=g1)
     with torch.no_grad():
         zs, _ = model(xs, cond)
-    expected = [0.6 * torch.randn((3, *s), generator=g2, dtype=torch.float64)
-                for s in model.latent_shapes]
+    expected = [
+        0.6 * torch.randn((3, *s), generator=g2, dtype=torch.float64) for s in model.latent_shapes
+    ]
     for z, e in zip(zs, expected):
         assert max_abs_diff(z, e) < 1e-8
 

@@ -52,8 +52,15 @@ class SpectralLinear(nn.Module):
     """A convolution (stride 1, padding k//2) or, with ``spatial=None``, a dense layer
     ``(B, in) -> (B, out)``, normalised to Lipschitz constant ``coeff``."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, coeff: float, iters: int,
-                 spatial: tuple[int, int] | None) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        coeff: float,
+        iters: int,
+        spatial: tuple[int, int] | None,
+    ) -> None:
         super().__init__()
         self.kernel, self.coeff, self.iters = kernel, coeff, iters
         self.dense = spatial is None
@@ -68,10 +75,8 @@ class SpectralLinear(nn.Module):
             u_shape, v_shape = (cout,), (cin,)
         else:
             u_shape, v_shape = (1, cout, *spatial), (1, cin, *spatial)
-        self.register_buffer("u", F.normalize(torch.randn(u_shape).flatten(), dim=0)
-                             .view(u_shape))
-        self.register_buffer("v", F.normalize(torch.randn(v_shape).flatten(), dim=0)
-                             .view(v_shape))
+        self.register_buffer("u", F.normalize(torch.randn(u_shape).flatten(), dim=0).view(u_shape))
+        self.register_buffer("v", F.normalize(torch.randn(v_shape).flatten(), dim=0).view(v_shape))
         self._power(INIT_ITERS, store=True)
         self._seen = self.weight._version  # the version u and v were computed for
 

@@ -38,12 +38,15 @@ from torch import Tensor, nn
 from ._lipschitz import LipSwish, SpectralLinear
 from .base import FlowLayer, Shape
 
-__all__ = ["INVERSE_TOL", "MAX_INVERSE_ITERS", "POISSON_RATE", "ResidualBlock",
-           "roulette_weights"]
+__all__ = ["INVERSE_TOL", "MAX_INVERSE_ITERS", "POISSON_RATE", "ResidualBlock", "roulette_weights"]
 
 #: Stopping tolerance of the fixed-point inverse, relative to ``1 + max|y|``.
-INVERSE_TOL = {torch.float64: 1e-13, torch.float32: 1e-6, torch.float16: 1e-3,
-               torch.bfloat16: 1e-2}
+INVERSE_TOL = {
+    torch.float64: 1e-13,
+    torch.float32: 1e-6,
+    torch.float16: 1e-3,
+    torch.bfloat16: 1e-2,
+}
 MAX_INVERSE_ITERS = 2000
 #: The official defaults: Poisson(2) or Geometric(1/2) further terms.
 POISSON_RATE = 2.0
@@ -58,8 +61,9 @@ def roulette_weights(count: int, fixed: int, dist: str) -> list[float]:
         if m <= 0:
             out.append(1.0)
         elif dist == "poisson":
-            cdf = sum(math.exp(-POISSON_RATE) * POISSON_RATE ** i / math.factorial(i)
-                      for i in range(m))
+            cdf = sum(
+                math.exp(-POISSON_RATE) * POISSON_RATE**i / math.factorial(i) for i in range(m)
+            )
             out.append(1.0 / max(1.0 - cdf, 1e-300))
         else:
             out.append(1.0 / (1.0 - GEOMETRIC_P) ** m)
@@ -69,8 +73,9 @@ def roulette_weights(count: int, fixed: int, dist: str) -> list[float]:
 class ResidualBlock(FlowLayer):
     """``y = x + g(x)`` with Lip(g) < 1; see the module docstring for the log-det."""
 
-    def __init__(self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
-                 ) -> None:
+    def __init__(
+        self, shape: Shape, args: dict[str, Any], cond_channels: int | None = None
+    ) -> None:
         super().__init__(shape, args, cond_channels)
         c, h, w = self.in_shape
         ks = [int(k) for k in str(args.get("kernels", "3-1-3")).split("-")]
@@ -85,7 +90,8 @@ class ResidualBlock(FlowLayer):
         spatial = None if self.fc else (h, w)
         self.linears = nn.ModuleList(
             SpectralLinear(i, o, 1 if self.fc else k, coeff, iters, spatial)
-            for i, o, k in zip(widths, widths[1:], ks))
+            for i, o, k in zip(widths, widths[1:], ks)
+        )
         self.preact = bool(args.get("preact", True))
         self.acts = nn.ModuleList(LipSwish() for _ in range(len(ks) - (0 if self.preact else 1)))
         self._seed = int(torch.randint(0, 2**62, (1,)))  # from the global RNG: compile's seed
@@ -141,8 +147,9 @@ class ResidualBlock(FlowLayer):
         with torch.enable_grad():
             xi = x if x.requires_grad else x.detach().requires_grad_(True)
             g = self.g(xi, ws)
-            v = torch.randn(x.shape, generator=self._probes(x.device), dtype=x.dtype,
-                            device=x.device)
+            v = torch.randn(
+                x.shape, generator=self._probes(x.device), dtype=x.dtype, device=x.device
+            )
             vjp, neumann = v, v
             est = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
             for k in range(1, count + 1):  # vjp = v^T J^k
@@ -164,8 +171,7 @@ class ResidualBlock(FlowLayer):
         self.eval()
         try:
             with torch.no_grad():
-                return self._estimate(x, self.weights(), self.terms if fixed is None
-                                      else fixed)[1]
+                return self._estimate(x, self.weights(), self.terms if fixed is None else fixed)[1]
         finally:
             self.train(was)
 
