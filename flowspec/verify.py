@@ -98,6 +98,20 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[None]:
+    """``module``'s parameters without ``requires_grad`` (restored afterwards): the Jacobian
+    is taken with respect to the input only, and autograd then records nothing for a
+    path that starts at parameters alone (a condition's network or flow)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 def check_layer(kind_key: str, shape: tuple[int, int, int], args: dict[str, Any],
                 cond_channels: int | None, *, seed: int = 0, path: str = "",
                 device: str | torch.device = "cpu") -> Check:
@@ -140,7 +154,8 @@ def _check_layer(out: Check, kind: Any, shape: tuple[int, int, int], args: dict[
     def fn(xb: Tensor, *cb: Tensor | None) -> Tensor:
         return _flat(module(xb, *cb))
 
-    expected, _ = jacobian_logdet(fn, x, cond)
+    with frozen(module):
+        expected, _ = jacobian_logdet(fn, x, cond)
     j = _worst(logdet, expected)
     out.expected, out.measured = float(expected[j]), float(logdet[j])
     out.logdet_err = _rel(logdet, expected)
@@ -315,11 +330,12 @@ def _check_model(out: Check, small: FlowSpec, seed: int,
 
         def fn(xb: Tensor, *cb: Tensor) -> Tensor:
             z, _ = model(xb, dict(zip(names, cb)) if names else None)
-            return torch.cat([t.reshape(1, -1) for t in z], dim=1)
+            return torch.cat([t.flatten(1) for t in z], dim=1)
 
         # one sample: the Jacobian of a deep model is the slow part of verify
         one = [t[:1] for t in cond.values()] if cond else []
-        expected, _ = jacobian_logdet(fn, x[:1], *one)
+        with frozen(model):
+            expected, _ = jacobian_logdet(fn, x[:1], *one)
         out.expected = float(expected[0])
         out.logdet_err = _rel(logdet[:1], expected)
         if not out.logdet_err <= TOL:

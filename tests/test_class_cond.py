@@ -139,7 +139,7 @@ def test_exact_logdet_and_inverse_with_random_labels(perturbed):
 
     def fn(xb, yb):
         zs, _ = model(xb, {"y": yb})
-        return torch.cat([z.reshape(1, -1) for z in zs], 1)
+        return torch.cat([z.flatten(1) for z in zs], 1)
 
     with torch.no_grad():
         zs, logdet = model(x, cond)

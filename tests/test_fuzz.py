@@ -104,7 +104,7 @@ def test_generated_specs_check_format_compile_and_are_exact(gen: fuzz.GenSpec):
         def fn(xb, *cs):
             cb = None if cond is None else dict(zip(cond, cs))
             zs, _ = model(xb, cb)
-            return torch.cat([z.reshape(1, -1) for z in zs], 1)
+            return torch.cat([z.flatten(1) for z in zs], 1)
 
         with torch.no_grad():
             zs, logdet = model(x, cond)

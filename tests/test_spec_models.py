@@ -75,7 +75,7 @@ def test_spec_logdet_inverse_and_log_prob(path, name):
     def fn(xb, *cs):
         cb = None if cond is None else dict(zip(cond, cs))
         zs, _ = model(xb, cb)
-        return torch.cat([z.reshape(1, -1) for z in zs], 1)
+        return torch.cat([z.flatten(1) for z in zs], 1)
 
     ctx = [] if cond is None else list(c2.values())
     with torch.no_grad():
