@@ -32,14 +32,22 @@ _BEGIN, _END = "<!-- verify-budget:begin -->", "<!-- verify-budget:end -->"
 def measure(spec: str, flow: str, threads: int = 2) -> tuple[float, float, float, int]:
     """Wall seconds, CPU seconds, peak RSS in GiB and exit status of ``flowspec verify SPEC
     --flow FLOW``, run alone in a fresh process (so the peak is its own)."""
-    code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-            f"rc = subprocess.call([sys.executable, '-c', {_CODE!r}, 'verify', {spec!r}, "
-            f"'--flow', {flow!r}], stdout=subprocess.DEVNULL); "
-            "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
-            "print(time.perf_counter() - t, u.ru_utime + u.ru_stime, u.ru_maxrss, rc)")
+    code = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        f"rc = subprocess.call([sys.executable, '-c', {_CODE!r}, 'verify', {spec!r}, "
+        f"'--flow', {flow!r}], stdout=subprocess.DEVNULL); "
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+        "print(time.perf_counter() - t, u.ru_utime + u.ru_stime, u.ru_maxrss, rc)"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=_ROOT, capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return float(out[0]), float(out[1]), int(out[2]) / 2**20, int(out[3])
 
 
@@ -56,15 +64,19 @@ def shipped() -> list[tuple[str, str]]:
 
 
 def table(pairs: list[tuple[str, str]], threads: int) -> tuple[list[str], bool]:
-    lines = ["| spec | flow | wall, s | CPU, s | peak RSS, GiB | verify exit | within budget |",
-             "|---|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| spec | flow | wall, s | CPU, s | peak RSS, GiB | verify exit | within budget |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     ok = True
     for spec, flow in pairs:
         wall, cpu, gib, rc = measure(spec, flow, threads)
         fits = wall <= BUDGET_S and cpu <= BUDGET_S * 2 and gib <= BUDGET_GIB
         ok &= fits and rc == 0
-        lines.append(f"| {Path(spec).name} | {flow} | {wall:.1f} | {cpu:.1f} | {gib:.2f} | {rc} "
-                     f"| {'yes' if fits else 'NO'} |")
+        lines.append(
+            f"| {Path(spec).name} | {flow} | {wall:.1f} | {cpu:.1f} | {gib:.2f} | {rc} "
+            f"| {'yes' if fits else 'NO'} |"
+        )
         print(lines[-1], flush=True)
     return lines, ok
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-
 #: Jacobian rows per batched backward pass (copies of one sample in a batch): memory grows
 #: with it (a deep model at 3x16x16 keeps tens of MB per copy), time hardly does
 CHUNK = 32
@@ -41,16 +40,21 @@ def jacobian_logdet(
     """
     logabs, signs = [], []
     for b in range(x.shape[0]):
-        jac = _jacobian(fn, x[b : b + 1].detach(),
-                        tuple(None if t is None else t[b : b + 1] for t in context), rows)
+        jac = _jacobian(
+            fn,
+            x[b : b + 1].detach(),
+            tuple(None if t is None else t[b : b + 1] for t in context),
+            rows,
+        )
         sign, value = torch.linalg.slogdet(jac)
         logabs.append(value)
         signs.append(sign)
     return torch.stack(logabs), torch.stack(signs)
 
 
-def _jacobian(fn: Callable[..., Tensor], sample: Tensor, ctx: tuple[Tensor | None, ...],
-              rows: int) -> Tensor:
+def _jacobian(
+    fn: Callable[..., Tensor], sample: Tensor, ctx: tuple[Tensor | None, ...], rows: int
+) -> Tensor:
     """The ``(D, D)`` Jacobian of ``fn`` at one sample (a batch of one), ``rows`` at a time."""
     d = sample.numel()
     eye = torch.eye(d, dtype=sample.dtype, device=sample.device)
@@ -62,9 +66,11 @@ def _jacobian(fn: Callable[..., Tensor], sample: Tensor, ctx: tuple[Tensor | Non
         with torch.enable_grad():
             y = fn(copies, *cs)
             if y.shape[0] != n or y[0].numel() != d:
-                raise ValueError(f"map is not dimension preserving, or not one row per "
-                                 f"sample: {n} x {tuple(sample.shape[1:])} -> "
-                                 f"{tuple(y.shape)}")
+                raise ValueError(
+                    f"map is not dimension preserving, or not one row per "
+                    f"sample: {n} x {tuple(sample.shape[1:])} -> "
+                    f"{tuple(y.shape)}"
+                )
             (grad,) = torch.autograd.grad(y.reshape(n, d), copies, eye[start : start + n])
         out.append(grad.reshape(n, d))
     return torch.cat(out)
@@ -87,8 +93,14 @@ def perturb_(module: nn.Module, scale: float, generator: torch.Generator) -> nn.
     return module
 
 
-def random_cond(spec, batch: int, gen: torch.Generator, *, dtype: torch.dtype = torch.float64,
-                device: torch.device | str | None = None) -> dict[str, Tensor] | None:
+def random_cond(
+    spec,
+    batch: int,
+    gen: torch.Generator,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> dict[str, Tensor] | None:
     """A random value of every declared condition of ``spec``: images uniform in [0, 1) of
     ``dtype``, label maps and class ids as integers (None when the flow has none)."""
     if not spec.conditions:
@@ -98,10 +110,9 @@ def random_cond(spec, batch: int, gen: torch.Generator, *, dtype: torch.dtype = 
         if c.type == "class":
             cond[c.name] = torch.randint(0, c.shape[0], (batch,), generator=gen, device=device)
         elif c.type == "labels":
-            cond[c.name] = torch.randint(0, c.shape[0], (batch, c.shape[1], c.shape[2]),
-                                         generator=gen, device=device)
+            cond[c.name] = torch.randint(
+                0, c.shape[0], (batch, c.shape[1], c.shape[2]), generator=gen, device=device
+            )
         else:
-            cond[c.name] = torch.rand((batch, *c.shape), generator=gen, dtype=dtype,
-                                      device=device)
+            cond[c.name] = torch.rand((batch, *c.shape), generator=gen, dtype=dtype, device=device)
     return cond
-

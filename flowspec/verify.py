@@ -55,8 +55,9 @@ def _fits(kind: Any, shape: tuple[int, int, int], args: dict[str, Any]) -> bool:
     return not isinstance(kind.out_shape(shape, a), Issue) and not kind.issues(shape, a)
 
 
-def reduced_shape(kind: Any, shape: tuple[int, int, int], args: dict[str, Any]
-                  ) -> tuple[int, int, int]:
+def reduced_shape(
+    kind: Any, shape: tuple[int, int, int], args: dict[str, Any]
+) -> tuple[int, int, int]:
     """The smallest ``C x s x s`` (capped at the real H, W) the kind's shape rule accepts."""
     c, h, w = shape
     for s in _SIZES:
@@ -66,8 +67,9 @@ def reduced_shape(kind: Any, shape: tuple[int, int, int], args: dict[str, Any]
     return shape
 
 
-def _cond_tensor(batch: int, channels: int | None, hw: tuple[int, int],
-                 gen: torch.Generator) -> Tensor | None:
+def _cond_tensor(
+    batch: int, channels: int | None, hw: tuple[int, int], gen: torch.Generator
+) -> Tensor | None:
     if channels is None:
         return None
     return torch.randn((batch, channels, *hw), generator=gen, dtype=torch.float64)
@@ -112,9 +114,16 @@ def frozen(module: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def check_layer(kind_key: str, shape: tuple[int, int, int], args: dict[str, Any],
-                cond_channels: int | None, *, seed: int = 0, path: str = "",
-                device: str | torch.device = "cpu") -> Check:
+def check_layer(
+    kind_key: str,
+    shape: tuple[int, int, int],
+    args: dict[str, Any],
+    cond_channels: int | None,
+    *,
+    seed: int = 0,
+    path: str = "",
+    device: str | torch.device = "cpu",
+) -> Check:
     """Build one layer in float64 on ``device``, perturb it, and compare it with autograd.
     Parameters and test points are drawn on the CPU, so every device checks the same."""
     out = Check(path=path or kind_key, kind=kind_key, shape=shape, args=dict(args))
@@ -128,17 +137,25 @@ def check_layer(kind_key: str, shape: tuple[int, int, int], args: dict[str, Any]
     return out
 
 
-def _check_layer(out: Check, kind: Any, shape: tuple[int, int, int], args: dict[str, Any],
-                 cond_channels: int | None, seed: int, device: str | torch.device = "cpu"
-                 ) -> Any:
+def _check_layer(
+    out: Check,
+    kind: Any,
+    shape: tuple[int, int, int],
+    args: dict[str, Any],
+    cond_channels: int | None,
+    seed: int,
+    device: str | torch.device = "cpu",
+) -> Any:
     """Fill ``out``; returns the module (perturbed, in eval mode, on ``device``)."""
     gen = torch.Generator().manual_seed(seed)
     module = kind.module_class()(shape, dict(args), cond_channels).double().to(device)
     module.train()
     hw = kind.cond_hw(shape, args) if hasattr(kind, "cond_hw") else shape[1:]  # not priors
     with torch.no_grad():  # data-dependent initialisations
-        module(_on(_inputs(module, (_INIT_BATCH, *shape), gen), device),
-               _on(_cond_tensor(_INIT_BATCH, cond_channels, hw, gen), device))
+        module(
+            _on(_inputs(module, (_INIT_BATCH, *shape), gen), device),
+            _on(_cond_tensor(_INIT_BATCH, cond_channels, hw, gen), device),
+        )
     x = _on(_inputs(module, (_BATCH, *shape), gen), device)
     cond = _on(_cond_tensor(_BATCH, cond_channels, hw, gen), device)
     perturb_(module, _PERTURB, gen)
@@ -147,8 +164,10 @@ def _check_layer(out: Check, kind: Any, shape: tuple[int, int, int], args: dict[
         result = module(x, cond)
     logdet = result[-1]
     if tuple(logdet.shape) != (_BATCH,):
-        out.error = (f"its log-det has shape {tuple(logdet.shape)}, expected ({_BATCH},): one "
-                     "value per sample")
+        out.error = (
+            f"its log-det has shape {tuple(logdet.shape)}, expected ({_BATCH},): one "
+            "value per sample"
+        )
         return module
 
     def fn(xb: Tensor, *cb: Tensor | None) -> Tensor:
@@ -169,9 +188,11 @@ def _check_layer(out: Check, kind: Any, shape: tuple[int, int, int], args: dict[
         out.error = _inverse_message(x_rec, x, out.inverse_err, INVERSE_TOL)
     elif not out.inverse_logdet_err <= TOL:
         j = _worst(inv_logdet, -logdet)
-        out.error = (f"the inverse's log-det {float(inv_logdet[j]):.10g} is not minus the "
-                     f"forward one, {float(-logdet[j]):.10g} (relative error "
-                     f"{out.inverse_logdet_err:.1e}, tolerance {TOL:g})")
+        out.error = (
+            f"the inverse's log-det {float(inv_logdet[j]):.10g} is not minus the "
+            f"forward one, {float(-logdet[j]):.10g} (relative error "
+            f"{out.inverse_logdet_err:.1e}, tolerance {TOL:g})"
+        )
     return module
 
 
@@ -188,8 +209,10 @@ def _worst(a: Tensor, b: Tensor) -> int:
 
 
 def _logdet_message(out: Check, err: float) -> str:
-    return (f"measured log-det {out.measured:.10g}, expected log-det {out.expected:.10g} "
-            f"(slogdet of the autograd Jacobian): relative error {err:.1e}, tolerance {TOL:g}")
+    return (
+        f"measured log-det {out.measured:.10g}, expected log-det {out.expected:.10g} "
+        f"(slogdet of the autograd Jacobian): relative error {err:.1e}, tolerance {TOL:g}"
+    )
 
 
 def _round_trip_err(x_rec: Tensor, x: Tensor) -> float:
@@ -198,8 +221,10 @@ def _round_trip_err(x_rec: Tensor, x: Tensor) -> float:
 
 
 def _inverse_message(x_rec: Tensor, x: Tensor, err: float, tol: float) -> str:
-    return (f"the inverse does not reproduce the input: max|x' - x| = "
-            f"{float((x_rec - x).abs().max()):.1e}, relative {err:.1e} (tolerance {tol:g})")
+    return (
+        f"the inverse does not reproduce the input: max|x' - x| = "
+        f"{float((x_rec - x).abs().max()):.1e}, relative {err:.1e} (tolerance {tol:g})"
+    )
 
 
 def _rel(a: Tensor, b: Tensor) -> float:
@@ -289,12 +314,18 @@ def _data(batch: int, spec: FlowSpec, gen: torch.Generator) -> Tensor:
     return torch.rand((batch, *spec.input), generator=gen, dtype=torch.float64) - 0.5
 
 
-def check_model(spec: FlowSpec, *, full: bool = False, seed: int = 0,
-                device: str | torch.device = "cpu") -> Check:
+def check_model(
+    spec: FlowSpec, *, full: bool = False, seed: int = 0, device: str | torch.device = "cpu"
+) -> Check:
     """The whole model: log-det against autograd (when small enough) and round trip."""
     small = _exact_mode(spec if full else reduced_model_spec(spec))
-    out = Check(path=spec.name, kind="model", shape=tuple(small.input), count=len(spec.layers),
-                where=_where(spec.span))
+    out = Check(
+        path=spec.name,
+        kind="model",
+        shape=tuple(small.input),
+        count=len(spec.layers),
+        where=_where(spec.span),
+    )
     start = time.perf_counter()
     try:
         with seeded(seed):
@@ -305,16 +336,19 @@ def check_model(spec: FlowSpec, *, full: bool = False, seed: int = 0,
     return out
 
 
-def _check_model(out: Check, small: FlowSpec, seed: int,
-                 device: str | torch.device = "cpu") -> None:
+def _check_model(
+    out: Check, small: FlowSpec, seed: int, device: str | torch.device = "cpu"
+) -> None:
     from .build import compile as build
 
     gen = torch.Generator().manual_seed(seed)
     model = build(small, device="cpu", seed=seed).double().to(device)
     model.train()
     with torch.no_grad():  # data-dependent init on a batch large enough for its moments
-        model(_on(_data(_INIT_BATCH, small, gen), device),
-              _on(random_cond(small, _INIT_BATCH, gen), device))
+        model(
+            _on(_data(_INIT_BATCH, small, gen), device),
+            _on(random_cond(small, _INIT_BATCH, gen), device),
+        )
     perturb_(model, 0.05, gen)
     model.eval()
     x = _on(_data(_BATCH, small, gen), device)
@@ -344,13 +378,16 @@ def _check_model(out: Check, small: FlowSpec, seed: int,
         out.error = _inverse_message(x_rec, x, out.inverse_err, INVERSE_TOL * 100)
     if out.error is None and not out.inverse_logdet_err <= TOL:
         j = _worst(inv_logdet, -logdet)
-        out.error = (f"the inverse's log-det {float(inv_logdet[j]):.10g} is not minus the "
-                     f"forward one, {float(-logdet[j]):.10g} (relative error "
-                     f"{out.inverse_logdet_err:.1e}, tolerance {TOL:g})")
+        out.error = (
+            f"the inverse's log-det {float(inv_logdet[j]):.10g} is not minus the "
+            f"forward one, {float(-logdet[j]):.10g} (relative error "
+            f"{out.inverse_logdet_err:.1e}, tolerance {TOL:g})"
+        )
 
 
-def check_prior(spec: FlowSpec, *, full: bool = False, seed: int = 0,
-                device: str | torch.device = "cpu") -> Check:
+def check_prior(
+    spec: FlowSpec, *, full: bool = False, seed: int = 0, device: str | torch.device = "cpu"
+) -> Check:
     """The top prior: its bijection as a layer's (at ``C x 2 x 2``, or the latent's real size
     with ``full``; a conditional prior with a random condition of its width) on ``device``,
     then its density (:func:`.verify_prior.check_density`, on the CPU)."""
@@ -359,16 +396,18 @@ def check_prior(spec: FlowSpec, *, full: bool = False, seed: int = 0,
     shape = (c, h, w) if full else (c, min(2, h), min(2, w))
     args = prior_args(p)
     width = spec.cond_width(p.on) if p.on else None
-    out = Check(path="prior", kind=f"prior.{p.kind}", shape=shape, args=args,
-                where=_where(p.span))
+    out = Check(path="prior", kind=f"prior.{p.kind}", shape=shape, args=args, where=_where(p.span))
     start = time.perf_counter()
     try:
         with seeded(seed):
             module = _check_layer(out, PRIORS[p.kind], shape, args, width, seed, device)
             with torch.no_grad():
                 density = check_density(module.cpu(), shape, seed)
-        out.log_z, out.sample_stat, out.density = (density.log_z, density.sample_stat,
-                                                   density.note)
+        out.log_z, out.sample_stat, out.density = (
+            density.log_z,
+            density.sample_stat,
+            density.note,
+        )
         out.error = out.error or density.error
     except Exception as e:  # noqa: BLE001 - a prior that raises fails its check
         out.error = out.error or f"raised {type(e).__name__}: {e}"
@@ -391,17 +430,30 @@ def plugin_defined(layer: Any) -> bool:
     if not builtin(kind):
         return True
     for name, f in kind.Args.model_fields.items():
-        registry = (f.json_schema_extra or {}).get("registry") \
-            if isinstance(f.json_schema_extra, dict) else None
-        if registry and layer.args.get(name) in REGISTRIES[registry] \
-                and not builtin(REGISTRIES[registry][layer.args[name]]):
+        registry = (
+            (f.json_schema_extra or {}).get("registry")
+            if isinstance(f.json_schema_extra, dict)
+            else None
+        )
+        if (
+            registry
+            and layer.args.get(name) in REGISTRIES[registry]
+            and not builtin(REGISTRIES[registry][layer.args[name]])
+        ):
             return True
     return False
 
 
-def verify(spec: FlowSpec, *, full: bool = False, seed: int = 0, model: bool = True,
-           only: Callable[[Any], bool] | None = None, prior: bool = True,
-           device: str | torch.device = "cpu") -> Report:
+def verify(
+    spec: FlowSpec,
+    *,
+    full: bool = False,
+    seed: int = 0,
+    model: bool = True,
+    only: Callable[[Any], bool] | None = None,
+    prior: bool = True,
+    device: str | torch.device = "cpu",
+) -> Report:
     """Check every distinct layer of ``spec`` (a checked FlowSpec), its prior, then the whole
     model, in float64 on ``device`` (the prior's density checks run on the CPU).
 
@@ -414,14 +466,26 @@ def verify(spec: FlowSpec, *, full: bool = False, seed: int = 0, model: bool = T
             continue
         on = layer.args.get("on")
         width = spec.cond_width(on, layer) if on else None
-        key = json.dumps([layer.kind, layer.args, layer.in_shape[0], width,
-                          None if not full else layer.in_shape], sort_keys=True, default=str)
+        key = json.dumps(
+            [
+                layer.kind,
+                layer.args,
+                layer.in_shape[0],
+                width,
+                None if not full else layer.in_shape,
+            ],
+            sort_keys=True,
+            default=str,
+        )
         if key in groups:
             groups[key].count += 1
             continue
         kind = KINDS[layer.kind]
-        shape = tuple(layer.in_shape) if full else reduced_shape(kind, tuple(layer.in_shape),
-                                                                  layer.args)
+        shape = (
+            tuple(layer.in_shape)
+            if full
+            else reduced_shape(kind, tuple(layer.in_shape), layer.args)
+        )
         groups[key] = Check(path=layer.path, kind=layer.kind, shape=shape)
         order.append((key, (layer, width, shape)))
     checks = []
@@ -429,13 +493,11 @@ def verify(spec: FlowSpec, *, full: bool = False, seed: int = 0, model: bool = T
         kind = KINDS[layer.kind]
         estimated = kind.estimates_logdet_for(layer.args)
         args = {**layer.args, **kind.exact_args} if estimated else layer.args
-        c = check_layer(layer.kind, shape, args, width, seed=seed, path=layer.path,
-                        device=device)
+        c = check_layer(layer.kind, shape, args, width, seed=seed, path=layer.path, device=device)
         c.count, c.where = groups[key].count, _where(layer.span)
         checks.append(c)
         if estimated:
-            e = check_estimator(layer.kind, shape, layer.args, width, seed=seed,
-                                path=layer.path)
+            e = check_estimator(layer.kind, shape, layer.args, width, seed=seed, path=layer.path)
             e.count, e.where = c.count, c.where
             checks.append(e)
     if prior:
@@ -458,8 +520,15 @@ ESTIMATOR_Z = 5.0
 ESTIMATOR_HIDDEN = _NARROW
 
 
-def check_estimator(kind_key: str, shape: tuple[int, int, int], args: dict[str, Any],
-                    cond_channels: int | None, *, seed: int = 0, path: str = "") -> Check:
+def check_estimator(
+    kind_key: str,
+    shape: tuple[int, int, int],
+    args: dict[str, Any],
+    cond_channels: int | None,
+    *,
+    seed: int = 0,
+    path: str = "",
+) -> Check:
     """A layer whose log-det is an estimate: built as :func:`check_layer` builds it (float64,
     perturbed) with its networks narrowed to ``ESTIMATOR_HIDDEN``, its exact mode (the kind's
     ``exact_args``) gives the expected log-det and the estimator's mean over
@@ -470,13 +539,20 @@ def check_estimator(kind_key: str, shape: tuple[int, int, int], args: dict[str, 
     narrow = json.loads(json.dumps(args))
     _narrowed(narrow)
     note = "" if narrow == args else f", hidden {ESTIMATOR_HIDDEN}"
-    out = Check(path=f"{path or kind_key} (estimator{note})", kind=kind_key, shape=shape,
-                args=narrow)
+    out = Check(
+        path=f"{path or kind_key} (estimator{note})", kind=kind_key, shape=shape, args=narrow
+    )
     start = time.perf_counter()
     try:
         with seeded(seed):
-            exact = _check_layer(Check(path="", kind=kind_key, shape=shape), kind, shape,
-                                 {**narrow, **kind.exact_args}, cond_channels, seed)
+            exact = _check_layer(
+                Check(path="", kind=kind_key, shape=shape),
+                kind,
+                shape,
+                {**narrow, **kind.exact_args},
+                cond_channels,
+                seed,
+            )
         with seeded(seed):
             mean, se, want = _estimator_draws(kind, shape, narrow, cond_channels, exact, seed)
         j = int(((mean - want).abs() / se.clamp_min(1e-300)).argmax())
@@ -484,19 +560,26 @@ def check_estimator(kind_key: str, shape: tuple[int, int, int], args: dict[str, 
         out.logdet_err = _rel(mean, want)
         z = abs(out.measured - out.expected) / max(float(se[j]), 1e-300)
         if z > ESTIMATOR_Z and out.logdet_err > TOL:
-            out.error = (f"the log-det estimator's mean {out.measured:.6g} over "
-                         f"{ESTIMATOR_CALLS * ESTIMATOR_REPEATS} draws is {z:.1f} standard "
-                         f"errors ({float(se[j]):.2g}) from the exact {out.expected:.6g} "
-                         f"(tolerance {ESTIMATOR_Z:g}): the estimator is biased")
+            out.error = (
+                f"the log-det estimator's mean {out.measured:.6g} over "
+                f"{ESTIMATOR_CALLS * ESTIMATOR_REPEATS} draws is {z:.1f} standard "
+                f"errors ({float(se[j]):.2g}) from the exact {out.expected:.6g} "
+                f"(tolerance {ESTIMATOR_Z:g}): the estimator is biased"
+            )
     except Exception as e:  # noqa: BLE001 - a layer that raises fails its check
         out.error = f"raised {type(e).__name__}: {e}"
     out.seconds = time.perf_counter() - start
     return out
 
 
-def _estimator_draws(kind: Any, shape: tuple[int, int, int], args: dict[str, Any],
-                     cond_channels: int | None, exact: Any, seed: int
-                     ) -> tuple[Tensor, Tensor, Tensor]:
+def _estimator_draws(
+    kind: Any,
+    shape: tuple[int, int, int],
+    args: dict[str, Any],
+    cond_channels: int | None,
+    exact: Any,
+    seed: int,
+) -> tuple[Tensor, Tensor, Tensor]:
     """``(mean, standard error, exact)`` per test point: the estimating module loads the
     exact one's (perturbed) state; each call runs all ``ESTIMATOR_REPEATS`` copies of the
     ``_BATCH`` points as one batch."""
@@ -507,9 +590,10 @@ def _estimator_draws(kind: Any, shape: tuple[int, int, int], args: dict[str, Any
     with torch.no_grad():
         want = exact(x)[-1]
         reps = x.repeat(ESTIMATOR_REPEATS, *([1] * (x.dim() - 1)))
-        draws = torch.stack([module.estimate_logdet(reps).view(-1, _BATCH).mean(0)
-                             for _ in range(ESTIMATOR_CALLS)])  # (calls, B)
-    return draws.mean(0), draws.std(0) / ESTIMATOR_CALLS ** 0.5, want
+        draws = torch.stack(
+            [module.estimate_logdet(reps).view(-1, _BATCH).mean(0) for _ in range(ESTIMATOR_CALLS)]
+        )  # (calls, B)
+    return draws.mean(0), draws.std(0) / ESTIMATOR_CALLS**0.5, want
 
 
 def verify_plugins(spec: FlowSpec, *, seed: int = 0) -> Report:
@@ -517,5 +601,10 @@ def verify_plugins(spec: FlowSpec, *, seed: int = 0) -> Report:
     a plugin defines, and the prior when a plugin defines it, at reduced size (built-in
     vocabulary is tested by the suite), no whole model. An empty report (no checks) when
     the flow uses only built-in vocabulary."""
-    return verify(spec, seed=seed, model=False, only=plugin_defined,
-                  prior=not builtin(PRIORS[spec.prior.kind]))
+    return verify(
+        spec,
+        seed=seed,
+        model=False,
+        only=plugin_defined,
+        prior=not builtin(PRIORS[spec.prior.kind]),
+    )

@@ -71,8 +71,10 @@ def check_density(module: torch.nn.Module, shape: tuple[int, ...], seed: int) ->
         outs = [logp(part.reshape(-1, *shape)) for part in flat.split(max(1, _CHUNK // d))]
         out = torch.cat([o.reshape(-1) for o in outs])
         if out.shape[0] != flat.shape[0]:
-            raise ValueError(f"log_density of a ({flat.shape[0]}, {', '.join(map(str, shape))})"
-                             f" batch has shape {tuple(outs[0].shape)}, expected ({len(flat)},)")
+            raise ValueError(
+                f"log_density of a ({flat.shape[0]}, {', '.join(map(str, shape))})"
+                f" batch has shape {tuple(outs[0].shape)}, expected ({len(flat)},)"
+            )
         return out
 
     draws = _draw(module, (SAMPLE_DRAWS, *shape), gen).reshape(SAMPLE_DRAWS, d)
@@ -128,13 +130,21 @@ def _marginals(f: Callable[[Tensor], Tensor], d: int) -> tuple[float, Tensor, fl
     log_dxdt = math.log(math.pi / 2) + _logcosh(math.pi / 2 * s) + _logcosh(t)
     f0 = float(f(torch.zeros(1, d, dtype=torch.float64))[0])
     block = max(1, _CHUNK // (NODES * d))
-    g = torch.cat([f(_axes(x, range(i, min(i + block, d)), d)).reshape(-1, NODES)
-                   for i in range(0, d, block)]) - f0
+    g = (
+        torch.cat(
+            [
+                f(_axes(x, range(i, min(i + block, d)), d)).reshape(-1, NODES)
+                for i in range(0, d, block)
+            ]
+        )
+        - f0
+    )
     bad = torch.nonzero(torch.isnan(g) | (g == math.inf))
     if len(bad):
         i, k = int(bad[0, 0]), int(bad[0, 1])
-        raise ValueError(f"log_density is not finite at entry {i} = {float(x[k]):.3g} (the "
-                         "other entries 0)")
+        raise ValueError(
+            f"log_density is not finite at entry {i} = {float(x[k]):.3g} (the other entries 0)"
+        )
     w = torch.full((NODES,), h, dtype=torch.float64)
     w[[0, -1]] = h / 2
     return f0, g + log_dxdt + torch.log(w), h
@@ -163,50 +173,65 @@ def _factorised(f: Callable[[Tensor], Tensor], d: int, draws: Tensor) -> Density
     ks = torch.maximum(i / n - u, u - (i - 1) / n).max(dim=0).values
     worst = int(ks.argmax())
     out.sample_stat = float(ks[worst])
-    out.note = (f"log Z = {log_z:.1e} by quadrature of each entry's marginal ({NODES} nodes; "
-                f"tolerance {NORM_TOL:g}); sample_noise: largest KS distance {out.sample_stat:.3f}"
-                f" over {n} draws (tolerance {KS_TOL:.3f})")
+    out.note = (
+        f"log Z = {log_z:.1e} by quadrature of each entry's marginal ({NODES} nodes; "
+        f"tolerance {NORM_TOL:g}); sample_noise: largest KS distance {out.sample_stat:.3f}"
+        f" over {n} draws (tolerance {KS_TOL:.3f})"
+    )
     if not abs(log_z) <= NORM_TOL:
-        out.error = (f"log_density is not normalised: log of its integral {log_z:.6g}, "
-                     f"expected 0 (quadrature of each entry's marginal, tolerance "
-                     f"{NORM_TOL:g})")
+        out.error = (
+            f"log_density is not normalised: log of its integral {log_z:.6g}, "
+            f"expected 0 (quadrature of each entry's marginal, tolerance "
+            f"{NORM_TOL:g})"
+        )
     elif not out.sample_stat <= KS_TOL:
-        out.error = (f"sample_noise does not draw from log_density: entry {worst}'s "
-                     f"{n} draws are at KS distance {out.sample_stat:.3f} from its marginal "
-                     f"(tolerance {KS_TOL:.3f})")
+        out.error = (
+            f"sample_noise does not draw from log_density: entry {worst}'s "
+            f"{n} draws are at KS distance {out.sample_stat:.3f} from its marginal "
+            f"(tolerance {KS_TOL:.3f})"
+        )
     return out
 
 
-def _joint(f: Callable[[Tensor], Tensor], d: int, draws: Tensor,
-           gen: torch.Generator) -> Density:
+def _joint(f: Callable[[Tensor], Tensor], d: int, draws: Tensor, gen: torch.Generator) -> Density:
     u = torch.rand((IS_DRAWS, d), generator=gen, dtype=torch.float64)
     x = torch.tan(math.pi * (u - 0.5))
     log_q = -(math.log(math.pi) + torch.log1p(x * x)).sum(dim=1)
     lw = f(x) - log_q
     log_z = float(torch.logsumexp(lw, 0)) - math.log(IS_DRAWS)
     ratio = float(torch.logsumexp(2 * lw, 0)) - math.log(IS_DRAWS) - 2 * log_z
-    rse = math.sqrt(max(math.expm1(ratio), 0.0) / IS_DRAWS) if math.isfinite(ratio) \
-        else math.inf
+    rse = math.sqrt(max(math.expm1(ratio), 0.0) / IS_DRAWS) if math.isfinite(ratio) else math.inf
     xs = draws.clone().requires_grad_(True)
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(f(xs).sum(), xs)
     s = (draws * grad).sum(dim=1) + d
     z = float(s.mean() / (s.std() / math.sqrt(len(s)) + 1e-300))
-    out = Density(log_z=log_z, sample_stat=abs(z), note=(
-        f"log Z = {log_z:.1e} by importance sampling ({IS_DRAWS} Cauchy draws, relative "
-        f"standard error {rse:.1e}; tolerance |Z - 1| <= {IS_TOL:g}), log_density does not "
-        f"factorise; sample_noise: Stein's identity off by {abs(z):.1f} standard errors over "
-        f"{SAMPLE_DRAWS} draws (tolerance {STEIN_Z:g})"))
+    out = Density(
+        log_z=log_z,
+        sample_stat=abs(z),
+        note=(
+            f"log Z = {log_z:.1e} by importance sampling ({IS_DRAWS} Cauchy draws, relative "
+            f"standard error {rse:.1e}; tolerance |Z - 1| <= {IS_TOL:g}), log_density does not "
+            f"factorise; sample_noise: Stein's identity off by {abs(z):.1f} standard errors over "
+            f"{SAMPLE_DRAWS} draws (tolerance {STEIN_Z:g})"
+        ),
+    )
     if not rse <= IS_TOL / 4:
-        out.error = (f"log_density does not factorise over entries and importance sampling "
-                     f"cannot establish its normalisation for {d} entries: relative standard "
-                     f"error {rse:.2g} > {IS_TOL / 4:g} ({IS_DRAWS} Cauchy draws)")
+        out.error = (
+            f"log_density does not factorise over entries and importance sampling "
+            f"cannot establish its normalisation for {d} entries: relative standard "
+            f"error {rse:.2g} > {IS_TOL / 4:g} ({IS_DRAWS} Cauchy draws)"
+        )
     elif not abs(math.expm1(log_z)) <= IS_TOL:
-        out.error = (f"log_density is not normalised: its integral is {math.exp(log_z):.4g}, "
-                     f"expected 1 (importance sampling, {IS_DRAWS} draws, tolerance "
-                     f"{IS_TOL:g})")
+        out.error = (
+            f"log_density is not normalised: its integral is {math.exp(log_z):.4g}, "
+            f"expected 1 (importance sampling, {IS_DRAWS} draws, tolerance "
+            f"{IS_TOL:g})"
+        )
     elif not abs(z) <= STEIN_Z:
-        out.error = (f"sample_noise does not draw from log_density: Stein's identity "
-                     f"E[x . grad log p + D] = 0 fails by {abs(z):.1f} standard errors over "
-                     f"{SAMPLE_DRAWS} draws (tolerance {STEIN_Z:g})")
+        out.error = (
+            f"sample_noise does not draw from log_density: Stein's identity "
+            f"E[x . grad log p + D] = 0 fails by {abs(z):.1f} standard errors over "
+            f"{SAMPLE_DRAWS} draws (tolerance {STEIN_Z:g})"
+        )
     return out

@@ -72,16 +72,20 @@ def test_a_wrong_logdet_fails_and_says_by_how_much(monkeypatch) -> None:
 def test_a_wrong_inverse_fails(monkeypatch) -> None:
     module = KINDS["actnorm"].module_class()
     original = module.inverse
-    monkeypatch.setattr(module, "inverse",
-                        lambda self, y, cond=None: (original(self, y, cond)[0] + 1e-3,
-                                                    original(self, y, cond)[1]))
+    monkeypatch.setattr(
+        module,
+        "inverse",
+        lambda self, y, cond=None: (original(self, y, cond)[0] + 1e-3, original(self, y, cond)[1]),
+    )
     c = check_layer("actnorm", (3, 2, 2), {}, None, path="level1.actnorm")
     assert not c.ok
     assert c.error.startswith("the inverse does not reproduce the input: max|x' - x| = 1.0e-03")
     assert "(tolerance 1e-07)" in c.error
     headline = Report(flow="f", full=False, checks=[c]).failure_message()
-    assert headline.startswith("flowspec verify: layer `level1.actnorm` (actnorm) is not exact: "
-                               "the inverse does not reproduce the input")
+    assert headline.startswith(
+        "flowspec verify: layer `level1.actnorm` (actnorm) is not exact: "
+        "the inverse does not reproduce the input"
+    )
 
 
 def test_a_layer_that_raises_is_a_failed_check_not_a_traceback(monkeypatch) -> None:
@@ -98,12 +102,17 @@ def test_a_layer_that_raises_is_a_failed_check_not_a_traceback(monkeypatch) -> N
 def test_a_wrong_inverse_logdet_has_its_column_and_its_numbers(monkeypatch) -> None:
     module = KINDS["actnorm"].module_class()
     original = module.inverse
-    monkeypatch.setattr(module, "inverse", lambda self, y, cond=None: (
-        original(self, y, cond)[0], 0.5 * original(self, y, cond)[1]))
+    monkeypatch.setattr(
+        module,
+        "inverse",
+        lambda self, y, cond=None: (original(self, y, cond)[0], 0.5 * original(self, y, cond)[1]),
+    )
     c = check_layer("actnorm", (3, 2, 2), {}, None)
     assert not c.ok and c.inverse_logdet_err > 1e-3
-    assert c.error.startswith(f"the inverse's log-det {-0.5 * c.measured:.10g} is not minus the "
-                              f"forward one, {-c.measured:.10g}")
+    assert c.error.startswith(
+        f"the inverse's log-det {-0.5 * c.measured:.10g} is not minus the "
+        f"forward one, {-c.measured:.10g}"
+    )
     table = Report(flow="f", full=False, checks=[c]).table().splitlines()
     assert "inv. log-det err" in table[1]
     assert table[3].endswith("FAIL") and f"{c.inverse_logdet_err:.1e}" in table[3]
@@ -123,11 +132,11 @@ def test_seed_makes_the_logdets_reproducible_and_leaves_the_global_rng_alone(cli
     assert other.expected != runs[0].expected
     outs = []
     for _ in range(2):
-        rc, out, err = cli("verify", "specs/demo.flow", "--seed", "3", "--set", "K=1",
-                           "--format", "json")
+        rc, out, err = cli(
+            "verify", "specs/demo.flow", "--seed", "3", "--set", "K=1", "--format", "json"
+        )
         assert rc == 0, err
-        outs.append([(c["path"], c["expected"], c["measured"])
-                     for c in json.loads(out)["checks"]])
+        outs.append([(c["path"], c["expected"], c["measured"]) for c in json.loads(out)["checks"]])
     assert outs[0] == outs[1]
 
 
@@ -147,8 +156,9 @@ def test_verify_device_flag(cli):
     rc, _, err = cli("verify", ROOT / "specs" / "demo.flow", "--set", "K=1", "--device", "tpu")
     assert rc == 2 and "unknown device `tpu`" in err
     if not torch.cuda.is_available():
-        rc, _, err = cli("verify", ROOT / "specs" / "demo.flow", "--set", "K=1",
-                         "--device", "cuda")
+        rc, _, err = cli(
+            "verify", ROOT / "specs" / "demo.flow", "--set", "K=1", "--device", "cuda"
+        )
         assert rc == 2 and "CUDA is not available" in err
 
 
@@ -163,7 +173,8 @@ def test_the_estimator_check_narrows_the_layer_and_catches_a_bias(monkeypatch) -
     assert ok.path == f"r (estimator, hidden {ESTIMATOR_HIDDEN})"
     assert ok.args["hidden"] == ESTIMATOR_HIDDEN
     real = ResidualBlock.estimate_logdet
-    monkeypatch.setattr(ResidualBlock, "estimate_logdet",
-                        lambda self, x, fixed=None: real(self, x, fixed) + 0.05)
+    monkeypatch.setattr(
+        ResidualBlock, "estimate_logdet", lambda self, x, fixed=None: real(self, x, fixed) + 0.05
+    )
     biased = check_estimator("residual", (2, 2, 2), {"hidden": 512}, None, path="r")
     assert not biased.ok and "the estimator is biased" in biased.error

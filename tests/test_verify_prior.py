@@ -16,7 +16,7 @@ from flowspec.verify_prior import KS_TOL, NORM_TOL, check_density
 
 # A Student-t prior (nu degrees of freedom per entry) with a learned shift and scale, in one
 # file: the declaration and the module. The placeholders make it wrong on purpose.
-STUDENT_T = '''
+STUDENT_T = """
 import math
 
 import torch
@@ -64,7 +64,7 @@ class StudentT(flowspec.PriorKind):
     Args = StudentTArgs
     doc = "independent Student-t entries with a learned shift and scale"
     module = StudentTPrior
-'''
+"""
 
 CORRECT = {"factor": "1.0", "const": "const", "sample": "n / torch.sqrt(chi2 / self.nu)"}
 
@@ -85,14 +85,22 @@ def plugin(tmp_path, monkeypatch, name: str, **wrong: str):
 
 
 def small(prior: str, condition: str = "") -> flowspec.FlowSpec:
-    return flowspec.loads(f"flow f {{\n  input 1 x 4 x 4\n  {condition}\n  prior {prior}\n"
-                          "  squeeze\n  coupling affine hidden=4\n}\n")
+    return flowspec.loads(
+        f"flow f {{\n  input 1 x 4 x 4\n  {condition}\n  prior {prior}\n"
+        "  squeeze\n  coupling affine hidden=4\n}\n"
+    )
 
 
-@pytest.mark.parametrize("prior,condition", [
-    ("gaussian", ""), ("gaussian learned", ""), ("logistic learned", ""),
-    ("gaussian learned on=y", "condition y: class 3 encoder=embedding(features=4)"),
-    ("convlstm hidden=4 layers=1", "")])
+@pytest.mark.parametrize(
+    "prior,condition",
+    [
+        ("gaussian", ""),
+        ("gaussian learned", ""),
+        ("logistic learned", ""),
+        ("gaussian learned on=y", "condition y: class 3 encoder=embedding(features=4)"),
+        ("convlstm hidden=4 layers=1", ""),
+    ],
+)
 def test_builtin_priors_pass(prior: str, condition: str) -> None:
     spec = small(prior, condition)
     c = check_prior(spec)
@@ -109,8 +117,7 @@ def test_the_prior_row_is_in_the_table_with_its_density_checks() -> None:
     assert report.ok, report.failure_message()
     row = next(line for line in report.table().splitlines() if line.strip().startswith("prior"))
     assert "prior logistic" in row and row.endswith("ok")
-    note = next(line for line in report.table().splitlines()
-                if line.startswith("prior logistic:"))
+    note = next(line for line in report.table().splitlines() if line.startswith("prior logistic:"))
     assert "577 nodes" in note and "16384 draws" in note and "tolerance" in note
 
 
@@ -124,13 +131,17 @@ def test_a_correct_student_t_plugin_passes(tmp_path, monkeypatch, clean_registri
     assert [c.path for c in report.checks] == ["prior"] and report.ok
 
 
-@pytest.mark.parametrize("name,wrong,fragment", [
-    ("t_unnormalised", {"const": "0.0"}, "log_density is not normalised"),
-    ("t_logdet", {"factor": "2.0"}, "measured log-det"),
-    ("t_sampling", {"sample": "n"}, "sample_noise does not draw from log_density"),
-])
-def test_a_wrong_student_t_fails_naming_the_prior(name, wrong, fragment, tmp_path, monkeypatch,
-                                                   clean_registries, cli):
+@pytest.mark.parametrize(
+    "name,wrong,fragment",
+    [
+        ("t_unnormalised", {"const": "0.0"}, "log_density is not normalised"),
+        ("t_logdet", {"factor": "2.0"}, "measured log-det"),
+        ("t_sampling", {"sample": "n"}, "sample_noise does not draw from log_density"),
+    ],
+)
+def test_a_wrong_student_t_fails_naming_the_prior(
+    name, wrong, fragment, tmp_path, monkeypatch, clean_registries, cli
+):
     path = plugin(tmp_path, monkeypatch, name, **wrong)
     rc, out, err = cli("verify", path, "--plugin", name)
     assert rc == 1, out + err
