@@ -131,7 +131,7 @@ class RecipeSpec(BaseModel):
     """Every setting of a run besides the spec itself: its type, default, range, where the
     train block sets it and whether a flag does. Plain data (JSON-able)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     task: str = _field("generation", "what the model is trained for", line="task")
     scale: int | None = _field(
