@@ -1,30 +1,5 @@
-"""mAR-SCF's channel-autoregressive ConvLSTM prior (``prior convlstm``, ``split prior=convlstm``).
-
-mARFlow (Bhattacharyya et al., "Normalizing Flows with Multi-Scale Autoregressive Priors",
-CVPR 2020; official code visinf/mar-scf ``mar_prior/corr_prior.py``) models every latent
-that a level factors out, and the final one, channel by channel: channel ``t`` of a latent
-``z`` (C x H x W) is Gaussian with a mean and log-scale map computed by a convolutional LSTM
-that has read channels ``0 .. t-1``, and, for a split latent, features of the half that the
-flow keeps at that split (the "previous levels" it is conditioned on):
-
-    ``z_t ~ N(mu_t, diag(e^{2 l_t}))``,  ``(mu_t, l_t) = out(LSTM(embed([z_{t-1}, ctx])))``
-
-with ``z_{-1} = 0``, ``ctx = conv5x5(ReLU(conv5x5(kept)))`` (4 channels; absent for the
-final latent), ``embed`` a k x k convolution to the LSTM's width, ``layers`` stacked
-ConvLSTM cells (k x k convolutions of dilation ``dilation``, same padding) and ``out`` a
-3x3 convolution to ``(mu_t, l_t)``.
-
-In flowspec latents are standardised: this module maps ``z`` to
-``eps_t = (z_t - mu_t) e^{-l_t}``. Since ``mu_t, l_t`` depend only on ``z_{<t}`` (and the
-kept half), the Jacobian ``d eps / d z`` is triangular with diagonal ``e^{-l_t}``, so
-``logdet = -sum l`` exactly, and ``log N(eps; 0, I) + logdet`` is exactly mARFlow's
-``log p(z)``. The inverse (sampling) is sequential over channels:
-``z_t = eps_t e^{l_t} + mu_t`` with ``mu_t, l_t`` from the channels already decoded.
-
-Differences from the official code: ``out`` starts at zero (the prior starts as N(0, I)),
-and the context network's width is the LSTM's (``hidden``; the official code fixes both at
-32). Dropout on the prior's inputs is off, as in the official model (``dp_rate=0``).
-"""
+"""mAR-SCF's ConvLSTM prior, the torch module: what it computes and why is the declaration's docstring,
+:mod:`flowspec.layers.convlstm_prior`."""
 
 from __future__ import annotations
 

@@ -1,31 +1,5 @@
-"""Flow++'s coupling network (``net=flowpp(blocks=10, heads=4, dropout=0.0)``).
-
-The network of Flow++ (Ho et al. 2019, section 3.3) as mARFlow's official code builds it
-(visinf/mar-scf ``flow_modules/mixlogcdf_nn.py``, ``NN``): a weight-normalised 3x3 input
-convolution, ``blocks`` gated residual blocks and a weight-normalised 3x3 output
-convolution. A block is
-
-    ``x = LN(x + GatedConv(x))``,  ``x = LN(x + GatedAttn(x))``
-
-where ``GatedConv`` is concat-ELU, a 3x3 convolution (2h -> h), concat-ELU, dropout and a
-1x1 convolution (2h -> 2h) followed by a gated linear unit ``a * sigmoid(b)``
-(PixelCNN++); ``GatedAttn`` is Transformer multi-head self-attention over all ``H W``
-positions of one sample, with sinusoidal position encodings added to its input, a
-bias-free projection to keys, values and queries, and the same gated linear unit on a
-1x1 projection (2h outputs). ``LN`` is layer normalisation over channels at every pixel.
-Every convolution and projection is weight-normalised (``w = g v / ||v||``, one gain ``g``
-per output channel).
-
-Differences from the official code, none of which changes a parameter count: the output
-convolution starts at zero (its gains ``g`` are zero) so the coupling starts at its neutral
-point, where the official one starts random; when ``heads`` does not divide ``hidden`` the
-heads get widths differing by at most one (the official code requires divisibility); the
-per-channel ``tanh`` rescale of the official ``NN`` belongs to the coupling here
-(``coupling mixture scale=tanh``). Conditioning reaches the network as extra input
-channels (concatenated by the coupling), not through the official ``aux`` convolution.
-Everything works per sample (layer norm, not batch norm), so the coupling's Jacobian is
-per sample.
-"""
+"""Flow++'s coupling network, the torch module: what it computes and why is the declaration's docstring,
+:mod:`flowspec.layers.flowpp_net`."""
 
 from __future__ import annotations
 

@@ -1,28 +1,5 @@
-"""SRFlow's encoder: RRDB features tapped from several blocks, and features per level.
-
-SRFlow (Lugmayr et al. 2020; andreas128/SRFlow, ``RRDBNet_arch.py`` and
-``SRFlowNet_arch.rrdbPreprocessing``) conditions every level of its flow on RRDB features
-of the low-resolution image:
-
-* the RRDB trunk's output ``lr = b + trunk(b)``, with ``b`` the output of the last block
-  (SRFlow's long skip starts after the blocks, not at the stem as in ESRGAN);
-* at a level ``2^k`` times the low resolution, ``lr`` taken through ``k`` learned
-  upsampling steps (nearest 2x, a 3x3 convolution, LeakyReLU 0.2); at half the low
-  resolution, ``lr`` bilinearly downsampled;
-* concatenated with the outputs of ``taps`` evenly spaced RRDB blocks (SRFlow's CelebA 8x
-  configuration: blocks 2, 4, 6, 8 of 8), resampled (nearest) to the level.
-
-So every conditional layer sees ``features * (taps + 1)`` channels (320 for SRFlow's 64
-features and 4 taps).
-
-With ``head=true`` the encoder is also the SR network SRFlow pretrains before the flow (an
-8x RRDB with an L1 loss; ``confs/RRDB_CelebA_8X.yml``): ``lr`` through one learned 2x
-upsampling step per doubling up to ``scale`` (the first ``ups`` of them are the flow's own,
-the rest belong to the head), a 3x3 ``HRconv`` and a 3x3 ``conv_last`` to the image's
-channels, with LeakyReLU 0.2 before and after ``HRconv``, as ESRGAN's and SRFlow's
-``RRDBNet`` compute their SR output. ``sr(c)`` returns that image; ``pretrain encoder`` in
-``train { }`` trains it (:mod:`runtime.pretrain`). The flow itself never reads the head.
-"""
+"""SRFlow's RRDB encoder, the torch module: what it computes and why is the declaration's docstring,
+:mod:`flowspec.layers.srflow_encoder`."""
 
 from __future__ import annotations
 
