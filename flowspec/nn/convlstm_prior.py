@@ -1,5 +1,5 @@
-"""mAR-SCF's ConvLSTM prior, the torch module: what it computes and why is the declaration's docstring,
-:mod:`flowspec.layers.convlstm_prior`."""
+"""mAR-SCF's ConvLSTM prior, the torch module: what it computes and why is in
+the declaration's docstring, :mod:`flowspec.layers.convlstm_prior`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Flow++'s coupling network, the torch module: what it computes and why is the declaration's docstring,
-:mod:`flowspec.layers.flowpp_net`."""
+"""Flow++'s coupling network, the torch module: what it computes and why is in
+the declaration's docstring, :mod:`flowspec.layers.flowpp_net`."""
 
 from __future__ import annotations
 

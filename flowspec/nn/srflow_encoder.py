@@ -1,5 +1,5 @@
-"""SRFlow's RRDB encoder, the torch module: what it computes and why is the declaration's docstring,
-:mod:`flowspec.layers.srflow_encoder`."""
+"""SRFlow's RRDB encoder, the torch module: what it computes and why is in
+the declaration's docstring, :mod:`flowspec.layers.srflow_encoder`."""
 
 from __future__ import annotations
 
