@@ -10,7 +10,7 @@ kind is named by ``module`` (``"pkg.mod:Name"``, or a :class:`flowspec.FlowLayer
 and imported only when a model is built; built-in modules live in ``flowspec/nn/``, in the
 file of the same name as their declaration's.
 
-Public names (DESIGN §8.1): :class:`Args`, :class:`LayerKind`, :func:`kind`,
+Public names (README, "Writing a layer kind"): :class:`Args`, :class:`LayerKind`, :func:`kind`,
 :class:`NetKind`/:func:`net`, :class:`EncoderKind`/:func:`encoder`,
 :class:`PriorKind`/:func:`prior`.
 """

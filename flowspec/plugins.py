@@ -2,7 +2,7 @@
 
 A plugin is any importable module whose import registers declarations with
 :func:`flowspec.kind`, :func:`flowspec.net`, :func:`flowspec.encoder` or
-:func:`flowspec.prior`. Five routes load one (DESIGN §8.1):
+:func:`flowspec.prior`. Five routes load one (README, "Writing a layer kind"):
 
 * ``--plugin MODULE`` (or ``--plugin path/to/file.py``) on every command of the CLI
   (repeatable),

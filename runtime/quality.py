@@ -22,7 +22,7 @@ The feature network (``--features``):
   torch that scripts/setup.sh installs; the TorchScript file above works everywhere).
 * any other TorchScript module mapping float images in [0, 1], ``(B, 3, H, W)``, to
   ``(B, D)`` features: reported as ``fid[features=NAME]`` etc. (NAME: the file's stem), as
-  these numbers are not comparable with anyone else's (DESIGN §5). For IS the features
+  these numbers are not comparable with anyone else's. For IS the features
   are taken as class logits.
 
 Grey images are repeated to three channels. Real images are the first N of the data's

@@ -13,25 +13,14 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from numerics import SMALL  # the shipped flows' reduced sizes, as the suite builds them
+
 #: the device under test: cuda, or cpu when gpu_check.py --rehearse stands it in
 DEV = os.environ.get("GPU_CHECK_DEVICE", "cuda")
 TOL = 1e-4  # relative, float32 with TF32 off: CUDA and CPU kernels reassociate sums
 DEMO_TOL = 0.05  # bits/dim after a short fp32 run on each device
 BF16_TOL = 0.15  # the same for bf16 autocast on the device against fp32 on the CPU
-#: Reduced sizes of the shipped specs (tests/test_spec_models.py's, without importing pytest).
-SMALL = {
-    "K": 1,
-    "L": 2,
-    "hidden": 6,
-    "components": 3,
-    "size": 8,
-    "scale": 4,
-    "height": 16,
-    "width": 16,
-    "features": 6,
-    "blocks": 1,
-    "heads": 2,
-}
 
 
 def _tf32_off() -> None:

@@ -11,6 +11,44 @@ from torch import Tensor
 
 from flowspec.numerics import jacobian_logdet, perturb_, random_cond  # noqa: F401  (re-exported)
 
+#: The shipped specs' parameters at reduced size: the same architecture, small enough for a
+#: brute-force Jacobian (a flow takes those it declares; residual blocks in exact mode).
+#: tests/test_spec_models.py and scripts/gpu_steps.py build every shipped flow with them.
+SMALL = {
+    "K": 1,
+    "L": 2,
+    "hidden": 6,
+    "components": 3,
+    "size": 8,
+    "scale": 4,
+    "height": 16,
+    "width": 16,
+    "features": 6,
+    "blocks": 1,
+    "heads": 2,
+    "logdet": "exact",
+}
+
+
+def assert_exact_with_labels(model, x: Tensor, y: Tensor, gen: torch.Generator):
+    """A flow conditioned on a label map ``y`` (condition ``y``), in float64: after its
+    data-dependent init and a perturbation of every parameter, its log-det equals slogdet of
+    the autograd Jacobian and its inverse recovers ``x``. Returns ``(zs, logdet)``."""
+    model.train()
+    with torch.no_grad():
+        model(x, {"y": y})
+    perturb_(model, 0.05, gen)
+    model.eval()
+    zs, logdet = model(x, {"y": y})
+
+    def fn(xb: Tensor, yb: Tensor) -> Tensor:
+        return torch.cat([z.flatten(1) for z in model(xb, {"y": yb})[0]], 1)
+
+    ref, _ = jacobian_logdet(fn, x, y)
+    assert torch.allclose(logdet, ref, rtol=1e-9, atol=1e-9)
+    assert (model.inverse(zs, {"y": y}) - x).abs().max() < 1e-9
+    return zs, logdet
+
 
 @contextmanager
 def single_thread() -> Iterator[None]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from numerics import jacobian_logdet, perturb_
+from numerics import assert_exact_with_labels, perturb_
 from official_counts import fullglow_official
 
 import flowspec
@@ -149,19 +149,7 @@ def test_coupled_model_is_exact(classes: int, lu: str) -> None:
     g = torch.Generator().manual_seed(1)
     x = torch.rand((3, 2, 8, 8), generator=g, dtype=torch.float64) - 0.5
     y = torch.randint(0, classes, (3, 8, 8), generator=g)
-    model.train()
-    with torch.no_grad():
-        model(x, {"y": y})
-    perturb_(model, 0.05, g)
-    model.eval()
-    zs, logdet = model(x, {"y": y})
-
-    def fn(xb, yb):
-        return torch.cat([z.flatten(1) for z in model(xb, {"y": yb})[0]], 1)
-
-    ref, _ = jacobian_logdet(fn, x, y)
-    assert torch.allclose(logdet, ref, rtol=1e-9, atol=1e-9)
-    assert (model.inverse(zs, {"y": y}) - x).abs().max() < 1e-9
+    zs, logdet = assert_exact_with_labels(model, x, y, g)
     label_in = condflow.label_input(spec.condition("y"), y).double()
     label_logp = model.encoders["y"].log_prob(label_in)
     assert torch.allclose(

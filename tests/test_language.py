@@ -1,4 +1,4 @@
-"""The .flow language of DESIGN §2, one construct at a time, asserted on the resolved IR.
+"""The .flow language of docs/language.md, one construct at a time, asserted on the resolved IR.
 
 Every spec resolved here also goes through a JSON round trip of the IR
 (``model_dump_json`` -> ``FlowSpec.model_validate_json``), since everything after

@@ -1,6 +1,6 @@
-"""Users' vocabulary: a plugin written to DESIGN §8.1, loaded through each of its five
-routes, checked, compiled, trained, rendered and verified; and every way a plugin can be
-wrong is a clear error naming it, never a traceback."""
+"""Users' vocabulary: a plugin written as README's "Writing a layer kind" says, loaded
+through each of its five routes, checked, compiled, trained, rendered and verified; and
+every way a plugin can be wrong is a clear error naming it, never a traceback."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from flowspec.kinds import KINDS, NETS, REGISTRIES, PluginError, count_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The plugin of DESIGN §8.1, as a user would write it: the declaration in one module, the
-# torch module in another (so that `check` stays torch-free).
+# The plugin of README's "Writing a layer kind", as a user would write it: the declaration
+# in one module, the torch module in another (so that `check` stays torch-free).
 DECLARATION = """
 import flowspec
 from pydantic import Field

@@ -13,26 +13,10 @@ import math
 
 import pytest
 import torch
-from numerics import jacobian_logdet, max_abs_diff, perturb_, random_cond
+from numerics import SMALL, jacobian_logdet, max_abs_diff, perturb_, random_cond
 
 import flowspec
 from flowspec.api import analyze
-
-# Reduced sizes: the same architecture, small enough for a brute-force Jacobian.
-SMALL = {
-    "K": 1,
-    "L": 2,
-    "hidden": 6,
-    "components": 3,
-    "size": 8,
-    "scale": 4,
-    "height": 16,
-    "width": 16,
-    "features": 6,
-    "blocks": 1,
-    "heads": 2,
-    "logdet": "exact",
-}
 
 
 def _flows():

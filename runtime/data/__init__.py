@@ -1,7 +1,7 @@
 """Real image data: built-in sets that need no download, and loaders for standard formats.
 
 flowspec reports bits/dim, PSNR and sample grids; such numbers only mean something on real
-images, so there is no synthetic data here (DESIGN §5). Everything below is either
+images, so there is no synthetic data here (docs/language.md, "Data"). Everything below is either
 shipped inside an installed package (PyPI or Debian) or read from a path the user gives.
 Nothing is ever downloaded: the scikit-image files are read straight from its bundled data
 folder rather than through ``skimage.data`` fetchers, which would go to the network for a
