@@ -147,15 +147,12 @@ def cmd_kinds(a: argparse.Namespace) -> int:
 
 def cmd_verify(a: argparse.Namespace) -> int:
     from .api import load
+    from .build import resolve_device
     from .verify import verify
 
-    device = a.device  # a device this machine lacks was refused by main (check_device)
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    # a device this machine lacks was refused by main (check_device)
     spec = load(a.spec, a.flow, overrides(a.set))
-    report = verify(spec, full=a.full, seed=a.seed, device=device)
+    report = verify(spec, full=a.full, seed=a.seed, device=resolve_device(a.device))
     if a.format == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:
