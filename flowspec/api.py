@@ -16,19 +16,7 @@ from .resolve import resolve
 
 
 def _unused_blocks(env: ModuleEnv, diags: Collector) -> None:
-    called: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, ast.Call) and node.ns is None:
-            called.add(node.name)
-        if isinstance(node, list):
-            for x in node:
-                walk(x)
-        elif hasattr(node, "__dataclass_fields__"):
-            for name in node.__dataclass_fields__:
-                walk(getattr(node, name))
-
-    walk(env.module.items)
+    called = {n.name for n in ast.walk(env.module.items) if isinstance(n, ast.Call) and not n.ns}
     for name, block in env.blocks.items():
         if name not in called:
             diags.warning(
@@ -86,12 +74,14 @@ def analyze(
         return [], diags.items  # a library of blocks and lets: parsing and imports checked
     _unused_blocks(env, diags)
     names = [flow] if (flow is not None or not all_flows) else list(env.flows)
+    memo: dict = {}  # each flow resolved and checked once (a condition's flow is shared)
+    checked: dict[int, bool] = {}
     for name in names:
         before = len(diags.items)
-        spec = resolve(env, name, dict(overrides or {}), diags)
+        spec = resolve(env, name, dict(overrides or {}), diags, memo=memo)
         _note_overrides(diags.items[before:], overrides)
         if spec is not None and not diags.has_errors:
-            specs.append(check(spec, diags))
+            specs.append(spec if id(spec) in checked else check(spec, diags, checked))
     return specs, diags.items
 
 

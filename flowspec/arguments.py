@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from .errors import Abort, Collector, Span, did_you_mean
 from .evaluate import EncoderCall, Word, format_value, type_name
-from .kinds import REGISTRIES
+from .kinds import REGISTRIES, args_key
 from .values import plain
 
 __all__ = ["validate_args"]
@@ -98,12 +98,9 @@ def validate_args(
     """Check ``raw`` against a kind's pydantic Args; every problem becomes a diagnostic
     (with ``notes``: where the statement was instantiated)."""
     diags = _Noted(diags, notes) if notes else diags
-    # the type is part of the key: True == 1 and hash alike, but only one is a valid bool
-    key = (model, *((k, type(v), v) for k, v in raw.items()))
-    try:
-        known = _VALID_ARGS.get(key)
-    except TypeError:  # an unhashable value: validate it the slow way
-        key, known = None, None
+    key = args_key(raw)  # None: an unhashable value, validated the slow way
+    key = None if key is None else (model, key)
+    known = None if key is None else _VALID_ARGS.get(key)
     if known is not None:
         return dict(known)
     fields = _FIELDS.get(model)

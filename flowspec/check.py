@@ -37,10 +37,16 @@ def _report(diags: Collector, issue: Issue, layer: LayerIR) -> None:
     diags.error(issue.code, issue.message, span, notes=_notes(layer), help=issue.help)
 
 
-def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
-    """Fill in shapes and latents; report every violation into ``diags``."""
+def check(spec: FlowSpec, diags: Collector, checked: dict[int, bool] | None = None) -> FlowSpec:
+    """Fill in shapes and latents; report every violation into ``diags``.
+
+    ``checked``, shared by the calls of one analysis, records the flows checked so far (by
+    ``id``) and whether they were free of errors: a flow that conditions several others
+    (one IR object, see :func:`flowspec.resolve.resolve`) is checked once."""
+    checked = {} if checked is None else checked
+    before = _errors(diags)
     conds = {c.name: c for c in spec.conditions}
-    flows_ok = all(_check_condition_flow(c, diags) for c in spec.conditions if c.flow)
+    flows_ok = all(_check_condition_flow(c, diags, checked) for c in spec.conditions if c.flow)
     _check_encoders(spec, diags)
     check_recipe(spec, diags)
     used: set[str] = set()
@@ -81,6 +87,7 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
                 help=did_you_mean(spec.prior.on, conds),
             )
     if broken:
+        checked[id(spec)] = False
         return spec
     latents.append(LatentIR(name=f"z{len(latents) + 1}", shape=shape, source="prior"))
     spec.latents = latents
@@ -91,7 +98,12 @@ def check(spec: FlowSpec, diags: Collector) -> FlowSpec:
     _deep_stacks(spec, diags)
     if not diags.has_errors:  # about a model that could be built, not a broken spec
         _untouched_entries(spec, diags)
+    checked[id(spec)] = _errors(diags) == before
     return spec
+
+
+def _errors(diags: Collector) -> int:
+    return sum(d.severity == "error" for d in diags.items)
 
 
 def _check_encoders(spec: FlowSpec, diags: Collector) -> None:
@@ -171,13 +183,13 @@ def _unused_conditions(conds: dict[str, ConditionIR], used: set[str], diags: Col
             )
 
 
-def _check_condition_flow(c: ConditionIR, diags: Collector) -> bool:
+def _check_condition_flow(c: ConditionIR, diags: Collector, checked: dict[int, bool]) -> bool:
     """Check the flow of a condition written ``encoder=flow(NAME)``: it must be valid,
     unconditional, and take the condition as it is fed (an image as is; a label map one-hot,
     ``N`` channels, or drawn in colour, 3 channels)."""
-    before = len([d for d in diags.items if d.severity == "error"])
-    check(c.flow, diags)
-    if len([d for d in diags.items if d.severity == "error"]) > before:
+    if id(c.flow) not in checked:
+        check(c.flow, diags, checked)
+    if not checked[id(c.flow)]:
         return False
     name = c.flow.name
     if c.flow.conditions:
@@ -384,12 +396,15 @@ def _untouched_entries(spec: FlowSpec, diags: Collector) -> None:
         weight = ((h * w + 1) // 2, h * w // 2)  # pixels of even and of odd parity
         alone: Alone = [[True, weight[1] > 0] for _ in range(c)]
         first: LayerIR | None = None
-        for layer in run:
-            before = _count(alone, weight)
-            alone = _alone_after(layer, alone)
-            if first is None and _count(alone, weight) < before:
-                first = layer
         left = _count(alone, weight)
+        for layer in run:
+            alone = _alone_after(layer, alone)
+            now = _count(alone, weight)
+            if first is None and now < left:
+                first = layer
+            left = now
+            if left == 0:  # every entry is touched, and stays so
+                break
         if first is None or left == 0:
             continue
         total = c * h * w

@@ -25,9 +25,12 @@ from .errors import EXIT_INTERNAL, FlowError, FlowSpecError, exit_code
 COMMAND_MODULES = ("flowspec.cli_front", "flowspec.cli_torch")
 
 
-def _registrars() -> list[Any]:
-    """The ``register`` functions: the compiler's, then the entry points' (one per value)."""
+def _registrars(installed: bool = True) -> list[Any]:
+    """The ``register`` functions: the compiler's, then (with ``installed``) the entry
+    points' (one per value)."""
     found = [importlib.import_module(name).register for name in COMMAND_MODULES]
+    if not installed:
+        return found
     seen: set[str] = set()
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         if ep.value in seen:
@@ -40,15 +43,21 @@ def _registrars() -> list[Any]:
     return found
 
 
-def _commands() -> dict[str, Any]:
+def _commands(installed: bool = True) -> dict[str, Any]:
     commands: dict[str, Any] = {}
-    for register in _registrars():
+    for register in _registrars(installed):
         register(commands)
     return commands
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; given the command line ``argv`` whose command is one of
+    the compiler's own (``check``, ``fmt``, ...), of those only: the installed commands'
+    entry points are neither looked up nor imported, which keeps ``flowspec check`` quick."""
     from . import __version__
+
+    own = _commands(installed=False)
+    installed = not (argv and argv[0] in own)
 
     p = argparse.ArgumentParser(
         prog="flowspec",
@@ -56,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"flowspec {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    for register, _ in _commands().values():
+    for register, _ in (_commands() if installed else own).values():
         register(sub)
     for command in sub.choices.values():
         plugin_arg(command)
@@ -105,7 +114,8 @@ def _report(e: BaseException, a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     a = parser.parse_args(argv)
     try:
         return _run(a)

@@ -9,13 +9,21 @@ import sys
 from typing import Any
 
 from .commands import overrides, spec_args
+from .evaluate import display_value
+from .kinds import args_key, nondefault_args
 
 
-def _fmt_args(args: dict[str, Any], kind: str) -> str:
-    from .evaluate import display_value
-    from .kinds import nondefault_args
-
-    return " ".join(f"{k}={display_value(v)}" for k, v in nondefault_args(kind, args).items())
+def _fmt_args(args: dict[str, Any], kind: str, seen: dict | None = None) -> str:
+    """The arguments column; ``seen`` remembers rows already formatted (a flow repeats the
+    same layer with the same arguments many times)."""
+    key = args_key(args)
+    key = None if key is None or seen is None else (kind, key)
+    if key is not None and key in seen:
+        return seen[key]
+    out = " ".join(f"{k}={display_value(v)}" for k, v in nondefault_args(kind, args).items())
+    if key is not None:
+        seen[key] = out
+    return out
 
 
 def _shape(s) -> str:
@@ -27,13 +35,14 @@ def _table(spec) -> str:
 
     estimated = set(estimated_layers(spec))
     rows = [("path", "kind", "arguments", "shape")]
+    seen: dict = {}
     for layer in spec.layers:
         mark = " ~" if layer.path in estimated else ""  # footnoted below the table
         rows.append(
             (
                 layer.path,
                 layer.kind.replace(".", " ") + mark,
-                _fmt_args(layer.args, layer.kind),
+                _fmt_args(layer.args, layer.kind, seen),
                 f"{_shape(layer.in_shape)} -> {_shape(layer.out_shape)}",
             )
         )

@@ -132,15 +132,29 @@ class FlowSpec(_Model):
         """Where each layer stands: ``(level, step, k)``, the k-th layer written in that step
         (or level, or outside both). Layers added by insert rules have none. A layer
         conditioned on a flow receives the output of that flow's layer at its position."""
+        return self._index()[2]
+
+    def _index(self) -> tuple[int, int, dict[str, Position], dict[Position, LayerIR]]:
+        # computed once per layer list (check and count_params ask for every layer), kept
+        # outside the fields as a cached_property would be: pydantic's ==, dumps and
+        # validation ignore it, and a copy (whose list is another) computes its own
+        key = (id(self.layers), len(self.layers))
+        places = self.__dict__.get("_places")
+        if places is not None and places[:2] == key:
+            return places
         out: dict[str, Position] = {}
+        at: dict[Position, LayerIR] = {}
         seen: dict[tuple[int | None, int | None], int] = {}
         for layer in self.layers:
             if layer.inserted:
                 continue
             group = (layer.level, layer.step)
-            out[layer.path] = (layer.level, layer.step, seen.get(group, 0))
+            position = (layer.level, layer.step, seen.get(group, 0))
+            out[layer.path] = position
+            at.setdefault(position, layer)
             seen[group] = seen.get(group, 0) + 1
-        return out
+        self.__dict__["_places"] = places = (*key, out, at)
+        return places
 
     def tap_shape(self, position: Position | None) -> ShapeT | None:
         """C×H×W of the output of the layer at ``position`` (``None``: the final latent, what
@@ -148,14 +162,13 @@ class FlowSpec(_Model):
         there."""
         if position is None:
             return tuple(self.latents[-1].shape) if self.latents else None
-        positions = self.positions()
-        for layer in self.layers:
-            if positions.get(layer.path) == position:
-                latent = next((z for z in self.latents if z.source == layer.path), None)
-                if latent is not None:  # a split hands on the latent it factors out
-                    return tuple(latent.shape)
-                return None if layer.out_shape is None else tuple(layer.out_shape)
-        return None
+        layer = self._index()[3].get(position)
+        if layer is None:
+            return None
+        latent = next((z for z in self.latents if z.source == layer.path), None)
+        if latent is not None:  # a split hands on the latent it factors out
+            return tuple(latent.shape)
+        return None if layer.out_shape is None else tuple(layer.out_shape)
 
     def cond_width(self, name: str, layer: LayerIR | None = None) -> int:
         """Channels of condition ``name``'s features at ``layer`` (``None``: the prior): the

@@ -497,6 +497,18 @@ def split_latent(shape: Shape) -> Shape:
     return (shape[0] // 2, shape[1], shape[2])
 
 
+def args_key(args: Mapping[str, Any]) -> tuple | None:
+    """A hashable key of an argument dict, each value with its type (``True == 1`` and they
+    hash alike, but only one is a bool; ``1`` and ``1.0`` print differently), or None when a
+    value is unhashable. For caches of what a kind computes from its arguments."""
+    key = tuple((k, type(v), v) for k, v in args.items())
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def count_params(spec: Any) -> dict[str, int]:
     """Parameters of a checked spec (IR) per layer path, ``encoder:NAME`` and ``prior``.
 
@@ -507,12 +519,20 @@ def count_params(spec: Any) -> dict[str, int]:
     def width(on: str | None, layer: Any = None) -> int | None:
         return spec.cond_width(on, layer) if on else None
 
-    out = {
-        layer.path: KINDS[layer.kind].params(
-            tuple(layer.in_shape), layer.args, width(layer.args.get("on"), layer)
-        )
-        for layer in spec.layers
-    }
+    seen: dict[tuple, int] = {}  # a flow repeats its steps: count each layer shape once
+
+    def params(layer: Any) -> int:
+        w = width(layer.args.get("on"), layer)
+        key = args_key(layer.args)
+        key = None if key is None else (layer.kind, tuple(layer.in_shape), w, key)
+        if key is not None and key in seen:
+            return seen[key]
+        n = KINDS[layer.kind].params(tuple(layer.in_shape), layer.args, w)
+        if key is not None:
+            seen[key] = n
+        return n
+
+    out = {layer.path: params(layer) for layer in spec.layers}
     for c in spec.conditions:  # a condition modelled by a flow (encoder=flow(...)) counts it
         out[f"encoder:{c.name}"] = (
             sum(count_params(c.flow).values())

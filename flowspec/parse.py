@@ -8,7 +8,6 @@ parses: parsing is re-entrant and thread-safe).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from functools import lru_cache
@@ -637,8 +636,8 @@ def _too_deep(items: list) -> ast.Node | None:
                 if first is None or key < (first.span.line, first.span.column):
                     first = node
                 continue
-            for f in dataclasses.fields(node):
-                value = getattr(node, f.name)
+            for name in node.__dataclass_fields__:  # (dataclasses.fields is 10x slower)
+                value = getattr(node, name)
                 if isinstance(value, (ast.Node, list, tuple)):
                     stack.append((value, depth + 1))
     return first

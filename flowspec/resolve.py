@@ -29,12 +29,26 @@ from .values import flow_parameters, plain
 __all__ = ["resolve"]
 
 
+#: Flows already resolved in one analysis, by file, name and parameters (see :func:`resolve`).
+Memo = dict[tuple[str, str | None, str], FlowSpec | None]
+
+
 def resolve(
-    env: ModuleEnv, flow_name: str | None, overrides: dict[str, Any], diags: Collector
+    env: ModuleEnv,
+    flow_name: str | None,
+    overrides: dict[str, Any],
+    diags: Collector,
+    *,
+    memo: Memo | None = None,
 ) -> FlowSpec | None:
     """The IR of flow ``flow_name`` of ``env`` (its only flow when None) with its
-    parameters ``overrides`` set, or None after reporting its errors to ``diags``."""
-    return _resolve(env, flow_name, overrides, diags, ())
+    parameters ``overrides`` set, or None after reporting its errors to ``diags``.
+
+    ``memo``, shared by the calls of one analysis, resolves each flow once for given
+    parameters: a flow that conditions several others (``encoder=flow(NAME)``) and is
+    checked on its own too is one IR object, and its diagnostics are reported once."""
+    memo = {} if memo is None else memo
+    return _resolve(env, flow_name, overrides, diags, (), memo)
 
 
 def _resolve(
@@ -43,8 +57,23 @@ def _resolve(
     overrides: dict[str, Any],
     diags: Collector,
     encoders: tuple[tuple[str, str], ...],
+    memo: Memo,
 ) -> FlowSpec | None:
     """:func:`resolve`, within the flows being resolved as conditions' encoders."""
+    key = (env.file, flow_name, repr(sorted(overrides.items())))
+    if key not in memo:
+        memo[key] = _resolve_once(env, flow_name, overrides, diags, encoders, memo)
+    return memo[key]
+
+
+def _resolve_once(
+    env: ModuleEnv,
+    flow_name: str | None,
+    overrides: dict[str, Any],
+    diags: Collector,
+    encoders: tuple[tuple[str, str], ...],
+    memo: Memo,
+) -> FlowSpec | None:
     flows = env.flows
     if not flows:
         diags.error(
@@ -79,7 +108,11 @@ def _resolve(
     values = flow_parameters(chain, overrides, diags)
     if values is None:
         return None
-    builder = FlowBuilder(diags, _resolve, encoders)
+
+    def resolve_flow(fenv, name, values, d, chain):  # a condition's flow, memoised
+        return _resolve(fenv, name, values, d, chain, memo)
+
+    builder = FlowBuilder(diags, resolve_flow, encoders)
     for i, (fenv, f) in enumerate(chain):
         # a child sees its parents' parameters too
         scope_vals = {k: v for vals in values[: i + 1] for k, v in vals.items()}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import unquote, urlparse
 
 from .. import ast
@@ -150,15 +149,3 @@ def node_contains(span: Span | None, line: int, column: int) -> bool:
     if (line, column) < (span.line, span.column):
         return False
     return (line, column) <= (span.end_line, span.end_column)
-
-
-def walk(node: Any):
-    """Every syntax-tree node under ``node`` (lists and dataclasses), depth first."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, list | tuple):
-            stack.extend(reversed(n))
-        elif hasattr(n, "__dataclass_fields__"):
-            yield n
-            stack.extend(reversed([getattr(n, f) for f in n.__dataclass_fields__]))

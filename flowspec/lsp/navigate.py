@@ -16,7 +16,7 @@ from typing import Any
 from .. import ast
 from ..errors import FlowSpecError, Span
 from ..parse import parse
-from .document import Analysis, Document, node_contains, walk
+from .document import Analysis, Document, node_contains
 
 __all__ = [
     "Symbol",
@@ -72,7 +72,7 @@ def node_at(module: ast.Module, line: int, column: int) -> list[Any]:
     """The syntax-tree nodes that contain 1-based ``line``/``column``, innermost first."""
     found = [
         n
-        for n in walk(module.items)
+        for n in ast.walk(module.items)
         if isinstance(getattr(n, "span", None), Span) and node_contains(n.span, line, column)
     ]
     found.sort(
@@ -105,7 +105,7 @@ def target_at(module: ast.Module, line: int, column: int) -> Target | None:
     nodes = node_at(module, line, column)
     extends = {
         id(n.extends)
-        for n in walk(module.items)
+        for n in ast.walk(module.items)
         if isinstance(n, ast.FlowDef) and n.extends is not None
     }
     for n in nodes:
@@ -206,7 +206,7 @@ def references(
             for n in module.items
             if isinstance(n, ast.FlowDef) and n.extends is not None
         }
-        for n in walk(module.items):
+        for n in ast.walk(module.items):
             if isinstance(n, ast.Call):
                 table = "flow" if id(n) in extends else "block"
                 if _call_target(module, n, table) == target:
@@ -225,7 +225,7 @@ def _call_name(call: ast.Call) -> Span:
 
 def _levels(body: ast.Body, lines: list[str]) -> list[Symbol]:
     out = []
-    for n in walk(body.stmts):
+    for n in ast.walk(body.stmts):
         if isinstance(n, ast.Group) and n.kind == "level":
             head = lines[n.span.line - 1].strip().rstrip("{").strip() if lines else "level"
             sel = Span(
