@@ -9,7 +9,10 @@ A checkpoint is a dict of tensors and plain Python values only (no pickled class
   the data stream's ``(seed, step)``: the data order and the dequantisation noise are
   pure functions of those two (:func:`runtime.tasks.stream_seed`). A CUDA run adds
   ``cuda_ranks``: each process's generator on its own device, indexed by rank
-  (:func:`runtime.distributed.cuda_rng_states`).
+  (:func:`runtime.distributed.cuda_rng_states`). A model whose layers keep generators of
+  their own (residual blocks: term counts, Hutchinson vectors) adds ``layers``: per rank,
+  each such layer's ``rng_state()`` by module name
+  (:func:`runtime.distributed.layer_rng_states`); checkpoints from before it lack it.
 * ``step`` (optimisation steps done), ``digest`` (the IR digest of the model it belongs
   to), ``recipe``, ``flow``, ``spec_file``, ``overrides``, ``best_val_bpd``.
 * ``class_names`` (runs on class folders): the name of each class id, for ``sample
@@ -51,7 +54,10 @@ FORMAT = 1
 
 
 def rng_state(
-    data_seed: int, step: int, cuda_ranks: list[torch.Tensor] | None = None
+    data_seed: int,
+    step: int,
+    cuda_ranks: list[torch.Tensor] | None = None,
+    layer_ranks: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     py = random.getstate()
     npy = np.random.get_state(legacy=True)
@@ -75,6 +81,8 @@ def rng_state(
         state["cuda"] = torch.cuda.get_rng_state_all()
     if cuda_ranks is not None:
         state["cuda_ranks"] = list(cuda_ranks)
+    if layer_ranks is not None:
+        state["layers"] = list(layer_ranks)
     return state
 
 

@@ -8,7 +8,9 @@ path: a test of it on one machine).
 
 Each rank's CUDA generator is its own: seeded from the run seed and the rank
 (:func:`seed_cuda`), saved per rank in checkpoints (:func:`cuda_rng_states`) and restored
-per rank on resume (:func:`restore_cuda_rng`).
+per rank on resume (:func:`restore_cuda_rng`). So are the generators that layers keep of
+their own (a residual block's Hutchinson vectors are drawn per rank):
+:func:`layer_rng_states`, :func:`restore_layer_rng`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from flowspec.nn.base import rng_layers
 
 from .errors import RunError
 from .tasks import stream_seed
@@ -190,3 +194,54 @@ def restore_cuda_rng(
             "reseeded, so the run will not match an uninterrupted one"
         )
     seed_cuda(d, dev, seed, f"cuda@{rng['data']['step']}")
+
+
+def layer_rng_states(d: Dist, model: nn.Module) -> list[dict[str, Any]] | None:
+    """Every rank's states of the generators the model's layers keep of their own
+    (:func:`flowspec.nn.base.rng_layers`: ``{module name: layer.rng_state()}``), indexed
+    by rank, on every rank (rank 0 saves them); ``None`` when no layer keeps one. Every rank
+    must call it."""
+    layers = rng_layers(model)
+    if not layers:
+        return None
+    state = {name: m.rng_state() for name, m in layers}
+    if not d.active:
+        return [state]
+    states: list[Any] = [None] * d.world
+    dist.all_gather_object(states, state)
+    return states
+
+
+def restore_layer_rng(
+    d: Dist, model: nn.Module, rng: dict[str, Any], warn: Callable[[str], None] | None
+) -> None:
+    """Give this rank's layers the generator states saved in a checkpoint's ``rng`` (by
+    module name; a layer the checkpoint does not name keeps its stream from the seed).
+    Saved by another number of processes, or by a flowspec that did not save them, every
+    layer's streams start again from its seed (``warn`` says so)."""
+    layers = rng_layers(model)
+    if not layers:
+        return
+    states = rng.get("layers")
+    if states is None or len(states) != d.world:
+        if warn is not None:
+            why = (
+                "holds no state of the layers' own random generators (written before "
+                "flowspec saved them)"
+                if states is None
+                else f"holds the layers' random states of a run of world size {len(states)}, "
+                f"this one has {d.world}"
+            )
+            names = ", ".join(name for name, _ in layers[:3]) + (
+                ", ..." if len(layers) > 3 else ""
+            )
+            warn(
+                f"the checkpoint {why}: the random term counts and probe vectors of "
+                f"{names} start again from their seeds, so the run will not match an "
+                "uninterrupted one"
+            )
+        return
+    mine = states[d.rank]
+    for name, m in layers:
+        if name in mine:
+            m.set_rng_state(mine[name])

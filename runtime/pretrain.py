@@ -227,12 +227,17 @@ class Freeze:
 
 
 def run(
-    s: Any, *, progress: bool, name: str, checkpoint: Callable[[int, list[Tensor] | None], None]
+    s: Any,
+    *,
+    progress: bool,
+    name: str,
+    checkpoint: Callable[[int, list[Tensor] | None, list[dict[str, Any]] | None], None],
 ) -> None:
     """The encoders' SR pretraining of run ``s`` (a :class:`runtime.run_state.RunState`) up
     to ``pretrain_steps``: its L1 losses stay on the device and are read at the flush points
-    of the flow's steps; ``checkpoint(done, cuda)`` every ``checkpoint_every`` steps and at
-    the end (flow step 0), on the main process, with every rank's CUDA RNG state."""
+    of the flow's steps; ``checkpoint(done, cuda, layers)`` every ``checkpoint_every`` steps
+    and at the end (flow step 0), on the main process, with every rank's CUDA RNG state and
+    states of the layers' own generators."""
     from tqdm import tqdm
 
     r, pre, d = s.recipe, s.pre, s.d
@@ -279,8 +284,9 @@ def run(
             raise stop
         if save:
             cuda = ddp.cuda_rng_states(d, pre.dev)
+            layers = ddp.layer_rng_states(d, s.model)
             if d.main:
-                checkpoint(done, cuda)
+                checkpoint(done, cuda, layers)
             ddp.barrier(d)
         t0 = time.perf_counter()
     bar.close()

@@ -121,14 +121,19 @@ def checkpoint_state(
     plugins: Any,
     class_names: tuple[str, ...] | None,
     cuda: list[Tensor] | None = None,
+    layers: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The checkpoint of the run after ``step`` (``cuda``: every rank's CUDA RNG state)."""
+    """The checkpoint of the run after ``step`` (``cuda``: every rank's CUDA RNG state;
+    ``layers``: every rank's states of the layers' own generators, gathered by
+    :func:`runtime.distributed.layer_rng_states`, which a single process need not pass)."""
+    if layers is None and not s.d.active:
+        layers = ddp.layer_rng_states(s.d, s.model)  # this process's own: no collective
     state = {
         "format": ckpt.FORMAT,
         "model": s.model.state_dict(),
         "optimizer": s.opt.state_dict(),
         "scheduler": s.sched.state_dict(),
-        "rng": ckpt.rng_state(s.recipe.seed, step, cuda),
+        "rng": ckpt.rng_state(s.recipe.seed, step, cuda, layers),
         "step": step,
         "digest": s.spec.digest(),
         "recipe": s.recipe.to_json(),
@@ -152,7 +157,8 @@ def checkpoint_state(
 
 def resume(s: RunState, *, strict: bool, warn: Callable[[str], None]) -> None:
     """Load the run folder's checkpoint into ``s``: model, optimiser and scheduler (when
-    they fit), RNG states, pretraining, first step, best bits/dim, freeze boundary."""
+    they fit), RNG states (the layers' own generators' too), pretraining, first step, best
+    bits/dim, freeze boundary."""
     path = s.out / "checkpoint.pt"
     say = warn if s.d.main else None
     ck = ckpt.load(path)
@@ -161,6 +167,7 @@ def resume(s: RunState, *, strict: bool, warn: Callable[[str], None]) -> None:
     _load_optimizer(s, ck, same, say)
     ckpt.set_rng_state(ck["rng"])
     ddp.restore_cuda_rng(s.d, s.dev, ck["rng"], s.recipe.seed, say)
+    ddp.restore_layer_rng(s.d, s.model, ck["rng"], say)
     if s.pre is not None:
         s.pre.load(ck, path)
     s.start, s.best = int(ck["step"]), ck.get("best_val_bpd")

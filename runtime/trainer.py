@@ -324,8 +324,9 @@ class Trainer:
             samples(s, done, tracker=self.tracker, warn=_warn)
         if done % r.checkpoint_every == 0 or last:
             cuda = ddp.cuda_rng_states(d, s.dev)  # every rank's, for rank 0 to save
+            layers = ddp.layer_rng_states(d, s.model)  # likewise
             if d.main:
-                self._checkpoint(s, done, cuda=cuda)
+                self._checkpoint(s, done, cuda=cuda, layers=layers)
         ddp.barrier(d)
 
     def _flush(self, s: RunState, steps: Steps, bar: Any) -> None:
@@ -347,7 +348,9 @@ class Trainer:
             s,
             progress=self.progress,
             name=self.spec.name,
-            checkpoint=lambda done, cuda: self._checkpoint(s, 0, pretrain_step=done, cuda=cuda),
+            checkpoint=lambda done, cuda, layers: self._checkpoint(
+                s, 0, pretrain_step=done, cuda=cuda, layers=layers
+            ),
         )
 
     def _nonfinite(self, step: int, model: Any, x: Tensor, cond: Any, what: str) -> None:
@@ -415,11 +418,18 @@ class Trainer:
             warn=_warn,
         )
 
-    def _state(self, s: RunState, step: int, cuda: list[Tensor] | None = None) -> dict[str, Any]:
-        return checkpoint_state(s, step, self.source, self.plugins, self.class_names, cuda)
+    def _state(
+        self, s: RunState, step: int, cuda: list[Tensor] | None = None, layers: Any = None
+    ) -> dict[str, Any]:
+        return checkpoint_state(s, step, self.source, self.plugins, self.class_names, cuda, layers)
 
     def _checkpoint(
-        self, s: RunState, done: int, pretrain_step: int | None = None, cuda: Any = None
+        self,
+        s: RunState,
+        done: int,
+        pretrain_step: int | None = None,
+        cuda: Any = None,
+        layers: Any = None,
     ) -> None:
         bad = bad_parameter(s.model)
         if bad is not None:
@@ -428,7 +438,7 @@ class Trainer:
                 "checkpoint was not written (the last good one is kept). Lower "
                 "the learning rate or add clip=..."
             )
-        ckpt.save_atomic(self._state(s, done, cuda), s.out / "checkpoint.pt")
+        ckpt.save_atomic(self._state(s, done, cuda, layers), s.out / "checkpoint.pt")
         s.saved_step = done
         where = {} if pretrain_step is None else {"pretrain_step": pretrain_step}
         s.log.write(

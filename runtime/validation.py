@@ -4,14 +4,26 @@
 check), written to ``metrics.jsonl`` and the tracker, refused when they cannot be right
 (:mod:`runtime.soundness`), ``best.pt`` when they are the best so far. :func:`samples`: the
 task's sample grids as PNGs. :func:`summary`: ``summary.json``'s content.
+
+Neither moves what training draws from: layers with random generators of their own (a
+residual block's term counts and Hutchinson vectors, which its eval-mode log-dets draw
+too) get their states back afterwards (:func:`streams_kept`). Rank 0 alone validates and
+samples, and the schedule of validations and samples must not change what training
+computes (a run of 2 steps, resumed with ``--steps 4``, sampled at step 2 where an
+uninterrupted one did not).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from torch import nn
+
+from flowspec.nn.base import rng_layers
 
 from . import checkpoint as ckpt
 from . import ema as ema_
@@ -21,7 +33,19 @@ from .reconstruction import recon_message, reconstruction
 from .run_state import RunState
 from .soundness import check_bpd, summary_warnings
 
-__all__ = ["record_tags", "samples", "summary", "validate"]
+__all__ = ["record_tags", "samples", "streams_kept", "summary", "validate"]
+
+
+@contextmanager
+def streams_kept(model: nn.Module) -> Iterator[None]:
+    """The states of the layers' own random generators
+    (:func:`flowspec.nn.base.rng_layers`) after the block are those before it."""
+    saved = [(m, m.rng_state()) for _, m in rng_layers(model)]
+    try:
+        yield
+    finally:
+        for m, state in saved:
+            m.set_rng_state(state)
 
 
 def validate(
@@ -39,7 +63,8 @@ def validate(
     ``after()``: what to do when the numbers cannot be right."""
     model = s.model
     model.eval()
-    with ema_.averaged(s.ema, model):  # `ema DECAY`: the average is what is validated
+    # `ema DECAY`: the average is what is validated
+    with streams_kept(model), ema_.averaged(s.ema, model):
         metrics = s.task.validate(model, s.data, s.dev, final=done == s.recipe.steps)
         metrics.update(s.task.dequantization_metrics(model, s.data, s.dev))
         rec = reconstruction(model, *s.recon)
@@ -72,7 +97,7 @@ def samples(s: RunState, done: int, *, tracker: Any, warn: Callable[[str], None]
     model = s.model
     model.eval()
     try:
-        with ema_.averaged(s.ema, model):  # samples of the average
+        with streams_kept(model), ema_.averaged(s.ema, model):  # samples of the average
             grids = s.task.grids(model, s.data, s.dev)
     except Exception as e:  # noqa: BLE001 - a sample grid never stops a run
         warn(f"no sample grids at step {done} ({type(e).__name__}: {e}); training goes on")

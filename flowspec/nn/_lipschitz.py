@@ -18,6 +18,14 @@ every rank starts from rank 0's and applies the same all-reduced updates, which 
 version counters alike, so the refreshes agree without broadcasting the buffers), and a
 module loaded from a state_dict computes what the saved one would have (its first forward
 refreshes the loaded vectors).
+
+Only a training-mode forward stores a refresh. An eval-mode one (a validation, a sample
+grid, ``eval``) runs the same iterations from the stored vectors and uses their result
+without keeping it, so its map is the same, and the buffers stay as training left them: the
+next training forward refreshes from them as it would have without the evaluation. So the
+buffers a checkpoint holds never depend on whether a validation preceded it, rank 0's
+(which alone validates) stay those of every rank, and a resumed run refreshes exactly where
+an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -82,8 +90,9 @@ class SpectralLinear(nn.Module):
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args)  # type: ignore[arg-type]
-        # a checkpoint is written after an optimiser step, i.e. before the forward that would
-        # have refreshed u and v: the next forward refreshes them, as the saved module's would
+        # a checkpoint is written after an optimiser step, i.e. before the training forward
+        # that would have refreshed u and v (an eval-mode one does not store its refresh):
+        # the next forward refreshes them, as the saved module's would
         self._seen = -1
 
     def _op(self, w: Tensor, v: Tensor) -> Tensor:
@@ -109,11 +118,16 @@ class SpectralLinear(nn.Module):
 
     def normalized_weight(self) -> Tensor:
         """The weight divided by ``max(1, sigma / coeff)``; ``sigma = u^T W v`` carries the
-        gradient with respect to the weight (as torch's spectral_norm)."""
-        if self.weight._version != self._seen:
+        gradient with respect to the weight (as torch's spectral_norm). In eval mode a
+        needed refresh is computed and used, not stored (see the module docstring)."""
+        if self.weight._version == self._seen:
+            u, v = self.u.clone(), self.v.clone()  # a later update must not touch saved tensors
+        elif self.training:
             self._power(self.iters, store=True)
             self._seen = self.weight._version
-        u, v = self.u.clone(), self.v.clone()  # a later update must not touch saved tensors
+            u, v = self.u.clone(), self.v.clone()
+        else:
+            u, v = (t.clone() for t in self._power(self.iters, store=False))
         sigma = (u * self._op(self.weight, v)).sum()
         return self.weight / torch.clamp(sigma / self.coeff, min=1.0)
 

@@ -45,6 +45,7 @@ __all__ = [
     "exact_products",
     "legacy_bind",
     "make_scale",
+    "rng_layers",
     "sum_except_batch",
     "tanh_scale",
 ]
@@ -228,6 +229,19 @@ def draws_random(net: nn.Module) -> bool:
         )
         net.__dict__["_draws_random"] = cached
     return cached
+
+
+def rng_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules of ``model`` that draw from random generators of their own (a residual
+    block's term counts and Hutchinson vectors), by module name: those with
+    ``rng_state() -> dict`` (CPU tensors and plain values) and ``set_rng_state(dict)``. The
+    runtime saves those states per rank in checkpoints and keeps validation and sampling
+    from moving them."""
+    return [
+        (name, m)
+        for name, m in model.named_modules()
+        if callable(getattr(m, "rng_state", None)) and callable(getattr(m, "set_rng_state", None))
+    ]
 
 
 def cat_cond(x: Tensor, cond: Tensor | None) -> Tensor:

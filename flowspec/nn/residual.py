@@ -13,7 +13,9 @@ Log-determinant, ``logdet=estimate`` (the official estimator):
   unbiased for the infinite series. ``n`` is drawn on the CPU from the module's own
   ``torch.Generator`` (seeded at construction from the global RNG), so no device sync, and
   is the same on every rank (the same seed); ``v`` from a generator of its own on the
-  input's device, seeded from the same seed and the rank;
+  input's device, seeded from the same seed and the rank; :meth:`ResidualBlock.rng_state`
+  and :meth:`ResidualBlock.set_rng_state` save and restore both streams (a checkpoint keeps
+  them, :mod:`runtime.run_state`, so a resumed run draws what an uninterrupted one would);
   eval mode uses ``eval_terms`` always-computed terms instead of ``terms`` (less variance);
 * the value returned is that unbiased estimate; its gradient is the Neumann-series one,
   ``d logdet = tr((I + J)^-1 dJ) ~= v^T [sum_{j<=N} (-1)^j J^j / P(N >= j)] dJ v``, from the
@@ -97,6 +99,9 @@ class ResidualBlock(FlowLayer):
         self._seed = int(torch.randint(0, 2**62, (1,)))  # from the global RNG: compile's seed
         self._rng = torch.Generator().manual_seed(self._seed)
         self._vecs: dict[torch.device, torch.Generator] = {}
+        #: probe-generator states restored by set_rng_state, by device, for the generator
+        #: of that device when it is next made (lazily, as the first one is)
+        self._saved_vecs: dict[str, Tensor] = {}
 
     # ---- g ---------------------------------------------------------------------------------
     def weights(self) -> list[Tensor]:
@@ -136,8 +141,46 @@ class ResidualBlock(FlowLayer):
         process's rank so that ranks draw independent vectors for their own samples."""
         if device not in self._vecs:
             rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-            self._vecs[device] = torch.Generator(device).manual_seed(self._seed + 1 + rank)
+            gen = torch.Generator(device).manual_seed(self._seed + 1 + rank)
+            saved = self._saved_probes(device)
+            if saved is not None:
+                gen.set_state(saved)
+            self._vecs[device] = gen
         return self._vecs[device]
+
+    # ---- the random streams' state (checkpoints) -------------------------------------------
+    def rng_state(self) -> dict[str, Any]:
+        """The state of both random streams, as CPU tensors (``weights_only`` loads them):
+        ``terms``, the term counts' generator; ``probes``, each device's Hutchinson
+        generator by device name (``cpu``, ``cuda:0``), those made so far (a device whose
+        generator was never made has drawn nothing: its stream starts from the seed)."""
+        probes = {str(dev): gen.get_state() for dev, gen in self._vecs.items()}
+        unused = {k: v for k, v in self._saved_vecs.items() if k not in probes}
+        return {"terms": self._rng.get_state(), "probes": {**unused, **probes}}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Continue both streams from :meth:`rng_state`'s ``state``. The probe generators
+        are made again, each from its saved state when the layer next runs on its device.
+
+        A generator's state is a device kind's own format: the CPU one Mersenne Twister's
+        (5056 bytes), a CUDA one Philox's seed and offset (16 bytes), the same on every CUDA
+        device. So a saved state goes only to a generator of its device's kind: on a CPU
+        run the ``cpu`` entry, on a CUDA run the entry of that device, or the one CUDA entry
+        there is (a process draws on one device, whose index a restart may change). A CUDA
+        state resumed on the CPU (or the reverse) is left unused: that probe stream starts
+        from the seed, as a change of device never continues a run bit for bit anyway."""
+        self._rng.set_state(state["terms"])
+        self._vecs = {}
+        self._saved_vecs = dict(state.get("probes") or {})
+
+    def _saved_probes(self, device: torch.device) -> Tensor | None:
+        """The restored state of ``device``'s probe generator (see :meth:`set_rng_state`)."""
+        if str(device) in self._saved_vecs:
+            return self._saved_vecs.pop(str(device))
+        same = [k for k in self._saved_vecs if torch.device(k).type == device.type]
+        if device.type == "cuda" and len(same) == 1:
+            return self._saved_vecs.pop(same[0])
+        return None
 
     def _estimate(self, x: Tensor, ws: list[Tensor], fixed: int) -> tuple[Tensor, Tensor]:
         """``(g(x), logdet)``: the unbiased estimate with the Neumann-series gradient."""
