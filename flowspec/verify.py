@@ -30,12 +30,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .check import check
-from .errors import Collector, Span
+from .errors import Span
 from .ir import FlowSpec
-from .kinds import KINDS, PRIORS, REGISTRIES, Issue, prior_args
+from .kinds import KINDS, PRIORS, REGISTRIES, prior_args
 from .numerics import jacobian_logdet, perturb_, random_cond
 from .verify_prior import check_density
+from .verify_reduce import NARROW, exact_mode, narrowed, reduced_model_spec, reduced_shape
 from .verify_report import Check, Report
 
 #: relative tolerance of log-dets, ``|measured - expected| <= TOL * (1 + |expected|)``
@@ -44,27 +44,9 @@ TOL = 1e-6
 INVERSE_TOL = 1e-7
 #: the whole model's Jacobian is computed up to this many input entries
 MAX_MODEL_DIMS = 3072
-_SIZES = (2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 _BATCH = 2
 _INIT_BATCH = 32
 _PERTURB = 0.3
-
-
-def _fits(kind: Any, shape: tuple[int, int, int], args: dict[str, Any]) -> bool:
-    a = kind.Args(**args)
-    return not isinstance(kind.out_shape(shape, a), Issue) and not kind.issues(shape, a)
-
-
-def reduced_shape(
-    kind: Any, shape: tuple[int, int, int], args: dict[str, Any]
-) -> tuple[int, int, int]:
-    """The smallest ``C x s x s`` (capped at the real H, W) the kind's shape rule accepts."""
-    c, h, w = shape
-    for s in _SIZES:
-        small = (c, min(s, h), min(s, w))
-        if small == shape or _fits(kind, small, args):
-            return small
-    return shape
 
 
 def _cond_tensor(
@@ -234,83 +216,6 @@ def _rel(a: Tensor, b: Tensor) -> float:
     return float(err) if torch.isfinite(err) else math.inf
 
 
-def reduced_model_spec(spec: FlowSpec) -> FlowSpec:
-    """``spec`` with the smallest square input its levels accept (channels unchanged), its
-    image and label-map conditions shrunk by the same factor, and a condition's own flow
-    run at its condition's new size: a condition left at its real size would fail the
-    check (or, for a flow that models it, run at full size). The networks inside layers
-    are narrowed to ``_NARROW`` (``hidden``, ``cond_hidden``, ``features``, in the flow, its
-    encoders and a condition's flow) where the check still passes: the whole-model check
-    tests how layers compose, and each distinct layer is checked at its real width."""
-    _, h, w = spec.input
-    for s in _SIZES:
-        if s >= min(h, w):
-            break
-        for narrow in (True, False):
-            small = _shrunk(spec, min(s, h), min(s, w), narrow)
-            if small is None:
-                break
-            diags = Collector()
-            check(small, diags)
-            if not diags.has_errors:
-                return small
-    return spec
-
-
-#: the width the whole-model check gives every network inside a layer (see _narrowed)
-_NARROW = 8
-_WIDTH_ARGS = ("hidden", "cond_hidden", "features")
-
-
-def _narrowed(args: dict[str, Any]) -> None:
-    """Cap the width arguments of a layer or encoder (and of a net written as a call)."""
-    for name, value in args.items():
-        if isinstance(value, dict):
-            _narrowed(value)
-        elif name in _WIDTH_ARGS and isinstance(value, int) and value > _NARROW:
-            args[name] = _NARROW
-
-
-def _shrunk(spec: FlowSpec, h: int, w: int, narrow: bool = False) -> FlowSpec | None:
-    """A copy at input ``h x w`` (networks narrowed with ``narrow``); None when a
-    condition's size cannot keep its ratio to the input in whole pixels."""
-    small = spec.model_copy(deep=True)
-    if narrow:
-        for layer in small.layers:
-            _narrowed(layer.args)
-        for cond in small.conditions:
-            _narrowed(cond.encoder.args)
-            for layer in cond.flow.layers if cond.flow is not None else []:
-                _narrowed(layer.args)
-    _, big_h, big_w = spec.input
-    small.input = (spec.input[0], h, w)
-    small.expect_latent = None
-    for cond in small.conditions:
-        if cond.type == "class":
-            continue
-        ch, ch_h, ch_w = cond.shape
-        if (ch_h * h) % big_h or (ch_w * w) % big_w:
-            return None
-        cond.shape = (ch, ch_h * h // big_h, ch_w * w // big_w)
-        if cond.flow is not None:
-            cond.flow.input = (cond.flow.input[0], *cond.shape[1:])
-            cond.flow.expect_latent = None
-    return small
-
-
-def _exact_mode(spec: FlowSpec) -> FlowSpec:
-    """``spec`` with every layer that estimates its log-det in its kind's exact mode (the
-    estimators are checked layer by layer, :func:`check_estimator`)."""
-    if not any(KINDS[layer.kind].estimates_logdet_for(layer.args) for layer in spec.layers):
-        return spec
-    spec = spec.model_copy(deep=True)
-    for layer in spec.layers:
-        kind = KINDS[layer.kind]
-        if kind.estimates_logdet_for(layer.args):
-            layer.args = {**layer.args, **kind.exact_args}
-    return spec
-
-
 def _data(batch: int, spec: FlowSpec, gen: torch.Generator) -> Tensor:
     """Images as the tasks feed them: dequantised, in [-1/2, 1/2)."""
     return torch.rand((batch, *spec.input), generator=gen, dtype=torch.float64) - 0.5
@@ -320,7 +225,7 @@ def check_model(
     spec: FlowSpec, *, full: bool = False, seed: int = 0, device: str | torch.device = "cpu"
 ) -> Check:
     """The whole model: log-det against autograd (when small enough) and round trip."""
-    small = _exact_mode(spec if full else reduced_model_spec(spec))
+    small = exact_mode(spec if full else reduced_model_spec(spec))
     out = Check(
         path=spec.name,
         kind="model",
@@ -519,7 +424,7 @@ def verify(
 ESTIMATOR_CALLS = 64
 ESTIMATOR_REPEATS = 128
 ESTIMATOR_Z = 5.0
-ESTIMATOR_HIDDEN = _NARROW
+ESTIMATOR_HIDDEN = NARROW
 
 
 def check_estimator(
@@ -539,7 +444,7 @@ def check_estimator(
     estimator per call, a Hutchinson vector per sample)."""
     kind = KINDS[kind_key]
     narrow = json.loads(json.dumps(args))
-    _narrowed(narrow)
+    narrowed(narrow)
     note = "" if narrow == args else f", hidden {ESTIMATOR_HIDDEN}"
     out = Check(
         path=f"{path or kind_key} (estimator{note})", kind=kind_key, shape=shape, args=narrow

@@ -293,25 +293,39 @@ def test_resume_refuses_another_model_through_the_cli(
 
 # --------------------------------------------------------------------------- no code in specs
 
-#: What reads a spec. (flowspec/plugins.py imports by name, but only names that Python code,
-#: the command line, FLOWSPEC_PLUGINS or installed entry points give it: see
-#: test_a_spec_never_causes_an_import.)
+#: What reads a spec: every module ``flowspec check`` loads (test below) but plugins.py and
+#: importing.py, and the formatter, the diagram graph and verify. (plugins.py imports by
+#: name, but only names that Python code, the command line, FLOWSPEC_PLUGINS or installed
+#: entry points give it: see test_a_spec_never_causes_an_import.)
 FRONT_END = [
-    "ast",
     "api",
+    "arguments",
+    "ast",
     "check",
+    "codes",
+    "datasets",
     "errors",
     "evaluate",
     "flowgraph",
     "fmt",
     "fmt_layout",
+    "interpret",
     "ir",
     "kinds",
+    "loader",
     "parse",
+    "parse_tree",
+    "placement",
     "recipe",
+    "recipe_check",
+    "recipe_schema",
     "reference",
     "resolve",
+    "syntax_errors",
+    "values",
     "verify",
+    "verify_prior",
+    "verify_reduce",
 ]
 #: Calls that would run or load code, or run a program.
 FORBIDDEN_NAMES = {"eval", "exec", "compile", "__import__", "breakpoint"}
@@ -326,6 +340,24 @@ FORBIDDEN_ATTRS = {
     ("subprocess", "Popen"),
     ("builtins", "eval"),
 }
+
+
+def test_the_front_end_list_holds_every_module_check_loads() -> None:
+    """A module added to the check path (a split, a new pass) joins FRONT_END."""
+    code = (
+        "import sys; from flowspec.api import analyze; "
+        "analyze('specs/fullglow_cityscapes.flow', all_flows=True); "
+        "print(' '.join(m for m in sys.modules if m.startswith('flowspec.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    loaded = {m.split(".")[1] for m in out if m.count(".") == 1}
+    # plugins.py and importing.py import by name what code, not a spec, names; layers is the
+    # package of declarations
+    assert loaded - {"plugins", "importing", "layers"} <= set(FRONT_END), sorted(
+        loaded - set(FRONT_END)
+    )
 
 
 @pytest.mark.parametrize("module", FRONT_END)

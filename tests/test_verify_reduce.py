@@ -9,7 +9,7 @@ from pathlib import Path
 from flowspec.api import load
 from flowspec.check import check
 from flowspec.errors import Collector
-from flowspec.verify import _NARROW, reduced_model_spec
+from flowspec.verify_reduce import NARROW, reduced_model_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,8 +20,8 @@ def test_fullglow_shrinks_its_label_map_and_the_label_map_flow() -> None:
     assert small.input == (3, 16, 16)  # four squeezes
     cond = small.condition("seg")
     assert cond.shape == (34, 16, 16) and cond.flow.input == (3, 16, 16)
-    assert max(layer.args.get("hidden", 0) for layer in small.layers) == _NARROW
-    assert max(layer.args.get("hidden", 0) for layer in cond.flow.layers) == _NARROW
+    assert max(layer.args.get("hidden", 0) for layer in small.layers) == NARROW
+    assert max(layer.args.get("hidden", 0) for layer in cond.flow.layers) == NARROW
     diags = Collector()
     check(small, diags)
     assert not diags.has_errors
