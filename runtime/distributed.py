@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .errors import RunError
-from .tasks import stream_seed
+from .streams import stream_seed
 
 
 @dataclass
