@@ -1,8 +1,8 @@
 """Front-end fuzzing, the long runs: mutate .flow files and check that flowspec only ever
 answers with compiler diagnostics. docs/reliability.md has the results and what is not
-covered. The generator, the mutator and the oracle are ``tests/fuzzing.py`` (the suite runs
-them bounded, tests/test_fuzz.py); a failure's text is saved byte for byte under ``--out``
-for ``--replay FILE...``.
+covered. The generator, the mutator and the oracle are ``tests/fuzzing.py`` and the
+``tests/fuzz_*.py`` it draws on (the suite runs them bounded, tests/test_fuzz.py); a failure's
+text is saved byte for byte under ``--out`` for ``--replay FILE...``.
 
     python bench/fuzz.py --mutants 20000 --seed 0 [--time-limit S] [--jobs N]
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from fuzzing import Report, check_mutant, cli_folder, fuzz, summary  # the library it runs
+from fuzz_oracle import check_mutant  # the library it runs: tests/fuzzing.py and its parts
+from fuzzing import Report, cli_folder, fuzz, summary
 
 from flowspec import parse_override
 

@@ -6,7 +6,8 @@
     runtime.sample("specs/demo.flow", "runs/demo/checkpoint.pt", n=64, output="grid.png")
 
 Modules: ``data`` (data sets), ``recipe`` (the train block resolved with flags), ``tasks``
-(generation, super_resolution, translation), ``metrics``, ``images``, ``checkpoint``,
+(generation, super_resolution, translation; ``task_base``, what they share), ``streams``
+(a run's random streams), ``metrics``, ``images``, ``checkpoint``,
 ``distributed``, ``determinism`` (``--deterministic``), ``batches`` (each step's images
 and noise), ``objective`` (a batch to its per-sample loss), ``finite`` and
 ``reconstruction`` (what a run checks), ``trainer`` (the loop), ``run_state`` (a run's

@@ -284,7 +284,7 @@ def evaluate(
     ``"all"`` for the whole validation split. ``iw_samples`` K adds ``bpd_iw``, the
     importance-weighted bound over K dequantisation draws per image (under the run's learned
     ``q(u|x)`` with ``dequantize variational``; K = 1 is ``bpd``), as Flow++ and others report
-    test likelihoods (:meth:`runtime.tasks.Task.val_bpd_iw`). ``y_channel`` and
+    test likelihoods (:meth:`runtime.task_base.Task.val_bpd_iw`). ``y_channel`` and
     ``crop_border`` score super-resolution as BasicSR does (:mod:`runtime.srprotocol`); the
     bicubic baseline (``psnr_bicubic`` ...) is scored the same way.
 
@@ -440,7 +440,9 @@ def sample(
     from . import classcond as cc
     from . import images as im
     from .distributed import resolve_device
-    from .tasks import GRID_EXAMPLES, generator, make_task
+    from .streams import generator
+    from .task_base import GRID_EXAMPLES
+    from .tasks import make_task
 
     if n < 1:
         raise RunError(f"--n must be at least 1, got {n}")

@@ -1,7 +1,7 @@
 """Augmentation of the training batches (``augment hflip``, ``--augment hflip``).
 
 Which images of step ``s``'s batch are mirrored is a pure function of ``(seed, s)``: bits
-drawn from a generator of their own (:func:`runtime.tasks.stream_seed`, tag ``hflip``), one
+drawn from a generator of their own (:func:`runtime.streams.stream_seed`, tag ``hflip``), one
 per position of the global batch, so a resumed run and every DDP rank (each taking its
 shard of the same bits) see the same flips, and the global RNG is never touched. The flip
 is applied to the stored uint8 images before anything is derived from them: the
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .tasks import generator, stream_seed
+from .streams import generator, stream_seed
 
 __all__ = ["AUGMENTERS", "apply", "flips", "hflip"]
 

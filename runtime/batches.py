@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .tasks import generator, stream_seed
+from .streams import generator, stream_seed
 
 
 class BatchStream:

@@ -7,7 +7,7 @@ A checkpoint is a dict of tensors and plain Python values only (no pickled class
   holds each actnorm's ``initialized`` buffer, so a loaded model never re-initialises.
 * ``rng``: torch CPU (and every CUDA device's), Python ``random`` and NumPy states, and
   the data stream's ``(seed, step)``: the data order and the dequantisation noise are
-  pure functions of those two (:func:`runtime.tasks.stream_seed`). A CUDA run adds
+  pure functions of those two (:func:`runtime.streams.stream_seed`). A CUDA run adds
   ``cuda_ranks``: each process's generator on its own device, indexed by rank
   (:func:`runtime.distributed.cuda_rng_states`). A model whose layers keep generators of
   their own (residual blocks: term counts, Hutchinson vectors) adds ``layers``: per rank,

@@ -28,7 +28,7 @@ from torch import nn
 from flowspec.nn.base import rng_layers
 
 from .errors import RunError
-from .tasks import stream_seed
+from .streams import stream_seed
 
 
 @dataclass

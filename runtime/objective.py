@@ -4,7 +4,7 @@ r"""The training objective: a batch in, the per-sample loss and what the log rep
 the images (uniform noise as it is, or learnt noise ``u ~ q(u | x)`` with its ``log q``,
 :mod:`runtime.dequantize`), runs the flow, which returns ``log p(x | y)`` and the
 log-density of each condition modelled by a flow, and hands the bits/dim to the task, which
-says what is minimised (:meth:`runtime.tasks.Task.loss`):
+says what is minimised (:meth:`runtime.task_base.Task.loss`):
 
 .. math:: \mathrm{bpd} = b - \frac{\log p(x) - \log q(u \mid x)}{D \log 2}
 
@@ -52,7 +52,7 @@ def batch_finite(x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
 
 
 class Objective(nn.Module):
-    """``flow`` (a :class:`flowspec.FlowModel`) and ``task`` (:class:`runtime.tasks.Task`):
+    """``flow`` (a :class:`flowspec.FlowModel`) and ``task`` (:class:`runtime.task_base.Task`):
     ``forward(batch) -> (loss, extras)``, the per-sample loss (its mean is minimised) and
     per-sample ``bpd``, ``finite`` (a device bool for the batch) and what the task adds
     (``label_bpd``). ``uniform``: dequantise with the uniform noise itself even when the

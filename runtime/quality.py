@@ -251,7 +251,7 @@ def generate(
 ) -> tuple[Tensor, int]:
     """``n`` uint8 samples at ``temperature`` and how many were not finite (those are
     mapped to finite values so they still count, as bad samples, in the scores)."""
-    from .tasks import generator, stream_seed
+    from .streams import generator, stream_seed
 
     out, bad = [], 0
     for k, start in enumerate(range(0, n, BATCH)):

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 from .finite import check_finite, locate
-from .tasks import Task, generator, stream_seed
+from .streams import generator, stream_seed
+from .task_base import Task
 
 #: Validation images whose round trip ``inverse(forward(x))`` is checked at each validation.
 RECON_IMAGES = 32

@@ -44,7 +44,8 @@ from .reconstruction import recon_batch
 from .run_state import RunState, checkpoint_state, resume
 from .soundness import verify_command
 from .steps import Steps, flush_due, write_records
-from .tasks import Task, TaskData, make_task
+from .task_base import Task, TaskData
+from .tasks import make_task
 from .tracking import Tracker, open_tracker
 from .validation import record_tags, run_files, samples, summary, validate
 

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .data.base import _every_tenth
 from .errors import RunError
-from .tasks import Split, Task, TaskData
+from .task_base import Split, Task, TaskData
 
 #: ``recipe.data`` of a run on a Python data set (it cannot be read again from a name)
 PREFIX = "python:"

@@ -23,7 +23,7 @@ from runtime import RunError
 from runtime import images as im
 from runtime.api import load_checkpoint
 from runtime.images import grid_size
-from runtime.tasks import generator, stream_seed
+from runtime.streams import generator, stream_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 GLOW_CLASS = ROOT / "specs" / "glow_class.flow"

@@ -23,7 +23,7 @@ from tinyruns import TINY_GEN, TINY_RES, write_spec
 import runtime
 from runtime import checkpoint as ckpt
 from runtime import distributed as ddp
-from runtime.tasks import stream_seed
+from runtime.streams import stream_seed
 
 KW = {
     "steps": 3,

@@ -1,10 +1,11 @@
 """Full-Glow: a condition modelled by its own flow (``encoder=flow(NAME)``), the conditional
 actnorm / 1x1 convolution / coupling, the joint likelihood, and the paper's parameter count.
 
-The registry-wide tests (tests/test_layers_numerics.py, test_language.py, test_paper_specs.py,
-test_spec_models.py, test_verify.py) cover the new kinds and the shipped flows; this file
-covers the coupling of two flows: syntax, validation, the whole coupled model's exactness,
-the joint loss of the translation task, and the count against Full-Glow's official code.
+The registry-wide tests (tests/test_layers_numerics.py, test_language_kinds.py,
+test_paper_specs.py, test_spec_models.py, test_verify.py) cover the new kinds and the shipped
+flows; this file covers the coupling of two flows: syntax, validation, the whole coupled
+model's exactness, the joint loss of the translation task, and the count against Full-Glow's
+official code.
 """
 
 from __future__ import annotations

@@ -19,7 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import fuzzing as fuzz
+import fuzz_mutate
+import fuzz_oracle
+import fuzz_specs
+import fuzzing
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -39,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---- 1. generated valid specs ---------------------------------------------------------------
-class _Draw(fuzz.Chooser):
+class _Draw(fuzz_specs.Chooser):
     """The generator's decisions drawn by hypothesis (so failures shrink)."""
 
     def __init__(self, draw):
@@ -57,8 +60,8 @@ class _Draw(fuzz.Chooser):
 
 
 @st.composite
-def valid_specs(draw) -> fuzz.GenSpec:
-    return fuzz.random_spec(_Draw(draw))
+def valid_specs(draw) -> fuzz_specs.GenSpec:
+    return fuzz_specs.random_spec(_Draw(draw))
 
 
 FILE = str(ROOT / "specs" / "generated.flow")  # a name only: generated specs import nothing
@@ -72,7 +75,7 @@ FILE = str(ROOT / "specs" / "generated.flow")  # a name only: generated specs im
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(valid_specs())
-def test_generated_specs_check_format_compile_and_are_exact(gen: fuzz.GenSpec):
+def test_generated_specs_check_format_compile_and_are_exact(gen: fuzz_specs.GenSpec):
     text = gen.text
     specs, diags = analyze(FILE, text=text, all_flows=True)
     errors = [d.render() for d in diags if d.severity == "error"]
@@ -118,11 +121,11 @@ def test_generated_specs_check_format_compile_and_are_exact(gen: fuzz.GenSpec):
 
 def test_the_generator_covers_the_language():
     """Over a few hundred draws, every feature the generator knows comes up."""
-    chooser = fuzz.Chooser(random.Random(0))
+    chooser = fuzz_specs.Chooser(random.Random(0))
     seen: set[str] = set()
     kinds: set[str] = set()
     for _ in range(300):
-        g = fuzz.random_spec(chooser)
+        g = fuzz_specs.random_spec(chooser)
         seen |= g.features
         kinds |= {
             w
@@ -153,7 +156,7 @@ def test_mutants_give_only_diagnostics():
     """300 mutants (fixed seed): diagnostics with positions, or a resolved spec; every
     10th also through `flowspec check` in-process."""
     start = time.process_time()  # CPU time: the machine may be shared
-    report = fuzz.fuzz(300, seed=2024, cli_every=10)
+    report = fuzzing.fuzz(300, seed=2024, cli_every=10)
     messages = [f"{f['kind']}: {f['message']} ({f['file']}, {f['ops']})" for f in report.failures]
     assert not messages, "\n".join(messages)
     assert report.tried == 300
@@ -165,9 +168,9 @@ def test_mutants_give_only_diagnostics():
 def test_mutation_keeps_untouched_text():
     rng = random.Random(1)
     text = (ROOT / "specs" / "demo.flow").read_text()
-    assert "".join(fuzz.tokens(text)) == text
+    assert "".join(fuzz_mutate.tokens(text)) == text
     for _ in range(50):
-        mutant, ops = fuzz.mutate(rng, text)
+        mutant, ops = fuzz_mutate.mutate(rng, text)
         assert ops and isinstance(mutant, str)
 
 
@@ -377,7 +380,7 @@ def test_fuzz_regressions(row: Row):
     _, diags = analyze("main.flow", text=row.text, all_flows=True)
     assert time.process_time() - start < 2, "slow"
     errors = [d for d in diags if d.severity == "error"]
-    fuzz.check_diagnostics(diags, "main.flow", row.text)
+    fuzz_oracle.check_diagnostics(diags, "main.flow", row.text)
     if row.code is None:
         assert not errors, [d.render() for d in errors]
         return

@@ -8,9 +8,9 @@ and the CLI.
   --resume`` refuse another model and name what differs, unless ``strict=False``
   (``--strict false``), which loads the parameters that still fit.
 * A spec never executes code. Already tested elsewhere, not repeated here: imports resolve
-  relative to the importing file (``test_language.py::
+  relative to the importing file (``test_language_files.py::
   test_import_is_relative_to_the_importing_file``) and a missing import is an error at its
-  span (``test_errors.py``, row ``missing_import``).
+  span (``test_errors_names.py``, row ``missing_import``).
 * Bad inputs: images of the wrong size or channel count, a condition of the wrong shape,
   NaN/Inf in a batch and an empty data folder each give an error that names what was
   expected and where it is declared (exit status 1 and no traceback from the CLI).
