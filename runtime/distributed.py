@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from flowspec.nn.base import rng_layers
+from flowspec import rng_layers
 
 from .errors import RunError
 from .streams import stream_seed
@@ -198,7 +198,7 @@ def restore_cuda_rng(
 
 def layer_rng_states(d: Dist, model: nn.Module) -> list[dict[str, Any]] | None:
     """Every rank's states of the generators the model's layers keep of their own
-    (:func:`flowspec.nn.base.rng_layers`: ``{module name: layer.rng_state()}``), indexed
+    (:func:`flowspec.rng_layers`: ``{module name: layer.rng_state()}``), indexed
     by rank, on every rank (rank 0 saves them); ``None`` when no layer keeps one. Every rank
     must call it."""
     layers = rng_layers(model)

@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from flowspec.nn.base import rng_layers
+from flowspec import rng_layers
 
 from . import checkpoint as ckpt
 from . import ema as ema_
@@ -39,7 +39,7 @@ __all__ = ["record_tags", "samples", "streams_kept", "summary", "validate"]
 @contextmanager
 def streams_kept(model: nn.Module) -> Iterator[None]:
     """The states of the layers' own random generators
-    (:func:`flowspec.nn.base.rng_layers`) after the block are those before it."""
+    (:func:`flowspec.rng_layers`) after the block are those before it."""
     saved = [(m, m.rng_state()) for _, m in rng_layers(model)]
     try:
         yield
