@@ -30,7 +30,7 @@ from .finite import check_finite
 from .metrics import MetricsLog
 from .objective import Batch, Objective
 from .recipe import Recipe
-from .tasks import Task, TaskData
+from .task_base import Task, TaskData
 
 __all__ = ["RunState", "checkpoint_state", "resume"]
 
