@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .commands import overrides, spec_args
@@ -86,7 +89,27 @@ def _table(spec) -> str:
     return "\n".join(lines)
 
 
+@contextmanager
+def _no_collections() -> Iterator[None]:
+    """Analysing a file allocates many small objects that reference counting frees; Python's
+    cyclic collector, run every 700 allocations, finds nothing to free in them and cost
+    ``flowspec check`` about 4% (63M of 1,790M instructions on the largest spec). It is off
+    while the command analyses (a short-lived process; switched back on after)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def cmd_check(a: argparse.Namespace) -> int:
+    with _no_collections():
+        return _check(a)
+
+
+def _check(a: argparse.Namespace) -> int:
     from .api import analyze
 
     specs, diags = analyze(a.spec, a.flow, overrides(a.set), all_flows=a.flow is None)
