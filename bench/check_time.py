@@ -6,11 +6,13 @@ Each spec in ``specs/`` (``specs/lib/`` included) is checked ``--runs`` times wi
 ``python -m flowspec.cli check FILE``, after one unmeasured run that lets Python write its
 bytecode cache and lark its parser-table cache, as on an installed copy. Bytecode goes to a
 private folder (``PYTHONPYCACHEPREFIX``) so that nothing is written into the source tree,
-even where the environment sets ``PYTHONDONTWRITEBYTECODE``. Reported per spec: the median
-wall time and the median CPU time (user + system) of the child process. On an idle machine
-the two agree; on a shared one the wall time also contains waiting for a core, and the CPU
-time is the better measure of what flowspec itself costs. The target (0.3 s) is on the wall
-time of the largest spec. Writes its section of ``docs/performance.md``.
+even where the environment sets ``PYTHONDONTWRITEBYTECODE``. The runs are interleaved: each
+round checks every spec once (and runs ``python -c pass``), so a slow spell of a shared
+machine touches every spec alike. Reported per spec: the fastest and the median wall time
+and the median CPU time (user + system) of the child. A check does the same work every time
+and interference only adds to it, so the fastest of the rounds estimates the time on an
+idle machine; the target (0.3 s) is judged on it, for every spec. Writes its section of
+``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -56,57 +58,70 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "bench"))
     from speed import write_section
 
+    load = os.getloadavg()[0]
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "flowspec-bench-pycache")
     specs = sorted(ROOT.glob("specs/**/*.flow"))
     base = [sys.executable, "-c", "pass"]
+    cmds = {
+        spec: [sys.executable, "-m", "flowspec.cli", "check", str(spec.relative_to(ROOT))]
+        for spec in specs
+    }
     run_once(base, env)
-    rows = []
-    interpreter = [run_once(base, env)[:2] for _ in range(a.runs)]
-    for spec in specs:
-        cmd = [sys.executable, "-m", "flowspec.cli", "check", str(spec.relative_to(ROOT))]
+    for cmd in cmds.values():
         run_once(cmd, env)  # caches
-        runs = [run_once(cmd, env) for _ in range(a.runs)]
-        rows.append(
-            (
-                spec.relative_to(ROOT),
-                spec.stat().st_size,
-                statistics.median(r[0] for r in runs),
-                statistics.median(r[1] for r in runs),
-                runs[0][2],
-            )
+    interpreter: list[tuple[float, float]] = []
+    runs: dict[Path, list[tuple[float, float, int]]] = {spec: [] for spec in specs}
+    for _ in range(a.runs):  # rounds: every spec once per round
+        interpreter.append(run_once(base, env)[:2])
+        for spec, cmd in cmds.items():
+            runs[spec].append(run_once(cmd, env))
+    rows = [
+        (
+            spec.relative_to(ROOT),
+            spec.stat().st_size,
+            min(r[0] for r in runs[spec]),
+            statistics.median(r[0] for r in runs[spec]),
+            statistics.median(r[1] for r in runs[spec]),
+            runs[spec][0][2],
         )
+        for spec in specs
+    ]
     lines = [
         (
-            f"Command: `python bench/check_time.py --runs {a.runs}` (median of {a.runs} "
-            "runs per spec, after one warm-up run)."
+            f"Command: `python bench/check_time.py --runs {a.runs}` ({a.runs} interleaved "
+            "rounds after one warm-up run; fastest and median wall time per spec)."
         ),
         (
             f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; load average before "
-            f"the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores."
+            f"the run: {load:.1f} on {os.cpu_count()} cores."
         ),
         "",
-        "| spec | bytes | exit | wall s | CPU s |",
-        "|---|---:|---:|---:|---:|",
+        "| spec | bytes | exit | fastest wall s | median wall s | median CPU s |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for path, size, wall, cpu, rc in rows:
-        lines.append(f"| {path} | {size:,} | {rc} | {wall:.3f} | {cpu:.3f} |")
+    for path, size, fastest, wall, cpu, rc in rows:
+        lines.append(f"| {path} | {size:,} | {rc} | {fastest:.3f} | {wall:.3f} | {cpu:.3f} |")
     lines.append(
-        f"| (`python -c pass`, for scale) | | | "
+        f"| (`python -c pass`, for scale) | | | {min(r[0] for r in interpreter):.3f} | "
         f"{statistics.median(r[0] for r in interpreter):.3f} | "
         f"{statistics.median(r[1] for r in interpreter):.3f} |"
     )
     largest = max(rows, key=lambda r: r[1])
     slowest = max(rows, key=lambda r: r[2])
-    verdict = "meets" if largest[2] <= TARGET else "is ABOVE"
+    above = [r for r in rows if r[2] > TARGET]
+    verdict = (
+        f"every spec meets the {TARGET} s target"
+        if not above
+        else f"{len(above)} spec(s) ABOVE the {TARGET} s target"
+    )
     lines += [
         "",
         (
-            f"The largest spec, {largest[0]}, takes {largest[2]:.3f} s wall "
-            f"({largest[3]:.3f} s CPU): it {verdict} the {TARGET} s target; the "
-            f"slowest is {slowest[0]} at {slowest[2]:.3f} s wall ({slowest[3]:.3f} s "
-            "CPU)."
+            f"Fastest of the rounds: {verdict}; the slowest spec is {slowest[0]} at "
+            f"{slowest[2]:.3f} s (median {slowest[3]:.3f} s), the largest, {largest[0]}, "
+            f"{largest[2]:.3f} s (median {largest[3]:.3f} s)."
         ),
     ]
     body = "\n".join(lines)
