@@ -15,6 +15,7 @@ when both its wall and its CPU time are (on 2 cores, CPU time may reach twice th
 from __future__ import annotations
 
 import argparse
+import datetime
 import glob
 import os
 import resource
@@ -24,6 +25,8 @@ from pathlib import Path
 
 BUDGET_S = 120.0
 BUDGET_GIB = 4.0
+LOAD = 0.0  # the load average when the run started
+START = ""  # and when
 _CODE = "import sys; from flowspec.cli import main; sys.exit(main())"
 _ROOT = Path(__file__).resolve().parent.parent
 _BEGIN, _END = "<!-- verify-budget:begin -->", "<!-- verify-budget:end -->"
@@ -69,8 +72,10 @@ def table(pairs: list[tuple[str, str]], threads: int) -> tuple[list[str], bool]:
         "|---|---|---:|---:|---:|---:|---|",
     ]
     ok = True
+    seen: list[tuple[float, float, float, str]] = []
     for spec, flow in pairs:
         wall, cpu, gib, rc = measure(spec, flow, threads)
+        seen.append((wall, cpu, gib, flow))
         fits = wall <= BUDGET_S and cpu <= BUDGET_S * 2 and gib <= BUDGET_GIB
         ok &= fits and rc == 0
         lines.append(
@@ -78,6 +83,15 @@ def table(pairs: list[tuple[str, str]], threads: int) -> tuple[list[str], bool]:
             f"| {'yes' if fits else 'NO'} |"
         )
         print(lines[-1], flush=True)
+    if seen:
+        slow, heavy = max(seen), max(seen, key=lambda r: r[2])
+        lines += [
+            "",
+            f"{'Every' if ok else 'NOT every'} flow of the {len(seen)} within the budget "
+            f"({BUDGET_S:.0f} s, {BUDGET_GIB:g} GiB) and passing; the slowest, {slow[3]}, "
+            f"{slow[0]:.1f} s wall ({slow[1]:.1f} s CPU); the largest peak, {heavy[3]}'s, "
+            f"{heavy[2]:.2f} GiB.",
+        ]
     return lines, ok
 
 
@@ -86,7 +100,7 @@ def write(doc: Path, lines: list[str], command: str) -> None:
     text = doc.read_text()
     head, rest = text.split(_BEGIN, 1)
     _, tail = rest.split(_END, 1)
-    body = "\n".join([f"`{command}`", "", *lines])
+    body = "\n".join([f"`{command}`, started {START} (load average {LOAD:.1f} then):", "", *lines])
     doc.write_text(f"{head}{_BEGIN}\n{body}\n{_END}{tail}")
 
 
@@ -97,6 +111,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the child")
     p.add_argument("--write", type=Path, help="write the table into this markdown file")
     a = p.parse_args(argv)
+    global LOAD, START
+    LOAD = os.getloadavg()[0]
+    START = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     pairs = shipped()
     if a.spec:
         want = os.path.relpath(os.path.abspath(a.spec), _ROOT)
