@@ -221,11 +221,14 @@ def _line_up(spec: FlowSpec, diags: Collector) -> None:
     """E312: every layer conditioned on a flow gets the output of that flow's layer at the
     same position (level, step, place in the step), which must exist and have the layer's
     H×W. Layers added by insert rules have no position."""
+    flows = {c.name: c for c in spec.conditions if c.flow}
+    if not flows:
+        return
     positions = spec.positions()
     users = [(layer, layer.args.get("on")) for layer in spec.layers]
     users.append((None, spec.prior.on))
     for layer, on in users:
-        c = next((c for c in spec.conditions if c.name == on and c.flow), None)
+        c = flows.get(on)
         if c is None:
             continue
         span = spec.prior.span if layer is None else layer.arg_spans.get("on", layer.span)

@@ -9,7 +9,6 @@ rendered from it; the runtime supplies the loaders.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -297,6 +296,8 @@ def option_error(name: str, options: dict[str, Any]) -> str | None:
     accepted = accepted_options(name, options)
     for key, value in options.items():
         if key not in accepted:
+            import difflib  # only on an error: flowspec check does not import it
+
             close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
             hint = f" (did you mean `{close[0]}`?)" if close else ""
             return (
