@@ -499,9 +499,19 @@ def split_latent(shape: Shape) -> Shape:
 
 def args_key(args: Mapping[str, Any]) -> tuple | None:
     """A hashable key of an argument dict, each value with its type (``True == 1`` and they
-    hash alike, but only one is a bool; ``1`` and ``1.0`` print differently), or None when a
-    value is unhashable. For caches of what a kind computes from its arguments."""
-    key = tuple((k, type(v), v) for k, v in args.items())
+    hash alike, but only one is a bool; ``1`` and ``1.0`` print differently) and a dict
+    value (``net_args``) as its items in order, or None when a value is unhashable. For
+    caches of what a kind computes from its arguments."""
+    items = []
+    for k, v in args.items():
+        if type(v) is dict:
+            v = args_key(v)
+            if v is None:
+                return None
+            items.append((k, dict, v))
+        else:
+            items.append((k, type(v), v))
+    key = tuple(items)
     try:
         hash(key)
     except TypeError:
