@@ -111,6 +111,13 @@ def averaged(ema: EMA | None, model: nn.Module) -> Iterator[None]:
                 b.copy_(k)
 
 
+@torch.no_grad()
+def keep_average(ema: EMA) -> None:
+    """Put the average into the model's parameters for good (the run is over: what
+    :func:`runtime.train` returns is the model its validation measured)."""
+    foreach.copy_(ema.params, ema.avg)
+
+
 def weights(ck: dict[str, Any], use_ema: bool) -> dict[str, Any]:
     """The checkpoint ``ck`` with its averaged weights as ``model`` when it has them and
     ``use_ema`` (eval, sample, load_checkpoint), else as it is."""

@@ -67,13 +67,16 @@ def needs_init(model: nn.Module) -> bool:
 
 @dataclass
 class RunResult:
-    """What :func:`runtime.train` returns."""
+    """What :func:`runtime.train` returns. ``model`` holds the weights that ``val_bpd``
+    describes: with ``ema``, the average (as ``load_checkpoint`` and ``eval`` give it;
+    ``weights == "ema"``), else the trained ones (``"raw"``); the checkpoint keeps both."""
 
     out: Path
     step: int
     val_bpd: float | None
     summary: dict[str, Any]
     model: Any = field(repr=False, default=None)
+    weights: str = "raw"
 
 
 def default_out(spec: FlowSpec) -> Path:
@@ -474,7 +477,10 @@ class Trainer:
             )
         if d.active and not identical:
             raise RunError("the ranks ended with different parameters; DDP lost sync")
-        return RunResult(out, r.steps, info["final_val_bpd"], info, s.model)
+        if s.ema is None:
+            return RunResult(out, r.steps, info["final_val_bpd"], info, s.model)
+        ema_.keep_average(s.ema)  # the run is over: the weights validation measured
+        return RunResult(out, r.steps, info["final_val_bpd"], info, s.model, "ema")
 
 
 def _build(

@@ -216,6 +216,10 @@ def test_resume_with_ema_schedule_and_flips_is_bit_for_bit(tmp_path, monkeypatch
     model, _ = flowspec.load_checkpoint(path, device="cpu")
     for k, v in model.state_dict().items():
         assert torch.equal(v, a["ema"][k]), k
+    # and train() hands back the model that its validation measured: the average
+    assert straight.weights == "ema"
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, a["ema"][k]), k
 
 
 def test_validating_the_average_leaves_weight_derived_buffers_alone() -> None:
