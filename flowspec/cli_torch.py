@@ -16,6 +16,7 @@ from .commands import (
     overrides,
     spec_args,
 )
+from .diagram_style import DETAILS, RANKDIRS
 
 
 def cmd_compile(a: argparse.Namespace) -> int:
@@ -68,10 +69,10 @@ def _reg_render(sub: Any) -> None:
     p = sub.add_parser("render", help="draw the architecture (svg, png, pdf or dot)")
     spec_args(p)
     p.add_argument("-o", "--output", required=True, help="FILE.svg|png|pdf|dot")
-    p.add_argument("--detail", choices=("level", "step", "layer"), default="step")
+    p.add_argument("--detail", choices=DETAILS, default="step")
     p.add_argument(
         "--rankdir",
-        choices=("TB", "LR"),
+        choices=RANKDIRS,
         default="TB",
         help="top-to-bottom (default) or left-to-right",
     )

@@ -30,12 +30,11 @@ import networkx as nx
 
 from .api import load
 from .diagram_dot import _Builder
+from .diagram_style import DETAILS, RANKDIRS
 from .errors import EXIT_USAGE, FlowError
 from .flowgraph import graph
 from .ir import FlowSpec
 
-DETAILS = ("layer", "step", "level")
-RANKDIRS = ("TB", "LR")
 FORMATS = (".svg", ".png", ".pdf", ".dot")
 
 

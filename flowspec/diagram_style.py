@@ -15,6 +15,11 @@ from typing import Any
 from .evaluate import display_value
 from .kinds import nondefault_args as shown_nondefault
 
+#: how much a diagram draws (one node a layer, a step or a level) and which way it runs;
+#: torch- and graphviz-free here, so that the command line can offer them
+DETAILS = ("layer", "step", "level")
+RANKDIRS = ("TB", "LR")
+
 FONT = "Helvetica"
 MONO = "Courier"
 # Fills chosen to stay apart in greyscale: attention darkest, conditional light, plain white.
