@@ -52,12 +52,15 @@ def _commands(installed: bool = True) -> dict[str, Any]:
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser of every command; given the command line ``argv`` whose command is one of
-    the compiler's own (``check``, ``fmt``, ...), of those only: the installed commands'
-    entry points are neither looked up nor imported, which keeps ``flowspec check`` quick."""
+    the compiler's own (``check``, ``fmt``, ...), of that command only: the other commands'
+    parsers are not built and the installed commands' entry points are neither looked up
+    nor imported, which keeps ``flowspec check`` quick."""
     from . import __version__
 
     own = _commands(installed=False)
     installed = not (argv and argv[0] in own)
+    if not installed:
+        own = {argv[0]: own[argv[0]]}
 
     p = argparse.ArgumentParser(
         prog="flowspec",
