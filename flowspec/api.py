@@ -81,7 +81,7 @@ def analyze(
         spec = resolve(env, name, dict(overrides or {}), diags, memo=memo)
         _note_overrides(diags.items[before:], overrides)
         if spec is not None and not diags.has_errors:
-            specs.append(spec if id(spec) in checked else check(spec, diags, checked))
+            specs.append(check(spec, diags, checked))
     return specs, diags.items
 
 

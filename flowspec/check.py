@@ -44,6 +44,8 @@ def check(spec: FlowSpec, diags: Collector, checked: dict[int, bool] | None = No
     ``id``) and whether they were free of errors: a flow that conditions several others
     (one IR object, see :func:`flowspec.resolve.resolve`) is checked once."""
     checked = {} if checked is None else checked
+    if id(spec) in checked:
+        return spec
     before = _errors(diags)
     conds = {c.name: c for c in spec.conditions}
     flows_ok = all(_check_condition_flow(c, diags, checked) for c in spec.conditions if c.flow)
@@ -187,8 +189,7 @@ def _check_condition_flow(c: ConditionIR, diags: Collector, checked: dict[int, b
     """Check the flow of a condition written ``encoder=flow(NAME)``: it must be valid,
     unconditional, and take the condition as it is fed (an image as is; a label map one-hot,
     ``N`` channels, or drawn in colour, 3 channels)."""
-    if id(c.flow) not in checked:
-        check(c.flow, diags, checked)
+    check(c.flow, diags, checked)
     if not checked[id(c.flow)]:
         return False
     name = c.flow.name

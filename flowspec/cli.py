@@ -57,10 +57,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     nor imported, which keeps ``flowspec check`` quick."""
     from . import __version__
 
-    own = _commands(installed=False)
-    installed = not (argv and argv[0] in own)
-    if not installed:
-        own = {argv[0]: own[argv[0]]}
+    commands = _commands(installed=False)
+    if argv and argv[0] in commands:
+        commands = {argv[0]: commands[argv[0]]}
+    else:
+        commands = _commands()
 
     p = argparse.ArgumentParser(
         prog="flowspec",
@@ -68,7 +69,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"flowspec {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    for register, _ in (_commands() if installed else own).values():
+    for register, _ in commands.values():
         register(sub)
     for command in sub.choices.values():
         plugin_arg(command)

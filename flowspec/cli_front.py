@@ -16,11 +16,11 @@ from .evaluate import display_value
 from .kinds import args_key, nondefault_args
 
 
-def _fmt_args(args: dict[str, Any], kind: str, seen: dict | None = None) -> str:
+def _fmt_args(args: dict[str, Any], kind: str, seen: dict) -> str:
     """The arguments column; ``seen`` remembers rows already formatted (a flow repeats the
     same layer with the same arguments many times)."""
     key = args_key(args)
-    key = None if key is None or seen is None else (kind, key)
+    key = None if key is None else (kind, key)
     if key is not None and key in seen:
         return seen[key]
     out = " ".join(f"{k}={display_value(v)}" for k, v in nondefault_args(kind, args).items())
