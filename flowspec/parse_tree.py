@@ -14,7 +14,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer_NonRecursive, v_args
+from lark import Lark, Token, Tree
 
 from . import ast, codes
 from .errors import Diagnostic, Span
@@ -88,11 +88,40 @@ def _unescape(tok: str) -> str:
     return _ESCAPE.sub(one, tok[1:-1])
 
 
-class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion limit
+class _ToAst:
+    """Lark's parse tree to the syntax tree: each rule's node is handed, children first, to
+    the method of the rule's name as ``(meta, children)``; a rule without one stays a lark
+    ``Tree``, and tokens pass through. Iterative, so deep trees do not hit the recursion
+    limit (lark's own ``Transformer_NonRecursive`` walks alike, at about twice the cost)."""
+
     def __init__(self, file: str):
-        super().__init__()
         self.file = file
         self.errors: list[Diagnostic] = []
+        self._logic_op = ""
+
+    def transform(self, tree: Tree):
+        handlers = {name: getattr(self, name) for name in _RULES}
+        order: list = []  # every node, parents before their children, last child first
+        todo = [tree]
+        while todo:
+            node = todo.pop()
+            order.append(node)
+            if isinstance(node, Tree):
+                todo += node.children
+        done: list = []  # results, first child first
+        for node in reversed(order):
+            if isinstance(node, Tree):
+                n = len(node.children)
+                children = done[-n:] if n else []
+                if n:
+                    del done[-n:]
+                f = handlers.get(node.data)
+                done.append(
+                    Tree(node.data, children, node.meta) if f is None else f(node.meta, children)
+                )
+            else:
+                done.append(node)
+        return done[0]
 
     def _num(self, tok: Token) -> int | float:
         """An INT or FLOAT token's value; out-of-range literals are reported (E008)."""
@@ -128,58 +157,46 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
         )
 
     # ---- expressions
-    @v_args(meta=True)
     def int_lit(self, meta, c):
         return ast.Lit(self.sp(meta), self._num(c[0]), str(c[0]))
 
-    @v_args(meta=True)
     def float_lit(self, meta, c):
         return ast.Lit(self.sp(meta), self._num(c[0]), str(c[0]))
 
-    @v_args(meta=True)
     def string_lit(self, meta, c):
         return ast.Lit(self.sp(meta), _unescape(str(c[0])), str(c[0]))
 
-    @v_args(meta=True)
     def true_lit(self, meta, c):
         return ast.Lit(self.sp(meta), True, "true")
 
-    @v_args(meta=True)
     def false_lit(self, meta, c):
         return ast.Lit(self.sp(meta), False, "false")
 
-    @v_args(meta=True)
     def ref(self, meta, c):
         return (None, str(c[0])) if len(c) == 1 else (str(c[0]), str(c[1]))
 
-    @v_args(meta=True)
     def var(self, meta, c):
         if isinstance(c[0], Token):  # a bare NAME as a shape dim
             return ast.Var(self.tsp(c[0]), str(c[0]))
         ns, name = c[0]
         return ast.Var(self.sp(meta), name, ns)
 
-    @v_args(meta=True)
     def call_expr(self, meta, c):
         ns, name = c[0]
         return ast.CallExpr(self.sp(meta), name, ns, c[1])
 
-    @v_args(meta=True)
     def flow_ref(self, meta, c):
         ns, name = c[0]
         return ast.FlowRef(self.sp(meta), name, ns, c[1] if len(c) > 1 else [])
 
-    @v_args(meta=True)
     def args(self, meta, c):
         return list(c)
 
-    @v_args(meta=True)
     def kwarg(self, meta, c):
         return ast.KwArg(self.sp(meta), str(c[0]), c[1], self.tsp(c[0]))
 
     setting_kwarg = kwarg
 
-    @v_args(meta=True)
     def list_value(self, meta, c):
         return ast.ListLit(self.sp(meta), list(c))
 
@@ -196,28 +213,26 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
             node = ast.BinOp(self.sp(meta), op, node, rhs)
         return node
 
-    @v_args(meta=True)
     def or_expr(self, meta, c):
         self._logic_op = "or"
         return self._chain(meta, c)
 
-    @v_args(meta=True)
     def and_expr(self, meta, c):
         self._logic_op = "and"
         return self._chain(meta, c)
 
-    comparison = sum = product = v_args(meta=True)(lambda self, meta, c: self._chain(meta, c))
+    def comparison(self, meta, c):
+        return self._chain(meta, c)
 
-    @v_args(meta=True)
+    sum = product = comparison
+
     def not_op(self, meta, c):
         return ast.UnOp(self.sp(meta), "not", c[0])
 
-    @v_args(meta=True)
     def neg(self, meta, c):
         return ast.UnOp(self.sp(meta), "-", c[0])
 
     # ---- statements
-    @v_args(meta=True)
     def word(self, meta, c):
         tok = c[0]
         sp = self.tsp(tok)
@@ -227,7 +242,6 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
             return ast.Lit(sp, _unescape(str(tok)), str(tok))
         return ast.Lit(sp, self._num(tok), str(tok))
 
-    @v_args(meta=True)
     def layer(self, meta, c):
         name = c[0]
         words = [x for x in c[1:] if not isinstance(x, ast.KwArg)]
@@ -236,39 +250,31 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
 
     setting = layer  # a train-block line: a layer's form
 
-    @v_args(meta=True)
     def call(self, meta, c):
         ns, name = c[0]
         return ast.Call(self.sp(meta), name, ns, c[1])
 
-    @v_args(meta=True)
     def body(self, meta, c):
         return ast.Body(self.sp(meta), list(c))
 
-    @v_args(meta=True)
     def range(self, meta, c):
         return (c[0], c[1])
 
-    @v_args(meta=True)
     def for_stmt(self, meta, c):
         lo, hi = c[1]
         return ast.For(self.sp(meta), str(c[0]), lo, hi, c[2])
 
-    @v_args(meta=True)
     def if_stmt(self, meta, c):
         return ast.If(self.sp(meta), c[0], c[1], c[2] if len(c) > 2 else None)
 
-    @v_args(meta=True)
     def repeat(self, meta, c):
         return c[0]
 
-    @v_args(meta=True)
     def group(self, meta, c):
         if len(c) == 3:
             return ast.Group(self.sp(meta), str(c[0]), c[1], c[2])
         return ast.Group(self.sp(meta), str(c[0]), None, c[1])
 
-    @v_args(meta=True)
     def shape(self, meta, c):
         if len(c) == 1 and isinstance(c[0], Token) and c[0].type == "SHAPE":
             sp = self.tsp(c[0])
@@ -300,92 +306,75 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
                 dims.append(d)
         return ast.Shape(self.sp(meta), dims)
 
-    @v_args(meta=True)
     def input_stmt(self, meta, c):
         return ast.Input(self.sp(meta), c[0])
 
-    @v_args(meta=True)
     def prior_stmt(self, meta, c):
         words = [x for x in c[1:] if not isinstance(x, ast.KwArg)]
         kwargs = [x for x in c[1:] if isinstance(x, ast.KwArg)]
         return ast.Prior(self.sp(meta), str(c[0]), words, kwargs)
 
-    @v_args(meta=True)
     def condition_stmt(self, meta, c):
         return ast.Condition(
             self.sp(meta), str(c[0]), str(c[1]), c[2], list(c[3:]), self.tsp(c[1])
         )
 
-    @v_args(meta=True)
     def expect_stmt(self, meta, c):
         return ast.Expect(self.sp(meta), c[0])
 
-    @v_args(meta=True)
     def train_stmt(self, meta, c):
         return ast.Train(self.sp(meta), list(c))
 
-    @v_args(meta=True)
     def kind_ref(self, meta, c):
         return (str(c[0]), str(c[1]) if len(c) > 1 else None, self.sp(meta))
 
-    @v_args(meta=True)
     def in_levels(self, meta, c):
         return c[0]
 
-    @v_args(meta=True)
     def insert_stmt(self, meta, c):
         kind, variant, ksp = c[2]
         levels = c[3] if len(c) > 3 else None
         return ast.Insert(self.sp(meta), c[0], str(c[1]), kind, variant, levels, ksp)
 
-    @v_args(meta=True)
     def let_stmt(self, meta, c):
         return ast.Let(self.sp(meta), str(c[0]), c[1])
 
     # ---- top level
-    @v_args(meta=True)
     def param(self, meta, c):
         domain = c[-1] if len(c) > 1 and isinstance(c[-1], ast.Domain) else None
         rest = c[1:-1] if domain is not None else c[1:]
         return ast.Param(self.sp(meta), str(c[0]), rest[0] if rest else None, domain)
 
-    @v_args(meta=True)
     def domain_range(self, meta, c):
         lo, hi = c[0]
         return ast.Domain(self.sp(meta), lo=lo, hi=hi)
 
-    @v_args(meta=True)
     def domain_choices(self, meta, c):
         return ast.Domain(self.sp(meta), choices=list(c))
 
-    @v_args(meta=True)
     def params(self, meta, c):
         return list(c)
 
-    @v_args(meta=True)
     def import_stmt(self, meta, c):
         return ast.Import(self.sp(meta), _unescape(str(c[0])), str(c[1]), self.tsp(c[0]))
 
-    @v_args(meta=True)
     def extends(self, meta, c):
         ns, name = c[0]
         return ast.Call(self.sp(meta), name, ns, c[1] if len(c) > 1 else [])
 
-    @v_args(meta=True)
     def block_def(self, meta, c):
         params = c[1] if len(c) == 3 else []
         return ast.BlockDef(self.sp(meta), str(c[0]), params, c[-1])
 
-    @v_args(meta=True)
     def flow_def(self, meta, c):
         params = next((x for x in c[1:-1] if isinstance(x, list)), [])
         ext = next((x for x in c[1:-1] if isinstance(x, ast.Call)), None)
         return ast.FlowDef(self.sp(meta), str(c[0]), params, ext, c[-1])
 
-    def header(self, c):
+    def header(self, meta, c):
         return ("header", str(c[0]), c[0].line)
 
-    def start(self, c):
+    def start(self, meta, c):
         version, line = None, 1
         items = []
         for x in c:
@@ -394,3 +383,14 @@ class _ToAst(Transformer_NonRecursive):  # deep trees must not hit the recursion
             else:
                 items.append(x)
         return version, items, line
+
+
+#: The rules :class:`_ToAst` has a handler for: its public methods but the walk and the
+#: span helpers.
+_RULES = tuple(
+    n
+    for n in dir(_ToAst)
+    if not n.startswith("_")
+    and n not in ("transform", "sp", "tsp")
+    and callable(getattr(_ToAst, n))
+)
