@@ -265,6 +265,8 @@ def walk(node: Any) -> Iterator[Any]:
         n = stack.pop()
         if isinstance(n, list | tuple):
             stack.extend(reversed(n))
-        elif hasattr(n, "__dataclass_fields__"):
+        # (not hasattr(n, "__dataclass_fields__"): on a span, a pydantic model, that raises
+        # and catches an AttributeError)
+        elif isinstance(n, _Data):
             yield n
             stack.extend(reversed([getattr(n, f) for f in n.__dataclass_fields__]))

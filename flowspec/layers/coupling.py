@@ -70,7 +70,10 @@ class CouplingKind(LayerKind):
 
     @classmethod
     def issues(cls, shape, args):
-        if getattr(args, "mask", "channel") == "channel":
+        # a subclass's Args may have no mask (asked of the model's fields: a missing
+        # attribute of a pydantic model costs two exceptions)
+        mask = args.mask if "mask" in type(args).model_fields else "channel"
+        if mask == "channel":
             issue = channel_split_issue(shape, f"coupling {cls.variant} with mask=channel")
             return [issue] if issue else []
         return []
