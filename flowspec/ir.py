@@ -25,7 +25,7 @@ Position = tuple[int | None, int | None, int]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class Origin(_Model):
