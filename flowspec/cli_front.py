@@ -30,31 +30,31 @@ def _fmt_args(args: dict[str, Any], kind: str, seen: dict) -> str:
 
 
 def _shape(s) -> str:
-    return "x".join(str(d) for d in s) if s else "?"
+    return "x".join(map(str, s)) if s else "?"
 
 
-def _table(spec) -> str:
+def _table(spec, counted: dict | None = None) -> str:
+    """The summary ``check`` prints of a checked flow; ``counted`` as for
+    :func:`~flowspec.kinds.count_params`, shared by the tables of one file."""
     from .kinds import count_params, estimated_layers
 
     estimated = set(estimated_layers(spec))
-    rows = [("path", "kind", "arguments", "shape")]
+    head = ("path", "kind", "arguments", "shape")
+    paths, kinds, args, shapes = [head[0]], [head[1]], [head[2]], [head[3]]
     seen: dict = {}
     for layer in spec.layers:
         mark = " ~" if layer.path in estimated else ""  # footnoted below the table
-        rows.append(
-            (
-                layer.path,
-                layer.kind.replace(".", " ") + mark,
-                _fmt_args(layer.args, layer.kind, seen),
-                f"{_shape(layer.in_shape)} -> {_shape(layer.out_shape)}",
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        paths.append(layer.path)
+        kinds.append(layer.kind.replace(".", " ") + mark)
+        args.append(_fmt_args(layer.args, layer.kind, seen))
+        shapes.append(f"{_shape(layer.in_shape)} -> {_shape(layer.out_shape)}")
+    wp, wk, wa = (max(map(len, column)) for column in (paths, kinds, args))
     lines = [f"flow {spec.name}  (input {_shape(spec.input)}, {len(spec.layers)} layers)"]
-    for i, r in enumerate(rows):
-        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
-        if i == 0:
-            lines.append("  " + "-" * (sum(widths) + 6 + max(len(x[3]) for x in rows)))
+    lines += [
+        f"  {p.ljust(wp)}  {k.ljust(wk)}  {a.ljust(wa)}  {s}"
+        for p, k, a, s in zip(paths, kinds, args, shapes)
+    ]
+    lines.insert(2, "  " + "-" * (wp + wk + wa + 6 + max(map(len, shapes))))
     from .evaluate import format_value
 
     for c in spec.conditions:
@@ -79,7 +79,7 @@ def _table(spec) -> str:
     )
     lines.append(f"prior {prior}")
     lines.append("latents " + ", ".join(f"{z.name} {_shape(z.shape)}" for z in spec.latents))
-    n = sum(count_params(spec).values())
+    n = sum(count_params(spec, counted=counted).values())
     lines.append(f"parameters {n:,} ({n / 1e6:.3f} M; {4 * n / 1e6:.2f} MB as float32)")
     if estimated:
         lines.append(
@@ -131,7 +131,8 @@ def _check(a: argparse.Namespace) -> int:
     if not specs:
         print(f"{a.spec}: defines no flow (a library); its syntax and imports are valid")
         return 0
-    print("\n\n".join(_table(s) for s in specs))
+    counted: dict = {}
+    print("\n\n".join(_table(s, counted) for s in specs))
     return 0
 
 

@@ -519,15 +519,25 @@ def args_key(args: Mapping[str, Any]) -> tuple | None:
     return key
 
 
-def count_params(spec: Any) -> dict[str, int]:
+def count_params(spec: Any, *, counted: dict[int, dict[str, int]] | None = None) -> dict[str, int]:
     """Parameters of a checked spec (IR) per layer path, ``encoder:NAME`` and ``prior``.
 
     Counted from the registries (no torch for built-in kinds, which declare their counts);
-    ``sum(...)`` is the compiled model's total.
+    ``sum(...)`` is the compiled model's total. ``counted`` keeps the counts of the flows
+    counted so far (by ``id``, so only while they live): pass one dict to the calls over
+    the flows of a file, and a flow that conditions others is counted once.
     """
+    if counted is not None and id(spec) in counted:
+        return counted[id(spec)]
+    widths: dict[str | None, int | None] = {None: None}  # of conditions modelled by no flow
+    flows = {c.name for c in spec.conditions if c.flow is not None}
 
     def width(on: str | None, layer: Any = None) -> int | None:
-        return spec.cond_width(on, layer) if on else None
+        if on in flows:  # the width depends on the layer's position
+            return spec.cond_width(on, layer)
+        if on not in widths:
+            widths[on] = spec.cond_width(on, layer)
+        return widths[on]
 
     seen: dict[tuple, int] = {}  # a flow repeats its steps: count each layer shape once
 
@@ -545,12 +555,14 @@ def count_params(spec: Any) -> dict[str, int]:
     out = {layer.path: params(layer) for layer in spec.layers}
     for c in spec.conditions:  # a condition modelled by a flow (encoder=flow(...)) counts it
         out[f"encoder:{c.name}"] = (
-            sum(count_params(c.flow).values())
+            sum(count_params(c.flow, counted=counted).values())
             if c.flow
             else ENCODERS[c.encoder.kind].params(tuple(c.shape), c.encoder.args)
         )
     p = spec.prior
     out["prior"] = PRIORS[p.kind].params(tuple(spec.latents[-1].shape), prior_args(p), width(p.on))
+    if counted is not None:
+        counted[id(spec)] = out
     return out
 
 
