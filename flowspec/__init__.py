@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from typing import Any
 
-# The built-in vocabulary registers itself as a plugin does (torch-free imports). Here, in
-# the package's own start-up, it runs before any submodule is used, and the registries
+# The built-in vocabulary tells the registries which of its files declares each key (each
+# file registers itself as a plugin does, torch-free, when a key of it is first used). Here,
+# in the package's own start-up, it runs before any submodule is used, and the registries
 # (flowspec.kinds) import none of the declarations that fill them: no import cycle.
-from . import layers  # noqa: F401  (isort: first, so that every registry is full)
+from . import layers  # noqa: F401  (isort: first, so that every registry knows its keys)
 from .api import analyze, load, loads
 from .errors import FlowError, FlowNameError, FlowShapeError, FlowSpecError, FlowSyntaxError
 from .ir import FlowSpec

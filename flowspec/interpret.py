@@ -24,7 +24,7 @@ from .arguments import validate_args
 from .errors import Abort, Collector, Span, did_you_mean
 from .evaluate import EncoderCall, FlowCall, Scope, Word, evaluate, expect_int, type_name
 from .ir import ConditionIR, EncoderIR, FlowSpec, LayerIR, Origin, PriorIR, Setting
-from .kinds import DEFAULT_VARIANT, ENCODERS, PRIORS, heads
+from .kinds import DEFAULT_VARIANT, ENCODERS, KINDS, PRIORS, head_keys
 from .loader import ModuleEnv
 from .values import bind_params, no_encoder_call, plain, plain_override
 
@@ -106,7 +106,8 @@ class FlowBuilder:
         self.inserts: list[InsertRule] = []
         self.n_levels = 0
         self.n_steps: dict[int | None, int] = {}
-        self.heads = heads()  # the registry does not change while a flow resolves
+        # head -> variant -> key; the registry does not change while a flow resolves
+        self.heads = head_keys()
         self.work = 0
         self.stopped = False  # a limit was hit: abandon the whole flow, report it once
 
@@ -366,7 +367,7 @@ class FlowBuilder:
         variants = table[s.name]
         words = list(s.words)
         if None in variants:
-            kind = variants[None]
+            key = variants[None]
         else:
             if words and isinstance(words[0], ast.Var) and words[0].ns is None:
                 v = words[0].name
@@ -379,10 +380,10 @@ class FlowBuilder:
                         or f"one of: {', '.join(sorted(k for k in variants if k))}",
                     )
                     raise Abort
-                kind = variants[v]
+                key = variants[v]
                 words.pop(0)
             elif s.name in DEFAULT_VARIANT:
-                kind = variants[DEFAULT_VARIANT[s.name]]
+                key = variants[DEFAULT_VARIANT[s.name]]
             else:
                 d.error(
                     "E104",
@@ -400,6 +401,7 @@ class FlowBuilder:
                 help="layer arguments are written name=value",
             )
             raise Abort
+        kind = KINDS[key]
         raw, spans = self._kwargs(s.kwargs, ctx)
         args = validate_args(
             kind.Args,

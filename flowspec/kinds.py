@@ -4,11 +4,12 @@ A kind is declared by one class (arguments as a frozen pydantic model with types
 and ranges; a shape rule; invertibility conditions; a parameter count) and registered with
 a decorator. The grammar knows no layer names and the checker knows no layer kinds: both
 ask these registries. Built-in kinds live one per file in ``flowspec/layers/`` and register
-themselves exactly as a user's plugin does (see :mod:`flowspec.plugins`); this module and
-those declarations never import torch, so checking a spec stays fast. The torch module of a
-kind is named by ``module`` (``"pkg.mod:Name"``, or a :class:`flowspec.FlowLayer` subclass)
-and imported only when a model is built; built-in modules live in ``flowspec/nn/``, in the
-file of the same name as their declaration's.
+themselves exactly as a user's plugin does (see :mod:`flowspec.plugins`), when one of their
+keys is first used (:mod:`flowspec.registry`); this module and those declarations never
+import torch, so checking a spec stays fast. The torch module of a kind is named by
+``module`` (``"pkg.mod:Name"``, or a :class:`flowspec.FlowLayer` subclass) and imported only
+when a model is built; built-in modules live in ``flowspec/nn/``, in the file of the same
+name as their declaration's.
 
 Public names (README, "Writing a layer kind"): :class:`Args`, :class:`LayerKind`, :func:`kind`,
 :class:`NetKind`/:func:`net`, :class:`EncoderKind`/:func:`encoder`,
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import FlowError
 from .importing import import_object
+from .registry import Registry
 
 Shape = tuple[int, int, int]
 ArgsLike = Mapping[str, Any] | BaseModel
@@ -289,11 +291,13 @@ class PriorKind(_Declared):
         return cls.count_built(shape, a, cond_channels)
 
 
-KINDS: dict[str, type[LayerKind]] = {}
-NETS: dict[str, type[NetKind]] = {}
-ENCODERS: dict[str, type[EncoderKind]] = {}
-PRIORS: dict[str, type[PriorKind]] = {}
-REGISTRIES: dict[str, dict[str, Any]] = {
+#: The registries (:class:`~flowspec.registry.Registry`: the built-in entries are imported on
+#: first use, see :mod:`flowspec.layers`).
+KINDS: Registry = Registry()
+NETS: Registry = Registry()
+ENCODERS: Registry = Registry()
+PRIORS: Registry = Registry()
+REGISTRIES: dict[str, Registry] = {
     "kind": KINDS,
     "net": NETS,
     "encoder": ENCODERS,
@@ -301,32 +305,10 @@ REGISTRIES: dict[str, dict[str, Any]] = {
 }
 
 #: Words that start other statements of the grammar: a layer kind cannot take them.
-RESERVED = {
-    "flowspec",
-    "import",
-    "let",
-    "block",
-    "flow",
-    "extends",
-    "for",
-    "if",
-    "else",
-    "level",
-    "step",
-    "input",
-    "prior",
-    "condition",
-    "expect",
-    "train",
-    "insert",
-    "true",
-    "false",
-    "and",
-    "or",
-    "not",
-    "in",
-    "x",
-}
+RESERVED = set(
+    "flowspec import let block flow extends for if else level step input prior condition "
+    "expect train insert true false and or not in x".split()
+)
 _WORD = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -339,7 +321,16 @@ def _same(a: type, b: type) -> bool:
     return a.__module__ == b.__module__ and a.__qualname__ == b.__qualname__
 
 
-def _check_common(cls: type, base: type, table: dict[str, Any], what: str) -> str:
+def _held(table: Registry, key: str, cls: type) -> bool:
+    """Whether a declaration other than ``cls`` holds ``key`` of ``table``; imports nothing
+    (``cls`` may be the deferred entry of ``key``, being imported)."""
+    old = table.registered(key)
+    if old is not None:
+        return not _same(old, cls)
+    return table.deferred_module(key) not in (None, cls.__module__)
+
+
+def _check_common(cls: type, base: type, table: Registry, what: str) -> str:
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise PluginError(
             f"@{what} decorates {cls!r}, which is not a flowspec.{base.__name__} subclass"
@@ -369,11 +360,10 @@ def _check_common(cls: type, base: type, table: dict[str, Any], what: str) -> st
             f"{what} `{key}` ({_what(cls)}): module must be a class (or a "
             f"function building one) or 'package.module:Name', got {m!r}"
         )
-    old = table.get(key)
-    if old is not None and not _same(old, cls):
+    if _held(table, key, cls):
         raise PluginError(
             f"{what} `{key}` of {_what(cls)} clashes with the existing {what} "
-            f"`{key}` of {_what(old)}: choose another key"
+            f"`{key}` of {_what(table[key])}: choose another key"
         )
     return key
 
@@ -386,15 +376,16 @@ def kind(cls: type[LayerKind]) -> type[LayerKind]:
         raise PluginError(
             f"kind `{key}` ({_what(cls)}): `{head}` is a word of the language; choose another key"
         )
-    for other in KINDS.values():
+    for other in KINDS.names():  # (by key: importing nothing)
+        other_head, _, other_variant = other.partition(".")
         if (
-            other.head == head
-            and not _same(other, cls)
-            and (variant == "") != (other.variant is None)
+            other_head == head
+            and (variant == "") != (other_variant == "")
+            and _held(KINDS, other, cls)
         ):
             raise PluginError(
-                f"kind `{key}` ({_what(cls)}) clashes with `{other.key}` of "
-                f"{_what(other)}: a head word has variants or none"
+                f"kind `{key}` ({_what(cls)}) clashes with `{other}` of "
+                f"{_what(KINDS[other])}: a head word has variants or none"
             )
     if cls.conditional not in ("never", "optional", "required"):
         raise PluginError(f"kind `{key}`: conditional must be never, optional or required")
@@ -482,9 +473,19 @@ class Spelled(str):
 
 def heads() -> dict[str, dict[str | None, type[LayerKind]]]:
     """head word -> {variant word (None for kinds without variants) -> kind}."""
-    out: dict[str, dict[str | None, type[LayerKind]]] = {}
-    for k in KINDS.values():
-        out.setdefault(k.head, {})[k.variant] = k
+    return {
+        head: {variant: KINDS[key] for variant, key in variants.items()}
+        for head, variants in head_keys().items()
+    }
+
+
+def head_keys() -> dict[str, dict[str | None, str]]:
+    """head word -> {variant word (None for kinds without variants) -> key}, importing no
+    declaration (a spec's layers import only the kinds they use)."""
+    out: dict[str, dict[str | None, str]] = {}
+    for key in KINDS.names():
+        head, _, variant = key.partition(".")
+        out.setdefault(head, {})[variant or None] = key
     return out
 
 

@@ -45,14 +45,13 @@ ORIGIN: dict[tuple[str, str], str] = {}
 _AUTO_DONE = False
 
 
-def _snapshot() -> dict[str, dict]:
-    return {name: dict(table) for name, table in REGISTRIES.items()}
+def _snapshot() -> dict[str, tuple]:
+    return {name: table.snapshot() for name, table in REGISTRIES.items()}
 
 
-def _restore(saved: dict[str, dict]) -> None:
+def _restore(saved: dict[str, tuple]) -> None:
     for name, table in REGISTRIES.items():
-        table.clear()
-        table.update(saved[name])
+        table.restore(saved[name])
 
 
 def is_file_plugin(name: str) -> bool:
@@ -127,10 +126,11 @@ def _import_file(path: str) -> str:
     return name
 
 
-def _remember(saved: dict[str, dict], given: str) -> None:
+def _remember(saved: dict[str, tuple], given: str) -> None:
     for registry, table in REGISTRIES.items():
-        for key in table:
-            if key not in saved[registry]:
+        registered, deferred = saved[registry]
+        for key in table.names():
+            if key not in registered and key not in deferred:
                 ORIGIN[(registry, key)] = given
 
 

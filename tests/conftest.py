@@ -42,15 +42,14 @@ def cli(capsys):
 def clean_registries(monkeypatch, tmp_path_factory):
     """Whatever a test registers or imports from its folders is undone afterwards (not the
     libraries it imported: re-importing their C extensions fails)."""
-    saved = {name: dict(table) for name, table in REGISTRIES.items()}
+    saved = {name: table.snapshot() for name, table in REGISTRIES.items()}
     loaded, origin, path = dict(plugins.LOADED), dict(plugins.ORIGIN), list(sys.path)
     modules = set(sys.modules)
     monkeypatch.delenv(plugins.ENV, raising=False)
     plugins.reset_auto()
     yield
     for name, table in REGISTRIES.items():
-        table.clear()
-        table.update(saved[name])
+        table.restore(saved[name])
     plugins.LOADED.clear()
     plugins.LOADED.update(loaded)
     plugins.ORIGIN.clear()
