@@ -199,6 +199,30 @@ def test_missing_file_is_reported_without_a_traceback(command, cli, tmp_path: Pa
     assert "nope.flow" in err and "Traceback" not in out + err
 
 
+@pytest.mark.parametrize(
+    ("argv", "frozen", "code"),
+    [
+        (["check", "specs/demo.flow"], True, 0),
+        (["check", "specs/nope.flow"], True, 1),
+        (["verify", "specs/nope.flow"], False, 1),  # may import torch: exits as usual
+    ],
+)
+def test_the_console_command_freezes_before_exit_after_front_end_commands_only(
+    argv, frozen, code, monkeypatch, capsys
+):
+    import flowspec.cli
+
+    calls = []
+    monkeypatch.setattr(flowspec.cli.gc, "freeze", lambda: calls.append(True))
+    monkeypatch.setattr(sys, "argv", ["flowspec", *argv])
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as info:
+        flowspec.cli.run()
+    assert info.value.code == code  # main's status, whether or not it froze
+    assert bool(calls) is frozen
+    capsys.readouterr()
+
+
 # ---- what `check` imports ------------------------------------------------------------------
 def test_check_runs_in_a_real_process():
     p = _run("-m", "flowspec.cli", "check", "specs/demo.flow")
