@@ -145,3 +145,23 @@ def check_one_error(row: Row, tmp_path: Path) -> None:
     _, diags = analyze(main, row.flow, overrides(row))
     errors = [d.code for d in diags if d.severity == "error"]
     assert len(errors) == 1, errors
+
+
+def row_tests(rows: list[Row]):
+    """The three tests every topic file runs over its ``rows``, for it to bind at module level:
+    ``test_error_row_api, test_error_row_cli, test_one_mistake_gives_one_error =
+    row_tests(ROWS)`` (pytest collects them under those names)."""
+
+    @pytest.mark.parametrize("row", params(rows))
+    def test_error_row_api(row: Row, tmp_path: Path):
+        check_api(row, tmp_path)
+
+    @pytest.mark.parametrize("row", params([r for r in rows if r.cli]))
+    def test_error_row_cli(row: Row, tmp_path: Path, cli):
+        check_cli(row, tmp_path, cli)
+
+    @pytest.mark.parametrize("row", one_error_params(rows))
+    def test_one_mistake_gives_one_error(row: Row, tmp_path: Path):
+        check_one_error(row, tmp_path)
+
+    return test_error_row_api, test_error_row_cli, test_one_mistake_gives_one_error

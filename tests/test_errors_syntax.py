@@ -4,19 +4,8 @@ and the hand-written messages of the common mistakes (``flowspec.parse.COMMON_MI
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from error_rows import (
-    IN4,
-    SQ8,
-    Row,
-    check_api,
-    check_cli,
-    check_one_error,
-    one_error_params,
-    params,
-)
+from error_rows import IN4, SQ8, Row, row_tests
 from flowtext import t
 
 from flowspec.errors import FlowSpecError
@@ -116,19 +105,7 @@ ROWS: list[Row] = [
 ]
 
 
-@pytest.mark.parametrize("row", params(ROWS))
-def test_error_row_api(row: Row, tmp_path: Path):
-    check_api(row, tmp_path)
-
-
-@pytest.mark.parametrize("row", params([r for r in ROWS if r.cli]))
-def test_error_row_cli(row: Row, tmp_path: Path, cli):
-    check_cli(row, tmp_path, cli)
-
-
-@pytest.mark.parametrize("row", one_error_params(ROWS))
-def test_one_mistake_gives_one_error(row: Row, tmp_path: Path):
-    check_one_error(row, tmp_path)
+test_error_row_api, test_error_row_cli, test_one_mistake_gives_one_error = row_tests(ROWS)
 
 
 # ---- the hand-written syntax messages ------------------------------------------------------
